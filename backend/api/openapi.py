@@ -1,0 +1,112 @@
+"""The OpenAPI description of ``/api``, served at ``GET /api/openapi.json``.
+
+Kept next to the routes and checked by a test that every API route is described here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+
+from backend.api import bp
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _err(*statuses: int) -> dict[str, Any]:
+    return {str(s): {"description": "Error", "content": {"application/json": {"schema": _ERROR}}} for s in statuses}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+_SYNC = {"$ref": "#/components/schemas/Sync"}
+
+# Operations, by path and method. Modules that add routes extend this mapping.
+PATHS: dict[str, dict[str, Any]] = {
+    "/api/config": {"get": {"summary": "Public client configuration", "security": [],
+                            "responses": {"200": _json({"type": "object"})}}},
+    "/api/session": {
+        "post": {
+            "summary": "Trade a one-time sign-in code for a bearer token",
+            "security": [],
+            "requestBody": _body({
+                "type": "object", "required": ["code", "mailbox"],
+                "properties": {"code": {"type": "string"}, "mailbox": {"type": "string", "format": "email"},
+                               "mailbox_proof": {"type": "string"}},
+            }),
+            "responses": {"201": _json({"type": "object", "properties": {
+                "token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}}}),
+                **_err(400, 401, 413, 415, 503)},
+        },
+        "delete": {"summary": "Log out this task pane",
+                   "responses": {"204": {"description": "Logged out"}, **_err(401)}},
+    },
+    "/api/dialog": {"post": {
+        "summary": "Start URL of a sign-in dialog with a single-use ticket",
+        "requestBody": _body({"type": "object", "required": ["provider"], "properties": {
+            "provider": {"type": "string", "enum": ["salesforce", "microsoft", "google"]}}}),
+        "responses": {"200": _json({"type": "object", "properties": {"url": {"type": "string"}}}),
+                      **_err(400, 401, 409)},
+    }},
+    "/api/me": {"get": {"summary": "The user, the add-in mailbox and the Salesforce account",
+                        "responses": {"200": _json({"type": "object"}), **_err(401)}}},
+    "/api/sync": {"get": {"summary": "Sync state", "responses": {"200": _json(_SYNC), **_err(401)}}},
+    "/api/sync/settings": {"put": {
+        "summary": "What to sync and the personal blocklist",
+        "requestBody": _body({"type": "object", "properties": {
+            "sync_emails": {"type": "boolean"}, "sync_events": {"type": "boolean"},
+            "cancelled_events": {"type": "string", "enum": ["mark", "delete"]},
+            "blocklist": {"type": "array", "items": {"type": "string"}}}}),
+        "responses": {"200": _json(_SYNC), **_err(400, 401)},
+    }},
+    "/api/sync/pause": {"post": {"summary": "Pause sync", "responses": {"200": _json(_SYNC), **_err(401, 409)}}},
+    "/api/sync/resume": {"post": {"summary": "Resume sync", "responses": {"200": _json(_SYNC), **_err(401, 409)}}},
+    "/api/sync/deactivate": {"post": {"summary": "Deactivate sync",
+                                      "responses": {"200": _json(_SYNC), **_err(401, 409)}}},
+    "/api/sync/run": {"post": {"summary": "Sync now", "responses": {"202": _json(_SYNC), **_err(401, 409)}}},
+    "/api/openapi.json": {"get": {"summary": "This document", "security": [],
+                                  "responses": {"200": _json({"type": "object"})}}},
+}
+
+COMPONENTS: dict[str, Any] = {
+    "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    "schemas": {
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+        "Sync": {"type": "object", "properties": {
+            "state": {"type": "string",
+                      "enum": ["not_activated", "running", "paused", "disabled_error", "deactivated"]},
+            "provider": {"type": ["string", "null"]},
+            "mailbox": {"type": ["string", "null"]},
+            "last_run": {"type": ["object", "null"]},
+            "next_run": {"type": ["string", "null"], "format": "date-time"},
+            "error": {"type": ["object", "null"]},
+            "settings": {"type": "object"},
+        }},
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Sidebar Sync API", "version": "1"},
+        "security": [{"bearer": []}],
+        "paths": PATHS,
+        "components": COMPONENTS,
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """The OpenAPI description of this API."""
+    return jsonify(document())

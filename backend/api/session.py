@@ -1,0 +1,178 @@
+"""Sessions, sign-in dialogs and the current user: ``/api/session``, ``/api/dialog``, ``/api/me``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Response, jsonify, request
+
+from backend.api import bp
+from backend.api.errors import ApiError
+from backend.api.tokens import authenticate, current_user, issue_token
+from backend.api.validation import choice_field, email_field, json_body, text_field
+from backend.auth.common import issue_ticket, redeem_dialog_code
+from backend.auth.salesforce import credentials_for, oauth_client
+from backend.connectors.errors import AuthRevoked, Unavailable
+from backend.extensions import services
+from backend.security import proofs
+from backend.security.identity import ProofInvalid
+from backend.store.users import User
+
+log = logging.getLogger(__name__)
+
+# Routes that work without a bearer token.
+PUBLIC_ENDPOINTS = {"api.create_session", "api.openapi_document", "api.client_config"}
+SALESFORCE_CHECK_SECONDS = 300
+
+
+@bp.before_request
+def _require_token() -> None:
+    if request.endpoint in PUBLIC_ENDPOINTS or request.method == "OPTIONS":
+        return
+    if request.endpoint is None:
+        return  # unknown route: let the 404 handler answer in JSON
+    authenticate()
+
+
+@bp.after_request
+def _no_store(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.get("/config")
+def client_config() -> Response:
+    """What the task pane needs to know before login (no secrets)."""
+    settings = services().settings
+    return jsonify({
+        "providers": {
+            "salesforce": settings.salesforce_configured,
+            "microsoft": settings.microsoft_configured,
+            "google": settings.google_configured,
+            "exchange": True,
+        },
+        "naa": {
+            "client_id": settings.MS_CLIENT_ID,
+            "scope": f"{settings.MS_API_AUDIENCE or ('api://' + settings.public_host + '/' + settings.MS_CLIENT_ID)}/"
+                     f"{settings.MS_API_SCOPE}" if settings.MS_CLIENT_ID else "",
+        },
+        "require_mailbox_proof": settings.REQUIRE_MAILBOX_PROOF,
+    })
+
+
+@bp.post("/session")
+def create_session() -> Any:
+    """Trade a one-time dialog code (once) for a bearer token, recording the add-in mailbox."""
+    data = json_body()
+    code = text_field(data, "code", max_len=2048)
+    mailbox = email_field(data, "mailbox", label="The add-in mailbox")
+    proof = text_field(data, "mailbox_proof", required=False, max_len=16_384, label="mailbox_proof")
+    settings = services().settings
+    if not proof and settings.REQUIRE_MAILBOX_PROOF:
+        # Checked before the code is spent, so the pane can retry with a proof.
+        raise ApiError(401, "mailbox_proof_required",
+                       "Outlook did not confirm which mailbox this is. Reopen the add-in and try again.")
+    verified = None
+    if proof:
+        try:
+            verified = proofs.verify(settings, proof, mailbox)
+        except ProofInvalid as exc:
+            status = 503 if exc.code == "identity_unavailable" else 401
+            raise ApiError(status, exc.code, str(exc)) from None
+    uid = redeem_dialog_code(code)
+    if uid is None:
+        raise ApiError(400, "invalid_code",
+                       "This sign-in code is not valid or was already used. Log in to Salesforce again.")
+    store = services().store
+    user = store.users.get(uid)
+    if user is None:
+        raise ApiError(400, "invalid_code", "This sign-in code is not valid. Log in to Salesforce again.")
+    store.users.update(
+        uid,
+        addin_mailbox=mailbox,
+        addin_mailbox_verified=verified is not None,
+        addin_identity=verified.identity if verified else "",
+    )
+    issued = issue_token(uid)
+    log.info("api session created uid=%s verified=%s", uid, verified is not None)
+    if verified is not None:
+        # Where the mailbox can be connected without a password (Microsoft 365 with consent
+        # given), sync starts now; hooks decide, and never fail the login.
+        proofs.after_login(store.users.get(uid) or user, verified)
+    return jsonify({"token": issued.token, "expires_at": issued.expires_at}), 201
+
+
+@bp.delete("/session")
+def delete_session() -> Any:
+    """Log out this task pane (sync keeps running server-to-server)."""
+    from flask import g
+
+    services().store.sessions.revoke(g.sid)
+    return Response(status=204)
+
+
+@bp.post("/dialog")
+def dialog() -> Response:
+    """The start URL of a sign-in dialog, with a short-lived single-use ticket naming the user."""
+    data = json_body()
+    provider = choice_field(data, "provider", ("salesforce", "microsoft", "google"))
+    settings = services().settings
+    configured = {
+        "salesforce": settings.salesforce_configured,
+        "microsoft": settings.microsoft_configured,
+        "google": settings.google_configured,
+    }[provider]
+    if not configured:
+        raise ApiError(409, "provider_not_configured",
+                       f"Sign-in with {provider.title()} is not configured on this server.")
+    user = current_user()
+    url = f"{settings.PUBLIC_BASE_URL}/auth/{provider}/start?ticket={issue_ticket(user.id, provider)}"
+    if provider == "salesforce":
+        url += f"&env={user.environment}"
+        if user.environment == "mydomain":
+            from urllib.parse import quote, urlsplit
+
+            url += f"&domain={quote(urlsplit(user.login_url).netloc)}"
+    return jsonify({"url": url})
+
+
+def check_salesforce(user: User) -> None:
+    """Prove the user's Salesforce login still works (refreshing when needed), at most every few minutes."""
+    store = services().store
+    if not store.once.first_use("salesforce-check", user.id, SALESFORCE_CHECK_SECONDS):
+        return
+    credentials = credentials_for(user)
+    try:
+        credentials.call(oauth_client().userinfo)
+    except AuthRevoked as exc:
+        reason = f"Salesforce no longer accepts your login ({exc.message})"
+        store.users.update(user.id, salesforce_status="revoked", salesforce_status_reason=reason)
+        credentials.forget()
+        store.sessions.revoke_all(user.id)
+        log.warning("salesforce login revoked uid=%s", user.id)
+        raise ApiError(401, "salesforce_revoked", f"{reason}. Log in to Salesforce again.") from None
+    except Unavailable:
+        # Salesforce down is not the person's problem to fix; check again next time.
+        store.redis.delete(store.keys("once", "salesforce-check", user.id))
+
+
+@bp.get("/me")
+def me() -> Response:
+    """The user, the add-in mailbox and the Salesforce account."""
+    user = current_user()
+    check_salesforce(user)
+    user = services().store.users.get(user.id) or user
+    proof_kind = user.addin_identity.split(":", 1)[0] if user.addin_identity else None
+    return jsonify({
+        "user": {"id": user.id, "name": user.display_name, "email": user.email},
+        "mailbox": {"address": user.addin_mailbox, "verified": user.addin_mailbox_verified, "proof": proof_kind},
+        "salesforce": {
+            "username": user.username,
+            "org_id": user.org_id,
+            "instance_url": user.instance_url,
+            "environment": user.environment,
+            "status": user.salesforce_status,
+        },
+        "is_admin": user.is_admin,
+    })

@@ -1,0 +1,163 @@
+"""Sync state and controls for the task pane: ``/api/sync`` and its actions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Response, jsonify
+
+from backend.api import bp
+from backend.api.errors import ApiError
+from backend.api.tokens import current_user
+from backend.api.validation import bool_field, choice_field, json_body
+from backend.extensions import services
+from backend.store.mailboxes import InvalidTransition, SyncMailbox, SyncState
+from backend.sync.settings import normalise_blocklist
+
+STATE_LABELS = {
+    SyncState.NOT_ACTIVATED: "Sync is not activated",
+    SyncState.RUNNING: "Sync is running",
+    SyncState.PAUSED: "Sync is paused",
+    SyncState.DISABLED_ERROR: "Sync is disabled due to an error",
+    SyncState.DEACTIVATED: "Sync is deactivated",
+}
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as an ISO 8601 UTC string (None stays None)."""
+    if not ts:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")
+
+
+def sync_view(mailbox: SyncMailbox) -> dict[str, Any]:
+    """The JSON the task pane shows for a sync mailbox."""
+    svc = services()
+    next_run = svc.store.schedule.next_of(mailbox.id) if mailbox.state is SyncState.RUNNING else None
+    org = svc.store.orgs.get(mailbox.org_id)
+    backoff = None
+    if org.api_backoff_until and org.api_backoff_until > datetime.now(tz=UTC).timestamp():
+        backoff = {
+            "reason": "salesforce_api_budget",
+            "message": "Your organisation is close to its daily Salesforce API limit, so background sync "
+                       "runs less often for now. Saving from the sidebar still works.",
+            "until": iso(org.api_backoff_until),
+        }
+    error = dict(mailbox.error) if mailbox.error else None
+    if error and "since" in error:
+        error["since"] = iso(error["since"])
+    return {
+        "state": mailbox.state.value,
+        "state_label": STATE_LABELS[mailbox.state],
+        "provider": mailbox.provider or None,
+        "mailbox": mailbox.address or None,
+        "activated_at": iso(mailbox.activated_at),
+        "last_run": mailbox.last_run,
+        "next_run": iso(next_run),
+        "interval_seconds": mailbox.interval_seconds or svc.settings.SYNC_INTERVAL_SECONDS,
+        "error": error,
+        "auth_failures": mailbox.auth_failures,
+        "backoff": backoff,
+        "settings": mailbox.settings,
+        "connection": {k: v for k, v in mailbox.connection.items() if k in ("login", "ews_url", "tenant_id")},
+    }
+
+
+def _mailbox() -> SyncMailbox:
+    user = current_user()
+    return services().store.mailboxes.ensure(user.id, user.org_id)
+
+
+@bp.get("/sync")
+def get_sync() -> Response:
+    """State, provider, mailbox, last and next run, settings."""
+    return jsonify(sync_view(_mailbox()))
+
+
+@bp.put("/sync/settings")
+def put_sync_settings() -> Response:
+    """Change what to sync and the personal blocklist."""
+    data = json_body()
+    unknown = set(data) - {"sync_emails", "sync_events", "blocklist", "cancelled_events"}
+    if unknown:
+        raise ApiError(400, "invalid_input", f"Unknown setting: {', '.join(sorted(unknown))}.")
+    mailbox = _mailbox()
+    settings = dict(mailbox.settings)
+    for name in ("sync_emails", "sync_events"):
+        value = bool_field(data, name)
+        if value is not None:
+            settings[name] = value
+    if "cancelled_events" in data:
+        settings["cancelled_events"] = choice_field(data, "cancelled_events", ("mark", "delete"))
+    if "blocklist" in data:
+        try:
+            settings["blocklist"] = normalise_blocklist(data["blocklist"])
+        except ValueError as exc:
+            raise ApiError(400, "invalid_input", str(exc), field="blocklist") from None
+    services().store.mailboxes.update(mailbox.id, settings=settings)
+    return jsonify(sync_view(_mailbox()))
+
+
+def _transition(action: str) -> Response:
+    mailbox = _mailbox()
+    repo = services().store.mailboxes
+    try:
+        if action == "pause":
+            mailbox = repo.pause(mailbox.id)
+            services().store.schedule.remove(mailbox.id)
+        elif action == "resume":
+            mailbox = repo.resume(mailbox.id)
+            _schedule_now(mailbox.id)
+        elif action == "deactivate":
+            mailbox = repo.deactivate(mailbox.id)
+            services().store.schedule.remove(mailbox.id)
+    except InvalidTransition as exc:
+        raise ApiError(409, "invalid_state", _transition_message(exc.current, action)) from None
+    return jsonify(sync_view(mailbox))
+
+
+def _transition_message(state: SyncState, action: str) -> str:
+    if state is SyncState.NOT_ACTIVATED or state is SyncState.DEACTIVATED:
+        return "Sync is not activated. Set it up first."
+    if state is SyncState.DISABLED_ERROR:
+        return "Sync is disabled due to an error. Reconnect your mailbox to re-enable it."
+    verbs = {"pause": "paused", "resume": "resumed", "deactivate": "deactivated", "run": "run now"}
+    return f"Sync is {state.value.replace('_', ' ')}, so it cannot be {verbs.get(action, action)}."
+
+
+def _schedule_now(mid: str) -> bool:
+    from backend.jobs.sync import enqueue_sync
+
+    services().store.schedule.set_next(mid, datetime.now(tz=UTC).timestamp())
+    return enqueue_sync(mid, interactive=True)
+
+
+@bp.post("/sync/pause")
+def pause() -> Response:
+    """Pause sync (credentials and cursors kept)."""
+    return _transition("pause")
+
+
+@bp.post("/sync/resume")
+def resume() -> Response:
+    """Resume a paused sync (runs at once)."""
+    return _transition("resume")
+
+
+@bp.post("/sync/deactivate")
+def deactivate() -> Response:
+    """Deactivate sync: mailbox credentials and cursors removed; the Salesforce login stays."""
+    return _transition("deactivate")
+
+
+@bp.post("/sync/run")
+def run_now() -> Any:
+    """Sync now: enqueue a run at once (interactive queue)."""
+    mailbox = _mailbox()
+    if mailbox.state is not SyncState.RUNNING:
+        raise ApiError(409, "invalid_state", _transition_message(mailbox.state, "run"))
+    queued = _schedule_now(mailbox.id)
+    body = sync_view(mailbox)
+    body["queued"] = queued
+    return jsonify(body), 202

@@ -1,0 +1,128 @@
+"""What every sign-in dialog shares: OAuth state, dialog tickets, and the page that ends a dialog.
+
+A dialog is a top-level window (``displayDialogAsync``): its Flask-Session cookie is first-party
+there, and holds the flow in progress (state nonce, PKCE verifier, the user the ticket named).
+The dialog ends on :func:`dialog_result`, a page that hands the task pane a JSON string through
+``Office.context.ui.messageParent``: ``{"status": "ok", ...}`` or
+``{"status": "error", "error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Response, render_template, request, session
+
+from backend.extensions import services
+from backend.security.crypto import Purpose, SignatureInvalid, SignatureTooOld, random_token
+
+log = logging.getLogger(__name__)
+
+STATE_MAX_AGE = 15 * 60
+TICKET_MAX_AGE = 5 * 60
+DIALOG_CODE_MAX_AGE = 5 * 60
+_NOT_THIS_SIGN_IN = "The sign-in answer was not for this sign-in. Start the sign-in again."
+_START_AGAIN = "Start again from the add-in."
+
+
+class DialogError(Exception):
+    """Ends a sign-in dialog with an error page (and the same error sent to the task pane)."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def dialog_result(payload: dict[str, Any], status: int = 200, heading: str = "", message: str = "") -> Response:
+    """The page that ends a dialog and passes ``payload`` to the task pane."""
+    ok = payload.get("status") == "ok"
+    html = render_template(
+        "dialog_result.html",
+        payload=payload,
+        heading=heading or ("You're signed in" if ok else "Sign-in did not complete"),
+        message=message or ("You can close this window." if ok else str(payload.get("error", {}).get("message", ""))),
+        ok=ok,
+    )
+    resp = Response(html, status=status, mimetype="text/html")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def dialog_error(exc: DialogError) -> Response:
+    """The error page for a failed dialog."""
+    return dialog_result({"status": "error", "error": {"code": exc.code, "message": exc.message}}, status=exc.status)
+
+
+def begin_state(provider: str, **extra: Any) -> str:
+    """Start an OAuth flow in this dialog: returns the signed ``state`` to send to the provider."""
+    nonce = random_token(24)
+    session[f"oauth:{provider}"] = {"nonce": nonce, **extra}
+    return services().signer.sign(Purpose.OAUTH_STATE, {"n": nonce, "p": provider})
+
+
+def finish_state(provider: str) -> dict[str, Any]:
+    """Check the callback's ``state`` (signature, this dialog's flow, used once); return the flow."""
+    raw = request.args.get("state", "")
+    if not raw:
+        raise DialogError("state_missing", "The sign-in answer had no state. Start the sign-in again.")
+    try:
+        payload = services().signer.unsign(Purpose.OAUTH_STATE, raw, max_age=STATE_MAX_AGE)
+    except SignatureTooOld:
+        raise DialogError("state_expired", "The sign-in took too long. Start the sign-in again.") from None
+    except SignatureInvalid:
+        raise DialogError("state_invalid", _NOT_THIS_SIGN_IN) from None
+    nonce = str(payload.get("n", ""))
+    if payload.get("p") != provider or not nonce:
+        raise DialogError("state_invalid", _NOT_THIS_SIGN_IN)
+    # Replays are refused even from the same window: the first use marks the nonce.
+    if not services().store.once.first_use("oauth-state", nonce, STATE_MAX_AGE):
+        raise DialogError("state_replayed", "This sign-in answer was already used. Start the sign-in again.")
+    flow = session.pop(f"oauth:{provider}", None)
+    if not isinstance(flow, dict) or flow.get("nonce") != nonce:
+        raise DialogError(
+            "state_mismatch",
+            "This sign-in was started in another window or session. Start the sign-in again from the add-in.",
+        )
+    return flow
+
+
+def issue_dialog_code(uid: str, **extra: str) -> str:
+    """A one-time code the task pane trades at ``POST /api/session`` (or uses to refresh its view)."""
+    nonce = random_token(24)
+    svc = services()
+    svc.store.once.put("dialog-code", nonce, uid, DIALOG_CODE_MAX_AGE)
+    return svc.signer.sign(Purpose.DIALOG_CODE, {"n": nonce, **extra})
+
+
+def redeem_dialog_code(code: str) -> str | None:
+    """The uid a one-time code stands for, or None (tampered, expired, or already used)."""
+    try:
+        payload = services().signer.unsign(Purpose.DIALOG_CODE, code, max_age=DIALOG_CODE_MAX_AGE)
+    except SignatureInvalid:
+        return None
+    return services().store.once.take("dialog-code", str(payload.get("n", "")))
+
+
+def issue_ticket(uid: str, provider: str) -> str:
+    """A short-lived, single-use ticket naming the user, for a dialog's start URL."""
+    return services().signer.sign(Purpose.DIALOG_TICKET, {"u": uid, "p": provider, "n": random_token(16)})
+
+
+def redeem_ticket(provider: str, ticket: str) -> str:
+    """The uid a dialog ticket names; DialogError when tampered, expired, reused or for another provider."""
+    if not ticket:
+        raise DialogError("ticket_missing", "Open this sign-in from the add-in's Sync settings.", 401)
+    try:
+        payload = services().signer.unsign(Purpose.DIALOG_TICKET, ticket, max_age=TICKET_MAX_AGE)
+    except SignatureTooOld:
+        raise DialogError("ticket_expired", f"This sign-in link has expired. {_START_AGAIN}", 401) from None
+    except SignatureInvalid:
+        raise DialogError("ticket_invalid", f"This sign-in link is not valid. {_START_AGAIN}", 401) from None
+    if payload.get("p") != provider:
+        raise DialogError("ticket_invalid", "This sign-in link is for another service.", 401)
+    if not services().store.once.first_use("dialog-ticket", str(payload.get("n", "")), TICKET_MAX_AGE):
+        raise DialogError("ticket_used", "This sign-in link was already used. Start again from the add-in.", 401)
+    return str(payload.get("u", ""))

@@ -1,0 +1,229 @@
+"""Every setting, read from the environment in one place and checked at start.
+
+Nothing else in the package reads ``os.environ``: code receives a :class:`Settings` (through
+``current_app.extensions["settings"]`` or as an argument), and tests build one from a mapping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line naming it."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be on/off (got {raw!r})")
+
+
+def _int(name: str, raw: str, minimum: int, maximum: int) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number (got {raw!r})") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum} (got {value})")
+    return value
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _https_url(name: str, raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigError(f"{name} must be an https URL (got {raw!r})")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The application's configuration; field names are the environment variable names."""
+
+    SIDEBAR_ENV: str = "production"
+    SECRET_KEY: str = ""
+    ENCRYPTION_KEYS: tuple[str, ...] = ()
+    REDIS_URL: str = ""
+    # Every Redis key the application writes starts with this, so several deployments (or test
+    # runs) can share one server. RQ's own keys live in the database chosen by REDIS_URL.
+    KEY_PREFIX: str = "ss:"
+    PUBLIC_BASE_URL: str = "https://localhost:3000"
+
+    SALESFORCE_CLIENT_ID: str = ""
+    SALESFORCE_CLIENT_SECRET: str = ""
+    SALESFORCE_LOGIN_URL: str = "https://login.salesforce.com"
+    SALESFORCE_SANDBOX_URL: str = "https://test.salesforce.com"
+    # Extra login hosts (beyond Salesforce's own domains) a person may type as "My Domain".
+    SALESFORCE_ALLOWED_HOSTS: tuple[str, ...] = ()
+    SALESFORCE_API_VERSION: str = "62.0"
+
+    MS_CLIENT_ID: str = ""
+    MS_CLIENT_SECRET: str = ""
+    MS_AUTHORITY: str = "https://login.microsoftonline.com/organizations"
+    # Audience of the add-in's Nested App Authentication token (our API's application id URI);
+    # the client id itself is also accepted, as Entra issues either form.
+    MS_API_AUDIENCE: str = ""
+    MS_API_SCOPE: str = "access_as_user"
+    # Tenants allowed to use the add-in (empty: any tenant).
+    MS_ALLOWED_TENANTS: tuple[str, ...] = ()
+    GRAPH_URL: str = "https://graph.microsoft.com"
+
+    GOOGLE_CLIENT_ID: str = ""
+    GOOGLE_CLIENT_SECRET: str = ""
+    GOOGLE_AUTH_URL: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    GOOGLE_TOKEN_URL: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
+    GMAIL_API_URL: str = "https://gmail.googleapis.com"
+
+    OUTBOUND_CA_BUNDLE: str = ""
+    OUTBOUND_TIMEOUT_SECONDS: int = 20
+    EWS_ALLOWED_HOSTS: tuple[str, ...] = ()
+    REQUIRE_MAILBOX_PROOF: bool = True
+
+    SMTP_URL: str = ""
+    MAIL_FROM: str = ""
+
+    SYNC_INTERVAL_SECONDS: int = 1800
+    BACKFILL_DAYS: int = 6
+    MAX_AUTH_FAILURES: int = 6
+    SF_API_BUDGET_PERCENT: int = 80
+
+    API_TOKEN_TTL_SECONDS: int = 7 * 24 * 3600
+    LOG_LEVEL: str = "INFO"
+
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def development(self) -> bool:
+        """True when running on a developer's machine (relaxed requirements)."""
+        return self.SIDEBAR_ENV == "development"
+
+    @property
+    def salesforce_configured(self) -> bool:
+        """True when the Salesforce connected app is set."""
+        return bool(self.SALESFORCE_CLIENT_ID and self.SALESFORCE_CLIENT_SECRET)
+
+    @property
+    def microsoft_configured(self) -> bool:
+        """True when the Entra ID application is set."""
+        return bool(self.MS_CLIENT_ID and self.MS_CLIENT_SECRET)
+
+    @property
+    def google_configured(self) -> bool:
+        """True when the Google OAuth client is set."""
+        return bool(self.GOOGLE_CLIENT_ID and self.GOOGLE_CLIENT_SECRET)
+
+    @property
+    def public_host(self) -> str:
+        """The host[:port] of PUBLIC_BASE_URL."""
+        return urlsplit(self.PUBLIC_BASE_URL).netloc
+
+    @classmethod
+    def load(cls, source: Mapping[str, Any]) -> Settings:
+        """Build settings from a mapping of environment-style names; raise ConfigError when invalid."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        raw: dict[str, Any] = {}
+        for name in known:
+            if name in source and source[name] is not None:
+                raw[name] = source[name]
+        extra = {k: v for k, v in source.items() if k not in known}
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra" or f.name not in raw:
+                continue
+            value = raw[f.name]
+            values[f.name] = _coerce(f.name, f.default, value)
+        env = str(values.get("SIDEBAR_ENV", cls.SIDEBAR_ENV)).strip().lower()
+        if env not in {"production", "development"}:
+            raise ConfigError(f"SIDEBAR_ENV must be production or development (got {env!r})")
+        values["SIDEBAR_ENV"] = env
+        if "REQUIRE_MAILBOX_PROOF" not in raw:
+            values["REQUIRE_MAILBOX_PROOF"] = env == "production"
+        settings = cls(**values, extra=extra)
+        settings.check()
+        return settings
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from the process environment."""
+        return cls.load(os.environ if environ is None else environ)
+
+    def check(self) -> None:
+        """Refuse to start with a configuration that is missing or unsafe (one line, naming it)."""
+        if not self.development:
+            missing = [
+                name
+                for name in (
+                    "SECRET_KEY",
+                    "ENCRYPTION_KEYS",
+                    "REDIS_URL",
+                    "SALESFORCE_CLIENT_ID",
+                    "SALESFORCE_CLIENT_SECRET",
+                )
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ConfigError(
+                    "missing required setting(s) for production: " + ", ".join(missing)
+                )
+            if len(self.SECRET_KEY) < 32:
+                raise ConfigError("SECRET_KEY must be at least 32 characters in production")
+        for name in ("PUBLIC_BASE_URL", "SALESFORCE_LOGIN_URL", "SALESFORCE_SANDBOX_URL",
+                     "MS_AUTHORITY", "GRAPH_URL", "GOOGLE_AUTH_URL", "GOOGLE_TOKEN_URL",
+                     "GMAIL_API_URL"):
+            _https_url(name, getattr(self, name))
+        if self.ENCRYPTION_KEYS:
+            # Imported here so that config stays importable without the crypto stack.
+            from backend.security.crypto import InvalidKey, check_keys
+
+            try:
+                check_keys(self.ENCRYPTION_KEYS)
+            except InvalidKey as exc:
+                raise ConfigError(f"ENCRYPTION_KEYS: {exc}") from None
+        if self.OUTBOUND_CA_BUNDLE and not os.path.isfile(self.OUTBOUND_CA_BUNDLE):
+            raise ConfigError(f"OUTBOUND_CA_BUNDLE is not a readable file: {self.OUTBOUND_CA_BUNDLE}")
+        if self.SMTP_URL and not self.MAIL_FROM:
+            raise ConfigError("MAIL_FROM is required when SMTP_URL is set")
+        if not self.KEY_PREFIX or any(c.isspace() for c in self.KEY_PREFIX):
+            raise ConfigError("KEY_PREFIX must be a non-empty string without spaces")
+
+
+_LIMITS: dict[str, tuple[int, int]] = {
+    "SYNC_INTERVAL_SECONDS": (60, 7 * 24 * 3600),
+    "BACKFILL_DAYS": (0, 365),
+    "MAX_AUTH_FAILURES": (1, 1000),
+    "SF_API_BUDGET_PERCENT": (1, 100),
+    "API_TOKEN_TTL_SECONDS": (60, 90 * 24 * 3600),
+    "OUTBOUND_TIMEOUT_SECONDS": (1, 600),
+}
+
+
+def _coerce(name: str, default: Any, value: Any) -> Any:
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else _bool(name, str(value))
+    if isinstance(default, int):
+        low, high = _LIMITS.get(name, (0, 2**31))
+        return _int(name, str(value), low, high)
+    if isinstance(default, tuple):
+        if isinstance(value, list | tuple):
+            return tuple(str(v).strip() for v in value if str(v).strip())
+        return _list(str(value))
+    text = str(value).strip()
+    if name.endswith("_URL") or name in {"MS_AUTHORITY", "PUBLIC_BASE_URL"}:
+        text = text.rstrip("/")
+    return text

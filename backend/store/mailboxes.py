@@ -1,0 +1,260 @@
+"""Sync mailboxes: the state of sync for one user, changed only through this repository's methods.
+
+One user has one sync mailbox; its id is the user's id. The state is an enum, and every change of
+state is an atomic transition (WATCH/MULTI) from a set of allowed states, so a run finishing while
+the person presses Pause can never undo the pause.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+from backend.store.codec import decode, encode, encode_value
+from backend.store.keys import Keys
+from backend.store.secrets import SecretStore
+
+
+class SyncState(StrEnum):
+    """Where sync stands for a mailbox (names are part of the HTTP contract)."""
+
+    NOT_ACTIVATED = "not_activated"
+    RUNNING = "running"
+    PAUSED = "paused"
+    DISABLED_ERROR = "disabled_error"
+    DEACTIVATED = "deactivated"
+
+
+class InvalidTransition(Exception):
+    """The requested change does not apply to the mailbox's current state."""
+
+    def __init__(self, current: SyncState, action: str) -> None:
+        super().__init__(f"cannot {action} while sync is {current.value}")
+        self.current = current
+        self.action = action
+
+
+def default_settings() -> dict[str, Any]:
+    """What a new user syncs: emails and events; cancelled meetings are marked, not deleted."""
+    return {
+        "sync_emails": True,
+        "sync_events": True,
+        "blocklist": [],
+        "cancelled_events": "mark",
+    }
+
+
+@dataclass
+class SyncMailbox:
+    """Sync state and settings of one mailbox. Credentials live in the secret store."""
+
+    id: str
+    user_id: str
+    org_id: str
+    state: SyncState = SyncState.NOT_ACTIVATED
+    provider: str = ""
+    address: str = ""
+    aliases: list[str] = field(default_factory=list)
+    # Non-secret connection details (Exchange login and EWS URL, Microsoft tenant, ...).
+    connection: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=default_settings)
+    # Why sync stopped or is failing: {"code", "message", "since"}; None when healthy.
+    error: dict[str, Any] | None = None
+    auth_failures: int = 0
+    # Id of the incident the user was already emailed about (one email per incident).
+    notified_incident: str = ""
+    activated_at: float = 0.0
+    paused_at: float = 0.0
+    last_run: dict[str, Any] | None = None
+    # Seconds between background runs now (stretched after quiet runs).
+    interval_seconds: int = 0
+    quiet_runs: int = 0
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.state = SyncState(self.state)
+
+    @property
+    def activated(self) -> bool:
+        """True in the states where a connection exists."""
+        return self.state in (SyncState.RUNNING, SyncState.PAUSED, SyncState.DISABLED_ERROR)
+
+
+# Which states each action may start from.
+_FROM: dict[str, frozenset[SyncState]] = {
+    "activate": frozenset(SyncState),
+    "pause": frozenset({SyncState.RUNNING}),
+    "resume": frozenset({SyncState.PAUSED}),
+    "deactivate": frozenset({SyncState.RUNNING, SyncState.PAUSED, SyncState.DISABLED_ERROR}),
+    "disable": frozenset({SyncState.RUNNING}),
+}
+
+
+class MailboxRepo:
+    """Reads sync mailboxes and applies state transitions atomically."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, secrets: SecretStore) -> None:
+        self._r = client
+        self._keys = keys
+        self._secrets = secrets
+
+    def _key(self, mid: str) -> str:
+        return self._keys("mailbox", mid)
+
+    def get(self, mid: str) -> SyncMailbox | None:
+        """The mailbox, or None."""
+        data = self._r.hgetall(self._key(mid))
+        return decode(SyncMailbox, data) if data else None  # type: ignore[arg-type]
+
+    def ensure(self, uid: str, org_id: str) -> SyncMailbox:
+        """The user's sync mailbox, created as not activated when missing (seeded at login)."""
+        existing = self.get(uid)
+        if existing is not None:
+            return existing
+        fresh = SyncMailbox(id=uid, user_id=uid, org_id=org_id)
+        # HSETNX on the id field makes creation race-free: a concurrent ensure keeps the first.
+        if self._r.hsetnx(self._key(uid), "id", encode_value(uid)):
+            mapping = encode(fresh)
+            mapping.pop("id")
+            self._r.hset(self._key(uid), mapping=mapping)  # type: ignore[arg-type]
+            self._r.sadd(self._keys("mailboxes"), uid)
+        return self.get(uid) or fresh
+
+    def all_ids(self) -> list[str]:
+        """Every mailbox id."""
+        return sorted(str(m) for m in self._r.smembers(self._keys("mailboxes")))
+
+    def _transition(self, mid: str, action: str, changes: dict[str, Any]) -> SyncMailbox:
+        allowed = _FROM[action]
+        key = self._key(mid)
+        with self._r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.hget(key, "state")
+                    if raw is None:
+                        raise KeyError(mid)
+                    current = SyncState(json.loads(raw))
+                    if current not in allowed:
+                        raise InvalidTransition(current, action)
+                    changes["updated_at"] = time.time()
+                    pipe.multi()
+                    pipe.hset(key, mapping={k: encode_value(v) for k, v in changes.items()})
+                    pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue
+        result = self.get(mid)
+        assert result is not None
+        return result
+
+    def activate(
+        self,
+        mid: str,
+        provider: str,
+        address: str,
+        aliases: Iterable[str] = (),
+        connection: dict[str, Any] | None = None,
+    ) -> SyncMailbox:
+        """Connect (or reconnect) a mailbox: running, errors cleared, cursors kept when same mailbox."""
+        before = self.get(mid)
+        if before is not None and before.address and (
+            before.address.lower() != address.lower() or before.provider != provider
+        ):
+            # Another mailbox: the old cursors describe other folders and must not be reused.
+            self.clear_cursors(mid)
+        return self._transition(
+            mid,
+            "activate",
+            {
+                "state": SyncState.RUNNING,
+                "provider": provider,
+                "address": address.lower(),
+                "aliases": sorted({a.lower() for a in aliases}),
+                "connection": connection or {},
+                "error": None,
+                "auth_failures": 0,
+                "notified_incident": "",
+                "activated_at": time.time(),
+                "quiet_runs": 0,
+                "interval_seconds": 0,
+            },
+        )
+
+    def pause(self, mid: str) -> SyncMailbox:
+        """Stop runs, keeping credentials and cursors."""
+        return self._transition(mid, "pause", {"state": SyncState.PAUSED, "paused_at": time.time()})
+
+    def resume(self, mid: str) -> SyncMailbox:
+        """Start runs again after a pause."""
+        return self._transition(mid, "resume", {"state": SyncState.RUNNING, "paused_at": 0.0})
+
+    def deactivate(self, mid: str) -> SyncMailbox:
+        """Forget the mailbox connection: credentials and cursors removed (Salesforce login stays)."""
+        mailbox = self._transition(
+            mid,
+            "deactivate",
+            {
+                "state": SyncState.DEACTIVATED,
+                "error": None,
+                "auth_failures": 0,
+                "connection": {},
+                "aliases": [],
+            },
+        )
+        self._secrets.delete("mailbox", mid)
+        self.clear_cursors(mid)
+        return mailbox
+
+    def disable(self, mid: str, code: str, message: str) -> SyncMailbox:
+        """Stop sync because of an error that needs the person (shown until they reconnect)."""
+        return self._transition(
+            mid,
+            "disable",
+            {"state": SyncState.DISABLED_ERROR, "error": {"code": code, "message": message, "since": time.time()}},
+        )
+
+    def update(self, mid: str, **changes: object) -> None:
+        """Change fields that are not the state (settings, last run, counters)."""
+        if "state" in changes:
+            raise ValueError("state changes go through the transition methods")
+        changes["updated_at"] = time.time()
+        self._r.hset(self._key(mid), mapping={k: encode_value(v) for k, v in changes.items()})
+
+    def incr_auth_failures(self, mid: str) -> int:
+        """Count one more run in a row that failed on authentication."""
+        with self._r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(self._key(mid))
+                    raw = pipe.hget(self._key(mid), "auth_failures")
+                    count = int(json.loads(raw)) + 1 if raw else 1
+                    pipe.multi()
+                    pipe.hset(self._key(mid), "auth_failures", encode_value(count))
+                    pipe.execute()
+                    return count
+                except redis.WatchError:
+                    continue
+
+    # Cursors live apart from the mailbox hash: they are written after every page of writes.
+    def cursors(self, mid: str) -> dict[str, str]:
+        """The saved connector cursors (folder -> cursor)."""
+        return {str(k): str(v) for k, v in self._r.hgetall(self._keys("cursors", mid)).items()}
+
+    def save_cursor(self, mid: str, folder: str, cursor: str) -> None:
+        """Save one folder's cursor (call only after the writes it covers succeeded)."""
+        self._r.hset(self._keys("cursors", mid), folder, cursor)
+
+    def clear_cursors(self, mid: str, folder: str | None = None) -> None:
+        """Forget cursors (all, or one folder's)."""
+        if folder is None:
+            self._r.delete(self._keys("cursors", mid))
+        else:
+            self._r.hdel(self._keys("cursors", mid), folder)

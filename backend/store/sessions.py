@@ -1,0 +1,44 @@
+"""API sessions behind bearer tokens: a token names a session id, the session can be revoked."""
+
+from __future__ import annotations
+
+import redis
+
+from backend.store.keys import Keys
+
+
+class ApiSessionStore:
+    """Server-side records of issued bearer tokens, so logout and revocation take effect."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._r = client
+        self._keys = keys
+
+    def create(self, sid: str, uid: str, ttl_seconds: int) -> None:
+        """Record a new session for ``uid``."""
+        with self._r.pipeline() as pipe:
+            pipe.set(self._keys("apisession", sid), uid, ex=ttl_seconds)
+            pipe.sadd(self._keys("user", "sessions", uid), sid)
+            pipe.expire(self._keys("user", "sessions", uid), ttl_seconds, gt=True)
+            pipe.execute()
+
+    def owner(self, sid: str) -> str | None:
+        """The uid of a live session, or None when revoked or expired."""
+        value = self._r.get(self._keys("apisession", sid))
+        return str(value) if value is not None else None
+
+    def revoke(self, sid: str) -> None:
+        """End one session (logout)."""
+        uid = self._r.getdel(self._keys("apisession", sid))
+        if uid is not None:
+            self._r.srem(self._keys("user", "sessions", str(uid)), sid)
+
+    def revoke_all(self, uid: str) -> int:
+        """End every session of a user (for example when their Salesforce access was revoked)."""
+        sids = [str(s) for s in self._r.smembers(self._keys("user", "sessions", uid))]
+        with self._r.pipeline() as pipe:
+            for sid in sids:
+                pipe.delete(self._keys("apisession", sid))
+            pipe.delete(self._keys("user", "sessions", uid))
+            pipe.execute()
+        return len(sids)

