@@ -1,0 +1,88 @@
+"""Settings: read in one place, refused at start with one clear line when missing or malformed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from backend.config import ConfigError, Settings
+
+GOOD: dict[str, Any] = {
+    "SECRET_KEY": "k" * 40,
+    "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "SALESFORCE_CLIENT_ID": "id",
+    "SALESFORCE_CLIENT_SECRET": "secret",
+}
+
+
+def test_production_defaults_match_the_contract() -> None:
+    s = Settings.load(GOOD)
+    assert s.SIDEBAR_ENV == "production"
+    assert s.PUBLIC_BASE_URL == "https://localhost:3000"
+    assert s.SALESFORCE_LOGIN_URL == "https://login.salesforce.com"
+    assert s.MS_AUTHORITY == "https://login.microsoftonline.com/organizations"
+    assert s.GRAPH_URL == "https://graph.microsoft.com"
+    assert (s.SYNC_INTERVAL_SECONDS, s.BACKFILL_DAYS, s.MAX_AUTH_FAILURES, s.SF_API_BUDGET_PERCENT) == (1800, 6, 6, 80)
+    assert s.REQUIRE_MAILBOX_PROOF is True
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ENCRYPTION_KEYS", "REDIS_URL",
+                                     "SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"])
+def test_production_refuses_to_start_without_required_settings(missing: str) -> None:
+    env = {k: v for k, v in GOOD.items() if k != missing}
+    with pytest.raises(ConfigError) as exc:
+        Settings.load(env)
+    message = str(exc.value)
+    assert missing in message and "\n" not in message
+
+
+def test_development_needs_no_secrets_and_proof_is_off() -> None:
+    s = Settings.load({"SIDEBAR_ENV": "development"})
+    assert s.development and s.REQUIRE_MAILBOX_PROOF is False
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ENCRYPTION_KEYS", "not-a-key"),
+        ("SYNC_INTERVAL_SECONDS", "soon"),
+        ("SYNC_INTERVAL_SECONDS", "5"),
+        ("MAX_AUTH_FAILURES", "0"),
+        ("SF_API_BUDGET_PERCENT", "101"),
+        ("REQUIRE_MAILBOX_PROOF", "maybe"),
+        ("PUBLIC_BASE_URL", "http://example.com"),
+        ("SALESFORCE_LOGIN_URL", "login.salesforce.com"),
+        ("SIDEBAR_ENV", "staging"),
+        ("SECRET_KEY", "short"),
+        ("OUTBOUND_CA_BUNDLE", "/nonexistent/ca.pem"),
+        ("SMTP_URL", "smtp://localhost:25"),
+    ],
+)
+def test_malformed_settings_are_refused_naming_the_setting(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        Settings.load({**GOOD, name: value})
+    assert name in str(exc.value)
+
+
+def test_lists_and_booleans_are_parsed() -> None:
+    s = Settings.load({**GOOD, "EWS_ALLOWED_HOSTS": " mail.corp.example, *.lab.example ,",
+                       "REQUIRE_MAILBOX_PROOF": "off", "ENCRYPTION_KEYS": f"{GOOD['ENCRYPTION_KEYS']},"
+                       f"{Fernet.generate_key().decode()}"})
+    assert s.EWS_ALLOWED_HOSTS == ("mail.corp.example", "*.lab.example")
+    assert s.REQUIRE_MAILBOX_PROOF is False
+    assert len(s.ENCRYPTION_KEYS) == 2
+
+
+def test_wsgi_prints_one_line_and_exits_when_misconfigured(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "SIDEBAR_ENV": "production"}
+    proc = subprocess.run([sys.executable, "-c", "import backend.wsgi"], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=str(__import__("pathlib").Path(__file__).parent.parent))
+    assert proc.returncode == 3
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "SECRET_KEY" in lines[0], proc.stderr

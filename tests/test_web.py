@@ -1,0 +1,57 @@
+"""Pages, headers and health: framed by Outlook on the web, no inline script, Redis checked."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import redis
+from flask.testing import FlaskClient
+
+from backend import create_app
+from tests.redis_server import free_port
+
+
+def test_taskpane_can_be_framed_by_outlook_only(client: FlaskClient) -> None:
+    resp = client.get("/taskpane.html")
+    assert resp.status_code == 200
+    assert "X-Frame-Options" not in resp.headers
+    csp = resp.headers["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    ancestors = directives["frame-ancestors"].split()
+    assert "https://outlook.office.com" in ancestors and "https://outlook.office365.com" in ancestors
+    assert "*" not in ancestors and "https:" not in ancestors
+    assert "'unsafe-inline'" not in directives["script-src"]
+    assert "https://appsforoffice.microsoft.com" in directives["script-src"]
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_taskpane_has_no_inline_script(client: FlaskClient) -> None:
+    page = client.get("/taskpane.html").get_data(as_text=True)
+    for attrs, body in re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S):
+        assert "src=" in attrs and not body.strip(), f"inline script: {attrs} {body[:80]}"
+    assert not re.search(r"\son[a-z]+\s*=", page), "inline event handler"
+    assert "style=" not in page
+
+
+def test_static_files_outside_the_pane_folders_are_not_served(client: FlaskClient) -> None:
+    assert client.get("/backend/config.py").status_code == 404
+    assert client.get("/js/../../backend/config.py").status_code == 404
+
+
+def test_healthz_ok(client: FlaskClient) -> None:
+    resp = client.get("/healthz")
+    assert resp.status_code == 200 and resp.json == {"status": "ok", "redis": "ok"}
+
+
+def test_healthz_503_when_redis_is_down(app_config: dict[str, Any], redis_client: redis.Redis) -> None:
+    app = create_app({**app_config, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    resp = app.test_client().get("/healthz")
+    assert resp.status_code == 503 and resp.json == {"status": "error", "redis": "unreachable"}
+
+
+def test_dialog_session_cookie_is_secure_httponly_samesite_none_partitioned(client: FlaskClient) -> None:
+    resp = client.get("/auth/salesforce/start")
+    cookie = next(c for c in resp.headers.getlist("Set-Cookie") if c.startswith("ss_dialog="))
+    lowered = cookie.lower()
+    assert "secure" in lowered and "httponly" in lowered and "samesite=none" in lowered and "partitioned" in lowered
