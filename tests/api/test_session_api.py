@@ -139,7 +139,11 @@ def test_unexpected_errors_are_json_without_internals(app: Flask, client: FlaskC
 
 @pytest.mark.parametrize(
     ("body", "code"),
-    [({"provider": "yahoo"}, "invalid_input"), ({}, "invalid_input"), ({"provider": "google"}, "provider_not_configured")],
+    [
+        ({"provider": "yahoo"}, "invalid_input"),
+        ({}, "invalid_input"),
+        ({"provider": "google"}, "provider_not_configured"),
+    ],
 )
 def test_dialog_rejects_unknown_or_unconfigured_providers(
     client: FlaskClient, ca: TestCA, body: dict[str, Any], code: str

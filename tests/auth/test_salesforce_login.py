@@ -95,7 +95,7 @@ def test_code_with_another_dialogs_verifier_is_refused(app: Flask, ca: TestCA) -
     victim_location, _ = _start(victim)
     victim_callback = fake_authorize(victim_location, ca.ca_path, "alice@acme.example", "alice-pw")
     stolen_code = parse_qs(urlsplit(victim_callback).query)["code"][0]
-    attacker_location, attacker_query = _start(attacker)
+    _, attacker_query = _start(attacker)
     resp = attacker.get(f"/auth/salesforce/callback?code={stolen_code}&state={attacker_query['state'][0]}")
     assert resp.status_code == 400
     assert _error_of(resp)["code"] == "salesforce_refused"
