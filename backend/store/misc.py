@@ -88,10 +88,11 @@ class RateLimiter:
         """Count one attempt; returns (allowed, seconds until the window resets)."""
         key = self._keys("ratelimit", name, who)
         with self._r.pipeline() as pipe:
+            # SET NX EX starts the window once; INCR keeps the TTL (no EXPIRE NX: Redis 6.2 lacks it).
+            pipe.set(key, 0, nx=True, ex=window_seconds)
             pipe.incr(key)
-            pipe.expire(key, window_seconds, nx=True)
             pipe.ttl(key)
-            count, _, ttl = pipe.execute()
+            _, count, ttl = pipe.execute()
         return int(count) <= limit, max(int(ttl), 1)
 
     def reset(self, name: str, who: str) -> None:

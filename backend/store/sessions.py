@@ -19,7 +19,9 @@ class ApiSessionStore:
         with self._r.pipeline() as pipe:
             pipe.set(self._keys("apisession", sid), uid, ex=ttl_seconds)
             pipe.sadd(self._keys("user", "sessions", uid), sid)
-            pipe.expire(self._keys("user", "sessions", uid), ttl_seconds, gt=True)
+            # The newest session lives longest, so its lifetime is the set's (plain EXPIRE: the
+            # embedded development Redis is 6.2, which lacks EXPIRE's GT option).
+            pipe.expire(self._keys("user", "sessions", uid), ttl_seconds)
             pipe.execute()
 
     def owner(self, sid: str) -> str | None:

