@@ -39,9 +39,14 @@ def keys_generate() -> None:
 @click.option("--out", "out", default=None, help="File to write (default: stdout)")
 def manifest_render(base_url: str, out: str | None) -> None:
     """Render the Outlook XML manifest for BASE_URL from the one template."""
-    from backend.manifest import render_manifest
+    from backend.manifest import BaseUrlError, ManifestError, render_manifest
 
-    xml = render_manifest(base_url, services().settings)
+    try:
+        xml = render_manifest(base_url, services().settings)
+    except BaseUrlError as exc:
+        raise click.BadParameter(str(exc), param_hint="--base-url") from None
+    except ManifestError as exc:  # a setting the manifest needs is malformed
+        raise click.ClickException(str(exc)) from None
     if out:
         with open(out, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(xml)

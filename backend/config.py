@@ -7,6 +7,8 @@ Nothing else in the package reads ``os.environ``: code receives a :class:`Settin
 from __future__ import annotations
 
 import os
+import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -64,6 +66,15 @@ class Settings:
     # runs) can share one server. RQ's own keys live in the database chosen by REDIS_URL.
     KEY_PREFIX: str = "ss:"
     PUBLIC_BASE_URL: str = "https://localhost:3000"
+    # The Outlook manifest's <Id> (a GUID). Outlook and the Microsoft 365 admin center know an add-in
+    # by this id: keep it fixed for a deployment so a re-rendered manifest is an update of the same
+    # add-in, and give every other deployment (staging, a customer's own) its own GUID. The localhost
+    # manifest uses an id derived from this one, so both can be sideloaded at once (backend/manifest.py).
+    ADDIN_ID: str = "104bb81e-8e1c-4dc0-8f98-40c72607b407"
+    # Extra https origins for the manifest's <AppDomains> (for example an org's Salesforce My Domain,
+    # https://acme.my.salesforce.com); the public sign-in hosts are always listed. No wildcards:
+    # Office does not accept them in AppDomain values.
+    ADDIN_APP_DOMAINS: tuple[str, ...] = ()
 
     SALESFORCE_CLIENT_ID: str = ""
     SALESFORCE_CLIENT_SECRET: str = ""
@@ -83,6 +94,11 @@ class Settings:
     # Tenants allowed to use the add-in (empty: any tenant).
     MS_ALLOWED_TENANTS: tuple[str, ...] = ()
     GRAPH_URL: str = "https://graph.microsoft.com"
+    # A 429/503 from Graph whose Retry-After is at most this many seconds is waited out within the
+    # run; a longer one ends the read with Throttled(retry_after) so the job retries later.
+    GRAPH_MAX_WAIT_SECONDS: int = 30
+    # Items per delta page (Prefer: odata.maxpagesize); bodies are bounded, so a page stays small.
+    GRAPH_PAGE_SIZE: int = 50
 
     GOOGLE_CLIENT_ID: str = ""
     GOOGLE_CLIENT_SECRET: str = ""
@@ -102,6 +118,9 @@ class Settings:
     BACKFILL_DAYS: int = 6
     MAX_AUTH_FAILURES: int = 6
     SF_API_BUDGET_PERCENT: int = 80
+    # Custom text field (External ID, unique, 255) on Activity that holds our dedup key: the
+    # meeting's iCalendar UID on Events, the Message-ID on email Tasks (orgs without Enhanced Email).
+    SF_ACTIVITY_KEY_FIELD: str = "Sidebar_Sync_Key__c"
 
     API_TOKEN_TTL_SECONDS: int = 7 * 24 * 3600
     LOG_LEVEL: str = "INFO"
@@ -199,6 +218,18 @@ class Settings:
             raise ConfigError(f"OUTBOUND_CA_BUNDLE is not a readable file: {self.OUTBOUND_CA_BUNDLE}")
         if self.SMTP_URL and not self.MAIL_FROM:
             raise ConfigError("MAIL_FROM is required when SMTP_URL is set")
+        try:
+            uuid.UUID(self.ADDIN_ID)
+        except ValueError:
+            raise ConfigError(f"ADDIN_ID must be a GUID (got {self.ADDIN_ID!r})") from None
+        for origin in self.ADDIN_APP_DOMAINS:
+            parts = urlsplit(origin)
+            if (parts.scheme != "https" or not parts.hostname or "*" in origin
+                    or parts.path not in ("", "/") or parts.query or parts.fragment):
+                raise ConfigError(f"ADDIN_APP_DOMAINS entries must be https origins without wildcards (got {origin!r})")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,79}", self.SF_ACTIVITY_KEY_FIELD):
+            # It is written into SOQL statements: an API name, nothing else.
+            raise ConfigError("SF_ACTIVITY_KEY_FIELD must be a Salesforce field API name, e.g. Sidebar_Sync_Key__c")
         if not self.KEY_PREFIX or any(c.isspace() for c in self.KEY_PREFIX):
             raise ConfigError("KEY_PREFIX must be a non-empty string without spaces")
 
@@ -210,6 +241,8 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "SF_API_BUDGET_PERCENT": (1, 100),
     "API_TOKEN_TTL_SECONDS": (60, 90 * 24 * 3600),
     "OUTBOUND_TIMEOUT_SECONDS": (1, 600),
+    "GRAPH_MAX_WAIT_SECONDS": (0, 600),
+    "GRAPH_PAGE_SIZE": (1, 1000),
 }
 
 
