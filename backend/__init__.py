@@ -35,13 +35,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from backend.api import bp as api_bp
     from backend.api.errors import register_error_handlers
-    from backend.auth import salesforce
+    from backend.auth import microsoft, salesforce
     from backend.web import add_security_headers
     from backend.web import bp as web_bp
 
     app.register_blueprint(web_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(salesforce.bp)
+    app.register_blueprint(microsoft.bp)
     register_error_handlers(app)
     add_security_headers(app)
 

@@ -13,12 +13,15 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``):
 ``P cursors:{mid}``                    hash: folder -> connector cursor (saved after writes)
 ``P runs:{mid}``                       list: the latest run records (counts, never content)
 ``P quarantine:{mid}``                 list: rejected items (Message-ID, object, reason)
+``P sfcaps:{org}``                     string: JSON, the org's Salesforce capabilities (24 h TTL)
 ``P schedule``                         sorted set: mid scored by its next run time
 ``P secret:{kind}:{owner}:{name}``     string: a Fernet token (the only place secrets live)
 ``P apisession:{sid}``                 string: uid, with the bearer token's lifetime as TTL
 ``P once:{purpose}:{nonce}``           string: single-use markers and one-time dialog codes
 ``P ratelimit:{name}:{who}``           string: counters with a TTL
 ``P fsession:{sid}``                   Flask-Session data of the sign-in dialog windows
+``P mstenant:{tid}``                   hash: a Microsoft 365 tenant's admin consent (``tenants.py``)
+``P mstenants``                        set: tenant ids with a recorded admin consent
 =====================================  ==========================================================
 
 Mail content (subjects, bodies, attachments) is never written here.
@@ -34,6 +37,7 @@ from backend.security.crypto import SecretBox
 from backend.store.keys import Keys
 from backend.store.mailboxes import MailboxRepo
 from backend.store.misc import OnceStore, OrgRepo, RateLimiter, ScheduleRepo
+from backend.store.runs import SyncRunRepo
 from backend.store.secrets import SecretStore
 from backend.store.sessions import ApiSessionStore
 from backend.store.users import UserRepo
@@ -53,6 +57,7 @@ class Store:
     once: OnceStore
     schedule: ScheduleRepo
     ratelimit: RateLimiter
+    runs: SyncRunRepo
 
     @classmethod
     def build(cls, client: Redis, prefix: str, box: SecretBox) -> Store:
@@ -70,4 +75,5 @@ class Store:
             once=OnceStore(client, keys),
             schedule=ScheduleRepo(client, keys),
             ratelimit=RateLimiter(client, keys),
+            runs=SyncRunRepo(client, keys),
         )
