@@ -1,0 +1,207 @@
+// Every call the task pane makes to the Sidebar Sync API goes through this module.
+//
+// The pane lives in a cross-site iframe in Outlook on the web, where third-party cookies are
+// blocked, so it authenticates with a bearer token (kept in localStorage) and never sends cookies.
+// Every /api error is {"error": {"code", "message", ...}}; callers get an ApiError carrying them.
+
+const TOKEN_KEY = "sidebarSync.session";
+
+// 401 codes meaning "this pane's session is over": drop the token and show the login view.
+// Other 401s (a mailbox proof refused at login, say) are errors of the action, not of the session.
+const SESSION_ENDED = new Set([
+  "unauthorized",
+  "invalid_token",
+  "token_expired",
+  "token_revoked",
+  "salesforce_revoked",
+]);
+
+const GENERIC_MESSAGES = {
+  0: "Could not reach Email Sidebar. Check your connection and try again.",
+  400: "The request was not accepted.",
+  401: "Log in to Salesforce first.",
+  403: "You are not allowed to do this.",
+  404: "Email Sidebar could not find what was asked for.",
+  409: "This cannot be done right now.",
+  413: "What you sent is too large.",
+  429: "Too many attempts. Try again later.",
+  500: "Something went wrong on our side. Try again shortly.",
+  502: "A service Email Sidebar depends on did not answer. Try again shortly.",
+  503: "Email Sidebar is unavailable for a moment. Try again shortly.",
+  504: "A service Email Sidebar depends on took too long to answer. Try again shortly.",
+};
+
+/** An error the API returned (or a network failure, status 0), with a message for a person. */
+export class ApiError extends Error {
+  constructor(status, error) {
+    const body = error && typeof error === "object" ? error : {};
+    const message = typeof body.message === "string" && body.message
+      ? body.message
+      : GENERIC_MESSAGES[status] || GENERIC_MESSAGES[Math.floor(status / 100) * 100] || GENERIC_MESSAGES[500];
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = typeof body.code === "string" ? body.code : (status === 0 ? "network_error" : "http_error");
+    this.field = typeof body.field === "string" ? body.field : null;
+    this.retryAfter = Number.isFinite(Number(body.retry_after)) && body.retry_after !== null
+      ? Number(body.retry_after) : null;
+    this.details = body;
+  }
+
+  /** True when the session is over and the person must log in again. */
+  get endsSession() {
+    return this.status === 401 && SESSION_ENDED.has(this.code);
+  }
+}
+
+// localStorage can throw (storage disabled, some embedded browsers); keep a copy in memory too.
+let memoryToken = null;
+const sessionEndedListeners = new Set();
+
+function readStored() {
+  try {
+    const raw = window.localStorage.getItem(TOKEN_KEY);
+    return raw ? JSON.parse(raw) : null;
+  } catch {
+    return memoryToken;
+  }
+}
+
+/** The bearer token, or null (none, or expired by its own clock). */
+export function getToken() {
+  const stored = readStored() || memoryToken;
+  if (!stored || typeof stored.token !== "string") {
+    return null;
+  }
+  if (stored.expires_at && Date.parse(stored.expires_at) <= Date.now()) {
+    clearToken();
+    return null;
+  }
+  return stored.token;
+}
+
+/** Keep the token from POST /api/session. */
+export function setToken(token, expiresAt) {
+  memoryToken = { token, expires_at: expiresAt || null };
+  try {
+    window.localStorage.setItem(TOKEN_KEY, JSON.stringify(memoryToken));
+  } catch {
+    // Memory only: the person logs in again when the pane reloads.
+  }
+}
+
+/** Forget the token. */
+export function clearToken() {
+  memoryToken = null;
+  try {
+    window.localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // Nothing stored.
+  }
+}
+
+/** Call `listener(apiError)` whenever a call finds the session over (after the token is dropped). */
+export function onSessionEnded(listener) {
+  sessionEndedListeners.add(listener);
+  return () => sessionEndedListeners.delete(listener);
+}
+
+async function request(method, path, { body, auth = true, token } = {}) {
+  const headers = { Accept: "application/json" };
+  const bearer = auth ? (token || getToken()) : null;
+  if (auth && !bearer) {
+    const error = new ApiError(401, { code: "unauthorized", message: "Log in to Salesforce first." });
+    sessionEndedListeners.forEach((listener) => listener(error));
+    throw error;
+  }
+  if (bearer) {
+    headers.Authorization = `Bearer ${bearer}`;
+  }
+  const init = { method, headers, credentials: "omit", cache: "no-store" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, null);
+  }
+  let data = null;
+  const type = response.headers.get("Content-Type") || "";
+  if (response.status !== 204 && type.includes("application/json")) {
+    try {
+      data = await response.json();
+    } catch {
+      data = null;
+    }
+  }
+  if (!response.ok) {
+    const error = new ApiError(response.status, data && data.error);
+    // Only the session this call used can end here; a call made with an explicit old token
+    // (logging out a previous account) must not end the new session.
+    if (auth && !token && error.endsSession) {
+      clearToken();
+      sessionEndedListeners.forEach((listener) => listener(error));
+    }
+    throw error;
+  }
+  return data;
+}
+
+/** GET /api/config: providers, NAA settings, whether a mailbox proof is required (public). */
+export function getConfig() {
+  return request("GET", "/api/config", { auth: false });
+}
+
+/** POST /api/session: trade the dialog's one-time code for a bearer token (kept by the caller). */
+export function createSession(code, mailbox, mailboxProof) {
+  const body = { code, mailbox };
+  if (mailboxProof) {
+    body.mailbox_proof = mailboxProof;
+  }
+  return request("POST", "/api/session", { body, auth: false });
+}
+
+/** DELETE /api/session: log out (this token, or an explicit older one). */
+export function deleteSession(token) {
+  return request("DELETE", "/api/session", token ? { token } : {});
+}
+
+/** GET /api/me: the user, the add-in mailbox and the Salesforce account. */
+export function getMe() {
+  return request("GET", "/api/me");
+}
+
+/** POST /api/dialog: the start URL of a sign-in dialog for a logged-in pane. */
+export function dialogUrl(provider) {
+  return request("POST", "/api/dialog", { body: { provider } });
+}
+
+/** GET /api/sync: the sync state the pane renders. */
+export function getSync() {
+  return request("GET", "/api/sync");
+}
+
+/** PUT /api/sync/settings: what to sync and the blocklist. */
+export function saveSyncSettings(settings) {
+  return request("PUT", "/api/sync/settings", { body: settings });
+}
+
+/** POST /api/sync/exchange: connect an on-premises Exchange mailbox. */
+export function connectExchange({ login, password, ewsUrl }) {
+  const body = { login, password };
+  if (ewsUrl) {
+    body.ews_url = ewsUrl;
+  }
+  return request("POST", "/api/sync/exchange", { body });
+}
+
+/** POST /api/sync/pause|resume|deactivate|run. */
+export function syncAction(action) {
+  if (!["pause", "resume", "deactivate", "run"].includes(action)) {
+    throw new Error(`unknown sync action ${action}`);
+  }
+  return request("POST", `/api/sync/${action}`, { body: {} });
+}

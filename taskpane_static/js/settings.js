@@ -1,0 +1,494 @@
+// The Sync settings view: state, last and next run, controls, mailbox connection, what to sync.
+
+import * as api from "./api.js";
+import {
+  byId,
+  clearFieldError,
+  focus,
+  reveal,
+  setText,
+  setVisible,
+  showActionError,
+  showFieldError,
+  whileBusy,
+} from "./dom.js";
+import { formatCount, formatDateTime, formatDuration, formatWhen, providerName, retryText } from "./format.js";
+import { DialogError, openDialog } from "./host.js";
+import { isSetUp, lastRunCounts, lastRunDuration, lastRunError, lastRunTime, stateText } from "./syncview.js";
+
+const PROVIDER_SECTIONS = {
+  exchange: "provider-exchange",
+  microsoft: "provider-microsoft",
+  google: "provider-google",
+};
+const DEFAULT_ORDER = ["exchange", "microsoft", "google"];
+const EXCHANGE_FIELDS = { login: "exchange-login", password: "exchange-password", ews_url: "exchange-ews-url" };
+const ADMIN_HINT = "Tell your Microsoft 365 administrator: \u201cPlease grant admin consent for Email Sidebar in "
+  + "Microsoft Entra ID (Enterprise applications) so I can connect my mailbox.\u201d";
+
+/** An error message with "when to try again" for rate limits. */
+function errorText(error) {
+  if (error instanceof api.ApiError && error.code === "rate_limited" && error.retryAfter) {
+    return `${error.message} ${retryText(error.retryAfter)}`.trim();
+  }
+  return error && error.message ? error.message : "Something went wrong. Try again.";
+}
+
+/** Wire the settings view; returns {render, reconnect}. */
+export function initSettings(app) {
+  const el = {
+    exchangeForm: byId("exchange-form"),
+    exchangeConnect: byId("exchange-connect"),
+    exchangeStatus: byId("exchange-status"),
+    exchangeError: byId("exchange-error"),
+    login: byId("exchange-login"),
+    password: byId("exchange-password"),
+    ewsUrl: byId("exchange-ews-url"),
+    moreToggle: byId("exchange-more-toggle"),
+    more: byId("exchange-more"),
+    microsoftConnect: byId("microsoft-connect"),
+    microsoftStatus: byId("microsoft-status"),
+    microsoftError: byId("microsoft-error"),
+    googleConnect: byId("google-connect"),
+    googleStatus: byId("google-status"),
+    googleError: byId("google-error"),
+    controlsStatus: byId("controls-status"),
+    controlsError: byId("controls-error"),
+    syncNow: byId("sync-now"),
+    pause: byId("sync-pause"),
+    resume: byId("sync-resume"),
+    deactivate: byId("sync-deactivate"),
+    confirm: byId("deactivate-confirm"),
+    confirmYes: byId("deactivate-yes"),
+    confirmNo: byId("deactivate-no"),
+    settingsForm: byId("settings-form"),
+    save: byId("settings-save"),
+    saveStatus: byId("settings-save-status"),
+    saveError: byId("settings-save-error"),
+    emails: byId("set-emails"),
+    events: byId("set-events"),
+    blocklist: byId("set-blocklist"),
+    blocklistError: byId("set-blocklist-error"),
+  };
+  let settingsDirty = false;
+
+  // --- Exchange --------------------------------------------------------------------------------
+  function setMoreOpen(open) {
+    setVisible(el.more, open);
+    el.moreToggle.setAttribute("aria-expanded", String(open));
+  }
+  el.moreToggle.addEventListener("click", () => {
+    // The EWS URL stays visible while it holds a value: hiding it would hide what will be sent.
+    const open = el.moreToggle.getAttribute("aria-expanded") !== "true";
+    setMoreOpen(open || Boolean(el.ewsUrl.value.trim()));
+    if (open) {
+      focus(el.ewsUrl);
+    }
+  });
+  for (const id of Object.values(EXCHANGE_FIELDS)) {
+    const input = byId(id);
+    input.addEventListener("input", () => clearFieldError(input, byId(`${id}-error`)));
+  }
+
+  function clearExchangeErrors() {
+    for (const id of Object.values(EXCHANGE_FIELDS)) {
+      clearFieldError(byId(id), byId(`${id}-error`));
+    }
+    showActionError(el.exchangeError, "", el.exchangeConnect);
+  }
+
+  el.exchangeForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearExchangeErrors();
+    setText(el.exchangeStatus, "");
+    const login = el.login.value.trim();
+    const password = el.password.value;
+    const ewsUrl = el.ewsUrl.value.trim();
+    if (!login) {
+      showFieldError(el.login, byId("exchange-login-error"), "Enter your login: your email address or DOMAIN\\user.");
+      focus(el.login);
+      return;
+    }
+    if (!password) {
+      showFieldError(el.password, byId("exchange-password-error"), "Enter your password.");
+      focus(el.password);
+      return;
+    }
+    await whileBusy(el.exchangeConnect, "Connecting\u2026", async () => {
+      setText(el.exchangeStatus, "Connecting to Exchange\u2026");
+      try {
+        const sync = await api.connectExchange({ login, password, ewsUrl });
+        el.password.value = "";
+        app.setSync(sync);
+        setText(el.exchangeStatus, `Connected to ${sync.mailbox || login}. ${stateText(sync)}.`);
+        app.watchRuns();
+      } catch (error) {
+        // Never keep (or echo) a password that did not work.
+        el.password.value = "";
+        setText(el.exchangeStatus, "");
+        if (error.endsSession) {
+          return;
+        }
+        const message = errorText(error);
+        const fieldId = error.field && EXCHANGE_FIELDS[error.field];
+        if (fieldId) {
+          if (error.field === "ews_url") {
+            setMoreOpen(true);
+          }
+          showFieldError(byId(fieldId), byId(`${fieldId}-error`), message);
+          focus(byId(fieldId));
+        } else {
+          if (error.code === "ews_unreachable" || error.code === "not_ews") {
+            // The next step the message suggests is the EWS URL under More: show it.
+            setMoreOpen(true);
+          }
+          showActionError(el.exchangeError, message, el.exchangeConnect);
+        }
+      }
+    });
+  });
+
+  // --- Microsoft 365 and Gmail (consent in the Office dialog) ----------------------------------
+  async function connectByConsent(provider, button, status, errorElement, busyLabel) {
+    showActionError(errorElement, "", button);
+    setText(status, "");
+    await whileBusy(button, busyLabel, async () => {
+      try {
+        const { url } = await api.dialogUrl(provider);
+        setText(status, `Sign in to ${providerName(provider)} in the window that opened.`);
+        const result = await openDialog(url);
+        if (!result || result.status !== "ok") {
+          throw Object.assign(new Error(result && result.error && result.error.message
+            ? result.error.message : "The sign-in did not complete. Try again."), {
+            code: result && result.error ? result.error.code : "sign_in_failed",
+            details: (result && result.error) || {},
+          });
+        }
+        const sync = await api.getSync();
+        app.setSync(sync);
+        setText(status, `Connected to ${result.mailbox || sync.mailbox || providerName(provider)}. ${stateText(sync)}.`);
+        app.watchRuns();
+      } catch (error) {
+        setText(status, "");
+        if (error.endsSession) {
+          return;
+        }
+        showConsentError(errorElement, button, error);
+      }
+    });
+  }
+
+  function showConsentError(errorElement, button, error) {
+    const message = error instanceof DialogError ? error.message : errorText(error);
+    showActionError(errorElement, message, button);
+    if (error.code === "admin_approval_required") {
+      // What it is, and what to tell the admin (with the consent link when the server gave one).
+      const hint = document.createElement("p");
+      hint.className = "form-error-detail";
+      hint.textContent = ADMIN_HINT;
+      errorElement.appendChild(hint);
+      const link = error.details && error.details.admin_consent_url;
+      if (typeof link === "string" && /^https:\/\//.test(link)) {
+        const linkText = document.createElement("p");
+        linkText.className = "form-error-detail copyable";
+        linkText.textContent = `Approval link for your administrator: ${link}`;
+        errorElement.appendChild(linkText);
+      }
+    }
+  }
+
+  el.microsoftConnect.addEventListener("click", () => connectByConsent(
+    "microsoft", el.microsoftConnect, el.microsoftStatus, el.microsoftError, "Waiting for Microsoft\u2026",
+  ));
+  el.googleConnect.addEventListener("click", () => connectByConsent(
+    "google", el.googleConnect, el.googleStatus, el.googleError, "Waiting for Google\u2026",
+  ));
+
+  // --- Pause, Resume, Sync now, Deactivate ------------------------------------------------------
+  const DONE = {
+    pause: "Sync is paused. Nothing is logged until you resume.",
+    resume: "Sync resumed. A run starts now.",
+    run: "Sync started. The result appears here when the run ends.",
+    deactivate: "Sync is deactivated. The mailbox connection was removed; your Salesforce login stays.",
+  };
+
+  async function control(action, button, busyLabel) {
+    showActionError(el.controlsError, "", button);
+    setText(el.controlsStatus, "");
+    await whileBusy(button, busyLabel, async () => {
+      try {
+        const sync = await api.syncAction(action);
+        app.setSync(sync);
+        setText(el.controlsStatus, DONE[action]);
+        if (action === "run" || action === "resume") {
+          app.watchRuns();
+        }
+      } catch (error) {
+        if (!error.endsSession) {
+          showActionError(el.controlsError, errorText(error), button);
+          if (error.code === "invalid_state") {
+            // The state changed elsewhere (another device, the engine): show what it is now.
+            await app.refreshSync();
+          }
+        }
+      }
+    });
+    // The pressed button may be hidden now (Pause becomes Resume): keep focus somewhere sensible.
+    if (button.hidden || document.activeElement === document.body) {
+      focus(firstVisible([el.resume, el.pause, el.syncNow]) || byId("settings-heading"));
+    }
+  }
+
+  function firstVisible(buttons) {
+    return buttons.find((button) => !button.hidden) || null;
+  }
+
+  el.syncNow.addEventListener("click", () => control("run", el.syncNow, "Starting\u2026"));
+  el.pause.addEventListener("click", () => control("pause", el.pause, "Pausing\u2026"));
+  el.resume.addEventListener("click", () => control("resume", el.resume, "Resuming\u2026"));
+
+  function setConfirmOpen(open) {
+    setVisible(el.confirm, open);
+    el.deactivate.setAttribute("aria-expanded", String(open));
+  }
+  el.deactivate.addEventListener("click", () => {
+    const open = el.confirm.hidden;
+    setConfirmOpen(open);
+    if (open) {
+      focus(el.confirmNo);
+    }
+  });
+  el.confirmNo.addEventListener("click", () => {
+    setConfirmOpen(false);
+    focus(el.deactivate);
+  });
+  el.confirmYes.addEventListener("click", async () => {
+    await control("deactivate", el.confirmYes, "Deactivating\u2026");
+    setConfirmOpen(false);
+    focus(byId("connect-heading"));
+  });
+
+  // --- What to sync -----------------------------------------------------------------------------
+  el.settingsForm.addEventListener("input", () => {
+    settingsDirty = true;
+    setText(el.saveStatus, "");
+  });
+  el.blocklist.addEventListener("input", () => clearFieldError(el.blocklist, el.blocklistError));
+
+  el.settingsForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearFieldError(el.blocklist, el.blocklistError);
+    showActionError(el.saveError, "", el.save);
+    setText(el.saveStatus, "");
+    const cancelled = el.settingsForm.querySelector('input[name="cancelled_events"]:checked');
+    const body = {
+      sync_emails: el.emails.checked,
+      sync_events: el.events.checked,
+      blocklist: el.blocklist.value.split(/[\s,;]+/).map((entry) => entry.trim()).filter(Boolean),
+    };
+    if (cancelled) {
+      body.cancelled_events = cancelled.value;
+    }
+    await whileBusy(el.save, "Saving\u2026", async () => {
+      try {
+        const sync = await api.saveSyncSettings(body);
+        settingsDirty = false;
+        app.setSync(sync);
+        setText(el.saveStatus, "Saved.");
+      } catch (error) {
+        if (error.endsSession) {
+          return;
+        }
+        if (error.field === "blocklist") {
+          showFieldError(el.blocklist, el.blocklistError, errorText(error));
+          focus(el.blocklist);
+        } else {
+          showActionError(el.saveError, errorText(error), el.save);
+        }
+      }
+    });
+  });
+
+  function fillSettings(settings) {
+    if (settingsDirty || !settings) {
+      return;
+    }
+    el.emails.checked = settings.sync_emails !== false;
+    el.events.checked = settings.sync_events !== false;
+    const mode = settings.cancelled_events === "delete" ? "delete" : "mark";
+    byId(`set-cancelled-${mode}`).checked = true;
+    el.blocklist.value = Array.isArray(settings.blocklist) ? settings.blocklist.join("\n") : "";
+  }
+
+  // --- Rendering --------------------------------------------------------------------------------
+  function renderStatus(sync) {
+    const state = sync.state;
+    byId("settings-state").dataset.state = state;
+    setText(byId("settings-state-label"), stateText(sync));
+
+    const mailbox = sync.mailbox ? `${sync.mailbox} \u00b7 ${providerName(sync.provider)}` : "";
+    setText(byId("settings-mailbox"), mailbox ? `Mailbox: ${mailbox}` : "");
+    setVisible(byId("settings-mailbox"), Boolean(mailbox));
+
+    const disabled = state === "disabled_error";
+    setVisible(byId("settings-disabled"), disabled);
+    setText(byId("settings-disabled-text"), disabled && sync.error ? sync.error.message : "");
+    const since = disabled && sync.error && sync.error.since ? formatDateTime(sync.error.since) : "";
+    setText(byId("settings-disabled-since"), since ? `Since ${since}.` : "");
+
+    setVisible(byId("settings-not-activated"), !isSetUp(state));
+    const backoff = sync.backoff && sync.backoff.message;
+    setVisible(byId("settings-backoff"), Boolean(backoff));
+    setText(byId("settings-backoff-text"), backoff || "");
+  }
+
+  const JOB_TEXT = {
+    queued: "A run is queued and starts shortly.",
+    running: "A run is in progress\u2026",
+    retry_scheduled: "The last attempt failed; it is retried shortly.",
+  };
+
+  function renderProgress(sync) {
+    const text = sync.state === "running" ? JOB_TEXT[sync.job] || "" : "";
+    setVisible(byId("run-progress"), Boolean(text));
+    setText(byId("run-progress-text"), text);
+  }
+
+  function renderLastRun(lastRun) {
+    setVisible(byId("last-run-none"), !lastRun);
+    setVisible(byId("last-run"), Boolean(lastRun));
+    if (!lastRun) {
+      return;
+    }
+    setText(byId("last-run-when"), formatWhen(lastRunTime(lastRun)) || "\u2014");
+    const duration = lastRunDuration(lastRun);
+    setText(byId("last-run-duration"), duration !== null ? formatDuration(duration) : "");
+    setVisible(byId("last-run-duration-row"), duration !== null);
+    const counts = lastRunCounts(lastRun);
+    for (const [name, value] of Object.entries(counts)) {
+      setText(byId(`last-run-${name}`), formatCount(value));
+    }
+    const error = lastRunError(lastRun);
+    setText(byId("last-run-error"), error);
+    setVisible(byId("last-run-error-row"), Boolean(error));
+  }
+
+  function renderNextRun(sync) {
+    let text;
+    if (sync.next_run) {
+      text = formatWhen(sync.next_run);
+    } else if (sync.state === "running") {
+      text = "Soon";
+    } else if (sync.state === "paused") {
+      text = "None while sync is paused";
+    } else if (sync.state === "disabled_error") {
+      text = "None until you reconnect";
+    } else {
+      text = "None until sync is set up";
+    }
+    setText(byId("next-run"), text);
+  }
+
+  function renderControls(state) {
+    setVisible(el.syncNow, state === "running");
+    setVisible(el.pause, state === "running");
+    setVisible(el.resume, state === "paused");
+    setVisible(el.deactivate, isSetUp(state));
+    setVisible(byId("sync-controls"), isSetUp(state));
+    if (!isSetUp(state)) {
+      setConfirmOpen(false);
+    }
+  }
+
+  function renderConnect(sync, config) {
+    const providers = (config && config.providers) || {};
+    const state = sync.state;
+    let heading = "Connect your mailbox";
+    let intro = "Choose where your mailbox lives. Sync then runs every 30 minutes, whether Outlook is open or not.";
+    if (state === "disabled_error") {
+      heading = "Reconnect your mailbox";
+      intro = "Connect again with your current password or account to re-enable sync. Nothing is lost: sync "
+        + "continues where it stopped.";
+    } else if (isSetUp(state)) {
+      heading = "Mailbox connection";
+      intro = `Connected to ${sync.mailbox || "your mailbox"} (${providerName(sync.provider)}). Connect again after a `
+        + "password change, or to switch how the mailbox is reached.";
+    }
+    setText(byId("connect-heading"), heading);
+    setText(byId("connect-intro"), intro);
+
+    setVisible(byId("provider-microsoft"), providers.microsoft !== false);
+    setVisible(byId("provider-google"), providers.google === true);
+    setVisible(byId("provider-exchange"), providers.exchange !== false);
+
+    // The suggested provider (Microsoft 365 when the add-in runs there) comes first, then the
+    // connected one; the rest keep their usual order.
+    const lead = [sync.suggested_provider, sync.provider].filter((name) => PROVIDER_SECTIONS[name]);
+    const order = [...new Set([...lead, ...DEFAULT_ORDER])];
+    const container = byId("providers");
+    for (const name of order) {
+      container.appendChild(byId(PROVIDER_SECTIONS[name]));
+    }
+
+    const connection = sync.connection || {};
+    if (!el.login.value && typeof connection.login === "string") {
+      el.login.value = connection.login;
+    }
+    if (!el.ewsUrl.value && typeof connection.ews_url === "string") {
+      el.ewsUrl.value = connection.ews_url;
+    }
+    if (el.ewsUrl.value.trim()) {
+      setMoreOpen(true);
+    }
+  }
+
+  return {
+    /** Forget what the previous person typed or was told (after logging out). */
+    reset() {
+      for (const form of [el.exchangeForm, el.settingsForm]) {
+        form.reset();
+      }
+      clearExchangeErrors();
+      clearFieldError(el.blocklist, el.blocklistError);
+      setMoreOpen(false);
+      setConfirmOpen(false);
+      settingsDirty = false;
+      for (const id of ["exchange-status", "microsoft-status", "google-status", "controls-status",
+        "settings-save-status"]) {
+        setText(byId(id), "");
+      }
+      for (const [element, button] of [[el.microsoftError, el.microsoftConnect], [el.googleError, el.googleConnect],
+        [el.controlsError, null], [el.saveError, el.save]]) {
+        showActionError(element, "", button);
+      }
+    },
+
+    /** Render everything from the sync JSON. */
+    render(sync, config) {
+      renderStatus(sync);
+      renderProgress(sync);
+      renderLastRun(sync.last_run);
+      renderNextRun(sync);
+      renderControls(sync.state);
+      renderConnect(sync, config);
+      fillSettings(sync.settings);
+    },
+
+    /** Lead the person to the connect form of the provider sync used (after "Reconnect"). */
+    reconnect(sync) {
+      const provider = sync && sync.provider;
+      if (provider === "exchange") {
+        reveal(byId("provider-exchange"));
+        focus(el.login.value ? el.password : el.login);
+      } else if (provider === "microsoft") {
+        reveal(byId("provider-microsoft"));
+        focus(el.microsoftConnect);
+      } else if (provider === "google") {
+        reveal(byId("provider-google"));
+        focus(el.googleConnect);
+      } else {
+        reveal(byId("connect-heading"));
+      }
+    },
+  };
+}

@@ -1,0 +1,78 @@
+// Reading the sync JSON of GET /api/sync (backend/api/sync.py sync_view) for display.
+
+import { formatInterval } from "./format.js";
+
+const FALLBACK_LABELS = {
+  not_activated: "Sync is not activated",
+  running: "Sync is running",
+  paused: "Sync is paused",
+  disabled_error: "Sync is disabled due to an error",
+  deactivated: "Sync is deactivated",
+};
+
+/** True once a mailbox connection exists (running, paused or disabled by an error). */
+export function isSetUp(state) {
+  return state === "running" || state === "paused" || state === "disabled_error";
+}
+
+/** "Sync is running — every 30 minutes", "Sync is paused", ... */
+export function stateText(sync) {
+  const label = sync.state_label || FALLBACK_LABELS[sync.state] || sync.state;
+  if (sync.state === "running") {
+    return `${label} \u2014 ${formatInterval(sync.interval_seconds)}`;
+  }
+  return label;
+}
+
+function first(object, names) {
+  for (const name of names) {
+    if (object && object[name] !== undefined && object[name] !== null) {
+      return object[name];
+    }
+  }
+  return null;
+}
+
+/** When the last run ended (or started), as the API gave it. */
+export function lastRunTime(lastRun) {
+  return lastRun ? first(lastRun, ["finished_at", "ended_at", "at", "started_at"]) : null;
+}
+
+/** The last run's duration in seconds, or null. */
+export function lastRunDuration(lastRun) {
+  if (!lastRun) {
+    return null;
+  }
+  const seconds = first(lastRun, ["duration_seconds", "duration"]);
+  if (seconds !== null) {
+    return Number(seconds);
+  }
+  const ms = first(lastRun, ["duration_ms"]);
+  return ms !== null ? Number(ms) / 1000 : null;
+}
+
+/** The last run's counts (read, filtered, matched, written, duplicates, quarantined). */
+export function lastRunCounts(lastRun) {
+  const counts = (lastRun && (lastRun.counts || lastRun)) || {};
+  const pick = (...names) => Number(first(counts, names)) || 0;
+  return {
+    read: pick("read"),
+    filtered: pick("filtered"),
+    matched: pick("matched"),
+    written: pick("written"),
+    duplicates: pick("duplicates", "skipped_duplicates", "duplicate"),
+    quarantined: pick("quarantined"),
+  };
+}
+
+/** The last run's error in words, or "". */
+export function lastRunError(lastRun) {
+  const error = lastRun && lastRun.error;
+  if (!error) {
+    return "";
+  }
+  if (typeof error === "string") {
+    return error;
+  }
+  return typeof error.message === "string" ? error.message : String(error.code || "");
+}

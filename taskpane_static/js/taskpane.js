@@ -1,0 +1,294 @@
+// The task pane's entry point: waits for Office, then shows the login view or the app.
+//
+// Views are sections of taskpane.html shown one at a time; moving between them moves focus to the
+// new view's heading so keyboard and screen reader users land in the right place.
+// Deep link: taskpane.html#sync-settings opens Sync settings (notification emails link there).
+
+import * as api from "./api.js";
+import { byId, focus, setText, setVisible, showActionError } from "./dom.js";
+import { environmentName } from "./format.js";
+import { initHome, renderHome } from "./home.js";
+import { openDialog, whenReady } from "./host.js";
+import { finishSignIn, initLogin } from "./login.js";
+import { setupMenu } from "./menu.js";
+import { initSettings } from "./settings.js";
+import { isSetUp } from "./syncview.js";
+
+const VIEWS = {
+  loading: ["view-loading", "loading-heading"],
+  login: ["view-login", "login-heading"],
+  home: ["view-home", "home-heading"],
+  settings: ["view-settings", "settings-heading"],
+};
+const SETTINGS_HASH = "#sync-settings";
+// After "Sync now" or a new connection, the pane looks for the run's result for a while.
+const WATCH_DELAYS_MS = [2000, 3000, 5000];
+const WATCH_STEP_MS = 5000;
+const WATCH_MAX_MS = 3 * 60 * 1000;
+const STALE_MS = 30 * 1000;
+
+const app = {
+  config: { providers: {}, naa: {} },
+  me: null,
+  sync: null,
+  view: "loading",
+  fetchedAt: 0,
+};
+
+let login;
+let settings;
+let menu;
+let watchTimer = null;
+let wantSettings = window.location.hash === SETTINGS_HASH;
+// The first view after loading keeps the browser's own focus; later view changes move it.
+let firstView = true;
+
+function loggedIn() {
+  return app.view === "home" || app.view === "settings";
+}
+
+/** Show one view (and the header when logged in); focus its heading unless told not to. */
+function show(name, { moveFocus = true } = {}) {
+  for (const [view, [sectionId]] of Object.entries(VIEWS)) {
+    setVisible(byId(sectionId), view === name);
+  }
+  const inApp = name === "home" || name === "settings";
+  setVisible(byId("app-header"), inApp);
+  // Messages about the previous view's actions do not belong to the next one.
+  setText(byId("app-status"), "");
+  showActionError(byId("app-error"), "");
+  if (menu) {
+    menu.close(false);
+  }
+  app.view = name;
+  if (inApp) {
+    wantSettings = false;
+    const hash = name === "settings" ? SETTINGS_HASH : "";
+    if (window.location.hash !== hash) {
+      window.history.replaceState(null, "", `${window.location.pathname}${window.location.search}${hash}`);
+    }
+  }
+  window.scrollTo(0, 0);
+  if (moveFocus) {
+    focus(byId(VIEWS[name][1]));
+  }
+  if (name === "settings" && Date.now() - app.fetchedAt > STALE_MS) {
+    refreshSync();
+  }
+}
+
+/** Render the sync JSON everywhere it shows. */
+function setSync(sync) {
+  app.sync = sync;
+  app.fetchedAt = Date.now();
+  renderHome(sync);
+  settings.render(sync, app.config);
+  setText(byId("menu-sync"), isSetUp(sync.state) ? "Sync settings" : "Set up sync");
+}
+
+function renderAccount(me) {
+  const salesforce = (me && me.salesforce) || {};
+  setText(byId("menu-account-name"), salesforce.username || (me && me.user && me.user.email) || "");
+  let environment = environmentName(salesforce.environment);
+  if (salesforce.environment === "mydomain" && salesforce.instance_url) {
+    try {
+      environment = `${environment} \u00b7 ${new URL(salesforce.instance_url).host}`;
+    } catch {
+      // Keep the plain name.
+    }
+  }
+  setText(byId("menu-account-env"), environment);
+}
+
+async function refreshSync() {
+  if (!api.getToken()) {
+    return;
+  }
+  try {
+    setSync(await api.getSync());
+  } catch (error) {
+    if (!error.endsSession) {
+      showActionError(byId("app-error"), error.message);
+    }
+  }
+}
+
+function stopWatching() {
+  if (watchTimer !== null) {
+    window.clearTimeout(watchTimer);
+    watchTimer = null;
+  }
+}
+
+/** Poll GET /api/sync for a while until the last run changes (after Sync now or a connection). */
+function watchRuns() {
+  stopWatching();
+  const baseline = JSON.stringify(app.sync ? app.sync.last_run : null);
+  const started = Date.now();
+  let step = 0;
+  const schedule = () => {
+    const delay = step < WATCH_DELAYS_MS.length ? WATCH_DELAYS_MS[step] : WATCH_STEP_MS;
+    step += 1;
+    watchTimer = window.setTimeout(tick, delay);
+  };
+  const tick = async () => {
+    watchTimer = null;
+    try {
+      const sync = await api.getSync();
+      setSync(sync);
+      const settled = JSON.stringify(sync.last_run) !== baseline && !sync.job;
+      if (settled || sync.state !== "running" || Date.now() - started > WATCH_MAX_MS) {
+        return;
+      }
+    } catch {
+      return;
+    }
+    schedule();
+  };
+  schedule();
+}
+
+/** Load the user and the sync state, then show home (or Sync settings when linked there). */
+async function enterApp() {
+  showActionError(byId("app-error"), "");
+  try {
+    const [me, sync] = await Promise.all([api.getMe(), api.getSync()]);
+    app.me = me;
+    renderAccount(me);
+    setSync(sync);
+  } catch (error) {
+    if (error.endsSession) {
+      return; // the session-ended listener shows the login view with the reason
+    }
+    setText(byId("home-state-label"), "Sync status is unavailable right now.");
+    show("home");
+    showActionError(byId("app-error"), `Could not load your sync status. ${error.message}`);
+    return;
+  }
+  show(wantSettings || window.location.hash === SETTINGS_HASH ? "settings" : "home", { moveFocus: !firstView });
+  firstView = false;
+}
+
+/** Show the login view, with the reason the session ended (if any). */
+function showLogin(reason, notice = "") {
+  stopWatching();
+  app.me = null;
+  app.sync = null;
+  settings.reset();
+  login.prepare(reason);
+  setText(byId("login-status"), notice);
+  show("login", { moveFocus: !firstView });
+  firstView = false;
+}
+
+/** A new session from the sign-in dialog. */
+async function signedIn(session) {
+  api.setToken(session.token, session.expires_at);
+  await enterApp();
+}
+
+async function switchAccount() {
+  const status = byId("app-status");
+  const error = byId("app-error");
+  showActionError(error, "");
+  setText(status, "Log in to Salesforce in the window that opened.");
+  const oldToken = api.getToken();
+  try {
+    const { url } = await api.dialogUrl("salesforce");
+    const result = await openDialog(url);
+    setText(status, "Finishing sign-in\u2026");
+    const session = await finishSignIn(app, result);
+    api.setToken(session.token, session.expires_at);
+    if (oldToken && oldToken !== session.token) {
+      // The earlier account's session is no longer needed; its failure changes nothing here.
+      api.deleteSession(oldToken).catch(() => {});
+    }
+    await enterApp();
+    const name = app.me && app.me.salesforce ? app.me.salesforce.username : "";
+    setText(status, name ? `Logged in to Salesforce as ${name}.` : "");
+  } catch (failure) {
+    setText(status, "");
+    if (!failure.endsSession) {
+      showActionError(error, failure.message || "The sign-in did not complete. Try again.");
+    }
+  }
+  if (loggedIn()) {
+    focus(byId("menu-button"));
+  }
+}
+
+async function logOut() {
+  try {
+    await api.deleteSession();
+  } catch {
+    // Logged out on the server already (or unreachable): forgetting the token is what matters.
+  }
+  api.clearToken();
+  showLogin("", "You are logged out. Sync keeps running on the server.");
+}
+
+function reconnect() {
+  if (app.view !== "settings") {
+    show("settings", { moveFocus: false });
+  }
+  settings.reconnect(app.sync);
+}
+
+Object.assign(app, { show, setSync, signedIn, reconnect, watchRuns, refreshSync });
+
+function wire() {
+  login = initLogin(app);
+  settings = initSettings(app);
+  initHome(app);
+  menu = setupMenu(byId("menu-button"), byId("app-menu"));
+  byId("menu-sync").addEventListener("click", () => show("settings"));
+  byId("menu-switch").addEventListener("click", () => {
+    menu.close(false);
+    switchAccount();
+  });
+  byId("menu-logout").addEventListener("click", () => {
+    menu.close(false);
+    logOut();
+  });
+  byId("settings-back").addEventListener("click", () => show("home"));
+  byId("settings-reconnect").addEventListener("click", () => reconnect());
+
+  api.onSessionEnded((error) => {
+    if (app.view !== "login") {
+      showLogin(error.message);
+    } else {
+      login.prepare(error.message);
+    }
+  });
+  window.addEventListener("hashchange", () => {
+    if (window.location.hash === SETTINGS_HASH) {
+      if (loggedIn()) {
+        show("settings");
+      } else {
+        wantSettings = true;
+      }
+    }
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && loggedIn() && Date.now() - app.fetchedAt > STALE_MS) {
+      refreshSync();
+    }
+  });
+}
+
+async function boot() {
+  wire();
+  await whenReady();
+  try {
+    app.config = await api.getConfig();
+  } catch (error) {
+    showActionError(byId("app-error"), error.message);
+  }
+  if (api.getToken()) {
+    await enterApp();
+  } else {
+    showLogin("");
+  }
+}
+
+boot();
