@@ -55,3 +55,10 @@ def test_dialog_session_cookie_is_secure_httponly_samesite_none_partitioned(clie
     cookie = next(c for c in resp.headers.getlist("Set-Cookie") if c.startswith("ss_dialog="))
     lowered = cookie.lower()
     assert "secure" in lowered and "httponly" in lowered and "samesite=none" in lowered and "partitioned" in lowered
+
+
+def test_the_vendored_msal_named_in_the_config_is_served_and_has_naa(client: FlaskClient) -> None:
+    url = client.get("/api/config").json["naa"]["msal_url"]  # type: ignore[index]
+    resp = client.get(url)
+    assert resp.status_code == 200
+    assert b"createNestablePublicClientApplication" in resp.data

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 # Routes that work without a bearer token.
 PUBLIC_ENDPOINTS = {"api.create_session", "api.openapi_document", "api.client_config"}
 SALESFORCE_CHECK_SECONDS = 300
+# MSAL.js with Nested App Authentication (3.11+) is not on Microsoft's CDN: we serve a vendored copy.
+MSAL_BROWSER_PATH = "/js/vendor/msal-browser-4.30.0.min.js"
 
 
 @bp.before_request
@@ -54,6 +56,7 @@ def client_config() -> Response:
         },
         "naa": {
             "client_id": settings.MS_CLIENT_ID,
+            "msal_url": MSAL_BROWSER_PATH,
             "scope": f"{settings.MS_API_AUDIENCE or ('api://' + settings.public_host + '/' + settings.MS_CLIENT_ID)}/"
                      f"{settings.MS_API_SCOPE}" if settings.MS_CLIENT_ID else "",
         },
