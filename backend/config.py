@@ -109,6 +109,20 @@ class Settings:
     OUTBOUND_CA_BUNDLE: str = ""
     OUTBOUND_TIMEOUT_SECONDS: int = 20
     EWS_ALLOWED_HOSTS: tuple[str, ...] = ()
+    # EWS (on-premises Exchange): the time one request may take, and the time a whole
+    # "Connect to Exchange" attempt may take (Autodiscover, probes and checks together); the
+    # latter stays under the 30 s that proxies in front of the web process commonly allow.
+    EWS_TIMEOUT_SECONDS: int = 15
+    EWS_CONNECT_DEADLINE_SECONDS: int = 25
+    # Autodiscover (POX) endpoints tried in order when no EWS URL is given; "{domain}" is the
+    # mailbox's domain. Every one goes through the same outbound host guard as EWS URLs.
+    EWS_AUTODISCOVER_URLS: tuple[str, ...] = (
+        "https://{domain}/autodiscover/autodiscover.xml",
+        "https://autodiscover.{domain}/autodiscover/autodiscover.xml",
+    )
+    # Hosts (patterns as in EWS_ALLOWED_HOSTS) whose Exchange identity tokens are trusted for any
+    # add-in mailbox; without a match, the token's metadata host must be in the mailbox's domain.
+    EXCHANGE_IDENTITY_HOSTS: tuple[str, ...] = ()
     REQUIRE_MAILBOX_PROOF: bool = True
 
     SMTP_URL: str = ""
@@ -118,6 +132,12 @@ class Settings:
     BACKFILL_DAYS: int = 6
     MAX_AUTH_FAILURES: int = 6
     SF_API_BUDGET_PERCENT: int = 80
+    # Items (emails and events) a run writes per batch: five Composite collections of 200 hold
+    # 1,000 records; cursors are saved after each batch.
+    SYNC_BATCH_ITEMS: int = 1000
+    # Waits (seconds) before retrying a run that failed on a transient error (Retry-After wins
+    # when longer); after the last one the next scheduled run tries again.
+    SYNC_RETRY_SECONDS: tuple[str, ...] = ("30", "120", "600")
     # Custom text field (External ID, unique, 255) on Activity that holds our dedup key: the
     # meeting's iCalendar UID on Events, the Message-ID on email Tasks (orgs without Enhanced Email).
     SF_ACTIVITY_KEY_FIELD: str = "Sidebar_Sync_Key__c"
@@ -227,14 +247,29 @@ class Settings:
             if (parts.scheme != "https" or not parts.hostname or "*" in origin
                     or parts.path not in ("", "/") or parts.query or parts.fragment):
                 raise ConfigError(f"ADDIN_APP_DOMAINS entries must be https origins without wildcards (got {origin!r})")
+        retry = self.SYNC_RETRY_SECONDS
+        if not retry or not all(v.isdigit() and 0 <= int(v) <= 86400 for v in retry):
+            raise ConfigError("SYNC_RETRY_SECONDS must be a comma list of waits in seconds, e.g. 30,120,600")
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,79}", self.SF_ACTIVITY_KEY_FIELD):
             # It is written into SOQL statements: an API name, nothing else.
             raise ConfigError("SF_ACTIVITY_KEY_FIELD must be a Salesforce field API name, e.g. Sidebar_Sync_Key__c")
         if not self.KEY_PREFIX or any(c.isspace() for c in self.KEY_PREFIX):
             raise ConfigError("KEY_PREFIX must be a non-empty string without spaces")
+        from backend.security.ssrf import HostRule
+
+        for name in ("EWS_ALLOWED_HOSTS", "EXCHANGE_IDENTITY_HOSTS"):
+            for pattern in getattr(self, name):
+                try:
+                    HostRule.parse(pattern)
+                except ValueError as exc:
+                    raise ConfigError(f"{name}: {exc}") from None
+        for template in self.EWS_AUTODISCOVER_URLS:
+            if not template.lower().startswith("https://"):
+                raise ConfigError(f"EWS_AUTODISCOVER_URLS must hold https URLs (got {template!r})")
 
 
 _LIMITS: dict[str, tuple[int, int]] = {
+    "SYNC_BATCH_ITEMS": (1, 10_000),
     "SYNC_INTERVAL_SECONDS": (60, 7 * 24 * 3600),
     "BACKFILL_DAYS": (0, 365),
     "MAX_AUTH_FAILURES": (1, 1000),

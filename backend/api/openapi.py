@@ -71,6 +71,18 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/sync/deactivate": {"post": {"summary": "Deactivate sync",
                                       "responses": {"200": _json(_SYNC), **_err(401, 409)}}},
     "/api/sync/run": {"post": {"summary": "Sync now", "responses": {"202": _json(_SYNC), **_err(401, 409)}}},
+    "/api/sync/exchange": {"post": {
+        "summary": "Connect on-premises Exchange (EWS) with a login and password, and activate sync",
+        "description": "Without ews_url the EWS endpoint is found by Autodiscover. Error codes: invalid_input, "
+                       "rate_limited, auth_failed, ews_unreachable, host_not_allowed, not_ews, tls_error, "
+                       "timeout, ews_error, mailbox_mismatch, mailbox_not_found, mailbox_unknown.",
+        "requestBody": _body({"type": "object", "required": ["login", "password"], "properties": {
+            "login": {"type": "string", "maxLength": 256, "description": "email address or DOMAIN\\user"},
+            "password": {"type": "string", "maxLength": 256, "writeOnly": True},
+            "ews_url": {"type": "string", "format": "uri", "maxLength": 2048,
+                        "description": "https://host/EWS/Exchange.asmx (optional)"}}}),
+        "responses": {"200": _json(_SYNC), **_err(400, 401, 413, 415, 422, 429, 502, 504)},
+    }},
     "/api/openapi.json": {"get": {"summary": "This document", "security": [],
                                   "responses": {"200": _json({"type": "object"})}}},
 }
@@ -90,6 +102,12 @@ COMPONENTS: dict[str, Any] = {
             "next_run": {"type": ["string", "null"], "format": "date-time"},
             "error": {"type": ["object", "null"]},
             "settings": {"type": "object"},
+            "job": {"type": ["string", "null"], "enum": ["queued", "running", "retry_scheduled", None]},
+            "running_now": {"type": "boolean"},
+            "recent_runs": {"type": "array", "items": {"type": "object"}},
+            "quarantine": {"type": "object"},
+            "backoff": {"type": ["object", "null"]},
+            "api_usage": {"type": ["object", "null"]},
         }},
     },
 }

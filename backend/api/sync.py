@@ -12,8 +12,12 @@ from backend.api.errors import ApiError
 from backend.api.tokens import current_user
 from backend.api.validation import bool_field, choice_field, json_body
 from backend.extensions import services
+from backend.jobs.sync import job_status
 from backend.store.mailboxes import InvalidTransition, SyncMailbox, SyncState
 from backend.sync.settings import normalise_blocklist
+
+RECENT_RUNS = 5
+QUARANTINE_SHOWN = 10
 
 STATE_LABELS = {
     SyncState.NOT_ACTIVATED: "Sync is not activated",
@@ -41,16 +45,30 @@ def sync_view(mailbox: SyncMailbox) -> dict[str, Any]:
         backoff = {
             "reason": "salesforce_api_budget",
             "message": "Your organisation is close to its daily Salesforce API limit, so background sync "
-                       "runs less often for now. Saving from the sidebar still works.",
+                       "runs less often for now. Sync now and saving from the sidebar still work.",
             "until": iso(org.api_backoff_until),
+            "level": org.api_backoff_level,
         }
+    usage = None
+    if org.api_max:
+        usage = {"used": org.api_used, "limit": org.api_max, "percent": round(100.0 * org.api_used / org.api_max, 1),
+                 "budget_percent": svc.settings.SF_API_BUDGET_PERCENT, "seen_at": iso(org.api_seen_at)}
     error = dict(mailbox.error) if mailbox.error else None
+    # A mailbox proven by Nested App Authentication is a Microsoft 365 one: consent is the next step.
+    owner = svc.store.users.get(mailbox.user_id)
+    suggested = "microsoft" if owner is not None and owner.addin_identity.startswith("naa:") else None
     if error and "since" in error:
         error["since"] = iso(error["since"])
+    if error:
+        error.pop("first_failed_at", None)
+        # What the pane offers: Reconnect once sync was disabled for an error that needs the person.
+        error["action"] = "reconnect" if mailbox.state is SyncState.DISABLED_ERROR else None
+    job = job_status(mailbox.id) if mailbox.activated else None
     return {
         "state": mailbox.state.value,
         "state_label": STATE_LABELS[mailbox.state],
         "provider": mailbox.provider or None,
+        "suggested_provider": suggested,
         "mailbox": mailbox.address or None,
         "activated_at": iso(mailbox.activated_at),
         "last_run": mailbox.last_run,
@@ -58,7 +76,15 @@ def sync_view(mailbox: SyncMailbox) -> dict[str, Any]:
         "interval_seconds": mailbox.interval_seconds or svc.settings.SYNC_INTERVAL_SECONDS,
         "error": error,
         "auth_failures": mailbox.auth_failures,
+        "max_auth_failures": svc.settings.MAX_AUTH_FAILURES,
+        # "queued", "running" or "retry_scheduled" while a run is on its way; None otherwise.
+        "job": job,
+        "running_now": job == "running",
+        "recent_runs": svc.store.runs.recent(mailbox.id, RECENT_RUNS),
+        "quarantine": {"count": svc.store.runs.quarantine_count(mailbox.id),
+                       "items": svc.store.runs.quarantined(mailbox.id, QUARANTINE_SHOWN)},
         "backoff": backoff,
+        "api_usage": usage,
         "settings": mailbox.settings,
         "connection": {k: v for k, v in mailbox.connection.items() if k in ("login", "ews_url", "tenant_id")},
     }

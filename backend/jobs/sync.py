@@ -1,23 +1,40 @@
-"""The sync job: one run for one mailbox, never two at once (a unique job id per mailbox)."""
+"""The sync job: one run for one mailbox, never two at once (a unique job id per mailbox).
+
+* Unique job id ``sync-{mailbox id}`` (RQ 3.0 ``unique=True``): a second enqueue while a run is
+  queued, scheduled for retry or running is refused, on any worker. RQ keeps the hash of a
+  finished or failed job; such a leftover is history, not a run, and is replaced.
+* Timeout: :data:`JOB_TIMEOUT_SECONDS`; a run that overruns is stopped and retried.
+* Retries: transient errors (mail server or Salesforce down, throttled) are retried with backoff
+  that honours the service's Retry-After; permanent ones are not retried (the next scheduled run
+  tries again). The job never swallows an error: RQ records every failure.
+* Authentication failures count; after ``MAX_AUTH_FAILURES`` runs in a row sync is disabled
+  (``disabled_error``) and one notification per incident goes out. A transient error never counts.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 from rq import Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import Job, JobStatus, get_current_job
 
-from backend.extensions import QUEUE_INTERACTIVE, QUEUE_SYNC, services
+from backend.connectors.crm import ApiLimitExceeded
+from backend.connectors.errors import AuthRevoked, ConnectorError, Throttled
+from backend.extensions import QUEUE_INTERACTIVE, QUEUE_NOTIFY, QUEUE_SYNC, services
 from backend.jobs.context import worker_app
+from backend.store.mailboxes import InvalidTransition
 
 log = logging.getLogger(__name__)
 
 # A run reads at most a few thousand items; anything longer is stuck, not slow.
 JOB_TIMEOUT_SECONDS = 20 * 60
-# Transient failures (Salesforce or the mail server briefly down) are retried with backoff;
-# after that the next scheduled run tries again.
-RETRY = Retry(max=3, interval=[30, 120, 600])
+# Transient failures (Salesforce or the mail server briefly down) are retried with backoff
+# (SYNC_RETRY_SECONDS, default 30 s, 2 min, 10 min); after that the next scheduled run tries again.
+# Never wait longer than this for a retry, whatever Retry-After says: the schedule takes over.
+MAX_RETRY_WAIT_SECONDS = 3600
 _FINISHED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED}
 
 
@@ -26,22 +43,46 @@ def job_id_for(mailbox_id: str) -> str:
     return f"sync-{mailbox_id}"
 
 
+def job_status(mailbox_id: str) -> str | None:
+    """The state of the mailbox's run job: "queued", "running", "retry_scheduled", or None."""
+    try:
+        job = Job.fetch(job_id_for(mailbox_id), connection=services().redis_raw)
+    except NoSuchJobError:
+        return None
+    status = job.get_status(refresh=False)
+    if status in (JobStatus.QUEUED, JobStatus.DEFERRED):
+        return "queued"
+    if status is JobStatus.STARTED:
+        return "running"
+    if status is JobStatus.SCHEDULED:
+        return "retry_scheduled"
+    return None
+
+
+def retry_policy() -> Retry:
+    """RQ retries for a run, from SYNC_RETRY_SECONDS."""
+    intervals = [int(v) for v in services().settings.SYNC_RETRY_SECONDS]
+    return Retry(max=len(intervals), interval=intervals)
+
+
 def enqueue_sync(mailbox_id: str, interactive: bool = False) -> bool:
     """Queue a run unless one is already queued or running; True when this call queued it."""
     svc = services()
     queue = svc.queue(QUEUE_INTERACTIVE if interactive else QUEUE_SYNC)
     job_id = job_id_for(mailbox_id)
+    retry = retry_policy()
     for _ in range(2):
         try:
             queue.enqueue(
                 sync_mailbox,
-                mailbox_id,
+                args=(mailbox_id,),
+                kwargs={"interactive": interactive},
                 job_id=job_id,
                 unique=True,
                 job_timeout=JOB_TIMEOUT_SECONDS,
                 result_ttl=0,
                 failure_ttl=24 * 3600,
-                retry=RETRY,
+                retry=retry,
                 description=f"sync {mailbox_id}",
             )
             return True
@@ -58,9 +99,87 @@ def enqueue_sync(mailbox_id: str, interactive: bool = False) -> bool:
     return False
 
 
-def sync_mailbox(mailbox_id: str) -> dict[str, object]:
+def _set_retry(error: BaseException) -> None:
+    """Tell RQ how to retry this failure: not at all for permanent errors, honouring Retry-After otherwise."""
+    job = get_current_job()
+    if job is None:
+        return
+    if isinstance(error, ApiLimitExceeded) or (isinstance(error, ConnectorError) and not error.transient):
+        # Retrying cannot help: auth needs the person; the API budget backs off for the whole org.
+        job.retries_left = 0
+        return
+    if isinstance(error, Throttled):
+        wait = int(min(MAX_RETRY_WAIT_SECONDS, max(1.0, error.retry_after)))
+        intervals = job.retry_intervals or [int(v) for v in services().settings.SYNC_RETRY_SECONDS]
+        job.retry_intervals = [max(wait, int(i)) for i in intervals]
+
+
+def record_auth_failure(mailbox_id: str, error: AuthRevoked, source: str) -> int:
+    """Count a run refused on authentication; disable sync and notify after MAX_AUTH_FAILURES in a row."""
+    svc = services()
+    store, settings = svc.store, svc.settings
+    count = store.mailboxes.incr_auth_failures(mailbox_id)
+    mailbox = store.mailboxes.get(mailbox_id)
+    if mailbox is None:
+        return count
+    code = "mailbox_auth_failed" if source == "mailbox" else "salesforce_auth_failed"
+    previous = mailbox.error or {}
+    first = float(previous.get("first_failed_at") or 0) if previous.get("code") == code else 0.0
+    first = first or time.time()
+    where = "your mail server" if source == "mailbox" else "Salesforce"
+    message = (f"{where.capitalize()} refused the saved sign-in {count} time(s) in a row "
+               f"({error.message})")
+    details = {"code": code, "message": message, "since": first, "first_failed_at": first, "failures": count,
+               "source": source}
+    if count < settings.MAX_AUTH_FAILURES:
+        store.mailboxes.update(mailbox_id, error=details)
+        return count
+    try:
+        store.mailboxes.disable(mailbox_id, code, message)
+    except InvalidTransition:
+        # Paused or already disabled meanwhile: nothing more to do, and no second email.
+        return count
+    # "since" is when the failures began, not when we gave up.
+    store.mailboxes.update(mailbox_id, error=details)
+    store.schedule.remove(mailbox_id)
+    incident = f"{int(first)}"
+    log.warning("sync disabled after %d auth failures mid=%s source=%s", count, mailbox_id, source)
+    enqueue_notice(mailbox_id, incident)
+    return count
+
+
+def enqueue_notice(mailbox_id: str, incident: str) -> bool:
+    """Queue the one email of an incident (a unique job id per incident)."""
+    from backend.jobs.notify import send_disabled_notice
+
+    try:
+        services().queue(QUEUE_NOTIFY).enqueue(
+            send_disabled_notice,
+            args=(mailbox_id, incident),
+            job_id=f"notify-{mailbox_id}-{incident}",
+            unique=True,
+            job_timeout=120,
+            result_ttl=7 * 24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            retry=Retry(max=5, interval=[60, 300, 900, 3600, 3600]),
+            description=f"notify {mailbox_id}",
+        )
+        return True
+    except DuplicateJobError:
+        return False
+
+
+def sync_mailbox(mailbox_id: str, interactive: bool = False) -> dict[str, Any]:
     """RQ job: run sync once for ``mailbox_id`` (errors propagate so RQ retries or records them)."""
     from backend.sync.engine import run_mailbox
 
     with worker_app().app_context():
-        return run_mailbox(mailbox_id)
+        try:
+            return run_mailbox(mailbox_id, interactive=interactive)
+        except AuthRevoked as exc:
+            record_auth_failure(mailbox_id, exc, str(getattr(exc, "source", "mailbox")))
+            _set_retry(exc)
+            raise
+        except Exception as exc:
+            _set_retry(exc)
+            raise

@@ -2,7 +2,7 @@
 
 The same origin plays the login host and the instance (``instance_url``), as a My Domain does.
 The REST data API (query, composite, sObject collections, describe, limits) is registered on the
-same app by :mod:`tests.fakes.salesforce_rest` when present.
+same app by :mod:`tests.fakes.salesforce_rest`.
 """
 
 from __future__ import annotations
@@ -244,10 +244,8 @@ def create_app(state: FakeSalesforceState) -> Flask:
             "urls": {"rest": f"{state.base_url}/services/data/v{{version}}/"},
         })
 
-    try:  # The REST data API, when the sync engine's fake is present.
-        from tests.fakes import salesforce_rest
-    except ImportError:
-        salesforce_rest = None  # type: ignore[assignment]
-    if salesforce_rest is not None:
-        salesforce_rest.register(app, state)
+    from tests.fakes import salesforce_rest
+
+    # The REST data API (query, composite, sObject Collections, describe, limits).
+    salesforce_rest.register(app, state)
     return app

@@ -1,0 +1,278 @@
+"""The CRM protocol: what the sync engine needs from Salesforce, in Salesforce-neutral terms.
+
+The engine matches the participants of a batch of items to people (Contacts and Leads), asks which
+items the CRM already holds (dedup keys live in the CRM, not in Redis), and hands over a
+:class:`WritePlan`. The connector (:mod:`backend.connectors.salesforce`) turns that plan into as
+few API calls as the limits allow and reports, per item, what was written and what was refused.
+
+Nothing here imports a vendor library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from backend.connectors.errors import ConnectorError, Throttled
+
+# Marker appended to a text cut to fit a CRM field: a person sees that something is missing.
+TRUNCATION_MARKER = " [...]"
+
+
+class PersonKind(StrEnum):
+    """What kind of CRM record a matched address belongs to."""
+
+    CONTACT = "Contact"
+    LEAD = "Lead"
+    USER = "User"
+
+
+@dataclass(frozen=True)
+class Person:
+    """A CRM record an email address belongs to."""
+
+    id: str
+    kind: PersonKind
+    email: str
+
+
+@dataclass(frozen=True)
+class ApiUsage:
+    """The org's API usage as the CRM last reported it (calls in the rolling 24 hours)."""
+
+    used: int
+    limit: int
+
+    @property
+    def percent(self) -> float:
+        """Usage as a percentage of the limit (0 when the limit is unknown)."""
+        return (100.0 * self.used / self.limit) if self.limit else 0.0
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the org supports, found once (describe) and cached per org."""
+
+    # Enhanced Email on: emails are EmailMessage records; off: Task records with TaskSubtype Email.
+    enhanced_email: bool
+    # The custom activity field that holds our dedup key (events, and email tasks); "" when missing.
+    activity_key_field: str
+
+    def as_dict(self) -> dict[str, object]:
+        """For the per-org cache."""
+        return {"enhanced_email": self.enhanced_email, "activity_key_field": self.activity_key_field}
+
+    @staticmethod
+    def from_dict(data: dict[str, object]) -> Capabilities:
+        """From the per-org cache."""
+        return Capabilities(bool(data.get("enhanced_email")), str(data.get("activity_key_field") or ""))
+
+
+@dataclass(frozen=True)
+class ExistingEvent:
+    """An event the CRM already holds, with the fields a changed meeting may update."""
+
+    id: str
+    key: str
+    subject: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+    is_all_day: bool = False
+    location: str = ""
+    description: str = ""
+    related_ids: frozenset[str] = frozenset()
+
+
+@dataclass
+class Lookup:
+    """What the CRM knows about a batch: people by address, existing emails and events by key."""
+
+    people: dict[str, Person] = field(default_factory=dict)
+    existing_emails: set[str] = field(default_factory=set)
+    existing_events: dict[str, ExistingEvent] = field(default_factory=dict)
+
+
+@dataclass
+class EmailDraft:
+    """An email to log, already mapped: addresses by role, matched people by role."""
+
+    key: str  # Message-ID (or its stable stand-in): the dedup key across the org
+    subject: str
+    body: str
+    from_address: str
+    from_name: str
+    to_addresses: list[str]
+    cc_addresses: list[str]
+    message_date: datetime | None
+    outgoing: bool
+    to_ids: list[str] = field(default_factory=list)
+    cc_ids: list[str] = field(default_factory=list)
+    bcc_ids: list[str] = field(default_factory=list)
+    # The sender as a CRM record (matched contact/lead for incoming mail, the owner for outgoing).
+    from_id: str = ""
+    # Every matched Contact/Lead, first = primary (used where only one link exists: Task.WhoId).
+    people_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EventDraft:
+    """A meeting to log or update."""
+
+    key: str  # iCalendar UID (+ occurrence): the dedup key across the org
+    subject: str
+    body: str
+    location: str
+    start: datetime
+    end: datetime
+    is_all_day: bool
+    people_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WritePlan:
+    """Everything one batch writes. Cancelled meetings are either deleted or marked."""
+
+    emails: list[EmailDraft] = field(default_factory=list)
+    new_events: list[EventDraft] = field(default_factory=list)
+    changed_events: list[tuple[ExistingEvent, EventDraft]] = field(default_factory=list)
+    cancelled_events: list[tuple[ExistingEvent, str]] = field(default_factory=list)  # (event, "delete"|"mark")
+
+    def __bool__(self) -> bool:
+        return bool(self.emails or self.new_events or self.changed_events or self.cancelled_events)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """One record the CRM refused: the item's key, the object, and the CRM's reason (no content)."""
+
+    key: str
+    object: str
+    reason: str
+
+
+@dataclass
+class WriteResult:
+    """What a plan did."""
+
+    emails_written: int = 0
+    events_written: int = 0
+    events_updated: int = 0
+    events_unchanged: int = 0
+    events_deleted: int = 0
+    events_marked: int = 0
+    relations_written: int = 0
+    # Records Salesforce already held (written meanwhile by a colleague's run): logged once, not lost.
+    duplicates: int = 0
+    # Keys written now (an email or event key), so the rest of the run treats them as existing.
+    written_keys: set[str] = field(default_factory=set)
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def merge(self, other: WriteResult) -> None:
+        """Add another result to this one."""
+        for name in ("emails_written", "events_written", "events_updated", "events_unchanged", "events_deleted",
+                     "events_marked", "relations_written", "duplicates"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.written_keys |= other.written_keys
+        self.rejected.extend(other.rejected)
+
+
+class ApiLimitExceeded(Throttled):
+    """The org used up its daily API allowance (background sync backs off for the whole org)."""
+
+    code = "api_limit_exceeded"
+
+    def __init__(self, message: str = "", retry_after: float = 1800.0) -> None:
+        super().__init__(message or "Your organisation reached its daily Salesforce API limit.", retry_after)
+
+
+class CrmRequestFailed(ConnectorError):
+    """The CRM refused a request in a way a retry will not fix (a bug or a missing permission)."""
+
+    transient = False
+    code = "crm_request_failed"
+
+
+class CrmSetupMissing(ConnectorError):
+    """The org lacks something sync needs (for example the dedup key field on activities)."""
+
+    transient = False
+    code = "crm_setup_missing"
+
+
+@runtime_checkable
+class Crm(Protocol):
+    """What the sync engine needs from the CRM. One instance serves one run (its caches are per run)."""
+
+    @property
+    def calls(self) -> int:
+        """API calls made so far (each composite request counts once, as the CRM counts it)."""
+        ...
+
+    def capabilities(self) -> Capabilities:
+        """What the org supports (cached per org; at most one call when the cache is cold)."""
+        ...
+
+    def lookup(self, addresses: Iterable[str], email_keys: Iterable[str], event_keys: Iterable[str]) -> Lookup:
+        """People for ``addresses`` and which keys exist, in as few calls as possible (cached per run)."""
+        ...
+
+    def match(self, addresses: Iterable[str]) -> dict[str, Person]:
+        """Contacts and Leads by lower-cased address (case-insensitive; unknown addresses absent)."""
+        ...
+
+    def existing_emails(self, keys: Iterable[str]) -> set[str]:
+        """The Message-IDs among ``keys`` the CRM already holds for the org."""
+        ...
+
+    def existing_events(self, keys: Iterable[str]) -> dict[str, ExistingEvent]:
+        """The events among ``keys`` the CRM already holds for the org."""
+        ...
+
+    def write(self, plan: WritePlan) -> WriteResult:
+        """Write emails and events, update and cancel meetings; refused records are reported, not raised."""
+        ...
+
+    def api_usage(self) -> ApiUsage | None:
+        """Ask the CRM for the org's current API usage (one call)."""
+        ...
+
+    @property
+    def last_usage(self) -> ApiUsage | None:
+        """The usage reported by the last response, without a call."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def clip(text: str | None, limit: int, marker: str = TRUNCATION_MARKER) -> str:
+    """``text`` cut to ``limit`` characters, ending with ``marker`` when something was cut."""
+    value = text or ""
+    if len(value) <= limit:
+        return value
+    keep = max(0, limit - len(marker))
+    return value[:keep] + marker[: limit - keep]
+
+
+def join_addresses(addresses: Iterable[str], limit: int) -> str:
+    """Addresses joined by "; ", cut at a whole address with "(+N more)" to fit ``limit`` characters."""
+    items = list(addresses)
+    total = sum(len(a) for a in items) + 2 * max(0, len(items) - 1)
+    if total <= limit:
+        return "; ".join(items)
+    kept: list[str] = []
+    length = 0
+    for index, address in enumerate(items):
+        grown = length + (2 if kept else 0) + len(address)
+        suffix = len(f"; (+{len(items) - index - 1} more)")
+        if grown + suffix > limit:
+            break
+        kept.append(address)
+        length = grown
+    rest = len(items) - len(kept)
+    text = "; ".join(kept) + (f"; (+{rest} more)" if kept else f"(+{rest} more)")
+    return text[:limit]

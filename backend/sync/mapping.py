@@ -1,0 +1,128 @@
+"""Mapping mail items to CRM drafts: who is sender and recipient as CRM records, and clean text.
+
+The connector applies Salesforce's field lengths; this module decides meaning: which matched
+people are To, Cc or the sender, where the owner (the mailbox's Salesforce user) stands, that an
+event without an end is a point in time, and that text reaching the CRM holds no control
+characters or broken surrogates (mail in odd charsets decodes into those).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from backend.connectors.crm import EmailDraft, EventDraft, Person
+from backend.connectors.mailbox import Address, EmailItem, EventItem, Folder
+from backend.sync.filters import Filters
+from backend.sync.match import people_of
+
+# C0 controls other than tab, newline and carriage return, and DEL: Salesforce refuses some,
+# and none of them means anything in a subject or a plain-text body.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(value: str | None) -> str:
+    """Text safe to send: lone surrogates replaced, control characters removed."""
+    if not value:
+        return ""
+    # A string decoded with errors="surrogateescape" (odd charsets) holds lone surrogates that
+    # cannot be encoded as UTF-8; replace them instead of failing the whole batch.
+    text = value.encode("utf-8", "replace").decode("utf-8")
+    return _CONTROL.sub("", text)
+
+
+def clean_line(value: str | None) -> str:
+    """One-line text (subjects, names, locations): line breaks become spaces."""
+    return " ".join(clean_text(value).split())
+
+
+def is_outgoing(item: EmailItem, filters: Filters) -> bool:
+    """Sent by the mailbox's owner (Sent Items, or the owner as sender)."""
+    return item.folder is Folder.SENT or (item.sender is not None and filters.is_own(item.sender.email))
+
+
+def _ids(addresses: tuple[Address, ...], people: Mapping[str, Person], filters: Filters) -> list[str]:
+    return [p.id for p in people_of(addresses, people, filters)]
+
+
+def _unmatched(addresses: tuple[Address, ...], people: Mapping[str, Person], filters: Filters) -> list[str]:
+    """Addresses not linked by id (Salesforce wants linked people only in the *Ids lists)."""
+    linked = {a.email for a in addresses if a.email in people and a.email in filters.matchable([a])}
+    return [a.email for a in addresses if a.email not in linked and not filters.is_own(a.email)]
+
+
+def email_draft(item: EmailItem, people: Mapping[str, Person], filters: Filters, owner_id: str) -> EmailDraft | None:
+    """The draft of an email, or None when none of its participants is a Contact or Lead."""
+    matched = people_of(item.participants, people, filters)
+    if not matched:
+        return None
+    outgoing = is_outgoing(item, filters)
+    to_ids = _ids(item.to, people, filters)
+    cc_ids = [i for i in _ids(item.cc, people, filters) if i not in to_ids]
+    bcc_ids: list[str] = []
+    from_id = ""
+    if outgoing:
+        from_id = owner_id
+    else:
+        senders = people_of([item.sender], people, filters)
+        from_id = senders[0].id if senders else ""
+        # The owner received it: as To, Cc, or (not listed) Bcc.
+        if owner_id:
+            if any(filters.is_own(a.email) for a in item.to):
+                to_ids.append(owner_id)
+            elif any(filters.is_own(a.email) for a in item.cc):
+                cc_ids.append(owner_id)
+            else:
+                bcc_ids.append(owner_id)
+    sender = item.sender
+    return EmailDraft(
+        key=item.dedup_key,
+        subject=clean_line(item.subject),
+        body=clean_text(item.body_text),
+        from_address=sender.email if sender else "",
+        from_name=clean_line(sender.name) if sender else "",
+        to_addresses=_unmatched(item.to, people, filters),
+        cc_addresses=_unmatched(item.cc, people, filters),
+        message_date=item.when,
+        outgoing=outgoing,
+        to_ids=to_ids,
+        cc_ids=cc_ids,
+        bcc_ids=bcc_ids,
+        from_id=from_id,
+        people_ids=[p.id for p in matched],
+    )
+
+
+def event_draft(
+    item: EventItem, people: Mapping[str, Person], filters: Filters, *, allow_unmatched: bool = False
+) -> EventDraft | None:
+    """The draft of a meeting, or None without a start or (unless allowed) without a matched attendee."""
+    if item.start is None:
+        return None
+    matched = people_of(item.participants, people, filters)
+    if not matched and not allow_unmatched:
+        return None
+    start = item.start if item.start.tzinfo else item.start.replace(tzinfo=UTC)
+    end = item.end if item.end is not None else start
+    end = end if end.tzinfo else end.replace(tzinfo=UTC)
+    if end < start:
+        # A meeting that ends before it starts is a data error upstream; log it as a point in time.
+        end = start
+    return EventDraft(
+        key=item.dedup_key,
+        subject=clean_line(item.subject),
+        body=clean_text(item.body_text),
+        location=clean_line(item.location),
+        start=start,
+        end=end,
+        is_all_day=item.is_all_day,
+        people_ids=[p.id for p in matched],
+    )
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """An aware datetime as ISO 8601 UTC (None stays None)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,243 @@
+"""Sync benchmark (not a timed test): Salesforce calls for a backfill, and the clock's cost per due mailbox.
+
+1. Backfill: a mailbox (real connector against its wire-level fake) holding ``--emails`` emails to
+   and from ``--people`` Contacts and Leads in the fake Salesforce; one run of the engine, in this
+   process. Prints Salesforce calls made against the minimum the limits allow (record writes ÷ 200
+   plus the lookups), mail server calls, the run's CPU per item (the run's own thread: the fakes run
+   in other threads), and the calls of a second run with nothing new (must be 0).
+2. Clock: ``--due`` mailboxes due at once among ``--idle`` scheduled later; one tick, timed.
+
+Run from the repository root:
+    REDIS_URL=redis://127.0.0.1:6379/0 /work/venv/bin/python bench/sync_bench.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from cryptography.fernet import Fernet  # noqa: E402
+
+from backend import create_app  # noqa: E402
+from backend.connectors.salesforce import COLLECTION_MAX, chunk_in_list  # noqa: E402
+from backend.extensions import QUEUE_NAMES, services  # noqa: E402
+from backend.jobs.schedule import run_tick  # noqa: E402
+from backend.store.users import User  # noqa: E402
+from backend.sync.engine import run_mailbox  # noqa: E402
+from tests.conftest import HttpsClient  # noqa: E402
+from tests.connectors.conftest import HARNESSES, HarnessContext  # noqa: E402
+from tests.fakes import salesforce as fake_sf  # noqa: E402
+from tests.fakes.salesforce_rest import data_of  # noqa: E402
+from tests.fakes.server import FakeServer  # noqa: E402
+from tests.fakes.tls import TestCA  # noqa: E402
+from tests.helpers import login  # noqa: E402
+from tests.redis_server import PrivateRedis, claim_database, release_database  # noqa: E402
+
+API_VERSION = "62.0"
+
+
+def minimum_lookups(addresses: list[str], message_ids: list[str]) -> int:
+    """SOQL queries the lookups need at the least: Contact and Lead by address, EmailMessage by Message-ID."""
+    path = f"/services/data/v{API_VERSION}/query"
+    by_address = len(chunk_in_list("SELECT Id, Email FROM Contact WHERE Email IN ", sorted(addresses), path=path))
+    by_id = len(chunk_in_list("SELECT Id, MessageIdentifier FROM EmailMessage WHERE MessageIdentifier IN ",
+                              sorted(message_ids), path=path))
+    return 2 * by_address + by_id
+
+
+def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) -> dict[str, Any]:
+    """Seed, run once, run again; returns the figures."""
+    state = fake_sf.FakeSalesforceState()
+    state.add_user("alice@acme.example", "alice-pw", email="alice@acme.example", name="Alice Example")
+    sf_server = FakeServer(fake_sf.create_app(state), cert).start()
+    state.base_url = sf_server.url
+    data = data_of(state)
+    harness = HARNESSES[args.provider](HarnessContext(ca, cert))
+    try:
+        config = {
+            "SIDEBAR_ENV": "production", "SECRET_KEY": "bench-secret-key-" + "x" * 32,
+            "ENCRYPTION_KEYS": Fernet.generate_key().decode(), "REDIS_URL": redis_url, "KEY_PREFIX": "ssbench:",
+            "SALESFORCE_CLIENT_ID": state.client_id, "SALESFORCE_CLIENT_SECRET": state.client_secret,
+            "SALESFORCE_LOGIN_URL": sf_server.url, "SALESFORCE_SANDBOX_URL": sf_server.url,
+            "SALESFORCE_ALLOWED_HOSTS": f"{sf_server.host}:{sf_server.port}", "OUTBOUND_CA_BUNDLE": ca.ca_path,
+            "REQUIRE_MAILBOX_PROOF": "off", "LOG_LEVEL": "WARNING", "BACKFILL_DAYS": "6",
+            **harness.settings_overrides(),
+        }
+        app = create_app(config)
+        app.test_client_class = HttpsClient
+        session = login(app.test_client(), ca.ca_path, mailbox=harness.address)
+        rng = random.Random(7)
+        people = [f"person{i:03d}@customer{i % 17}.example" for i in range(args.people)]
+        for i, address in enumerate(people):
+            if i % 5 < 3:
+                data.add_contact(address, f"Contact {i}")
+            else:
+                data.add_lead(address, f"Lead {i}")
+        now = datetime.now(tz=UTC)
+        message_ids = []
+        seed_started = time.monotonic()
+        for i in range(args.emails):
+            when = now - timedelta(minutes=1 + (i * 5 * 24 * 60) // args.emails)
+            person = people[i % len(people)]
+            cc = [people[rng.randrange(len(people))]] if i % 4 == 0 else None
+            message_id = f"<bench-{i}@customer.example>"
+            message_ids.append(message_id)
+            if i % 3 == 0:
+                harness.add_email("sent", subject=f"Proposal {i}", sender=harness.address, to=[person], cc=cc,
+                                  body=f"Body {i} " + "x" * 400, message_id=message_id, when=when)
+            else:
+                harness.add_email("inbox", subject=f"Question {i}", sender=person, to=[harness.address], cc=cc,
+                                  body=f"Body {i} " + "y" * 400, message_id=message_id, when=when)
+        seeded_in = time.monotonic() - seed_started
+        with app.app_context():
+            store = services().store
+            for name, value in harness.secrets().items():
+                store.secrets.put("mailbox", session.uid, name, value)
+            store.mailboxes.activate(session.uid, harness.provider, harness.address, harness.aliases,
+                                     harness.connection())
+            data.reset_calls()
+            mail_before = harness.request_count()
+            cpu0, wall0 = time.thread_time(), time.monotonic()
+            record = run_mailbox(session.uid, interactive=True)
+            cpu, wall = time.thread_time() - cpu0, time.monotonic() - wall0
+            mail_calls = harness.request_count() - mail_before
+            calls = list(data.calls)
+            written_records = sum(c.records_written for c in calls)
+            lookups_made = sum(1 for c in calls if not c.is_write)
+            queries = sum(sum(1 for _, k in c.subrequests if k == "query") for c in calls)
+            data.reset_calls()
+            quiet = run_mailbox(session.uid, interactive=True)
+        addresses = sorted(set(people))
+        lookups_min = minimum_lookups(addresses, message_ids)
+        minimum = math.ceil(written_records / COLLECTION_MAX) + lookups_min
+        counts = record["counts"]
+        return {
+            "provider": harness.provider,
+            "emails": args.emails,
+            "people": args.people,
+            "seeded_seconds": round(seeded_in, 1),
+            "written_emails": counts["emails_written"],
+            "written_records": written_records,
+            "salesforce_calls": record["salesforce_calls"],
+            "salesforce_write_calls": sum(1 for c in calls if c.is_write),
+            "salesforce_lookup_calls": lookups_made,
+            "soql_queries": queries,
+            "minimum_calls": minimum,
+            "minimum_breakdown": f"{written_records} records / 200 = {math.ceil(written_records / 200)} + "
+                                 f"{lookups_min} lookup queries",
+            "ratio_to_minimum": round(record["salesforce_calls"] / minimum, 3),
+            "mailbox_calls": record["mailbox_calls"],
+            "mailbox_http_requests": mail_calls,
+            "run_seconds": round(wall, 2),
+            "worker_cpu_ms_per_item": round(1000 * cpu / max(1, counts["read"]), 3),
+            "quiet_run_salesforce_calls": quiet["salesforce_calls"],
+            "quiet_run_mailbox_calls": quiet["mailbox_calls"],
+            "duplicates": counts["duplicates"],
+            "filtered": counts["filtered_by"],
+        }
+    finally:
+        harness.close()
+        sf_server.stop()
+
+
+def clock(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
+    """Seed due and idle mailboxes, run one tick, time it."""
+    config = {"SIDEBAR_ENV": "production", "SECRET_KEY": "bench-secret-key-" + "x" * 32,
+              "ENCRYPTION_KEYS": Fernet.generate_key().decode(), "REDIS_URL": redis_url, "KEY_PREFIX": "ssclock:",
+              "SALESFORCE_CLIENT_ID": "x", "SALESFORCE_CLIENT_SECRET": "y", "LOG_LEVEL": "WARNING"}
+    app = create_app(config)
+    with app.app_context():
+        svc = services()
+        store = svc.store
+        now = time.time()
+        for i in range(args.due):
+            uid = f"due{i:05d}"
+            store.users.save(User(id=uid, org_id=f"00DORG{i % 50:03d}", sf_user_id=f"005{i:05d}"))
+            store.mailboxes.ensure(uid, f"00DORG{i % 50:03d}")
+            store.mailboxes.activate(uid, "exchange", f"{uid}@acme.example")
+            store.schedule.set_next(uid, now - 5)
+        with store.redis.pipeline(transaction=False) as pipe:
+            for i in range(args.idle):
+                pipe.zadd(store.schedule.key, {f"idle{i:06d}": now + 60 + i})
+            pipe.execute()
+        started = time.perf_counter()
+        result = run_tick(svc, time.time())
+        elapsed = time.perf_counter() - started
+        queued = sum(svc.queue(name).count for name in QUEUE_NAMES)
+        empty = time.perf_counter()
+        second = run_tick(svc, time.time())
+        empty_ms = (time.perf_counter() - empty) * 1000
+        for name in QUEUE_NAMES:
+            svc.queue(name).empty()
+    return {
+        "due": result["due"], "idle_scheduled": args.idle, "queued": queued,
+        "tick_ms": round(elapsed * 1000, 1), "ms_per_due_mailbox": round(elapsed * 1000 / max(1, result["due"]), 3),
+        "tick_with_nothing_due_ms": round(empty_ms, 2), "second_tick_due": second["due"],
+    }
+
+
+def main() -> None:
+    """Run both parts and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--emails", type=int, default=10_000)
+    parser.add_argument("--people", type=int, default=200)
+    parser.add_argument("--due", type=int, default=2000)
+    parser.add_argument("--idle", type=int, default=50_000)
+    parser.add_argument("--provider", default="microsoft", choices=sorted(HARNESSES))
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    args = parser.parse_args()
+    # The fakes' request logs would drown the figures.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    tmp = tempfile.mkdtemp(prefix="sync-bench-")
+    private = None
+    base = os.environ.get("REDIS_URL", "")
+    if not base:
+        private = PrivateRedis()
+        base = private.url
+    url, token = claim_database(base)
+    try:
+        ca = TestCA(tmp)
+        cert = ca.issue("loopback")
+        figures = {"backfill": backfill(args, ca, cert, url), "clock": clock(args, url)}
+    finally:
+        release_database(url, token)
+        if private is not None:
+            private.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    b, c = figures["backfill"], figures["clock"]
+    print(f"Backfill ({b['provider']}): {b['emails']} emails, {b['people']} contacts and leads")
+    print(f"  Salesforce calls made      {b['salesforce_calls']} ({b['salesforce_write_calls']} write, "
+          f"{b['salesforce_lookup_calls']} lookup/describe; {b['soql_queries']} SOQL queries inside)")
+    print(f"  minimum the limits allow   {b['minimum_calls']} ({b['minimum_breakdown']})")
+    print(f"  ratio                      {b['ratio_to_minimum']} (target <= 1.2)")
+    print(f"  records written            {b['written_records']} ({b['written_emails']} EmailMessages)")
+    print(f"  mailbox calls              {b['mailbox_calls']} (HTTP requests seen by the fake: "
+          f"{b['mailbox_http_requests']})")
+    print(f"  worker CPU per item        {b['worker_cpu_ms_per_item']} ms (run wall time {b['run_seconds']} s)")
+    print(f"  next run, nothing new      {b['quiet_run_salesforce_calls']} Salesforce calls, "
+          f"{b['quiet_run_mailbox_calls']} mailbox calls")
+    print(f"Clock: {c['due']} mailboxes due among {c['idle_scheduled']} scheduled later")
+    print(f"  one tick                   {c['tick_ms']} ms = {c['ms_per_due_mailbox']} ms per due mailbox "
+          f"({c['queued']} runs queued)")
+    print(f"  tick with nothing due      {c['tick_with_nothing_due_ms']} ms")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,411 @@
+"""The Salesforce connector against the wire-level fake: real simple-salesforce, exact call counts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from backend.connectors.crm import (
+    ApiLimitExceeded,
+    ApiUsage,
+    EmailDraft,
+    EventDraft,
+    PersonKind,
+    WritePlan,
+    clip,
+    join_addresses,
+)
+from backend.connectors.errors import AuthRevoked, Unavailable
+from backend.connectors.salesforce import (
+    COLLECTION_MAX,
+    URI_MAX_CHARS,
+    activity_key,
+    address_variants,
+    chunk_in_list,
+    safe_reason,
+    soql_quote,
+)
+from tests.fakes.salesforce_rest import Rule, parse_soql
+from tests.sfhelpers import SalesforceUser, log_in
+
+
+@pytest.fixture
+def sf(app: Flask, client: FlaskClient, ca: Any, fake_salesforce: Any) -> Iterator[SalesforceUser]:
+    """Alice logged in; the app context pushed; the fake's call record emptied."""
+    user = log_in(app, client, ca.ca_path, fake_salesforce)
+    with app.app_context():
+        user.data.reset_calls()
+        yield user
+
+
+def email(key: str, to_ids: list[str] | None = None, from_id: str = "", subject: str = "Hello",
+          body: str = "Body", **kwargs: Any) -> EmailDraft:
+    """An email draft with sensible defaults."""
+    people = [i for i in [from_id, *(to_ids or [])] if i and not i.startswith("005")]
+    return EmailDraft(key=key, subject=subject, body=body, from_address="bob@customer.example", from_name="Bob",
+                      to_addresses=["x@other.example"], cc_addresses=[],
+                      message_date=datetime(2026, 11, 20, tzinfo=UTC), outgoing=False, to_ids=to_ids or [],
+                      from_id=from_id, people_ids=people, **kwargs)
+
+
+def event(key: str, people: list[str], subject: str = "Meeting", hours: float = 1.0) -> EventDraft:
+    """An event draft."""
+    start = datetime(2026, 11, 20, 10, tzinfo=UTC)
+    return EventDraft(key=key, subject=subject, body="Agenda", location="Room 1", start=start,
+                      end=start + timedelta(hours=hours), is_all_day=False, people_ids=people)
+
+
+# --- pure helpers --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    ("plain", "'plain'"),
+    ("o'brien@x.example", "'o\\'brien@x.example'"),
+    ("back\\slash", "'back\\\\slash'"),
+    ("line\nbreak", "'line\\nbreak'"),
+    ('dq"uote', "'dq\\\"uote'"),
+])
+def test_soql_quote_escapes(value: str, expected: str) -> None:
+    assert soql_quote(value) == expected
+    # The fake's parser (Salesforce's grammar) reads the value back unchanged.
+    parsed = parse_soql("SELECT Id FROM Contact WHERE Email = " + soql_quote(value))  # noqa: S608 - the test
+    assert parsed.conditions[0][2] == value
+
+
+def test_chunking_respects_uri_and_statement_limits() -> None:
+    values = [f"person{i:05d}.with.a.long.name@company-{i % 97}.example" for i in range(3000)]
+    path = "/services/data/v62.0/query"
+    statements = chunk_in_list("SELECT Id FROM Contact WHERE Email IN ", values, path=path)
+    assert len(statements) > 1
+    seen: list[str] = []
+    for soql in statements:
+        url = f"{path}?{__import__('urllib.parse').parse.urlencode({'q': soql})}"
+        assert len(url) <= URI_MAX_CHARS
+        assert len(soql) <= 100_000
+        seen.extend(parse_soql(soql).conditions[0][2])
+    assert seen == values  # nothing lost, nothing twice, order kept
+
+
+def test_chunking_single_value_longer_than_a_chunk_still_goes_alone() -> None:
+    statements = chunk_in_list("SELECT Id FROM EmailMessage WHERE MessageIdentifier IN ", ["<a@b>", "x" * 20_000])
+    assert len(statements) == 2
+
+
+@pytest.mark.parametrize("text, limit, expected", [
+    ("short", 10, "short"),
+    ("exactly-10", 10, "exactly-10"),
+    ("a" * 20, 10, "aaaa [...]"),
+    ("", 5, ""),
+    (None, 5, ""),
+])
+def test_clip(text: str | None, limit: int, expected: str) -> None:
+    assert clip(text, limit) == expected
+    assert len(clip(text, limit)) <= limit
+
+
+def test_join_addresses_cuts_at_a_whole_address() -> None:
+    addresses = [f"user{i}@example.com" for i in range(1000)]
+    joined = join_addresses(addresses, 4000)
+    assert len(joined) <= 4000
+    assert joined.endswith("more)")
+    kept = joined.rsplit("; (+", 1)[0].split("; ")
+    assert all(a in addresses for a in kept)
+    assert int(joined.rsplit("(+", 1)[1].split()[0]) == 1000 - len(kept)
+
+
+def test_address_variants_cover_idna() -> None:
+    assert address_variants("José@Exämple.com") >= {"josé@exämple.com", "josé@xn--exmple-cua.com"}
+    assert address_variants("a@xn--exmple-cua.com") >= {"a@exämple.com"}
+
+
+def test_activity_key_hashes_long_keys() -> None:
+    assert activity_key("<short@x>") == "<short@x>"
+    long_key = "<" + "x" * 300 + "@y>"
+    assert activity_key(long_key).startswith("sha256:") and len(activity_key(long_key)) <= 255
+
+
+def test_safe_reason_drops_echoed_values() -> None:
+    reason = safe_reason({"statusCode": "STRING_TOO_LONG", "message": "Subject: data value too large: SECRET DEAL",
+                          "fields": ["Subject"]})
+    assert "SECRET" not in reason and reason.startswith("STRING_TOO_LONG")
+
+
+# --- matching ------------------------------------------------------------------------------------
+
+def test_match_is_case_insensitive_contacts_win_and_converted_leads_are_ignored(sf: SalesforceUser) -> None:
+    contact = sf.data.add_contact("Bob@Customer.example")
+    sf.data.add_lead("bob@customer.example")  # same person as a lead: the contact wins
+    lead = sf.data.add_lead("carol@prospect.example")
+    sf.data.add_lead("dave@old.example", converted=True)
+    idn = sf.data.add_contact("josé@xn--exmple-cua.com")
+    crm = sf.crm()
+    people = crm.match(["BOB@customer.EXAMPLE", "carol@prospect.example", "dave@old.example",
+                        "josé@exämple.com", "nobody@nowhere.example"])
+    assert people["bob@customer.example"].id == contact
+    assert people["bob@customer.example"].kind is PersonKind.CONTACT
+    assert people["carol@prospect.example"].kind is PersonKind.LEAD and people["carol@prospect.example"].id == lead
+    assert people["josé@exämple.com"].id == idn
+    assert "dave@old.example" not in people and "nobody@nowhere.example" not in people
+    # Contacts and Leads in one Composite request: one API call.
+    assert crm.calls == 1
+    assert [c.subrequests for c in sf.data.calls] == [[("GET", "query"), ("GET", "query")]]
+
+
+def test_lookup_caches_per_run(sf: SalesforceUser) -> None:
+    sf.data.add_contact("bob@customer.example")
+    crm = sf.crm()
+    crm.lookup(["bob@customer.example", "x@y.example"], ["<m1@x>"], [])
+    calls = crm.calls
+    crm.lookup(["bob@customer.example", "x@y.example"], ["<m1@x>"], [])
+    assert crm.calls == calls  # asked once per run
+    crm.lookup(["new@z.example"], [], [])
+    assert crm.calls == calls + 1
+
+
+def test_many_addresses_use_few_calls(sf: SalesforceUser) -> None:
+    addresses = [f"contact{i:05d}@customer-{i % 13}.example" for i in range(2500)]
+    for address in addresses[::50]:
+        sf.data.add_contact(address)
+    crm = sf.crm()
+    people = crm.match(addresses)
+    assert len(people) == 50
+    queries = [q for c in sf.data.calls for q in c.queries]
+    # Every query within the limits; at most five per Composite request.
+    assert all(len(q) <= 100_000 for q in queries)
+    assert all(sum(1 for m, k in c.subrequests if k == "query") <= 5 for c in sf.data.calls)
+    assert crm.calls == len(sf.data.calls) == -(-len(queries) // 5)
+
+
+def test_query_results_over_one_page_are_followed(sf: SalesforceUser) -> None:
+    sf.data.query_page_size = 3
+    for i in range(7):
+        sf.data.add_contact(f"p{i}@customer.example")
+    crm = sf.crm()
+    people = crm.match([f"p{i}@customer.example" for i in range(7)])
+    assert len(people) == 7
+    assert [c.kind for c in sf.data.calls] == ["composite", "query_more", "query_more"]
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+def test_one_email_with_relations_is_one_write_call(sf: SalesforceUser) -> None:
+    bob = sf.data.add_contact("bob@customer.example")
+    carol = sf.data.add_lead("carol@prospect.example")
+    owner = sf.user().sf_user_id
+    crm = sf.crm()
+    crm.capabilities()
+    sf.data.reset_calls()
+    result = crm.write(WritePlan(emails=[email("<m1@x>", to_ids=[carol, owner], from_id=bob)]))
+    assert result.emails_written == 1 and result.relations_written == 1 and not result.rejected
+    assert len(sf.data.calls) == 1 and len(sf.data.write_calls) == 1
+    (message,) = sf.data.all("EmailMessage")
+    assert message["MessageIdentifier"] == "<m1@x>"
+    assert message["Status"] == "1" and message["Incoming"] is True
+    assert message["ToAddress"] == "x@other.example"
+    relations = {(r["RelationId"], r["RelationType"]) for r in sf.data.all("EmailMessageRelation")}
+    assert relations == {(carol, "ToAddress"), (owner, "ToAddress"), (bob, "FromAddress")}
+
+
+def test_emails_go_in_collections_of_200_five_per_call(sf: SalesforceUser) -> None:
+    bob = sf.data.add_contact("bob@customer.example")
+    crm = sf.crm()
+    crm.capabilities()
+    sf.data.reset_calls()
+    drafts = [email(f"<m{i}@x>", from_id=bob) for i in range(450)]
+    result = crm.write(WritePlan(emails=drafts))
+    assert result.emails_written == 450 and result.relations_written == 450
+    # 450 emails + 450 relations = 6 collections of <= 200: two Composite requests.
+    assert len(sf.data.calls) == 2
+    assert [sum(1 for _, k in c.subrequests if k == "collection") for c in sf.data.calls] == [5, 1]
+    assert [c.records_written for c in sf.data.calls] == [850, 50]
+    assert len(sf.data.all("EmailMessage")) == 450
+    assert len(sf.data.all("EmailMessageRelation")) == 450
+
+
+def test_rejected_record_is_reported_and_the_rest_commit(sf: SalesforceUser) -> None:
+    bob = sf.data.add_contact("bob@customer.example")
+    sf.data.rules.append(Rule("EmailMessage", lambda r: r.get("Subject") == "refuse me", "Subject not allowed"))
+    crm = sf.crm()
+    crm.capabilities()
+    sf.data.reset_calls()
+    drafts = [email("<ok1@x>", from_id=bob), email("<bad@x>", from_id=bob, subject="refuse me"),
+              email("<ok2@x>", from_id=bob)]
+    result = crm.write(WritePlan(emails=drafts))
+    assert result.emails_written == 2
+    assert [(r.key, r.object) for r in result.rejected] == [("<bad@x>", "EmailMessage")]
+    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in result.rejected[0].reason
+    # The relation subrequest referenced the refused email and failed as a whole; its other rows are
+    # resent with real ids in one more call.
+    assert len(sf.data.write_calls) == 2
+    assert result.relations_written == 2
+    assert {r["EmailMessageId"] for r in sf.data.all("EmailMessageRelation")} == {
+        m["Id"] for m in sf.data.all("EmailMessage")}
+
+
+def test_contact_deleted_between_matching_and_writing(sf: SalesforceUser) -> None:
+    bob = sf.data.add_contact("bob@customer.example")
+    gone = sf.data.add_contact("gone@customer.example")
+    crm = sf.crm()
+    people = crm.match(["gone@customer.example", "bob@customer.example"])
+    assert people["gone@customer.example"].id == gone
+    sf.data.delete(gone)
+    result = crm.write(WritePlan(emails=[email("<a@x>", to_ids=[gone], from_id=bob), email("<b@x>", from_id=bob)]))
+    assert result.emails_written == 1
+    assert len(result.rejected) == 1 and result.rejected[0].key == "<a@x>"
+    assert "ENTITY_IS_DELETED" in result.rejected[0].reason
+
+
+def test_oversized_fields_are_truncated_with_a_marker_not_rejected(sf: SalesforceUser) -> None:
+    bob = sf.data.add_contact("bob@customer.example")
+    crm = sf.crm()
+    huge = email("<big@x>", from_id=bob, subject="S" * 5000, body="B" * 200_000)
+    huge.to_addresses = [f"r{i}@other.example" for i in range(2000)]
+    result = crm.write(WritePlan(emails=[huge]))
+    assert result.emails_written == 1 and not result.rejected
+    (message,) = sf.data.all("EmailMessage")
+    assert len(message["Subject"]) == 3000 and message["Subject"].endswith("[...]")
+    assert len(message["TextBody"]) == 131_072 and message["TextBody"].endswith("[...]")
+    assert len(message["ToAddress"]) <= 4000 and message["ToAddress"].endswith("more)")
+
+
+def test_duplicate_key_written_meanwhile_counts_as_duplicate(sf: SalesforceUser) -> None:
+    sf.data.add_contact("bob@customer.example")
+    bob = sf.data.all("Contact")[0]["Id"]
+    sf.data.insert("Event", Sidebar_Sync_Key__c="uid-1", Subject="Meeting")
+    crm = sf.crm()
+    result = crm.write(WritePlan(new_events=[event("uid-1", [bob])]))
+    assert result.duplicates == 1 and result.events_written == 0 and not result.rejected
+
+
+def test_events_with_relations_update_and_cancel(sf: SalesforceUser) -> None:
+    bob = sf.data.add_contact("bob@customer.example")
+    carol = sf.data.add_lead("carol@prospect.example")
+    crm = sf.crm()
+    result = crm.write(WritePlan(new_events=[event("uid-1", [bob, carol])]))
+    assert result.events_written == 1 and result.relations_written == 1
+    (stored,) = sf.data.all("Event")
+    assert stored["WhoId"] == bob and stored["Sidebar_Sync_Key__c"] == "uid-1"
+    assert [r["RelationId"] for r in sf.data.all("EventRelation")] == [carol]
+
+    run2 = sf.crm()
+    existing = run2.existing_events(["uid-1"])["uid-1"]
+    assert existing.related_ids == {bob, carol}
+    sf.data.reset_calls()
+    unchanged = run2.write(WritePlan(changed_events=[(existing, event("uid-1", [bob, carol]))]))
+    assert unchanged.events_unchanged == 1 and sf.data.calls == []  # nothing to do: no call at all
+    moved = run2.write(WritePlan(changed_events=[(existing, event("uid-1", [bob, carol], subject="Moved",
+                                                                  hours=2))]))
+    assert moved.events_updated == 1 and len(sf.data.write_calls) == 1
+    (stored,) = sf.data.all("Event")
+    assert stored["Subject"] == "Moved" and stored["EndDateTime"].startswith("2026-11-20T12:00:00")
+
+    run3 = sf.crm()
+    existing = run3.existing_events(["uid-1"])["uid-1"]
+    marked = run3.write(WritePlan(cancelled_events=[(existing, "mark")]))
+    assert marked.events_marked == 1 and sf.data.all("Event")[0]["Subject"] == "Canceled: Moved"
+    existing = sf.crm().existing_events(["uid-1"])["uid-1"]
+    deleted = sf.crm().write(WritePlan(cancelled_events=[(existing, "delete")]))
+    assert deleted.events_deleted == 1 and sf.data.all("Event") == []
+
+
+def test_events_without_the_key_field_are_refused_with_a_setup_reason(sf: SalesforceUser) -> None:
+    sf.data.key_field = None
+    bob = sf.data.add_contact("bob@customer.example")
+    result = sf.crm().write(WritePlan(new_events=[event("uid-1", [bob])]))
+    assert result.events_written == 0 and "Sidebar_Sync_Key__c" in result.rejected[0].reason
+    assert sf.data.all("Event") == []
+
+
+def test_without_enhanced_email_emails_become_tasks(sf: SalesforceUser) -> None:
+    sf.data.enhanced_email = False
+    bob = sf.data.add_contact("bob@customer.example")
+    crm = sf.crm()
+    assert crm.capabilities().enhanced_email is False
+    result = crm.write(WritePlan(emails=[email("<t1@x>", from_id=bob)]))
+    assert result.emails_written == 1
+    (task,) = sf.data.all("Task")
+    assert task["TaskSubtype"] == "Email" and task["WhoId"] == bob and task["Sidebar_Sync_Key__c"] == "<t1@x>"
+    assert task["Subject"] == "Email: Hello" and task["Description"].startswith("From: bob@customer.example")
+    assert sf.data.all("EmailMessage") == []
+    assert sf.crm().existing_emails(["<t1@x>", "<t2@x>"]) == {"<t1@x>"}
+
+
+def test_capabilities_are_described_once_per_org(sf: SalesforceUser) -> None:
+    sf.crm().capabilities()
+    sf.crm().capabilities()
+    assert [c.subrequests for c in sf.data.calls] == [[("GET", "describe"), ("GET", "describe")]]
+
+
+def test_dedup_query_finds_what_the_org_holds(sf: SalesforceUser) -> None:
+    sf.data.insert("EmailMessage", MessageIdentifier="<held@x>", Subject="x")
+    crm = sf.crm()
+    assert crm.existing_emails(["<held@x>", "<new@x>"]) == {"<held@x>"}
+
+
+# --- errors and usage ----------------------------------------------------------------------------
+
+def test_expired_session_is_refreshed_once(sf: SalesforceUser, fake_salesforce: Any) -> None:
+    crm = sf.crm()
+    fake_salesforce.state.expire_access_tokens()
+    fake_salesforce.state.token_requests.clear()
+    crm.match(["bob@customer.example"])
+    assert fake_salesforce.state.token_requests == ["refresh_token"]
+    assert [c.status for c in sf.data.calls] == [401, 200]
+
+
+def test_revoked_refresh_token_is_auth_revoked(sf: SalesforceUser, fake_salesforce: Any) -> None:
+    crm = sf.crm()
+    fake_salesforce.state.revoke_refresh_tokens()
+    with pytest.raises(AuthRevoked):
+        crm.match(["bob@customer.example"])
+
+
+def test_request_limit_exceeded(sf: SalesforceUser) -> None:
+    sf.data.limit_exceeded = True
+    with pytest.raises(ApiLimitExceeded):
+        sf.crm().match(["bob@customer.example"])
+
+
+def test_server_unavailable(sf: SalesforceUser) -> None:
+    sf.data.fail_unavailable = 1
+    with pytest.raises(Unavailable):
+        sf.crm().match(["bob@customer.example"])
+
+
+def test_usage_header_is_reported(sf: SalesforceUser) -> None:
+    seen: list[ApiUsage] = []
+    sf.data.api_used, sf.data.api_max = 4000, 5000
+    crm = sf.crm(on_usage=seen.append)
+    crm.match(["bob@customer.example"])
+    assert crm.last_usage == ApiUsage(4001, 5000) and seen == [ApiUsage(4001, 5000)]
+    assert crm.api_usage() == ApiUsage(4002, 5000)
+
+
+def test_collection_subrequests_never_exceed_200(sf: SalesforceUser) -> None:
+    bob = sf.data.add_contact("bob@customer.example")
+    crm = sf.crm()
+    crm.write(WritePlan(emails=[email(f"<k{i}@x>", from_id=bob) for i in range(201)]))
+    # The fake refuses more than 200 records per collection; all were written.
+    assert len(sf.data.all("EmailMessage")) == 201
+    assert COLLECTION_MAX == 200
+
+
+def test_lookup_urls_stay_under_16kb(sf: SalesforceUser, fake_salesforce: Any) -> None:
+    keys = [f"<{'m' * 60}{i}@mail.example.com>" for i in range(1500)]
+    sf.crm().existing_emails(keys)
+    for call in fake_salesforce.calls.matching("POST", "/services/data"):
+        body = __import__("json").loads(call.body)
+        for sub in body.get("compositeRequest", []):
+            assert len(sub["url"]) <= URI_MAX_CHARS
+            query = parse_qs(urlsplit(sub["url"]).query).get("q", [""])[0]
+            assert len(query) <= 100_000
+
+
+def test_dedup_ignores_case_as_soql_does(sf: SalesforceUser) -> None:
+    sf.data.insert("EmailMessage", MessageIdentifier="<ABC.Def@Mail.Example>", Subject="x")
+    assert sf.crm().existing_emails(["<abc.def@mail.example>"]) == {"<abc.def@mail.example>"}

@@ -1,0 +1,61 @@
+"""Fixtures for job tests: the end-to-end environment for every mailbox harness, and the SMTP sink."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from backend import create_app
+from tests.conftest import HttpsClient, RunningFake
+from tests.connectors.conftest import HARNESSES, HarnessContext
+from tests.e2e import SyncEnv
+from tests.fakes.smtp import SmtpSink, smtp_sink, smtp_sink_tls  # noqa: F401 - fixtures
+from tests.fakes.tls import CertPair, TestCA
+
+MAIL_FROM = "sync@sidebar.example"
+
+
+def make_env(
+    app_config: dict[str, Any], harness_name: str, ca: TestCA, cert: CertPair, fake_salesforce: RunningFake,
+    sink: SmtpSink, log_dir: Path, **overrides: Any,
+) -> SyncEnv:
+    """An environment for one harness (callers close the harness and the env)."""
+    harness = HARNESSES[harness_name](HarnessContext(ca, cert))
+    config = {
+        **app_config,
+        **harness.settings_overrides(),
+        "SMTP_URL": sink.url,
+        "MAIL_FROM": MAIL_FROM,
+        "SYNC_RETRY_SECONDS": "1,1,1",
+        "LOG_LEVEL": "INFO",
+        **overrides,
+    }
+    app = create_app(config)
+    app.test_client_class = HttpsClient
+    return SyncEnv(app, app.test_client(), config, harness, fake_salesforce, ca.ca_path, log_dir)
+
+
+@pytest.fixture(params=list(HARNESSES))
+def env_factory(
+    request: pytest.FixtureRequest, app_config: dict[str, Any], ca: TestCA, server_cert: CertPair,
+    fake_salesforce: RunningFake, smtp_sink: SmtpSink, redis_client: redis.Redis,  # noqa: F811
+    tmp_path: Path,
+) -> Iterator[Callable[..., SyncEnv]]:
+    """Build sync environments for one harness kind (each call: a new harness, e.g. a colleague's mailbox)."""
+    made: list[SyncEnv] = []
+
+    def build(**overrides: Any) -> SyncEnv:
+        env = make_env(app_config, request.param, ca, server_cert, fake_salesforce, smtp_sink, tmp_path, **overrides)
+        made.append(env)
+        return env
+
+    try:
+        yield build
+    finally:
+        for env in made:
+            env.close()
+            env.harness.close()

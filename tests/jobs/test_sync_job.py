@@ -1,0 +1,121 @@
+"""The sync job's error handling, run by RQ's in-process SimpleWorker (the real worker is in the e2e tests)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from rq import SimpleWorker
+from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
+
+from backend.connectors.errors import Throttled, Unavailable
+from backend.extensions import QUEUE_INTERACTIVE, QUEUE_NOTIFY, QUEUE_SYNC, services
+from backend.jobs.context import use_app
+from backend.jobs.sync import enqueue_sync, job_id_for, job_status
+from backend.store.mailboxes import SyncState
+from tests.sfhelpers import SalesforceUser, log_in
+from tests.sync.items import OWNER, ListMailbox, mail
+
+
+@pytest.fixture
+def box() -> ListMailbox:
+    """The in-memory mailbox."""
+    return ListMailbox()
+
+
+@pytest.fixture
+def sf(app: Flask, client: FlaskClient, ca: Any, fake_salesforce: Any, box: ListMailbox) -> Iterator[SalesforceUser]:
+    """Alice with a running mailbox; the app is the process's worker app."""
+    user = log_in(app, client, ca.ca_path, fake_salesforce)
+    use_app(app)
+    try:
+        with app.app_context():
+            svc = services()
+            svc.clients["mailbox_factory"] = lambda provider, ctx: box
+            svc.store.mailboxes.activate(user.uid, "list", OWNER, [], {})
+            yield user
+    finally:
+        use_app(None)
+
+
+def work(*names: str) -> None:
+    """Run what is queued (sync runs by default), in this process, then stop."""
+    svc = services()
+    queues = [svc.queue(name) for name in (names or (QUEUE_INTERACTIVE, QUEUE_SYNC))]
+    SimpleWorker(queues, connection=svc.redis_raw).work(burst=True)
+
+
+def test_a_run_returns_its_record(sf: SalesforceUser, box: ListMailbox) -> None:
+    sf.data.add_contact("bob@customer.example")
+    box.add("inbox", mail())
+    assert enqueue_sync(sf.uid, interactive=True)
+    assert job_status(sf.uid) == "queued"
+    work()
+    assert job_status(sf.uid) is None  # result_ttl 0: nothing left behind
+    mailbox = services().store.mailboxes.get(sf.uid)
+    assert mailbox is not None and mailbox.last_run is not None
+    assert mailbox.last_run["counts"]["written"] == 1
+
+
+def test_throttling_is_retried_after_retry_after(sf: SalesforceUser, box: ListMailbox) -> None:
+    box.error = Throttled("busy", retry_after=300)
+    assert enqueue_sync(sf.uid)
+    before = time.time()
+    work()
+    job = Job.fetch(job_id_for(sf.uid), connection=services().redis_raw)
+    assert job.get_status() is JobStatus.SCHEDULED and job.retries_left == 2
+    registry = ScheduledJobRegistry(QUEUE_SYNC, connection=services().redis_raw)
+    scheduled = registry.get_scheduled_time(job.id).timestamp()
+    assert before + 299 <= scheduled <= time.time() + 301
+    assert job_status(sf.uid) == "retry_scheduled"
+
+
+def test_transient_errors_never_count_as_auth_failures(sf: SalesforceUser, box: ListMailbox) -> None:
+    box.error = Unavailable("down")
+    for _ in range(8):
+        Job.fetch(job_id_for(sf.uid), connection=services().redis_raw).delete() if job_status(sf.uid) else None
+        assert enqueue_sync(sf.uid, interactive=True)
+        work()
+    mailbox = services().store.mailboxes.get(sf.uid)
+    assert mailbox is not None and mailbox.state is SyncState.RUNNING and mailbox.auth_failures == 0
+    assert mailbox.last_run is not None and mailbox.last_run["error"]["code"] == "unavailable"
+
+
+def test_auth_failures_are_not_retried_and_disable_after_the_limit(sf: SalesforceUser, box: ListMailbox) -> None:
+    box.revoked = True
+    limit = services().settings.MAX_AUTH_FAILURES
+    for attempt in range(1, limit + 1):
+        assert enqueue_sync(sf.uid, interactive=True)
+        work()
+        job = Job.fetch(job_id_for(sf.uid), connection=services().redis_raw)
+        assert job.get_status() is JobStatus.FAILED and job.retries_left == 0  # never retried
+        mailbox = services().store.mailboxes.get(sf.uid)
+        assert mailbox is not None and mailbox.auth_failures == attempt
+    assert mailbox is not None and mailbox.state is SyncState.DISABLED_ERROR
+    assert services().store.schedule.next_of(sf.uid) is None
+    notices = services().queue(QUEUE_NOTIFY).job_ids
+    assert len(notices) == 1 and notices[0].startswith(f"notify-{sf.uid}-")
+    # Disabled: a run does nothing and no second notice is queued.
+    assert enqueue_sync(sf.uid, interactive=True)
+    work()
+    assert services().queue(QUEUE_NOTIFY).job_ids == notices
+    assert box.requests == limit
+    work(QUEUE_NOTIFY)  # no SMTP_URL in this app: the notice is logged, not sent
+    assert services().queue(QUEUE_NOTIFY).job_ids == []
+
+
+def test_a_good_run_resets_the_failure_streak(sf: SalesforceUser, box: ListMailbox) -> None:
+    box.revoked = True
+    for _ in range(2):
+        enqueue_sync(sf.uid, interactive=True)
+        work()
+    box.revoked = False
+    enqueue_sync(sf.uid, interactive=True)
+    work()
+    mailbox = services().store.mailboxes.get(sf.uid)
+    assert mailbox is not None and mailbox.auth_failures == 0 and mailbox.error is None

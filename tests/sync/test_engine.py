@@ -1,0 +1,332 @@
+"""The engine's own logic (batching, cursors, dedup, counts, budget, schedule) with an in-memory mailbox.
+
+Salesforce is the wire-level fake with the real connector; only the mailbox side is the in-test
+:class:`ListMailbox` (end-to-end tests with real mailbox connectors are in ``tests/jobs``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from backend.connectors.crm import ApiLimitExceeded
+from backend.connectors.errors import AuthRevoked, Unavailable
+from backend.connectors.mailbox import Folder
+from backend.extensions import services
+from backend.store.mailboxes import SyncState
+from backend.sync import engine
+from backend.sync.engine import run_mailbox
+from tests.fakes.salesforce_rest import Rule
+from tests.sfhelpers import SalesforceUser, log_in, redis_text
+from tests.sync.items import OWNER, ListMailbox, mail, meeting
+
+
+@pytest.fixture
+def box() -> ListMailbox:
+    """The in-memory mailbox."""
+    return ListMailbox(page_size=50)
+
+
+@pytest.fixture
+def sf(app: Flask, client: FlaskClient, ca: Any, fake_salesforce: Any, box: ListMailbox) -> Iterator[SalesforceUser]:
+    """Alice logged in with a running sync mailbox backed by ``box``."""
+    user = log_in(app, client, ca.ca_path, fake_salesforce)
+    with app.app_context():
+        svc = services()
+        svc.clients["mailbox_factory"] = lambda provider, ctx: box
+        svc.store.mailboxes.activate(user.uid, "list", OWNER, [], {})
+        user.data.reset_calls()
+        yield user
+
+
+def contacts(sf: SalesforceUser, n: int) -> list[str]:
+    """Seed n contacts c{i}@customer.example."""
+    return [sf.data.add_contact(f"c{i}@customer.example") for i in range(n)]
+
+
+def inbox(box: ListMailbox, n: int, start: int = 0, people: int = 10) -> None:
+    """n incoming emails from seeded contacts."""
+    for i in range(start, start + n):
+        box.add("inbox", mail(sender=f"c{i % people}@customer.example", subject=f"Subject {i}",
+                              body=f"Body text {i}", message_id=f"<m{i}@customer.example>"))
+
+
+def test_emails_to_known_contacts_are_logged_once_with_relations(sf: SalesforceUser, box: ListMailbox) -> None:
+    ids = contacts(sf, 10)
+    inbox(box, 30)
+    record = run_mailbox(sf.uid)
+    counts = record["counts"]
+    assert counts["read"] == 30 and counts["written"] == 30 and counts["matched"] == 30
+    assert counts["duplicates"] == 0 and counts["quarantined"] == 0
+    messages = sf.data.all("EmailMessage")
+    assert sorted(m["MessageIdentifier"] for m in messages) == sorted(f"<m{i}@customer.example>" for i in range(30))
+    froms = [r for r in sf.data.all("EmailMessageRelation") if r["RelationType"] == "FromAddress"]
+    assert sorted(r["RelationId"] for r in froms) == sorted(ids[i % 10] for i in range(30))
+    owner = sf.user().sf_user_id
+    tos = [r for r in sf.data.all("EmailMessageRelation") if r["RelationType"] == "ToAddress"]
+    assert len(tos) == 30 and {r["RelationId"] for r in tos} == {owner}
+    # describe (first time for the org) + one lookup + one write.
+    assert record["salesforce_calls"] == 3 == len(sf.data.calls)
+    assert len(sf.data.write_calls) == 1
+    assert services().store.mailboxes.cursors(sf.uid)["inbox"] == "30"
+
+
+def test_next_run_without_changes_makes_no_salesforce_call(sf: SalesforceUser, box: ListMailbox) -> None:
+    contacts(sf, 10)
+    inbox(box, 5)
+    run_mailbox(sf.uid)
+    sf.data.reset_calls()
+    record = run_mailbox(sf.uid)
+    assert record["salesforce_calls"] == 0 and sf.data.calls == []
+    assert record["counts"]["read"] == 0
+
+
+def test_one_new_email_is_one_write_call(sf: SalesforceUser, box: ListMailbox) -> None:
+    contacts(sf, 10)
+    inbox(box, 5)
+    run_mailbox(sf.uid)
+    inbox(box, 1, start=5)
+    sf.data.reset_calls()
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["written"] == 1
+    assert len(sf.data.write_calls) == 1 and len(sf.data.calls) == 2  # one lookup, one write
+
+
+def test_same_email_in_inbox_and_sent_is_logged_once(sf: SalesforceUser, box: ListMailbox) -> None:
+    contacts(sf, 1)
+    box.add("inbox", mail(sender=OWNER, to=("c0@customer.example",), message_id="<same@x>", folder=Folder.INBOX))
+    box.add("sent", mail(sender=OWNER, to=("c0@customer.example",), message_id="<same@x>", folder=Folder.SENT))
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["written"] == 1 and record["counts"]["duplicates"] == 1
+    assert len(sf.data.all("EmailMessage")) == 1
+
+
+def test_filtered_items_are_counted_with_reasons(sf: SalesforceUser, box: ListMailbox) -> None:
+    contacts(sf, 1)
+    box.add("inbox", mail(sender="c0@customer.example", message_id="<ok@x>"))
+    box.add("inbox", mail(sender="friend@gmail.com", message_id="<free@x>"))
+    box.add("inbox", mail(sender="colleague@acme.example", message_id="<internal@x>"))
+    box.add("inbox", mail(sender="stranger@unknown.example", message_id="<nomatch@x>"))
+    box.add("calendar", meeting(hours=48, uid="long"))
+    box.add("calendar", meeting(uid="cancelled-new", cancelled=True))
+    record = run_mailbox(sf.uid)
+    counts = record["counts"]
+    assert counts["read"] == 6 and counts["written"] == 1
+    assert counts["filtered"] == 5
+    assert counts["filtered_by"] == {"cancelled": 1, "free_mail": 1, "internal": 1, "no_match": 1, "too_long": 1}
+    assert counts["written"] + counts["filtered"] + counts["duplicates"] + counts["quarantined"] == counts["read"]
+
+
+def test_batches_save_cursors_after_their_writes(sf: SalesforceUser, box: ListMailbox, monkeypatch: Any) -> None:
+    contacts(sf, 10)
+    inbox(box, 250)
+    monkeypatch.setattr(engine, "BATCH_ITEMS", 100)
+    saved: list[dict[str, str]] = []
+    original = services().store.runs.save_cursors_if_connected
+
+    def spy(mid: str, cursors: dict[str, str]) -> bool:
+        # Every cursor saved covers only items already in Salesforce.
+        assert len(sf.data.all("EmailMessage")) >= int(cursors.get("inbox", "0"))
+        saved.append(dict(cursors))
+        return original(mid, cursors)
+
+    monkeypatch.setattr(services().store.runs, "save_cursors_if_connected", spy)
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["written"] == 250
+    assert [c.get("inbox") for c in saved] == ["100", "200", "250"]
+
+
+def test_failure_mid_run_keeps_earlier_batches_and_the_rerun_completes(sf: SalesforceUser, box: ListMailbox,
+                                                                       monkeypatch: Any) -> None:
+    contacts(sf, 10)
+    inbox(box, 250)
+    monkeypatch.setattr(engine, "BATCH_ITEMS", 100)
+    original = engine.MailboxRun.write
+
+    def write_then_break(self: engine.MailboxRun, emails: Any, events: Any) -> None:
+        original(self, emails, events)
+        sf.data.fail_unavailable = 1  # Salesforce goes down after the first batch
+
+    monkeypatch.setattr(engine.MailboxRun, "write", write_then_break)
+    with pytest.raises(Unavailable):
+        run_mailbox(sf.uid)
+    assert services().store.mailboxes.cursors(sf.uid)["inbox"] == "100"
+    assert len(sf.data.all("EmailMessage")) == 100
+    monkeypatch.setattr(engine.MailboxRun, "write", original)
+    record = run_mailbox(sf.uid)
+    keys = [m["MessageIdentifier"] for m in sf.data.all("EmailMessage")]
+    assert len(keys) == len(set(keys)) == 250
+    assert record["counts"]["written"] == 150
+
+
+def test_rejected_items_are_quarantined_without_content(sf: SalesforceUser, box: ListMailbox,
+                                                        redis_client: redis.Redis) -> None:
+    contacts(sf, 3)
+    sf.data.rules.append(Rule("EmailMessage", lambda r: "VETO" in (r.get("Subject") or ""), "Blocked by rule"))
+    box.add("inbox", mail(sender="c0@customer.example", subject="Secret VETO deal", body="Top secret body",
+                          message_id="<veto@x>"))
+    box.add("inbox", mail(sender="c1@customer.example", subject="Fine deal", body="Confidential pricing",
+                          message_id="<fine@x>"))
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["written"] == 1 and record["counts"]["quarantined"] == 1
+    (entry,) = services().store.runs.quarantined(sf.uid)
+    assert entry["key"] == "<veto@x>" and entry["object"] == "EmailMessage"
+    assert "Blocked by rule" in entry["reason"]
+    assert set(entry) == {"key", "object", "reason", "at"}
+    text = redis_text(redis_client)
+    for secret in ("Secret VETO deal", "Top secret body", "Fine deal", "Confidential pricing"):
+        assert secret not in text, secret
+
+
+def test_paused_and_deactivated_mailboxes_do_not_run(sf: SalesforceUser, box: ListMailbox) -> None:
+    inbox(box, 3)
+    services().store.mailboxes.pause(sf.uid)
+    assert run_mailbox(sf.uid) == {"status": "skipped", "reason": "paused"}
+    services().store.mailboxes.resume(sf.uid)
+    services().store.mailboxes.deactivate(sf.uid)
+    assert run_mailbox(sf.uid)["reason"] == "deactivated"
+    assert box.requests == 0 and sf.data.calls == []
+
+
+def test_deactivated_during_a_run_leaves_no_cursor(sf: SalesforceUser, box: ListMailbox, monkeypatch: Any) -> None:
+    contacts(sf, 10)
+    inbox(box, 150)
+    monkeypatch.setattr(engine, "BATCH_ITEMS", 100)
+    original = engine.MailboxRun.write
+
+    def write_then_deactivate(self: engine.MailboxRun, emails: Any, events: Any) -> None:
+        original(self, emails, events)
+        services().store.mailboxes.deactivate(sf.uid)
+
+    monkeypatch.setattr(engine.MailboxRun, "write", write_then_deactivate)
+    record = run_mailbox(sf.uid)
+    assert record["stopped"] == "deactivated"
+    assert services().store.mailboxes.cursors(sf.uid) == {}
+    assert services().store.schedule.next_of(sf.uid) is None
+
+
+def test_background_run_stops_over_the_api_budget_and_the_org_backs_off(sf: SalesforceUser, box: ListMailbox,
+                                                                        monkeypatch: Any) -> None:
+    contacts(sf, 10)
+    inbox(box, 300)
+    monkeypatch.setattr(engine, "BATCH_ITEMS", 100)
+    sf.data.api_used, sf.data.api_max = 8500, 10_000  # 85 % > 80 %
+    record = run_mailbox(sf.uid)
+    assert record["status"] == "partial" and record["stopped"] == "api_budget"
+    assert record["counts"]["written"] == 100  # the batch in flight finished; the rest waits
+    org = services().store.orgs.get(sf.user().org_id)
+    assert org.api_backoff_level == 1 and org.api_backoff_until > time.time() + 1700
+    # Background runs hold off without a single call; Sync now still works.
+    sf.data.reset_calls()
+    assert run_mailbox(sf.uid)["reason"] == "api_backoff" and sf.data.calls == []
+    assert services().store.schedule.next_of(sf.uid) == pytest.approx(org.api_backoff_until)
+    done = run_mailbox(sf.uid, interactive=True)
+    assert done["status"] == "ok" and done["counts"]["written"] == 200
+
+
+def test_backoff_steps_grow_and_reset(sf: SalesforceUser) -> None:
+    store = services().store
+    org_id = sf.user().org_id
+    now = 1_000_000.0
+    untils = []
+    for step in range(5):
+        untils.append(engine.enter_backoff(store, org_id, now) - now)
+        now += untils[-1] + 1
+        assert store.orgs.get(org_id).api_backoff_level == min(step + 1, 4)
+    assert untils == [1800, 9000, 16200, 23400, 23400]
+
+
+def test_request_limit_exceeded_backs_the_org_off(sf: SalesforceUser, box: ListMailbox) -> None:
+    contacts(sf, 1)
+    inbox(box, 1, people=1)
+    sf.data.limit_exceeded = True
+    with pytest.raises(ApiLimitExceeded):
+        run_mailbox(sf.uid, interactive=True)
+    mailbox = services().store.mailboxes.get(sf.uid)
+    assert mailbox is not None and mailbox.last_run is not None
+    assert mailbox.last_run["error"]["code"] == "api_limit_exceeded"
+    assert services().store.orgs.get(sf.user().org_id).api_backoff_level == 1
+    assert "inbox" not in services().store.mailboxes.cursors(sf.uid)
+
+
+def test_quiet_runs_stretch_the_interval_and_a_change_resets_it(sf: SalesforceUser, box: ListMailbox) -> None:
+    contacts(sf, 1)
+    intervals = []
+    for i in range(6):
+        if i == 5:
+            inbox(box, 1, start=99, people=1)
+        started = time.time()
+        run_mailbox(sf.uid)
+        mailbox = services().store.mailboxes.get(sf.uid)
+        assert mailbox is not None
+        intervals.append(mailbox.interval_seconds)
+        nxt = services().store.schedule.next_of(sf.uid)
+        assert nxt is not None and nxt >= started + mailbox.interval_seconds - 1
+    assert intervals == [1800, 3600, 3600, 7200, 7200, 1800]
+
+
+def test_mailbox_auth_failure_is_raised_with_its_source(sf: SalesforceUser, box: ListMailbox) -> None:
+    box.revoked = True
+    with pytest.raises(AuthRevoked) as info:
+        run_mailbox(sf.uid)
+    assert getattr(info.value, "source", None) == "mailbox"
+    mailbox = services().store.mailboxes.get(sf.uid)
+    assert mailbox is not None and mailbox.last_run["error"]["code"] == "mailbox_auth_failed"  # type: ignore[index]
+    assert mailbox.state is SyncState.RUNNING  # counting and disabling is the job's business
+
+
+def test_events_created_updated_and_cancelled(sf: SalesforceUser, box: ListMailbox) -> None:
+    bob = sf.data.add_contact("bob@customer.example")
+    box.add("calendar", meeting(uid="m-1", subject="Demo"))
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["events_written"] == 1
+    (event,) = sf.data.all("Event")
+    assert event["WhoId"] == bob and event["Subject"] == "Demo"
+    box.add("calendar", meeting(uid="m-1", subject="Demo (moved)", hours=2))
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["events_updated"] == 1 and sf.data.all("Event")[0]["Subject"] == "Demo (moved)"
+    box.add("calendar", meeting(uid="m-1", subject="Demo (moved)", hours=2))
+    sf.data.reset_calls()
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["events_unchanged"] == 1 and sf.data.write_calls == []
+    box.add("calendar", meeting(uid="m-1", subject="Demo (moved)", cancelled=True))
+    run_mailbox(sf.uid)
+    assert sf.data.all("Event")[0]["Subject"] == "Canceled: Demo (moved)"
+    settings = dict(services().store.mailboxes.get(sf.uid).settings)  # type: ignore[union-attr]
+    settings["cancelled_events"] = "delete"
+    services().store.mailboxes.update(sf.uid, settings=settings)
+    box.add("calendar", meeting(uid="m-1", cancelled=True))
+    run_mailbox(sf.uid)
+    assert sf.data.all("Event") == []
+
+
+def test_settings_switch_folders_off(sf: SalesforceUser, box: ListMailbox) -> None:
+    settings = dict(services().store.mailboxes.get(sf.uid).settings)  # type: ignore[union-attr]
+    settings.update(sync_emails=False, sync_events=False)
+    services().store.mailboxes.update(sf.uid, settings=settings)
+    inbox(box, 3)
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["read"] == 0 and box.requests == 0
+
+
+def test_a_page_larger_than_a_batch_is_written_in_batches_and_its_cursor_saved_once(
+        sf: SalesforceUser, box: ListMailbox, monkeypatch: Any) -> None:
+    contacts(sf, 10)
+    box.page_size = 250
+    inbox(box, 250)
+    monkeypatch.setattr(engine, "BATCH_ITEMS", 100)
+    saved: list[dict[str, str]] = []
+    original = services().store.runs.save_cursors_if_connected
+    monkeypatch.setattr(services().store.runs, "save_cursors_if_connected",
+                        lambda mid, cursors: saved.append(dict(cursors)) or original(mid, cursors))
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["written"] == 250
+    # Three lookups and three writes (100, 100, 50), one cursor save for the page.
+    assert len(sf.data.write_calls) == 3
+    assert [c["inbox"] for c in saved if "inbox" in c] == ["250"]

@@ -1,0 +1,118 @@
+"""Filters: every item either goes on or is filtered with a reason."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from backend.connectors.mailbox import Sensitivity
+from backend.sync.filters import Blocklist, Filters, Reason, ascii_domain
+from tests.sync.items import NOW, OWNER, mail, meeting
+
+
+def filters(**kwargs: object) -> Filters:
+    """Filters for the owner's mailbox with org/user settings overridden."""
+    args: dict[str, object] = {"own_addresses": [OWNER, "r.ep@acme.example"], "org_internal_domains": [],
+                               "org_blocklist": [], "user_blocklist": []}
+    args.update(kwargs)
+    return Filters.build(**args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("item, reason", [
+    (mail(), None),
+    (mail(sender="Bob@CUSTOMER.example"), None),
+    (mail(sender="colleague@acme.example"), Reason.INTERNAL),
+    (mail(sender="colleague@sub.acme.example"), Reason.INTERNAL),
+    (mail(sender=OWNER, to=("r.ep@acme.example",)), Reason.INTERNAL),
+    (mail(sender="friend@gmail.com"), Reason.FREE_MAIL),
+    (mail(sender="friend@GMAIL.COM", cc=("x@hotmail.com",)), Reason.FREE_MAIL),
+    (mail(sender="friend@gmail.com", cc=("buyer@customer.example",)), None),
+    (mail(sensitivity=Sensitivity.PRIVATE), Reason.PRIVATE),
+    (mail(sensitivity=Sensitivity.CONFIDENTIAL), Reason.PRIVATE),
+    (mail(sensitivity=Sensitivity.PERSONAL), None),
+    (mail(draft=True), Reason.DRAFT),
+    (mail(sender="", to=()), Reason.NO_PARTICIPANTS),
+])
+def test_email_filters(item: object, reason: Reason | None) -> None:
+    assert filters().email(item) is reason  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("entries, sender, blocked", [
+    (["bob@customer.example"], "BOB@customer.example", True),
+    (["customer.example"], "bob@customer.example", True),
+    (["@customer.example"], "bob@eu.customer.example", True),
+    (["customer.example"], "bob@notcustomer.example", False),
+    (["exämple.com"], "bob@xn--exmple-cua.com", True),
+    (["xn--exmple-cua.com"], "bob@exämple.com", True),
+    ([], "bob@customer.example", False),
+])
+def test_blocklists(entries: list[str], sender: str, blocked: bool) -> None:
+    assert Blocklist.of(entries).blocks(sender) is blocked
+    expected = Reason.BLOCKED if blocked else None
+    assert filters(user_blocklist=entries).email(mail(sender=sender)) is expected
+    assert filters(org_blocklist=entries).email(mail(sender=sender)) is expected
+
+
+def test_one_blocked_participant_keeps_the_whole_email_out() -> None:
+    item = mail(sender="bob@customer.example", cc=("lawyer@firm.example",))
+    assert filters(user_blocklist=["firm.example"]).email(item) is Reason.BLOCKED
+
+
+def test_org_internal_domains_replace_the_default() -> None:
+    f = filters(org_internal_domains=["acme.example", "acme-group.example"])
+    assert f.email(mail(sender="x@acme-group.example")) is Reason.INTERNAL
+    assert f.email(mail(sender="x@customer.example")) is None
+
+
+def test_free_mail_can_be_allowed_by_the_org() -> None:
+    assert filters(block_free_mail=False).email(mail(sender="friend@gmail.com")) is None
+
+
+def test_free_mail_owner_domain_is_not_internal() -> None:
+    f = Filters.build(["someone@gmail.com"], [], [], [])
+    assert not f.is_internal("other@gmail.com")
+    assert f.email(mail(sender="other@gmail.com", to=("someone@gmail.com",))) is Reason.FREE_MAIL
+
+
+def test_switches() -> None:
+    assert filters(sync_emails=False).email(mail()) is Reason.EMAILS_OFF
+    assert filters(sync_events=False).event(meeting()) is Reason.EVENTS_OFF
+
+
+@pytest.mark.parametrize("item, reason", [
+    (meeting(), None),
+    (meeting(hours=24), None),
+    (meeting(hours=24.5), Reason.TOO_LONG),
+    (meeting(hours=24 * 15), Reason.TOO_LONG),
+    (meeting(hours=None), None),  # no end: a point in time
+    (meeting(start=None), Reason.NO_START),
+    (meeting(sensitivity=Sensitivity.PRIVATE), Reason.PRIVATE),
+    (meeting(attendees=("colleague@acme.example",)), Reason.INTERNAL),
+    (meeting(attendees=()), Reason.INTERNAL),
+])
+def test_event_filters(item: object, reason: Reason | None) -> None:
+    assert filters().event(item) is reason  # type: ignore[arg-type]
+
+
+def test_matchable_excludes_owner_colleagues_blocked_and_free_mail() -> None:
+    item = mail(sender="bob@customer.example", to=(OWNER, "colleague@acme.example", "friend@gmail.com",
+                                                   "Carol@Prospect.example"))
+    assert sorted(filters().matchable(item.participants)) == ["bob@customer.example", "carol@prospect.example"]
+
+
+def test_thousands_of_recipients() -> None:
+    item = mail(to=tuple(f"r{i}@customer.example" for i in range(5000)))
+    assert filters().email(item) is None
+    assert len(filters().matchable(item.participants)) == 5001
+
+
+@pytest.mark.parametrize("raw, expected", [("Exämple.COM", "xn--exmple-cua.com"), ("acme.example.", "acme.example"),
+                                           ("bad..domain", "bad..domain")])
+def test_ascii_domain(raw: str, expected: str) -> None:
+    assert ascii_domain(raw) == expected
+
+
+def test_duration_property_used() -> None:
+    item = meeting(hours=2)
+    assert item.duration == timedelta(hours=2) and item.start == NOW
