@@ -7,6 +7,6 @@ from flask import Blueprint
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 # Route modules register themselves on ``bp`` when imported.
-from backend.api import openapi, session, sync  # noqa: E402, F401
+from backend.api import exchange, openapi, session, sync  # noqa: E402, F401
 
 __all__ = ["bp"]

@@ -37,7 +37,14 @@ def _naa_verifier() -> NaaVerifier:
 
 
 def _exchange_verifier() -> ProofVerifier | None:
-    verifier: ProofVerifier | None = services().clients.get("exchange_identity_verifier")
+    # Built from settings on first use (tests may still put their own in the clients dict).
+    svc = services()
+    verifier: ProofVerifier | None = svc.clients.get("exchange_identity_verifier")
+    if verifier is None:
+        from backend.security.exchange_identity import ExchangeIdentityVerifier
+
+        verifier = ExchangeIdentityVerifier(svc.settings)
+        svc.clients["exchange_identity_verifier"] = verifier
     return verifier
 
 

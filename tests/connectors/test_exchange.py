@@ -1,0 +1,429 @@
+"""Exchange connector specifics: paging, the bounded first run, every vendor error, connect and Autodiscover."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from backend.config import Settings
+from backend.connectors import MailboxContext, MailboxSecrets
+from backend.connectors import exchange as ex
+from backend.connectors.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
+from backend.connectors.mailbox import ChangePage, Folder, SyncWindow
+from tests.connectors.harness_exchange import ADDRESS, PASSWORD, ExchangeHarness, _MemorySecretStore
+from tests.fakes.ews import start_fake_ews
+from tests.fakes.tls import CertPair, TestCA
+
+CUSTOMER = "carol@customer.example"
+
+
+@pytest.fixture
+def harness(ca: TestCA, server_cert: CertPair) -> Iterator[ExchangeHarness]:
+    """The Exchange harness (NTLM and Basic offered)."""
+    h = ExchangeHarness(ca.ca_path, server_cert)
+    yield h
+    h.close()
+
+
+def _window(now: datetime | None = None) -> SyncWindow:
+    return SyncWindow.starting(now or datetime.now(UTC), backfill_days=6)
+
+
+def _pages(mailbox: Any, cursors: dict[str, str] | None = None, folders: tuple[Folder, ...] = tuple(Folder),
+           now: datetime | None = None) -> list[ChangePage]:
+    return list(mailbox.read_changes(cursors or {}, _window(now), folders))
+
+
+def _mailbox(h: ExchangeHarness, settings: Settings | None = None, **connection: Any) -> ex.ExchangeMailbox:
+    ctx = MailboxContext(settings=settings or h.settings(), mailbox_id="m1", address=ADDRESS,
+                         connection={**h.connection(), **connection},
+                         secrets=MailboxSecrets(_MemorySecretStore(h.secrets()), "m1"))
+    return ex.open_mailbox(ctx)
+
+
+def _ops(h: ExchangeHarness, name: str) -> int:
+    return h.state.operations.count(name)
+
+
+def _dead_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    sock.close()
+    return port
+
+
+# ---- reading -------------------------------------------------------------------------------------
+def test_sync_pages_512_changes_at_a_time(harness: ExchangeHarness) -> None:
+    for n in range(1100):
+        harness.add_email("inbox", subject=f"m{n}", sender=CUSTOMER, to=[ADDRESS], body=f"body {n}",
+                          message_id=f"<m{n}@customer.example>")
+    pages = _pages(_mailbox(harness), folders=(Folder.INBOX,))
+    assert [len(p.emails) for p in pages] == [512, 512, 76]
+    assert [p.last for p in pages] == [False, False, True]
+    assert len({e.message_id for p in pages for e in p.emails}) == 1100
+    assert len({p.cursor for p in pages}) == 3
+    # One SyncFolderItems per page; GetItem fetches in chunks of 64 (8 + 8 + 2).
+    assert _ops(harness, "SyncFolderItems") == 3
+    assert _ops(harness, "GetItem") == 18
+    assert all(c[0] == "GetItem" or "item:Body" not in c[1] for c in harness.state.requested_fields)
+
+
+def test_first_run_is_bounded_by_the_window(harness: ExchangeHarness) -> None:
+    now = datetime.now(UTC)
+    for n in range(600):
+        harness.add_email("inbox", subject=f"old{n}", sender=CUSTOMER, to=[ADDRESS], when=now - timedelta(days=30))
+    for n in range(3):
+        harness.add_email("inbox", subject=f"new{n}", sender=CUSTOMER, to=[ADDRESS], when=now - timedelta(hours=n))
+    pages = _pages(_mailbox(harness), folders=(Folder.INBOX,), now=now)
+    assert sorted(e.subject for p in pages for e in p.emails) == ["new0", "new1", "new2"]
+    assert _ops(harness, "SyncFolderItems") == 2  # the whole folder is walked (ids and dates only)
+    assert _ops(harness, "GetItem") == 1  # bodies only for the window
+    sync_fields = {f for op, fields in harness.state.requested_fields if op == "SyncFolderItems" for f in fields}
+    assert sync_fields == {"item:DateTimeReceived", "item:DateTimeSent"}
+
+
+def test_a_half_done_first_run_keeps_its_window(harness: ExchangeHarness) -> None:
+    now = datetime.now(UTC)
+    for n in range(520):
+        harness.add_email("inbox", subject=f"new{n}", sender=CUSTOMER, to=[ADDRESS], when=now - timedelta(hours=1))
+    for n in range(5):
+        harness.add_email("inbox", subject=f"old{n}", sender=CUSTOMER, to=[ADDRESS], when=now - timedelta(days=9))
+    first_page = next(iter(_mailbox(harness).read_changes({}, _window(now), (Folder.INBOX,))))
+    assert len(first_page.emails) == 512 and not first_page.last
+    # The run died after the first page; days later the next run resumes from that page's cursor
+    # with a later window that would include the old mail. The first run's window still applies.
+    later = now + timedelta(days=5)
+    rest = _pages(_mailbox(harness), {"inbox": first_page.cursor}, (Folder.INBOX,), now=later)
+    assert sorted(e.subject for p in rest for e in p.emails) == sorted(f"new{n}" for n in range(512, 520))
+
+
+def test_changes_to_mail_older_than_the_first_window_are_not_new_mail(harness: ExchangeHarness) -> None:
+    now = datetime.now(UTC)
+    old = harness.add_email("inbox", subject="old", sender=CUSTOMER, to=[ADDRESS], when=now - timedelta(days=30))
+    cursors = {p.folder.value: p.cursor for p in _pages(_mailbox(harness), now=now)}
+    harness.state.update_item(old, subject="old (flagged)")
+    later = _pages(_mailbox(harness), cursors, now=now)
+    assert [e for p in later for e in p.emails] == []
+
+
+def test_recurring_series_are_reported_once_as_the_master(harness: ExchangeHarness) -> None:
+    now = datetime.now(UTC)
+    harness.state.add_event(ADDRESS, subject="Weekly sync", start=now - timedelta(days=90),
+                            end=now - timedelta(days=90, minutes=-30), organizer=CUSTOMER, attendees=[ADDRESS],
+                            uid="weekly-uid", recurring=True)
+    harness.state.add_event(ADDRESS, subject="Ended series", start=now - timedelta(days=90),
+                            end=now - timedelta(days=90, minutes=-30), organizer=CUSTOMER, attendees=[ADDRESS],
+                            recurring=True, recurrence_end=(now - timedelta(days=30)).date())
+    events = [e for p in _pages(_mailbox(harness), folders=(Folder.CALENDAR,), now=now) for e in p.events]
+    assert [(e.subject, e.is_recurring, e.dedup_key) for e in events] == [("Weekly sync", True, "weekly-uid")]
+
+
+def test_unreadable_cursor_resyncs_the_folder(harness: ExchangeHarness) -> None:
+    harness.add_email("inbox", subject="hello", sender=CUSTOMER, to=[ADDRESS])
+    pages = _pages(_mailbox(harness), {"inbox": "not-a-cursor"}, (Folder.INBOX,))
+    assert [e.subject for p in pages for e in p.emails] == ["hello"] and all(p.resynced for p in pages)
+
+
+@pytest.mark.parametrize(
+    ("kind", "retry_after", "expected", "hint"),
+    [
+        ("throttle", 2.5, Throttled, 2.5),  # ErrorServerBusy with BackOffMilliseconds
+        ("503", 42, Throttled, 42),  # 503 with Retry-After
+        ("unavailable", 1, Unavailable, None),  # 502 from the proxy in front
+        ("500", 1, Unavailable, None),  # an HTML error page
+        ("not_ews", 1, Unavailable, None),  # a 200 that is not SOAP
+        ("disconnect", 1, Unavailable, None),  # the connection drops
+    ],
+)
+def test_vendor_errors_become_domain_errors(harness: ExchangeHarness, kind: str, retry_after: float,
+                                            expected: type[Exception], hint: float | None) -> None:
+    mailbox = _mailbox(harness)
+    mailbox.identity()
+    harness.inject_failure(kind, retry_after=retry_after)
+    with pytest.raises(expected) as caught:
+        _pages(mailbox)
+    if hint is not None:
+        assert caught.value.retry_after == pytest.approx(hint)  # type: ignore[attr-defined]
+    assert "<html" not in str(caught.value)
+
+
+def test_rejected_password_is_auth_revoked(harness: ExchangeHarness) -> None:
+    harness.revoke_credentials()
+    with pytest.raises(AuthRevoked):
+        _pages(_mailbox(harness))
+
+
+def test_missing_password_is_auth_revoked(harness: ExchangeHarness) -> None:
+    ctx = MailboxContext(settings=harness.settings(), mailbox_id="m1", address=ADDRESS,
+                         connection=harness.connection(), secrets=MailboxSecrets(_MemorySecretStore({}), "m1"))
+    with pytest.raises(AuthRevoked):
+        ex.open_mailbox(ctx)
+
+
+def test_a_slow_server_times_out_as_unavailable(harness: ExchangeHarness) -> None:
+    settings = Settings.load({"SIDEBAR_ENV": "development", **harness.settings_overrides(), "EWS_TIMEOUT_SECONDS": 1})
+    mailbox = _mailbox(harness, settings)
+    mailbox.identity()
+    harness.inject_failure("delay", retry_after=3)
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="in time"):
+        _pages(mailbox)
+    assert time.monotonic() - started < 2.9
+
+
+def test_a_closed_port_is_unavailable(harness: ExchangeHarness) -> None:
+    with pytest.raises(Unavailable, match="reached"):
+        _pages(_mailbox(harness, ews_url=f"https://127.0.0.1:{_dead_port()}/EWS/Exchange.asmx",
+                        settings=Settings.load({"SIDEBAR_ENV": "development", **harness.settings_overrides(),
+                                                "EWS_ALLOWED_HOSTS": "127.0.0.1"})))
+
+
+def test_an_expired_certificate_is_unavailable(harness: ExchangeHarness, ca: TestCA) -> None:
+    expired = ca.issue("ews-expired", not_before=datetime.now(UTC) - timedelta(days=10), days=1)
+    state, server = start_fake_ews(expired)
+    try:
+        state.add_user(ADDRESS, PASSWORD, account="alice")
+        settings = Settings.load({"SIDEBAR_ENV": "development", **harness.settings_overrides(),
+                                  "EWS_ALLOWED_HOSTS": f"127.0.0.1:{server.port}"})
+        with pytest.raises(Unavailable, match="certificate"):
+            _pages(_mailbox(harness, settings, ews_url=f"{server.url}/EWS/Exchange.asmx"))
+        assert state.operations == []
+    finally:
+        server.stop()
+
+
+def test_a_host_that_is_no_longer_allowed_gets_no_request(harness: ExchangeHarness) -> None:
+    settings = Settings.load({"SIDEBAR_ENV": "development", **harness.settings_overrides(), "EWS_ALLOWED_HOSTS": ""})
+    with pytest.raises(Unavailable, match="not allowed"):
+        _pages(_mailbox(harness, settings))
+    assert harness.request_count() == 0
+
+
+def test_no_protocol_stays_in_exchangelibs_process_cache(harness: ExchangeHarness) -> None:
+    from exchangelib.protocol import CachingProtocol
+
+    _pages(_mailbox(harness))
+    ex.connect(harness.settings(), ADDRESS, PASSWORD, harness.ews_url)
+    assert not any(key[0] == harness.ews_url for key in CachingProtocol._protocol_cache)
+
+
+# ---- connect ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("methods", "login", "auth_type", "requests_made"),
+    [
+        # probe (401) + ConvertId through the NTLM handshake (3) + ResolveNames on the same connection
+        (("NTLM", "Basic"), ADDRESS, "NTLM", 5),
+        (("NTLM", "Basic"), "ACME\\alice", "NTLM", 5),
+        # probe (401) + ConvertId + ResolveNames, Basic credentials sent with each
+        (("Basic",), ADDRESS, "basic", 3),
+    ],
+)
+def test_connect_with_an_ews_url(ca: TestCA, server_cert: CertPair, methods: tuple[str, ...], login: str,
+                                 auth_type: str, requests_made: int) -> None:
+    h = ExchangeHarness(ca.ca_path, server_cert, auth_methods=methods)
+    try:
+        result = ex.connect(h.settings(), login, PASSWORD, h.ews_url)
+        assert result.identity.primary == ADDRESS and result.identity.aliases == h.aliases
+        assert result.auth_type == auth_type and result.version == "15.1.2507.6"
+        assert result.ews_url == h.ews_url and not result.autodiscovered
+        assert result.connection() == {"login": login, "ews_url": h.ews_url, "auth_type": auth_type,
+                                       "version": "15.1.2507.6", "autodiscovered": False}
+        assert h.state.operations == ["ConvertId", "ResolveNames"]
+        assert h.request_count() == requests_made == result.calls
+    finally:
+        h.close()
+
+
+def test_connect_accepts_a_bare_host_url(harness: ExchangeHarness) -> None:
+    result = ex.connect(harness.settings(), ADDRESS, PASSWORD, harness.server.url)
+    assert result.ews_url == harness.ews_url
+
+
+def test_connect_through_autodiscover(harness: ExchangeHarness) -> None:
+    result = ex.connect(harness.settings(), ADDRESS, PASSWORD)
+    assert result.autodiscovered and result.ews_url == harness.ews_url
+    assert harness.state.autodiscover_emails == [ADDRESS]
+    assert harness.state.operations == ["Autodiscover", "ConvertId", "ResolveNames"]
+
+
+def test_autodiscover_tries_the_next_candidate_and_uses_the_hint_for_domain_logins(harness: ExchangeHarness) -> None:
+    dead = f"https://127.0.0.1:{_dead_port()}/autodiscover/autodiscover.xml"
+    settings = Settings.load({"SIDEBAR_ENV": "development", **harness.settings_overrides(),
+                              "EWS_ALLOWED_HOSTS": "127.0.0.1",
+                              "EWS_AUTODISCOVER_URLS": f"{dead},{harness.server.url}/autodiscover/autodiscover.xml"})
+    result = ex.connect(settings, "ACME\\alice", PASSWORD, email_hint=ADDRESS)
+    assert result.ews_url == harness.ews_url and harness.state.autodiscover_emails == [ADDRESS]
+
+
+def test_autodiscover_follows_an_address_redirect(harness: ExchangeHarness) -> None:
+    harness.state.autodiscover_redirect_addr["old.alice@acme.example"] = ADDRESS
+    harness.state.add_user("old.alice@acme.example", PASSWORD, account="oldalice")
+    result = ex.connect(harness.settings(), "old.alice@acme.example", PASSWORD)
+    assert harness.state.autodiscover_emails == ["old.alice@acme.example", ADDRESS]
+    assert result.ews_url == harness.ews_url
+
+
+@pytest.mark.parametrize("target", ["https://10.1.2.3/autodiscover/autodiscover.xml",
+                                    "https://169.254.169.254/latest/meta-data/",
+                                    "http://{host}/autodiscover/autodiscover.xml"])
+def test_autodiscover_redirects_to_refused_hosts_are_not_followed(harness: ExchangeHarness, target: str) -> None:
+    harness.state.autodiscover_http_redirect = target.format(host=f"127.0.0.1:{harness.server.port}")
+    with pytest.raises(SetupFailed) as caught:
+        ex.connect(harness.settings(), ADDRESS, PASSWORD)
+    assert caught.value.code == "host_not_allowed"
+    assert harness.state.operations == ["Autodiscover"]
+
+
+def test_autodiscover_without_an_answer_suggests_the_ews_url(harness: ExchangeHarness) -> None:
+    # Autodiscover does not know the address: no EWS URL, and a hint to enter one.
+    with pytest.raises(SetupFailed) as caught:
+        ex.connect(harness.settings(), "ACME\\alice", PASSWORD, email_hint="unknown@acme.example")
+    assert caught.value.code == "ews_unreachable" and "EWS URL" in caught.value.message
+    # No candidate answers at all.
+    settings = Settings.load({"SIDEBAR_ENV": "development", **harness.settings_overrides(),
+                              "EWS_ALLOWED_HOSTS": "127.0.0.1",
+                              "EWS_AUTODISCOVER_URLS": f"https://127.0.0.1:{_dead_port()}/a.xml"})
+    with pytest.raises(SetupFailed) as caught:
+        ex.connect(settings, ADDRESS, PASSWORD)
+    assert caught.value.code == "ews_unreachable" and "EWS URL" in caught.value.message
+
+
+def test_a_wrong_password_stops_autodiscover_at_the_first_refusal(harness: ExchangeHarness) -> None:
+    second = f"{harness.server.url}/autodiscover/autodiscover.xml"
+    settings = Settings.load({"SIDEBAR_ENV": "development", **harness.settings_overrides(),
+                              "EWS_AUTODISCOVER_URLS": f"{second},{second}"})
+    with pytest.raises(SetupFailed) as caught:
+        ex.connect(settings, ADDRESS, "wrong-password")
+    assert caught.value.code == "auth_failed"
+    # One NTLM handshake (401, type 1, type 3 refused) at the first candidate: nothing more.
+    assert harness.request_count() == 3
+
+
+def _connect_error(h: ExchangeHarness, settings: Settings | None = None, login: str = ADDRESS,
+                   password: str = PASSWORD, url: str | None = None, **kw: Any) -> SetupFailed:
+    with pytest.raises(SetupFailed) as caught:
+        ex.connect(settings or h.settings(), login, password, url or h.ews_url, **kw)
+    return caught.value
+
+
+def test_connect_wrong_password(harness: ExchangeHarness) -> None:
+    error = _connect_error(harness, password="wrong")
+    assert error.code == "auth_failed" and "wrong" not in error.message
+
+
+@pytest.mark.parametrize(("kind", "code"), [("not_ews", "not_ews"), ("500", "ews_error"), ("503", "ews_error"),
+                                           ("unavailable", "ews_error")])
+def test_connect_to_something_that_is_not_a_working_ews(harness: ExchangeHarness, kind: str, code: str) -> None:
+    harness.inject_failure(kind, times=20)
+    assert _connect_error(harness).code == code
+
+
+def test_connect_to_a_wrong_path_is_not_ews(harness: ExchangeHarness) -> None:
+    assert _connect_error(harness, url=f"{harness.server.url}/owa/").code == "not_ews"
+
+
+def test_connect_500_storm_after_the_probe(harness: ExchangeHarness) -> None:
+    harness.inject_failure("delay", retry_after=0)  # the probe passes
+    harness.inject_failure("500", times=20)
+    assert _connect_error(harness).code == "ews_error"
+
+
+def test_connect_times_out_within_the_deadline(harness: ExchangeHarness) -> None:
+    settings = Settings.load({"SIDEBAR_ENV": "development", **harness.settings_overrides(),
+                              "EWS_TIMEOUT_SECONDS": 1})
+    harness.inject_failure("delay", times=5, retry_after=2.5)
+    started = time.monotonic()
+    assert _connect_error(harness, settings).code == "timeout"
+    assert time.monotonic() - started < 2.4
+
+
+def test_connect_expired_certificate(harness: ExchangeHarness, ca: TestCA) -> None:
+    expired = ca.issue("ews-expired-2", not_before=datetime.now(UTC) - timedelta(days=10), days=1)
+    _, server = start_fake_ews(expired)
+    try:
+        settings = Settings.load({"SIDEBAR_ENV": "development", **harness.settings_overrides(),
+                                  "EWS_ALLOWED_HOSTS": f"127.0.0.1:{server.port}"})
+        error = _connect_error(harness, settings, url=f"{server.url}/EWS/Exchange.asmx")
+        assert error.code == "tls_error"
+        assert server.recorder.calls == []
+    finally:
+        server.stop()
+
+
+def test_connect_unknown_host_and_private_host(harness: ExchangeHarness) -> None:
+    def no_such_name(host: str, port: int) -> list[Any]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    error = _connect_error(harness, url="https://exchange.acme.example/EWS/Exchange.asmx",
+                           clients={"dns_resolver": no_such_name})
+    assert error.code == "ews_unreachable" and "More" in error.message
+
+    def private(host: str, port: int) -> list[Any]:
+        return [(socket.AF_INET, ("10.0.0.7", port))]
+
+    error = _connect_error(harness, url="https://exchange.acme.example/EWS/Exchange.asmx",
+                           clients={"dns_resolver": private})
+    assert error.code == "host_not_allowed"
+    error = _connect_error(harness, url=f"https://127.0.0.1:{harness.server.port + 1}/EWS/Exchange.asmx")
+    assert error.code == "host_not_allowed"
+    assert harness.request_count() == 0
+
+
+def test_connect_a_login_without_a_mailbox(harness: ExchangeHarness) -> None:
+    # Authenticates, but the directory lookup finds nothing (hidden from address lists).
+    harness.state.add_user("svc@acme.example", "svc-pw", account="svc").hidden = True
+    error = _connect_error(harness, login="ACME\\svc", password="svc-pw")
+    assert error.code == "mailbox_not_found" and "email address" in error.message
+
+
+def test_connect_refuses_unsupported_sign_in_methods(ca: TestCA, server_cert: CertPair) -> None:
+    h = ExchangeHarness(ca.ca_path, server_cert, auth_methods=())
+    try:
+        assert _connect_error(h).code == "ews_error"
+    finally:
+        h.close()
+
+
+def test_the_password_never_reaches_a_log_record(harness: ExchangeHarness, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    harness.state.auth_methods = ("Basic",)
+    ex.connect(harness.settings(), ADDRESS, PASSWORD, harness.ews_url)
+    _pages(_mailbox(harness, auth_type="basic"))
+    with pytest.raises(SetupFailed):
+        ex.connect(harness.settings(), ADDRESS, PASSWORD + "-wrong", harness.ews_url)
+    harness.state.auth_methods = ("NTLM",)
+    ex.connect(harness.settings(), ADDRESS, PASSWORD, harness.ews_url)
+    assert caplog.records
+    for record in caplog.records:
+        text = record.getMessage()
+        assert PASSWORD not in text
+        assert not (record.name.startswith("exchangelib") and record.levelno < logging.INFO)
+
+
+def test_the_fake_serves_exchangelib_folder_queries(harness: ExchangeHarness) -> None:
+    """GetFolder and FindItem (paging, a date restriction) answer exchangelib's own queries unchanged."""
+    now = datetime.now(UTC)
+    for n in range(5):
+        harness.add_email("inbox", subject=f"recent {n}", sender=CUSTOMER, to=[ADDRESS], when=now - timedelta(hours=n))
+    harness.add_email("inbox", subject="old", sender=CUSTOMER, to=[ADDRESS], when=now - timedelta(days=20))
+    transport = ex._Transport(harness.settings())
+    protocol = transport.protocol(harness.ews_url, ADDRESS, PASSWORD, "NTLM", None)
+    account = ex._account(protocol, ADDRESS)
+    try:
+        inbox = account.inbox
+        assert inbox.total_count == 6
+        recent = list(inbox.filter(datetime_received__gte=now - timedelta(days=1)).only("subject").order_by(
+            "-datetime_received"))
+        assert [m.subject for m in recent] == [f"recent {n}" for n in range(5)]
+        paged = list(inbox.all().only("subject").order_by("-datetime_received")[:6])
+        assert len(paged) == 6
+        assert "GetFolder" in harness.state.operations and "FindItem" in harness.state.operations
+    finally:
+        protocol.close()

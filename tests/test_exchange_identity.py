@@ -1,0 +1,136 @@
+"""Exchange identity tokens (on-premises add-in proof) through ``POST /api/session``, against the fake Exchange."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from backend.extensions import services
+from tests.conftest import PUBLIC_BASE_URL
+from tests.connectors.harness_exchange import ADDRESS, ExchangeHarness
+from tests.fakes.ews import EXCHANGE_PRINCIPAL, new_signing_key, x5t_of
+from tests.fakes.tls import CertPair, TestCA
+from tests.helpers import login, salesforce_dialog_code
+
+PANE = f"{PUBLIC_BASE_URL}/taskpane.html"
+
+
+@pytest.fixture
+def ews(ca: TestCA, server_cert: CertPair) -> Iterator[ExchangeHarness]:
+    """The fake Exchange server: it signs identity tokens and serves its metadata document."""
+    harness = ExchangeHarness(ca.ca_path, server_cert)
+    yield harness
+    harness.close()
+
+
+@pytest.fixture
+def app_config(app_config: dict[str, Any], ews: ExchangeHarness) -> dict[str, Any]:
+    """Proofs required; the fake's host trusted as an Exchange identity issuer and allowed outbound."""
+    return {**app_config, **ews.settings_overrides(), "REQUIRE_MAILBOX_PROOF": "on",
+            "EXCHANGE_IDENTITY_HOSTS": f"127.0.0.1:{ews.server.port},169.254.169.254,10.0.0.9"}
+
+
+def _session(client: FlaskClient, ca: TestCA, proof: str, mailbox: str = ADDRESS) -> Any:
+    code = salesforce_dialog_code(client, ca.ca_path)
+    return client.post("/api/session", json={"code": code, "mailbox": mailbox, "mailbox_proof": proof})
+
+
+def test_a_valid_token_verifies_the_mailbox(client: FlaskClient, ca: TestCA, ews: ExchangeHarness) -> None:
+    who = login(client, ca.ca_path, mailbox=ADDRESS, proof=ews.state.identity_token(PANE))
+    me = client.get("/api/me", headers=who.headers).json
+    assert me["mailbox"] == {"address": ADDRESS, "verified": True, "proof": "exchange"}
+    assert ews.state.operations == ["Metadata"]
+
+
+def test_the_identity_and_the_metadata_cache(app: Flask, ews: ExchangeHarness) -> None:
+    with app.app_context():
+        from backend.security.proofs import verify
+
+        settings = services().settings
+        first = verify(settings, ews.state.identity_token(PANE, msexchuid="uid-1@exch01"), ADDRESS)
+        second = verify(settings, ews.state.identity_token(f"{PANE}?v=2", msexchuid="uid-1@exch01"), ADDRESS)
+    assert first.identity == second.identity == "exchange:uid-1@exch01"
+    assert first.kind == "exchange" and first.tenant_id == "127.0.0.1" and first.address == ADDRESS
+    assert ews.state.operations == ["Metadata"]  # fetched once, then cached
+
+
+def _bad_tokens(ews: ExchangeHarness) -> dict[str, tuple[str, str]]:
+    state = ews.state
+    now = int(time.time())
+    stranger = new_signing_key("Someone else")
+    _, real_der = state.signing_key()
+    port = ews.server.port
+    appctx = {"msexchuid": "x@exch01", "version": "ExIdTok.V1", "amurl": state.amurl}
+    return {
+        "wrong audience": (state.identity_token("https://evil.example/taskpane.html"), "mailbox_proof_invalid"),
+        "audience on another port": (state.identity_token("https://localhost:3001/taskpane.html"),
+                                     "mailbox_proof_invalid"),
+        "audience over http": (state.identity_token("http://localhost:3000/taskpane.html"), "mailbox_proof_invalid"),
+        "expired": (state.identity_token(PANE, nbf_offset=-9 * 3600, lifetime=8 * 3600), "mailbox_proof_invalid"),
+        "not yet valid": (state.identity_token(PANE, nbf_offset=3600), "mailbox_proof_invalid"),
+        "implausible lifetime": (state.identity_token(PANE, lifetime=30 * 24 * 3600), "mailbox_proof_invalid"),
+        "no lifetime": (jwt.encode({"aud": PANE, "appctx": json.dumps(appctx)}, state.signing_key()[0],
+                                   algorithm="RS256", headers={"x5t": x5t_of(real_der)}), "mailbox_proof_invalid"),
+        # Signed by another key but naming the real key's thumbprint.
+        "bad signature": (state.identity_token(PANE, signer=(stranger[0], real_der)), "mailbox_proof_invalid"),
+        "tampered payload": (_tamper(state.identity_token(PANE)), "mailbox_proof_invalid"),
+        "unknown signing key": (state.identity_token(PANE, signer=stranger), "mailbox_proof_invalid"),
+        "wrong version": (state.identity_token(PANE, version="ExIdTok.V2"), "mailbox_proof_invalid"),
+        "no msexchuid": (state.identity_token(PANE, msexchuid=""), "mailbox_proof_invalid"),
+        "amurl over http": (state.identity_token(PANE, amurl=f"http://127.0.0.1:{port}/autodiscover/metadata/json/1"),
+                            "mailbox_proof_invalid"),
+        "amurl outside the organisation": (state.identity_token(PANE, amurl="https://keys.evil.example/metadata"),
+                                           "mailbox_proof_invalid"),
+        "amurl on the cloud metadata address": (
+            state.identity_token(PANE, amurl="https://169.254.169.254/latest/meta-data/"), "mailbox_proof_invalid"),
+        "amurl on a private address": (state.identity_token(PANE, amurl="https://10.0.0.9/metadata/json/1"),
+                                       "mailbox_proof_invalid"),
+        "symmetric algorithm": (jwt.encode({"aud": PANE, "appctx": json.dumps(appctx), "nbf": str(now),
+                                            "exp": str(now + 600)}, "secret-key-for-hs256-tests-only-32b",
+                                           algorithm="HS256", headers={"x5t": x5t_of(real_der)}),
+                                "mailbox_proof_invalid"),
+    }
+
+
+def _tamper(token: str) -> str:
+    header, payload, signature = token.split(".")
+    claims = json.loads(jwt.utils.base64url_decode(payload))
+    claims["appctx"] = claims["appctx"].replace("53e925fa", "00000000")
+    forged = jwt.utils.base64url_encode(json.dumps(claims).encode()).decode()
+    return f"{header}.{forged}.{signature}"
+
+
+BAD_CASES = ["wrong audience", "audience on another port", "audience over http", "expired", "not yet valid",
+             "implausible lifetime", "no lifetime", "bad signature", "tampered payload", "unknown signing key",
+             "wrong version", "no msexchuid", "amurl over http", "amurl outside the organisation",
+             "amurl on the cloud metadata address", "amurl on a private address", "symmetric algorithm"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_tokens_are_rejected(client: FlaskClient, ca: TestCA, ews: ExchangeHarness, case: str) -> None:
+    token, code = _bad_tokens(ews)[case]
+    resp = _session(client, ca, token)
+    assert resp.status_code == 401, resp.get_data(as_text=True)
+    assert resp.json["error"]["code"] == code
+    assert "Traceback" not in resp.get_data(as_text=True)
+    if case.startswith("amurl") or case in ("wrong audience", "expired", "wrong version"):
+        assert "Metadata" not in ews.state.operations  # refused before any outbound request
+
+
+def test_an_unreachable_metadata_server_is_a_temporary_failure(client: FlaskClient, ca: TestCA,
+                                                               ews: ExchangeHarness) -> None:
+    token = ews.state.identity_token(PANE)
+    ews.inject_failure("500", times=2)
+    resp = _session(client, ca, token)
+    assert resp.status_code == 503 and resp.json["error"]["code"] == "identity_unavailable"
+
+
+def test_exchange_principal_constant_matches_the_documented_one() -> None:
+    assert EXCHANGE_PRINCIPAL == "00000002-0000-0ff1-ce00-000000000000"
