@@ -8,10 +8,9 @@
 import { isSetSupported, mailbox } from "./host.js";
 
 // MSAL.js is loaded only when NAA is possible. NAA needs MSAL.js 3.11 or later
-// (createNestablePublicClientApplication), and Microsoft's CDN hosts only 2.x builds, so a
-// deployment should serve a copy of msal-browser.min.js and name it in /api/config as
-// `naa.msal_url` (our origin, or alcdn.msauth.net: both are in the CSP). Without it the pane tries
-// the CDN build below and, finding no NAA in it, falls back to the next proof.
+// (createNestablePublicClientApplication), and Microsoft's CDN hosts only 2.x builds, so the backend
+// serves a vendored copy and names it in /api/config as `naa.msal_url`. The CDN build below is the
+// fallback for a backend that names none: finding no NAA in it, the pane tries the next proof.
 const MSAL_URL = "https://alcdn.msauth.net/browser/2.35.0/js/msal-browser.min.js";
 const DEFAULT_AUTHORITY = "https://login.microsoftonline.com/common";
 const HOST_TIMEOUT_MS = 15000;

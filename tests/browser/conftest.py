@@ -201,10 +201,13 @@ def make_pane(browser: Browser) -> Iterator[Callable[..., Pane]]:
             "https://appsforoffice.microsoft.com/**",
             lambda route: route.fulfill(status=200, content_type="application/javascript", body=OFFICE_STANDIN),
         )
-        context.route(
-            "https://alcdn.msauth.net/**",
-            lambda route: route.fulfill(status=200, content_type="application/javascript", body=MSAL_STANDIN),
-        )
+        # MSAL.js needs Outlook's NAA bridge, which a test browser has not: the vendored copy we serve
+        # (and the CDN, should a deployment point there) is replaced by a stand-in, as office.js is.
+        for msal_url in ("https://alcdn.msauth.net/**", "**/js/vendor/msal-browser-*.min.js"):
+            context.route(
+                msal_url,
+                lambda route: route.fulfill(status=200, content_type="application/javascript", body=MSAL_STANDIN),
+            )
         context.expose_function("__reportCspViolation", lambda v: pane.csp_violations.append(v))
         context.add_init_script(
             f"window.__OFFICE_STANDIN__ = {json.dumps(office or {})};"
