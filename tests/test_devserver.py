@@ -76,6 +76,24 @@ def test_dev_command_runs_the_system_and_stops_everything() -> None:
         me = browser.get("https://localhost:3000/api/me", headers={"Authorization": f"Bearer {token}"}).json()
         assert me["salesforce"]["username"] == DEMO_USER
         assert me["mailbox"]["verified"] is False  # development: no proof required, and it says so
+
+        # Connect the sandbox Exchange mailbox (Autodiscover) and let the worker sync it.
+        auth = {"Authorization": f"Bearer {token}"}
+        connected = browser.post("https://localhost:3000/api/sync/exchange", headers=auth,
+                                 json={"login": DEMO_USER, "password": DEMO_PASSWORD})
+        assert connected.status_code == 200, connected.text
+        assert connected.json()["state"] == "running"
+        deadline = time.monotonic() + 90
+        while True:
+            sync = browser.get("https://localhost:3000/api/sync", headers=auth).json()
+            if sync["last_run"] and sync["last_run"].get("finished_at"):
+                break
+            assert time.monotonic() < deadline, f"no run finished: {sync}"
+            time.sleep(1)
+        counts = sync["last_run"]["counts"]
+        # Three demo emails with sandbox contacts and leads are logged; the free-mail one is not.
+        assert sync["last_run"]["error"] is None, sync["last_run"]
+        assert counts["emails_written"] == 3 and counts["filtered"] >= 1, counts
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -1,21 +1,34 @@
 """Local sandbox services for development: the protocol-level fakes, seeded with demo data.
 
 ``scripts/dev`` starts them when no Salesforce credentials are configured, so a newcomer can open
-the task pane and log in without any account. They are the same fakes the tests use; only the
-ports are fixed and the data is a demo.
+the task pane, log in, connect a mailbox (Exchange with a password, or Microsoft 365 by consent)
+and watch sync log demo emails in the sandbox Salesforce, all without an account anywhere. They
+are the same fakes the tests use; only the ports are fixed and the data is a demo.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from tests.fakes import microsoft as fake_ms
 from tests.fakes import salesforce as fake_sf
+from tests.fakes.ews import EWS_PATH, FakeEws, FakeEwsState, KeepAliveFakeServer
+from tests.fakes.graph import FakeGraphState, recorded_app
+from tests.fakes.salesforce_rest import data_of
 from tests.fakes.server import FakeServer
 from tests.fakes.tls import CertPair
 
 SALESFORCE_PORT = 3001
 MICROSOFT_PORT = 3002
+GRAPH_PORT = 3003
+EWS_PORT = 3004
 DEMO_USER = "demo@sidebar-sync.example"
 DEMO_PASSWORD = "demo"
+# People the demo mailbox corresponds with: Contacts and a Lead in the sandbox Salesforce, and a
+# free-mail sender that the default filters keep out.
+CONTACTS = ("ana.lopez@northwind.example", "ben.okafor@contoso-traders.example")
+LEADS = ("chloe.martin@fabrikam-labs.example",)
+FREE_MAIL = "someone@gmail.com"
 
 
 class Sandbox:
@@ -26,17 +39,49 @@ class Sandbox:
         self.salesforce = fake_sf.FakeSalesforceState()
         self.salesforce.add_user(DEMO_USER, DEMO_PASSWORD, email=DEMO_USER, name="Demo User", is_admin=True)
         self.microsoft = fake_ms.FakeMicrosoftState()
+        self.microsoft.add_user(DEMO_USER, display_name="Demo User")
+        self.graph = FakeGraphState(self.microsoft)
+        self.ews = FakeEwsState()
+        self.ews.add_user(DEMO_USER, DEMO_PASSWORD, account="demo", domain="SANDBOX", display_name="Demo User")
         self.servers: list[FakeServer] = []
 
+    def _seed(self) -> None:
+        people = data_of(self.salesforce)
+        for index, email in enumerate(CONTACTS):
+            people.add_contact(email, last_name=("Lopez", "Okafor")[index])
+        for email in LEADS:
+            people.add_lead(email, last_name="Martin")
+        now = datetime.now(tz=UTC)
+        mails = [
+            ("inbox", "Pricing for the northern region", CONTACTS[0], [DEMO_USER], now - timedelta(hours=3)),
+            ("inbox", "Re: trial extension", LEADS[0], [DEMO_USER], now - timedelta(days=1)),
+            ("sent", "Proposal attached", DEMO_USER, [CONTACTS[1]], now - timedelta(hours=20)),
+            ("inbox", "Weekend plans", FREE_MAIL, [DEMO_USER], now - timedelta(hours=5)),
+        ]
+        for folder, subject, sender, to, when in mails:
+            body = f"{subject}. (Sandbox demo message.)"
+            self.graph.add_message(DEMO_USER, folder, subject=subject, sender=sender, to=to, body=body, when=when)
+            self.ews.add_email(DEMO_USER, "sentitems" if folder == "sent" else "inbox", subject=subject,
+                               sender=sender, to=to, body=body, when=when)
+        start = (now + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+        self.graph.add_event(DEMO_USER, subject="Quarterly review", start=start, end=start + timedelta(hours=1),
+                             organizer=DEMO_USER, attendees=[CONTACTS[0]])
+        self.ews.add_event(DEMO_USER, subject="Quarterly review", start=start, end=start + timedelta(hours=1),
+                           organizer=DEMO_USER, attendees=[CONTACTS[0]])
+
     def start(self) -> Sandbox:
-        """Start every service."""
-        for state, factory, port in (
-            (self.salesforce, fake_sf.create_app, SALESFORCE_PORT),
-            (self.microsoft, fake_ms.create_app, MICROSOFT_PORT),
+        """Start every service and seed the demo data."""
+        for state, app, port in (
+            (self.salesforce, fake_sf.create_app(self.salesforce), SALESFORCE_PORT),
+            (self.microsoft, fake_ms.create_app(self.microsoft), MICROSOFT_PORT),
+            (self.graph, recorded_app(self.graph), GRAPH_PORT),
         ):
-            server = FakeServer(factory(state), self.cert, port=port).start()  # type: ignore[arg-type]
+            self.servers.append(FakeServer(app, self.cert, port=port).start())  # type: ignore[arg-type]
             state.base_url = f"https://localhost:{port}"
-            self.servers.append(server)
+        self.servers.append(KeepAliveFakeServer(FakeEws(self.ews), self.cert, port=EWS_PORT).start())
+        self.ews.base_url = f"https://localhost:{EWS_PORT}"
+        self.ews.ews_url = f"{self.ews.base_url}{EWS_PATH}"
+        self._seed()
         return self
 
     def settings(self) -> dict[str, str]:
@@ -50,13 +95,21 @@ class Sandbox:
             "MS_CLIENT_ID": self.microsoft.client_id,
             "MS_CLIENT_SECRET": self.microsoft.client_secret,
             "MS_AUTHORITY": f"https://localhost:{MICROSOFT_PORT}/organizations",
+            "GRAPH_URL": f"https://localhost:{GRAPH_PORT}",
+            # The sandbox Exchange runs on loopback, which the EWS host guard refuses unless admitted.
+            "EWS_ALLOWED_HOSTS": f"localhost:{EWS_PORT},127.0.0.1:{EWS_PORT}",
+            "EWS_AUTODISCOVER_URLS": f"https://localhost:{EWS_PORT}/autodiscover/autodiscover.xml",
         }
 
     def describe(self) -> list[str]:
         """Lines telling a developer what runs where and how to log in."""
         return [
-            f"Salesforce  https://localhost:{SALESFORCE_PORT}  log in as {DEMO_USER} / {DEMO_PASSWORD}",
-            f"Microsoft   https://localhost:{MICROSOFT_PORT}  (identity platform)",
+            f"Salesforce      https://localhost:{SALESFORCE_PORT}  log in as {DEMO_USER} / {DEMO_PASSWORD}",
+            f"Microsoft 365   https://localhost:{MICROSOFT_PORT} (sign-in) and :{GRAPH_PORT} (Graph): "
+            f"Connect Microsoft 365, sign in as {DEMO_USER}",
+            f"Exchange        https://localhost:{EWS_PORT}{EWS_PATH}: Connect to Exchange as "
+            f"{DEMO_USER} / {DEMO_PASSWORD}",
+            f"The add-in mailbox outside Outlook: enter {DEMO_USER} when the pane asks",
         ]
 
     def stop(self) -> None:
