@@ -86,3 +86,12 @@ def test_wsgi_prints_one_line_and_exits_when_misconfigured(tmp_path: Any) -> Non
     assert proc.returncode == 3
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "SECRET_KEY" in lines[0], proc.stderr
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    from dataclasses import fields
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [f.name for f in fields(Settings) if f.name != "extra" and f"`{f.name}`" not in readme]
+    assert not missing, f"settings missing from the README's table: {missing}"
