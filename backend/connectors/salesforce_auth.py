@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -76,15 +77,42 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
-def _host_admitted(host: str, patterns: tuple[str, ...]) -> bool:
-    host = host.lower()
+# One DNS label; a host is two or more of them (no userinfo, path, query, fragment or backslash can
+# hide in it, which is what a suffix check alone would let through).
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$")
+
+
+def _host_admitted(netloc: str, patterns: tuple[str, ...]) -> bool:
+    netloc = netloc.lower()
     for pattern in patterns:
         pattern = pattern.lower().strip()
-        if pattern.startswith("*.") and host.endswith(pattern[1:]):
+        if pattern.startswith("*.") and ":" not in netloc and netloc.endswith(pattern[1:]):
             return True
-        if host == pattern:
+        if netloc == pattern:
             return True
     return False
+
+
+def is_salesforce_host(settings: Settings, netloc: str) -> bool:
+    """True for a Salesforce login or instance host (by domain), or one the configuration admits."""
+    netloc = netloc.lower()
+    host, _, port = netloc.partition(":")
+    if _host_admitted(netloc, settings.SALESFORCE_ALLOWED_HOSTS):
+        return True
+    if port or not _HOST.match(host):
+        return False
+    return any(host.endswith(domain) for domain in SALESFORCE_DOMAINS)
+
+
+def check_salesforce_url(settings: Settings, url: str) -> str:
+    """``url`` if it is an https URL on a Salesforce host (or an admitted one); LoginHostRefused otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or parts.username or parts.password or not parts.netloc:
+        raise LoginHostRefused(f"{parts.netloc or url} is not a Salesforce address.")
+    if not is_salesforce_host(settings, parts.netloc):
+        raise LoginHostRefused(f"{parts.netloc} is not a Salesforce domain.")
+    return url
 
 
 def login_url_for(settings: Settings, environment: str, domain: str = "") -> str:
@@ -96,24 +124,28 @@ def login_url_for(settings: Settings, environment: str, domain: str = "") -> str
     if environment != "mydomain":
         raise LoginHostRefused("Choose Production, Sandbox or My Domain.")
     raw = (domain or "").strip()
-    if not raw or len(raw) > 253 or any(c.isspace() for c in raw):
+    if not raw or len(raw) > 253:
         raise LoginHostRefused("Enter your My Domain, for example acme.my.salesforce.com.")
     if "://" in raw:
         parts = urlsplit(raw)
         if parts.scheme != "https":
             raise LoginHostRefused("My Domain must use https.")
-        if parts.username or parts.password or (parts.path not in ("", "/")) or parts.query:
+        if parts.username or parts.password or parts.path not in ("", "/") or parts.query or parts.fragment:
             raise LoginHostRefused("Enter only the domain name, for example acme.my.salesforce.com.")
         raw = parts.netloc
-    raw = raw.rstrip("/").lower()
-    if "." not in raw.split(":")[0]:
-        raw = f"{raw}.my.salesforce.com"  # "acme" is how people say their My Domain
-    host = raw.split(":")[0]
-    if _host_admitted(raw, settings.SALESFORCE_ALLOWED_HOSTS) or (
-        ":" not in raw and any(host.endswith(d) for d in SALESFORCE_DOMAINS)
-    ):
-        return f"https://{raw}"
-    raise LoginHostRefused(f"{raw} is not a Salesforce domain.")
+    netloc = raw.lower()
+    # Whatever could end the host part of a URL is refused outright, not parsed around.
+    if any(c in netloc for c in "/?#\\@%") or any(c.isspace() for c in netloc):
+        raise LoginHostRefused("Enter only the domain name, for example acme.my.salesforce.com.")
+    host, _, port = netloc.partition(":")
+    if "." not in host:
+        host = f"{host}.my.salesforce.com"  # "acme" is how people say their My Domain
+        netloc = f"{host}:{port}" if port else host
+    if not _HOST.match(host) or (port and not port.isdigit()):
+        raise LoginHostRefused(f"{netloc} is not a domain name.")
+    if is_salesforce_host(settings, netloc):
+        return f"https://{netloc}"
+    raise LoginHostRefused(f"{netloc} is not a Salesforce domain.")
 
 
 def environment_of(settings: Settings, login_url: str) -> str:
@@ -182,13 +214,21 @@ class SalesforceOAuth:
             {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri,
              "code_verifier": code_verifier},
         )
-        return _token_set(body)
+        return self._checked(_token_set(body))
+
+    def _checked(self, tokens: TokenSet) -> TokenSet:
+        # The instance receives the access token and answers who the user is: it must be Salesforce.
+        try:
+            check_salesforce_url(self.settings, tokens.instance_url)
+        except LoginHostRefused as exc:
+            raise AuthRevoked(f"Salesforce answered with an instance outside Salesforce ({exc}).") from None
+        return tokens
 
     def refresh(self, login_url: str, refresh_token: str) -> TokenSet:
         """A new access token from the refresh token (Salesforce issues no new refresh token)."""
         body = self._token_call(login_url, {"grant_type": "refresh_token", "refresh_token": refresh_token})
         log.info("salesforce token refreshed refresh=%s", fingerprint(refresh_token))
-        return _token_set(body)
+        return self._checked(_token_set(body))
 
     def revoke(self, login_url: str, token: str) -> None:
         """Revoke a token (logout); failures are ignored: the token is deleted on our side anyway."""

@@ -133,6 +133,19 @@ def test_my_domain_is_used_when_it_is_salesforces(client: FlaskClient, query: st
         "env=mydomain&domain=acme.my.salesforce.com:8443",
         "env=mydomain&domain=",
         "env=elsewhere",
+        # Suffix tricks: the real host of each is attacker.example.
+        "env=mydomain&domain=attacker.example/x.salesforce.com",
+        "env=mydomain&domain=attacker.example%3F.salesforce.com",
+        "env=mydomain&domain=attacker.example%23.my.salesforce.com",
+        "env=mydomain&domain=attacker.example%5C.salesforce.com",
+        "env=mydomain&domain=attacker.example@acme.my.salesforce.com",
+        "env=mydomain&domain=acme.my.salesforce.com@attacker.example",
+        "env=mydomain&domain=https://attacker.example/.my.salesforce.com",
+        "env=mydomain&domain=https://acme.my.salesforce.com/path",
+        "env=mydomain&domain=acme%20.my.salesforce.com",
+        "env=mydomain&domain=acme.my.salesforce.com%2F..%2Fattacker.example",
+        "env=mydomain&domain=-acme.my.salesforce.com",
+        "env=mydomain&domain=xsalesforce.com",
     ],
 )
 def test_other_login_hosts_are_refused(client: FlaskClient, query: str) -> None:
@@ -260,3 +273,16 @@ def test_dialog_code_is_issued_only_through_the_callback(client: FlaskClient, ca
     resp = client.post("/api/session", json={"code": code, "mailbox": "alice@acme.example"})
     assert resp.status_code == 400
     assert resp.json is not None and resp.json["error"]["code"] == "invalid_code"
+
+
+def test_an_instance_url_outside_salesforce_is_refused(
+    client: FlaskClient, ca: TestCA, fake_salesforce: RunningFake, redis_client: redis.Redis
+) -> None:
+    """The token endpoint's instance_url receives the access token: it must be a Salesforce host."""
+    location, _ = _start(client)
+    callback = fake_authorize(location, ca.ca_path, "alice@acme.example", "alice-pw")
+    fake_salesforce.state.base_url = "https://attacker.example"
+    resp = client.get(local_path(callback))
+    assert resp.status_code == 400
+    assert _error_of(resp)["code"] == "salesforce_refused"
+    assert not redis_client.keys("sstest:user:*")
