@@ -61,3 +61,16 @@ def test_keys_rotate_reports_unreadable_secrets(app_config: dict[str, Any], redi
 def test_keys_generate_prints_a_valid_key(app_config: dict[str, Any], redis_client: redis.Redis) -> None:
     result = create_app(app_config).test_cli_runner().invoke(args=["keys", "generate"])
     SecretBox([result.output.strip()])
+
+
+def test_a_dropped_key_sends_the_user_back_to_login_instead_of_failing(
+    client: FlaskClient, ca: TestCA, app_config: dict[str, Any], redis_client: redis.Redis
+) -> None:
+    who = login(client, ca.ca_path)
+    redis_client.delete(*redis_client.keys("sstest:once:salesforce-check:*"))
+    wrong = create_app({**app_config, "ENCRYPTION_KEYS": Fernet.generate_key().decode()})
+    wrong.test_client_class = HttpsClient
+    resp = wrong.test_client().get("/api/me", headers=who.headers)
+    assert resp.status_code == 401
+    assert resp.json is not None and resp.json["error"]["code"] == "salesforce_revoked"
+    assert "can no longer be read" in resp.json["error"]["message"]

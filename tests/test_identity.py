@@ -94,3 +94,38 @@ def test_keys_are_fetched_once_and_refetched_for_a_new_key(
     assert _session(client, ca, ms.naa_token(ALICE)).status_code == 201
     assert _session(client, ca, ms.naa_token(ALICE)).status_code == 201
     assert len(fake_microsoft.calls.matching("GET", "/organizations/discovery/v2.0/keys")) == 1
+
+
+def test_the_email_claim_is_not_proof_of_a_mailbox(
+    client: FlaskClient, ca: TestCA, fake_microsoft: RunningFake
+) -> None:
+    """Tenant admins can set "email" to anything: only the directory's sign-in names count."""
+    import jwt
+
+    ms = fake_microsoft.state
+    claims = jwt.decode(ms.naa_token("mallory@evil.example"), options={"verify_signature": False})
+    token = ms.mint({**claims, "email": ALICE, "unique_name": ALICE})
+    resp = _session(client, ca, token)
+    assert resp.status_code == 401 and resp.json["error"]["code"] == "mailbox_mismatch"  # type: ignore[index]
+
+
+def test_a_forged_code_never_triggers_a_proof_check(
+    client: FlaskClient, fake_microsoft: RunningFake
+) -> None:
+    resp = client.post("/api/session", json={"code": "forged", "mailbox": ALICE,
+                                             "mailbox_proof": fake_microsoft.state.naa_token(ALICE)})
+    assert resp.status_code == 400 and resp.json["error"]["code"] == "invalid_code"  # type: ignore[index]
+    assert fake_microsoft.calls.matching("GET") == []  # no keys fetched for an anonymous caller
+
+
+def test_malformed_signing_keys_are_a_clear_error(client: FlaskClient, ca: TestCA, fake_microsoft: RunningFake) -> None:
+    class Junk:
+        kid = "junk"
+
+        def jwk(self) -> dict[str, Any]:
+            return {"kty": "RSA", "kid": "junk", "n": "!!", "e": 5}
+
+    good = fake_microsoft.state.naa_token(ALICE)
+    fake_microsoft.state.keys = [Junk()]
+    resp = _session(client, ca, good)
+    assert resp.status_code == 503 and resp.json["error"]["code"] == "identity_unavailable"  # type: ignore[index]

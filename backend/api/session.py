@@ -11,11 +11,12 @@ from backend.api import bp
 from backend.api.errors import ApiError
 from backend.api.tokens import authenticate, current_user, issue_token
 from backend.api.validation import choice_field, email_field, json_body, text_field
-from backend.auth.common import issue_ticket, redeem_dialog_code
+from backend.auth.common import dialog_code_is_authentic, issue_ticket, redeem_dialog_code
 from backend.auth.salesforce import credentials_for, oauth_client
 from backend.connectors.errors import AuthRevoked, Unavailable
 from backend.extensions import services
 from backend.security import proofs
+from backend.security.crypto import DecryptError
 from backend.security.identity import ProofInvalid
 from backend.store.users import User
 
@@ -72,6 +73,11 @@ def create_session() -> Any:
     mailbox = email_field(data, "mailbox", label="The add-in mailbox")
     proof = text_field(data, "mailbox_proof", required=False, max_len=16_384, label="mailbox_proof")
     settings = services().settings
+    # Only someone who just signed in may make us check a proof: checking one can mean fetching
+    # signing keys from a host the token names, which must not be open to anonymous callers.
+    if not dialog_code_is_authentic(code):
+        raise ApiError(400, "invalid_code",
+                       "This sign-in code is not valid or has expired. Log in to Salesforce again.")
     if not proof and settings.REQUIRE_MAILBOX_PROOF:
         # Checked before the code is spent, so the pane can retry with a proof.
         raise ApiError(401, "mailbox_proof_required",
@@ -148,12 +154,15 @@ def check_salesforce(user: User) -> None:
     credentials = credentials_for(user)
     try:
         credentials.call(oauth_client().userinfo)
-    except AuthRevoked as exc:
-        reason = f"Salesforce no longer accepts your login ({exc.message})"
+    except (AuthRevoked, DecryptError) as exc:
+        if isinstance(exc, AuthRevoked):
+            reason = f"Salesforce no longer accepts your login ({exc.message})"
+        else:  # the key that encrypted it was dropped from ENCRYPTION_KEYS before 'keys rotate'
+            reason = "Your saved Salesforce login can no longer be read on this server"
         store.users.update(user.id, salesforce_status="revoked", salesforce_status_reason=reason)
         credentials.forget()
         store.sessions.revoke_all(user.id)
-        log.warning("salesforce login revoked uid=%s", user.id)
+        log.warning("salesforce login unusable uid=%s cause=%s", user.id, type(exc).__name__)
         raise ApiError(401, "salesforce_revoked", f"{reason}. Log in to Salesforce again.") from None
     except Unavailable:
         # Salesforce down is not the person's problem to fix; check again next time.

@@ -97,6 +97,15 @@ def issue_dialog_code(uid: str, **extra: str) -> str:
     return svc.signer.sign(Purpose.DIALOG_CODE, {"n": nonce, **extra})
 
 
+def dialog_code_is_authentic(code: str) -> bool:
+    """True when a one-time code carries our signature and is recent (without spending it)."""
+    try:
+        services().signer.unsign(Purpose.DIALOG_CODE, code, max_age=DIALOG_CODE_MAX_AGE)
+    except SignatureInvalid:
+        return False
+    return True
+
+
 def redeem_dialog_code(code: str) -> str | None:
     """The uid a one-time code stands for, or None (tampered, expired, or already used)."""
     try:

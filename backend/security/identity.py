@@ -82,9 +82,12 @@ class _Jwks:
                 f"The Microsoft sign-in keys could not be loaded ({type(exc).__name__}).", "identity_unavailable"
             ) from None
         keys: dict[str, Any] = {}
-        for jwk in jwks.get("keys", []):
-            if jwk.get("kty") == "RSA" and jwk.get("kid"):
-                keys[jwk["kid"]] = jwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(jwk))
+        try:
+            for jwk in jwks.get("keys", []):
+                if isinstance(jwk, dict) and jwk.get("kty") == "RSA" and jwk.get("kid"):
+                    keys[str(jwk["kid"])] = jwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(jwk))
+        except (AttributeError, TypeError, ValueError, jwt.PyJWTError):
+            raise ProofInvalid("The Microsoft sign-in keys are malformed.", "identity_unavailable") from None
         self.issuer_template = str(config.get("issuer", ""))
         self.keys = keys
         self.fetched_at = time.time()
@@ -156,9 +159,11 @@ class NaaVerifier:
         scopes = str(claims.get("scp", "")).split()
         if self.settings.MS_API_SCOPE not in scopes:
             raise ProofInvalid("The identity token lacks the scope for this add-in.")
+        # Only the sign-in names the tenant's directory controls; "email" can be set to anything by a
+        # tenant admin and is not proof of a mailbox (the "nOAuth" pattern).
         names = {
             str(claims.get(c, "")).strip().lower()
-            for c in ("preferred_username", "upn", "email", "unique_name")
+            for c in ("preferred_username", "upn")
             if claims.get(c)
         }
         if claimed.strip().lower() not in names:
