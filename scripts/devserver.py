@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -24,10 +25,13 @@ from pathlib import Path
 from types import FrameType
 
 from cryptography import x509
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 WEB_PORT = 3000
+# The path without its query string: OAuth callbacks and dialog links carry codes and tickets there.
+ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss'
 
 
 def ensure_dev_certs(directory: Path) -> tuple[str, str, str]:
@@ -61,6 +65,10 @@ def main() -> int:
     env.setdefault("SIDEBAR_ENV", "development")
     env.setdefault("PUBLIC_BASE_URL", f"https://localhost:{WEB_PORT}")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Fresh secrets each start (the embedded Redis keeps nothing across starts either), so no fixed
+    # development key can sign a token for this server.
+    env.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
+    env.setdefault("ENCRYPTION_KEYS", Fernet.generate_key().decode())
 
     embedded = None
     if not env.get("REDIS_URL"):
@@ -84,10 +92,10 @@ def main() -> int:
     commands = {
         "web": [_bin("gunicorn"), "backend.wsgi:app", "--bind", f"127.0.0.1:{WEB_PORT}",
                 "--certfile", cert_path, "--keyfile", key_path, "--workers", "2", "--threads", "4",
-                "--access-logfile", "-", "--graceful-timeout", "5"],
-        "worker": [_bin("rq"), "worker", "--with-scheduler", "--url", env["REDIS_URL"],
-                   "interactive", "sync", "notify"],
-        "clock": [_bin("rq"), "cron", "backend.jobs.schedule", "--url", env["REDIS_URL"]],
+                "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT, "--graceful-timeout", "5"],
+        "worker": [_bin("rq"), "worker", "-w", "backend.jobs.worker.Worker", "--with-scheduler",
+                   "--url", env["REDIS_URL"], "interactive", "sync", "notify"],
+        "clock": [_bin("rq"), "cron", "backend.jobs.clock", "--url", env["REDIS_URL"]],
     }
     children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False

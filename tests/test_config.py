@@ -76,16 +76,28 @@ def test_lists_and_booleans_are_parsed() -> None:
     assert len(s.ENCRYPTION_KEYS) == 2
 
 
-def test_wsgi_prints_one_line_and_exits_when_misconfigured(tmp_path: Any) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-c", "import backend.wsgi"],  # web (gunicorn imports this module)
+        ["-m", "rq.cli", "cron", "backend.jobs.clock"],  # clock
+        ["-m", "rq.cli", "worker", "-w", "backend.jobs.worker.Worker", "--url", "{redis}"],  # worker
+    ],
+    ids=["web", "clock", "worker"],
+)
+def test_every_process_stops_with_one_line_when_misconfigured(command: list[str], redis_url: str) -> None:
     import subprocess
     import sys
+    from pathlib import Path
 
-    env = {"PATH": "/usr/bin:/bin", "SIDEBAR_ENV": "production"}
-    proc = subprocess.run([sys.executable, "-c", "import backend.wsgi"], env=env, capture_output=True,
-                          text=True, timeout=60, cwd=str(__import__("pathlib").Path(__file__).parent.parent))
-    assert proc.returncode == 3
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "SECRET_KEY" in lines[0], proc.stderr
+    env = {"PATH": "/usr/bin:/bin", "SIDEBAR_ENV": "production", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    command = [part.replace("{redis}", redis_url) for part in command]
+    proc = subprocess.run([sys.executable, *command], env=env, capture_output=True, text=True, timeout=60,
+                          cwd=str(Path(__file__).parent.parent))
+    assert proc.returncode == 3, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "configuration error" in line]
+    assert len(errors) == 1 and "SECRET_KEY" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:

@@ -99,7 +99,9 @@ class EmailItem:
     @property
     def dedup_key(self) -> str:
         """The Message-ID, or a stable hash of sender, date and subject when there is none."""
-        return self.message_id or synthetic_message_id(self.sender, self.when, self.subject)
+        # The sent time is the same in the sender's Sent Items and every recipient's Inbox; the
+        # received time differs per copy, so it is only the fallback.
+        return self.message_id or synthetic_message_id(self.sender, self.sent_at or self.received_at, self.subject)
 
 
 @dataclass(frozen=True)
