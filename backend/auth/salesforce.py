@@ -34,7 +34,7 @@ from backend.connectors.salesforce_auth import (
     pkce_pair,
 )
 from backend.extensions import services
-from backend.security.crypto import fingerprint
+from backend.security.crypto import DecryptError, fingerprint
 from backend.store.users import User, user_id_for
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,9 @@ def start() -> Any:
     except DialogError as exc:
         return dialog_error(exc)
     verifier, challenge = pkce_pair()
-    state = begin_state("salesforce", verifier=verifier, login_url=login_url, started=time.time())
+    # The dialog's session lives in Redis: the verifier goes there sealed, like every secret.
+    state = begin_state("salesforce", verifier=services().box.encrypt(verifier), login_url=login_url,
+                        started=time.time())
     return redirect(oauth_client().authorize_url(login_url, state, challenge, force_login=switching), code=302)
 
 
@@ -108,9 +110,9 @@ def _callback() -> Response:
     oauth = oauth_client()
     login_url = str(flow["login_url"])
     try:
-        tokens = oauth.exchange_code(login_url, code, str(flow["verifier"]))
+        tokens = oauth.exchange_code(login_url, code, services().box.decrypt(str(flow["verifier"])))
         identity = oauth.userinfo(tokens.instance_url, tokens.access_token)
-    except AuthRevoked:
+    except (AuthRevoked, DecryptError):
         raise DialogError("salesforce_refused", "Salesforce refused the sign-in code. Try signing in again.") from None
     except TokenExpired:
         raise DialogError("salesforce_refused", "Salesforce refused the new session. Try signing in again.") from None

@@ -42,9 +42,10 @@ def test_start_sends_state_and_pkce_s256(client: FlaskClient, fake_salesforce: R
 
 
 def test_token_request_carries_the_verifier_of_the_challenge(
-    client: FlaskClient, fake_salesforce: RunningFake, ca: TestCA
+    client: FlaskClient, fake_salesforce: RunningFake, ca: TestCA, redis_client: redis.Redis
 ) -> None:
     location, query = _start(client)
+    while_signing_in = _every_value(redis_client)
     callback = fake_authorize(location, ca.ca_path, "alice@acme.example", "alice-pw")
     assert client.get(local_path(callback)).status_code == 200
     token_calls = fake_salesforce.calls.matching("POST", "/services/oauth2/token")
@@ -54,6 +55,7 @@ def test_token_request_carries_the_verifier_of_the_challenge(
     digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     assert digest == query["code_challenge"][0]
     assert form["grant_type"] == ["authorization_code"]
+    assert verifier not in while_signing_in  # the dialog's session holds it sealed
 
 
 def test_callback_without_state_is_refused(client: FlaskClient) -> None:
@@ -176,27 +178,24 @@ def test_the_dialog_page_has_no_inline_script(client: FlaskClient, ca: TestCA) -
 
 
 def _every_value(client: redis.Redis) -> str:
-    """Every key and value in the database, as one string (hashes, lists, sets included)."""
-    parts: list[str] = []
-    for key in client.scan_iter(count=1000):
-        parts.append(key)
-        kind = client.type(key)
-        if kind == "string":
-            parts.append(str(client.get(key)))
-        elif kind == "hash":
-            parts.extend(f"{k}={v}" for k, v in client.hgetall(key).items())
-        elif kind == "list":
-            parts.extend(client.lrange(key, 0, -1))
-        elif kind == "set":
-            parts.extend(client.smembers(key))
-        elif kind == "zset":
-            parts.extend(m for m, _ in client.zrange(key, 0, -1, withscores=True))
+    """Every key and value in the database as text (hashes, lists, sets and binary values included)."""
     raw = redis.Redis(connection_pool=redis.ConnectionPool(**{
         **client.connection_pool.connection_kwargs, "decode_responses": False}))
+    parts: list[bytes] = []
     for key in raw.scan_iter(count=1000):
-        if raw.type(key) == b"string":
-            parts.append(str(raw.get(key)))
-    return "\n".join(parts)
+        parts.append(key)
+        kind = raw.type(key)
+        if kind == b"string":
+            parts.append(raw.get(key) or b"")
+        elif kind == b"hash":
+            parts.extend(k + b"=" + v for k, v in raw.hgetall(key).items())
+        elif kind == b"list":
+            parts.extend(raw.lrange(key, 0, -1))
+        elif kind == b"set":
+            parts.extend(raw.smembers(key))
+        elif kind == b"zset":
+            parts.extend(m for m, _ in raw.zrange(key, 0, -1, withscores=True))
+    return b"\n".join(parts).decode("utf-8", "replace")
 
 
 def test_tokens_are_not_readable_anywhere_in_redis(
