@@ -11,10 +11,8 @@ from playwright.sync_api import Page, Request, Route, expect
 
 from tests.browser.conftest import LiveServer, Pane
 from tests.browser.test_sync_microsoft import run_jobs
-from tests.fakes.tls import CertPair, TestCA
-
-pytest.importorskip("backend.api.exchange", reason="the Exchange API is not there yet")
 from tests.connectors.harness_exchange import ADDRESS, PASSWORD, ExchangeHarness
+from tests.fakes.tls import CertPair, TestCA
 
 pytestmark = pytest.mark.browser
 RUNNING = "Sync is running \u2014 every 30 minutes"
