@@ -7,8 +7,9 @@ a global connection, and tests build apps with their own configuration.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from flask import Flask, current_app
@@ -21,6 +22,7 @@ from backend.security.crypto import SecretBox, Signer
 from backend.store import Store
 
 EXTENSION_KEY = "sidebar_sync"
+T = TypeVar("T")
 
 # Queue names. "interactive" holds what a person is waiting for (Sync now, the first run after
 # connecting); "sync" holds background runs; workers take them in that order.
@@ -47,6 +49,14 @@ class Services:
     def queue(self, name: str) -> Queue:
         """One of :data:`QUEUE_NAMES`."""
         return self.queues[name]
+
+    def client(self, name: str, factory: Callable[[Settings], T]) -> T:
+        """A long-lived client built from the settings on first use (tests may register their own first)."""
+        existing: T | None = self.clients.get(name)
+        if existing is None:
+            existing = factory(self.settings)
+            self.clients[name] = existing
+        return existing
 
 
 def resolve_redis_url(settings: Settings, instance_path: str) -> str:

@@ -105,6 +105,16 @@ def fake_microsoft(server_cert: CertPair) -> Iterator[RunningFake]:
 
 
 @pytest.fixture
+def fake_graph(server_cert: CertPair, fake_microsoft: RunningFake) -> Iterator[RunningFake]:
+    """A fake Microsoft Graph over the fake identity platform's users and tokens."""
+    from tests.fakes.graph import serve
+
+    state, server = serve(fake_microsoft.state, server_cert)
+    yield RunningFake(state, server)
+    server.stop()
+
+
+@pytest.fixture
 def app_config(
     redis_url: str, ca: TestCA, fake_salesforce: RunningFake, fake_microsoft: RunningFake
 ) -> dict[str, Any]:

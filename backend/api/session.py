@@ -85,7 +85,7 @@ def create_session() -> Any:
     verified = None
     if proof:
         try:
-            verified = proofs.verify(settings, proof, mailbox)
+            verified = proofs.verify(proof, mailbox)
         except ProofInvalid as exc:
             status = 503 if exc.code == "identity_unavailable" else 401
             raise ApiError(status, exc.code, str(exc)) from None

@@ -59,12 +59,7 @@ _UNAVAILABLE = "Microsoft could not be reached. Try again in a moment."
 
 def microsoft_auth() -> MicrosoftAuth:
     """The Entra ID app client (injectable through ``services().clients``)."""
-    svc = services()
-    auth = svc.clients.get("microsoft_auth")
-    if auth is None:
-        auth = MicrosoftAuth(svc.settings)
-        svc.clients["microsoft_auth"] = auth
-    return auth
+    return services().client("microsoft_auth", MicrosoftAuth)
 
 
 def naa_tenant(user: User) -> str:

@@ -49,12 +49,7 @@ _DENIED = {
 
 def oauth_client() -> SalesforceOAuth:
     """The OAuth client (injectable through ``services().clients``)."""
-    svc = services()
-    client = svc.clients.get("salesforce_oauth")
-    if client is None:
-        client = SalesforceOAuth(svc.settings)
-        svc.clients["salesforce_oauth"] = client
-    return client
+    return services().client("salesforce_oauth", SalesforceOAuth)
 
 
 def credentials_for(user: User) -> SalesforceCredentials:

@@ -9,11 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from backend.config import Settings
 from backend.extensions import services
 from backend.security.identity import (
     NaaVerifier,
-    ProofInvalid,
     ProofVerifier,
     VerifiedMailbox,
     is_exchange_identity_token,
@@ -28,33 +26,19 @@ AFTER_LOGIN_HOOKS: list[Callable[[User, VerifiedMailbox], None]] = []
 
 
 def _naa_verifier() -> NaaVerifier:
-    svc = services()
-    verifier = svc.clients.get("naa_verifier")
-    if verifier is None:
-        verifier = NaaVerifier(svc.settings)
-        svc.clients["naa_verifier"] = verifier
-    return verifier
+    return services().client("naa_verifier", NaaVerifier)
 
 
-def _exchange_verifier() -> ProofVerifier | None:
-    # Built from settings on first use (tests may still put their own in the clients dict).
-    svc = services()
-    verifier: ProofVerifier | None = svc.clients.get("exchange_identity_verifier")
-    if verifier is None:
-        from backend.security.exchange_identity import ExchangeIdentityVerifier
+def _exchange_verifier() -> ProofVerifier:
+    from backend.security.exchange_identity import ExchangeIdentityVerifier
 
-        verifier = ExchangeIdentityVerifier(svc.settings)
-        svc.clients["exchange_identity_verifier"] = verifier
-    return verifier
+    return services().client("exchange_identity_verifier", ExchangeIdentityVerifier)
 
 
-def verify(settings: Settings, proof: str, mailbox: str) -> VerifiedMailbox:
+def verify(proof: str, mailbox: str) -> VerifiedMailbox:
     """Check ``proof`` for ``mailbox``; raise ProofInvalid when it does not hold."""
     if is_exchange_identity_token(proof):
-        verifier = _exchange_verifier()
-        if verifier is None:
-            raise ProofInvalid("Exchange identity tokens are not accepted by this server.")
-        return verifier.verify(proof, mailbox)
+        return _exchange_verifier().verify(proof, mailbox)
     return _naa_verifier().verify(proof, mailbox)
 
 

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -20,20 +19,11 @@ from backend.extensions import QUEUE_INTERACTIVE, services
 from backend.jobs.sync import job_id_for
 from backend.store.tenants import TenantRepo
 from tests.conftest import RunningFake
-from tests.fakes.graph import serve
-from tests.fakes.tls import CertPair, TestCA
+from tests.fakes.tls import TestCA
 from tests.helpers import LoggedIn, dialog_payload, local_path, login
 
 ALICE = "alice@acme.example"
 GRANT = re.compile(r'name="grant" value="([^"]+)"')
-
-
-@pytest.fixture
-def fake_graph(server_cert: CertPair, fake_microsoft: RunningFake) -> Iterator[RunningFake]:
-    """A fake Graph over the fake identity platform's users and tokens."""
-    state, server = serve(fake_microsoft.state, server_cert)
-    yield RunningFake(state, server)
-    server.stop()
 
 
 @pytest.fixture

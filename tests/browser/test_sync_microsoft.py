@@ -4,7 +4,7 @@ sync disabled by an error then re-enabled with Reconnect. Real app, fakes, an RQ
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,10 +16,8 @@ from backend.extensions import QUEUE_INTERACTIVE, QUEUE_SYNC, services
 from backend.jobs.context import use_app
 from tests.browser.conftest import SCREENSHOTS, LiveServer, Pane
 from tests.conftest import RunningFake
-from tests.fakes.graph import FakeGraphState, recorded_app
 from tests.fakes.salesforce_rest import data_of
-from tests.fakes.server import FakeServer
-from tests.fakes.tls import CertPair, TestCA
+from tests.fakes.tls import TestCA
 
 pytestmark = pytest.mark.browser
 
@@ -27,15 +25,11 @@ ALICE = "alice@acme.example"
 
 
 @pytest.fixture
-def fake_graph(fake_microsoft: RunningFake, server_cert: CertPair) -> Iterator[RunningFake]:
-    """A fake Microsoft Graph over the fake identity platform's users, with Alice's mailbox."""
+def fake_graph(fake_graph: RunningFake, fake_microsoft: RunningFake) -> RunningFake:
+    """The fake Microsoft Graph, with Alice's mailbox."""
     fake_microsoft.state.add_user(ALICE)
-    state = FakeGraphState(fake_microsoft.state)
-    server = FakeServer(recorded_app(state), server_cert).start()
-    state.base_url = server.url
-    state.mailbox(ALICE)
-    yield RunningFake(state, server)
-    server.stop()
+    fake_graph.state.mailbox(ALICE)
+    return fake_graph
 
 
 @pytest.fixture
