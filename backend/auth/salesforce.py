@@ -23,7 +23,7 @@ from backend.auth.common import (
     issue_dialog_code,
     redeem_ticket,
 )
-from backend.connectors.errors import AuthRevoked, Unavailable
+from backend.connectors.errors import AuthRevoked, ServiceMisconfigured, Unavailable
 from backend.connectors.salesforce_auth import (
     LoginHostRefused,
     SalesforceCredentials,
@@ -111,6 +111,9 @@ def _callback() -> Response:
         raise DialogError("salesforce_refused", "Salesforce refused the sign-in code. Try signing in again.") from None
     except TokenExpired:
         raise DialogError("salesforce_refused", "Salesforce refused the new session. Try signing in again.") from None
+    except ServiceMisconfigured:
+        raise DialogError("salesforce_misconfigured", "This server's connection to Salesforce is misconfigured. "
+                          "Tell your administrator (the connected app's credentials were refused).", 503) from None
     except Unavailable as exc:
         raise DialogError("salesforce_unavailable", f"{exc.message} Try again in a moment.", 502) from None
     if not tokens.refresh_token:

@@ -43,6 +43,16 @@ class Unavailable(ConnectorError):
     code = "unavailable"
 
 
+class ServiceMisconfigured(Unavailable):
+    """The service refused *our* server's credentials (an expired app secret, a removed app), not the user's.
+
+    Transient for the run and never counted as the user's authentication failure: reconnecting the
+    mailbox cannot fix it, an administrator must. Connectors log it at ERROR.
+    """
+
+    code = "service_misconfigured"
+
+
 class ItemRejected(ConnectorError):
     """One item was refused; the run goes on without it."""
 

@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urlsplit
 import requests
 
 from backend.config import Settings
-from backend.connectors.errors import AuthRevoked, Unavailable
+from backend.connectors.errors import AuthRevoked, ServiceMisconfigured, Unavailable
 from backend.outbound import make_session
 from backend.security.crypto import fingerprint
 
@@ -201,9 +201,13 @@ class SalesforceOAuth:
         if resp.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
             return body
         error = str(body.get("error", "")) if isinstance(body, dict) else ""
-        if resp.status_code in (400, 401) and error in {"invalid_grant", "invalid_client", "unauthorized_client",
-                                                           "inactive_user", "inactive_org"}:
-            description = str(body.get("error_description", error))[:200]
+        description = str(body.get("error_description", error))[:200] if isinstance(body, dict) else ""
+        if resp.status_code in (400, 401) and error in {"invalid_client", "unauthorized_client"}:
+            # Our connected app's credentials were refused (expired secret, app removed): no user can
+            # fix that by logging in again, so it must not count against anyone's sync.
+            log.error("salesforce refused the connected app: %s", error)
+            raise ServiceMisconfigured(f"Salesforce refused this server's app credentials ({error}).")
+        if resp.status_code in (400, 401) and error in {"invalid_grant", "inactive_user", "inactive_org"}:
             raise AuthRevoked(f"Salesforce refused the login ({error}: {description}).")
         raise Unavailable(f"Salesforce's token endpoint answered {resp.status_code}.")
 

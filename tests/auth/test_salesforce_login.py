@@ -285,3 +285,20 @@ def test_an_instance_url_outside_salesforce_is_refused(
     assert resp.status_code == 400
     assert _error_of(resp)["code"] == "salesforce_refused"
     assert not redis_client.keys("sstest:user:*")
+
+
+def test_a_refused_app_secret_is_the_servers_problem_not_the_users(
+    client: FlaskClient, ca: TestCA, fake_salesforce: RunningFake, redis_client: redis.Redis
+) -> None:
+    """An expired connected-app secret must not log anyone out or count against their sync."""
+    who = login(client, ca.ca_path)
+    fake_salesforce.state.client_secret = "rotated-on-the-salesforce-side"
+    fake_salesforce.state.expire_access_tokens()
+    redis_client.delete(*redis_client.keys("sstest:once:salesforce-check:*"))
+    resp = client.get("/api/me", headers=who.headers)
+    assert resp.status_code == 200
+    assert resp.json is not None and resp.json["salesforce"]["status"] == "connected"
+    location, _ = _start(client)
+    callback = fake_authorize(location, ca.ca_path, "alice@acme.example", "alice-pw")
+    done = client.get(local_path(callback))
+    assert done.status_code == 503 and _error_of(done)["code"] == "salesforce_misconfigured"
