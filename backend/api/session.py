@@ -13,6 +13,7 @@ from backend.api.tokens import authenticate, current_user, issue_token
 from backend.api.validation import choice_field, email_field, json_body, text_field
 from backend.auth.common import dialog_code_is_authentic, issue_ticket, redeem_dialog_code
 from backend.auth.salesforce import credentials_for, oauth_client
+from backend.connectors import PROVIDERS
 from backend.connectors.errors import AuthRevoked, Unavailable
 from backend.extensions import services
 from backend.security import proofs
@@ -52,7 +53,8 @@ def client_config() -> Response:
         "providers": {
             "salesforce": settings.salesforce_configured,
             "microsoft": settings.microsoft_configured,
-            "google": settings.google_configured,
+            # Offered only once a mailbox connector exists for it (the explicit provider map).
+            "google": settings.google_configured and "google" in PROVIDERS,
             "exchange": True,
         },
         "naa": {
@@ -127,6 +129,8 @@ def dialog() -> Response:
     data = json_body()
     provider = choice_field(data, "provider", ("salesforce", "microsoft", "google"))
     settings = services().settings
+    if provider != "salesforce" and provider not in PROVIDERS:
+        raise ApiError(409, "provider_not_available", f"Sync with {provider.title()} is not available yet.")
     configured = {
         "salesforce": settings.salesforce_configured,
         "microsoft": settings.microsoft_configured,
