@@ -115,10 +115,12 @@ class Settings:
     EWS_TIMEOUT_SECONDS: int = 15
     EWS_CONNECT_DEADLINE_SECONDS: int = 25
     # Autodiscover (POX) endpoints tried in order when no EWS URL is given; "{domain}" is the
-    # mailbox's domain. Every one goes through the same outbound host guard as EWS URLs.
+    # mailbox's domain. Every one goes through the same outbound host guard as EWS URLs, and gets
+    # the password only if its host is in the login's domain or listed in EWS_ALLOWED_HOSTS.
+    # autodiscover.{domain} first: the bare domain is often a website run by someone else.
     EWS_AUTODISCOVER_URLS: tuple[str, ...] = (
-        "https://{domain}/autodiscover/autodiscover.xml",
         "https://autodiscover.{domain}/autodiscover/autodiscover.xml",
+        "https://{domain}/autodiscover/autodiscover.xml",
     )
     # Hosts (patterns as in EWS_ALLOWED_HOSTS) whose Exchange identity tokens are trusted for any
     # add-in mailbox; without a match, the token's metadata host must be in the mailbox's domain.

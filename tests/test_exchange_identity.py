@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,10 +15,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from backend.extensions import services
+from backend.config import Settings
+from backend.security import exchange_identity
+from backend.security.exchange_identity import ExchangeIdentityVerifier
+from backend.security.identity import ProofInvalid
 from tests.conftest import PUBLIC_BASE_URL
 from tests.connectors.harness_exchange import ADDRESS, ExchangeHarness
-from tests.fakes.ews import EXCHANGE_PRINCIPAL, new_signing_key, x5t_of
+from tests.fakes.ews import EXCHANGE_PRINCIPAL, METADATA_PATH, new_signing_key, x5t_of
 from tests.fakes.tls import CertPair, TestCA
 from tests.helpers import login, salesforce_dialog_code
 
@@ -45,7 +51,7 @@ def _session(client: FlaskClient, ca: TestCA, proof: str, mailbox: str = ADDRESS
 def test_a_valid_token_verifies_the_mailbox(client: FlaskClient, ca: TestCA, ews: ExchangeHarness) -> None:
     who = login(client, ca.ca_path, mailbox=ADDRESS, proof=ews.state.identity_token(PANE))
     me = client.get("/api/me", headers=who.headers).json
-    assert me["mailbox"] == {"address": ADDRESS, "verified": True, "proof": "exchange"}
+    assert me is not None and me["mailbox"] == {"address": ADDRESS, "verified": True, "proof": "exchange"}
     assert ews.state.operations == ["Metadata"]
 
 
@@ -53,9 +59,8 @@ def test_the_identity_and_the_metadata_cache(app: Flask, ews: ExchangeHarness) -
     with app.app_context():
         from backend.security.proofs import verify
 
-        settings = services().settings
-        first = verify(settings, ews.state.identity_token(PANE, msexchuid="uid-1@exch01"), ADDRESS)
-        second = verify(settings, ews.state.identity_token(f"{PANE}?v=2", msexchuid="uid-1@exch01"), ADDRESS)
+        first = verify(ews.state.identity_token(PANE, msexchuid="uid-1@exch01"), ADDRESS)
+        second = verify(ews.state.identity_token(f"{PANE}?v=2", msexchuid="uid-1@exch01"), ADDRESS)
     assert first.identity == second.identity == "exchange:uid-1@exch01"
     assert first.kind == "exchange" and first.tenant_id == "127.0.0.1" and first.address == ADDRESS
     assert ews.state.operations == ["Metadata"]  # fetched once, then cached
@@ -134,3 +139,141 @@ def test_an_unreachable_metadata_server_is_a_temporary_failure(client: FlaskClie
 
 def test_exchange_principal_constant_matches_the_documented_one() -> None:
     assert EXCHANGE_PRINCIPAL == "00000002-0000-0ff1-ce00-000000000000"
+
+
+# ---- the metadata fetch: bounded, cached, and never a server error -------------------------------------
+def _verifier(ews: ExchangeHarness, **overrides: Any) -> ExchangeIdentityVerifier:
+    settings = Settings.load({"SIDEBAR_ENV": "development", "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+                              **ews.settings_overrides(), "OUTBOUND_TIMEOUT_SECONDS": 2,
+                              "EXCHANGE_IDENTITY_HOSTS": f"127.0.0.1:{ews.server.port}", **overrides})
+    return ExchangeIdentityVerifier(settings)
+
+
+def _metadata_gets(ews: ExchangeHarness) -> int:
+    return len(ews.server.recorder.matching("GET", METADATA_PATH))
+
+
+def test_a_dripping_metadata_server_is_cut_at_the_deadline(ews: ExchangeHarness) -> None:
+    verifier = _verifier(ews)
+    assert verifier.deadline_seconds == 2  # min(METADATA_DEADLINE_SECONDS, OUTBOUND_TIMEOUT_SECONDS)
+    ews.inject_failure("drip", retry_after=0.5)  # a byte every 0.5 s: never idle for the 2 s read timeout
+    token = ews.state.identity_token(PANE)
+    started = time.monotonic()
+    with pytest.raises(ProofInvalid) as caught:
+        verifier.verify(token, ADDRESS)
+    assert caught.value.code == "identity_unavailable" and "in time" in str(caught.value)
+    assert time.monotonic() - started < 2 + 1.2
+    # The failure is remembered for a while: the next token naming that amurl costs no request.
+    started = time.monotonic()
+    with pytest.raises(ProofInvalid):
+        verifier.verify(ews.state.identity_token(PANE), ADDRESS)
+    assert time.monotonic() - started < 0.5
+    assert _metadata_gets(ews) == 1 and verifier.fetches == 1
+
+
+def test_a_failure_is_remembered_only_briefly(ews: ExchangeHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = _verifier(ews)
+    ews.inject_failure("500")
+    with pytest.raises(ProofInvalid):
+        verifier.verify(ews.state.identity_token(PANE), ADDRESS)
+    later = time.time() + exchange_identity.METADATA_FAILURE_CACHE_SECONDS + 1
+    monkeypatch.setattr(exchange_identity.time, "time", lambda: later)
+    assert verifier.verify(ews.state.identity_token(PANE), ADDRESS).kind == "exchange"
+    assert verifier.fetches == 2
+
+
+def test_concurrent_tokens_share_one_metadata_fetch(ews: ExchangeHarness) -> None:
+    verifier = _verifier(ews)
+    ews.inject_failure("delay", retry_after=0.5)  # the one fetch takes a while; the others wait for it
+    tokens = [ews.state.identity_token(PANE, msexchuid=f"u{n}@exch01") for n in range(6)]
+    results: list[Any] = []
+
+    def check(token: str) -> None:
+        try:
+            results.append(verifier.verify(token, ADDRESS).identity)
+        except ProofInvalid as exc:  # pragma: no cover - reported by the assertion below
+            results.append(exc)
+
+    threads = [threading.Thread(target=check, args=(t,)) for t in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(results) == sorted(f"exchange:u{n}@exch01" for n in range(6))
+    assert _metadata_gets(ews) == 1 and verifier.fetches == 1
+
+
+def _malformed() -> dict[str, bytes]:
+    cert = base64.b64encode(new_signing_key("x")[1]).decode()
+    return {
+        "keyinfo is a string": json.dumps({"keys": [{"usage": "signing", "keyinfo": "x5t", "keyvalue": {
+            "type": "x509Certificate", "value": cert}}]}).encode(),
+        "keyinfo is a list": json.dumps({"keys": [{"keyinfo": ["x"], "keyvalue": {"type": "x509Certificate",
+                                                                                  "value": cert}}]}).encode(),
+        "keyvalue is a list": json.dumps({"keys": [{"keyinfo": {"x5t": "a"}, "keyvalue": []}]}).encode(),
+        "value is a number": json.dumps({"keys": [{"keyinfo": {"x5t": 1}, "keyvalue": {"type": "x509Certificate",
+                                                                                     "value": 12}}]}).encode(),
+        "certificate is junk": json.dumps({"keys": [{"keyinfo": {"x5t": "a"}, "keyvalue": {
+            "type": "x509Certificate", "value": base64.b64encode(b"junk").decode()}}]}).encode(),
+        "entries are not objects": json.dumps({"keys": [1, None, "k", [], True]}).encode(),
+        "keys is a string": json.dumps({"keys": "none"}).encode(),
+        "a list document": b"[]",
+        "a string document": b'"keys"',
+        "not JSON": b"<html>hello</html>",
+        "not UTF-8": b"\xff\xfe{\x00",
+        "deeply nested": b"[" * 100_000 + b"]" * 100_000,
+        "too large": b" " * (exchange_identity.MAX_METADATA_BYTES + 10),
+    }
+
+
+@pytest.mark.parametrize("case", list(_malformed()))
+def test_a_malformed_metadata_document_is_an_invalid_proof(ews: ExchangeHarness, case: str) -> None:
+    ews.state.metadata_override = _malformed()[case]
+    with pytest.raises(ProofInvalid):
+        _verifier(ews).verify(ews.state.identity_token(PANE), ADDRESS)
+
+
+@pytest.mark.parametrize("case", ["keyinfo is a string", "deeply nested", "too large"])
+def test_a_malformed_metadata_document_is_never_a_server_error(client: FlaskClient, ca: TestCA,
+                                                               ews: ExchangeHarness, case: str) -> None:
+    ews.state.metadata_override = _malformed()[case]
+    resp = _session(client, ca, ews.state.identity_token(PANE))
+    assert resp.status_code in (401, 503), resp.get_data(as_text=True)
+    assert resp.json["error"]["code"] in ("mailbox_proof_invalid", "identity_unavailable")
+
+
+def test_a_slow_metadata_host_name_is_cut_too(ews: ExchangeHarness) -> None:
+    release = threading.Event()
+
+    def slow_dns(host: str, port: int) -> list[Any]:
+        release.wait(20)
+        return [(socket.AF_INET, ("127.0.0.1", port))]
+
+    settings = Settings.load({"SIDEBAR_ENV": "development", "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+                              **ews.settings_overrides(), "OUTBOUND_TIMEOUT_SECONDS": 1,
+                              "EWS_ALLOWED_HOSTS": "127.0.0.1"})
+    verifier = ExchangeIdentityVerifier(settings, resolver=slow_dns)
+    token = ews.state.identity_token(PANE, amurl=f"https://exch.acme.example:{ews.server.port}{METADATA_PATH}")
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProofInvalid) as caught:
+            verifier.verify(token, ADDRESS)
+    finally:
+        release.set()
+    assert caught.value.code == "identity_unavailable"
+    assert time.monotonic() - started < 1 + 1.0
+
+
+def test_a_failed_refetch_does_not_block_the_keys_already_held(ews: ExchangeHarness,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = _verifier(ews)
+    assert verifier.verify(ews.state.identity_token(PANE), ADDRESS).kind == "exchange"
+    # A minute later a token with an unknown key forces a refetch, which fails...
+    later = time.time() + exchange_identity.METADATA_MIN_REFETCH_SECONDS + 1
+    monkeypatch.setattr(exchange_identity.time, "time", lambda: later)
+    ews.inject_failure("500")
+    with pytest.raises(ProofInvalid):
+        verifier.verify(ews.state.identity_token(PANE, signer=new_signing_key("other")), ADDRESS)
+    # ...but tokens signed with the published key still verify from the cache.
+    assert verifier.verify(ews.state.identity_token(PANE), ADDRESS).kind == "exchange"
+    assert verifier.fetches == 2

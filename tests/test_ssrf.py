@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 from flask import Flask, redirect
+from requests.adapters import HTTPAdapter
 
 from backend.config import ConfigError, Settings
 from backend.outbound import trust_bundle
-from backend.security.ssrf import HostGuard, HostNotAllowed, HostRule, guarded_session
+from backend.security.ssrf import HostGuard, HostNotAllowed, HostRule, RequestBudget, ResolveTimeout, guarded_session
+from tests.fakes.ews import FakeEwsState, start_fake_ews
 from tests.fakes.server import FakeServer
 from tests.fakes.tls import CertPair, TestCA
 
@@ -220,10 +224,112 @@ def test_untrusted_certificates_fail(named_server: FakeServer, tmp_path: Any) ->
 
 
 def test_a_spent_deadline_sends_nothing(ca: TestCA, named_server: FakeServer) -> None:
-    import time
-
     port = named_server.port
     guard = HostGuard([f"ews.test.example:{port}"], resolver=_resolver({"ews.test.example": ["127.0.0.1"]}))
     with pytest.raises(requests.exceptions.Timeout):
         _session(ca, guard, deadline=time.monotonic() - 1).get(f"https://ews.test.example:{port}/hello")
     assert named_server.recorder.calls == []
+
+
+# ---- bounded in time: slow DNS, dripping servers ---------------------------------------------------
+def _slow_resolver(release: threading.Event, calls: list[str]) -> Any:
+    def resolve(host: str, port: int) -> list[tuple[int, tuple[Any, ...]]]:
+        calls.append(host)
+        release.wait(20)
+        return [(socket.AF_INET, ("127.0.0.1", port))]
+
+    return resolve
+
+
+def test_a_slow_resolver_is_abandoned_after_the_dns_timeout() -> None:
+    release, calls = threading.Event(), list[str]()
+    guard = HostGuard(["127.0.0.1"], resolver=_slow_resolver(release, calls), dns_timeout=0.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ResolveTimeout):
+            guard.check("https://slow.example/")
+        assert 0.4 < time.monotonic() - started < 1.5
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):  # a caller's shorter limit wins
+            guard.check("https://slow.example/", timeout=0.1)
+        assert time.monotonic() - started < 0.8
+        assert calls == ["slow.example", "slow.example"]
+    finally:
+        release.set()
+
+
+def test_a_fast_resolver_answers_through_the_worker() -> None:
+    guard = HostGuard(resolver=_resolver({"mail.example.com": [PUBLIC]}), dns_timeout=0.5)
+    assert guard.check("https://mail.example.com/") == [(socket.AF_INET, (PUBLIC, 443))]
+    with pytest.raises(socket.gaierror):
+        guard.check("https://nowhere.example.com/")
+
+
+def test_a_slow_name_inside_a_request_is_a_connect_timeout(ca: TestCA) -> None:
+    release, calls = threading.Event(), list[str]()
+    guard = HostGuard(["127.0.0.1"], resolver=_slow_resolver(release, calls))
+    session = _session(ca, guard, deadline=time.monotonic() + 1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(requests.exceptions.ConnectTimeout):
+            session.get("https://slow.example:9/hello")
+    finally:
+        release.set()
+    assert time.monotonic() - started < 2.0
+
+
+@pytest.fixture
+def dripping(ca: TestCA, server_cert: CertPair) -> Iterator[tuple[FakeEwsState, Any]]:
+    """A server that sends its headers at once, then the body one byte every 0.2 s."""
+    state, server = start_fake_ews(server_cert)
+    yield state, server
+    server.stop()
+
+
+def test_a_request_deadline_cuts_a_dripping_response(ca: TestCA, dripping: tuple[FakeEwsState, Any]) -> None:
+    state, server = dripping
+    guard = HostGuard([f"127.0.0.1:{server.port}"])
+    budget = RequestBudget(request_seconds=1.5)
+    session = _session(ca, guard, budget=budget)
+    state.inject_failure("drip", retry_after=0.2)  # never idle for the 5 s read timeout
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.RequestException):
+        session.get(state.amurl).content  # noqa: B018 - reading the body is the point
+    assert time.monotonic() - started < 1.5 + 1.0
+    assert budget.timed_out()
+    # The next request on the same session gets a fresh deadline and a fresh connection.
+    assert session.get(state.amurl).json()["keys"]
+    assert not budget.timed_out()
+
+
+def test_an_overall_deadline_bounds_every_request(ca: TestCA, dripping: tuple[FakeEwsState, Any]) -> None:
+    state, server = dripping
+    guard = HostGuard([f"127.0.0.1:{server.port}"])
+    budget = RequestBudget(request_seconds=30, deadline=time.monotonic() + 1.0)
+    state.inject_failure("drip", retry_after=0.2)
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.RequestException):
+        _session(ca, guard, budget=budget).get(state.amurl, stream=True).content  # noqa: B018
+    assert time.monotonic() - started < 2.0 and budget.timed_out()
+
+
+def test_a_kept_alive_connection_moves_to_the_deadline_of_its_next_request(
+        ca: TestCA, dripping: tuple[FakeEwsState, Any]) -> None:
+    # Request 1 ends at once; request 2 reuses its connection and drips past request 1's deadline
+    # but within its own: it must not be cut by the deadline of a request that is long over.
+    state, server = dripping
+    guard = HostGuard([f"127.0.0.1:{server.port}"])
+    budget = RequestBudget(request_seconds=1.0)
+    session = _session(ca, guard, budget=budget)
+    assert session.get(state.amurl).json()["keys"]
+    time.sleep(0.5)
+    state.inject_failure("drip", retry_after=0.02)  # the 404 page, ~35 bytes: about 0.7 s
+    started = time.monotonic()
+    resp = session.get(f"{server.url}/nothing-here")
+    assert resp.status_code == 404 and resp.content.endswith(b"</html>")
+    assert time.monotonic() - started > 0.55  # it did cross request 1's deadline
+    adapter = session.get_adapter(state.amurl)
+    assert isinstance(adapter, HTTPAdapter)
+    pools = list(adapter.poolmanager.pools._container.values())
+    assert [p.num_connections for p in pools] == [1]  # one connection, reused
+    assert not budget.timed_out()

@@ -4,9 +4,15 @@ Order of work, each step before the next:
 
 1. Validate the body (lengths, no control characters, a login that is an email address or
    ``DOMAIN\\user``, an https EWS URL without credentials) - nothing leaves the server for bad input.
-2. Count the attempt against a per-user limit (``CONNECT_ATTEMPTS`` per ``CONNECT_WINDOW_SECONDS``):
-   repeated wrong passwords can lock a person's directory account, so we refuse to help that happen
-   and say when to try again (``rate_limited`` with ``retry_after``). A success clears the count.
+2. Count the attempt, twice: per Sidebar user (``CONNECT_ATTEMPTS_PER_USER`` per
+   ``CONNECT_WINDOW_SECONDS``) and per *target login* across all users (``CONNECT_ATTEMPTS_PER_LOGIN``;
+   the login lower-cased, ``DOMAIN\\user`` and ``user@domain`` counted as the forms they are).
+   Repeated wrong passwords can lock a person's directory account, and the per-login count is what
+   protects it: many Sidebar users cannot add up more tries against one login, and the answers
+   (``auth_failed``, ``mailbox_mismatch`` naming the mailbox) cannot be used as an oracle beyond it.
+   Either limit answers ``rate_limited`` with ``retry_after``. A success clears only the counter of
+   the login that succeeded (so succeeding with one's own login does not buy more tries against
+   another's); the per-user count runs out with its window.
 3. Prove the credentials and read the mailbox identity (``backend.connectors.exchange.connect``:
    Autodiscover or the given URL, all through the outbound host guard, bounded in time).
 4. Check that the mailbox is the add-in's (primary address or alias).
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from flask import Response, jsonify
@@ -34,11 +40,14 @@ from backend.api.tokens import current_user
 from backend.api.validation import is_email, json_body, text_field
 from backend.connectors.errors import SetupFailed
 from backend.extensions import services
+from backend.security.crypto import keyed_hash
 from backend.sync.activation import activate, check_mailbox_match
 
 log = logging.getLogger(__name__)
 
-CONNECT_ATTEMPTS = 5
+CONNECT_ATTEMPTS_PER_LOGIN = 5
+CONNECT_ATTEMPTS_PER_USER = 10
+CONNECT_ATTEMPTS = CONNECT_ATTEMPTS_PER_LOGIN  # the old name
 CONNECT_WINDOW_SECONDS = 15 * 60
 MAX_LOGIN = 256
 MAX_PASSWORD = 256
@@ -104,6 +113,19 @@ def _ews_url(data: dict[str, Any]) -> str:
     return value
 
 
+def _login_key(secret_key: str, login: str) -> str:
+    """The per-login counter's key: the login lower-cased (its form kept), keyed-hashed (no address in Redis)."""
+    return keyed_hash(secret_key, "exchange-login:" + login.strip().lower())[:32]
+
+
+def _rate_limited(retry_after: int, for_login: bool) -> NoReturn:
+    """Refuse the attempt with when to try again."""
+    minutes = max(1, (retry_after + 59) // 60)
+    what = "Too many connection attempts for this login" if for_login else "Too many connection attempts"
+    raise ApiError(429, "rate_limited", f"{what}. To protect the account from being locked, try again in "
+                                        f"{minutes} minute{'s' if minutes != 1 else ''}.", retry_after=retry_after)
+
+
 def _failed(exc: SetupFailed) -> ApiError:
     status = _STATUS.get(exc.code, 502)
     return ApiError(status, exc.code, exc.message)
@@ -118,13 +140,15 @@ def connect_exchange() -> Response:
     ews_url = _ews_url(data)
     user = current_user()
     svc = services()
-    allowed, retry_after = svc.store.ratelimit.hit("exchange-connect", user.id, CONNECT_ATTEMPTS,
-                                                   CONNECT_WINDOW_SECONDS)
+    limits = svc.store.ratelimit
+    allowed, retry_after = limits.hit("exchange-connect", user.id, CONNECT_ATTEMPTS_PER_USER, CONNECT_WINDOW_SECONDS)
     if not allowed:
-        minutes = max(1, (retry_after + 59) // 60)
-        raise ApiError(429, "rate_limited",
-                       f"Too many connection attempts. To protect your account from being locked, try again in "
-                       f"{minutes} minute{'s' if minutes != 1 else ''}.", retry_after=retry_after)
+        _rate_limited(retry_after, for_login=False)  # refused here: the login's counter is not touched
+    login_key = _login_key(svc.settings.SECRET_KEY, login)
+    allowed, retry_after = limits.hit("exchange-connect-login", login_key, CONNECT_ATTEMPTS_PER_LOGIN,
+                                      CONNECT_WINDOW_SECONDS)
+    if not allowed:
+        _rate_limited(retry_after, for_login=True)
 
     from backend.connectors import exchange  # imported on first use: loads exchangelib
 
@@ -137,7 +161,7 @@ def connect_exchange() -> Response:
         raise _failed(exc) from None
     mailbox = activate(user, exchange.PROVIDER, result.identity, connection=result.connection(),
                        secrets={exchange.SECRET_PASSWORD: password})
-    svc.store.ratelimit.reset("exchange-connect", user.id)
+    limits.reset("exchange-connect-login", login_key)  # only this login's: the per-user count stands
     log.info("exchange connected uid=%s mid=%s host=%s auth=%s autodiscovered=%s", user.id, mailbox.id,
              urlsplit(result.ews_url).hostname, result.auth_type, result.autodiscovered)
     return jsonify(sync_view(mailbox))

@@ -20,12 +20,33 @@ let one mailbox's settings (trust, timeout, deadline, request counter, allowed h
 another's in a threaded web process. Instead each connection gets its *own* ``Protocol`` subclass
 whose ``raw_session`` returns a session with a :class:`~backend.security.ssrf.GuardedAdapter`:
 https only, connections opened only to addresses the host guard checked, ``OUTBOUND_CA_BUNDLE``
-trusted (plus the public roots) whatever ``REQUESTS_CA_BUNDLE`` says, every request bounded by
-``EWS_TIMEOUT_SECONDS`` (and by ``EWS_CONNECT_DEADLINE_SECONDS`` overall when connecting), and
-counted in :attr:`ExchangeMailbox.calls`. The protocol instance is created without exchangelib's
+trusted (plus the public roots) whatever ``REQUESTS_CA_BUNDLE`` says, and counted in
+:attr:`ExchangeMailbox.calls`. The protocol instance is created without exchangelib's
 process-wide protocol cache (which would otherwise keep every mailbox's credentials alive for the
 life of the worker). exchangelib does not follow redirects; our Autodiscover client follows each hop
 itself through the same guard.
+
+**Time.** Never a hang: each read waits at most ``EWS_TIMEOUT_SECONDS``; each request as a whole
+(DNS, connect, TLS, headers, body) at most ``REQUEST_DEADLINE_FACTOR`` times that; and a whole
+"Connect to Exchange" attempt at most ``EWS_CONNECT_DEADLINE_SECONDS``. The guarded adapter
+enforces the last two by cutting the connection (``shutdown``) when the deadline passes, so a
+server that drips a byte at a time cannot hold a web thread or a worker; names are resolved with
+a timeout too. A cut attempt answers ``timeout``; a cut request in a sync run is ``Unavailable``.
+
+**Where the password goes.** Only to the EWS URL the person typed, to Autodiscover hosts in the
+login's own domain (the domain itself or a subdomain; for ``DOMAIN\\user`` the add-in mailbox's
+domain) or listed in ``EWS_ALLOWED_HOSTS``, and to the EWS URL such an Autodiscover answer names.
+Autodiscover hops (HTTP redirects, ``redirectUrl``) to any other host are not followed at all, and
+``redirectAddr`` is followed only within the same domain: another organisation's Autodiscover would
+need our credentials on its hosts. Candidates are tried ``autodiscover.{domain}`` first: the bare
+domain is often a website run by someone else. Basic is never offered to a host outside that set
+(everything we contact there is in it).
+
+**Which mailbox.** With an email address as login, the mailbox is the ResolveNames entry with that
+exact address. With ``DOMAIN\\user``, ResolveNames matches loosely (a display-name prefix is
+enough) and can name someone else's mailbox, so a candidate counts only if it is the signed-in
+account's own: its Inbox must be the Inbox the server opens for us when no mailbox is named (one
+GetFolder call for all candidates). Otherwise ``mailbox_not_found`` asks for the email address.
 
 **Errors.** ``FailFast`` retry policy (the sync engine owns retries), extended to pass a 503's
 ``Retry-After`` on. At the boundary: rejected credentials -> ``AuthRevoked``; ``ErrorServerBusy``
@@ -90,9 +111,9 @@ from exchangelib.items import ID_ONLY, CalendarItem, Message
 from exchangelib.properties import DistinguishedFolderId
 from exchangelib.properties import Mailbox as EwsMailbox
 from exchangelib.protocol import FailFast, Protocol
-from exchangelib.services import GetItem, SyncFolderItems
+from exchangelib.services import GetFolder, GetItem, SyncFolderItems
 from exchangelib.transport import BASIC, DEFAULT_HEADERS, NTLM
-from exchangelib.util import _get_retry_after
+from exchangelib.util import TNS, _get_retry_after, add_xml_child, create_element
 from exchangelib.version import EXCHANGE_2013, Build, Version
 from lxml import etree
 
@@ -122,7 +143,14 @@ from backend.connectors.mailbox import (
     normalise_message_id,
 )
 from backend.outbound import trust_bundle
-from backend.security.ssrf import GuardedAdapter, HostGuard, HostNotAllowed, guarded_session, mount_guarded
+from backend.security.ssrf import (
+    GuardedAdapter,
+    HostGuard,
+    HostNotAllowed,
+    RequestBudget,
+    guarded_session,
+    mount_guarded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +171,10 @@ MAX_AUTODISCOVER_BYTES = 512 * 1024
 EWS_PATH = "/EWS/Exchange.asmx"
 CURSOR_PREFIX = "ews1"
 DEFAULT_THROTTLE_SECONDS = 60.0
+# One request, start to end, may take this many read timeouts (bounds a server dripping bytes).
+REQUEST_DEADLINE_FACTOR = 4
+# ResolveNames candidates checked against the signed-in account's own mailbox (one GetFolder call).
+MAX_IDENTITY_CANDIDATES = 10
 _AUTH_NAMES = {NTLM: "NTLM", BASIC: "basic"}
 
 _NS_AD_REQ = "http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"
@@ -206,8 +238,30 @@ class _Transport:
         self.verify = trust_bundle(settings.OUTBOUND_CA_BUNDLE)
         self.timeout = float(settings.EWS_TIMEOUT_SECONDS)
         self.deadline = time.monotonic() + deadline_seconds if deadline_seconds else None
+        # Shared by every session of this connection: per-request and overall deadlines.
+        self.budget = RequestBudget(request_seconds=self.timeout * REQUEST_DEADLINE_FACTOR, deadline=self.deadline)
         self.calls = 0
         self._lock = threading.Lock()
+
+    def left(self) -> float | None:
+        """Seconds left for this attempt (None in sync runs, which have no overall deadline)."""
+        return self.budget.left()
+
+    def timed_out(self) -> bool:
+        """True when the latest request was cut by its deadline, or the attempt's time ran out."""
+        return self.budget.timed_out()
+
+    def may_send_credentials(self, url: str, domain: str) -> bool:
+        """Whether ``url``'s host may receive the password: in ``domain`` (or under it), or allow-listed."""
+        try:
+            parts = urlsplit(url)
+            host, port = (parts.hostname or "").lower().rstrip("."), parts.port or 443
+        except ValueError:
+            return False
+        if domain and (host == domain or host.endswith("." + domain)):
+            return True
+        # By name (or a literal address) only: what a foreign name resolves to is its owner's choice.
+        return self.guard.admitted(host, port)
 
     def count(self) -> None:
         """Count one HTTP request (NTLM handshake legs included: each is a request the server serves)."""
@@ -216,13 +270,13 @@ class _Transport:
 
     def adapter(self, **kwargs: Any) -> GuardedAdapter:
         """A guarded adapter bound to this connection's policy."""
-        return GuardedAdapter(self.guard, verify=self.verify, timeout=self.timeout, deadline=self.deadline,
-                              on_send=self.count, **kwargs)
+        return GuardedAdapter(self.guard, verify=self.verify, timeout=self.timeout, on_send=self.count,
+                              budget=self.budget, **kwargs)
 
     def session(self) -> requests.Session:
         """A guarded requests session (Autodiscover, probes)."""
-        return guarded_session(self.guard, verify=self.verify, timeout=self.timeout, deadline=self.deadline,
-                               on_send=self.count)
+        return guarded_session(self.guard, verify=self.verify, timeout=self.timeout, on_send=self.count,
+                               budget=self.budget)
 
     def protocol(self, service_endpoint: str, login: str, password: str, auth_type: str,
                  version: Version | None) -> Protocol:
@@ -335,8 +389,15 @@ def _translate(exc: BaseException) -> ConnectorError:
     return Unavailable(f"Exchange answered with an error ({type(exc).__name__}).")
 
 
-def _setup_error(exc: BaseException) -> SetupFailed:
-    """A failure while connecting as a code and message for the person."""
+_TIMEOUT_MESSAGE = ("The Exchange server did not answer in time. Try again later, or check the EWS URL under "
+                    "More.")
+
+
+def _setup_error(exc: BaseException, timed_out: bool = False) -> SetupFailed:
+    """A failure while connecting as a code and message for the person (``timed_out``: the deadline cut it)."""
+    if timed_out and (not isinstance(exc, SetupFailed) or exc.code == "ews_unreachable"):
+        # A cut connection surfaces as a dropped connection or a truncated body: say what happened.
+        return SetupFailed("timeout", _TIMEOUT_MESSAGE)
     if isinstance(exc, SetupFailed):
         return exc
     if isinstance(exc, ews_errors.UnauthorizedError):
@@ -348,8 +409,7 @@ def _setup_error(exc: BaseException) -> SetupFailed:
         return SetupFailed("tls_error", "The Exchange server's certificate is expired or not trusted, so we did "
                                         "not send your password. Ask your administrator.")
     if kind == "timeout":
-        return SetupFailed("timeout", "The Exchange server did not answer in time. Try again later, or check "
-                                      "the EWS URL under More.")
+        return SetupFailed("timeout", _TIMEOUT_MESSAGE)
     if kind == "connect":
         return SetupFailed("ews_unreachable", "We could not reach the Exchange server. Check the address, or "
                                               "enter the EWS URL under More.")
@@ -432,7 +492,7 @@ def connect(
         return ExchangeConnection(identity=identity, login=login, ews_url=url, auth_type=auth_type,
                                   version=_build_text(version), autodiscovered=autodiscovered, calls=transport.calls)
     except Exception as exc:  # noqa: BLE001 - every failure must become a specific answer, never a 500
-        raise _setup_error(exc) from None
+        raise _setup_error(exc, transport.timed_out()) from None
     finally:
         if protocol is not None:
             protocol.close()
@@ -441,7 +501,7 @@ def connect(
 def _precheck(transport: _Transport, url: str) -> None:
     """Refuse a host before sending anything (the connection checks again when it opens)."""
     try:
-        transport.guard.check(url)
+        transport.guard.check(url, timeout=transport.left())
     except socket.gaierror:
         raise SetupFailed("ews_unreachable", f"The server {urlsplit(url).hostname} was not found. Check the "
                                              "address, or enter the EWS URL under More.") from None
@@ -488,10 +548,12 @@ def _autodiscover(transport: _Transport, settings: Settings, login: str, passwor
     if "@" not in (email or ""):
         raise SetupFailed("ews_unreachable", "We need your email address to find your Exchange server. Enter it "
                                              "as Login, or enter the EWS URL under More.")
+    # The credentials stay within this domain (and allow-listed hosts) for the whole discovery.
+    domain = email.rsplit("@", 1)[1].lower().rstrip(".")
     seen: set[str] = set()
     for _ in range(3):  # Autodiscover may redirect to another address (e.g. after a migration)
         seen.add(email.lower())
-        answer = _autodiscover_email(transport, settings, login, password, email)
+        answer = _autodiscover_email(transport, settings, login, password, email, domain)
         if answer.ews_url:
             if not answer.ews_url.lower().startswith("https://"):
                 raise HostNotAllowed("Autodiscover named an EWS URL that is not https.")
@@ -499,27 +561,32 @@ def _autodiscover(transport: _Transport, settings: Settings, login: str, passwor
         email = answer.redirect_address
         if email.lower() in seen or "@" not in email:
             break
+        if email.rsplit("@", 1)[1].lower().rstrip(".") != domain:
+            # Another organisation's address: discovering it would take our password to its hosts.
+            log.info("exchange autodiscover: not following an address redirect to another domain")
+            raise SetupFailed("ews_unreachable", "Your organisation's Autodiscover points to another domain, so "
+                                                 "we did not send your password there. Enter your EWS URL under "
+                                                 "More (it usually ends in /EWS/Exchange.asmx).")
     raise SetupFailed("ews_unreachable", "We could not find your Exchange server automatically. Enter its EWS "
                                          "URL under More (it usually ends in /EWS/Exchange.asmx).")
 
 
 def _autodiscover_email(transport: _Transport, settings: Settings, login: str, password: str,
-                        email: str) -> _AutodiscoverAnswer:
-    domain = email.rsplit("@", 1)[1].lower()
+                        email: str, domain: str) -> _AutodiscoverAnswer:
     refused: HostNotAllowed | None = None
     for template in settings.EWS_AUTODISCOVER_URLS:
         url = template.replace("{domain}", domain)
         try:
-            return _autodiscover_at(transport, url, login, password, email)
+            return _autodiscover_at(transport, url, login, password, email, domain)
         except HostNotAllowed as exc:
             refused = refused or exc
         except _NoAutodiscover:
             continue
-        except requests.RequestException as exc:
+        except (requests.RequestException, TimeoutError) as exc:
             if _network_kind(exc) == "tls":
                 raise _setup_error(exc) from None
-            if transport.deadline is not None and time.monotonic() >= transport.deadline:
-                raise _setup_error(exc) from None
+            if transport.timed_out():
+                raise  # connect() says "timeout"
             continue
     if refused is not None:
         raise refused
@@ -535,8 +602,9 @@ def _read_limited(response: requests.Response) -> bytes:
     return data
 
 
-def _autodiscover_at(transport: _Transport, url: str, login: str, password: str, email: str) -> _AutodiscoverAnswer:
-    """POST the POX request to ``url``, following redirects hop by hop (each one guarded)."""
+def _autodiscover_at(transport: _Transport, url: str, login: str, password: str, email: str,
+                     domain: str) -> _AutodiscoverAnswer:
+    """POST the POX request to ``url``, following redirects hop by hop (each one guarded, none out of ``domain``)."""
     body = _AUTODISCOVER_REQUEST.format(email=html.escape(email)).encode()
     session = transport.session()
     # NTLM first (on-premises Exchange's usual method; the handshake starts on the server's 401 and
@@ -546,9 +614,14 @@ def _autodiscover_at(transport: _Transport, url: str, login: str, password: str,
     try:
         for _ in range(MAX_AUTODISCOVER_HOPS * 2):
             try:
-                transport.guard.check(url)
+                transport.guard.check(url, timeout=transport.left())
             except socket.gaierror:
                 raise _NoAutodiscover() from None
+            if not transport.may_send_credentials(url, domain):
+                # Not the login's organisation: no request at all (the body names the person, and
+                # every request carries or invites credentials). This also keeps Basic in the domain.
+                log.info("exchange autodiscover: skipped a host outside the login's domain")
+                raise _NoAutodiscover()
             response = session.post(url, data=body, auth=auth, allow_redirects=False, stream=True,
                                     headers={"Content-Type": "text/xml; charset=utf-8"})
             try:
@@ -574,7 +647,7 @@ def _autodiscover_at(transport: _Transport, url: str, login: str, password: str,
                 response.close()
             if answer is None:
                 raise _NoAutodiscover()
-            if isinstance(answer, str):  # redirectUrl: POST the same request there
+            if isinstance(answer, str):  # redirectUrl: POST the same request there (checked at the loop's top)
                 url = answer
                 transport.guard.check_url(url)
                 continue
@@ -611,8 +684,29 @@ def _parse_autodiscover(data: bytes) -> _AutodiscoverAnswer | str | None:
 
 
 def resolve_identity(protocol: Protocol, login: str) -> MailboxIdentity:
-    """The login's mailbox: primary SMTP address and aliases, through ResolveNames (directory only)."""
+    """The signed-in account's mailbox: primary SMTP address and aliases (ResolveNames, directory only).
+
+    An email login names its mailbox exactly. Anything else (``DOMAIN\\user``) is confirmed against
+    the account's own Inbox (see :func:`_own_mailbox`), because ResolveNames matches names loosely.
+    """
+    is_address = "@" in login and "\\" not in login
     entry = login.split("\\", 1)[1] if "\\" in login else login
+    candidates = _directory_candidates(protocol, entry)
+    if is_address:
+        exact = [c for c in candidates if c.matches(entry)]
+        if len(exact) == 1:
+            return exact[0]
+    if not candidates:
+        raise SetupFailed("mailbox_not_found", "Exchange accepted the login but found no mailbox for it. Use your "
+                                               "email address as Login.")
+    own = _own_mailbox(protocol, candidates[:MAX_IDENTITY_CANDIDATES])
+    if own is None:
+        raise SetupFailed("mailbox_not_found", f"We could not tell for sure which mailbox belongs to {entry}. Use "
+                                               "your email address as Login.")
+    return own
+
+
+def _directory_candidates(protocol: Protocol, entry: str) -> list[MailboxIdentity]:
     results = protocol.resolve_names([entry], return_full_contact_data=True, search_scope="ActiveDirectory")
     candidates: list[MailboxIdentity] = []
     for result in results:
@@ -633,16 +727,57 @@ def resolve_identity(protocol: Protocol, login: str) -> MailboxIdentity:
         aliases.discard(address)
         name = getattr(mailbox, "name", None) or getattr(contact, "display_name", None) or ""
         candidates.append(MailboxIdentity(primary=address, aliases=frozenset(aliases), display_name=name))
-    if "@" in entry:
-        exact = [c for c in candidates if c.matches(entry)]
-        if len(exact) == 1:
-            return exact[0]
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise SetupFailed("mailbox_not_found", "Exchange accepted the login but found no mailbox for it. Use your "
-                                               "email address as Login.")
-    raise SetupFailed("mailbox_not_found", f"More than one mailbox matches {entry}. Use your email address as Login.")
+    return candidates
+
+
+class _InboxIds(GetFolder):
+    """GetFolder for the Inbox of each mailbox given (None: the signed-in account's own), ids only."""
+
+    # Someone else's mailbox answers "access denied" or "no such mailbox": an answer, not a failure.
+    ERRORS_TO_CATCH_IN_RESPONSE = (*GetFolder.ERRORS_TO_CATCH_IN_RESPONSE, ews_errors.ErrorNonExistentMailbox)
+
+    def call(self, mailboxes: list[str | None]) -> Iterator[str | None]:
+        """The Inbox folder id per mailbox, in order (None where the server refused)."""
+        self.folders = list(mailboxes)
+        return self._elems_to_objs(self._chunked_get_elements(self.get_payload, items=self.folders))
+
+    def get_payload(self, mailboxes: list[str | None]) -> Any:
+        """The GetFolder request: exchangelib insists on a mailbox in every distinguished id; we need none for ours."""
+        payload = create_element(f"m:{self.SERVICE_NAME}")
+        shape = create_element("m:FolderShape")
+        add_xml_child(shape, "t:BaseShape", "IdOnly")
+        payload.append(shape)
+        ids = create_element("m:FolderIds")
+        for address in mailboxes:
+            folder = create_element("t:DistinguishedFolderId", attrs={"Id": "inbox"})
+            if address:
+                mailbox = create_element("t:Mailbox")
+                add_xml_child(mailbox, "t:EmailAddress", address)
+                folder.append(mailbox)
+            ids.append(folder)
+        payload.append(ids)
+        return payload
+
+    def _elems_to_objs(self, elems: Any) -> Iterator[str | None]:
+        for elem in elems:
+            folder_id = None if isinstance(elem, Exception) else elem.find(f"{{{TNS}}}FolderId")
+            yield folder_id.get("Id") if folder_id is not None else None
+
+
+def _own_mailbox(protocol: Protocol, candidates: list[MailboxIdentity]) -> MailboxIdentity | None:
+    """The one candidate whose Inbox is the signed-in account's own Inbox, or None.
+
+    Without a mailbox in the request, the server opens the caller's own mailbox: the same folder id
+    there and under a candidate's address means the candidate *is* the caller (a mailbox the caller
+    may only open as a delegate has other ids, and others' answer "access denied").
+    """
+    account = _account(protocol, candidates[0].primary)
+    ids = list(_InboxIds(account=account).call([None, *(c.primary for c in candidates)]))
+    own_id = ids[0] if ids else None
+    if not own_id:
+        return None
+    mine = [c for c, folder_id in zip(candidates, ids[1:], strict=False) if folder_id == own_id]
+    return mine[0] if len(mine) == 1 else None
 
 
 # ---- reading changes -----------------------------------------------------------------------------
@@ -776,9 +911,17 @@ class ExchangeMailbox:
             assert self._protocol is not None
             return resolve_identity(self._protocol, self.login)
         except SetupFailed as exc:
+            if self._transport.timed_out():
+                raise self._timeout_or(exc) from None
             raise Unavailable(exc.message) from None
         except Exception as exc:  # noqa: BLE001 - translated at the boundary
-            raise _translate(exc) from None
+            raise self._timeout_or(exc) from None
+
+    def _timeout_or(self, exc: BaseException) -> ConnectorError:
+        """The domain error for ``exc``; a request cut at its deadline is "did not answer in time"."""
+        if self._transport.timed_out():
+            return Unavailable("The Exchange server did not answer in time.")
+        return _translate(exc)
 
     def read_changes(
         self, cursors: Mapping[str, str], window: SyncWindow, folders: tuple[Folder, ...] = tuple(Folder)
@@ -816,10 +959,10 @@ class ExchangeMailbox:
             raise CursorExpired() from None
         except ConnectorError as exc:
             if isinstance(exc, SetupFailed):
-                raise _translate(exc) from None
+                raise self._timeout_or(exc) from None
             raise
         except Exception as exc:  # noqa: BLE001 - translated at the boundary
-            raise _translate(exc) from None
+            raise self._timeout_or(exc) from None
 
     def _folder(self, folder: Folder) -> Any:
         cls = {Folder.INBOX: Inbox, Folder.SENT: SentItems, Folder.CALENDAR: Calendar}[folder]

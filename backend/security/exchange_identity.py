@@ -17,10 +17,19 @@ obviously bad token costs no outbound request:
    their own and vouch for any address: the token names no SMTP address, so binding the issuing
    server to the address's domain is what ties the proof to the claim.
 4. The metadata document is fetched through the outbound host guard (``amurl`` is a user-supplied
-   URL: https only, no private or metadata addresses unless ``EWS_ALLOWED_HOSTS`` admits them),
-   bounded in size and time, and cached per URL; the key whose ``keyinfo.x5t`` matches the header
-   (and whose certificate really has that thumbprint and is in its validity period) verifies the
-   signature.
+   URL: https only, no private or metadata addresses unless ``EWS_ALLOWED_HOSTS`` admits them);
+   the key whose ``keyinfo.x5t`` matches the header (and whose certificate really has that
+   thumbprint and is in its validity period) verifies the signature.
+
+The fetch happens before anyone is signed in, to a server the token names, so it must not let a
+hostile server hold a web thread: the whole fetch (name lookup, connect, TLS, headers and body)
+has a hard deadline of a few seconds (``METADATA_DEADLINE_SECONDS``, at most
+``OUTBOUND_TIMEOUT_SECONDS``): the outbound guard cuts the connection when it passes, however
+slowly the server drips bytes. The body is capped at ``MAX_METADATA_BYTES``. Documents are cached
+per ``amurl`` for hours and failures for a minute, one fetch per ``amurl`` runs at a time (others
+wait for its result), and at most ``MAX_CONCURRENT_FETCHES`` fetches run at once in a process
+(beyond that: ``identity_unavailable``, try again). Whatever the document holds, a malformed one
+is a ``ProofInvalid``, never a server error.
 
 The result is ``VerifiedMailbox(kind="exchange", identity="exchange:{msexchuid}", tenant_id=<amurl host>)``.
 Microsoft suggests msexchuid + amurl as the unique key; Exchange's msexchuid already carries the
@@ -45,7 +54,7 @@ from cryptography import x509
 from backend.config import Settings
 from backend.outbound import trust_bundle
 from backend.security.identity import CLOCK_SKEW_SECONDS, ProofInvalid, VerifiedMailbox
-from backend.security.ssrf import HostGuard, HostNotAllowed, HostRule, Resolver, guarded_session
+from backend.security.ssrf import HostGuard, HostNotAllowed, HostRule, RequestBudget, Resolver, guarded_session
 
 VERSION = "ExIdTok.V1"
 MAX_LIFETIME_SECONDS = 24 * 3600
@@ -54,6 +63,15 @@ METADATA_CACHE_SECONDS = 6 * 3600
 METADATA_MIN_REFETCH_SECONDS = 60
 MAX_METADATA_BYTES = 256 * 1024
 MAX_CACHED_DOCUMENTS = 256
+# The whole metadata fetch, whatever the server does (capped by OUTBOUND_TIMEOUT_SECONDS).
+METADATA_DEADLINE_SECONDS = 5.0
+# A failed fetch is remembered this long: repeated tokens naming a dead or hostile amurl cost nothing.
+METADATA_FAILURE_CACHE_SECONDS = 60
+MAX_CONCURRENT_FETCHES = 8
+MAX_KEYS_PER_DOCUMENT = 32
+# Fetches of one amurl are serialised through one of these locks (by hash), so a burst of tokens
+# naming the same document makes one request, not one each.
+_FLIGHT_STRIPES = 64
 
 
 def _x5t(der: bytes) -> str:
@@ -75,9 +93,14 @@ class ExchangeIdentityVerifier:
         self.guard = HostGuard(settings.EWS_ALLOWED_HOSTS, resolver=resolver)
         self.issuer_hosts = tuple(HostRule.parse(p) for p in settings.EXCHANGE_IDENTITY_HOSTS)
         self.verify_tls = trust_bundle(settings.OUTBOUND_CA_BUNDLE)
+        self.deadline_seconds = min(METADATA_DEADLINE_SECONDS, float(settings.OUTBOUND_TIMEOUT_SECONDS))
         self._lock = threading.Lock()
         # amurl -> (fetched at, {x5t: certificate})
         self._documents: dict[str, tuple[float, dict[str, x509.Certificate]]] = {}
+        # amurl -> (failed at, message, code)
+        self._failures: dict[str, tuple[float, str, str]] = {}
+        self._flights = tuple(threading.Lock() for _ in range(_FLIGHT_STRIPES))
+        self._fetch_slots = threading.BoundedSemaphore(MAX_CONCURRENT_FETCHES)
         self.fetches = 0
 
     def verify(self, token: str, claimed: str) -> VerifiedMailbox:
@@ -159,44 +182,99 @@ class ExchangeIdentityVerifier:
             raise ProofInvalid("The identity token was issued by a server outside this mailbox's organisation.")
         return host
 
-    def _signing_key(self, amurl: str, x5t: str) -> x509.Certificate:
+    def _cached(self, amurl: str, x5t: str) -> x509.Certificate | None:
+        """The key from a fresh cached document; ProofInvalid for a cached failure or an unpublished key
+        seen recently; None when the document must be (re)fetched."""
+        now = time.time()
         with self._lock:
             cached = self._documents.get(amurl)
-        now = time.time()
-        if cached is not None:
-            fetched_at, keys = cached
-            fresh = now - fetched_at < METADATA_CACHE_SECONDS
-            if x5t in keys and fresh:
-                return keys[x5t]
-            if fresh and now - fetched_at < METADATA_MIN_REFETCH_SECONDS:
-                raise ProofInvalid("The identity token is signed with a key its server does not publish.")
-        keys = self._fetch(amurl)
-        with self._lock:
-            if len(self._documents) >= MAX_CACHED_DOCUMENTS:
-                self._documents.pop(next(iter(self._documents)))
-            self._documents[amurl] = (now, keys)
+            failed = self._failures.get(amurl)
+        fetched_at, keys = cached if cached is not None else (0.0, {})
+        fresh = now - fetched_at < METADATA_CACHE_SECONDS
+        if x5t in keys and fresh:
+            # Checked first: a failed refetch (say, for some token's unknown x5t) must not block the
+            # keys we already hold.
+            return keys[x5t]
+        if failed is not None and now - failed[0] < METADATA_FAILURE_CACHE_SECONDS:
+            raise ProofInvalid(failed[1], failed[2])
+        if cached is None:
+            return None
+        if fresh and now - fetched_at < METADATA_MIN_REFETCH_SECONDS:
+            raise ProofInvalid("The identity token is signed with a key its server does not publish.")
+        return None
+
+    def _signing_key(self, amurl: str, x5t: str) -> x509.Certificate:
+        key = self._cached(amurl, x5t)
+        if key is not None:
+            return key
+        flight = self._flights[hash(amurl) % _FLIGHT_STRIPES]
+        # Whoever holds the lock fetches within the deadline; waiting longer means something is wrong.
+        if not flight.acquire(timeout=self.deadline_seconds + 1):
+            raise ProofInvalid("The Exchange server's signing keys are being loaded; try again.",
+                               "identity_unavailable")
+        try:
+            key = self._cached(amurl, x5t)  # another request may have fetched it while we waited
+            if key is not None:
+                return key
+            keys = self._fetch_and_remember(amurl)
+        finally:
+            flight.release()
         if x5t not in keys:
             raise ProofInvalid("The identity token is signed with a key its server does not publish.")
         return keys[x5t]
 
-    def _fetch(self, amurl: str) -> dict[str, x509.Certificate]:
-        """The signing certificates of a metadata document, by thumbprint."""
-        self.fetches += 1
-        session = guarded_session(self.guard, verify=self.verify_tls,
-                                  timeout=float(self.settings.OUTBOUND_TIMEOUT_SECONDS))
+    def _fetch_and_remember(self, amurl: str) -> dict[str, x509.Certificate]:
+        if not self._fetch_slots.acquire(blocking=False):
+            raise ProofInvalid("Too many Exchange servers are being asked for their keys; try again.",
+                               "identity_unavailable")
         try:
-            self.guard.check(amurl)
+            keys = self._fetch(amurl)
+        except ProofInvalid as exc:
+            self._remember(self._failures, amurl, (time.time(), str(exc), exc.code))
+            raise
+        finally:
+            self._fetch_slots.release()
+        self._remember(self._documents, amurl, (time.time(), keys))
+        with self._lock:
+            self._failures.pop(amurl, None)
+        return keys
+
+    def _remember(self, cache: dict[str, Any], amurl: str, value: Any) -> None:
+        with self._lock:
+            cache.pop(amurl, None)
+            if len(cache) >= MAX_CACHED_DOCUMENTS:
+                cache.pop(next(iter(cache)))
+            cache[amurl] = value
+
+    def _fetch(self, amurl: str) -> dict[str, x509.Certificate]:
+        """The signing certificates of a metadata document, by thumbprint (ProofInvalid otherwise)."""
+        self.fetches += 1
+        # One deadline for everything (DNS, connect, TLS, headers, body): the guard cuts the
+        # connection when it passes, so a server dripping a byte at a time cannot hold us.
+        budget = RequestBudget(deadline=time.monotonic() + self.deadline_seconds)
+        session = guarded_session(self.guard, verify=self.verify_tls, timeout=self.deadline_seconds, budget=budget)
+        too_large = ProofInvalid("The Exchange metadata document is too large.", "identity_unavailable")
+        try:
+            self.guard.check(amurl, timeout=self.deadline_seconds)
             response = session.get(amurl, allow_redirects=False, stream=True,
                                    headers={"Accept": "application/json"})
-            data = b""
-            for chunk in response.iter_content(65536):
-                data += chunk
-                if len(data) > MAX_METADATA_BYTES:
-                    raise ProofInvalid("The Exchange metadata document is too large.", "identity_unavailable")
-            response.close()
+            try:
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > MAX_METADATA_BYTES:
+                    raise too_large
+                data = bytearray()
+                for chunk in response.iter_content(65536):
+                    data += chunk
+                    if len(data) > MAX_METADATA_BYTES:
+                        raise too_large
+            finally:
+                response.close()
         except HostNotAllowed:
             raise ProofInvalid("The identity token's metadata URL points to an address that is not allowed.") from None
         except (requests.RequestException, OSError) as exc:
+            if budget.timed_out():
+                raise ProofInvalid("The Exchange server did not send its signing keys in time.",
+                                   "identity_unavailable") from None
             raise ProofInvalid(f"The Exchange server's signing keys could not be loaded ({type(exc).__name__}).",
                                "identity_unavailable") from None
         finally:
@@ -205,27 +283,43 @@ class ExchangeIdentityVerifier:
             raise ProofInvalid(f"The Exchange server's signing keys could not be loaded (HTTP {response.status_code}).",
                                "identity_unavailable")
         try:
-            document = json.loads(data.decode("utf-8"))
-            entries = document["keys"]
-        except (ValueError, KeyError, TypeError):
+            return _signing_keys(bytes(data))
+        except ProofInvalid:
+            raise
+        except Exception:  # noqa: BLE001 - whatever a hostile document holds, the answer is "not valid"
             raise ProofInvalid("The Exchange metadata document is not valid.", "identity_unavailable") from None
-        keys: dict[str, x509.Certificate] = {}
-        now = datetime.now(UTC)
-        for entry in entries if isinstance(entries, list) else []:
-            try:
-                if entry.get("usage", "signing") != "signing":
-                    continue
-                value = entry["keyvalue"]
-                if value.get("type") != "x509Certificate":
-                    continue
-                der = base64.b64decode(value["value"])
-                cert = x509.load_der_x509_certificate(der)
-            except (KeyError, TypeError, ValueError, AttributeError):
-                continue
-            declared = str((entry.get("keyinfo") or {}).get("x5t") or "")
-            if declared != _x5t(der):
-                continue  # the published thumbprint must be this certificate's
-            if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-                continue
+
+
+def _signing_keys(data: bytes) -> dict[str, x509.Certificate]:
+    """The currently valid signing certificates a metadata document publishes, by thumbprint."""
+    invalid = ProofInvalid("The Exchange metadata document is not valid.", "identity_unavailable")
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
+        raise invalid from None
+    entries = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise invalid
+    keys: dict[str, x509.Certificate] = {}
+    now = datetime.now(UTC)
+    for entry in entries[:MAX_KEYS_PER_DOCUMENT]:
+        # Each field is checked for its type: the document comes from a server the token chose.
+        if not isinstance(entry, dict) or entry.get("usage", "signing") != "signing":
+            continue
+        keyinfo, value = entry.get("keyinfo"), entry.get("keyvalue")
+        if not isinstance(keyinfo, dict) or not isinstance(value, dict) or value.get("type") != "x509Certificate":
+            continue
+        declared, encoded = keyinfo.get("x5t"), value.get("value")
+        if not isinstance(declared, str) or not isinstance(encoded, str):
+            continue
+        try:
+            der = base64.b64decode(encoded)
+            cert = x509.load_der_x509_certificate(der)
+            valid_now = cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+        except ValueError:
+            continue
+        if declared != _x5t(der):
+            continue  # the published thumbprint must be this certificate's
+        if valid_now:
             keys[declared] = cert
-        return keys
+    return keys

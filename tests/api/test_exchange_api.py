@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import time
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,10 +20,12 @@ from rq.job import Job
 from backend.extensions import services
 from tests.connectors.harness_exchange import ADDRESS, PASSWORD, ExchangeHarness
 from tests.fakes.ews import start_fake_ews
+from tests.fakes.salesforce import FakeSalesforceState
 from tests.fakes.tls import CertPair, TestCA
 from tests.helpers import LoggedIn, login
 
 NEW_PASSWORD = "Brand-New-Password-7"
+CONNECT_DEADLINE = 4
 
 
 @pytest.fixture
@@ -35,7 +39,8 @@ def ews(ca: TestCA, server_cert: CertPair) -> Iterator[ExchangeHarness]:
 @pytest.fixture
 def app_config(app_config: dict[str, Any], ews: ExchangeHarness) -> dict[str, Any]:
     """The app reaches the fake only through settings: loopback allowed, its CA trusted, Autodiscover URL."""
-    return {**app_config, **ews.settings_overrides(), "EWS_ALLOWED_HOSTS": "127.0.0.1", "EWS_TIMEOUT_SECONDS": 2}
+    return {**app_config, **ews.settings_overrides(), "EWS_ALLOWED_HOSTS": "127.0.0.1", "EWS_TIMEOUT_SECONDS": 2,
+            "EWS_CONNECT_DEADLINE_SECONDS": CONNECT_DEADLINE}
 
 
 @pytest.fixture
@@ -184,6 +189,59 @@ def test_attempts_are_rate_limited(client: FlaskClient, alice: LoggedIn, ews: Ex
     assert ews.request_count() == before  # no sixth try reached the server
 
 
+def _second_user(client: FlaskClient, ca: TestCA, fake_salesforce: Any, name: str) -> LoggedIn:
+    state: FakeSalesforceState = fake_salesforce.state
+    state.add_user(f"{name}@acme.example", f"{name}-pw", email=f"{name}@acme.example", name=name.title())
+    return login(client, ca.ca_path, mailbox=f"{name}@acme.example", username=f"{name}@acme.example",
+                 password=f"{name}-pw")
+
+
+def test_attempts_are_limited_per_target_login_across_users(client: FlaskClient, ca: TestCA, alice: LoggedIn,
+                                                             ews: ExchangeHarness, fake_salesforce: Any) -> None:
+    carol = _second_user(client, ca, fake_salesforce, "carol")
+    assert carol.uid != alice.uid
+    # Alice and Carol guess Bob's password: five tries in all, whoever makes them, however cased.
+    for who, target in [(alice, "BOB@acme.example")] * 3 + [(carol, "bob@ACME.example")] * 2:
+        assert _error(_post(client, who, {"login": target, "password": "guess", "ews_url": ews.ews_url}))[1] \
+            == "auth_failed"
+    before = ews.request_count()
+    resp = _post(client, carol, {"login": "bob@acme.example", "password": "bob-password", "ews_url": ews.ews_url})
+    status, code, message = _error(resp)
+    assert (status, code) == (429, "rate_limited") and "for this login" in message
+    assert 890 <= resp.json["error"]["retry_after"] <= 900
+    assert ews.request_count() == before  # Bob's directory account saw no sixth try
+    # Other logins are counted on their own (a DOMAIN\user form is a login of its own).
+    assert _error(_post(client, carol, {"login": "ACME\\bob", "password": "guess",
+                                        "ews_url": ews.ews_url}))[1] == "auth_failed"
+    assert _post(client, alice, {"login": ADDRESS, "password": PASSWORD, "ews_url": ews.ews_url}).status_code == 200
+
+
+def test_a_success_clears_only_the_login_that_succeeded(client: FlaskClient, alice: LoggedIn,
+                                                        ews: ExchangeHarness) -> None:
+    # Four guesses at Bob's password, then a success with her own login: that must not reset Bob's count.
+    for _ in range(4):
+        _post(client, alice, {"login": "bob@acme.example", "password": "guess", "ews_url": ews.ews_url})
+    assert _post(client, alice, {"login": ADDRESS, "password": PASSWORD, "ews_url": ews.ews_url}).status_code == 200
+    assert _error(_post(client, alice, {"login": "bob@acme.example", "password": "guess",
+                                        "ews_url": ews.ews_url}))[1] == "auth_failed"  # the fifth
+    before = ews.request_count()
+    assert _error(_post(client, alice, {"login": "bob@acme.example", "password": "guess",
+                                        "ews_url": ews.ews_url}))[:2] == (429, "rate_limited")
+    assert ews.request_count() == before
+
+
+def test_a_user_cannot_spread_attempts_over_many_logins(client: FlaskClient, alice: LoggedIn,
+                                                        ews: ExchangeHarness) -> None:
+    for n in range(10):
+        assert _error(_post(client, alice, {"login": f"user{n}@acme.example", "password": "guess",
+                                            "ews_url": ews.ews_url}))[1] == "auth_failed"
+    before = ews.request_count()
+    status, code, message = _error(_post(client, alice, {"login": "user10@acme.example", "password": "guess",
+                                                         "ews_url": ews.ews_url}))
+    assert (status, code) == (429, "rate_limited") and "for this login" not in message
+    assert ews.request_count() == before
+
+
 def test_a_success_resets_the_attempt_count(client: FlaskClient, alice: LoggedIn, ews: ExchangeHarness) -> None:
     for _ in range(4):
         _post(client, alice, {"login": ADDRESS, "password": "wrong", "ews_url": ews.ews_url})
@@ -191,6 +249,18 @@ def test_a_success_resets_the_attempt_count(client: FlaskClient, alice: LoggedIn
     for _ in range(4):
         assert _error(_post(client, alice, {"login": ADDRESS, "password": "wrong", "ews_url": ews.ews_url}))[1] \
             == "auth_failed"
+
+
+@pytest.mark.parametrize("with_url", [True, False], ids=["ews-url", "autodiscover"])
+def test_a_dripping_server_answers_timeout_within_the_deadline(client: FlaskClient, alice: LoggedIn,
+                                                               ews: ExchangeHarness, with_url: bool) -> None:
+    # Headers at once, then one byte a second: the 2 s read timeout never fires.
+    ews.inject_failure("drip", retry_after=1.0)
+    body = {"login": ADDRESS, "password": PASSWORD, **({"ews_url": ews.ews_url} if with_url else {})}
+    started = time.monotonic()
+    status, code, message = _error(_post(client, alice, body))
+    assert (status, code) == (504, "timeout") and "in time" in message
+    assert time.monotonic() - started < CONNECT_DEADLINE + 1.5
 
 
 def test_timeout(client: FlaskClient, alice: LoggedIn, ews: ExchangeHarness) -> None:
@@ -306,9 +376,18 @@ def test_the_password_is_never_in_redis_logs_or_jobs(client: FlaskClient, app: F
 
     dump = _redis_dump(redis_url)
     assert dump  # the scan saw the store and the queue
-    for secret in (PASSWORD, NEW_PASSWORD):
+    # The password itself, Basic's base64 of login:password, and every credential blob (Basic
+    # values, NTLM negotiate/authenticate messages) the server received.
+    secrets = {PASSWORD, NEW_PASSWORD, "Wrong-" + PASSWORD}
+    secrets |= {base64.b64encode(f"{ADDRESS}:{p}".encode()).decode() for p in list(secrets)}
+    blobs = {c.headers["Authorization"].split(" ", 1)[1] for c in ews.server.recorder.calls
+             if " " in c.headers.get("Authorization", "")}
+    assert {c.headers["Authorization"].split(" ")[0] for c in ews.server.recorder.calls
+            if "Authorization" in c.headers} == {"Basic", "NTLM"}
+    logged = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
+    for secret in secrets | blobs:
         assert secret.encode() not in dump
-        assert all(secret not in record.getMessage() for record in caplog.records)
+        assert secret not in logged
         for job in _jobs(app, "interactive"):
             assert secret not in repr(job.args) + repr(job.kwargs) + (job.description or "")
     assert any(r.name.startswith("backend") for r in caplog.records)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -220,7 +222,8 @@ def test_no_protocol_stays_in_exchangelibs_process_cache(harness: ExchangeHarnes
     [
         # probe (401) + ConvertId through the NTLM handshake (3) + ResolveNames on the same connection
         (("NTLM", "Basic"), ADDRESS, "NTLM", 5),
-        (("NTLM", "Basic"), "ACME\\alice", "NTLM", 5),
+        # ... + GetFolder: a DOMAIN\user login's mailbox is confirmed as the account's own
+        (("NTLM", "Basic"), "ACME\\alice", "NTLM", 6),
         # probe (401) + ConvertId + ResolveNames, Basic credentials sent with each
         (("Basic",), ADDRESS, "basic", 3),
     ],
@@ -235,7 +238,8 @@ def test_connect_with_an_ews_url(ca: TestCA, server_cert: CertPair, methods: tup
         assert result.ews_url == h.ews_url and not result.autodiscovered
         assert result.connection() == {"login": login, "ews_url": h.ews_url, "auth_type": auth_type,
                                        "version": "15.1.2507.6", "autodiscovered": False}
-        assert h.state.operations == ["ConvertId", "ResolveNames"]
+        confirm = ["GetFolder"] if "\\" in login else []
+        assert h.state.operations == ["ConvertId", "ResolveNames", *confirm]
         assert h.request_count() == requests_made == result.calls
     finally:
         h.close()
@@ -391,6 +395,19 @@ def test_connect_refuses_unsupported_sign_in_methods(ca: TestCA, server_cert: Ce
         h.close()
 
 
+def _wire_secrets(h: ExchangeHarness, login: str, passwords: list[str]) -> set[str]:
+    """Every form a password took on the wire: itself, Basic's base64 of login:password, and every
+    Authorization token the fake received (Basic values and the NTLM negotiate/authenticate blobs)."""
+    secrets = set(passwords)
+    secrets |= {base64.b64encode(f"{login}:{p}".encode()).decode() for p in passwords}
+    for call in h.server.recorder.calls:
+        _, _, token = call.headers.get("Authorization", "").partition(" ")
+        if token:
+            secrets.add(token.strip())
+            secrets.add(token.strip()[:40])  # a log line could hold a cut blob
+    return secrets
+
+
 def test_the_password_never_reaches_a_log_record(harness: ExchangeHarness, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     harness.state.auth_methods = ("Basic",)
@@ -400,11 +417,19 @@ def test_the_password_never_reaches_a_log_record(harness: ExchangeHarness, caplo
         ex.connect(harness.settings(), ADDRESS, PASSWORD + "-wrong", harness.ews_url)
     harness.state.auth_methods = ("NTLM",)
     ex.connect(harness.settings(), ADDRESS, PASSWORD, harness.ews_url)
+    ex.connect(harness.settings(), ADDRESS, PASSWORD)  # Autodiscover too
+    with pytest.raises(SetupFailed):
+        ex.connect(harness.settings(), ADDRESS, PASSWORD + "-wrong", harness.ews_url)
     assert caplog.records
+    secrets = _wire_secrets(harness, ADDRESS, [PASSWORD, PASSWORD + "-wrong"])
+    schemes = {c.headers.get("Authorization", " ").split(" ")[0] for c in harness.server.recorder.calls}
+    assert {"Basic", "NTLM"} <= schemes  # both kinds of credentials really went over the wire
+    logged = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
+    for secret in secrets:
+        assert secret not in logged
+    vendors = ("exchangelib", "requests_ntlm", "spnego")
     for record in caplog.records:
-        text = record.getMessage()
-        assert PASSWORD not in text
-        assert not (record.name.startswith("exchangelib") and record.levelno < logging.INFO)
+        assert not (record.name.startswith(vendors) and record.levelno < logging.INFO)
 
 
 def test_the_fake_serves_exchangelib_folder_queries(harness: ExchangeHarness) -> None:
@@ -427,3 +452,186 @@ def test_the_fake_serves_exchangelib_folder_queries(harness: ExchangeHarness) ->
         assert "GetFolder" in harness.state.operations and "FindItem" in harness.state.operations
     finally:
         protocol.close()
+
+
+# ---- which mailbox a DOMAIN\\user login is -------------------------------------------------------------
+def test_a_domain_login_never_takes_a_look_alike_mailbox(harness: ExchangeHarness) -> None:
+    # ACME\\alic signs in, but is hidden from the address book; ResolveNames("alic") finds only
+    # "Alice Example" (a display-name prefix). That is not the signed-in account's mailbox.
+    harness.state.add_user("alic.svc@acme.example", "alic-pw", account="alic", display_name="Svc").hidden = True
+    error = _connect_error(harness, login="ACME\\alic", password="alic-pw")
+    assert error.code == "mailbox_not_found" and "email address" in error.message
+    assert harness.state.operations == ["ConvertId", "ResolveNames", "GetFolder"]
+
+
+def test_a_domain_login_picks_its_own_mailbox_among_overlapping_names(harness: ExchangeHarness) -> None:
+    harness.state.add_user("ann@acme.example", "ann-pw", account="ann", display_name="Ann Smith")
+    harness.state.add_user("anna@acme.example", "anna-pw", account="ajones", display_name="Anna Jones")
+    # ResolveNames("ann") matches both (account name and display-name prefixes).
+    assert ex.connect(harness.settings(), "ACME\\ann", "ann-pw", harness.ews_url).identity.primary == \
+        "ann@acme.example"
+    assert ex.connect(harness.settings(), "ACME\\ajones", "anna-pw", harness.ews_url).identity.primary == \
+        "anna@acme.example"
+    # Anna is a delegate of nothing here: she can never come out as Ann, whatever the directory says.
+    assert harness.state.operations.count("GetFolder") == 2
+
+
+def test_the_connector_identity_uses_the_same_exact_check(harness: ExchangeHarness) -> None:
+    harness.state.add_user("alic.svc@acme.example", "alic-pw", account="alic", display_name="Svc").hidden = True
+    mailbox = ex.ExchangeMailbox(harness.settings(), ADDRESS, "ACME\\alic", "alic-pw", harness.ews_url, "NTLM",
+                                 "15.1.2507.6")
+    try:
+        with pytest.raises(Unavailable, match="email address"):
+            mailbox.identity()
+    finally:
+        mailbox.close()
+
+
+# ---- where the password may go during Autodiscover -------------------------------------------------
+NAMES = ("autodiscover.acme.example", "mail.acme.example", "evil.example")
+
+
+@pytest.fixture
+def named(ca: TestCA) -> Iterator[ExchangeHarness]:
+    """The fake Exchange answering as autodiscover.acme.example, mail.acme.example and evil.example."""
+    cert = ca.issue("ews-named", hosts=(*NAMES, "127.0.0.1", "localhost"))
+    h = ExchangeHarness(ca.ca_path, cert)
+    yield h
+    h.close()
+
+
+def _named_settings(h: ExchangeHarness, *templates: str) -> Settings:
+    port = h.server.port
+    urls = ",".join(t.format(port=port) for t in templates) or \
+        f"https://autodiscover.{{domain}}:{port}/autodiscover/autodiscover.xml"
+    # The allow list admits loopback *addresses* (the names resolve there in this test), so only the
+    # login's domain is trusted with credentials by name.
+    return Settings.load({"SIDEBAR_ENV": "development", **h.settings_overrides(), "EWS_ALLOWED_HOSTS": "127.0.0.1",
+                          "EWS_AUTODISCOVER_URLS": urls})
+
+
+def _names_resolver(host: str, port: int) -> list[Any]:
+    if host in NAMES:
+        return [(socket.AF_INET, ("127.0.0.1", port))]
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+def _calls_to(h: ExchangeHarness, name: str) -> list[Any]:
+    return [c for c in h.server.recorder.calls if c.headers.get("Host", "").split(":")[0] == name]
+
+
+def _authorized(calls: list[Any]) -> list[Any]:
+    return [c for c in calls if "Authorization" in c.headers]
+
+
+def test_autodiscover_on_the_login_domain_succeeds(named: ExchangeHarness) -> None:
+    result = ex.connect(_named_settings(named), ADDRESS, PASSWORD, clients={"dns_resolver": _names_resolver})
+    assert result.autodiscovered and result.ews_url == named.ews_url
+    assert _authorized(_calls_to(named, "autodiscover.acme.example"))
+
+
+@pytest.mark.parametrize("methods", [("NTLM", "Basic"), ("Basic",)])
+def test_a_redirect_to_a_foreign_host_gets_no_credentials(named: ExchangeHarness, methods: tuple[str, ...]) -> None:
+    named.state.auth_methods = methods
+    named.state.autodiscover_http_redirect = f"https://evil.example:{named.server.port}/autodiscover/autodiscover.xml"
+    with pytest.raises(SetupFailed) as caught:
+        ex.connect(_named_settings(named), ADDRESS, PASSWORD, clients={"dns_resolver": _names_resolver})
+    assert caught.value.code == "ews_unreachable"
+    assert _authorized(_calls_to(named, "autodiscover.acme.example"))  # the redirect came after sign-in
+    assert _authorized(_calls_to(named, "evil.example")) == []
+    assert _calls_to(named, "evil.example") == []  # not even the request body (it names the person)
+
+
+def test_a_redirect_url_is_followed_only_within_the_login_domain(named: ExchangeHarness) -> None:
+    port = named.server.port
+    named.state.autodiscover_redirect_url[f"autodiscover.acme.example:{port}"] = \
+        f"https://mail.acme.example:{port}/autodiscover/autodiscover.xml"
+    result = ex.connect(_named_settings(named), ADDRESS, PASSWORD, clients={"dns_resolver": _names_resolver})
+    assert result.ews_url == named.ews_url
+    assert _authorized(_calls_to(named, "mail.acme.example"))  # a subdomain of the login's domain: trusted
+
+    named.server.recorder.reset()
+    named.state.autodiscover_redirect_url[f"autodiscover.acme.example:{port}"] = \
+        f"https://evil.example:{port}/autodiscover/autodiscover.xml"
+    with pytest.raises(SetupFailed) as caught:
+        ex.connect(_named_settings(named), ADDRESS, PASSWORD, clients={"dns_resolver": _names_resolver})
+    assert caught.value.code == "ews_unreachable"
+    assert _calls_to(named, "evil.example") == []
+
+
+def test_basic_is_never_sent_to_a_host_outside_the_login_domain(named: ExchangeHarness) -> None:
+    named.state.auth_methods = ("Basic",)
+    settings = _named_settings(named, "https://evil.example:{port}/autodiscover/autodiscover.xml",
+                               "https://autodiscover.{{domain}}:{port}/autodiscover/autodiscover.xml")
+    result = ex.connect(settings, ADDRESS, PASSWORD, clients={"dns_resolver": _names_resolver})
+    assert result.auth_type == "basic"
+    assert _calls_to(named, "evil.example") == []
+    assert all(c.headers["Authorization"].startswith("Basic ")
+               for c in _authorized(_calls_to(named, "autodiscover.acme.example")))
+
+
+def test_an_address_redirect_to_another_domain_is_not_followed(harness: ExchangeHarness) -> None:
+    harness.state.autodiscover_redirect_addr[ADDRESS] = "alice@other.example"
+    with pytest.raises(SetupFailed) as caught:
+        ex.connect(harness.settings(), ADDRESS, PASSWORD)
+    assert caught.value.code == "ews_unreachable" and "EWS URL" in caught.value.message
+    assert harness.state.autodiscover_emails == [ADDRESS]
+
+
+def test_autodiscover_tries_the_autodiscover_host_before_the_bare_domain() -> None:
+    urls = Settings.load({"SIDEBAR_ENV": "development"}).EWS_AUTODISCOVER_URLS
+    assert urls == ("https://autodiscover.{domain}/autodiscover/autodiscover.xml",
+                    "https://{domain}/autodiscover/autodiscover.xml")
+
+
+# ---- never a hang ------------------------------------------------------------------------------------
+DEADLINE = 3
+MARGIN = 1.5
+
+
+@pytest.mark.parametrize("with_url", [True, False], ids=["probe", "autodiscover"])
+def test_connect_against_a_dripping_server_ends_at_the_deadline(harness: ExchangeHarness, with_url: bool) -> None:
+    # One byte every half second: no read ever waits the 2 s read timeout, so only the attempt's
+    # deadline can end it.
+    settings = Settings.load({"SIDEBAR_ENV": "development", **harness.settings_overrides(),
+                              "EWS_TIMEOUT_SECONDS": 2, "EWS_CONNECT_DEADLINE_SECONDS": DEADLINE})
+    harness.inject_failure("drip", retry_after=0.5)
+    started = time.monotonic()
+    with pytest.raises(SetupFailed) as caught:
+        ex.connect(settings, ADDRESS, PASSWORD, harness.ews_url if with_url else None)
+    assert caught.value.code == "timeout"
+    assert time.monotonic() - started < DEADLINE + MARGIN
+
+
+def test_connect_with_a_name_that_resolves_slowly_times_out(harness: ExchangeHarness) -> None:
+    released = threading.Event()
+
+    def slow_dns(host: str, port: int) -> list[Any]:
+        released.wait(20)
+        return [(socket.AF_INET, ("127.0.0.1", port))]
+
+    settings = Settings.load({"SIDEBAR_ENV": "development", **harness.settings_overrides(),
+                              "EWS_CONNECT_DEADLINE_SECONDS": 2, "EWS_ALLOWED_HOSTS": "127.0.0.1"})
+    started = time.monotonic()
+    try:
+        error = _connect_error(harness, settings, url=f"https://mail.acme.example:{harness.server.port}/EWS/Exchange.asmx",
+                               clients={"dns_resolver": slow_dns})
+    finally:
+        released.set()
+    assert error.code == "timeout"
+    assert time.monotonic() - started < 2 + MARGIN
+    assert harness.request_count() == 0
+
+
+def test_a_sync_request_against_a_dripping_server_is_cut(harness: ExchangeHarness) -> None:
+    # Sync runs have no overall deadline, but each request does (REQUEST_DEADLINE_FACTOR x 1 s).
+    settings = Settings.load({"SIDEBAR_ENV": "development", **harness.settings_overrides(), "EWS_TIMEOUT_SECONDS": 1})
+    mailbox = _mailbox(harness, settings)
+    mailbox.identity()
+    harness.inject_failure("drip", retry_after=0.3)
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="in time"):
+        _pages(mailbox)
+    assert time.monotonic() - started < ex.REQUEST_DEADLINE_FACTOR * 1 + MARGIN
+    # The connector works again on the next request (a new connection).
+    assert _pages(mailbox, folders=(Folder.SENT,))

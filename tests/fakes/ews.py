@@ -24,13 +24,18 @@ exchangelib and requests_ntlm talk to it unchanged. What it implements, and how 
 * **Failures** on demand (:meth:`FakeEwsState.inject_failure`): ``throttle`` (HTTP 500 SOAP fault
   ``ErrorServerBusy`` with ``BackOffMilliseconds``), ``503`` (with ``Retry-After``), ``unavailable``
   (502 from a proxy), ``500`` (an HTML error page), ``not_ews`` (a 200 HTML page), ``delay`` (sleep
-  ``retry_after`` seconds, then answer normally) and ``disconnect`` (drop the connection).
+  ``retry_after`` seconds, then answer normally), ``disconnect`` (drop the connection) and ``drip``
+  (send the status line and headers at once, then the body one byte every ``retry_after`` seconds,
+  giving up after ``DRIP_LIMIT_SECONDS``: a server that never trips a per-read timeout).
 * **Autodiscover** (POX, ``POST /autodiscover/autodiscover.xml``): authenticated like EWS; answers
-  the EWS URL for a known address, an error for an unknown one, or a configured redirect.
+  the EWS URL for a known address, an error for an unknown one, or a configured redirect: an HTTP
+  redirect, a ``redirectAddr`` per address, or a ``redirectUrl`` per ``Host`` the request came to
+  (one server can play several host names when the test resolves them all to it).
 * **Identity tokens**: :meth:`FakeEwsState.identity_token` mints what ``getUserIdentityTokenAsync``
   returns (RS256, ``x5t``, ``appctx`` JSON with ``msexchuid``/``version``/``amurl``, string
   ``nbf``/``exp``), signed with the server's key, whose self-signed certificate the authentication
-  metadata document at ``GET /autodiscover/metadata/json/1`` publishes (anonymous, as Exchange does).
+  metadata document at ``GET /autodiscover/metadata/json/1`` publishes (anonymous, as Exchange does);
+  ``metadata_override`` serves other bytes there (malformed documents).
 
 The mailbox is seeded and changed through :class:`FakeEwsState` methods, which append to a change
 log; that log is what sync states point into.
@@ -95,6 +100,8 @@ AUTODISCOVER_PATH = "/autodiscover/autodiscover.xml"
 METADATA_PATH = "/autodiscover/metadata/json/1"
 EXCHANGE_PRINCIPAL = "00000002-0000-0ff1-ce00-000000000000"
 MAX_SYNC_CHANGES = 512
+# A dripping response gives up (and closes) after this long, so a client without a deadline ends too.
+DRIP_LIMIT_SECONDS = 15.0
 FOLDERS = ("inbox", "sentitems", "calendar")
 FOLDER_INFO = {
     "root": ("Folder", "", "Top of Information Store"),
@@ -225,6 +232,10 @@ class FakeEwsState:
     autodiscover_http_redirect: str = ""
     autodiscover_redirect_addr: dict[str, str] = field(default_factory=dict)
     autodiscover_emails: list[str] = field(default_factory=list)
+    # Host header (host:port) -> URL answered as Action redirectUrl for requests to that host.
+    autodiscover_redirect_url: dict[str, str] = field(default_factory=dict)
+    # Raw bytes served as the metadata document instead of the real one.
+    metadata_override: bytes | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: Iterable[int] = field(default_factory=lambda: itertools.count(1))
     _secret: bytes = field(default_factory=lambda: os.urandom(16))
@@ -563,7 +574,7 @@ class FakeEws:
         """Route one request."""
         path = environ.get("PATH_INFO", "")
         body = environ["wsgi.input"].read()
-        failure = self._take_failure(kinds={"503", "unavailable", "500", "not_ews", "delay", "disconnect"})
+        failure = self._take_failure(kinds={"503", "unavailable", "500", "not_ews", "delay", "disconnect", "drip"})
         if failure is not None:
             early = self._fail(failure, environ)
             if early is not None:
@@ -571,6 +582,9 @@ class FakeEws:
         if environ["REQUEST_METHOD"] == "GET" and path.lower() == METADATA_PATH:
             with self.state.lock:
                 self.state.operations.append("Metadata")
+                override = self.state.metadata_override
+            if override is not None:
+                return "200 OK", [("Content-Type", "application/json")], override
             return "200 OK", [("Content-Type", "application/json")], json.dumps(
                 self.state.metadata_document()).encode()
         if environ["REQUEST_METHOD"] != "POST" or path.lower() not in (EWS_PATH.lower(), AUTODISCOVER_PATH):
@@ -580,7 +594,7 @@ class FakeEws:
             assert denied is not None
             return denied
         if path.lower() == AUTODISCOVER_PATH:
-            return self._autodiscover(user, body)
+            return self._autodiscover(user, body, environ.get("HTTP_HOST", ""))
         throttle = self._take_failure(kinds={"throttle"})
         if throttle is not None:
             return self._server_busy(throttle.retry_after)
@@ -605,6 +619,9 @@ class FakeEws:
             return "200 OK", html, b"<html><head><title>Outlook</title></head><body>Sign in</body></html>"
         if failure.kind == "delay":
             time.sleep(failure.retry_after)
+            return None
+        if failure.kind == "drip":
+            environ["fake.drip"] = failure.retry_after  # the connection handler drips the answer
             return None
         if failure.kind == "disconnect":
             sock = environ.get("werkzeug.socket")
@@ -929,11 +946,12 @@ class FakeEws:
                 _render_item(container, item, fields)
 
     # ---- Autodiscover --------------------------------------------------------------------------
-    def _autodiscover(self, user: EwsUser, raw: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
+    def _autodiscover(self, user: EwsUser, raw: bytes, host: str) -> tuple[str, list[tuple[str, str]], bytes]:
         with self.state.lock:
             self.state.operations.append("Autodiscover")
             if self.state.autodiscover_http_redirect:
                 return "302 Found", [("Location", self.state.autodiscover_http_redirect)], b""
+            redirect_url = self.state.autodiscover_redirect_url.get(host.lower())
         try:
             root = etree.fromstring(raw, parser=etree.XMLParser(resolve_entities=False, no_network=True))
             email = (root.findtext(f"{{{NS_AD_REQ}}}Request/{{{NS_AD_REQ}}}EMailAddress") or "").strip().lower()
@@ -945,7 +963,11 @@ class FakeEws:
             known = email in self.state.users or any(email in u.aliases for u in self.state.users.values())
         doc = _el(f"{{{NS_AD}}}Autodiscover", None)
         resp = _el(f"{{{NS_AD_OUT}}}Response", doc)
-        if redirect:
+        if redirect_url:
+            account = _el(f"{{{NS_AD_OUT}}}Account", resp)
+            _el(f"{{{NS_AD_OUT}}}Action", account, "redirectUrl")
+            _el(f"{{{NS_AD_OUT}}}RedirectUrl", account, redirect_url)
+        elif redirect:
             account = _el(f"{{{NS_AD_OUT}}}Account", resp)
             _el(f"{{{NS_AD_OUT}}}Action", account, "redirectAddr")
             _el(f"{{{NS_AD_OUT}}}RedirectAddr", account, redirect)
@@ -1086,9 +1108,28 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
         if "content-length" not in names:
             self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
+        drip = environ.get("fake.drip")
+        if drip is not None and self.command != "HEAD":
+            self.wfile.flush()
+            self._drip(payload, float(drip))
+            return
         if self.command != "HEAD":
             self.wfile.write(payload)
         self.wfile.flush()
+
+    def _drip(self, payload: bytes, interval: float) -> None:
+        """Send ``payload`` one byte per ``interval`` (never idle long enough for a read timeout)."""
+        started = time.monotonic()
+        self.close_connection = True  # whatever happens, this connection is done afterwards
+        for n in range(len(payload)):
+            if time.monotonic() - started > DRIP_LIMIT_SECONDS:
+                return
+            try:
+                self.wfile.write(payload[n:n + 1])
+                self.wfile.flush()
+            except OSError:
+                return  # the client cut the connection
+            time.sleep(interval)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _run
 
