@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import base64
+import binascii
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,21 +56,52 @@ def log_in(app: Flask, client: FlaskClient, ca_path: str, fake_salesforce: Any, 
     return SalesforceUser(app, session, data_of(fake_salesforce.state))
 
 
+def _readable(stored: bytes | str) -> str:
+    """A stored value as text, with what RQ packs inside it unpacked too.
+
+    RQ keeps a job's ``data`` (function, args, kwargs) and ``exc_info`` (the traceback) zlib
+    compressed, and results base64 encoded: a subject in a job's arguments or a body quoted in a
+    traceback would be invisible to a plain scan. Pickled strings are stored as UTF-8, so the
+    decompressed bytes decoded leniently show them.
+    """
+    value = stored.encode("utf-8") if isinstance(stored, str) else stored
+    forms = [value]
+    try:
+        forms.append(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        pass
+    for form in list(forms):
+        try:
+            forms.append(zlib.decompress(form))
+        except zlib.error:
+            pass
+    return "\n".join(form.decode("utf-8", "replace") for form in forms)
+
+
 def redis_text(raw: redis.Redis) -> str:
-    """Every value in the test database, as one text (RQ's keys included; bytes decoded leniently)."""
-    parts = []
-    for key in raw.scan_iter(count=1000):
-        kind = raw.type(key)
-        if kind == "string":
-            parts.append(str(raw.get(key)))
-        elif kind == "hash":
-            parts.append(json.dumps(raw.hgetall(key), default=str))
-        elif kind == "list":
-            parts.append(json.dumps(raw.lrange(key, 0, -1), default=str))
-        elif kind == "set":
-            parts.append(json.dumps(sorted(raw.smembers(key)), default=str))
-        elif kind == "zset":
-            parts.append(json.dumps(raw.zrange(key, 0, -1), default=str))
-        elif kind == "stream":
-            parts.append(json.dumps(raw.xrange(key), default=str))
+    """Every value in the test database, as one text (RQ's keys included, compressed job data unpacked)."""
+    kwargs = dict(raw.connection_pool.connection_kwargs)
+    kwargs["decode_responses"] = False
+    client: redis.Redis = redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))
+    parts: list[str] = []
+    try:
+        for key in client.scan_iter(count=1000):
+            kind = client.type(key)
+            values: list[Any] = []
+            if kind == b"string":
+                values = [client.get(key) or b""]
+            elif kind == b"hash":
+                values = [v for pair in client.hgetall(key).items() for v in pair]
+            elif kind == b"list":
+                values = client.lrange(key, 0, -1)
+            elif kind == b"set":
+                values = sorted(client.smembers(key))
+            elif kind == b"zset":
+                values = client.zrange(key, 0, -1)
+            elif kind == b"stream":
+                values = [v for _, entry in client.xrange(key) or [] for pair in (entry or {}).items() for v in pair]
+            parts.append(key.decode("utf-8", "replace"))
+            parts.extend(_readable(v) for v in values)
+    finally:
+        client.close()
     return "\n".join(parts)

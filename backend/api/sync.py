@@ -179,7 +179,12 @@ def deactivate() -> Response:
 
 @bp.post("/sync/run")
 def run_now() -> Any:
-    """Sync now: enqueue a run at once (interactive queue)."""
+    """Sync now: enqueue a run at once (interactive queue).
+
+    A background run still waiting (behind the ``sync`` backlog, or scheduled for a retry) moves to
+    the front of the interactive queue: ``queued`` is true whenever the person's run is next in line
+    because of this call, false when a run was already on its way (or running).
+    """
     mailbox = _mailbox()
     if mailbox.state is not SyncState.RUNNING:
         raise ApiError(409, "invalid_state", _transition_message(mailbox.state, "run"))

@@ -93,6 +93,11 @@ class Lookup:
     people: dict[str, Person] = field(default_factory=dict)
     existing_emails: set[str] = field(default_factory=set)
     existing_events: dict[str, ExistingEvent] = field(default_factory=dict)
+    # Record id of each existing email (EmailMessage orgs), by key.
+    email_ids: dict[str, str] = field(default_factory=dict)
+    # Existing emails that have no sender relation (FromAddress): a write that died half-way left
+    # them so; a rerun that would have written them adds the relation.
+    emails_without_sender: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -131,6 +136,14 @@ class EventDraft:
     people_ids: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SenderRepair:
+    """An email the CRM holds without its sender relation, and the draft that says who the sender is."""
+
+    record_id: str
+    draft: EmailDraft
+
+
 @dataclass
 class WritePlan:
     """Everything one batch writes. Cancelled meetings are either deleted or marked."""
@@ -139,9 +152,11 @@ class WritePlan:
     new_events: list[EventDraft] = field(default_factory=list)
     changed_events: list[tuple[ExistingEvent, EventDraft]] = field(default_factory=list)
     cancelled_events: list[tuple[ExistingEvent, str]] = field(default_factory=list)  # (event, "delete"|"mark")
+    sender_repairs: list[SenderRepair] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.emails or self.new_events or self.changed_events or self.cancelled_events)
+        return bool(self.emails or self.new_events or self.changed_events or self.cancelled_events
+                    or self.sender_repairs)
 
 
 @dataclass(frozen=True)
@@ -164,6 +179,8 @@ class WriteResult:
     events_deleted: int = 0
     events_marked: int = 0
     relations_written: int = 0
+    # Sender relations added to emails the CRM already held without one (included in relations_written).
+    relations_repaired: int = 0
     # Records Salesforce already held (written meanwhile by a colleague's run): logged once, not lost.
     duplicates: int = 0
     # Keys written now (an email or event key), so the rest of the run treats them as existing.
@@ -173,7 +190,7 @@ class WriteResult:
     def merge(self, other: WriteResult) -> None:
         """Add another result to this one."""
         for name in ("emails_written", "events_written", "events_updated", "events_unchanged", "events_deleted",
-                     "events_marked", "relations_written", "duplicates"):
+                     "events_marked", "relations_written", "relations_repaired", "duplicates"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.written_keys |= other.written_keys
         self.rejected.extend(other.rejected)
@@ -229,6 +246,10 @@ class Crm(Protocol):
 
     def existing_events(self, keys: Iterable[str]) -> dict[str, ExistingEvent]:
         """The events among ``keys`` the CRM already holds for the org."""
+        ...
+
+    def forget(self, email_keys: Iterable[str] = (), event_keys: Iterable[str] = ()) -> None:
+        """Drop cached answers about these keys, so the next lookup asks the CRM again."""
         ...
 
     def write(self, plan: WritePlan) -> WriteResult:

@@ -12,7 +12,9 @@ built from ``MS_CLIENT_ID``, ``MS_CLIENT_SECRET`` and ``MS_AUTHORITY``:
   encrypted as the mailbox secret ``msal_cache`` and written back only when msal changed it.
 
 msal and requests errors become domain errors here: a refused refresh (``invalid_grant``,
-``interaction_required``) is :class:`AuthRevoked`, a network failure :class:`Unavailable`, and a
+``interaction_required``) is :class:`AuthRevoked`, a refusal of our app's own credentials
+(``invalid_client``, ``unauthorized_client``: an expired secret) :class:`ServiceMisconfigured`
+(transient, never the user's fault), a network failure :class:`Unavailable`, and a
 consent problem a :class:`SetupFailed` whose ``code`` the dialog shows. Tokens never reach a log or
 an exception message (logs carry :func:`fingerprint`).
 """
@@ -33,7 +35,7 @@ import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
 from backend.config import Settings
-from backend.connectors.errors import AuthRevoked, SetupFailed, Unavailable
+from backend.connectors.errors import AuthRevoked, ServiceMisconfigured, SetupFailed, Unavailable
 from backend.outbound import make_session
 from backend.security.crypto import fingerprint
 
@@ -53,8 +55,13 @@ ADMIN_APPROVAL_CODES = frozenset({"65001", "90094", "90095", "90099"})
 # AADSTS65004: the person declined consent on the consent screen.
 DECLINED_CODES = frozenset({"65004"})
 # Errors from a refresh or silent call that only the person can fix.
-REVOKED_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_required", "login_required",
-                            "invalid_client", "unauthorized_client"})
+REVOKED_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_required", "login_required"})
+# Errors that refuse *our app* (expired or wrong client secret, app disabled): every mailbox would
+# fail alike, and no person can fix it by reconnecting. Transient for the run, never counted.
+APP_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
+# ...except "the application was not found in the directory": that tenant removed the app (or its
+# admin consent), which the tenant's people must redo; other tenants are unaffected.
+TENANT_REMOVED_APP_CODES = frozenset({"700016"})
 
 
 def authority_origin(settings: Settings) -> str:
@@ -318,7 +325,12 @@ def _classify_silent(result: dict[str, Any] | None, who: str) -> str:
         error = str(result.get("error", ""))
         code = aadsts_code(str(result.get("error_description", "")))
         suffix = f" (AADSTS{code})" if code else ""
-        if error in REVOKED_ERRORS:
+        if error in APP_ERRORS and code not in TENANT_REMOVED_APP_CODES:
+            log.error("microsoft refused this server's app credentials (check MS_CLIENT_ID/MS_CLIENT_SECRET) "
+                      "%s error=%s%s", who, error, suffix)
+            raise ServiceMisconfigured(f"Microsoft refused this server's app credentials ({error}{suffix}); "
+                                       "an administrator must renew them. Sync continues once they do.")
+        if error in REVOKED_ERRORS or error in APP_ERRORS:
             log.warning("microsoft token refused %s error=%s%s", who, error, suffix)
             raise AuthRevoked(f"Microsoft 365 no longer accepts the mailbox connection ({error}{suffix}). "
                               "Connect Microsoft 365 again.")

@@ -10,7 +10,11 @@ Every call counts against the org's daily API allowance, so the connector batche
   subrequests of Composite requests (at most 5 collections, so up to 1,000 records per API call).
   Relation rows (EmailMessageRelation for the sender, EventRelation for more attendees) reference
   the records created by an earlier subrequest of the same request (``@{ref[i].id}``), so one new
-  email with its relations is one write call.
+  email with its relations is one write call. A record and its relations always travel in the
+  same request (400 emails with their sender relations per call): were they split, a failure of
+  the second request would leave records whose relations no rerun writes.
+* The Message-ID lookup also returns whether each existing email has its sender relation, so a
+  rerun repairs an email an earlier, broken run left without one, at no extra call.
 * A record Salesforce refuses (validation rule, field too long, deleted contact) comes back as a
   :class:`~backend.connectors.crm.Rejected` with Salesforce's reason; the rest commit.
 
@@ -78,6 +82,9 @@ FIELD_LIMITS: dict[str, dict[str, int]] = {
     "Event": {"Subject": 255, "Description": 32_000, "Location": 255},
 }
 KEY_FIELD_MAX = 255
+# Existing emails by Message-ID, with their sender relation (child rows count toward a query page).
+EMAIL_LOOKUP_PREFIX = ("SELECT Id, MessageIdentifier, (SELECT Id FROM EmailMessageRelations WHERE RelationType = "
+                       "'FromAddress') FROM EmailMessage WHERE MessageIdentifier IN ")
 CANCELLED_PREFIX = "Canceled: "
 # Writes of 1,000 records can take a while on a busy org; reads use the default timeout.
 WRITE_TIMEOUT_SECONDS = 180.0
@@ -212,6 +219,10 @@ class _Unit:
     relation_parent_field: str = ""
     id: str = ""
     failed: bool = False
+    # The create subrequest that carries the record (relations in the same request reference it).
+    create: _Sub | None = None
+    # A holder of an existing record whose missing sender relation is being added.
+    repair: bool = False
 
 
 @dataclass(eq=False)
@@ -226,15 +237,66 @@ class _Sub:
     relations: list[tuple[_Unit, dict[str, Any]]] = field(default_factory=list)
     meta: list[tuple[str, str]] = field(default_factory=list)
     role: str = ""  # create | relation | update | delete
-    parent: _Sub | None = None
     ref: str = ""
     positions: dict[int, int] | None = None
+    # True when a relation row points at a record created earlier in the same request (@{ref}).
+    referenced: bool = False
 
     def position(self, unit: _Unit) -> int:
         """Where ``unit`` sits in this create subrequest (by identity)."""
         if self.positions is None:
             self.positions = {id(u): i for i, u in enumerate(self.units)}
         return self.positions[id(unit)]
+
+
+def _subrequests_for(records: int, relations: int) -> int:
+    """Collections needed for ``records`` creates and ``relations`` relation rows (200 each)."""
+    return -(-records // COLLECTION_MAX) + -(-relations // COLLECTION_MAX)
+
+
+def pack_creates(units: list[_Unit]) -> tuple[list[list[_Sub]], list[_Sub]]:
+    """Composite requests for ``units``: every record travels with its relation rows.
+
+    A record and its relations are never split across two requests: if the second request failed,
+    the rerun would find the record and never write its relations. So a request takes as many whole
+    records (with their relations) as five collections of 200 hold: 400 emails with their sender
+    relation, or 1,000 records without relations. Only a record with more than 800 relations (a
+    meeting with that many matched attendees) cannot travel whole; its extra relations follow in
+    later requests (returned second), and a rerun adds what is missing to an existing meeting.
+    """
+    groups: list[list[_Sub]] = []
+    overflow: list[_Sub] = []
+    i = 0
+    while i < len(units):
+        records = relations = 0
+        j = i
+        while j < len(units):
+            more = len(units[j].relations)
+            if _subrequests_for(records + 1, relations + more) > COMPOSITE_MAX_HEAVY:
+                break
+            records, relations, j = records + 1, relations + more, j + 1
+        if j == i:
+            unit = units[i]
+            room = (COMPOSITE_MAX_HEAVY - 1) * COLLECTION_MAX
+            rest, unit.relations = unit.relations[room:], unit.relations[:room]
+            for start in range(0, len(rest), COLLECTION_MAX):
+                overflow.append(_Sub("POST", relations=[(unit, t) for t in rest[start:start + COLLECTION_MAX]],
+                                     role="relation"))
+            j = i + 1
+        chunk = units[i:j]
+        group: list[_Sub] = []
+        for start in range(0, len(chunk), COLLECTION_MAX):
+            part = chunk[start:start + COLLECTION_MAX]
+            create = _Sub("POST", records=[u.record for u in part], units=part, role="create")
+            for unit in part:
+                unit.create = create
+            group.append(create)
+        pairs = [(u, r) for u in chunk for r in u.relations]
+        for start in range(0, len(pairs), COLLECTION_MAX):
+            group.append(_Sub("POST", relations=pairs[start:start + COLLECTION_MAX], role="relation"))
+        groups.append(group)
+        i = j
+    return groups, overflow
 
 
 class SalesforceCrm:
@@ -265,6 +327,8 @@ class SalesforceCrm:
         # Per-run caches: an address or key is asked about once per run.
         self._people: dict[str, Person | None] = {}
         self._emails: dict[str, bool] = {}
+        # Existing EmailMessages: key -> (record id, has a FromAddress relation).
+        self._email_records: dict[str, tuple[str, bool]] = {}
         self._events: dict[str, ExistingEvent | None] = {}
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -419,11 +483,25 @@ class SalesforceCrm:
             if person is not None:
                 result.people[address] = person
         result.existing_emails = {k for k in wanted_emails if self._emails.get(k)}
+        for key in result.existing_emails:
+            found = self._email_records.get(key)
+            if found is not None:
+                result.email_ids[key] = found[0]
+                if not found[1]:
+                    result.emails_without_sender.add(key)
         for key in wanted_events:
             event = self._events.get(key)
             if event is not None:
                 result.existing_events[key] = event
         return result
+
+    def forget(self, email_keys: Iterable[str] = (), event_keys: Iterable[str] = ()) -> None:
+        """Drop cached answers about these keys (another run may have written them meanwhile)."""
+        for key in email_keys:
+            self._emails.pop(key, None)
+            self._email_records.pop(key, None)
+        for key in event_keys:
+            self._events.pop(key, None)
 
     def _fetch(self, addresses: list[str], email_keys: list[str], event_keys: list[str]) -> None:
         caps = self.capabilities() if (email_keys or event_keys) else self._caps
@@ -444,8 +522,9 @@ class SalesforceCrm:
         email_key_of: dict[str, str] = {}
         if email_keys and caps is not None:
             if caps.enhanced_email:
-                for soql in chunk_in_list("SELECT Id, MessageIdentifier FROM EmailMessage WHERE MessageIdentifier IN ",
-                                          email_keys, path=query_path):
+                # The sender relation comes along (a subquery, no extra call): an email a broken run
+                # left without it is repaired by the next run that would have written the email.
+                for soql in chunk_in_list(EMAIL_LOOKUP_PREFIX, email_keys, path=query_path):
                     queries.append(("EmailMessage", soql))
             elif key_field:
                 email_key_of = {activity_key(k): k for k in email_keys}
@@ -496,10 +575,16 @@ class SalesforceCrm:
         asked = {k.lower(): k for k in email_keys}
         for key in email_keys:
             self._emails.setdefault(key, False)
-        for row in rows["EmailMessage"]:
+        for row in sorted(rows["EmailMessage"], key=lambda r: str(r.get("Id", ""))):
             original_key = asked.get(str(row.get("MessageIdentifier") or "").lower())
             if original_key:
                 self._emails[original_key] = True
+                has_sender = bool(self._sub_records(row.get("EmailMessageRelations")))
+                known = self._email_records.get(original_key)
+                # Older duplicates (from before claims existed) count as one: any of them with a
+                # sender relation is enough, else the oldest gets it.
+                if known is None or (has_sender and not known[1]):
+                    self._email_records[original_key] = (str(row["Id"]), has_sender)
         stored_email = {k.lower(): v for k, v in email_key_of.items()}
         for row in rows["Task"]:
             original_key = stored_email.get(str(row.get(key_field) or "").lower())
@@ -565,12 +650,7 @@ class SalesforceCrm:
                     record[name] = list(dict.fromkeys(ids))
             unit = _Unit(draft.key, "EmailMessage", record, "email", relation_parent_field="EmailMessageId")
             if draft.from_id:
-                unit.relations.append({
-                    "attributes": {"type": "EmailMessageRelation"},
-                    "RelationId": draft.from_id,
-                    "RelationType": "FromAddress",
-                    "RelationAddress": clip(draft.from_address, limits["RelationAddress"], ""),
-                })
+                unit.relations.append(_sender_relation(draft))
             return unit
         if not caps.activity_key_field:
             return None
@@ -641,7 +721,11 @@ class SalesforceCrm:
 
     # -- writes -----------------------------------------------------------------------------------
     def write(self, plan: WritePlan) -> WriteResult:
-        """Write a plan in Composite requests of up to 5 collections of up to 200 records each."""
+        """Write a plan in Composite requests of up to 5 collections of up to 200 records each.
+
+        New records travel with their relation rows (:func:`pack_creates`); updates, deletes and
+        relations of records that already exist fill the free collections.
+        """
         result = WriteResult()
         if not plan:
             return result
@@ -661,17 +745,7 @@ class SalesforceCrm:
                                                 "missing on activities, so meetings cannot be deduplicated."))
                 continue
             units.append(self._event_unit(event, key_field))
-
-        subs: list[_Sub] = []
-        # Emails first, then events: creates in collections of 200, each followed by its relations.
-        for start in range(0, len(units), COLLECTION_MAX):
-            chunk = units[start:start + COLLECTION_MAX]
-            create = _Sub("POST", records=[u.record for u in chunk], units=chunk, role="create")
-            subs.append(create)
-            pairs = [(u, r) for u in chunk for r in u.relations]
-            for rstart in range(0, len(pairs), COLLECTION_MAX):
-                subs.append(_Sub("POST", relations=pairs[rstart:rstart + COLLECTION_MAX], role="relation",
-                                 parent=create))
+        groups, overflow = pack_creates(units)
 
         updates: list[tuple[str, str, dict[str, Any]]] = []  # (key, label, record)
         extra_relations: list[tuple[_Unit, dict[str, Any]]] = []
@@ -686,6 +760,12 @@ class SalesforceCrm:
             if missing:
                 holder = _Unit(existing.key, "Event", {}, "event", relation_parent_field="EventId", id=existing.id)
                 extra_relations.extend((holder, _event_relation(p)) for p in missing)
+        if caps.enhanced_email:
+            for repair in plan.sender_repairs:
+                if repair.draft.from_id:
+                    holder = _Unit(repair.draft.key, "EmailMessage", {}, "email",
+                                   relation_parent_field="EmailMessageId", id=repair.record_id, repair=True)
+                    extra_relations.append((holder, _sender_relation(repair.draft)))
         deletes: list[tuple[str, str]] = []
         for existing, action in plan.cancelled_events:
             if action == "delete":
@@ -696,23 +776,48 @@ class SalesforceCrm:
                                                        "Subject": subject}))
             else:
                 result.events_unchanged += 1
+        standalone: list[_Sub] = []
         for start in range(0, len(updates), COLLECTION_MAX):
             chunk_updates = updates[start:start + COLLECTION_MAX]
-            subs.append(_Sub("PATCH", records=[r for _, _, r in chunk_updates],
-                             meta=[(k, label) for k, label, _ in chunk_updates], role="update"))
+            standalone.append(_Sub("PATCH", records=[r for _, _, r in chunk_updates],
+                                   meta=[(k, label) for k, label, _ in chunk_updates], role="update"))
         for start in range(0, len(deletes), COLLECTION_MAX):
             chunk_deletes = deletes[start:start + COLLECTION_MAX]
-            subs.append(_Sub("DELETE", ids=[i for _, i in chunk_deletes],
-                             meta=[(k, "delete") for k, _ in chunk_deletes], role="delete"))
+            standalone.append(_Sub("DELETE", ids=[i for _, i in chunk_deletes],
+                                   meta=[(k, "delete") for k, _ in chunk_deletes], role="delete"))
         for start in range(0, len(extra_relations), COLLECTION_MAX):
-            subs.append(_Sub("POST", relations=extra_relations[start:start + COLLECTION_MAX], role="relation"))
+            standalone.append(_Sub("POST", relations=extra_relations[start:start + COLLECTION_MAX], role="relation"))
+        # Independent work fills the free collections of the last request, then requests of its own.
+        for sub in standalone:
+            if groups and len(groups[-1]) < COMPOSITE_MAX_HEAVY:
+                groups[-1].append(sub)
+            else:
+                groups.append([sub])
+        # Relations of a record too big to travel whole go after the request that creates it.
+        for start in range(0, len(overflow), COMPOSITE_MAX_HEAVY):
+            groups.append(overflow[start:start + COMPOSITE_MAX_HEAVY])
 
-        pending = list(subs)
+        pending = groups
         while pending:
-            group, pending = pending[:COMPOSITE_MAX_HEAVY], pending[COMPOSITE_MAX_HEAVY:]
+            group, pending = pending[0], pending[1:]
             retry = self._send_group(group, result)
-            pending = retry + pending
+            pending = [retry[k:k + COMPOSITE_MAX_HEAVY] for k in range(0, len(retry), COMPOSITE_MAX_HEAVY)] + pending
+        self._remember_writes(units, plan, result)
         return result
+
+    def _remember_writes(self, units: list[_Unit], plan: WritePlan, result: WriteResult) -> None:
+        """Keep the per-run caches true after a write: what now exists, and meetings to ask about again."""
+        for unit in units:
+            if unit.kind == "email" and unit.key in result.written_keys:
+                self._emails[unit.key] = True
+            elif unit.kind == "event":
+                self._events.pop(unit.key, None)
+        for existing, _ in plan.changed_events:
+            self._events.pop(existing.key, None)
+        for existing, _ in plan.cancelled_events:
+            self._events.pop(existing.key, None)
+        for repair in plan.sender_repairs:
+            self._email_records.pop(repair.draft.key, None)
 
     def _send_group(self, group: list[_Sub], result: WriteResult) -> list[_Sub]:
         """Send one Composite request; returns relation subrequests to resend with resolved ids."""
@@ -727,12 +832,14 @@ class SalesforceCrm:
                 continue
             if sub.role == "relation":
                 records, kept = [], []
+                sub.referenced = False
                 for unit, template in sub.relations:
-                    parent = sub.parent
-                    if parent is not None and id(parent) in in_group and not unit.id:
-                        ref = f"@{{{parent.ref}[{parent.position(unit)}].id}}"
-                    elif unit.id:
+                    create = unit.create
+                    if unit.id:
                         ref = unit.id
+                    elif create is not None and id(create) in in_group and not unit.failed:
+                        ref = f"@{{{create.ref}[{create.position(unit)}].id}}"
+                        sub.referenced = True
                     else:
                         continue  # the parent record was refused: nothing to relate
                     records.append({**template, unit.relation_parent_field: ref})
@@ -762,7 +869,7 @@ class SalesforceCrm:
                     code = str(items[0].get("errorCode") or "")
                 if code == "REQUEST_LIMIT_EXCEEDED":
                     raise ApiLimitExceeded()
-                if sub.role == "relation" and sub.parent is not None:
+                if sub.role == "relation" and sub.referenced:
                     # A reference to a refused parent fails the whole subrequest: resend the rest once,
                     # with the ids their parents got (no references, so it cannot fail that way again).
                     again = _Sub("POST", relations=[(u, t) for u, t in sub.relations if u.id], role="relation")
@@ -815,6 +922,8 @@ class SalesforceCrm:
                 unit, template = sub.relations[index]
                 if ok:
                     result.relations_written += 1
+                    if unit.repair:
+                        result.relations_repaired += 1
                 elif not codes & _DUPLICATE_CODES:
                     result.rejected.append(Rejected(unit.key, str(template["attributes"]["type"]), reason))
             elif sub.role == "update":
@@ -832,6 +941,16 @@ class SalesforceCrm:
                     result.events_deleted += 1
                 else:
                     result.rejected.append(Rejected(key, "Event", reason))
+
+
+def _sender_relation(draft: EmailDraft) -> dict[str, Any]:
+    """The FromAddress relation of an email (the matched sender, or the owner for sent mail)."""
+    return {
+        "attributes": {"type": "EmailMessageRelation"},
+        "RelationId": draft.from_id,
+        "RelationType": "FromAddress",
+        "RelationAddress": clip(draft.from_address, FIELD_LIMITS["EmailMessage"]["RelationAddress"], ""),
+    }
 
 
 def _event_relation(person_id: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from rq import cron
 
-from backend.extensions import QUEUE_SYNC, Services, services
+from backend.extensions import QUEUE_INTERACTIVE, Services, services
 from backend.jobs.context import worker_app
 
 log = logging.getLogger(__name__)
@@ -63,4 +63,7 @@ def tick() -> dict[str, Any]:
         return run_tick(services(), time.time())
 
 
-cron.register(tick, queue_name=QUEUE_SYNC, interval=TICK_SECONDS, job_timeout=300, result_ttl=600)
+# The tick goes to the interactive queue: in "sync" it would wait behind the very runs it enqueues
+# (a backlog of background runs would starve the clock); "interactive" holds only short jobs.
+TICK_QUEUE = QUEUE_INTERACTIVE
+cron.register(tick, queue_name=TICK_QUEUE, interval=TICK_SECONDS, job_timeout=300, result_ttl=600)

@@ -2,27 +2,36 @@
 
 * Unique job id ``sync-{mailbox id}`` (RQ 3.0 ``unique=True``): a second enqueue while a run is
   queued, scheduled for retry or running is refused, on any worker. RQ keeps the hash of a
-  finished or failed job; such a leftover is history, not a run, and is replaced.
+  finished or failed job; such a leftover is history, not a run, and is replaced (only while it
+  is still finished: two enqueuers racing must not delete each other's fresh job).
+* Sync now overtakes: a background run still waiting in the ``sync`` queue (behind a backlog) or
+  scheduled for a retry (up to an hour away) moves to the front of the ``interactive`` queue and
+  runs as interactive. A run already started is left alone.
 * Timeout: :data:`JOB_TIMEOUT_SECONDS`; a run that overruns is stopped and retried.
 * Retries: transient errors (mail server or Salesforce down, throttled) are retried with backoff
   that honours the service's Retry-After; permanent ones are not retried (the next scheduled run
   tries again). The job never swallows an error: RQ records every failure.
 * Authentication failures count; after ``MAX_AUTH_FAILURES`` runs in a row sync is disabled
-  (``disabled_error``) and one notification per incident goes out. A transient error never counts.
+  (``disabled_error``) and one notification per incident goes out. A transient error never counts,
+  nor does a refusal of our own app's credentials (``ServiceMisconfigured``: an expired client
+  secret would otherwise disable every mailbox and email every user to reconnect, which cannot help).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import zlib
 from typing import Any
 
+import redis
 from rq import Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus, get_current_job
+from rq.registry import ScheduledJobRegistry
 
 from backend.connectors.crm import ApiLimitExceeded
-from backend.connectors.errors import AuthRevoked, ConnectorError, Throttled
+from backend.connectors.errors import AuthRevoked, ConnectorError, ServiceMisconfigured, Throttled
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_NOTIFY, QUEUE_SYNC, services
 from backend.jobs.context import worker_app
 from backend.store.mailboxes import InvalidTransition
@@ -36,6 +45,26 @@ JOB_TIMEOUT_SECONDS = 20 * 60
 # Never wait longer than this for a retry, whatever Retry-After says: the schedule takes over.
 MAX_RETRY_WAIT_SECONDS = 3600
 _FINISHED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED}
+_FINISHED_RAW = {s.value.encode() for s in _FINISHED}
+
+# Moves a job that is still waiting (in a queue list, or in a scheduled-retry registry) to the front
+# of the interactive queue, atomically: a worker popping it, or the scheduler enqueuing it, at the
+# same moment makes the LREM/ZREM find nothing, and nothing moves. KEYS: the waiting place, the
+# interactive queue, the job hash. ARGV: "list" or "zset", job id, new data, new origin, status.
+_PROMOTE = """
+local removed
+if ARGV[1] == 'list' then
+  removed = redis.call('LREM', KEYS[1], 0, ARGV[2])
+else
+  removed = redis.call('ZREM', KEYS[1], ARGV[2])
+end
+if removed == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[3], 'data', ARGV[3], 'origin', ARGV[4], 'status', ARGV[5])
+redis.call('LPUSH', KEYS[2], ARGV[2])
+return 1
+"""
 
 
 def job_id_for(mailbox_id: str) -> str:
@@ -65,13 +94,73 @@ def retry_policy() -> Retry:
     return Retry(max=len(intervals), interval=intervals)
 
 
+def delete_if_finished(job_id: str) -> bool:
+    """Delete a finished (or failed) job's leftover hash; False when the job is no longer finished.
+
+    WATCH on the job hash makes the check and the delete one step: another enqueuer that replaced
+    the leftover with a fresh job meanwhile (maybe already running) keeps it.
+    """
+    connection = services().redis_raw
+    with connection.pipeline() as pipe:
+        while True:
+            try:
+                job = Job.fetch(job_id, connection=connection)
+                pipe.watch(job.key)
+                status = pipe.hget(job.key, "status")
+                if status is None:
+                    pipe.unwatch()
+                    return True  # gone meanwhile: nothing to replace
+                if status not in _FINISHED_RAW:
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                job.delete(pipeline=pipe)
+                pipe.execute()
+                return True
+            except NoSuchJobError:
+                return True
+            except redis.WatchError:
+                continue
+
+
+def promote(job_id: str) -> bool:
+    """Move a waiting background run to the front of the interactive queue, as an interactive run.
+
+    Waiting means queued in ``sync`` (behind a backlog) or scheduled for a retry; True when moved.
+    """
+    svc = services()
+    connection = svc.redis_raw
+    try:
+        job = Job.fetch(job_id, connection=connection)
+    except NoSuchJobError:
+        return False
+    status = job.get_status(refresh=False)
+    interactive = svc.queue(QUEUE_INTERACTIVE)
+    if status is JobStatus.QUEUED and job.origin != QUEUE_INTERACTIVE:
+        kind, place = "list", svc.queue(job.origin).key if job.origin in svc.queues else f"rq:queue:{job.origin}"
+    elif status is JobStatus.SCHEDULED:
+        kind, place = "zset", ScheduledJobRegistry(job.origin, connection=connection).key
+    else:
+        return False  # already in front, running, or gone
+    job.kwargs = {**job.kwargs, "interactive": True}
+    moved = connection.eval(_PROMOTE, 3, place, interactive.key, job.key, kind, job.id, zlib.compress(job.data),
+                            QUEUE_INTERACTIVE, JobStatus.QUEUED.value)
+    if moved:
+        log.info("sync now: run moved to the front of the interactive queue job=%s was=%s", job.id, status.value)
+    return bool(moved)
+
+
 def enqueue_sync(mailbox_id: str, interactive: bool = False) -> bool:
-    """Queue a run unless one is already queued or running; True when this call queued it."""
+    """Queue a run unless one is already queued or running; True when this call queued (or promoted) it.
+
+    An interactive enqueue (Sync now) finding a background run still waiting moves that run to the
+    front of the interactive queue instead of leaving the person waiting behind the backlog.
+    """
     svc = services()
     queue = svc.queue(QUEUE_INTERACTIVE if interactive else QUEUE_SYNC)
     job_id = job_id_for(mailbox_id)
     retry = retry_policy()
-    for _ in range(2):
+    for _ in range(3):
         try:
             queue.enqueue(
                 sync_mailbox,
@@ -93,9 +182,11 @@ def enqueue_sync(mailbox_id: str, interactive: bool = False) -> bool:
                 continue
             if job.get_status(refresh=True) in _FINISHED:
                 # A finished or failed run leaves its job hash behind; it is history, not a run.
-                job.delete()
-                continue
-            return False
+                # Deleted only if still finished: a racing enqueuer's fresh job stays.
+                if delete_if_finished(job_id):
+                    continue
+                return False
+            return promote(job_id) if interactive else False
     return False
 
 
@@ -104,8 +195,11 @@ def _set_retry(error: BaseException) -> None:
     job = get_current_job()
     if job is None:
         return
-    if isinstance(error, ApiLimitExceeded) or (isinstance(error, ConnectorError) and not error.transient):
-        # Retrying cannot help: auth needs the person; the API budget backs off for the whole org.
+    if isinstance(error, ApiLimitExceeded | ServiceMisconfigured) or (
+            isinstance(error, ConnectorError) and not error.transient):
+        # Retrying cannot help: auth needs the person; the API budget backs off for the whole org;
+        # our own app credentials need an administrator (every mailbox retrying would only hammer
+        # the identity provider; the next scheduled run tries again, and nothing is counted).
         job.retries_left = 0
         return
     if isinstance(error, Throttled):

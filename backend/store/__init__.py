@@ -14,6 +14,8 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``):
 ``P runs:{mid}``                       list: the latest run records (counts, never content)
 ``P quarantine:{mid}``                 list: rejected items (Message-ID, object, reason)
 ``P sfcaps:{org}``                     string: JSON, the org's Salesforce capabilities (24 h TTL)
+``P claim:{org}:{sha256}``             string: ``{mid}:{run}`` writing that Message-ID now (TTL, ``runs.py``)
+``P evmap:{mid}``                      hash: remote event id -> ``{end}|{key}`` of meetings it organised
 ``P schedule``                         sorted set: mid scored by its next run time
 ``P secret:{kind}:{owner}:{name}``     string: a Fernet token (the only place secrets live)
 ``P apisession:{sid}``                 string: uid, with the bearer token's lifetime as TTL

@@ -87,6 +87,9 @@ class SyncMailbox:
         return self.state in (SyncState.RUNNING, SyncState.PAUSED, SyncState.DISABLED_ERROR)
 
 
+# States in which a mailbox has a connection (credentials a run may refresh).
+_CONNECTED = (SyncState.RUNNING, SyncState.PAUSED, SyncState.DISABLED_ERROR)
+
 # Which states each action may start from.
 _FROM: dict[str, frozenset[SyncState]] = {
     "activate": frozenset(SyncState),
@@ -240,6 +243,36 @@ class MailboxRepo:
                     pipe.hset(self._key(mid), "auth_failures", encode_value(count))
                     pipe.execute()
                     return count
+                except redis.WatchError:
+                    continue
+
+    def put_secret_if_connected(self, mid: str, name: str, value: str, generation: float | None = None) -> bool:
+        """Store a mailbox secret (encrypted) only while the mailbox is connected; True when stored.
+
+        A run refreshing a token writes it back through here: WATCH on the mailbox hash makes the
+        check and the write atomic with Deactivate (which changes the state, then deletes the
+        secrets), so a deleted credential never comes back. With ``generation`` (the mailbox's
+        ``activated_at`` when the run began) a reconnect meanwhile also refuses the stale write.
+        """
+        key = self._key(mid)
+        secret_key = self._keys("secret", "mailbox", mid, name)
+        token = self._secrets.box.encrypt(value)
+        connected = {encode_value(s) for s in _CONNECTED}
+        with self._r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    state, activated = pipe.hmget(key, ["state", "activated_at"])
+                    if state not in connected:
+                        pipe.unwatch()
+                        return False
+                    if generation is not None and (activated is None or float(json.loads(activated)) != generation):
+                        pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    pipe.set(secret_key, token)
+                    pipe.execute()
+                    return True
                 except redis.WatchError:
                     continue
 

@@ -1,12 +1,24 @@
 """Sync run history, the quarantine, cursor saves tied to the mailbox state, and cached org capabilities.
 
+Also the two pieces of run coordination that live in Redis:
+
+* **Email claims** (``claim:{org}:{digest}``): Salesforce does not keep ``EmailMessage.MessageIdentifier``
+  unique, so two colleagues' runs holding the same email could both find it missing and both write
+  it. A run claims each email key of a batch (``SET NX EX``, value ``{mailbox}:{run}``) before it
+  looks the batch up and releases the claims after the write; a key claimed by another run waits.
+* **Logged meetings** (``evmap:{mid}``): remote event id -> ``{end}|{event key}`` for meetings the
+  mailbox organised and we logged, so a meeting that later disappears from the calendar (the
+  organiser cancelled it) can be found in Salesforce. Ids and times only.
+
 Run records and quarantine entries hold ids, counts, codes and Salesforce's reasons: never a
 subject, a body or an address list.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from typing import Any
 
 import redis
@@ -37,6 +49,41 @@ end
 return 1
 """
 _CONNECTED_STATES = ("running", "paused", "disabled_error")
+
+# Claims each email key for this run (ARGV[1] = holder "{mailbox}:{run}", ARGV[2] = the mailbox's
+# prefix "{mailbox}:", ARGV[3] = TTL). A claim left by an earlier run of the same mailbox is taken
+# over: one mailbox never has two runs at once (unique job id), so that run is dead. Returns the
+# 1-based positions of the keys another mailbox's run holds.
+_CLAIM = """
+local others = {}
+for i, key in ipairs(KEYS) do
+  if not redis.call('SET', key, ARGV[1], 'NX', 'EX', ARGV[3]) then
+    local holder = redis.call('GET', key)
+    if holder == ARGV[1] or string.sub(holder, 1, string.len(ARGV[2])) == ARGV[2] then
+      redis.call('SET', key, ARGV[1], 'EX', ARGV[3])
+    else
+      table.insert(others, i)
+    end
+  end
+end
+return others
+"""
+# Releases only the claims this run still holds (an expired and re-taken claim is someone else's).
+_RELEASE = """
+local released = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    released = released + 1
+  end
+end
+return released
+"""
+# A logged meeting is remembered this long after its last write (the map of a mailbox whose
+# calendar stopped changing, or that was deactivated, goes away by itself).
+EVENT_MAP_TTL_SECONDS = 120 * 24 * 3600
+# Entries of meetings that already ended are pruned once the map holds more than this.
+EVENT_MAP_PRUNE_AT = 1000
 
 
 class SyncRunRepo:
@@ -107,6 +154,70 @@ class SyncRunRepo:
                 pipe.hget(self._keys("org", org), "api_backoff_until")
             rows = pipe.execute()
         return {org: float(json.loads(raw)) if raw else 0.0 for org, raw in zip(org_ids, rows, strict=True)}
+
+    # Email claims: one run at a time looks up and writes a given Message-ID across the org.
+    def _claim_key(self, org_id: str, email_key: str) -> str:
+        digest = hashlib.sha256(email_key.encode("utf-8")).hexdigest()[:40]
+        return self._keys("claim", org_id, digest)
+
+    def claim_emails(self, org_id: str, email_keys: list[str], holder: str, ttl_seconds: int) -> set[str]:
+        """Claim ``email_keys`` for ``holder`` ("{mailbox}:{run}"); returns the keys another mailbox's run holds."""
+        if not email_keys:
+            return set()
+        prefix = holder.split(":", 1)[0] + ":"
+        keys = [self._claim_key(org_id, k) for k in email_keys]
+        positions = self._r.eval(_CLAIM, len(keys), *keys, holder, prefix, str(int(ttl_seconds)))
+        return {email_keys[int(p) - 1] for p in positions}
+
+    def release_emails(self, org_id: str, email_keys: list[str], holder: str) -> int:
+        """Release the claims ``holder`` still holds; returns how many."""
+        if not email_keys:
+            return 0
+        keys = [self._claim_key(org_id, k) for k in email_keys]
+        return int(self._r.eval(_RELEASE, len(keys), *keys, holder))
+
+    def claimed_by_others(self, org_id: str, email_keys: list[str], holder: str) -> set[str]:
+        """The keys among ``email_keys`` a run of another mailbox holds now (one round trip)."""
+        if not email_keys:
+            return set()
+        prefix = holder.split(":", 1)[0] + ":"
+        values = self._r.mget([self._claim_key(org_id, k) for k in email_keys])
+        return {k for k, v in zip(email_keys, values, strict=True) if v is not None and not str(v).startswith(prefix)}
+
+    # Meetings the mailbox organised and we logged: remote id -> "{end}|{event key}".
+    def remember_events(self, mid: str, events: dict[str, tuple[str, float]]) -> None:
+        """Remember logged meetings (remote id -> (event key, end time)); prunes ended ones when the map grows."""
+        if not events:
+            return
+        key = self._keys("evmap", mid)
+        with self._r.pipeline() as pipe:
+            pipe.hset(key, mapping={rid: f"{int(end)}|{event_key}" for rid, (event_key, end) in events.items()})
+            pipe.expire(key, EVENT_MAP_TTL_SECONDS)
+            pipe.hlen(key)
+            size = pipe.execute()[-1]
+        if int(size) > EVENT_MAP_PRUNE_AT:
+            now = time.time()
+            entries = self._r.hgetall(key)
+            ended = [str(rid) for rid, value in entries.items() if float(str(value).split("|", 1)[0]) < now]
+            if ended:
+                self._r.hdel(key, *ended)
+
+    def logged_events(self, mid: str, remote_ids: list[str]) -> dict[str, tuple[str, float]]:
+        """The logged meetings among ``remote_ids``: remote id -> (event key, end time)."""
+        if not remote_ids:
+            return {}
+        values = self._r.hmget(self._keys("evmap", mid), remote_ids)
+        found: dict[str, tuple[str, float]] = {}
+        for rid, value in zip(remote_ids, values, strict=True):
+            if value:
+                end, _, event_key = str(value).partition("|")
+                found[rid] = (event_key, float(end))
+        return found
+
+    def forget_events(self, mid: str, remote_ids: list[str]) -> None:
+        """Forget meetings (cancelled, deleted, or handled)."""
+        if remote_ids:
+            self._r.hdel(self._keys("evmap", mid), *remote_ids)
 
     # Org capabilities (Enhanced Email on/off, our key field present), found by describe.
     def capabilities(self, org_id: str) -> dict[str, object] | None:

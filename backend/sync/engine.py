@@ -4,10 +4,18 @@
    background run, if the org's Salesforce API budget is backing off).
 2. Take the time, then read changes since the cursors (``Mailbox.read_changes``), page by page.
 3. Filter (blocklists, free mail, internal-only, private, drafts, events over 24 h).
-4. Match every participant address of a batch of pages against Contacts and Leads, and ask which
-   Message-IDs and meetings Salesforce already holds, in one batched lookup.
-5. Write what is new (EmailMessage or Task, Event with relations), update changed meetings,
-   delete or mark cancelled ones. Writes are deduplicated in Salesforce, so a rerun is harmless.
+4. Claim the batch's Message-IDs for this run across the org (Redis, ``SET NX``): Salesforce does
+   not keep ``EmailMessage.MessageIdentifier`` unique, so a colleague's run holding the same
+   email must not look it up and write it at the same moment. Then match every participant
+   address against Contacts and Leads, and ask which Message-IDs and meetings Salesforce already
+   holds, in one batched lookup.
+5. Write what is new (EmailMessage or Task, Event with relations), add the sender relation to
+   emails an earlier broken run left without one, update changed meetings, delete or mark
+   cancelled ones (also meetings the user organised that left the calendar: the organiser
+   cancelled them). Release the claims. Emails another run holds are looked up again once it is
+   done (written by it: duplicates; not written: ours to write); a wait over a minute fails the
+   run transiently, before the batch's cursors move. Writes are deduplicated in Salesforce, so a
+   rerun is harmless.
 6. Save the cursors of the batch's pages only after its writes, then record counts, duration and
    calls, and schedule the next run (quiet runs stretch the interval).
 
@@ -24,13 +32,13 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from backend.config import Settings
 from backend.connectors import MailboxContext, MailboxSecrets, open_mailbox
-from backend.connectors.crm import ApiLimitExceeded, ApiUsage, Crm, WritePlan
-from backend.connectors.errors import AuthRevoked, ConnectorError, CursorExpired
-from backend.connectors.mailbox import ChangePage, EmailItem, EventItem, Folder, Mailbox, SyncWindow
+from backend.connectors.crm import ApiLimitExceeded, ApiUsage, Crm, SenderRepair, WritePlan
+from backend.connectors.errors import AuthRevoked, ConnectorError, CursorExpired, Unavailable
+from backend.connectors.mailbox import ChangePage, Deletion, EmailItem, EventItem, Folder, Mailbox, SyncWindow
 from backend.extensions import services
 from backend.store import Store
 from backend.store.mailboxes import SyncMailbox, SyncState
@@ -41,6 +49,7 @@ from backend.sync.filters import Filters, Reason
 from backend.sync.match import lookup_batch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Items written per batch (SYNC_BATCH_ITEMS, default 1,000): enough to fill Composite requests of
 # five collections of 200, few enough to keep a run's memory flat (bodies are bounded by the
@@ -54,6 +63,20 @@ USAGE_FRESH_SECONDS = 30 * 60
 # Quiet runs in a row after which the interval doubles, then quadruples (30 -> 60 -> 120 min).
 QUIET_RUNS_DOUBLE = 2
 QUIET_RUNS_QUADRUPLE = 4
+# An email claim outlives the lookup and write of one batch (a few Composite calls of at most
+# 180 s each); a run that dies leaves claims that expire after this (its own mailbox's rerun takes
+# them over at once).
+CLAIM_TTL_SECONDS = 15 * 60
+# How long a run waits for a colleague's run to finish writing emails both hold, and how often it
+# looks. Longer waits fail the run transiently: the job retries and the cursors stay put.
+CLAIM_WAIT_SECONDS = 60.0
+CLAIM_POLL_SECONDS = 0.25
+
+
+class ClaimWaitTimeout(Unavailable):
+    """Another run kept the same emails too long; this run is retried (its batch's cursors did not move)."""
+
+    code = "emails_claimed_elsewhere"
 
 
 def crm_for(settings: Settings, store: Store, user: User, on_usage: Any) -> Crm:
@@ -78,7 +101,9 @@ def mailbox_for(settings: Settings, store: Store, mailbox: SyncMailbox) -> Mailb
         mailbox_id=mailbox.id,
         address=mailbox.address,
         connection=dict(mailbox.connection),
-        secrets=MailboxSecrets(store.secrets, mailbox.id),
+        # Write-backs (a refreshed token cache) are refused once the mailbox is deactivated or
+        # reconnected while the run goes: Deactivate must not be undone by a run.
+        secrets=MailboxSecrets(store.secrets, mailbox.id, guard=store.mailboxes, generation=mailbox.activated_at),
     )
     if factory is not None:
         connector: Mailbox = factory(mailbox.provider, context)
@@ -106,9 +131,13 @@ class RunCounts:
     events_cancelled: int = 0
     events_unchanged: int = 0
     relations_written: int = 0
+    # Sender relations added to emails an earlier, broken run left without one.
+    relations_repaired: int = 0
     duplicates: int = 0
     quarantined: int = 0
     relations_quarantined: int = 0
+    # Times this run waited for a colleague's run writing the same emails.
+    claim_waits: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The counts as JSON-ready values."""
@@ -120,6 +149,14 @@ class RunCounts:
         """Count one filtered item."""
         self.filtered += 1
         self.filtered_by[reason.value] += 1
+
+
+def batches(items: list[T], size: int) -> list[list[T]]:
+    """``items`` cut into batches of ``size``; a remainder under a quarter of ``size`` joins the last one."""
+    chunks = [items[start:start + size] for start in range(0, len(items), size)]
+    if len(chunks) > 1 and len(chunks[-1]) * 4 < size:
+        chunks[-2].extend(chunks.pop())
+    return chunks
 
 
 def _iso(ts: float) -> str:
@@ -137,12 +174,17 @@ class MailboxRun:
         self.user = user
         self.org = org
         self.interactive = interactive
+        self.run_id = uuid.uuid4().hex[:12]
+        # Holder of this run's email claims: "{mailbox}:{run}".
+        self.holder = f"{mailbox.id}:{self.run_id}"
         self.counts = RunCounts()
         self.crm: Crm | None = None
         self.connector: Mailbox | None = None
         self.stopped = ""
         self.phase = "mailbox"
         self.seen_keys: set[str] = set()
+        # Meetings known to be in Salesforce this run (looked up or written), by key.
+        self.logged_events: set[str] = set()
         self.usage: ApiUsage | None = None
         self.filters = Filters.build(
             own_addresses=[mailbox.address, *mailbox.aliases, user.addin_mailbox],
@@ -250,26 +292,80 @@ class MailboxRun:
             latest_events[key] = event
         kept_events = list(latest_events.values())
         # A single page may hold more than a batch (EWS returns up to 512 changes): write it in
-        # batches; its cursor is saved once all of them are written.
-        size = self.batch_items
+        # batches; its cursor is saved once all of them are written. A small remainder (pages
+        # rarely end on the batch size: 2 x 512 = 1,024) rides with the last batch instead of
+        # costing a lookup and a write call of its own.
         items: list[EmailItem | EventItem] = [*kept_emails, *kept_events]
-        for start in range(0, len(items), size):
-            chunk = items[start:start + size]
+        for chunk in batches(items, self.batch_items):
             self.phase = "salesforce"
             self.write([i for i in chunk if isinstance(i, EmailItem)], [i for i in chunk if isinstance(i, EventItem)])
+        # After the writes: a meeting created and removed within this batch is known by now.
+        removed = [d for p in pages for d in p.deletions if d.folder is Folder.CALENDAR]
+        if removed:
+            self.phase = "salesforce"
+            self.cancel_removed(removed)
         self.save_cursors(pages)
 
     def write(self, emails: list[EmailItem], events: list[EventItem]) -> None:
-        """Match, skip what Salesforce holds, write the rest."""
+        """Claim the batch's emails, match, skip what Salesforce holds, write the rest, release.
+
+        Emails a colleague's run holds are set aside, waited for, and looked up again once that run
+        released them: by then it wrote them (duplicates here) or failed (ours to write).
+        """
+        pending = emails
+        first = True
+        deadline = 0.0
+        while True:
+            keys = sorted({e.dedup_key for e in pending if e.dedup_key not in self.seen_keys})
+            held = self.store.runs.claim_emails(self.org.org_id, keys, self.holder, CLAIM_TTL_SECONDS)
+            mine = [k for k in keys if k not in held]
+            try:
+                self.write_claimed([e for e in pending if e.dedup_key not in held], events if first else [])
+            finally:
+                self.store.runs.release_emails(self.org.org_id, mine, self.holder)
+            first = False
+            if not held:
+                return
+            pending = [e for e in pending if e.dedup_key in held]
+            if not deadline:
+                deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+            self.counts.claim_waits += 1
+            self.wait_for_release(sorted(held), deadline)
+            # The other run may have written them: ask Salesforce again, not the run's cache.
+            self.crm_client().forget(email_keys=held)
+
+    def wait_for_release(self, keys: list[str], deadline: float) -> None:
+        """Wait until another run released at least one of ``keys``; ClaimWaitTimeout past ``deadline``."""
+        while True:
+            still = self.store.runs.claimed_by_others(self.org.org_id, keys, self.holder)
+            if len(still) < len(keys):
+                return
+            if time.monotonic() >= deadline:
+                log.warning("emails held by another run too long mid=%s count=%d", self.mailbox.id, len(keys))
+                raise ClaimWaitTimeout("A colleague's sync is logging some of the same emails; this run tries "
+                                       "again shortly.")
+            time.sleep(CLAIM_POLL_SECONDS)
+
+    def write_claimed(self, emails: list[EmailItem], events: list[EventItem]) -> None:
+        """Match, skip what Salesforce holds, write the rest (the emails' keys are claimed by this run)."""
+        if not emails and not events:
+            return
         crm = self.crm_client()
         counts = self.counts
         lookup = lookup_batch(crm, self.filters, emails, events)
+        self.logged_events.update(lookup.existing_events)
         plan = WritePlan()
         owner = self.user.sf_user_id
         for email in emails:
             key = email.dedup_key
             if key in lookup.existing_emails or key in self.seen_keys:
                 counts.duplicates += 1
+                if key in lookup.emails_without_sender and key not in self.seen_keys:
+                    # Logged by an earlier run that broke before writing its sender relation.
+                    draft = mapping.email_draft(email, lookup.people, self.filters, owner)
+                    if draft is not None and draft.from_id:
+                        plan.sender_repairs.append(SenderRepair(lookup.email_ids[key], draft))
+                        self.seen_keys.add(key)
                 continue
             draft = mapping.email_draft(email, lookup.people, self.filters, owner)
             if draft is None:
@@ -303,9 +399,16 @@ class MailboxRun:
                 plan.new_events.append(event_draft)
             else:
                 plan.changed_events.append((existing, event_draft))
-        if not plan:
-            return
-        result = crm.write(plan)
+        if plan:
+            self.apply(plan)
+        self.remember_organised(events)
+
+    def apply(self, plan: WritePlan) -> None:
+        """Write a plan, count what it did and quarantine what Salesforce refused."""
+        counts = self.counts
+        result = self.crm_client().write(plan)
+        new_events = {e.key for e in plan.new_events}
+        self.logged_events.update(result.written_keys & new_events)
         counts.emails_written += result.emails_written
         counts.events_written += result.events_written
         counts.written += result.emails_written + result.events_written
@@ -313,6 +416,7 @@ class MailboxRun:
         counts.events_cancelled += result.events_deleted + result.events_marked
         counts.events_unchanged += result.events_unchanged
         counts.relations_written += result.relations_written
+        counts.relations_repaired += result.relations_repaired
         counts.duplicates += result.duplicates
         now = _iso(time.time())
         entries = []
@@ -327,6 +431,50 @@ class MailboxRun:
                 self.usage.percent >= self.settings.SF_API_BUDGET_PERCENT:
             # The rest waits: the org's other work in Salesforce matters more than our backlog.
             self.stopped = "api_budget"
+
+    def remember_organised(self, events: list[EventItem]) -> None:
+        """Remember (remote id -> key) the meetings of the batch this mailbox organised that Salesforce holds.
+
+        When the organiser cancels a meeting it leaves their calendar (a deletion, not an update),
+        and the deletion carries only the remote id: this map is how the run finds the Event.
+        """
+        organised: dict[str, tuple[str, float]] = {}
+        done: list[str] = []
+        for event in events:
+            organizer = event.organizer
+            if organizer is None or not self.filters.is_own(organizer.email) or not event.remote_id:
+                continue
+            key = event.dedup_key
+            if event.is_cancelled:
+                done.append(event.remote_id)
+            elif key in self.logged_events:
+                end = event.end or event.start
+                organised[event.remote_id] = (key, end.timestamp() if end is not None else 0.0)
+        self.store.runs.forget_events(self.mailbox.id, done)
+        self.store.runs.remember_events(self.mailbox.id, organised)
+
+    def cancel_removed(self, removed: list[Deletion]) -> None:
+        """Apply the cancelled-meetings setting to logged meetings the user organised that left the calendar.
+
+        A meeting that already ended is left alone (removing a past meeting from one's calendar is
+        tidying up, not a cancellation), and so is one the user did not organise (an invitee's copy
+        going away cancels nothing).
+        """
+        remote_ids = sorted({d.remote_id for d in removed})
+        logged = self.store.runs.logged_events(self.mailbox.id, remote_ids)
+        now = time.time()
+        keys = sorted({key for key, end in logged.values() if end > now})
+        if keys:
+            crm = self.crm_client()
+            crm.forget(event_keys=keys)
+            existing = crm.existing_events(keys)
+            action = "delete" if str(self.mailbox.settings.get("cancelled_events") or "mark") == "delete" else "mark"
+            plan = WritePlan(cancelled_events=[(existing[k], action) for k in keys if k in existing])
+            if plan:
+                self.counts.matched += len(plan.cancelled_events)
+                self.apply(plan)
+        # Forgotten only once handled: a failure above leaves them for the rerun of this batch.
+        self.store.runs.forget_events(self.mailbox.id, list(logged))
 
     def save_cursors(self, pages: list[ChangePage]) -> None:
         """Save the cursor of the last page of each folder in ``pages`` (their writes are done)."""
@@ -464,7 +612,7 @@ def run_mailbox(mailbox_id: str, interactive: bool = False) -> dict[str, Any]:
     finished = time.time()
     counts = run.counts.as_dict()
     record: dict[str, Any] = {
-        "id": uuid.uuid4().hex[:12],
+        "id": run.run_id,
         "started_at": _iso(started),
         "finished_at": _iso(finished),
         "duration_ms": int((time.monotonic() - clock) * 1000),

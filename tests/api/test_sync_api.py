@@ -155,3 +155,22 @@ def test_settings(client: FlaskClient, active: LoggedIn) -> None:
 
 def test_background_queue_untouched_by_sync_now(app: Flask, client: FlaskClient, active: LoggedIn) -> None:
     assert queued(app, QUEUE_SYNC) == []
+
+
+def test_sync_now_moves_a_waiting_background_run_to_the_front(app: Flask, client: FlaskClient,
+                                                              active: LoggedIn) -> None:
+    from backend.jobs.sync import enqueue_sync
+
+    with app.app_context():
+        services().queue(QUEUE_INTERACTIVE).empty()  # the first run was taken
+        for i in range(3):
+            services().queue(QUEUE_SYNC).enqueue("backend.jobs.sync.sync_mailbox", args=(f"other{i}",),
+                                                 job_id=f"sync-other{i}")
+        assert enqueue_sync(active.uid)  # the clock queued a background run behind the others
+    assert client.get("/api/sync", headers=active.headers).json["job"] == "queued"
+    now = client.post("/api/sync/run", headers=active.headers)
+    assert now.status_code == 202 and now.json["queued"] is True  # it will run next
+    assert queued(app, QUEUE_INTERACTIVE) == [job_id_for(active.uid)]
+    assert queued(app, QUEUE_SYNC) == [f"sync-other{i}" for i in range(3)]
+    again = client.post("/api/sync/run", headers=active.headers)
+    assert again.status_code == 202 and again.json["queued"] is False  # already first in line

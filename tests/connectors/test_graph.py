@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from backend.connectors import MailboxContext, MailboxSecrets, open_mailbox
-from backend.connectors.errors import AuthRevoked, CursorExpired, Throttled, Unavailable
+from backend.connectors.errors import AuthRevoked, CursorExpired, ServiceMisconfigured, Throttled, Unavailable
 from backend.connectors.graph import MESSAGE_FIELDS, identity_from, parse_email, parse_event
 from backend.connectors.mailbox import MAX_BODY_CHARS, ChangePage, Folder, Sensitivity, SyncWindow
 from backend.connectors.microsoft_auth import CACHE_SECRET, MicrosoftAuth
@@ -314,6 +316,111 @@ def test_never_more_than_four_requests_in_flight_per_mailbox(server_cert: CertPa
         assert h.graph.peak_in_flight(other) == 4
     finally:
         h.close()
+
+
+class WeightedInFlight:
+    """WSGI middleware: requests in flight per mailbox, a ``$batch`` of N sub-requests counting N.
+
+    Graph runs a batch's sub-requests as requests of the mailbox: a batch of 3 and 2 single GETs
+    at once are 5 concurrent requests, over the limit of 4.
+    """
+
+    def __init__(self, app: Any, tag_of: Any) -> None:
+        self.app = app
+        self.tag_of = tag_of
+        self.lock = threading.Lock()
+        self.now: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.batches = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        weight = 1
+        if environ.get("PATH_INFO", "").endswith("/$batch"):
+            weight = len(json.loads(environ["wsgi.input"].getvalue() or b"{}").get("requests") or []) or 1
+        tag = self.tag_of(environ)
+        with self.lock:
+            self.batches += weight > 1
+            self.now[tag] = self.now.get(tag, 0) + weight
+            self.peak[tag] = max(self.peak.get(tag, 0), self.now[tag])
+        try:
+            return [b"".join(self.app(environ, start_response))]
+        finally:
+            with self.lock:
+                self.now[tag] -= weight
+
+
+def test_a_batch_of_n_sub_requests_takes_n_of_the_four_slots(server_cert: CertPair, ca: TestCA) -> None:
+    h = GraphHarness(server_cert, ca.ca_path, page_size=1)
+    try:
+        for i in range(3):
+            h.add_email("inbox", subject=f"a{i}", sender=CUSTOMER, to=[h.address], when=NOW - timedelta(hours=i + 1))
+            h.add_email("sent", subject=f"s{i}", sender=h.address, to=[CUSTOMER], when=NOW - timedelta(hours=i + 1))
+        h.add_event(subject="ev", start=NOW + timedelta(days=1), end=NOW + timedelta(days=1, hours=1),
+                    organizer=h.address, attendees=[CUSTOMER])
+        recorder = h.graph_server.recorder
+        weighted = WeightedInFlight(recorder.app, h.graph.tag_of)
+        recorder.app = weighted
+        h.graph.latency = 0.3
+        errors: list[BaseException] = []
+        counts: list[int] = []
+
+        def reader() -> None:
+            mailbox = h.connector()
+            try:
+                # The three folders' first pages go as one $batch of 3, the next pages as single GETs.
+                pages = list(mailbox.read_changes({}, WINDOW))
+                counts.append(sum(len(p.emails) + len(p.events) for p in pages))
+            except BaseException as exc:  # collected: a thread's failure must fail the test
+                errors.append(exc)
+            finally:
+                mailbox.close()
+
+        threads = [threading.Thread(target=reader) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors and counts == [7] * 8
+        assert weighted.batches == 8
+        # Batches counted by their sub-requests: the bound is reached, never passed.
+        assert weighted.peak[h.address] == 4
+    finally:
+        h.close()
+
+
+def test_an_expired_app_secret_is_the_servers_problem_not_the_users(harness: GraphHarness,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    seed(harness)
+    read_all(harness)
+    # The app's client secret expired at Microsoft: every token request answers invalid_client.
+    harness.ms.client_secret = "rotated-by-the-admin"
+    harness.ms.expire_access_tokens()
+    mailbox = harness.connector()
+    caplog.set_level(logging.ERROR, logger="backend.connectors.microsoft_auth")
+    with pytest.raises(ServiceMisconfigured) as info:
+        list(mailbox.read_changes({}, WINDOW))
+    mailbox.close()
+    assert info.value.transient and not isinstance(info.value, AuthRevoked)
+    assert info.value.code == "service_misconfigured"
+    (record,) = [r for r in caplog.records if r.name == "backend.connectors.microsoft_auth"]
+    assert record.levelno == logging.ERROR and "invalid_client" in record.getMessage()
+
+
+@pytest.mark.parametrize(("error", "description", "expected"), [
+    ("invalid_client", "AADSTS7000215: Invalid client secret provided.", ServiceMisconfigured),
+    ("invalid_client", "AADSTS7000222: The provided client secret keys for app are expired.", ServiceMisconfigured),
+    ("unauthorized_client", "AADSTS7000112: Application is disabled.", ServiceMisconfigured),
+    # The tenant removed the app (or its admin consent): that tenant's people must act, others are fine.
+    ("unauthorized_client", "AADSTS700016: Application was not found in the directory.", AuthRevoked),
+    ("invalid_grant", "AADSTS70008: The refresh token has expired.", AuthRevoked),
+    ("temporarily_unavailable", "AADSTS90033: A transient error has occurred.", Unavailable),
+])
+def test_token_errors_map_to_whose_problem_it_is(error: str, description: str, expected: type[Exception]) -> None:
+    from backend.connectors.microsoft_auth import _classify_silent
+
+    with pytest.raises(expected) as info:
+        _classify_silent({"error": error, "error_description": description}, "account=x")
+    assert type(info.value) is expected
 
 
 def test_refused_refresh_token_is_auth_revoked(harness: GraphHarness) -> None:

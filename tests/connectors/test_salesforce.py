@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from backend.connectors.crm import (
     EmailDraft,
     EventDraft,
     PersonKind,
+    SenderRepair,
     WritePlan,
     clip,
     join_addresses,
@@ -219,12 +221,91 @@ def test_emails_go_in_collections_of_200_five_per_call(sf: SalesforceUser) -> No
     drafts = [email(f"<m{i}@x>", from_id=bob) for i in range(450)]
     result = crm.write(WritePlan(emails=drafts))
     assert result.emails_written == 450 and result.relations_written == 450
-    # 450 emails + 450 relations = 6 collections of <= 200: two Composite requests.
+    # An email travels with its sender relation: 400 emails + 400 relations (4 collections) fill a
+    # request (a fifth collection could not take a create without its relation), 50 + 50 follow.
     assert len(sf.data.calls) == 2
-    assert [sum(1 for _, k in c.subrequests if k == "collection") for c in sf.data.calls] == [5, 1]
-    assert [c.records_written for c in sf.data.calls] == [850, 50]
+    assert [sum(1 for _, k in c.subrequests if k == "collection") for c in sf.data.calls] == [4, 2]
+    assert [c.records_written for c in sf.data.calls] == [800, 100]
     assert len(sf.data.all("EmailMessage")) == 450
     assert len(sf.data.all("EmailMessageRelation")) == 450
+
+
+def composite_bodies(fake_salesforce: Any) -> list[list[dict[str, Any]]]:
+    """The subrequests of every Composite request the fake received, in order."""
+    return [json.loads(c.body)["compositeRequest"] for c in fake_salesforce.calls.matching("POST", "/services/data")
+            if c.path.endswith("/composite")]
+
+
+def test_a_record_and_its_relations_always_travel_in_one_request(sf: SalesforceUser, fake_salesforce: Any) -> None:
+    bob = sf.data.add_contact("bob@customer.example")
+    carol = sf.data.add_contact("carol@customer.example")
+    crm = sf.crm()
+    crm.capabilities()
+    fake_salesforce.calls.reset()
+    # The reviewer's case: 1,000 emails with a sender relation each, plus emails without one and
+    # meetings with several relations, in one plan.
+    drafts = [email(f"<m{i}@x>", from_id=bob if i % 7 else "", to_ids=[carol]) for i in range(1000)]
+    events = [event(f"uid-{i}", [bob, carol, sf.data.add_lead(f"l{i}@prospect.example")]) for i in range(30)]
+    result = crm.write(WritePlan(emails=drafts, new_events=events))
+    assert result.emails_written == 1000 and result.events_written == 30 and not result.rejected
+    bodies = composite_bodies(fake_salesforce)
+    for subrequests in bodies:
+        assert sum(1 for s in subrequests if "/composite/sobjects" in s["url"]) <= 5
+        creates = {s["referenceId"] for s in subrequests if s["method"] == "POST"
+                   and s["body"]["records"][0]["attributes"]["type"] in ("EmailMessage", "Event")}
+        for sub in subrequests:
+            for record in sub.get("body", {}).get("records", []):
+                if record["attributes"]["type"] in ("EmailMessageRelation", "EventRelation"):
+                    parent = record.get("EmailMessageId") or record.get("EventId")
+                    # Always a reference to a create of the same request, never an id from an earlier one.
+                    assert parent.startswith("@{") and parent[2:].split("[")[0] in creates, parent
+    relations = sf.data.all("EmailMessageRelation")
+    senders = {r["EmailMessageId"] for r in relations if r["RelationType"] == "FromAddress"}
+    with_sender = {m["Id"] for m in sf.data.all("EmailMessage") if int(m["MessageIdentifier"][2:-3]) % 7}
+    assert senders == with_sender
+    assert len(sf.data.all("EventRelation")) == 60
+    # 857 emails with a relation, 143 without, 30 meetings with 2 relations each:
+    # 1,030 creates + 917 relations in requests of at most 5 whole collections.
+    assert len(bodies) == 3
+
+
+def test_a_record_with_more_relations_than_a_request_holds_still_gets_them_all(sf: SalesforceUser) -> None:
+    people = [sf.data.add_contact(f"p{i}@customer.example") for i in range(901)]
+    crm = sf.crm()
+    crm.capabilities()
+    sf.data.reset_calls()
+    result = crm.write(WritePlan(new_events=[event("uid-big", people)]))
+    assert result.events_written == 1 and result.relations_written == 900 and not result.rejected
+    # The meeting and 800 relations in one request, the last 100 (by id) in the next.
+    assert [c.records_written for c in sf.data.calls] == [801, 100]
+    assert len(sf.data.all("EventRelation")) == 900
+
+
+def test_lookup_tells_which_existing_emails_lack_their_sender_relation(sf: SalesforceUser) -> None:
+    bob = sf.data.add_contact("bob@customer.example")
+    whole = sf.data.insert("EmailMessage", MessageIdentifier="<whole@x>", Subject="x")
+    sf.data.insert("EmailMessageRelation", EmailMessageId=whole, RelationId=bob, RelationType="FromAddress")
+    broken = sf.data.insert("EmailMessage", MessageIdentifier="<broken@x>", Subject="x")
+    sf.data.insert("EmailMessageRelation", EmailMessageId=broken, RelationId=bob, RelationType="ToAddress")
+    crm = sf.crm()
+    lookup = crm.lookup([], ["<whole@x>", "<broken@x>", "<new@x>"], [])
+    assert lookup.existing_emails == {"<whole@x>", "<broken@x>"}
+    assert lookup.email_ids == {"<whole@x>": whole, "<broken@x>": broken}
+    assert lookup.emails_without_sender == {"<broken@x>"}
+    assert crm.calls == 2  # describe + one lookup: the relations came with the Message-IDs
+    sf.data.reset_calls()
+    result = crm.write(WritePlan(sender_repairs=[SenderRepair(broken, email("<broken@x>", from_id=bob))]))
+    assert result.relations_written == result.relations_repaired == 1 and len(sf.data.write_calls) == 1
+    assert {(r["EmailMessageId"], r["RelationType"]) for r in sf.data.all("EmailMessageRelation")} == {
+        (whole, "FromAddress"), (broken, "ToAddress"), (broken, "FromAddress")}
+    # Cached per run; forget() makes the next lookup ask Salesforce again.
+    sf.data.reset_calls()
+    crm.lookup([], ["<new@x>"], [])
+    assert sf.data.calls == []
+    sf.data.insert("EmailMessage", MessageIdentifier="<new@x>", Subject="x")
+    crm.forget(email_keys=["<new@x>"])
+    assert crm.lookup([], ["<new@x>"], []).existing_emails == {"<new@x>"}
+    assert len(sf.data.calls) == 1
 
 
 def test_rejected_record_is_reported_and_the_rest_commit(sf: SalesforceUser) -> None:

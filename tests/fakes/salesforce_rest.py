@@ -14,7 +14,8 @@ sync engine depends on it:
 * ``EmailMessage`` junction lists (``ToIds``, ``CcIds``, ``BccIds``) create ``EmailMessageRelation``
   rows; Enhanced Email can be switched off (no ``EmailMessageRelation`` in the global describe).
 * ``Sforce-Limit-Info: api-usage=N/M`` on every response; injectable ``REQUEST_LIMIT_EXCEEDED``,
-  503s and slow writes; expired sessions through the base fake's tokens.
+  503s (the next calls, or the write call after N successful ones) and slow writes; expired
+  sessions through the base fake's tokens.
 * Every REST call is recorded in :attr:`SalesforceData.calls` for exact call-count assertions.
 """
 
@@ -97,6 +98,8 @@ class SalesforceData:
     # Knobs tests turn.
     limit_exceeded: bool = False
     fail_unavailable: int = 0
+    # Let this many write calls through, then answer the next one 503 (once); None: off.
+    fail_write_after: int | None = None
     write_delay: float = 0.0
     rules: list[Rule] = field(default_factory=list)
     calls: list[RestCall] = field(default_factory=list)
@@ -706,6 +709,12 @@ def register(app: Flask, state: Any) -> None:
                     raise ApiFailure(503, "SERVER_UNAVAILABLE", "Server unavailable")
                 data.api_used += 1
             body = request.get_json(silent=True) if request.data else None
+            if kind == "composite" and data.fail_write_after is not None and _writes(body):
+                with data.lock:
+                    if data.fail_write_after == 0:
+                        data.fail_write_after = None
+                        raise ApiFailure(503, "SERVER_UNAVAILABLE", "Server unavailable")
+                    data.fail_write_after -= 1
             if kind == "composite":
                 if request.method != "POST":
                     raise ApiFailure(405, "METHOD_NOT_ALLOWED", "use POST")
@@ -726,3 +735,11 @@ def register(app: Flask, state: Any) -> None:
 
 
 _MISSING = object()
+
+
+def _writes(body: Any) -> bool:
+    """True when a composite request body creates, changes or deletes records."""
+    subs = body.get("compositeRequest") if isinstance(body, dict) else None
+    return isinstance(subs, list) and any(
+        isinstance(s, dict) and str(s.get("method", "GET")) != "GET" and "/composite/sobjects" in str(s.get("url", ""))
+        for s in subs)

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from rq.job import Job, JobStatus
 
-from backend.extensions import QUEUE_SYNC, services
+from backend.extensions import QUEUE_INTERACTIVE, QUEUE_SYNC, services
 from backend.jobs.schedule import CLAIM_LEASE_SECONDS, run_tick
 from backend.jobs.sync import job_id_for
 from backend.store.users import User
@@ -90,8 +90,80 @@ def test_enqueue_is_unique_per_mailbox_and_replaces_history(ctx: None) -> None:
     make_mailbox("u1", when=time.time() - 1)
     assert enqueue_sync("u1") is True
     assert enqueue_sync("u1") is False
-    assert enqueue_sync("u1", interactive=True) is False  # one run per mailbox, whatever the queue
+    # One run per mailbox, whatever the queue: Sync now moves the waiting run up (it does not add one).
+    assert enqueue_sync("u1", interactive=True) is True
+    assert enqueue_sync("u1", interactive=True) is False
+    assert queued_ids() == [] and services().queue(QUEUE_INTERACTIVE).job_ids == [job_id_for("u1")]
     job = Job.fetch(job_id_for("u1"), connection=services().redis_raw)
     job.set_status(JobStatus.FAILED)
     # A failed run's leftover hash is history: the next enqueue replaces it.
     assert enqueue_sync("u1", interactive=True) is True
+
+
+def test_sync_now_overtakes_a_background_run_waiting_behind_a_backlog(ctx: None) -> None:
+    from backend.jobs.sync import enqueue_sync
+
+    now = time.time()
+    for i in range(5):
+        make_mailbox(f"busy{i}", when=now - 1)
+        assert enqueue_sync(f"busy{i}")
+    make_mailbox("me", when=now - 1)
+    assert enqueue_sync("me")  # the clock queued my background run behind the backlog
+    make_mailbox("other", when=now - 1)
+    assert enqueue_sync("other", interactive=True)  # someone else's Sync now, already waiting
+    assert queued_ids()[-1] == job_id_for("me")
+    assert enqueue_sync("me", interactive=True) is True  # Sync now
+    assert job_id_for("me") not in queued_ids() and len(queued_ids()) == 5
+    assert services().queue(QUEUE_INTERACTIVE).job_ids == [job_id_for("me"), job_id_for("other")]
+    job = Job.fetch(job_id_for("me"), connection=services().redis_raw)
+    assert job.get_status() is JobStatus.QUEUED and job.origin == QUEUE_INTERACTIVE
+    assert job.kwargs == {"interactive": True} and job.args == ("me",)  # runs as an interactive run
+
+
+def test_sync_now_leaves_a_started_run_alone(ctx: None) -> None:
+    from backend.jobs.sync import enqueue_sync
+
+    make_mailbox("me", when=time.time() - 1)
+    assert enqueue_sync("me")
+    services().redis_raw.lrem(services().queue(QUEUE_SYNC).key, 0, job_id_for("me"))  # a worker took it
+    job = Job.fetch(job_id_for("me"), connection=services().redis_raw)
+    job.set_status(JobStatus.STARTED)
+    assert enqueue_sync("me", interactive=True) is False
+    assert services().queue(QUEUE_INTERACTIVE).job_ids == [] and queued_ids() == []
+
+
+def test_two_enqueuers_replacing_one_finished_run_never_delete_each_others_fresh_job(
+        ctx: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.jobs import sync as jobs_sync
+
+    make_mailbox("u1", when=time.time() - 1)
+    assert jobs_sync.enqueue_sync("u1")
+    Job.fetch(job_id_for("u1"), connection=services().redis_raw).set_status(JobStatus.FINISHED)
+    original_delete = Job.delete
+    results: list[bool] = []
+
+    def delete_after_a_rival(self: Job, *args: object, **kwargs: object) -> None:
+        # Both enqueuers saw the finished leftover. The rival replaces it with its fresh job first
+        # (which a worker may already be running); then this one's delete goes ahead.
+        monkeypatch.setattr(Job, "delete", original_delete)
+        results.append(jobs_sync.enqueue_sync("u1"))
+        original_delete(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Job, "delete", delete_after_a_rival)
+    results.append(jobs_sync.enqueue_sync("u1"))
+    # The rival queued the one run; the late enqueuer neither deleted it nor queued a second.
+    assert results == [True, False]
+    job = Job.fetch(job_id_for("u1"), connection=services().redis_raw)
+    assert job.get_status() is JobStatus.QUEUED
+    assert queued_ids() == [job_id_for("u1")]
+
+
+def test_the_clock_tick_is_not_queued_behind_background_runs() -> None:
+    from rq.cron import CronScheduler
+
+    from backend.extensions import QUEUE_INTERACTIVE as INTERACTIVE
+
+    scheduler = CronScheduler(connection=None)  # type: ignore[arg-type]
+    scheduler.load_config_from_file("backend.jobs.schedule")
+    ((job),) = [j for j in scheduler._cron_jobs if j.func_name.endswith(".tick")]
+    assert job.queue_name == INTERACTIVE

@@ -119,3 +119,24 @@ def test_a_good_run_resets_the_failure_streak(sf: SalesforceUser, box: ListMailb
     work()
     mailbox = services().store.mailboxes.get(sf.uid)
     assert mailbox is not None and mailbox.auth_failures == 0 and mailbox.error is None
+
+
+def test_sync_now_brings_a_scheduled_retry_forward(sf: SalesforceUser, box: ListMailbox) -> None:
+    sf.data.add_contact("bob@customer.example")
+    box.add("inbox", mail())
+    box.error = Throttled("busy", retry_after=3000)  # the background run is told to come back in 50 min
+    assert enqueue_sync(sf.uid)
+    work()
+    assert job_status(sf.uid) == "retry_scheduled"
+    box.error = None
+    assert enqueue_sync(sf.uid, interactive=True) is True  # Sync now
+    assert job_status(sf.uid) == "queued"
+    registry = ScheduledJobRegistry(QUEUE_SYNC, connection=services().redis_raw)
+    assert registry.get_job_ids() == []
+    assert services().queue(QUEUE_INTERACTIVE).job_ids == [job_id_for(sf.uid)]
+    work(QUEUE_INTERACTIVE)
+    mailbox = services().store.mailboxes.get(sf.uid)
+    assert mailbox is not None and mailbox.last_run is not None
+    assert mailbox.last_run["status"] == "ok" and mailbox.last_run["trigger"] == "interactive"
+    assert mailbox.last_run["counts"]["written"] == 1
+    assert job_status(sf.uid) is None

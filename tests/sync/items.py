@@ -16,6 +16,7 @@ from backend.connectors.errors import AuthRevoked
 from backend.connectors.mailbox import (
     Address,
     ChangePage,
+    Deletion,
     EmailItem,
     EventItem,
     Folder,
@@ -48,13 +49,16 @@ def mail(
     when: datetime = NOW,
     draft: bool = False,
     remote_id: str = "",
+    received: datetime | None = None,
 ) -> EmailItem:
-    """An email item."""
+    """An email item (``received`` defaults to ``when``, the sent time)."""
     mid = message_id if message_id is not None else f"<{abs(hash((sender, to, subject, when)))}@mail.example>"
     return EmailItem(
-        remote_id=remote_id or mid, folder=folder, message_id=mid, sender=Address.of(sender),
+        remote_id=remote_id or mid or f"r-{abs(hash((sender, subject, folder)))}", folder=folder, message_id=mid,
+        sender=Address.of(sender),
         to=tuple(a for a in (Address.of(t) for t in to) if a), cc=tuple(a for a in (Address.of(c) for c in cc) if a),
-        subject=subject, body_text=body, sent_at=when, received_at=when, sensitivity=sensitivity, is_draft=draft,
+        subject=subject, body_text=body, sent_at=when, received_at=received or when, sensitivity=sensitivity,
+        is_draft=draft,
     )
 
 
@@ -82,10 +86,13 @@ def meeting(
 
 @dataclass
 class ListMailbox:
-    """A Mailbox over lists of items: cursors are positions, pages hold ``page_size`` items."""
+    """A Mailbox over lists of items: cursors are positions, pages hold ``page_size`` items.
+
+    A :class:`Deletion` added to a folder is reported in the page that reaches it.
+    """
 
     provider: ClassVar[str] = "list"
-    items: dict[str, list[EmailItem | EventItem]] = field(default_factory=dict)
+    items: dict[str, list[EmailItem | EventItem | Deletion]] = field(default_factory=dict)
     page_size: int = 50
     requests: int = 0
     revoked: bool = False
@@ -93,7 +100,7 @@ class ListMailbox:
     error: Exception | None = None
     closed: bool = False
 
-    def add(self, folder: str, item: EmailItem | EventItem) -> None:
+    def add(self, folder: str, item: EmailItem | EventItem | Deletion) -> None:
         """Put an item in a folder."""
         self.items.setdefault(folder, []).append(item)
 
@@ -122,7 +129,9 @@ class ListMailbox:
                 position += len(chunk)
                 page = ChangePage(folder=folder, cursor=str(position), last=position >= len(items))
                 for item in chunk:
-                    if isinstance(item, EventItem):
+                    if isinstance(item, Deletion):
+                        page.deletions.append(item)
+                    elif isinstance(item, EventItem):
                         page.events.append(item)
                     else:
                         page.emails.append(item)

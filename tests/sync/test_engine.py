@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,9 +16,10 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from backend.connectors import MailboxSecrets
 from backend.connectors.crm import ApiLimitExceeded
 from backend.connectors.errors import AuthRevoked, Unavailable
-from backend.connectors.mailbox import Folder
+from backend.connectors.mailbox import Deletion, Folder
 from backend.extensions import services
 from backend.store.mailboxes import SyncState
 from backend.sync import engine
@@ -330,3 +332,148 @@ def test_a_page_larger_than_a_batch_is_written_in_batches_and_its_cursor_saved_o
     # Three lookups and three writes (100, 100, 50), one cursor save for the page.
     assert len(sf.data.write_calls) == 3
     assert [c["inbox"] for c in saved if "inbox" in c] == ["250"]
+
+
+def from_relations(sf: SalesforceUser) -> dict[str, str]:
+    """Message-ID -> sender relation id, for every EmailMessage that has one."""
+    ids = {m["Id"]: m["MessageIdentifier"] for m in sf.data.all("EmailMessage")}
+    return {ids[r["EmailMessageId"]]: r["RelationId"] for r in sf.data.all("EmailMessageRelation")
+            if r["RelationType"] == "FromAddress"}
+
+
+def test_second_write_call_of_a_batch_fails_then_the_rerun_leaves_every_email_with_its_relation(
+        sf: SalesforceUser, box: ListMailbox) -> None:
+    # The default batch (SYNC_BATCH_ITEMS, 1,000 items) is three write calls: 400, 400 and 200 emails,
+    # each with its sender relation in the same call.
+    ids = contacts(sf, 10)
+    inbox(box, 1000)
+    assert services().settings.SYNC_BATCH_ITEMS == 1000 and engine.BATCH_ITEMS is None
+    sf.data.fail_write_after = 1  # the second write call of the batch answers 503
+    with pytest.raises(Unavailable):
+        run_mailbox(sf.uid)
+    assert len(sf.data.all("EmailMessage")) == 400
+    assert len(from_relations(sf)) == 400  # no email of the first call lacks its relation
+    assert "inbox" not in services().store.mailboxes.cursors(sf.uid)
+    sf.data.reset_calls()
+    record = run_mailbox(sf.uid)
+    assert record["status"] == "ok"
+    counts = record["counts"]
+    assert counts["emails_written"] == 600 and counts["duplicates"] == 400 and counts["relations_repaired"] == 0
+    keys = [m["MessageIdentifier"] for m in sf.data.all("EmailMessage")]
+    assert len(keys) == len(set(keys)) == 1000
+    assert from_relations(sf) == {f"<m{i}@customer.example>": ids[i % 10] for i in range(1000)}
+    # One lookup, two write calls (400 + 200 emails with their relations).
+    assert len(sf.data.calls) == 3 and len(sf.data.write_calls) == 2
+
+
+def test_a_rerun_repairs_emails_a_broken_run_left_without_their_sender_relation(sf: SalesforceUser,
+                                                                              box: ListMailbox) -> None:
+    ids = contacts(sf, 10)
+    inbox(box, 30)
+    # What the old split writes left behind: 20 emails logged, the relations of 12 lost.
+    for i in range(20):
+        message = sf.data.insert("EmailMessage", MessageIdentifier=f"<m{i}@customer.example>", Subject="x")
+        if i >= 12:
+            sf.data.insert("EmailMessageRelation", EmailMessageId=message, RelationId=ids[i % 10],
+                           RelationType="FromAddress")
+    sf.data.reset_calls()
+    record = run_mailbox(sf.uid)
+    counts = record["counts"]
+    assert counts["emails_written"] == 10 and counts["duplicates"] == 20
+    assert counts["relations_repaired"] == 12 and counts["relations_written"] == 22
+    assert from_relations(sf) == {f"<m{i}@customer.example>": ids[i % 10] for i in range(30)}
+    # describe + one lookup (the relations come with the Message-IDs) + one write for all of it.
+    assert record["salesforce_calls"] == 3 and len(sf.data.write_calls) == 1
+    # Repaired once: the next run with nothing new makes no call at all.
+    sf.data.reset_calls()
+    assert run_mailbox(sf.uid)["salesforce_calls"] == 0 and sf.data.calls == []
+
+
+def test_a_colleague_logged_email_without_sender_gets_ours(sf: SalesforceUser, box: ListMailbox) -> None:
+    # A colleague (Cc'd, the sender being internal) logged it without a sender; the sender's own
+    # run finds it and adds itself as the sender.
+    contacts(sf, 1)
+    sf.data.insert("EmailMessage", MessageIdentifier="<out@x>", Subject="x")
+    box.add("sent", mail(sender=OWNER, to=("c0@customer.example",), message_id="<out@x>", folder=Folder.SENT))
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["relations_repaired"] == 1
+    assert from_relations(sf) == {"<out@x>": sf.user().sf_user_id}
+
+
+@pytest.mark.parametrize("action", ["mark", "delete"])
+def test_a_meeting_the_user_organised_that_leaves_the_calendar_is_cancelled_in_salesforce(
+        sf: SalesforceUser, box: ListMailbox, action: str) -> None:
+    sf.data.add_contact("bob@customer.example")
+    settings = dict(services().store.mailboxes.get(sf.uid).settings)  # type: ignore[union-attr]
+    settings["cancelled_events"] = action
+    services().store.mailboxes.update(sf.uid, settings=settings)
+    soon = datetime.now(tz=UTC) + timedelta(days=1)
+    box.add("calendar", meeting(uid="mine", subject="Demo", start=soon))  # organised by the owner
+    box.add("calendar", meeting(uid="theirs", subject="Their call", start=soon, organizer="bob@customer.example",
+                                attendees=(OWNER,)))
+    box.add("calendar", meeting(uid="past", subject="Done", start=soon - timedelta(days=3)))
+    assert run_mailbox(sf.uid)["counts"]["events_written"] == 3
+    # The organiser cancelled "mine" (it left their calendar); "theirs" and "past" were only removed.
+    for uid in ("mine", "theirs", "past"):
+        box.add("calendar", Deletion(f"ev-{uid}", Folder.CALENDAR))
+    sf.data.reset_calls()
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["deletions"] == 3 and record["counts"]["events_cancelled"] == 1
+    subjects = sorted(e["Subject"] for e in sf.data.all("Event"))
+    if action == "mark":
+        assert subjects == ["Canceled: Demo", "Done", "Their call"]
+    else:
+        assert subjects == ["Done", "Their call"]
+    # One lookup of the cancelled meeting, one write.
+    assert len(sf.data.calls) == 2 and len(sf.data.write_calls) == 1
+    # Handled once: the map forgot it, and a run with nothing new makes no call.
+    assert services().store.runs.logged_events(sf.uid, ["ev-mine", "ev-theirs", "ev-past"]) == {}
+    sf.data.reset_calls()
+    assert run_mailbox(sf.uid)["salesforce_calls"] == 0
+
+
+def test_the_meeting_map_holds_ids_and_times_only(sf: SalesforceUser, box: ListMailbox,
+                                                   redis_client: redis.Redis) -> None:
+    sf.data.add_contact("bob@customer.example")
+    soon = datetime.now(tz=UTC) + timedelta(days=2)
+    box.add("calendar", meeting(uid="uid-secret-test", subject="Merger talks", start=soon))
+    run_mailbox(sf.uid)
+    logged = services().store.runs.logged_events(sf.uid, ["ev-uid-secret-test"])
+    assert logged == {"ev-uid-secret-test": ("uid-secret-test", (soon + timedelta(hours=1)).timestamp() // 1)}
+    assert "Merger talks" not in redis_text(redis_client)
+
+
+def test_mailbox_secrets_write_back_only_while_the_mailbox_is_connected(sf: SalesforceUser) -> None:
+    store = services().store
+    mailbox = store.mailboxes.get(sf.uid)
+    assert mailbox is not None
+    secrets = MailboxSecrets(store.secrets, sf.uid, guard=store.mailboxes, generation=mailbox.activated_at)
+    assert secrets.put("token", "v1") is True and secrets.get("token") == "v1"
+    store.mailboxes.pause(sf.uid)
+    assert secrets.put("token", "v2") is True  # paused keeps its credentials fresh
+    store.mailboxes.resume(sf.uid)
+    store.mailboxes.deactivate(sf.uid)
+    assert secrets.get("token") is None
+    assert secrets.put("token", "v3") is False and secrets.get("token") is None  # Deactivate stays done
+    # Reconnected meanwhile: a run that began before must not overwrite the new credentials.
+    store.secrets.put("mailbox", sf.uid, "token", "fresh")
+    store.mailboxes.activate(sf.uid, "list", OWNER, [], {})
+    assert secrets.put("token", "stale") is False and secrets.get("token") == "fresh"
+    # Never activated at all: refused.
+    store.mailboxes.ensure("nobody", "00DORG")
+    assert MailboxSecrets(store.secrets, "nobody", guard=store.mailboxes).put("token", "x") is False
+    assert store.secrets.get("mailbox", "nobody", "token") is None
+
+
+@pytest.mark.parametrize(("count", "size", "expected"), [
+    (1024, 1000, [1024]),  # two EWS pages of 512: one lookup, not a second one for 24 items
+    (1250, 1000, [1000, 250]),
+    (250, 100, [100, 100, 50]),
+    (210, 100, [100, 110]),
+    (99, 100, [99]),
+    (0, 100, []),
+])
+def test_batches_keep_a_small_remainder_with_the_last_batch(count: int, size: int, expected: list[int]) -> None:
+    chunks = engine.batches(list(range(count)), size)
+    assert [len(c) for c in chunks] == expected
+    assert [i for c in chunks for i in c] == list(range(count))

@@ -48,12 +48,14 @@ def test_no_match_is_none() -> None:
 
 
 def test_missing_message_id_uses_a_stable_hash() -> None:
-    a = mail(message_id="", subject="No id")
-    b = mail(message_id="", subject="No id", remote_id="other-copy")
-    assert a.dedup_key == b.dedup_key == synthetic_message_id(a.sender, a.when, "No id")
-    draft = email_draft(a, PEOPLE, FILTERS, OWNER_ID)
-    assert draft is not None and draft.key == a.dedup_key
-    assert mail(message_id="", subject="Other").dedup_key != a.dedup_key
+    # The sender's Sent copy and a recipient's Inbox copy: same sent time, different received time.
+    sent = mail(message_id="", subject="No id", folder=Folder.SENT, remote_id="sent-copy")
+    received = mail(message_id="", subject="No id", remote_id="inbox-copy", received=NOW + timedelta(seconds=9))
+    assert received.received_at != sent.received_at
+    assert sent.dedup_key == received.dedup_key == synthetic_message_id(sent.sender, sent.sent_at, "No id")
+    draft = email_draft(received, PEOPLE, FILTERS, OWNER_ID)
+    assert draft is not None and draft.key == received.dedup_key
+    assert mail(message_id="", subject="Other").dedup_key != sent.dedup_key
 
 
 @pytest.mark.parametrize("raw, expected", [
