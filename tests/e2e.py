@@ -103,14 +103,15 @@ class Worker:
 
 
 def start_worker(config: dict[str, Any], log_dir: Path, name: str = "w") -> Worker:
-    """Start ``rq worker --with-scheduler`` on our queues with ``config`` as its environment."""
+    """Start the Procfile's worker (our Worker class, ``--with-scheduler``) with ``config`` as its environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALESFORCE_") and k != "REDIS_URL"}
     env.update({k: env_value(v) for k, v in config.items()})
     env["PYTHONPATH"] = str(ROOT)
     log_path = log_dir / f"worker-{name}-{time.monotonic_ns()}.log"
     handle = open(log_path, "wb")
     proc = subprocess.Popen(
-        [RQ, "worker", "--with-scheduler", "--url", config["REDIS_URL"], "--name", f"{name}-{os.getpid()}-"
+        [RQ, "worker", "-w", "backend.jobs.worker.Worker", "--with-scheduler", "--url", config["REDIS_URL"],
+         "--name", f"{name}-{os.getpid()}-"
          f"{time.monotonic_ns()}", "--job-monitoring-interval", "1", "interactive", "sync", "notify"],
         cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
     )
