@@ -16,10 +16,19 @@ import pytest
 import requests
 
 from backend.outbound import make_session
-from tests.fakes.sandbox import DEMO_PASSWORD, DEMO_USER
+from tests.fakes.sandbox import (
+    DEMO_PASSWORD,
+    DEMO_USER,
+    EWS_PORT,
+    GRAPH_PORT,
+    MICROSOFT_PORT,
+    SALESFORCE_PORT,
+)
 from tests.helpers import dialog_payload
 
 ROOT = Path(__file__).resolve().parent.parent
+# The web app and the sandbox services (Salesforce, Microsoft sign-in, Graph, Exchange).
+PORTS = (3000, SALESFORCE_PORT, MICROSOFT_PORT, GRAPH_PORT, EWS_PORT)
 
 
 def _port_open(port: int) -> bool:
@@ -37,7 +46,7 @@ def _drain(proc: subprocess.Popen[str]) -> str:
 
 @pytest.mark.slow
 def test_dev_command_runs_the_system_and_stops_everything() -> None:
-    busy = [p for p in (3000, 3001, 3002) if _port_open(p)]
+    busy = [p for p in PORTS if _port_open(p)]
     assert not busy, f"ports {busy} are taken: stop the running development server first"
     env = {k: v for k, v in os.environ.items()
            if k not in {"REDIS_URL", "SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET", "SIDEBAR_ENV"}}
@@ -101,6 +110,6 @@ def test_dev_command_runs_the_system_and_stops_everything() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
-    for port in (3000, 3001, 3002):
+    for port in PORTS:
         assert not _port_open(port), f"port {port} still open after stopping"
     assert not (ROOT / "var" / "redis" / "redis.sock").exists(), "the embedded Redis was left running"

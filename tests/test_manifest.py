@@ -39,8 +39,14 @@ COMMITTED = (
     ("manifest.xml", PRODUCTION_BASE),
     ("manifest-localhost.xml", LOCAL_BASE),
 )
-# The steering repository's shared/ folder sits next to this checkout (as the before-stop hook expects).
-SCHEMA_DIR = Path(os.environ.get("OFFICE_MANIFEST_SCHEMA_DIR", str(ROOT.parent / "shared" / "office-manifest-schema")))
+# The steering repository's shared/ folder: next to this checkout (as the before-stop hook expects),
+# or at its place on the build machines when CI clones elsewhere.
+_SCHEMA_CANDIDATES = [
+    *([Path(os.environ["OFFICE_MANIFEST_SCHEMA_DIR"])] if os.environ.get("OFFICE_MANIFEST_SCHEMA_DIR") else []),
+    ROOT.parent / "shared" / "office-manifest-schema",
+    Path("/work/shared/office-manifest-schema"),
+]
+SCHEMA_DIR = next((p for p in _SCHEMA_CANDIDATES if (p / "validate_manifest.py").is_file()), _SCHEMA_CANDIDATES[0])
 VALIDATOR = SCHEMA_DIR / "validate_manifest.py"
 ENTRA_APP_ID = "11111111-2222-3333-4444-555555555555"
 
