@@ -1,8 +1,9 @@
-"""Flask commands: ``flask keys rotate``, ``flask manifest render``, ``flask sync run-once``."""
+"""Flask commands: ``flask keys``, ``flask manifest render``, ``flask sync run-once``, ``flask org``."""
 
 from __future__ import annotations
 
 import os
+import re
 
 import click
 from flask import Flask
@@ -14,6 +15,7 @@ from backend.security.crypto import generate_key
 keys_cli = AppGroup("keys", help="Encryption keys for secrets at rest.")
 manifest_cli = AppGroup("manifest", help="The Outlook add-in manifest.")
 sync_cli = AppGroup("sync", help="Sync runs.")
+org_cli = AppGroup("org", help="Settings of a Salesforce org (until the admin screens exist).")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,8 +68,95 @@ def sync_run_once(mailbox_id: str) -> None:
     click.echo(json.dumps(run_mailbox(mailbox_id), indent=2, default=str))
 
 
+def _org_json(org_id: str) -> str:
+    import dataclasses
+    import json
+
+    settings = dataclasses.asdict(services().store.orgs.get(org_id))
+    keep = ("org_id", "admin_email", "internal_domains", "blocklist", "block_free_mail")
+    return json.dumps({k: settings[k] for k in keep}, indent=2)
+
+
+@org_cli.command("show")
+@click.argument("org_id")
+def org_show(org_id: str) -> None:
+    """Print the settings of the org ORG_ID (its 15 or 18 character Salesforce id)."""
+    click.echo(_org_json(_org_id_18(org_id)))
+
+
+@org_cli.command("set")
+@click.argument("org_id")
+@click.option("--admin-email", default=None, help='Who also gets "sync stopped" emails ("" to clear).')
+@click.option(
+    "--internal-domains", default=None, help="Comma-separated domains of the org: mail only among them is not logged."
+)
+@click.option(
+    "--blocklist", default=None, help="Comma-separated addresses and domains never logged for anyone in the org."
+)
+@click.option("--free-mail/--no-free-mail", "free_mail", default=None, help="Log (or not) mail with free-mail domains.")
+def org_set(
+    org_id: str,
+    admin_email: str | None,
+    internal_domains: str | None,
+    blocklist: str | None,
+    free_mail: bool | None,
+) -> None:
+    """Change the settings of the org ORG_ID; options not given keep their value."""
+    from backend.api.validation import is_email
+    from backend.sync.settings import normalise_blocklist
+
+    org_id = _org_id_18(org_id)
+    changes: dict[str, object] = {}
+    if admin_email is not None:
+        admin_email = admin_email.strip().lower()
+        if admin_email and not is_email(admin_email):
+            raise click.BadParameter(f"{admin_email!r} is not an email address", param_hint="--admin-email")
+        changes["admin_email"] = admin_email
+    if internal_domains is not None:
+        try:
+            domains = normalise_blocklist(internal_domains)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc).replace("blocklist", "list"), param_hint="--internal-domains") from None
+        if any("@" in d for d in domains):
+            raise click.BadParameter("give domains, not addresses", param_hint="--internal-domains")
+        changes["internal_domains"] = domains
+    if blocklist is not None:
+        try:
+            changes["blocklist"] = normalise_blocklist(blocklist)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--blocklist") from None
+    if free_mail is not None:
+        changes["block_free_mail"] = not free_mail
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option")
+    services().store.orgs.update(org_id, **changes)
+    click.echo(_org_json(org_id))
+
+
+_ORG_ID = re.compile(r"^00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?$")
+_SUFFIX_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+
+def _org_id_18(org_id: str) -> str:
+    """The 18-character form of a Salesforce org id, as userinfo gives it and the store keys it."""
+    org_id = org_id.strip()
+    if not _ORG_ID.match(org_id):
+        raise click.BadParameter(
+            "not a Salesforce org id (15 or 18 letters and digits, starting 00D)", param_hint="ORG_ID"
+        )
+    if len(org_id) == 18:
+        return org_id
+    # Salesforce's checksum: one suffix letter per 5-character chunk, a bit per upper-case letter.
+    suffix = ""
+    for start in (0, 5, 10):
+        bits = sum(1 << i for i, ch in enumerate(org_id[start:start + 5]) if ch.isupper())
+        suffix += _SUFFIX_CHARS[bits]
+    return org_id + suffix
+
+
 def register_commands(app: Flask) -> None:
     """Attach the command groups to ``app``."""
     app.cli.add_command(keys_cli)
     app.cli.add_command(manifest_cli)
     app.cli.add_command(sync_cli)
+    app.cli.add_command(org_cli)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import redis
 from cryptography.fernet import Fernet
 from flask.testing import FlaskClient
@@ -74,3 +75,61 @@ def test_a_dropped_key_sends_the_user_back_to_login_instead_of_failing(
     assert resp.status_code == 401
     assert resp.json is not None and resp.json["error"]["code"] == "salesforce_revoked"
     assert "can no longer be read" in resp.json["error"]["message"]
+
+
+ORG = "00D000000000001AAA"
+
+
+def test_org_set_and_show_round_trip(app_config: dict[str, Any], redis_client: redis.Redis) -> None:
+    app = create_app(app_config)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=[
+        "org", "set", ORG, "--admin-email", " IT@Acme.example ", "--internal-domains", "acme.example, @acme.co.uk",
+        "--blocklist", "Boss@Partner.example;rival.example", "--no-free-mail",
+    ])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        from backend.extensions import services
+
+        org = services().store.orgs.get(ORG)
+    assert org.admin_email == "it@acme.example"
+    assert org.internal_domains == ["acme.example", "acme.co.uk"]
+    assert org.blocklist == ["boss@partner.example", "rival.example"]
+    assert org.block_free_mail is True
+
+    # Options not given keep their value; "" clears the admin address.
+    assert runner.invoke(args=["org", "set", ORG, "--admin-email", "", "--free-mail"]).exit_code == 0
+    shown = runner.invoke(args=["org", "show", ORG])
+    assert shown.exit_code == 0
+    assert '"admin_email": ""' in shown.output
+    assert '"block_free_mail": false' in shown.output
+    assert "rival.example" in shown.output
+
+
+def test_org_accepts_the_15_character_id(app_config: dict[str, Any], redis_client: redis.Redis) -> None:
+    app = create_app(app_config)
+    result = app.test_cli_runner().invoke(args=["org", "set", "00D5g000004Xyz1", "--admin-email", "it@acme.example"])
+    assert result.exit_code == 0, result.output
+    assert '"org_id": "00D5g000004Xyz1EAC"' in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["org", "set", "005000000000001AAA", "--admin-email", "a@b.example"], "not a Salesforce org id"),
+        (["org", "set", "00Dshort", "--admin-email", "a@b.example"], "not a Salesforce org id"),
+        (["org", "set", ORG, "--admin-email", "not-an-address"], "is not an email address"),
+        (["org", "set", ORG, "--internal-domains", "someone@acme.example"], "give domains, not addresses"),
+        (["org", "set", ORG, "--internal-domains", "acme..example"], "is not an email address or domain"),
+        (["org", "set", ORG, "--blocklist", "<script>"], "is not an email address or domain"),
+        (["org", "set", ORG], "nothing to change"),
+    ],
+)
+def test_org_set_refuses_bad_input(
+    app_config: dict[str, Any], redis_client: redis.Redis, args: list[str], message: str
+) -> None:
+    app = create_app(app_config)
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not redis_client.keys(f"sstest:org:{ORG}")
