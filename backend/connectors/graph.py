@@ -7,6 +7,12 @@ each page's cursor is its nextLink (a crash resumes mid-round) and the last page
 410 on a link starts one bounded resync of that folder from the window, skipping what this run
 already yielded.
 
+A calendarView delta link stays bound to the date range of the round's first request, so the
+calendar cursor also records that range's end (``cal1|<epoch>|<link>``). Once the current window
+reaches :data:`CALENDAR_ROLL_DAYS` past it, the run first reads the old link to its end (so no
+change or cancellation in between is missed) and then starts a new round over the current window;
+meetings both rounds report are yielded once, and Salesforce dedup by UID covers the rest.
+
 Graph's limits are honoured here, per mailbox and per process: at most 4 requests in flight
 (:class:`MailboxGate`); a 429/503 whose ``Retry-After`` is at most ``GRAPH_MAX_WAIT_SECONDS`` holds
 back every request for that mailbox until it has passed, a longer one ends the read with
@@ -25,7 +31,7 @@ import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -54,6 +60,27 @@ from backend.outbound import make_session
 from backend.security.crypto import fingerprint
 
 log = logging.getLogger(__name__)
+
+# A calendar round is restarted over the current window once its range ends this much earlier
+# than the current window's: meetings created further ahead than the old range are then read.
+CALENDAR_ROLL_DAYS = 30
+_CALENDAR_CURSOR = "cal1"
+
+
+def _calendar_cursor(link: str, window_end: float) -> str:
+    """A calendar cursor: the delta or next link with the end of the range it is bound to."""
+    return f"{_CALENDAR_CURSOR}|{int(window_end)}|{link}"
+
+
+def _split_cursor(folder: Folder, cursor: str) -> tuple[str, float | None]:
+    """(link, end of the calendar range it is bound to, or None when unknown or not the calendar)."""
+    if folder is Folder.CALENDAR and cursor.startswith(_CALENDAR_CURSOR + "|"):
+        _, end, link = cursor.split("|", 2)
+        try:
+            return link, float(end)
+        except ValueError:
+            return link, None
+    return cursor, None
 
 API_VERSION = "v1.0"
 # Graph allows 4 concurrent requests per app per mailbox; more only earns 429s.
@@ -465,6 +492,16 @@ def identity_from(data: Mapping[str, Any]) -> MailboxIdentity:
     return MailboxIdentity(primary=primary, aliases=frozenset(aliases), display_name=str(data.get("displayName") or ""))
 
 
+@dataclass
+class _Round:
+    """Where a folder's read starts: the path, the calendar range end it is bound to, and why."""
+
+    path: str
+    range_end: float
+    resynced: bool = False  # the saved cursor was unusable: the window is read again
+    roll: bool = False  # the calendar range is stale: read it to its end, then start a new round
+
+
 class GraphMailbox:
     """The Mailbox protocol over Microsoft Graph for one mailbox."""
 
@@ -513,21 +550,27 @@ class GraphMailbox:
         return f"{self.user_path}/mailFolders/{folder_id}/messages/delta?" \
                f"{urlencode(query, safe=_QUERY_SAFE, quote_via=quote)}"
 
-    def _start_path(self, folder: Folder, cursor: str, window: SyncWindow) -> tuple[str, bool]:
-        """The path to read first and whether it is already a resync (unusable cursor)."""
+    def _start_path(self, folder: Folder, cursor: str, window: SyncWindow) -> _Round:
+        """Where to start reading ``folder``: the saved link, or the window's first request."""
+        fresh = _Round(self.initial_path(folder, window), window.events_to.timestamp(), resynced=bool(cursor))
         if not cursor:
-            return self.initial_path(folder, window), False
+            return fresh
+        link, range_end = _split_cursor(folder, cursor)
         try:
-            path = self.client.relative(cursor)
+            path = self.client.relative(link)
         except CursorExpired:
             log.warning("graph cursor for %s points elsewhere; resyncing", folder.value)
-            return self.initial_path(folder, window), True
+            return fresh
         mode = "/me/" if self.user_path == "/me" else "/users/"
         if not path.lower().startswith(mode):
             # Saved for the other way of addressing the mailbox (delegated vs app-only): the
             # token we hold now cannot read it.
-            return self.initial_path(folder, window), True
-        return path, False
+            return fresh
+        roll = False
+        if folder is Folder.CALENDAR:
+            roll_before = (window.events_to - timedelta(days=CALENDAR_ROLL_DAYS)).timestamp()
+            roll = range_end is None or range_end <= roll_before
+        return _Round(path, range_end or 0.0, roll=roll)
 
     def read_changes(
         self, cursors: Mapping[str, str], window: SyncWindow, folders: tuple[Folder, ...] = tuple(Folder)
@@ -537,15 +580,15 @@ class GraphMailbox:
         starts = {f: self._start_path(f, cursors.get(f.value, ""), window) for f in wanted}
         firsts: dict[Folder, GraphResponse | None] = {f: None for f in wanted}
         if len(wanted) > 1:
-            answers = self.client.batch([GraphRequest(starts[f][0], self._prefer(f)) for f in wanted])
+            answers = self.client.batch([GraphRequest(starts[f].path, self._prefer(f)) for f in wanted])
             firsts = dict(zip(wanted, answers, strict=True))
         for folder in wanted:
-            path, resynced = starts[folder]
-            yield from self._read_folder(folder, path, firsts[folder], window, resynced)
+            yield from self._read_folder(folder, starts[folder], firsts[folder], window)
 
-    def _read_folder(self, folder: Folder, path: str, first: GraphResponse | None, window: SyncWindow,
-                     resynced: bool) -> Iterator[ChangePage]:
+    def _read_folder(self, folder: Folder, start: _Round, first: GraphResponse | None,
+                     window: SyncWindow) -> Iterator[ChangePage]:
         seen: set[str] = set()
+        path, range_end, resynced, roll = start.path, start.range_end, start.resynced, start.roll
         response = first
         while True:
             try:
@@ -558,13 +601,21 @@ class GraphMailbox:
                     # Bounded: one resync per folder per run; the next run starts over again.
                     raise
                 log.info("graph sync state expired for %s; resyncing from the window", folder.value)
-                resynced = True
+                resynced, roll = True, False
                 path, response = self.initial_path(folder, window), None
+                range_end = window.events_to.timestamp()
                 continue
-            page, next_link = self._page(folder, response, seen, resynced)
+            page, next_link = self._page(folder, response, seen, resynced, range_end)
             yield page
             if not next_link:
-                return
+                if not roll:
+                    return
+                # The old range is read to its end: start a round over the current window.
+                log.info("graph calendar range rolled forward to the current window")
+                roll, resynced = False, True
+                path, response = self.initial_path(folder, window), None
+                range_end = window.events_to.timestamp()
+                continue
             try:
                 path = self.client.relative(next_link)
             except CursorExpired:
@@ -572,13 +623,16 @@ class GraphMailbox:
             response = None
 
     def _page(self, folder: Folder, response: GraphResponse, seen: set[str],
-              resynced: bool) -> tuple[ChangePage, str]:
+              resynced: bool, range_end: float) -> tuple[ChangePage, str]:
         body = response.body if isinstance(response.body, dict) else {}
         next_link = str(body.get("@odata.nextLink") or "")
         delta_link = str(body.get("@odata.deltaLink") or "")
         if not next_link and not delta_link:
             raise Unavailable("Microsoft Graph returned a delta page without a link.")
-        page = ChangePage(folder=folder, cursor=next_link or delta_link, last=not next_link, resynced=resynced)
+        cursor = next_link or delta_link
+        if folder is Folder.CALENDAR:
+            cursor = _calendar_cursor(cursor, range_end)
+        page = ChangePage(folder=folder, cursor=cursor, last=not next_link, resynced=resynced)
         for entry in body.get("value") or []:
             if not isinstance(entry, dict) or not entry.get("id"):
                 continue

@@ -204,6 +204,55 @@ def test_410_in_the_middle_of_a_round_yields_no_duplicates(small_pages: GraphHar
     assert flags[0] is False and all(flags[1:])
 
 
+def _calendar_requests(h: GraphHarness) -> list[str]:
+    return [c.path for c in h.graph_server.recorder.calls if "calendarView" in c.path]
+
+
+def test_the_calendar_range_rolls_forward_with_time(harness: GraphHarness) -> None:
+    ids = seed(harness)
+    _, cursors = read_all(harness, folders=(Folder.CALENDAR,))
+    assert cursors["calendar"].startswith("cal1|")
+
+    # Within the roll period the saved delta link is simply followed.
+    harness.add_event(subject="far", start=NOW + timedelta(days=120), end=NOW + timedelta(days=120, hours=1),
+                      organizer=harness.address, attendees=[CUSTOMER])
+    mailbox = harness.connector()
+    soon = list(mailbox.read_changes(cursors, SyncWindow.starting(NOW + timedelta(days=10), 6), (Folder.CALENDAR,)))
+    mailbox.close()
+    assert subjects(soon) == [] and not any(p.resynced for p in soon)
+
+    # 60 days on, a change in the old range is still seen, then a new round over the current
+    # window reports the meeting booked beyond the old range; nothing is yielded twice.
+    harness.cancel_event(ids["ev1"])
+    harness.add_event(subject="near", start=NOW + timedelta(days=61), end=NOW + timedelta(days=61, hours=1),
+                      organizer=harness.address, attendees=[CUSTOMER])
+    before = len(harness.graph_server.recorder.calls)
+    later = SyncWindow.starting(NOW + timedelta(days=60), 6)
+    mailbox = harness.connector()
+    pages = list(mailbox.read_changes(cursors, later, (Folder.CALENDAR,)))
+    mailbox.close()
+    events = [e for p in pages for e in p.events]
+    assert [(e.subject, e.is_cancelled) for e in events] == [("Canceled: ev1", True), ("near", False), ("far", False)]
+    assert not pages[0].resynced and pages[-1].resynced
+    assert len(harness.graph_server.recorder.calls) - before == 2  # the old link, then one new round
+    rolled = pages[-1].cursor
+    assert rolled.startswith(f"cal1|{int(later.events_to.timestamp())}|")
+
+    # The new round's delta link is then followed as usual.
+    mailbox = harness.connector()
+    after = list(mailbox.read_changes({"calendar": rolled}, later, (Folder.CALENDAR,)))
+    mailbox.close()
+    assert subjects(after) == [] and len(after) == 1
+
+
+def test_a_calendar_cursor_without_its_range_rolls_at_once(harness: GraphHarness) -> None:
+    seed(harness)
+    _, cursors = read_all(harness, folders=(Folder.CALENDAR,))
+    bare = cursors["calendar"].split("|", 2)[2]
+    pages, _ = read_all(harness, {"calendar": bare}, folders=(Folder.CALENDAR,))
+    assert subjects(pages) == ["ev1", "ev2"] and pages[-1].resynced
+
+
 def test_resync_is_bounded(harness: GraphHarness) -> None:
     seed(harness)
     harness.graph.inject("410", None, path_contains="/mailFolders/inbox")
