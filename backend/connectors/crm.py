@@ -186,6 +186,9 @@ class WriteResult:
     # Keys written now (an email or event key), so the rest of the run treats them as existing.
     written_keys: set[str] = field(default_factory=set)
     rejected: list[Rejected] = field(default_factory=list)
+    # Refused for a reason that passes (a locked row, a server error): not quarantined; the run that
+    # wrote the plan must fail as transient before saving its cursors, so a retry writes them.
+    transient: list[Rejected] = field(default_factory=list)
 
     def merge(self, other: WriteResult) -> None:
         """Add another result to this one."""
@@ -194,6 +197,7 @@ class WriteResult:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.written_keys |= other.written_keys
         self.rejected.extend(other.rejected)
+        self.transient.extend(other.transient)
 
 
 class ApiLimitExceeded(Throttled):

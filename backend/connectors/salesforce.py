@@ -91,6 +91,10 @@ WRITE_TIMEOUT_SECONDS = 180.0
 # Per-record error codes that mean "already there" (our key field is a unique external id).
 _DUPLICATE_CODES = {"DUPLICATE_VALUE", "DUPLICATE_EXTERNAL_ID"}
 _GONE_CODES = {"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"}
+# Codes that say "not now" rather than "never": a record refused with one is retried, not quarantined
+# (a colleague's run writing relations to the same Contact locks it for a moment, for example).
+_TRANSIENT_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION", "REQUEST_RUNNING_TOO_LONG",
+                    "QUERY_TIMEOUT"}
 
 
 class CapabilityCache(Protocol):
@@ -241,6 +245,8 @@ class _Sub:
     positions: dict[int, int] | None = None
     # True when a relation row points at a record created earlier in the same request (@{ref}).
     referenced: bool = False
+    # True for relation rows sent again after a transient refusal (they are not sent a third time).
+    retried: bool = False
 
     def position(self, unit: _Unit) -> int:
         """Where ``unit`` sits in this create subrequest (by identity)."""
@@ -869,38 +875,63 @@ class SalesforceCrm:
                     code = str(items[0].get("errorCode") or "")
                 if code == "REQUEST_LIMIT_EXCEEDED":
                     raise ApiLimitExceeded()
-                if sub.role == "relation" and sub.referenced:
+                transient = code in _TRANSIENT_CODES or status >= 500 or status == 0
+                if sub.role == "relation" and (sub.referenced or (transient and not sub.retried)):
                     # A reference to a refused parent fails the whole subrequest: resend the rest once,
                     # with the ids their parents got (no references, so it cannot fail that way again).
-                    again = _Sub("POST", relations=[(u, t) for u, t in sub.relations if u.id], role="relation")
+                    # A transient refusal is resent once too.
+                    again = _Sub("POST", relations=[(u, t) for u, t in sub.relations if u.id], role="relation",
+                                 retried=sub.retried or transient)
                     if again.relations:
                         resend.append(again)
                     continue
-                self._whole_failure(sub, code or str(status), result)
+                self._whole_failure(sub, code or str(status), result, transient)
                 continue
-            self._record_results(sub, items, result)
+            again_rows = self._record_results(sub, items, result)
+            if again_rows:
+                resend.append(_Sub("POST", relations=again_rows, role="relation", retried=True))
         return resend
 
-    def _whole_failure(self, sub: _Sub, code: str, result: WriteResult) -> None:
-        reason = f"{code}: Salesforce refused the whole request"
+    def _whole_failure(self, sub: _Sub, code: str, result: WriteResult, transient: bool) -> None:
+        if transient:
+            reason = f"{code}: Salesforce could not save the request just now"
+            refused = result.transient
+        else:
+            reason = f"{code}: Salesforce refused the whole request"
+            refused = result.rejected
         if sub.role == "create":
             for unit in sub.units:
                 unit.failed = True
-                result.rejected.append(Rejected(unit.key, unit.object, reason))
+                refused.append(Rejected(unit.key, unit.object, reason))
         elif sub.role == "relation":
             for unit, template in sub.relations:
-                result.rejected.append(Rejected(unit.key, str(template["attributes"]["type"]), reason))
+                refused.append(Rejected(unit.key, str(template["attributes"]["type"]), reason))
         else:
             for key, _ in sub.meta:
-                result.rejected.append(Rejected(key, "Event", reason))
+                refused.append(Rejected(key, "Event", reason))
 
-    def _record_results(self, sub: _Sub, items: list[Any], result: WriteResult) -> None:
+    def _record_results(self, sub: _Sub, items: list[Any], result: WriteResult) -> list[tuple[_Unit, dict[str, Any]]]:
+        """Count each record's outcome; returns relation rows refused for a transient reason, to resend once."""
+        again: list[tuple[_Unit, dict[str, Any]]] = []
         for index, item in enumerate(items):
             item = item if isinstance(item, dict) else {}
             ok = bool(item.get("success"))
             errors = [e for e in item.get("errors") or [] if isinstance(e, dict)]
             codes = {str(e.get("statusCode") or "") for e in errors}
             reason = safe_reason(errors[0]) if errors else "Salesforce refused the record"
+            if not ok and codes & _TRANSIENT_CODES and not codes & _DUPLICATE_CODES:
+                if sub.role == "relation" and not sub.retried:
+                    again.append(sub.relations[index])
+                    continue
+                if sub.role == "create":
+                    sub.units[index].failed = True
+                    result.transient.append(Rejected(sub.units[index].key, sub.units[index].object, reason))
+                elif sub.role == "relation":
+                    unit, template = sub.relations[index]
+                    result.transient.append(Rejected(unit.key, str(template["attributes"]["type"]), reason))
+                else:
+                    result.transient.append(Rejected(sub.meta[index][0], "Event", reason))
+                continue
             if sub.role == "create":
                 unit = sub.units[index]
                 if ok:
@@ -941,6 +972,7 @@ class SalesforceCrm:
                     result.events_deleted += 1
                 else:
                     result.rejected.append(Rejected(key, "Event", reason))
+        return again
 
 
 def _sender_relation(draft: EmailDraft) -> dict[str, Any]:

@@ -427,6 +427,14 @@ class MailboxRun:
                 counts.quarantined += 1
             entries.append({"key": rejected.key, "object": rejected.object, "reason": rejected.reason, "at": now})
         self.store.runs.quarantine(self.mailbox.id, entries)
+        if result.transient:
+            # Not quarantined and not lost: failing here (before the cursors move) has the job retried,
+            # and the rerun finds what did commit through the usual dedup.
+            first = result.transient[0].reason.split(":", 1)[0]
+            log.warning("salesforce refused records for now mid=%s count=%d code=%s", self.mailbox.id,
+                        len(result.transient), first)
+            raise Unavailable(f"Salesforce could not save {len(result.transient)} record(s) just now ({first}); "
+                              "sync tries again shortly.")
         if not self.interactive and self.usage is not None and \
                 self.usage.percent >= self.settings.SF_API_BUDGET_PERCENT:
             # The rest waits: the org's other work in Salesforce matters more than our backlog.

@@ -328,6 +328,48 @@ def test_rejected_record_is_reported_and_the_rest_commit(sf: SalesforceUser) -> 
         m["Id"] for m in sf.data.all("EmailMessage")}
 
 
+def test_a_locked_record_is_transient_not_rejected(sf: SalesforceUser) -> None:
+    bob = sf.data.add_contact("bob@customer.example")
+    sf.data.rules.append(Rule("EmailMessage", lambda r: r.get("MessageIdentifier") == "<busy@x>", "row locked",
+                              code="UNABLE_TO_LOCK_ROW", times=1))
+    crm = sf.crm()
+    crm.capabilities()
+    result = crm.write(WritePlan(emails=[email("<ok@x>", from_id=bob), email("<busy@x>", from_id=bob)]))
+    assert result.emails_written == 1 and result.rejected == []
+    assert [(r.key, r.object) for r in result.transient] == [("<busy@x>", "EmailMessage")]
+    assert "UNABLE_TO_LOCK_ROW" in result.transient[0].reason
+
+
+@pytest.mark.parametrize(("times", "writes", "written", "transient"), [(1, 2, 1, 0), (None, 2, 0, 1)])
+def test_locked_relation_rows_are_resent_once(sf: SalesforceUser, times: int | None, writes: int, written: int,
+                                              transient: int) -> None:
+    bob = sf.data.add_contact("bob@customer.example")
+    carol = sf.data.add_contact("carol@customer.example")
+    # The sender's relation is a row of its own (recipients travel as the email's ToIds).
+    sf.data.rules.append(Rule("EmailMessageRelation", lambda r: r.get("RelationId") == bob, "row locked",
+                              code="UNABLE_TO_LOCK_ROW", times=times))
+    crm = sf.crm()
+    crm.capabilities()
+    sf.data.reset_calls()
+    result = crm.write(WritePlan(emails=[email("<a@x>", to_ids=[carol], from_id=bob)]))
+    assert result.emails_written == 1 and result.rejected == []
+    # One call for the email and its relation; the locked row again (with the email's id); never a third.
+    assert len(sf.data.write_calls) == writes
+    assert result.relations_written == written
+    assert len(result.transient) == transient
+
+
+def test_a_server_error_for_a_whole_subrequest_is_transient(sf: SalesforceUser, fake_salesforce: Any) -> None:
+    bob = sf.data.add_contact("bob@customer.example")
+    sf.data.rules.append(Rule("EmailMessage", lambda r: True, "An unexpected error occurred",
+                              code="UNKNOWN_EXCEPTION", times=1))
+    crm = sf.crm()
+    crm.capabilities()
+    result = crm.write(WritePlan(emails=[email("<a@x>", from_id=bob)]))
+    assert result.emails_written == 0 and result.rejected == []
+    assert [r.key for r in result.transient] == ["<a@x>"]
+
+
 def test_contact_deleted_between_matching_and_writing(sf: SalesforceUser) -> None:
     bob = sf.data.add_contact("bob@customer.example")
     gone = sf.data.add_contact("gone@customer.example")

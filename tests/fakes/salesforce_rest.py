@@ -82,6 +82,10 @@ class Rule:
     sobject: str
     predicate: Callable[[dict[str, Any]], bool]
     message: str
+    # The error code (a lock or a server error makes a transient refusal) and how many records it
+    # refuses before it stops applying (None: every time).
+    code: str = "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    times: int | None = None
 
 
 @dataclass
@@ -453,8 +457,10 @@ def register(app: Flask, state: Any) -> None:
             if isinstance(value, str) and ("\x00" in value or re.search(r"[\ud800-\udfff]", value)):
                 return {"statusCode": "INVALID_FIELD", "message": "invalid characters", "fields": [name]}
         for rule in data.rules:
-            if rule.sobject == sobject and rule.predicate(record):
-                return {"statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": rule.message, "fields": []}
+            if rule.sobject == sobject and rule.predicate(record) and (rule.times is None or rule.times > 0):
+                if rule.times is not None:
+                    rule.times -= 1
+                return {"statusCode": rule.code, "message": rule.message, "fields": []}
         if data.key_field and record.get(data.key_field) and sobject in ("Task", "Event"):
             for other in data.records.get(sobject, {}).values():
                 if other.get(data.key_field) == record[data.key_field] and other["Id"] != record.get("Id"):

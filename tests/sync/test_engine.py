@@ -186,6 +186,25 @@ def test_rejected_items_are_quarantined_without_content(sf: SalesforceUser, box:
         assert secret not in text, secret
 
 
+def test_a_locked_row_is_retried_not_quarantined_and_the_cursor_waits(sf: SalesforceUser, box: ListMailbox) -> None:
+    contacts(sf, 3)
+    # A colleague's run holds the row for a moment: Salesforce refuses one email with a lock error.
+    sf.data.rules.append(Rule("EmailMessage", lambda r: r.get("MessageIdentifier") == "<m1@customer.example>",
+                              "unable to obtain exclusive access to this record", code="UNABLE_TO_LOCK_ROW", times=1))
+    inbox(box, 3, people=3)
+    with pytest.raises(Unavailable, match="UNABLE_TO_LOCK_ROW"):
+        run_mailbox(sf.uid)
+    store = services().store
+    assert store.runs.quarantined(sf.uid) == []
+    assert "inbox" not in store.mailboxes.cursors(sf.uid)  # the batch is read again
+    assert len(sf.data.all("EmailMessage")) == 2
+    record = run_mailbox(sf.uid)
+    keys = sorted(m["MessageIdentifier"] for m in sf.data.all("EmailMessage"))
+    assert keys == [f"<m{i}@customer.example>" for i in range(3)]
+    assert record["counts"]["written"] == 1 and record["counts"]["duplicates"] == 2
+    assert len(from_relations(sf)) == 3
+
+
 def test_paused_and_deactivated_mailboxes_do_not_run(sf: SalesforceUser, box: ListMailbox) -> None:
     inbox(box, 3)
     services().store.mailboxes.pause(sf.uid)
