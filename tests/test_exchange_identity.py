@@ -97,6 +97,10 @@ def _bad_tokens(ews: ExchangeHarness) -> dict[str, tuple[str, str]]:
             state.identity_token(PANE, amurl="https://169.254.169.254/latest/meta-data/"), "mailbox_proof_invalid"),
         "amurl on a private address": (state.identity_token(PANE, amurl="https://10.0.0.9/metadata/json/1"),
                                        "mailbox_proof_invalid"),
+        "application context nested too deep": (
+            jwt.encode({"aud": PANE, "appctx": "[" * 5000, "nbf": str(now), "exp": str(now + 600)},
+                       state.signing_key()[0], algorithm="RS256", headers={"x5t": x5t_of(real_der)}),
+            "mailbox_proof_invalid"),
         "symmetric algorithm": (jwt.encode({"aud": PANE, "appctx": json.dumps(appctx), "nbf": str(now),
                                             "exp": str(now + 600)}, "secret-key-for-hs256-tests-only-32b",
                                            algorithm="HS256", headers={"x5t": x5t_of(real_der)}),
@@ -115,7 +119,8 @@ def _tamper(token: str) -> str:
 BAD_CASES = ["wrong audience", "audience on another port", "audience over http", "expired", "not yet valid",
              "implausible lifetime", "no lifetime", "bad signature", "tampered payload", "unknown signing key",
              "wrong version", "no msexchuid", "amurl over http", "amurl outside the organisation",
-             "amurl on the cloud metadata address", "amurl on a private address", "symmetric algorithm"]
+             "amurl on the cloud metadata address", "amurl on a private address", "symmetric algorithm",
+             "application context nested too deep"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

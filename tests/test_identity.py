@@ -49,13 +49,21 @@ def _bad_tokens(ms: Any) -> dict[str, tuple[str, str]]:
         "missing scope": (ms.naa_token(ALICE, scp="User.Read"), "mailbox_proof_invalid"),
         "another mailbox": (ms.naa_token("mallory@acme.example"), "mailbox_mismatch"),
         "not a jwt": ("definitely-not-a-jwt", "mailbox_proof_invalid"),
+        "header nested too deep": (_b64("[" * 5000) + "." + _b64("{}") + ".sig", "mailbox_proof_invalid"),
     }
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
 
 
 @pytest.mark.parametrize(
     "case",
     ["wrong audience", "wrong issuer", "issuer of another tenant", "expired", "not yet valid",
-     "unknown signing key", "forged signature", "missing scope", "another mailbox", "not a jwt"],
+     "unknown signing key", "forged signature", "missing scope", "another mailbox", "not a jwt",
+     "header nested too deep"],
 )
 def test_bad_tokens_are_rejected(client: FlaskClient, ca: TestCA, fake_microsoft: RunningFake, case: str) -> None:
     token, code = _bad_tokens(fake_microsoft.state)[case]

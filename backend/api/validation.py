@@ -30,7 +30,7 @@ def json_body(max_bytes: int = DEFAULT_MAX_BODY) -> dict[str, Any]:
         raise ApiError(413, "payload_too_large", f"The request body is larger than {max_bytes} bytes.")
     try:
         data = json.loads(raw.decode("utf-8")) if raw else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # nesting too deep is invalid too
         raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_input", "The request body must be a JSON object.")

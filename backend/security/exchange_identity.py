@@ -108,7 +108,7 @@ class ExchangeIdentityVerifier:
         try:
             header = jwt.get_unverified_header(token)
             claims = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, RecursionError):  # RecursionError: JSON nested too deep
             raise ProofInvalid("The identity token is not a JWT.") from None
         if header.get("alg") != "RS256" or not header.get("x5t"):
             raise ProofInvalid("The identity token uses an unexpected signature algorithm or key reference.")
@@ -116,7 +116,7 @@ class ExchangeIdentityVerifier:
         if isinstance(appctx, str):
             try:
                 appctx = json.loads(appctx)
-            except ValueError:
+            except (ValueError, RecursionError):
                 appctx = None
         if not isinstance(appctx, dict):
             raise ProofInvalid("The identity token has no Exchange application context.")

@@ -128,7 +128,7 @@ class NaaVerifier:
             raise ProofInvalid("Microsoft sign-in is not configured on this server.", "identity_unavailable")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, RecursionError):  # RecursionError: a header nested too deep
             raise ProofInvalid("The identity token is not a JWT.") from None
         if header.get("alg") != "RS256" or not header.get("kid"):
             raise ProofInvalid("The identity token uses an unexpected signature algorithm.")
@@ -182,6 +182,6 @@ def is_exchange_identity_token(token: str) -> bool:
     """True when a JWT carries the ``appctx`` claim of an Exchange identity token."""
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, RecursionError):
         return False
     return "appctx" in claims

@@ -92,6 +92,8 @@ def test_logout_of_one_pane_keeps_the_other(client: FlaskClient, ca: TestCA) -> 
         ({"data": "{}", "content_type": "text/plain"}, 415, "unsupported_media_type"),
         ({"data": "{not json", "content_type": "application/json"}, 400, "invalid_json"),
         ({"data": b"\xff\xfe", "content_type": "application/json"}, 400, "invalid_json"),
+        ({"data": "[" * 15000, "content_type": "application/json"}, 400, "invalid_json"),
+        ({"data": '{"a":' * 2500 + "1" + "}" * 2500, "content_type": "application/json"}, 400, "invalid_json"),
         ({"json": ["a", "list"]}, 400, "invalid_input"),
         ({"json": {"mailbox": "alice@acme.example"}}, 400, "invalid_input"),
         ({"json": {"code": "x", "mailbox": "not-an-address"}}, 400, "invalid_input"),
