@@ -48,11 +48,33 @@ def _session(client: FlaskClient, ca: TestCA, proof: str, mailbox: str = ADDRESS
     return client.post("/api/session", json={"code": code, "mailbox": mailbox, "mailbox_proof": proof})
 
 
-def test_a_valid_token_verifies_the_mailbox(client: FlaskClient, ca: TestCA, ews: ExchangeHarness) -> None:
-    who = login(client, ca.ca_path, mailbox=ADDRESS, proof=ews.state.identity_token(PANE))
+def _mailbox_of(client: FlaskClient, who: Any) -> dict[str, Any]:
     me = client.get("/api/me", headers=who.headers).json
-    assert me is not None and me["mailbox"] == {"address": ADDRESS, "verified": True, "proof": "exchange"}
+    assert me is not None
+    return dict(me["mailbox"])
+
+
+def test_a_valid_token_proves_the_mailbox_once_its_user_connected_it(client: FlaskClient, ca: TestCA,
+                                                                      ews: ExchangeHarness) -> None:
+    # The token proves an Exchange user of acme.example, and names no address: the login stands,
+    # the mailbox is not verified yet.
+    who = login(client, ca.ca_path, mailbox=ADDRESS, proof=ews.state.identity_token(PANE))
+    assert _mailbox_of(client, who) == {"address": ADDRESS, "verified": False, "proof": "exchange"}
     assert ews.state.operations == ["Metadata"]
+
+    # Connecting the mailbox with its password ties that Exchange user to the address.
+    resp = client.post("/api/sync/exchange", json={"login": ADDRESS, "password": ews.password,
+                                                   "ews_url": ews.ews_url}, headers=who.headers)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert _mailbox_of(client, who)["verified"] is True
+
+    # From then on the same user's token proves the mailbox at the next login...
+    again = login(client, ca.ca_path, mailbox=ADDRESS, proof=ews.state.identity_token(PANE))
+    assert _mailbox_of(client, again) == {"address": ADDRESS, "verified": True, "proof": "exchange"}
+    # ...and a colleague's genuine token claiming this address does not.
+    colleague = login(client, ca.ca_path, mailbox=ADDRESS,
+                      proof=ews.state.identity_token(PANE, msexchuid="0b7c1d2e-colleague"))
+    assert _mailbox_of(client, colleague)["verified"] is False
 
 
 def test_the_identity_and_the_metadata_cache(app: Flask, ews: ExchangeHarness) -> None:

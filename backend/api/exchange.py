@@ -40,6 +40,7 @@ from backend.api.tokens import current_user
 from backend.api.validation import is_email, json_body, text_field
 from backend.connectors.errors import SetupFailed
 from backend.extensions import services
+from backend.security import proofs
 from backend.security.crypto import keyed_hash
 from backend.sync.activation import activate, check_mailbox_match
 
@@ -162,6 +163,8 @@ def connect_exchange() -> Response:
     mailbox = activate(user, exchange.PROVIDER, result.identity, connection=result.connection(),
                        secrets={exchange.SECRET_PASSWORD: password})
     limits.reset("exchange-connect-login", login_key)  # only this login's: the per-user count stands
+    # The password proved the mailbox: from now on the pane's Exchange identity token proves it too.
+    proofs.confirm_exchange_identity(user, sorted(result.identity.addresses()))
     log.info("exchange connected uid=%s mid=%s host=%s auth=%s autodiscovered=%s", user.id, mailbox.id,
              urlsplit(result.ews_url).hostname, result.auth_type, result.autodiscovered)
     return jsonify(sync_view(mailbox))

@@ -102,12 +102,13 @@ def create_session() -> Any:
     store.users.update(
         uid,
         addin_mailbox=mailbox,
-        addin_mailbox_verified=verified is not None,
+        addin_mailbox_verified=verified is not None and verified.confirmed,
         addin_identity=verified.identity if verified else "",
     )
     issued = issue_token(uid)
-    log.info("api session created uid=%s verified=%s", uid, verified is not None)
-    if verified is not None:
+    log.info("api session created uid=%s proof=%s verified=%s", uid, verified.kind if verified else "none",
+             verified is not None and verified.confirmed)
+    if verified is not None and verified.confirmed:
         # Where the mailbox can be connected without a password (Microsoft 365 with consent
         # given), sync starts now; hooks decide, and never fail the login.
         proofs.after_login(store.users.get(uid) or user, verified)

@@ -34,6 +34,11 @@ is a ``ProofInvalid``, never a server error.
 The result is ``VerifiedMailbox(kind="exchange", identity="exchange:{msexchuid}", tenant_id=<amurl host>)``.
 Microsoft suggests msexchuid + amurl as the unique key; Exchange's msexchuid already carries the
 server name (``guid@host``) and the amurl host is kept in ``tenant_id``.
+
+What this proves is an Exchange user of the claimed address's organisation: the token names no
+address. ``backend.security.proofs`` therefore counts it as proof of the address only once that
+user id connected this mailbox with its password (``POST /api/sync/exchange`` records the tie);
+before that the login stands and ``GET /api/me`` reports the mailbox as unverified.
 """
 
 from __future__ import annotations

@@ -50,6 +50,9 @@ class VerifiedMailbox:
     identity: str  # "naa:{tid}:{oid}" or "exchange:{msexchuid}"
     kind: str  # "naa" or "exchange"
     tenant_id: str = ""
+    # False when the proof is genuine but ties the user only to the organisation, not yet to this
+    # address (an Exchange identity token before its user connected the mailbox with its password).
+    confirmed: bool = True
     # The raw proof, kept in memory only for an on-behalf-of exchange during this request.
     assertion: str = ""
 

@@ -6,6 +6,7 @@ an Exchange identity token (it carries ``appctx``) to the Exchange verifier.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -38,8 +39,31 @@ def _exchange_verifier() -> ProofVerifier:
 def verify(proof: str, mailbox: str) -> VerifiedMailbox:
     """Check ``proof`` for ``mailbox``; raise ProofInvalid when it does not hold."""
     if is_exchange_identity_token(proof):
-        return _exchange_verifier().verify(proof, mailbox)
+        verified = _exchange_verifier().verify(proof, mailbox)
+        # The token proves an Exchange user of the mailbox's organisation, and names no address: it
+        # proves this address only once that user connected this mailbox with its password. Until
+        # then (or after the address changed) the login stands and the mailbox shows as unverified;
+        # it never blocks, so a renamed mailbox can still reach Connect to Exchange.
+        proven = services().store.exchange_ids.addresses(verified.identity)
+        if mailbox.strip().lower() not in proven:
+            return dataclasses.replace(verified, confirmed=False)
+        return verified
     return _naa_verifier().verify(proof, mailbox)
+
+
+def confirm_exchange_identity(user: User, addresses: list[str]) -> bool:
+    """After a password-proven Exchange connection: tie the user's identity token to the mailbox.
+
+    Returns True when the add-in mailbox is now verified.
+    """
+    if not user.addin_identity.startswith("exchange:") or user.addin_mailbox.lower() not in \
+            {a.lower() for a in addresses}:
+        return False
+    store = services().store
+    store.exchange_ids.bind(user.addin_identity, addresses)
+    if not user.addin_mailbox_verified:
+        store.users.update(user.id, addin_mailbox_verified=True)
+    return True
 
 
 def after_login(user: User, verified: VerifiedMailbox) -> None:

@@ -24,6 +24,7 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``):
 ``P fsession:{sid}``                   Flask-Session data of the sign-in dialog windows
 ``P mstenant:{tid}``                   hash: a Microsoft 365 tenant's admin consent (``tenants.py``)
 ``P mstenants``                        set: tenant ids with a recorded admin consent
+``P exid:{sha256}``                    string: JSON addresses an Exchange user id proved (``misc.py``)
 =====================================  ==========================================================
 
 Mail content (subjects, bodies, attachments) is never written here.
@@ -38,7 +39,7 @@ from redis import Redis
 from backend.security.crypto import SecretBox
 from backend.store.keys import Keys
 from backend.store.mailboxes import MailboxRepo
-from backend.store.misc import OnceStore, OrgRepo, RateLimiter, ScheduleRepo
+from backend.store.misc import ExchangeIdentityRepo, OnceStore, OrgRepo, RateLimiter, ScheduleRepo
 from backend.store.runs import SyncRunRepo
 from backend.store.secrets import SecretStore
 from backend.store.sessions import ApiSessionStore
@@ -60,6 +61,7 @@ class Store:
     schedule: ScheduleRepo
     ratelimit: RateLimiter
     runs: SyncRunRepo
+    exchange_ids: ExchangeIdentityRepo
 
     @classmethod
     def build(cls, client: Redis, prefix: str, box: SecretBox) -> Store:
@@ -78,4 +80,5 @@ class Store:
             schedule=ScheduleRepo(client, keys),
             ratelimit=RateLimiter(client, keys),
             runs=SyncRunRepo(client, keys),
+            exchange_ids=ExchangeIdentityRepo(client, keys),
         )

@@ -1,7 +1,9 @@
-"""Small repositories: single-use values, org settings, rate limits and the run schedule."""
+"""Small repositories: single-use values, org settings, rate limits, the run schedule, Exchange identities."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -157,3 +159,27 @@ for _, member in ipairs(due) do
 end
 return due
 """
+
+
+class ExchangeIdentityRepo:
+    """Which mailbox addresses an on-premises Exchange user id (an identity token's ``msexchuid``) has.
+
+    The identity token names no address; the tie is recorded when that user connects the mailbox with
+    its password (which proves it), and an identity token is then proof of those addresses.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._r = client
+        self._keys = keys
+
+    def _key(self, identity: str) -> str:
+        return self._keys("exid", hashlib.sha256(identity.encode("utf-8")).hexdigest()[:40])
+
+    def addresses(self, identity: str) -> frozenset[str]:
+        """The addresses tied to ``identity`` (empty when none yet)."""
+        raw = self._r.get(self._key(identity))
+        return frozenset(json.loads(raw)) if raw else frozenset()
+
+    def bind(self, identity: str, addresses: list[str]) -> None:
+        """Tie ``identity`` to ``addresses`` (the last proven connection wins)."""
+        self._r.set(self._key(identity), json.dumps(sorted({a.lower() for a in addresses})))
