@@ -5,8 +5,11 @@ Order of work, each step before the next:
 1. Validate the body (lengths, no control characters, a login that is an email address or
    ``DOMAIN\\user``, an https EWS URL without credentials) - nothing leaves the server for bad input.
 2. Count the attempt, twice: per Sidebar user (``CONNECT_ATTEMPTS_PER_USER`` per
-   ``CONNECT_WINDOW_SECONDS``) and per *target login* across all users (``CONNECT_ATTEMPTS_PER_LOGIN``;
-   the login lower-cased, ``DOMAIN\\user`` and ``user@domain`` counted as the forms they are).
+   ``CONNECT_WINDOW_SECONDS``) and per *target login* across all users (``CONNECT_ATTEMPTS_PER_LOGIN``).
+   The forms of one account count together: ``alice@acme.example``, ``ACME\\alice`` and
+   ``acme.example\\alice`` are all ``acme\\alice`` (the user name with the first label of the
+   domain, lower-cased); logins that only share those count together too, which errs on the side of
+   the account. An alias with another user name cannot be told apart without the directory.
    Repeated wrong passwords can lock a person's directory account, and the per-login count is what
    protects it: many Sidebar users cannot add up more tries against one login, and the answers
    (``auth_failed``, ``mailbox_mismatch`` naming the mailbox) cannot be used as an oracle beyond it.
@@ -114,9 +117,19 @@ def _ews_url(data: dict[str, Any]) -> str:
     return value
 
 
+def login_account(login: str) -> str:
+    """The account a login names, for counting attempts: ``{first domain label}\\{user}``, lower-cased."""
+    value = login.strip().lower()
+    if "\\" in value:
+        domain, _, user = value.partition("\\")
+    else:
+        user, _, domain = value.rpartition("@")
+    return f"{domain.split('.', 1)[0]}\\{user}"
+
+
 def _login_key(secret_key: str, login: str) -> str:
-    """The per-login counter's key: the login lower-cased (its form kept), keyed-hashed (no address in Redis)."""
-    return keyed_hash(secret_key, "exchange-login:" + login.strip().lower())[:32]
+    """The per-login counter's key: the account the login names, keyed-hashed (no address in Redis)."""
+    return keyed_hash(secret_key, "exchange-login:" + login_account(login))[:32]
 
 
 def _rate_limited(retry_after: int, for_login: bool) -> NoReturn:

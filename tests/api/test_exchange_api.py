@@ -200,8 +200,10 @@ def test_attempts_are_limited_per_target_login_across_users(client: FlaskClient,
                                                              ews: ExchangeHarness, fake_salesforce: Any) -> None:
     carol = _second_user(client, ca, fake_salesforce, "carol")
     assert carol.uid != alice.uid
-    # Alice and Carol guess Bob's password: five tries in all, whoever makes them, however cased.
-    for who, target in [(alice, "BOB@acme.example")] * 3 + [(carol, "bob@ACME.example")] * 2:
+    # Alice and Carol guess Bob's password: five tries in all, whoever makes them, however the login is
+    # written (an address or DOMAIN\user, any case: one directory account).
+    for who, target in [(alice, "BOB@acme.example")] * 2 + [(carol, "ACME\\bob")] * 2 + \
+            [(carol, "acme.example\\Bob")]:
         assert _error(_post(client, who, {"login": target, "password": "guess", "ews_url": ews.ews_url}))[1] \
             == "auth_failed"
     before = ews.request_count()
@@ -210,10 +212,21 @@ def test_attempts_are_limited_per_target_login_across_users(client: FlaskClient,
     assert (status, code) == (429, "rate_limited") and "for this login" in message
     assert 890 <= resp.json["error"]["retry_after"] <= 900
     assert ews.request_count() == before  # Bob's directory account saw no sixth try
-    # Other logins are counted on their own (a DOMAIN\user form is a login of its own).
-    assert _error(_post(client, carol, {"login": "ACME\\bob", "password": "guess",
-                                        "ews_url": ews.ews_url}))[1] == "auth_failed"
+    assert _error(_post(client, alice, {"login": "ACME\\bob", "password": "guess",
+                                        "ews_url": ews.ews_url}))[1] == "rate_limited"
+    # Other logins are counted on their own.
     assert _post(client, alice, {"login": ADDRESS, "password": PASSWORD, "ews_url": ews.ews_url}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("login", "account"),
+    [("bob@acme.example", "acme\\bob"), ("BOB@Acme.Example", "acme\\bob"), ("ACME\\bob", "acme\\bob"),
+     ("acme.example\\Bob", "acme\\bob"), ("bob@acme.co.uk", "acme\\bob")],
+)
+def test_forms_of_a_login_name_one_account(login: str, account: str) -> None:
+    from backend.api.exchange import login_account
+
+    assert login_account(login) == account
 
 
 def test_a_success_clears_only_the_login_that_succeeded(client: FlaskClient, alice: LoggedIn,
