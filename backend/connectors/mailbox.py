@@ -25,6 +25,10 @@ MAX_BODY_CHARS = 32_000
 MAX_RECIPIENTS = 2_000
 EVENT_LOOKBACK_DAYS = 14
 EVENT_LOOKAHEAD_DAYS = 90
+# A resync (a lost or expired cursor) reads mail back to the last run that caught up, less this
+# margin for clocks and late delivery, but never further back than RESYNC_MAX_DAYS.
+RESYNC_MARGIN_DAYS = 1
+RESYNC_MAX_DAYS = 90
 
 FOLDERS: tuple[str, ...] = ("inbox", "sent", "calendar")
 BODY_TRUNCATION_MARKER = "\n[... truncated by Sidebar Sync]"
@@ -181,10 +185,19 @@ class SyncWindow:
     events_to: datetime
 
     @staticmethod
-    def starting(now: datetime, backfill_days: int) -> SyncWindow:
-        """The window for a run that starts at ``now``."""
+    def starting(now: datetime, backfill_days: int, caught_up_at: float = 0.0) -> SyncWindow:
+        """The window for a run that starts at ``now``.
+
+        A first run reads ``backfill_days`` of mail. The window is also what a connector re-reads
+        when a cursor is lost or expired: then it reaches back to ``caught_up_at`` (when the last
+        complete run started; 0 for none), so mail that arrived while sync was stopped is not lost.
+        """
+        mail_since = now - timedelta(days=backfill_days)
+        if caught_up_at > 0:
+            resume = datetime.fromtimestamp(caught_up_at, tz=UTC) - timedelta(days=RESYNC_MARGIN_DAYS)
+            mail_since = min(mail_since, max(resume, now - timedelta(days=RESYNC_MAX_DAYS)))
         return SyncWindow(
-            mail_since=now - timedelta(days=backfill_days),
+            mail_since=mail_since,
             events_from=now - timedelta(days=EVENT_LOOKBACK_DAYS),
             events_to=now + timedelta(days=EVENT_LOOKAHEAD_DAYS),
         )

@@ -72,6 +72,9 @@ class SyncMailbox:
     activated_at: float = 0.0
     paused_at: float = 0.0
     last_run: dict[str, Any] | None = None
+    # When the last run that read every folder to its end started: mail received before it is
+    # handled. A resync reads back to it (see SyncWindow.starting); 0 before the first such run.
+    caught_up_at: float = 0.0
     # Seconds between background runs now (stretched after quiet runs).
     interval_seconds: int = 0
     quiet_runs: int = 0
@@ -173,6 +176,7 @@ class MailboxRepo:
         ):
             # Another mailbox: the old cursors describe other folders and must not be reused.
             self.clear_cursors(mid)
+            self.update(mid, caught_up_at=0.0)
         return self._transition(
             mid,
             "activate",
@@ -210,6 +214,7 @@ class MailboxRepo:
                 "auth_failures": 0,
                 "connection": {},
                 "aliases": [],
+                "caught_up_at": 0.0,
             },
         )
         self._secrets.delete("mailbox", mid)

@@ -238,7 +238,7 @@ class MailboxRun:
         if not folders:
             return
         cursors = self.store.mailboxes.cursors(self.mailbox.id)
-        window = SyncWindow.starting(datetime.now(tz=UTC), self.settings.BACKFILL_DAYS)
+        window = SyncWindow.starting(datetime.now(tz=UTC), self.settings.BACKFILL_DAYS, self.mailbox.caught_up_at)
         self.phase = "mailbox"
         self.connector = mailbox_for(self.settings, self.store, self.mailbox)
         pending: list[ChangePage] = []
@@ -637,6 +637,9 @@ def run_mailbox(mailbox_id: str, interactive: bool = False) -> dict[str, Any]:
     if failure is None:
         # A run that got through clears the failure streak and the error shown in the pane.
         changes.update(auth_failures=0, error=None)
+        if not run.stopped:
+            # Every folder was read to its end: what arrived before this run started is handled.
+            changes["caught_up_at"] = started
     store.mailboxes.update(mailbox_id, **changes)
     schedule_next(store, settings, mailbox_id, None if failure is not None else counts["read"] > 0, finished)
     log.info("sync run mid=%s status=%s read=%d written=%d dup=%d filtered=%d quarantined=%d sf_calls=%d "

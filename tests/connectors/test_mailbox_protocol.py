@@ -294,3 +294,18 @@ def test_calls_are_counted(mailbox_harness: MailboxHarness) -> None:
     before = h.request_count()
     _read(connector, now=now)
     assert connector.calls == h.request_count() - before > 0
+
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("caught_up_days_ago", "expected_days"),
+    [(None, 6), (2, 6), (30, 31), (89, 90), (200, 90)],
+)
+def test_the_window_reaches_back_to_the_last_complete_run_within_bounds(caught_up_days_ago: int | None,
+                                                                        expected_days: int) -> None:
+    caught_up = (NOW - timedelta(days=caught_up_days_ago)).timestamp() if caught_up_days_ago is not None else 0.0
+    window = SyncWindow.starting(NOW, 6, caught_up)
+    assert window.mail_since == NOW - timedelta(days=expected_days)
+    assert window.events_from == NOW - timedelta(days=14)

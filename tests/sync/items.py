@@ -99,6 +99,8 @@ class ListMailbox:
     # Raised by the next reads (transient trouble on the mail server), when set.
     error: Exception | None = None
     closed: bool = False
+    # The window of every read, for tests of what a resync would reach back to.
+    windows: list[SyncWindow] = field(default_factory=list)
 
     def add(self, folder: str, item: EmailItem | EventItem | Deletion) -> None:
         """Put an item in a folder."""
@@ -113,6 +115,7 @@ class ListMailbox:
         self, cursors: Mapping[str, str], window: SyncWindow, folders: tuple[Folder, ...] = tuple(Folder)
     ) -> Iterator[ChangePage]:
         """Pages of the items after each folder's cursor position."""
+        self.windows.append(window)
         for folder in folders:
             self.requests += 1
             if self.revoked:

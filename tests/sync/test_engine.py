@@ -496,3 +496,25 @@ def test_batches_keep_a_small_remainder_with_the_last_batch(count: int, size: in
     chunks = engine.batches(list(range(count)), size)
     assert [len(c) for c in chunks] == expected
     assert [i for c in chunks for i in c] == list(range(count))
+
+
+def test_a_resync_reaches_back_to_the_last_complete_run(sf: SalesforceUser, box: ListMailbox) -> None:
+    store = services().store
+    before = time.time()
+    run_mailbox(sf.uid)
+    caught_up = store.mailboxes.get(sf.uid).caught_up_at  # type: ignore[union-attr]
+    assert before <= caught_up <= time.time()
+    first = box.windows[-1].mail_since.timestamp()
+    assert abs(first - (time.time() - 6 * 86400)) < 60  # a first run reads BACKFILL_DAYS
+
+    # Sync stopped for a month (disabled, say), and the mail server then lost the cursors: the
+    # re-read reaches back to the last complete run, not just BACKFILL_DAYS.
+    month_ago = time.time() - 30 * 86400
+    store.mailboxes.update(sf.uid, caught_up_at=month_ago)
+    store.mailboxes.clear_cursors(sf.uid)
+    run_mailbox(sf.uid)
+    assert abs(box.windows[-1].mail_since.timestamp() - (month_ago - 86400)) < 60
+
+    # Deactivating forgets it: a later connection starts with a first run again.
+    store.mailboxes.deactivate(sf.uid)
+    assert store.mailboxes.get(sf.uid).caught_up_at == 0.0  # type: ignore[union-attr]
