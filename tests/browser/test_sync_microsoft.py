@@ -304,3 +304,44 @@ def test_sync_disabled_by_auth_errors_shows_the_reason_and_reconnect_resumes(
     expect(page.locator("#settings-state-label")).to_have_text("Sync is running \u2014 every 30 minutes")
     expect(disabled).to_be_hidden()
     pane.assert_clean()
+
+
+def test_salesforce_api_limit_backs_background_sync_off_and_the_pane_says_why(
+    m365: LiveServer, make_pane: Callable[..., Pane], fake_graph: RunningFake, fake_salesforce: RunningFake,
+) -> None:
+    """Salesforce says the org's API limit is exceeded: the pane explains the backoff; Sync now still runs."""
+    data = data_of(fake_salesforce.state)
+    data.add_contact("carol@customer.example", last_name="Customer")
+    fake_graph.state.add_message(ALICE, "inbox", subject="Hello", sender="carol@customer.example", to=[ALICE],
+                                 when=datetime.now(tz=UTC) - timedelta(hours=1))
+    pane = make_pane(m365)
+    page = open_settings(pane)
+    connect_microsoft(pane, ALICE)
+    expect(page.locator("#settings-state-label")).to_have_text("Sync is running \u2014 every 30 minutes")
+    assert run_jobs(m365) == 1
+    expect(page.locator("#last-run")).to_be_visible(timeout=20_000)
+    expect(page.locator("#settings-backoff")).to_be_hidden()
+
+    fake_graph.state.add_message(ALICE, "inbox", subject="Quote", sender="carol@customer.example", to=[ALICE],
+                                 when=datetime.now(tz=UTC) - timedelta(minutes=5))
+    data.limit_exceeded = True
+    from backend.jobs.sync import enqueue_sync
+
+    with m365.app.app_context():
+        mid = services().store.mailboxes.all_ids()[0]
+        assert enqueue_sync(mid)
+    run_jobs(m365)
+    page.reload()
+    backoff = page.locator("#settings-backoff")
+    expect(backoff).to_be_visible()
+    expect(page.locator("#settings-backoff-text")).to_contain_text("close to its daily Salesforce API limit")
+    expect(page.locator("#settings-backoff-text")).to_contain_text("Sync now")
+
+    # The person's own action keeps working while background runs wait.
+    data.limit_exceeded = False
+    page.get_by_role("button", name="Sync now").click()
+    expect(page.locator("#controls-status")).to_have_text("Sync started. The result appears here when the run ends.")
+    run_jobs(m365)
+    expect(page.locator("#last-run-written")).to_have_text("1", timeout=20_000)
+    assert sorted(m["Subject"] for m in data.all("EmailMessage")) == ["Hello", "Quote"]
+    pane.assert_clean(allowed_statuses=())
