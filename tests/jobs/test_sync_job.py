@@ -15,8 +15,9 @@ from rq.registry import ScheduledJobRegistry
 
 from backend.connectors.errors import Throttled, Unavailable
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_NOTIFY, QUEUE_SYNC, services
+from backend.jobs import sync as sync_jobs
 from backend.jobs.context import use_app
-from backend.jobs.sync import enqueue_sync, job_id_for, job_status
+from backend.jobs.sync import JOB_TIMEOUT_SECONDS, enqueue_sync, job_id_for, job_status
 from backend.store.mailboxes import SyncState
 from tests.sfhelpers import SalesforceUser, log_in
 from tests.sync.items import OWNER, ListMailbox, mail
@@ -55,6 +56,7 @@ def test_a_run_returns_its_record(sf: SalesforceUser, box: ListMailbox) -> None:
     box.add("inbox", mail())
     assert enqueue_sync(sf.uid, interactive=True)
     assert job_status(sf.uid) == "queued"
+    assert Job.fetch(job_id_for(sf.uid), connection=services().redis_raw).timeout == JOB_TIMEOUT_SECONDS
     work()
     assert job_status(sf.uid) is None  # result_ttl 0: nothing left behind
     mailbox = services().store.mailboxes.get(sf.uid)
@@ -140,3 +142,19 @@ def test_sync_now_brings_a_scheduled_retry_forward(sf: SalesforceUser, box: List
     assert mailbox.last_run["status"] == "ok" and mailbox.last_run["trigger"] == "interactive"
     assert mailbox.last_run["counts"]["written"] == 1
     assert job_status(sf.uid) is None
+
+
+def test_a_run_that_takes_too_long_is_stopped_and_says_so(sf: SalesforceUser, box: ListMailbox,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sync_jobs, "JOB_TIMEOUT_SECONDS", 1)
+    box.delay = 3.0
+    box.add("inbox", mail())
+    assert enqueue_sync(sf.uid)
+    work()
+    mailbox = services().store.mailboxes.get(sf.uid)
+    assert mailbox is not None and mailbox.last_run is not None
+    assert mailbox.last_run["status"] == "error"
+    assert mailbox.last_run["error"]["code"] == "timeout"
+    assert "took too long" in mailbox.last_run["error"]["message"]
+    assert mailbox.state is SyncState.RUNNING  # a slow run never disables sync
+    assert services().store.mailboxes.cursors(sf.uid) == {}  # nothing was saved past what was written

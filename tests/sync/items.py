@@ -7,6 +7,7 @@ filters, counts), as the brief allows.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -99,6 +100,8 @@ class ListMailbox:
     # Raised by the next reads (transient trouble on the mail server), when set.
     error: Exception | None = None
     closed: bool = False
+    # Seconds each folder read takes (a slow mail server).
+    delay: float = 0.0
     # The window of every read, for tests of what a resync would reach back to.
     windows: list[SyncWindow] = field(default_factory=list)
 
@@ -116,6 +119,8 @@ class ListMailbox:
     ) -> Iterator[ChangePage]:
         """Pages of the items after each folder's cursor position."""
         self.windows.append(window)
+        if self.delay:
+            time.sleep(self.delay)
         for folder in folders:
             self.requests += 1
             if self.revoked:
