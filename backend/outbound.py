@@ -11,6 +11,8 @@ Two things the defaults of ``requests`` get wrong for us:
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -39,13 +41,19 @@ def trust_bundle(extra_ca_file: str) -> str | bool:
             return _bundles[digest]
         # "Extra" means in addition to the public roots: Salesforce and Microsoft stay reachable
         # while a private Exchange CA is trusted too.
-        path = os.path.join(tempfile.gettempdir(), f"sidebar-sync-ca-{digest}.pem")
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
+        # A file of this process's own (created exclusively, mode 0600): a predictable shared
+        # name could be planted by another local user to make us trust their CA.
+        fd, path = tempfile.mkstemp(prefix=f"sidebar-sync-ca-{digest}-", suffix=".pem")
+        with os.fdopen(fd, "wb") as fh:
             fh.write(public.rstrip(b"\n") + b"\n" + extra)
-        os.replace(tmp, path)
+        atexit.register(_remove_quietly, path)
         _bundles[digest] = path
         return path
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
 
 
 class TimeoutAdapter(HTTPAdapter):
