@@ -37,12 +37,16 @@ def keys_generate() -> None:
 
 
 @manifest_cli.command("render")
-@click.option("--base-url", required=True, help="https origin serving the task pane, e.g. https://localhost:3000")
+@click.option("--base-url", default=None,
+              help="https origin serving the task pane, e.g. https://localhost:3000 (default: PUBLIC_BASE_URL)")
 @click.option("--out", "out", default=None, help="File to write (default: stdout)")
-def manifest_render(base_url: str, out: str | None) -> None:
-    """Render the Outlook XML manifest for BASE_URL from the one template."""
+def manifest_render(base_url: str | None, out: str | None) -> None:
+    """Render the Outlook XML manifest for BASE_URL (or PUBLIC_BASE_URL) from the one template."""
     from backend.manifest import BaseUrlError, ManifestError, render_manifest
 
+    base_url = base_url or services().settings.PUBLIC_BASE_URL
+    if not base_url:
+        raise click.BadParameter("give --base-url or set PUBLIC_BASE_URL", param_hint="--base-url")
     try:
         xml = render_manifest(base_url, services().settings)
     except BaseUrlError as exc:

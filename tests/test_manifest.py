@@ -399,6 +399,16 @@ def test_flask_manifest_render_writes_the_rendering(app: Flask, tmp_path: Path) 
     assert printed.output == expected
 
 
+def test_flask_manifest_render_defaults_to_public_base_url(app: Flask, app_config: dict[str, Any]) -> None:
+    """Without --base-url the deployment's PUBLIC_BASE_URL is used."""
+    from backend.extensions import services
+
+    printed = app.test_cli_runner().invoke(args=["manifest", "render"])
+    assert printed.exit_code == 0, printed.output
+    with app.app_context():
+        assert printed.output == render_manifest(app_config["PUBLIC_BASE_URL"], services().settings)
+
+
 @pytest.mark.parametrize("bad", ["http://localhost:3000", "https://localhost:3000/pane"])
 def test_flask_manifest_render_refuses_a_bad_base_url(app: Flask, tmp_path: Path, bad: str) -> None:
     """A bad --base-url is a usage error naming the option, and nothing is written."""
