@@ -8,7 +8,7 @@
 2. Clock: ``--due`` mailboxes due at once among ``--idle`` scheduled later; one tick, timed.
 
 Run from the repository root:
-    REDIS_URL=redis://127.0.0.1:6379/0 /work/venv/bin/python bench/sync_bench.py
+    REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/sync_bench.py
 """
 
 from __future__ import annotations
