@@ -274,13 +274,28 @@ class Crm(Protocol):
         ...
 
 
+def utf16_length(text: str) -> int:
+    """The length Salesforce (Java) gives ``text``: UTF-16 code units, so an emoji counts twice."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
 def clip(text: str | None, limit: int, marker: str = TRUNCATION_MARKER) -> str:
-    """``text`` cut to ``limit`` characters, ending with ``marker`` when something was cut."""
+    """``text`` cut to ``limit`` (UTF-16 units, as Salesforce counts), ending with ``marker`` when cut."""
     value = text or ""
-    if len(value) <= limit:
+    if len(value) * 2 <= limit or utf16_length(value) <= limit:
         return value
-    keep = max(0, limit - len(marker))
-    return value[:keep] + marker[: limit - keep]
+    marker = marker[:limit]
+    budget = max(0, limit - utf16_length(marker))
+    # Whole code points only: never half of a surrogate pair.
+    used = 0
+    end = 0
+    for ch in value:
+        width = 2 if ord(ch) > 0xFFFF else 1
+        if used + width > budget:
+            break
+        used += width
+        end += 1
+    return value[:end] + marker
 
 
 def join_addresses(addresses: Iterable[str], limit: int) -> str:

@@ -102,6 +102,9 @@ def test_chunking_single_value_longer_than_a_chunk_still_goes_alone() -> None:
     ("short", 10, "short"),
     ("exactly-10", 10, "exactly-10"),
     ("a" * 20, 10, "aaaa [...]"),
+    ("\U0001F600" * 5, 10, "\U0001F600" * 5),  # an emoji is two units: 10 fit exactly
+    ("\U0001F600" * 6, 10, "\U0001F600\U0001F600 [...]"),  # never half an emoji
+    ("a\U0001F600" * 4, 10, "a\U0001F600a [...]"),
     ("", 5, ""),
     (None, 5, ""),
 ])
@@ -394,6 +397,15 @@ def test_oversized_fields_are_truncated_with_a_marker_not_rejected(sf: Salesforc
     assert len(message["Subject"]) == 3000 and message["Subject"].endswith("[...]")
     assert len(message["TextBody"]) == 131_072 and message["TextBody"].endswith("[...]")
     assert len(message["ToAddress"]) <= 4000 and message["ToAddress"].endswith("more)")
+
+
+def test_a_subject_of_emoji_is_truncated_as_salesforce_counts_not_rejected(sf: SalesforceUser) -> None:
+    bob = sf.data.add_contact("bob@customer.example")
+    crm = sf.crm()
+    result = crm.write(WritePlan(emails=[email("<emoji@x>", from_id=bob, subject="\U0001F389" * 2000)]))
+    assert result.emails_written == 1 and not result.rejected
+    (message,) = sf.data.all("EmailMessage")
+    assert len(message["Subject"].encode("utf-16-le")) // 2 <= 3000 and message["Subject"].endswith("[...]")
 
 
 def test_duplicate_key_written_meanwhile_counts_as_duplicate(sf: SalesforceUser) -> None:

@@ -445,7 +445,8 @@ def register(app: Flask, state: Any) -> None:
             limit = FIELD_LENGTHS.get(sobject, {}).get(name)
             if name == data.key_field:
                 limit = 255
-            if limit is not None and isinstance(value, str) and len(value) > limit:
+            # Salesforce measures Java strings: UTF-16 code units, so an emoji counts twice.
+            if limit is not None and isinstance(value, str) and len(value.encode("utf-16-le")) // 2 > limit:
                 # Salesforce quotes the value that did not fit, as here.
                 return {"statusCode": "STRING_TOO_LONG",
                         "message": f"{name}: data value too large: {value[:300]} (max length={limit})",
