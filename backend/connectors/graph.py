@@ -651,6 +651,7 @@ class GraphMailbox:
                     page.emails.append(parse_email(entry, folder))
             except (KeyError, TypeError, ValueError, AttributeError):
                 log.warning("graph item skipped (unreadable) folder=%s id=%s", folder.value, fingerprint(remote_id))
+                page.unreadable += 1
                 continue
             seen.add(remote_id)
         return page, next_link

@@ -174,6 +174,8 @@ class ChangePage:
     last: bool = False
     # True when the connector had to start over (expired cursor) and re-read the window.
     resynced: bool = False
+    # Items the server sent that could not be read (malformed): counted, never silently dropped.
+    unreadable: int = 0
 
 
 @dataclass(frozen=True)

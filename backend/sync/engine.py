@@ -272,6 +272,9 @@ class MailboxRun:
         counts.read += len(emails) + len(events)
         counts.deletions += sum(len(p.deletions) for p in pages)
         counts.resynced_pages += sum(1 for p in pages if p.resynced)
+        for _ in range(sum(p.unreadable for p in pages)):
+            counts.read += 1
+            counts.filter_out(Reason.UNREADABLE)
         kept_emails: list[EmailItem] = []
         for email in emails:
             reason = self.filters.email(email)

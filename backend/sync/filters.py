@@ -52,6 +52,7 @@ class Reason(StrEnum):
     NO_START = "no_start"
     CANCELLED = "cancelled"
     NO_MATCH = "no_match"
+    UNREADABLE = "unreadable"  # the mail server sent an item we could not read
 
 
 def ascii_domain(domain: str) -> str:

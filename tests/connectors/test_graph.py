@@ -253,6 +253,17 @@ def test_a_calendar_cursor_without_its_range_rolls_at_once(harness: GraphHarness
     assert subjects(pages) == ["ev1", "ev2"] and pages[-1].resynced
 
 
+def test_an_unreadable_item_is_counted_not_dropped_silently(harness: GraphHarness) -> None:
+    good = harness.add_email("inbox", subject="fine", sender=CUSTOMER, to=[harness.address],
+                             when=NOW - timedelta(hours=1))
+    bad = harness.add_email("inbox", subject="broken", sender=CUSTOMER, to=[harness.address],
+                            when=NOW - timedelta(hours=2))
+    harness.graph.mailbox(harness.address).items[bad].data["toRecipients"] = 42  # not a list
+    pages, _ = read_all(harness, folders=(Folder.INBOX,))
+    assert [e.remote_id for p in pages for e in p.emails] == [good]
+    assert sum(p.unreadable for p in pages) == 1
+
+
 def test_resync_is_bounded(harness: GraphHarness) -> None:
     seed(harness)
     harness.graph.inject("410", None, path_contains="/mailFolders/inbox")

@@ -518,3 +518,21 @@ def test_a_resync_reaches_back_to_the_last_complete_run(sf: SalesforceUser, box:
     # Deactivating forgets it: a later connection starts with a first run again.
     store.mailboxes.deactivate(sf.uid)
     assert store.mailboxes.get(sf.uid).caught_up_at == 0.0  # type: ignore[union-attr]
+
+
+def test_unreadable_items_are_counted_with_their_reason(sf: SalesforceUser, box: ListMailbox,
+                                                        monkeypatch: Any) -> None:
+    contacts(sf, 1)
+    inbox(box, 1, people=1)
+    original = box.read_changes
+
+    def with_unreadable(*args: Any, **kwargs: Any) -> Any:
+        for page in original(*args, **kwargs):
+            if page.folder is Folder.INBOX and page.emails:
+                page.unreadable = 2
+            yield page
+
+    monkeypatch.setattr(box, "read_changes", with_unreadable)
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["read"] == 3 and record["counts"]["written"] == 1
+    assert record["counts"]["filtered_by"]["unreadable"] == 2
