@@ -300,6 +300,10 @@ class MailboxRun:
         # costing a lookup and a write call of its own.
         items: list[EmailItem | EventItem] = [*kept_emails, *kept_events]
         for chunk in batches(items, self.batch_items):
+            if self.stopped:
+                # Over the API budget mid-page: the rest waits, and so does the page's cursor (the
+                # rerun reads the page again; what was written is found by dedup).
+                return
             self.phase = "salesforce"
             self.write([i for i in chunk if isinstance(i, EmailItem)], [i for i in chunk if isinstance(i, EventItem)])
         # After the writes: a meeting created and removed within this batch is known by now.

@@ -536,3 +536,19 @@ def test_unreadable_items_are_counted_with_their_reason(sf: SalesforceUser, box:
     record = run_mailbox(sf.uid)
     assert record["counts"]["read"] == 3 and record["counts"]["written"] == 1
     assert record["counts"]["filtered_by"]["unreadable"] == 2
+
+
+def test_the_api_budget_stops_a_large_page_between_its_batches_and_keeps_its_cursor(
+        sf: SalesforceUser, box: ListMailbox, monkeypatch: Any) -> None:
+    contacts(sf, 10)
+    box.page_size = 300
+    inbox(box, 300)
+    monkeypatch.setattr(engine, "BATCH_ITEMS", 100)
+    sf.data.api_used, sf.data.api_max = 8500, 10_000  # 85 % > 80 %
+    record = run_mailbox(sf.uid)
+    assert record["stopped"] == "api_budget" and record["counts"]["written"] == 100
+    assert "inbox" not in services().store.mailboxes.cursors(sf.uid)  # the page is not done
+    done = run_mailbox(sf.uid, interactive=True)
+    assert done["counts"]["written"] == 200 and done["counts"]["duplicates"] == 100
+    keys = [m["MessageIdentifier"] for m in sf.data.all("EmailMessage")]
+    assert len(keys) == len(set(keys)) == 300
