@@ -248,6 +248,25 @@ class _Sub:
     # True for relation rows sent again after a transient refusal (they are not sent a third time).
     retried: bool = False
 
+    def __len__(self) -> int:
+        """How many records the subrequest carries."""
+        if self.role == "create":
+            return len(self.units)
+        if self.role == "relation":
+            return len(self.relations)
+        return len(self.meta)
+
+    def refused(self, index: int, reason: str) -> Rejected:
+        """The record at ``index`` as refused by Salesforce, with ``reason`` (a create is marked failed)."""
+        if self.role == "create":
+            unit = self.units[index]
+            unit.failed = True
+            return Rejected(unit.key, unit.object, reason)
+        if self.role == "relation":
+            unit, template = self.relations[index]
+            return Rejected(unit.key, str(template["attributes"]["type"]), reason)
+        return Rejected(self.meta[index][0], "Event", reason)
+
     def position(self, unit: _Unit) -> int:
         """Where ``unit`` sits in this create subrequest (by identity)."""
         if self.positions is None:
@@ -899,16 +918,7 @@ class SalesforceCrm:
         else:
             reason = f"{code}: Salesforce refused the whole request"
             refused = result.rejected
-        if sub.role == "create":
-            for unit in sub.units:
-                unit.failed = True
-                refused.append(Rejected(unit.key, unit.object, reason))
-        elif sub.role == "relation":
-            for unit, template in sub.relations:
-                refused.append(Rejected(unit.key, str(template["attributes"]["type"]), reason))
-        else:
-            for key, _ in sub.meta:
-                refused.append(Rejected(key, "Event", reason))
+        refused.extend(sub.refused(index, reason) for index in range(len(sub)))
 
     def _record_results(self, sub: _Sub, items: list[Any], result: WriteResult) -> list[tuple[_Unit, dict[str, Any]]]:
         """Count each record's outcome; returns relation rows refused for a transient reason, to resend once."""
@@ -922,15 +932,8 @@ class SalesforceCrm:
             if not ok and codes & _TRANSIENT_CODES and not codes & _DUPLICATE_CODES:
                 if sub.role == "relation" and not sub.retried:
                     again.append(sub.relations[index])
-                    continue
-                if sub.role == "create":
-                    sub.units[index].failed = True
-                    result.transient.append(Rejected(sub.units[index].key, sub.units[index].object, reason))
-                elif sub.role == "relation":
-                    unit, template = sub.relations[index]
-                    result.transient.append(Rejected(unit.key, str(template["attributes"]["type"]), reason))
                 else:
-                    result.transient.append(Rejected(sub.meta[index][0], "Event", reason))
+                    result.transient.append(sub.refused(index, reason))
                 continue
             if sub.role == "create":
                 unit = sub.units[index]
@@ -947,31 +950,29 @@ class SalesforceCrm:
                     result.duplicates += 1
                     result.written_keys.add(unit.key)
                 else:
-                    unit.failed = True
-                    result.rejected.append(Rejected(unit.key, unit.object, reason))
+                    result.rejected.append(sub.refused(index, reason))
             elif sub.role == "relation":
-                unit, template = sub.relations[index]
+                unit = sub.relations[index][0]
                 if ok:
                     result.relations_written += 1
                     if unit.repair:
                         result.relations_repaired += 1
                 elif not codes & _DUPLICATE_CODES:
-                    result.rejected.append(Rejected(unit.key, str(template["attributes"]["type"]), reason))
+                    result.rejected.append(sub.refused(index, reason))
             elif sub.role == "update":
-                key, label = sub.meta[index]
+                label = sub.meta[index][1]
                 if ok:
                     if label == "mark":
                         result.events_marked += 1
                     else:
                         result.events_updated += 1
                 else:
-                    result.rejected.append(Rejected(key, "Event", reason))
+                    result.rejected.append(sub.refused(index, reason))
             elif sub.role == "delete":
-                key, _ = sub.meta[index]
                 if ok or codes & _GONE_CODES:
                     result.events_deleted += 1
                 else:
-                    result.rejected.append(Rejected(key, "Event", reason))
+                    result.rejected.append(sub.refused(index, reason))
         return again
 
 
