@@ -51,7 +51,10 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/dialog": {"post": {
         "summary": "Start URL of a sign-in dialog with a single-use ticket",
         "requestBody": _body({"type": "object", "required": ["provider"], "properties": {
-            "provider": {"type": "string", "enum": ["salesforce", "microsoft", "google"]}}}),
+            "provider": {"type": "string", "enum": ["salesforce", "microsoft", "google"]},
+            # Salesforce only (switch account): the environment; by default the current account's.
+            "env": {"type": "string", "enum": ["production", "sandbox", "mydomain"]},
+            "domain": {"type": "string", "maxLength": 253}}}),
         "responses": {"200": _json({"type": "object", "properties": {"url": {"type": "string"}}}),
                       **_err(400, 401, 409)},
     }},

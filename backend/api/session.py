@@ -126,7 +126,11 @@ def delete_session() -> Any:
 
 @bp.post("/dialog")
 def dialog() -> Response:
-    """The start URL of a sign-in dialog, with a short-lived single-use ticket naming the user."""
+    """The start URL of a sign-in dialog, with a short-lived single-use ticket naming the user.
+
+    For Salesforce (switch account) ``env`` and ``domain`` choose the environment, as on the login
+    screen; by default the current account's. The dialog checks the domain as at first login.
+    """
     data = json_body()
     provider = choice_field(data, "provider", ("salesforce", "microsoft", "google"))
     settings = services().settings
@@ -143,11 +147,18 @@ def dialog() -> Response:
     user = current_user()
     url = f"{settings.PUBLIC_BASE_URL}/auth/{provider}/start?ticket={issue_ticket(user.id, provider)}"
     if provider == "salesforce":
-        url += f"&env={user.environment}"
-        if user.environment == "mydomain":
-            from urllib.parse import quote, urlsplit
+        from urllib.parse import quote, urlsplit
 
-            url += f"&domain={quote(urlsplit(user.login_url).netloc)}"
+        env = choice_field(data, "env", ("production", "sandbox", "mydomain"), required=False) or user.environment
+        domain = text_field(data, "domain", required=False, max_len=253, label="My Domain")
+        if env == "mydomain" and not domain:
+            if user.environment != "mydomain":
+                raise ApiError(400, "invalid_input", "Enter your My Domain, for example acme.my.salesforce.com.",
+                               field="domain")
+            domain = urlsplit(user.login_url).netloc
+        url += f"&env={env}"
+        if env == "mydomain":
+            url += f"&domain={quote(domain, safe='')}"
     return jsonify({"url": url})
 
 

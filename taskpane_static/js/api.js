@@ -175,8 +175,8 @@ export function getMe() {
 }
 
 /** POST /api/dialog: the start URL of a sign-in dialog for a logged-in pane. */
-export function dialogUrl(provider) {
-  return request("POST", "/api/dialog", { body: { provider } });
+export function dialogUrl(provider, options = {}) {
+  return request("POST", "/api/dialog", { body: { provider, ...options } });
 }
 
 /** GET /api/sync: the sync state the pane renders. */

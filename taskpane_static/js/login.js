@@ -17,6 +17,16 @@ export class SignInError extends Error {
 }
 
 const EMAIL = /^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$/;
+const TEXT = {
+  login: {
+    heading: "Log in to Salesforce",
+    lead: "Email Sidebar logs your emails and meetings in Salesforce. Log in with your Salesforce account to get started.",
+  },
+  switch: {
+    heading: "Switch Salesforce account",
+    lead: "Log in with another Salesforce account, or in another environment. Sync for the current account keeps running on the server.",
+  },
+};
 
 /** Trade a dialog result for a session: mailbox, proof, POST /api/session. Returns the session. */
 export async function finishSignIn(app, result) {
@@ -40,6 +50,22 @@ export function initLogin(app) {
   const mailboxError = byId("login-mailbox-error");
   const status = byId("login-status");
   const error = byId("login-error");
+  const cancel = byId("login-cancel");
+  // While switching accounts the person is still logged in: the dialog is ticketed by the current
+  // session, the result replaces it, and Cancel goes back.
+  let switching = false;
+
+  const setMode = (mode) => {
+    switching = mode === "switch";
+    setText(byId("login-heading"), TEXT[mode].heading);
+    setText(byId("login-lead"), TEXT[mode].lead);
+    setVisible(cancel, switching);
+  };
+  const chooseEnvironment = (env) => {
+    const radio = form.querySelector(`input[name="env"][value="${env}"]`) || form.querySelector('input[name="env"]');
+    radio.checked = true;
+    syncDomainField();
+  };
 
   const environment = () => {
     const checked = form.querySelector('input[name="env"]:checked');
@@ -89,14 +115,25 @@ export function initLogin(app) {
     await whileBusy(button, "Signing in\u2026", async () => {
       setText(status, "Log in to Salesforce in the window that opened.");
       try {
-        const result = await openDialog(ownUrl(`/auth/salesforce/start?${params}`));
+        const url = switching
+          ? (await api.dialogUrl("salesforce", Object.fromEntries(params))).url
+          : ownUrl(`/auth/salesforce/start?${params}`);
+        const result = await openDialog(url);
         setText(status, "Finishing sign-in\u2026");
         const session = await finishSignIn(app, result);
         setText(status, "");
-        await app.signedIn(session);
+        if (switching) {
+          setMode("login");
+          await app.switched(session);
+        } else {
+          await app.signedIn(session);
+        }
       } catch (failure) {
         setText(status, "");
         if (failure instanceof SignInError && failure.code === "login_host_refused") {
+          showFieldError(domain, domainError, failure.message);
+          focus(domain);
+        } else if (failure instanceof api.ApiError && failure.field === "domain") {
           showFieldError(domain, domainError, failure.message);
           focus(domain);
         } else if (failure instanceof api.ApiError && failure.field === "mailbox" && !mailboxAddress()) {
@@ -111,14 +148,41 @@ export function initLogin(app) {
     });
   });
 
+  cancel.addEventListener("click", () => {
+    setMode("login");
+    app.cancelSwitch();
+  });
+
   return {
     /** Prepare the view: the reason the person is here (session ended), if any. */
     prepare(reason) {
+      setMode("login");
       setText(byId("login-reason-text"), reason || "");
       setVisible(byId("login-reason"), Boolean(reason));
       setText(status, "");
       showActionError(error, "", button);
       setVisible(mailboxField, !mailboxAddress());
+    },
+
+    /** Prepare the view for "Switch account": the current environment chosen, the mailbox known. */
+    prepareSwitch(me) {
+      setMode("switch");
+      const salesforce = (me && me.salesforce) || {};
+      chooseEnvironment(salesforce.environment || "production");
+      domain.value = "";
+      if (salesforce.environment === "mydomain" && salesforce.instance_url) {
+        try {
+          domain.value = new URL(salesforce.instance_url).host;
+        } catch {
+          // Left empty: the person types it.
+        }
+      }
+      clearFieldError(domain, domainError);
+      mailbox.value = (me && me.mailbox && me.mailbox.address) || "";
+      setVisible(mailboxField, false);
+      setVisible(byId("login-reason"), false);
+      setText(status, "");
+      showActionError(error, "", button);
     },
   };
 }

@@ -8,8 +8,8 @@ import * as api from "./api.js";
 import { byId, focus, setText, setVisible, showActionError } from "./dom.js";
 import { environmentName } from "./format.js";
 import { initHome, renderHome } from "./home.js";
-import { openDialog, whenReady } from "./host.js";
-import { finishSignIn, initLogin } from "./login.js";
+import { whenReady } from "./host.js";
+import { initLogin } from "./login.js";
 import { setupMenu } from "./menu.js";
 import { initSettings } from "./settings.js";
 import { isSetUp } from "./syncview.js";
@@ -39,6 +39,8 @@ let login;
 let settings;
 let menu;
 let watchTimer = null;
+// The view "Switch account" was chosen from, for Cancel.
+let switchFrom = "home";
 let wantSettings = window.location.hash === SETTINGS_HASH;
 // The first view after loading keeps the browser's own focus; later view changes move it.
 let firstView = true;
@@ -187,32 +189,31 @@ async function signedIn(session) {
   await enterApp();
 }
 
-async function switchAccount() {
-  const status = byId("app-status");
-  const error = byId("app-error");
-  showActionError(error, "");
-  setText(status, "Log in to Salesforce in the window that opened.");
+/** "Switch account": the login view in its switch mode; the current session stays until a new one exists. */
+function switchAccount() {
+  switchFrom = app.view;
+  login.prepareSwitch(app.me);
+  show("login");
+}
+
+/** Back from "Switch account" without switching. */
+function cancelSwitch() {
+  show(switchFrom === "settings" ? "settings" : "home", { moveFocus: false });
+  focus(byId("menu-button"));
+}
+
+/** A new session from the switch-account dialog: it replaces the current one. */
+async function switched(session) {
   const oldToken = api.getToken();
-  try {
-    const { url } = await api.dialogUrl("salesforce");
-    const result = await openDialog(url);
-    setText(status, "Finishing sign-in\u2026");
-    const session = await finishSignIn(app, result);
-    api.setToken(session.token, session.expires_at);
-    if (oldToken && oldToken !== session.token) {
-      // The earlier account's session is no longer needed; its failure changes nothing here.
-      api.deleteSession(oldToken).catch(() => {});
-    }
-    await enterApp();
-    const name = app.me && app.me.salesforce ? app.me.salesforce.username : "";
-    setText(status, name ? `Logged in to Salesforce as ${name}.` : "");
-  } catch (failure) {
-    setText(status, "");
-    if (!failure.endsSession) {
-      showActionError(error, failure.message || "The sign-in did not complete. Try again.");
-    }
+  api.setToken(session.token, session.expires_at);
+  if (oldToken && oldToken !== session.token) {
+    // The earlier account's session is no longer needed; its failure changes nothing here.
+    api.deleteSession(oldToken).catch(() => {});
   }
+  await enterApp();
   if (loggedIn()) {
+    const name = app.me && app.me.salesforce ? app.me.salesforce.username : "";
+    setText(byId("app-status"), name ? `Logged in to Salesforce as ${name}.` : "");
     focus(byId("menu-button"));
   }
 }
@@ -234,7 +235,7 @@ function reconnect() {
   settings.reconnect(app.sync);
 }
 
-Object.assign(app, { show, setSync, signedIn, reconnect, watchRuns, refreshSync });
+Object.assign(app, { show, setSync, signedIn, switched, cancelSwitch, reconnect, watchRuns, refreshSync });
 
 function wire() {
   login = initLogin(app);

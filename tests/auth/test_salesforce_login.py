@@ -260,6 +260,36 @@ def test_switch_account_dialog_forces_the_login_prompt(client: FlaskClient, ca: 
     assert _error_of(second)["code"] == "ticket_used"
 
 
+@pytest.mark.parametrize(
+    ("body", "query"),
+    [
+        ({}, "&env=production"),
+        ({"env": "sandbox"}, "&env=sandbox"),
+        ({"env": "mydomain", "domain": "acme.my.salesforce.com"}, "&env=mydomain&domain=acme.my.salesforce.com"),
+        ({"env": "mydomain", "domain": "a&b=c"}, "&env=mydomain&domain=a%26b%3Dc"),  # passed on, never spliced
+    ],
+)
+def test_switch_account_dialog_takes_the_chosen_environment(client: FlaskClient, ca: TestCA, body: dict[str, Any],
+                                                            query: str) -> None:
+    who = login(client, ca.ca_path)
+    resp = client.post("/api/dialog", json={"provider": "salesforce", **body}, headers=who.headers)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.json["url"].endswith(query)  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"env": "staging"}, "env"), ({"env": "mydomain"}, "domain"), ({"env": "mydomain", "domain": "x" * 300}, "domain"),
+     ({"env": "sandbox", "domain": 42}, "domain")],
+)
+def test_switch_account_dialog_refuses_a_bad_environment(client: FlaskClient, ca: TestCA, body: dict[str, Any],
+                                                         field: str) -> None:
+    who = login(client, ca.ca_path)
+    resp = client.post("/api/dialog", json={"provider": "salesforce", **body}, headers=who.headers)
+    assert resp.status_code == 400
+    assert resp.json["error"]["code"] == "invalid_input" and resp.json["error"]["field"] == field  # type: ignore[index]
+
+
 def test_a_second_login_reuses_the_same_user(client: FlaskClient, ca: TestCA) -> None:
     first = login(client, ca.ca_path)
     second = login(client, ca.ca_path)

@@ -277,14 +277,17 @@ def test_switch_account_and_log_out(
     pane.login()
     first = pane.token()
     page.get_by_role("button", name="Menu").click()
-    switch = page.get_by_role("menuitem", name="Switch account")
-    pane.sign_in_dialog(switch.click, "bob@acme.example", "bob-pw")
+    page.get_by_role("menuitem", name="Switch account").click()
+    expect(page.get_by_role("heading", name="Switch Salesforce account")).to_be_focused()
+    expect(page.get_by_role("radio", name="Production")).to_be_checked()  # the current account's
+    pane.sign_in_dialog(page.get_by_role("button", name="Log in to Salesforce").click, "bob@acme.example", "bob-pw")
     expect(page.locator("#app-status")).to_have_text("Logged in to Salesforce as bob@acme.example.")
     expect(page.locator("#menu-account-name")).to_have_text("bob@acme.example")
     expect(page.get_by_role("button", name="Menu")).to_be_focused()
     log = page.evaluate("() => window.__OFFICE_STANDIN_LOG__")
     urls = [entry["url"] for entry in log if entry["call"] == "displayDialogAsync"]
     assert urls[1].startswith(f"{live_server.url}/auth/salesforce/start?ticket=")
+    assert urls[1].endswith("&env=production")
     second = pane.token()
     assert second and second != first
     assert first is not None
@@ -297,6 +300,40 @@ def test_switch_account_and_log_out(
     expect(page.get_by_role("heading", name="Log in to Salesforce")).to_be_focused()
     assert pane.token() is None
     assert api(live_server, ca, "GET", "/api/me", second).status_code == 401
+    pane.assert_clean()
+
+
+def test_switch_account_can_change_the_environment_or_be_cancelled(pane: Pane, live_server: LiveServer) -> None:
+    """Switch account offers the environments of the login screen; Cancel keeps the current session."""
+    page = pane.open()
+    pane.login()
+    first = pane.token()
+    page.get_by_role("button", name="Menu").click()
+    page.get_by_role("menuitem", name="Switch account").click()
+    expect(page.get_by_role("button", name="Cancel")).to_be_visible()
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#app-header")).to_be_visible()
+    expect(page.get_by_role("button", name="Menu")).to_be_focused()
+    assert pane.token() == first
+
+    page.get_by_role("button", name="Menu").click()
+    page.get_by_role("menuitem", name="Switch account").click()
+    page.get_by_role("radio", name="My Domain").check()
+    page.get_by_role("button", name="Log in to Salesforce").click()
+    expect(page.locator("#login-domain-error")).to_have_text(
+        "Enter your My Domain, for example acme.my.salesforce.com.")
+    page.get_by_role("radio", name="Sandbox").check()
+    pane.sign_in_dialog(page.get_by_role("button", name="Log in to Salesforce").click, "alice@acme.example", "alice-pw")
+    expect(page.locator("#app-header")).to_be_visible(timeout=15_000)
+    log = page.evaluate("() => window.__OFFICE_STANDIN_LOG__")
+    urls = [entry["url"] for entry in log if entry["call"] == "displayDialogAsync"]
+    assert urls[-1].startswith(f"{live_server.url}/auth/salesforce/start?ticket=") and urls[-1].endswith("&env=sandbox")
+    assert pane.token() != first
+    # Logged out later, the login screen is the first-login one again.
+    page.get_by_role("button", name="Menu").click()
+    page.get_by_role("menuitem", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in to Salesforce")).to_be_focused()
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
     pane.assert_clean()
 
 
