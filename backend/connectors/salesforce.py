@@ -248,8 +248,8 @@ class _Sub:
     # True for relation rows sent again after a transient refusal (they are not sent a third time).
     retried: bool = False
 
-    def __len__(self) -> int:
-        """How many records the subrequest carries."""
+    def record_count(self) -> int:
+        """How many records the subrequest carries (a method, not __len__: a _Sub is never falsy)."""
         if self.role == "create":
             return len(self.units)
         if self.role == "relation":
@@ -918,7 +918,7 @@ class SalesforceCrm:
         else:
             reason = f"{code}: Salesforce refused the whole request"
             refused = result.rejected
-        refused.extend(sub.refused(index, reason) for index in range(len(sub)))
+        refused.extend(sub.refused(index, reason) for index in range(sub.record_count()))
 
     def _record_results(self, sub: _Sub, items: list[Any], result: WriteResult) -> list[tuple[_Unit, dict[str, Any]]]:
         """Count each record's outcome; returns relation rows refused for a transient reason, to resend once."""
