@@ -109,6 +109,10 @@ def test_narrow_pane_has_no_horizontal_overflow(pane: Pane) -> None:
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#set-blocklist-error")).not_to_be_empty()
     no_horizontal_overflow(page)
+    page.get_by_role("button", name="Menu").click()
+    page.get_by_role("menuitem", name="Switch account").click()
+    page.get_by_role("radio", name="My Domain").check()
+    no_horizontal_overflow(page)
     pane.assert_clean(allowed_statuses=(400,))
 
 
