@@ -15,6 +15,8 @@ import atexit
 import contextlib
 import hashlib
 import os
+import shutil
+import stat
 import tempfile
 import threading
 from typing import Any
@@ -36,24 +38,48 @@ def trust_bundle(extra_ca_file: str) -> str | bool:
             extra = fh.read()
         with open(certifi.where(), "rb") as fh:
             public = fh.read()
-        digest = hashlib.sha256(public + extra).hexdigest()[:16]
-        if digest in _bundles and os.path.exists(_bundles[digest]):
-            return _bundles[digest]
         # "Extra" means in addition to the public roots: Salesforce and Microsoft stay reachable
         # while a private Exchange CA is trusted too.
-        # A file of this process's own (created exclusively, mode 0600): a predictable shared
-        # name could be planted by another local user to make us trust their CA.
-        fd, path = tempfile.mkstemp(prefix=f"sidebar-sync-ca-{digest}-", suffix=".pem")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(public.rstrip(b"\n") + b"\n" + extra)
-        atexit.register(_remove_quietly, path)
+        content = public.rstrip(b"\n") + b"\n" + extra
+        digest = hashlib.sha256(content).hexdigest()[:16]
+        cached = _bundles.get(digest)
+        if cached and os.path.exists(cached):
+            return cached
+        # One file per content in a directory only we can write to: every process (RQ forks a
+        # work-horse per job) reuses it instead of leaving a file behind, and no other local user
+        # can plant a CA of theirs under the name we read.
+        directory = _private_dir()
+        path = os.path.join(directory, f"ca-{digest}.pem")
+        if not _holds(path, content):
+            fd, tmp = tempfile.mkstemp(prefix="ca-", suffix=".tmp", dir=directory)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(content)
+            os.replace(tmp, path)
         _bundles[digest] = path
         return path
 
 
-def _remove_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.remove(path)
+def _holds(path: str, content: bytes) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read() == content
+    except OSError:
+        return False
+
+
+def _private_dir() -> str:
+    """A directory of this user's, mode 0700 (created once; a foreign or open one is never used)."""
+    uid = os.getuid()
+    path = os.path.join(tempfile.gettempdir(), f"sidebar-sync-{uid}")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    info = os.lstat(path)
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == uid and not info.st_mode & 0o077:
+        return path
+    # Someone else made it first (or opened it up): a fresh private one, for this process's tree.
+    fallback = tempfile.mkdtemp(prefix="sidebar-sync-")
+    atexit.register(shutil.rmtree, fallback, True)
+    return fallback
 
 
 class TimeoutAdapter(HTTPAdapter):
