@@ -54,6 +54,8 @@ export function initLogin(app) {
   // While switching accounts the person is still logged in: the dialog is ticketed by the current
   // session, the result replaces it, and Cancel goes back.
   let switching = false;
+  // Bumped by Cancel: a dialog still open then finishes into nothing (no session is created).
+  let attempts = 0;
 
   const setMode = (mode) => {
     switching = mode === "switch";
@@ -112,17 +114,22 @@ export function initLogin(app) {
         return;
       }
     }
+    const attempt = ++attempts;
+    const switchingNow = switching;
     await whileBusy(button, "Signing in\u2026", async () => {
       setText(status, "Log in to Salesforce in the window that opened.");
       try {
-        const url = switching
+        const url = switchingNow
           ? (await api.dialogUrl("salesforce", Object.fromEntries(params))).url
           : ownUrl(`/auth/salesforce/start?${params}`);
         const result = await openDialog(url);
+        if (attempt !== attempts) {
+          return; // cancelled meanwhile: the dialog's result is not used
+        }
         setText(status, "Finishing sign-in\u2026");
         const session = await finishSignIn(app, result);
         setText(status, "");
-        if (switching) {
+        if (switchingNow) {
           setMode("login");
           await app.switched(session);
         } else {
@@ -130,6 +137,9 @@ export function initLogin(app) {
         }
       } catch (failure) {
         setText(status, "");
+        if (attempt !== attempts || failure.endsSession) {
+          return; // cancelled, or the session ended (the pane shows the login view with the reason)
+        }
         if (failure instanceof SignInError && failure.code === "login_host_refused") {
           showFieldError(domain, domainError, failure.message);
           focus(domain);
@@ -149,7 +159,9 @@ export function initLogin(app) {
   });
 
   cancel.addEventListener("click", () => {
+    attempts += 1;
     setMode("login");
+    setText(status, "");
     app.cancelSwitch();
   });
 

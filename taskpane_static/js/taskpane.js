@@ -255,7 +255,8 @@ function wire() {
   byId("settings-reconnect").addEventListener("click", () => reconnect());
 
   api.onSessionEnded((error) => {
-    if (app.view !== "login") {
+    // Logged in (switching accounts included): leave the app for the login view with the reason.
+    if (app.view !== "login" || app.me) {
       showLogin(error.message);
     } else {
       login.prepare(error.message);

@@ -212,6 +212,26 @@ def test_revoked_session_brings_back_login_with_the_reason(
     pane.assert_clean(allowed_statuses=(401,))
 
 
+def test_session_ending_while_switching_accounts_shows_the_plain_login(
+    pane: Pane, live_server: LiveServer, ca: TestCA
+) -> None:
+    """Logged out elsewhere while on Switch account: the login view with the reason, said once."""
+    page = pane.open()
+    pane.login()
+    token = pane.token()
+    assert token
+    page.get_by_role("button", name="Menu").click()
+    page.get_by_role("menuitem", name="Switch account").click()
+    assert api(live_server, ca, "DELETE", "/api/session", token).status_code == 204
+    page.get_by_role("button", name="Log in to Salesforce").click()
+    expect(page.get_by_role("heading", name="Log in to Salesforce")).to_be_focused()
+    expect(page.locator("#login-reason")).to_contain_text("You were logged out.")
+    expect(page.locator("#login-error")).to_be_empty()
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    assert pane.token() is None
+    pane.assert_clean(allowed_statuses=(401,))
+
+
 def test_revoked_salesforce_login_brings_back_login_with_the_reason(
     pane: Pane, fake_salesforce: RunningFake, redis_client: redis.Redis
 ) -> None:
@@ -307,7 +327,8 @@ def test_switch_account_and_log_out(
     pane.assert_clean()
 
 
-def test_switch_account_can_change_the_environment_or_be_cancelled(pane: Pane, live_server: LiveServer) -> None:
+def test_switch_account_can_change_the_environment_or_be_cancelled(pane: Pane, live_server: LiveServer,
+                                                                   ca: TestCA) -> None:
     """Switch account offers the environments of the login screen; Cancel keeps the current session."""
     page = pane.open()
     pane.login()
@@ -333,6 +354,25 @@ def test_switch_account_can_change_the_environment_or_be_cancelled(pane: Pane, l
     urls = [entry["url"] for entry in log if entry["call"] == "displayDialogAsync"]
     assert urls[-1].startswith(f"{live_server.url}/auth/salesforce/start?ticket=") and urls[-1].endswith("&env=sandbox")
     assert pane.token() != first
+    # Cancel while the dialog is still open: signing in there afterwards switches nothing.
+    second = pane.token()
+    page.get_by_role("button", name="Menu").click()
+    page.get_by_role("menuitem", name="Switch account").click()
+    with pane.context.expect_page() as popup_info:
+        page.get_by_role("button", name="Log in to Salesforce").click()
+    popup = popup_info.value
+    popup.wait_for_load_state("domcontentloaded")
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#app-header")).to_be_visible()
+    popup.fill("#username", "alice@acme.example")
+    popup.fill("#password", "alice-pw")
+    with popup.expect_event("close"):
+        popup.click("#Login", no_wait_after=True)
+    # The sign-in attempt has ended (its button is no longer busy) and changed nothing.
+    expect(page.locator("#login-button")).not_to_have_attribute("aria-busy", "true")
+    expect(page.locator("#app-header")).to_be_visible()
+    assert pane.token() == second
+    assert api(live_server, ca, "GET", "/api/me", second).status_code == 200
     # Logged out later, the login screen is the first-login one again.
     page.get_by_role("button", name="Menu").click()
     page.get_by_role("menuitem", name="Log out").click()
