@@ -610,9 +610,10 @@ class GraphMailbox:
             if not next_link:
                 if not roll:
                     return
-                # The old range is read to its end: start a round over the current window.
+                # The old range is read to its end: start a round over the current window. Not a
+                # resync: a 410 in the new round may still resync once.
                 log.info("graph calendar range rolled forward to the current window")
-                roll, resynced = False, True
+                roll = False
                 path, response = self.initial_path(folder, window), None
                 range_end = window.events_to.timestamp()
                 continue
