@@ -122,3 +122,21 @@ def test_secrets_rotate_and_never_store_plaintext(store: Store) -> None:
     assert raw and "correct horse" not in raw
     assert store.secrets.rotate_all() == (1, 0)
     assert store.secrets.get("mailbox", "u1", "exchange_password") == "correct horse"
+
+
+def test_quarantine_keeps_one_entry_per_item_and_object(store: Store) -> None:
+    store.runs.quarantine("m1", [{"key": "<a@x>", "object": "EmailMessage", "reason": "first", "at": "t1"},
+                                 {"key": "<b@x>", "object": "EmailMessage", "reason": "b", "at": "t1"}])
+    store.runs.quarantine("m1", [{"key": "<a@x>", "object": "EmailMessage", "reason": "again", "at": "t2"},
+                                 {"key": "<a@x>", "object": "EmailMessageRelation", "reason": "rel", "at": "t2"}])
+    entries = store.runs.quarantined("m1")
+    assert [(e["key"], e["object"], e["reason"]) for e in entries] == [
+        ("<a@x>", "EmailMessageRelation", "rel"), ("<a@x>", "EmailMessage", "again"), ("<b@x>", "EmailMessage", "b")]
+    assert store.runs.quarantine_count("m1") == 3
+
+
+def test_transient_refusals_are_counted_per_item(store: Store) -> None:
+    assert store.runs.count_transient("m1", ["<a@x>", "<b@x>", "<a@x>"]) == {"<a@x>": 1, "<b@x>": 1}
+    assert store.runs.count_transient("m1", ["<a@x>"]) == {"<a@x>": 2}
+    store.runs.forget_transient("m1", ["<a@x>"])
+    assert store.runs.count_transient("m1", ["<a@x>", "<b@x>"]) == {"<a@x>": 1, "<b@x>": 2}

@@ -13,6 +13,8 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``):
 ``P cursors:{mid}``                    hash: folder -> connector cursor (saved after writes)
 ``P runs:{mid}``                       list: the latest run records (counts, never content)
 ``P quarantine:{mid}``                 list: rejected items (Message-ID, object, reason)
+``P quarantine-idx:{mid}``             hash: ``{key}|{object}`` -> its entry in the list (no copies)
+``P retries:{mid}``                    hash: item key -> transient refusals so far (7 days TTL)
 ``P sfcaps:{org}``                     string: JSON, the org's Salesforce capabilities (24 h TTL)
 ``P claim:{org}:{sha256}``             string: ``{mid}:{run}`` writing that Message-ID now (TTL, ``runs.py``)
 ``P evmap:{mid}``                      hash: remote event id -> ``{end}|{key}`` of meetings it organised

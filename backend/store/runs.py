@@ -28,6 +28,9 @@ from backend.store.keys import Keys
 
 MAX_RUNS = 20
 MAX_QUARANTINE = 200
+# Transient refusals are counted per record for this long (a record refused as "not now" for
+# days is counted from its first refusal within it).
+RETRY_COUNT_TTL_SECONDS = 7 * 24 * 3600
 CAPABILITIES_TTL_SECONDS = 24 * 3600
 
 # Saves cursors only while the mailbox still has a connection (running, paused, disabled): a run
@@ -106,17 +109,53 @@ class SyncRunRepo:
         return [json.loads(raw) for raw in self._r.lrange(self._keys("runs", mid), 0, max(0, count - 1))]
 
     def quarantine(self, mid: str, entries: list[dict[str, Any]]) -> None:
-        """Keep refused items: Message-ID (or meeting key), object and Salesforce's reason only."""
+        """Keep refused items: Message-ID (or meeting key), object and Salesforce's reason only.
+
+        An item refused again (a rerun of the same batch) replaces its earlier entry instead of
+        filling the list with copies.
+        """
         if not entries:
             return
         key = self._keys("quarantine", mid)
+        index = self._keys("quarantine-idx", mid)
         allowed = ("key", "object", "reason", "at")
+        latest: dict[str, str] = {}
+        for entry in entries:
+            clean = {k: entry[k] for k in allowed if k in entry}
+            latest[f"{clean.get('key', '')}|{clean.get('object', '')}"] = json.dumps(
+                clean, separators=(",", ":"), sort_keys=True)
+        names = list(latest)
+        earlier = self._r.hmget(index, names)
         with self._r.pipeline() as pipe:
-            for entry in entries:
-                clean = {k: entry[k] for k in allowed if k in entry}
-                pipe.lpush(key, json.dumps(clean, separators=(",", ":"), sort_keys=True))
+            for old in earlier:
+                if old:
+                    pipe.lrem(key, 0, str(old))
+            for value in latest.values():
+                pipe.lpush(key, value)
+            pipe.hset(index, mapping={name: value for name, value in latest.items()})
             pipe.ltrim(key, 0, MAX_QUARANTINE - 1)
             pipe.execute()
+        if self._r.hlen(index) > 4 * MAX_QUARANTINE:
+            # Entries trimmed off the list long ago: forget them (at worst one later copy).
+            self._r.delete(index)
+
+    def count_transient(self, mid: str, keys: list[str]) -> dict[str, int]:
+        """Count one more transient refusal for each of ``keys``; returns each key's count so far."""
+        if not keys:
+            return {}
+        name = self._keys("retries", mid)
+        unique = sorted(set(keys))
+        with self._r.pipeline() as pipe:
+            for k in unique:
+                pipe.hincrby(name, k, 1)
+            pipe.expire(name, RETRY_COUNT_TTL_SECONDS)
+            counts = pipe.execute()[:-1]
+        return {k: int(c) for k, c in zip(unique, counts, strict=True)}
+
+    def forget_transient(self, mid: str, keys: list[str]) -> None:
+        """Drop the transient-refusal counts of ``keys`` (written or quarantined now)."""
+        if keys:
+            self._r.hdel(self._keys("retries", mid), *sorted(set(keys)))
 
     def quarantined(self, mid: str, count: int = 20) -> list[dict[str, Any]]:
         """The latest quarantined items, newest first."""

@@ -26,6 +26,7 @@ Message-ID, the object and Salesforce's reason.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -63,6 +64,9 @@ USAGE_FRESH_SECONDS = 30 * 60
 # Quiet runs in a row after which the interval doubles, then quadruples (30 -> 60 -> 120 min).
 QUIET_RUNS_DOUBLE = 2
 QUIET_RUNS_QUADRUPLE = 4
+# Runs that may meet a record Salesforce refuses as "not now" (a locked row, a server error) before
+# it is quarantined instead: RQ's retries plus a few scheduled runs.
+MAX_TRANSIENT_ATTEMPTS = 8
 # An email claim outlives the lookup and write of one batch (a few Composite calls of at most
 # 180 s each); a run that dies leaves claims that expire after this (its own mailbox's rerun takes
 # them over at once).
@@ -426,8 +430,18 @@ class MailboxRun:
         counts.relations_repaired += result.relations_repaired
         counts.duplicates += result.duplicates
         now = _iso(time.time())
+        refused = list(result.rejected)
+        if result.transient:
+            # "Not now" is believed a few times; a record Salesforce refuses on every attempt is
+            # quarantined like any other refusal, so one record cannot hold the mailbox back forever.
+            attempts = self.store.runs.count_transient(self.mailbox.id, [r.key for r in result.transient])
+            exhausted = [r for r in result.transient if attempts[r.key] >= MAX_TRANSIENT_ATTEMPTS]
+            result.transient = [r for r in result.transient if attempts[r.key] < MAX_TRANSIENT_ATTEMPTS]
+            self.store.runs.forget_transient(self.mailbox.id, [r.key for r in exhausted])
+            refused += [dataclasses.replace(r, reason=f"{r.reason} (on {MAX_TRANSIENT_ATTEMPTS} attempts)")
+                        for r in exhausted]
         entries = []
-        for rejected in result.rejected:
+        for rejected in refused:
             if rejected.object.endswith("Relation"):
                 counts.relations_quarantined += 1
             else:

@@ -552,3 +552,28 @@ def test_the_api_budget_stops_a_large_page_between_its_batches_and_keeps_its_cur
     assert done["counts"]["written"] == 200 and done["counts"]["duplicates"] == 100
     keys = [m["MessageIdentifier"] for m in sf.data.all("EmailMessage")]
     assert len(keys) == len(set(keys)) == 300
+
+
+def test_a_record_refused_as_transient_every_time_is_quarantined_after_a_few_runs(
+        sf: SalesforceUser, box: ListMailbox, monkeypatch: Any) -> None:
+    monkeypatch.setattr(engine, "MAX_TRANSIENT_ATTEMPTS", 3)
+    contacts(sf, 3)
+    sf.data.rules.append(Rule("EmailMessage", lambda r: r.get("MessageIdentifier") == "<m1@customer.example>",
+                              "An unexpected error occurred", code="UNKNOWN_EXCEPTION"))
+    sf.data.rules.append(Rule("EmailMessage", lambda r: r.get("MessageIdentifier") == "<m2@customer.example>",
+                              "Blocked by rule"))
+    inbox(box, 3, people=3)
+    store = services().store
+    for _ in range(2):
+        with pytest.raises(Unavailable, match="UNKNOWN_EXCEPTION"):
+            run_mailbox(sf.uid)
+        assert "inbox" not in store.mailboxes.cursors(sf.uid)
+    record = run_mailbox(sf.uid)
+    assert record["status"] == "ok" and record["counts"]["quarantined"] == 2
+    assert store.mailboxes.cursors(sf.uid)["inbox"] == "3"
+    # Each item once in the quarantine, however many reruns refused it.
+    entries = {e["key"]: e["reason"] for e in store.runs.quarantined(sf.uid)}
+    assert set(entries) == {"<m1@customer.example>", "<m2@customer.example>"}
+    assert "UNKNOWN_EXCEPTION" in entries["<m1@customer.example>"] and "(on 3 attempts)" in entries[
+        "<m1@customer.example>"]
+    assert [m["MessageIdentifier"] for m in sf.data.all("EmailMessage")] == ["<m0@customer.example>"]
