@@ -133,7 +133,10 @@ def org_set(
         changes["block_free_mail"] = not free_mail
     if not changes:
         raise click.UsageError("nothing to change: give at least one option")
-    services().store.orgs.update(org_id, **changes)
+    store = services().store
+    if not store.users.org_user_ids(org_id):
+        click.echo(f"note: nobody of org {org_id} has logged in yet; the settings apply once they do", err=True)
+    store.orgs.update(org_id, **changes)
     click.echo(_org_json(org_id))
 
 
@@ -148,14 +151,14 @@ def _org_id_18(org_id: str) -> str:
         raise click.BadParameter(
             "not a Salesforce org id (15 or 18 letters and digits, starting 00D)", param_hint="ORG_ID"
         )
-    if len(org_id) == 18:
-        return org_id
     # Salesforce's checksum: one suffix letter per 5-character chunk, a bit per upper-case letter.
     suffix = ""
     for start in (0, 5, 10):
         bits = sum(1 << i for i, ch in enumerate(org_id[start:start + 5]) if ch.isupper())
         suffix += _SUFFIX_CHARS[bits]
-    return org_id + suffix
+    if len(org_id) == 18 and org_id[15:].upper() != suffix:
+        raise click.BadParameter("this 18-character org id does not check out (a typo?)", param_hint="ORG_ID")
+    return org_id[:15] + suffix
 
 
 def register_commands(app: Flask) -> None:

@@ -77,7 +77,7 @@ def test_a_dropped_key_sends_the_user_back_to_login_instead_of_failing(
     assert "can no longer be read" in resp.json["error"]["message"]
 
 
-ORG = "00D000000000001AAA"
+ORG = "00D000000000001EAA"  # a valid 18-character id (its suffix checks out)
 
 
 def test_org_set_and_show_round_trip(app_config: dict[str, Any], redis_client: redis.Redis) -> None:
@@ -106,6 +106,12 @@ def test_org_set_and_show_round_trip(app_config: dict[str, Any], redis_client: r
     assert "rival.example" in shown.output
 
 
+def test_org_set_notes_an_org_nobody_logged_in_from(app_config: dict[str, Any], redis_client: redis.Redis) -> None:
+    result = create_app(app_config).test_cli_runner().invoke(args=["org", "set", ORG, "--free-mail"])
+    assert result.exit_code == 0
+    assert "nobody of org 00D000000000001EAA has logged in yet" in result.output
+
+
 def test_org_accepts_the_15_character_id(app_config: dict[str, Any], redis_client: redis.Redis) -> None:
     app = create_app(app_config)
     result = app.test_cli_runner().invoke(args=["org", "set", "00D5g000004Xyz1", "--admin-email", "it@acme.example"])
@@ -123,6 +129,7 @@ def test_org_accepts_the_15_character_id(app_config: dict[str, Any], redis_clien
         (["org", "set", ORG, "--internal-domains", "acme..example"], "is not an email address or domain"),
         (["org", "set", ORG, "--blocklist", "<script>"], "is not an email address or domain"),
         (["org", "set", ORG], "nothing to change"),
+        (["org", "set", "00D000000000001AAA", "--admin-email", "a@b.example"], "does not check out"),
     ],
 )
 def test_org_set_refuses_bad_input(
