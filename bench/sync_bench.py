@@ -49,7 +49,7 @@ from tests.fakes.salesforce_rest import data_of  # noqa: E402
 from tests.fakes.server import FakeServer  # noqa: E402
 from tests.fakes.tls import TestCA  # noqa: E402
 from tests.helpers import login  # noqa: E402
-from tests.redis_server import PrivateRedis, claim_database, release_database  # noqa: E402
+from tests.redis_server import own_database  # noqa: E402
 
 API_VERSION = "62.0"
 
@@ -220,20 +220,12 @@ def main() -> None:
     # The fakes' request logs would drown the figures.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     tmp = tempfile.mkdtemp(prefix="sync-bench-")
-    private = None
-    base = os.environ.get("REDIS_URL", "")
-    if not base:
-        private = PrivateRedis()
-        base = private.url
-    url, token = claim_database(base)
     try:
-        ca = TestCA(tmp)
-        cert = ca.issue("loopback")
-        figures = {"backfill": backfill(args, ca, cert, url), "clock": clock(args, url)}
+        with own_database() as url:
+            ca = TestCA(tmp)
+            cert = ca.issue("loopback")
+            figures = {"backfill": backfill(args, ca, cert, url), "clock": clock(args, url)}
     finally:
-        release_database(url, token)
-        if private is not None:
-            private.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         print(json.dumps(figures, indent=2))

@@ -6,7 +6,6 @@ Fakes are reached by the product only through configuration (``SALESFORCE_LOGIN_
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from tests.fakes import microsoft as fake_ms
 from tests.fakes import salesforce as fake_sf
 from tests.fakes.server import FakeServer
 from tests.fakes.tls import CertPair, TestCA
-from tests.redis_server import PrivateRedis, claim_database, flush_keeping_claim, release_database
+from tests.redis_server import flush_keeping_claim, own_database
 
 PUBLIC_BASE_URL = "https://localhost:3000"
 
@@ -41,18 +40,8 @@ def server_cert(ca: TestCA) -> CertPair:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A database of our own on a real Redis (REDIS_URL), or a private redis-server."""
-    private = None
-    base = os.environ.get("REDIS_URL", "")
-    if not base:
-        private = PrivateRedis()
-        base = private.url
-    url, token = claim_database(base)
-    try:
+    with own_database() as url:
         yield url
-    finally:
-        release_database(url, token)
-        if private is not None:
-            private.stop()
 
 
 @pytest.fixture

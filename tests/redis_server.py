@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -124,3 +126,20 @@ def flush_keeping_claim(client: redis.Redis) -> None:
     client.flushdb()
     if token is not None:
         client.set(CLAIM_KEY, token, ex=6 * 3600)
+
+
+@contextmanager
+def own_database() -> Iterator[str]:
+    """A database of our own on REDIS_URL's server, or on a private redis-server; flushed and released after."""
+    private = None
+    base = os.environ.get("REDIS_URL", "")
+    if not base:
+        private = PrivateRedis()
+        base = private.url
+    url, token = claim_database(base)
+    try:
+        yield url
+    finally:
+        release_database(url, token)
+        if private is not None:
+            private.stop()
