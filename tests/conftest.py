@@ -16,6 +16,7 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.connectors.harness_exchange import ExchangeHarness
 from tests.fakes import microsoft as fake_ms
 from tests.fakes import salesforce as fake_sf
 from tests.fakes.server import FakeServer
@@ -91,6 +92,14 @@ def fake_microsoft(server_cert: CertPair) -> Iterator[RunningFake]:
     state.base_url = server.url
     yield RunningFake(state, server)
     server.stop()
+
+
+@pytest.fixture
+def ews(ca: TestCA, server_cert: CertPair) -> Iterator[ExchangeHarness]:
+    """The fake Exchange server (EWS, Autodiscover, identity-token metadata) with Alice's and Bob's mailboxes."""
+    harness = ExchangeHarness(ca.ca_path, server_cert)
+    yield harness
+    harness.close()
 
 
 @pytest.fixture

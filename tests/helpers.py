@@ -97,3 +97,14 @@ def login(
     me = client.get("/api/me", headers={"Authorization": f"Bearer {resp.json['token']}"})  # type: ignore[index]
     assert me.status_code == 200, me.get_data(as_text=True)
     return LoggedIn(token=resp.json["token"], uid=me.json["user"]["id"])  # type: ignore[index]
+
+
+def run_queued(*names: str) -> None:
+    """Run what is queued (the interactive and sync queues by default) in this process, then stop."""
+    from rq import SimpleWorker
+
+    from backend.extensions import QUEUE_INTERACTIVE, QUEUE_SYNC, services
+
+    svc = services()
+    queues = [svc.queue(name) for name in (names or (QUEUE_INTERACTIVE, QUEUE_SYNC))]
+    SimpleWorker(queues, connection=svc.redis_raw).work(burst=True)

@@ -7,7 +7,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -22,18 +21,10 @@ from backend.security.identity import ProofInvalid
 from tests.conftest import PUBLIC_BASE_URL
 from tests.connectors.harness_exchange import ADDRESS, ExchangeHarness
 from tests.fakes.ews import EXCHANGE_PRINCIPAL, METADATA_PATH, new_signing_key, x5t_of
-from tests.fakes.tls import CertPair, TestCA
+from tests.fakes.tls import TestCA
 from tests.helpers import login, salesforce_dialog_code
 
 PANE = f"{PUBLIC_BASE_URL}/taskpane.html"
-
-
-@pytest.fixture
-def ews(ca: TestCA, server_cert: CertPair) -> Iterator[ExchangeHarness]:
-    """The fake Exchange server: it signs identity tokens and serves its metadata document."""
-    harness = ExchangeHarness(ca.ca_path, server_cert)
-    yield harness
-    harness.close()
 
 
 @pytest.fixture

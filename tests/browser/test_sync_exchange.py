@@ -3,7 +3,7 @@ shown next to the form in words, and Reconnect after sync was disabled by a chan
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,24 +12,15 @@ from playwright.sync_api import Page, Request, Route, expect
 from tests.browser.conftest import LiveServer, Pane
 from tests.browser.test_sync_microsoft import run_jobs
 from tests.connectors.harness_exchange import ADDRESS, PASSWORD, ExchangeHarness
-from tests.fakes.tls import CertPair, TestCA
 
 pytestmark = pytest.mark.browser
 RUNNING = "Sync is running \u2014 every 30 minutes"
 
 
 @pytest.fixture
-def exchange(ca: TestCA, server_cert: CertPair) -> Iterator[ExchangeHarness]:
-    """The fake Exchange server with Alice's (and Bob's) mailbox."""
-    harness = ExchangeHarness(ca.ca_path, server_cert)
-    yield harness
-    harness.close()
-
-
-@pytest.fixture
-def onprem(serve_app: Callable[..., LiveServer], exchange: ExchangeHarness) -> LiveServer:
+def onprem(serve_app: Callable[..., LiveServer], ews: ExchangeHarness) -> LiveServer:
     """The app allowed to reach the fake Exchange server."""
-    return serve_app(**exchange.settings_overrides())
+    return serve_app(**ews.settings_overrides())
 
 
 def exchange_form(pane: Pane) -> Page:
@@ -53,7 +44,7 @@ def fill_exchange(page: Page, login: str, password: str, ews_url: str | None = N
 
 
 def test_connect_to_exchange_with_the_ews_url(onprem: LiveServer, make_pane: Callable[..., Pane],
-                                             exchange: ExchangeHarness) -> None:
+                                             ews: ExchangeHarness) -> None:
     """The right password and the EWS URL under More: connected, running, a first run queued, password gone."""
     pane = make_pane(onprem)
     page = exchange_form(pane)
@@ -67,16 +58,16 @@ def test_connect_to_exchange_with_the_ews_url(onprem: LiveServer, make_pane: Cal
             sent.append(request.post_data_json)
 
     pane.context.on("request", record)
-    fill_exchange(page, ADDRESS, PASSWORD, exchange.ews_url)
+    fill_exchange(page, ADDRESS, PASSWORD, ews.ews_url)
     expect(page.locator("#exchange-status")).to_have_text(f"Connected to {ADDRESS}. {RUNNING}.", timeout=20_000)
     expect(page.get_by_label("Password")).to_have_value("")
     expect(page.locator("#settings-state-label")).to_have_text(RUNNING)
     expect(page.locator("#settings-mailbox")).to_have_text(f"Mailbox: {ADDRESS} \u00b7 Exchange")
     expect(page.locator("#run-progress-text")).to_have_text("A run is queued and starts shortly.")
-    assert sent == [{"login": ADDRESS, "password": PASSWORD, "ews_url": exchange.ews_url}]
+    assert sent == [{"login": ADDRESS, "password": PASSWORD, "ews_url": ews.ews_url}]
     # The EWS URL stays visible while it holds a value, also after a reload (from the saved connection).
     page.reload()
-    expect(page.get_by_label("EWS URL")).to_have_value(exchange.ews_url)
+    expect(page.get_by_label("EWS URL")).to_have_value(ews.ews_url)
     expect(more).to_have_attribute("aria-expanded", "true")
     more.click()
     expect(page.get_by_label("EWS URL")).to_be_visible()
@@ -93,14 +84,14 @@ def test_connect_to_exchange_by_autodiscover(onprem: LiveServer, make_pane: Call
 
 
 def test_connect_shows_progress_and_cannot_be_pressed_twice(
-    onprem: LiveServer, make_pane: Callable[..., Pane], exchange: ExchangeHarness
+    onprem: LiveServer, make_pane: Callable[..., Pane], ews: ExchangeHarness
 ) -> None:
     """While connecting the button is disabled and says so; a second press sends nothing."""
     pane = make_pane(onprem)
     page = exchange_form(pane)
     held: list[Route] = []
     page.route("**/api/sync/exchange", lambda route: held.append(route))
-    fill_exchange(page, ADDRESS, PASSWORD, exchange.ews_url)
+    fill_exchange(page, ADDRESS, PASSWORD, ews.ews_url)
     button = page.locator("#exchange-connect")
     expect(button).to_be_disabled()
     expect(button).to_have_text("Connecting\u2026")
@@ -129,13 +120,13 @@ def test_connect_shows_progress_and_cannot_be_pressed_twice(
     ],
 )
 def test_connect_failures_are_shown_next_to_the_form(
-    onprem: LiveServer, make_pane: Callable[..., Pane], exchange: ExchangeHarness,
+    onprem: LiveServer, make_pane: Callable[..., Pane], ews: ExchangeHarness,
     login: str, password: str, ews_url: str, field: str | None, message: str,
 ) -> None:
     """Each failure is the server's message in words, next to the form or the field; the password is cleared."""
     pane = make_pane(onprem)
     page = exchange_form(pane)
-    fill_exchange(page, login, password, ews_url.replace("{ews}", exchange.ews_url))
+    fill_exchange(page, login, password, ews_url.replace("{ews}", ews.ews_url))
     target = page.locator(f"#exchange-{field.replace('_', '-')}-error" if field else "#exchange-error")
     expect(target).to_contain_text(message, timeout=20_000)
     expect(page.get_by_label("Password")).to_have_value("")
@@ -153,14 +144,14 @@ def test_connect_failures_are_shown_next_to_the_form(
 
 
 def test_repeated_wrong_passwords_say_when_to_try_again(
-    onprem: LiveServer, make_pane: Callable[..., Pane], exchange: ExchangeHarness
+    onprem: LiveServer, make_pane: Callable[..., Pane], ews: ExchangeHarness
 ) -> None:
     """After a few wrong passwords the pane says the attempts are limited and when to try again."""
     pane = make_pane(onprem)
     page = exchange_form(pane)
     error = page.locator("#exchange-error")
     for _ in range(12):
-        fill_exchange(page, ADDRESS, "wrong-password", exchange.ews_url)
+        fill_exchange(page, ADDRESS, "wrong-password", ews.ews_url)
         expect(page.get_by_role("button", name="Connect to Exchange")).to_be_enabled(timeout=20_000)
         expect(error).not_to_be_empty()
         if "try again at" in (error.text_content() or ""):
@@ -170,16 +161,16 @@ def test_repeated_wrong_passwords_say_when_to_try_again(
 
 
 def test_reconnect_after_a_password_change_resumes_sync(
-    onprem: LiveServer, make_pane: Callable[..., Pane], exchange: ExchangeHarness
+    onprem: LiveServer, make_pane: Callable[..., Pane], ews: ExchangeHarness
 ) -> None:
     """Password changed on the server: sync is disabled with the reason; Reconnect with the new one resumes it."""
     pane = make_pane(onprem)
     page = exchange_form(pane)
-    fill_exchange(page, ADDRESS, PASSWORD, exchange.ews_url)
+    fill_exchange(page, ADDRESS, PASSWORD, ews.ews_url)
     expect(page.locator("#settings-state-label")).to_have_text(RUNNING, timeout=20_000)
     run_jobs(onprem)
     new_password = "New-Password-43!"
-    exchange.state.revoke(ADDRESS, new_password)  # the password changed on the server
+    ews.state.revoke(ADDRESS, new_password)  # the password changed on the server
     from backend.extensions import services
     from backend.jobs.sync import enqueue_sync
 

@@ -13,17 +13,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from rq import SimpleWorker
 
 from backend.connectors import MailboxContext, open_mailbox
 from backend.connectors.microsoft_auth import CACHE_SECRET
-from backend.extensions import QUEUE_INTERACTIVE, QUEUE_NOTIFY, QUEUE_SYNC, services
+from backend.extensions import QUEUE_NOTIFY, services
 from backend.jobs.context import use_app
 from backend.jobs.sync import enqueue_sync, job_status
 from backend.store.mailboxes import SyncState
 from backend.sync.engine import run_mailbox
 from tests.e2e import SyncEnv
 from tests.fakes.smtp import SmtpSink
+from tests.helpers import run_queued
 
 CONTACT = "carol@customer.example"
 
@@ -40,13 +40,6 @@ def env(env_factory: Callable[..., SyncEnv]) -> Iterator[SyncEnv]:
         yield environment
     finally:
         use_app(None)
-
-
-def work(*names: str) -> None:
-    """Run what is queued, in this process, then stop."""
-    svc = services()
-    queues = [svc.queue(name) for name in (names or (QUEUE_INTERACTIVE, QUEUE_SYNC))]
-    SimpleWorker(queues, connection=svc.redis_raw).work(burst=True)
 
 
 @pytest.mark.parametrize("action", ["mark", "delete"])
@@ -81,7 +74,7 @@ def test_an_expired_app_secret_fails_runs_transiently_never_counts_and_notifies_
         env: SyncEnv, smtp_sink: SmtpSink, caplog: pytest.LogCaptureFixture) -> None:
     harness: Any = env.harness
     with env.app.app_context():
-        work()  # the first run, queued by activation
+        run_queued()  # the first run, queued by activation
         assert env.mailbox().last_run["status"] == "ok"  # type: ignore[index]
         # The app's client secret expires at Microsoft: every token request now answers invalid_client.
         harness.ms.client_secret = "rotated-by-the-admin"
@@ -90,7 +83,7 @@ def test_an_expired_app_secret_fails_runs_transiently_never_counts_and_notifies_
         caplog.set_level(logging.ERROR, logger="backend.connectors.microsoft_auth")
         for _ in range(limit + 1):
             assert enqueue_sync(env.uid, interactive=True)  # Sync now, or the schedule
-            work()
+            run_queued()
             mailbox = env.mailbox()
             assert mailbox.last_run is not None and mailbox.last_run["error"]["code"] == "service_misconfigured"
             assert mailbox.state is SyncState.RUNNING and mailbox.auth_failures == 0 and mailbox.error is None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import redis
 from flask import Flask
-from rq import SimpleWorker
 
 from backend.extensions import QUEUE_SYNC, services
+from tests.helpers import run_queued
 from tests.sfhelpers import redis_text
 
 
@@ -24,7 +24,7 @@ def test_scan_reads_job_arguments_and_tracebacks(app: Flask, redis_client: redis
         # RQ keeps the arguments compressed: a plain scan of the hash would not see the subject.
         assert subject.encode() not in raw[b"data"]
         assert subject in redis_text(redis_client)
-        SimpleWorker([svc.queue(QUEUE_SYNC)], connection=svc.redis_raw).work(burst=True)
+        run_queued(QUEUE_SYNC)
         # RQ keeps the traceback in the job's result stream, compressed and base64 encoded.
         entries = svc.redis_raw.xrange(f"rq:results:{job.id}")
         assert entries and all(subject[::-1].encode() not in value for _, fields in entries

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from rq import SimpleWorker
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
@@ -19,6 +18,7 @@ from backend.jobs import sync as sync_jobs
 from backend.jobs.context import use_app
 from backend.jobs.sync import JOB_TIMEOUT_SECONDS, enqueue_sync, job_id_for, job_status
 from backend.store.mailboxes import SyncState
+from tests.helpers import run_queued
 from tests.sfhelpers import SalesforceUser, log_in
 from tests.sync.items import OWNER, ListMailbox, mail
 
@@ -44,20 +44,13 @@ def sf(app: Flask, client: FlaskClient, ca: Any, fake_salesforce: Any, box: List
         use_app(None)
 
 
-def work(*names: str) -> None:
-    """Run what is queued (sync runs by default), in this process, then stop."""
-    svc = services()
-    queues = [svc.queue(name) for name in (names or (QUEUE_INTERACTIVE, QUEUE_SYNC))]
-    SimpleWorker(queues, connection=svc.redis_raw).work(burst=True)
-
-
 def test_a_run_returns_its_record(sf: SalesforceUser, box: ListMailbox) -> None:
     sf.data.add_contact("bob@customer.example")
     box.add("inbox", mail())
     assert enqueue_sync(sf.uid, interactive=True)
     assert job_status(sf.uid) == "queued"
     assert Job.fetch(job_id_for(sf.uid), connection=services().redis_raw).timeout == JOB_TIMEOUT_SECONDS
-    work()
+    run_queued()
     assert job_status(sf.uid) is None  # result_ttl 0: nothing left behind
     mailbox = services().store.mailboxes.get(sf.uid)
     assert mailbox is not None and mailbox.last_run is not None
@@ -68,7 +61,7 @@ def test_throttling_is_retried_after_retry_after(sf: SalesforceUser, box: ListMa
     box.error = Throttled("busy", retry_after=300)
     assert enqueue_sync(sf.uid)
     before = time.time()
-    work()
+    run_queued()
     job = Job.fetch(job_id_for(sf.uid), connection=services().redis_raw)
     assert job.get_status() is JobStatus.SCHEDULED and job.retries_left == 2
     registry = ScheduledJobRegistry(QUEUE_SYNC, connection=services().redis_raw)
@@ -82,7 +75,7 @@ def test_transient_errors_never_count_as_auth_failures(sf: SalesforceUser, box: 
     for _ in range(8):
         Job.fetch(job_id_for(sf.uid), connection=services().redis_raw).delete() if job_status(sf.uid) else None
         assert enqueue_sync(sf.uid, interactive=True)
-        work()
+        run_queued()
     mailbox = services().store.mailboxes.get(sf.uid)
     assert mailbox is not None and mailbox.state is SyncState.RUNNING and mailbox.auth_failures == 0
     assert mailbox.last_run is not None and mailbox.last_run["error"]["code"] == "unavailable"
@@ -93,7 +86,7 @@ def test_auth_failures_are_not_retried_and_disable_after_the_limit(sf: Salesforc
     limit = services().settings.MAX_AUTH_FAILURES
     for attempt in range(1, limit + 1):
         assert enqueue_sync(sf.uid, interactive=True)
-        work()
+        run_queued()
         job = Job.fetch(job_id_for(sf.uid), connection=services().redis_raw)
         assert job.get_status() is JobStatus.FAILED and job.retries_left == 0  # never retried
         mailbox = services().store.mailboxes.get(sf.uid)
@@ -104,10 +97,10 @@ def test_auth_failures_are_not_retried_and_disable_after_the_limit(sf: Salesforc
     assert len(notices) == 1 and notices[0].startswith(f"notify-{sf.uid}-")
     # Disabled: a run does nothing and no second notice is queued.
     assert enqueue_sync(sf.uid, interactive=True)
-    work()
+    run_queued()
     assert services().queue(QUEUE_NOTIFY).job_ids == notices
     assert box.requests == limit
-    work(QUEUE_NOTIFY)  # no SMTP_URL in this app: the notice is logged, not sent
+    run_queued(QUEUE_NOTIFY)  # no SMTP_URL in this app: the notice is logged, not sent
     assert services().queue(QUEUE_NOTIFY).job_ids == []
 
 
@@ -115,10 +108,10 @@ def test_a_good_run_resets_the_failure_streak(sf: SalesforceUser, box: ListMailb
     box.revoked = True
     for _ in range(2):
         enqueue_sync(sf.uid, interactive=True)
-        work()
+        run_queued()
     box.revoked = False
     enqueue_sync(sf.uid, interactive=True)
-    work()
+    run_queued()
     mailbox = services().store.mailboxes.get(sf.uid)
     assert mailbox is not None and mailbox.auth_failures == 0 and mailbox.error is None
 
@@ -128,7 +121,7 @@ def test_sync_now_brings_a_scheduled_retry_forward(sf: SalesforceUser, box: List
     box.add("inbox", mail())
     box.error = Throttled("busy", retry_after=3000)  # the background run is told to come back in 50 min
     assert enqueue_sync(sf.uid)
-    work()
+    run_queued()
     assert job_status(sf.uid) == "retry_scheduled"
     box.error = None
     assert enqueue_sync(sf.uid, interactive=True) is True  # Sync now
@@ -136,7 +129,7 @@ def test_sync_now_brings_a_scheduled_retry_forward(sf: SalesforceUser, box: List
     registry = ScheduledJobRegistry(QUEUE_SYNC, connection=services().redis_raw)
     assert registry.get_job_ids() == []
     assert services().queue(QUEUE_INTERACTIVE).job_ids == [job_id_for(sf.uid)]
-    work(QUEUE_INTERACTIVE)
+    run_queued(QUEUE_INTERACTIVE)
     mailbox = services().store.mailboxes.get(sf.uid)
     assert mailbox is not None and mailbox.last_run is not None
     assert mailbox.last_run["status"] == "ok" and mailbox.last_run["trigger"] == "interactive"
@@ -150,7 +143,7 @@ def test_a_run_that_takes_too_long_is_stopped_and_says_so(sf: SalesforceUser, bo
     box.delay = 3.0
     box.add("inbox", mail())
     assert enqueue_sync(sf.uid)
-    work()
+    run_queued()
     mailbox = services().store.mailboxes.get(sf.uid)
     assert mailbox is not None and mailbox.last_run is not None
     assert mailbox.last_run["status"] == "error"
