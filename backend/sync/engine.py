@@ -149,10 +149,10 @@ class RunCounts:
         data["filtered_by"] = dict(sorted(self.filtered_by.items()))
         return data
 
-    def filter_out(self, reason: Reason) -> None:
-        """Count one filtered item."""
-        self.filtered += 1
-        self.filtered_by[reason.value] += 1
+    def filter_out(self, reason: Reason, count: int = 1) -> None:
+        """Count filtered items (one by default)."""
+        self.filtered += count
+        self.filtered_by[reason.value] += count
 
 
 def batches(items: list[T], size: int) -> list[list[T]]:
@@ -276,9 +276,10 @@ class MailboxRun:
         counts.read += len(emails) + len(events)
         counts.deletions += sum(len(p.deletions) for p in pages)
         counts.resynced_pages += sum(1 for p in pages if p.resynced)
-        for _ in range(sum(p.unreadable for p in pages)):
-            counts.read += 1
-            counts.filter_out(Reason.UNREADABLE)
+        unreadable = sum(p.unreadable for p in pages)
+        if unreadable:
+            counts.read += unreadable
+            counts.filter_out(Reason.UNREADABLE, unreadable)
         kept_emails: list[EmailItem] = []
         for email in emails:
             reason = self.filters.email(email)
