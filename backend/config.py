@@ -257,7 +257,7 @@ class Settings:
             raise ConfigError("SF_ACTIVITY_KEY_FIELD must be a Salesforce field API name, e.g. Sidebar_Sync_Key__c")
         if not self.KEY_PREFIX or any(c.isspace() for c in self.KEY_PREFIX):
             raise ConfigError("KEY_PREFIX must be a non-empty string without spaces")
-        from backend.security.ssrf import HostRule
+        from backend.net.ssrf import HostRule
 
         for name in ("EWS_ALLOWED_HOSTS", "EXCHANGE_IDENTITY_HOSTS"):
             for pattern in getattr(self, name):

@@ -181,8 +181,8 @@ def render_manifest(base_url: str, settings: Settings) -> str:
         "app_domains": app_domains(base, settings),
         "surfaces": [{"type": t, "prefix": p, "pinning": pin} for t, p, pin in SURFACES],
         "group_label": PRODUCT_NAME + (LOCAL_SUFFIX if local else ""),
-        "button_label": "Email Sidebar",
-        "button_title": "Open the Email Sidebar",
+        "button_label": "Sidebar Sync",
+        "button_title": "Open Sidebar Sync",
         "button_tooltip": "Log in to Salesforce, set up sync for this mailbox and see when your emails "
                           "and meetings were last logged.",
         "naa": _naa(base, settings),

@@ -36,7 +36,7 @@ ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss'
 
 def ensure_dev_certs(directory: Path) -> tuple[str, str, str]:
     """(CA, certificate, key) paths for localhost; generated once, renewed when near expiry."""
-    from tests.fakes.tls import TestCA
+    from sandbox.tls import TestCA
 
     cert_path, key_path, ca_path = directory / "localhost.pem", directory / "localhost.key", directory / "ca.pem"
     if cert_path.exists() and key_path.exists() and ca_path.exists():
@@ -80,7 +80,7 @@ def main() -> int:
 
     sandbox = None
     if not env.get("SALESFORCE_CLIENT_ID"):
-        from tests.fakes.sandbox import Sandbox
+        from sandbox.demo import Sandbox
 
         sandbox = Sandbox(cert_path, key_path).start()
         env.update(sandbox.settings())

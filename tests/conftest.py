@@ -16,12 +16,12 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 
+from sandbox import microsoft as fake_ms
+from sandbox import salesforce as fake_sf
+from sandbox.redis_server import flush_keeping_claim, own_database
+from sandbox.server import FakeServer
+from sandbox.tls import CertPair, TestCA
 from tests.connectors.harness_exchange import ExchangeHarness
-from tests.fakes import microsoft as fake_ms
-from tests.fakes import salesforce as fake_sf
-from tests.fakes.server import FakeServer
-from tests.fakes.tls import CertPair, TestCA
-from tests.redis_server import flush_keeping_claim, own_database
 
 PUBLIC_BASE_URL = "https://localhost:3000"
 
@@ -105,7 +105,7 @@ def ews(ca: TestCA, server_cert: CertPair) -> Iterator[ExchangeHarness]:
 @pytest.fixture
 def fake_graph(server_cert: CertPair, fake_microsoft: RunningFake) -> Iterator[RunningFake]:
     """A fake Microsoft Graph over the fake identity platform's users and tokens."""
-    from tests.fakes.graph import serve
+    from sandbox.graph import serve
 
     state, server = serve(fake_microsoft.state, server_cert)
     yield RunningFake(state, server)

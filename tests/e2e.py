@@ -25,8 +25,8 @@ from backend.connectors.mailbox import MailboxIdentity
 from backend.extensions import services
 from backend.store.mailboxes import SyncMailbox
 from backend.sync.activation import activate
+from sandbox.salesforce_rest import SalesforceData, data_of
 from tests.connectors.harness import MailboxHarness
-from tests.fakes.salesforce_rest import SalesforceData, data_of
 from tests.helpers import LoggedIn, login
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ from backend.connectors.salesforce import SalesforceCrm, open_crm
 from backend.extensions import services
 from backend.store.runs import CapabilityCacheAdapter
 from backend.store.users import User
-from tests.fakes.salesforce_rest import SalesforceData, data_of
+from sandbox.salesforce_rest import SalesforceData, data_of
 from tests.helpers import LoggedIn, login
 
 

@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 
 from backend import create_app
 from backend.security.crypto import SecretBox
+from sandbox.tls import TestCA
 from tests.conftest import HttpsClient, RunningFake
-from tests.fakes.tls import TestCA
 from tests.helpers import login
 
 

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from backend.outbound import make_session
-from tests.fakes.sandbox import (
+from backend.net.outbound import make_session
+from sandbox.demo import (
     DEMO_PASSWORD,
     DEMO_USER,
     EWS_PORT,

@@ -18,10 +18,10 @@ from backend.config import Settings
 from backend.security import exchange_identity
 from backend.security.exchange_identity import ExchangeIdentityVerifier
 from backend.security.identity import ProofInvalid
+from sandbox.ews import EXCHANGE_PRINCIPAL, METADATA_PATH, new_signing_key, x5t_of
+from sandbox.tls import TestCA
 from tests.conftest import PUBLIC_BASE_URL
 from tests.connectors.harness_exchange import ADDRESS, ExchangeHarness
-from tests.fakes.ews import EXCHANGE_PRINCIPAL, METADATA_PATH, new_signing_key, x5t_of
-from tests.fakes.tls import TestCA
 from tests.helpers import login, salesforce_dialog_code
 
 PANE = f"{PUBLIC_BASE_URL}/taskpane.html"

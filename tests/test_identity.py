@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from sandbox.microsoft import new_key
+from sandbox.tls import TestCA
 from tests.conftest import RunningFake
-from tests.fakes.microsoft import new_key
-from tests.fakes.tls import TestCA
 from tests.helpers import login, salesforce_dialog_code
 
 ALICE = "alice@acme.example"

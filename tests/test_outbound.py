@@ -10,9 +10,9 @@ from pathlib import Path
 import certifi
 import pytest
 
-from backend import outbound
-from backend.outbound import trust_bundle
-from tests.fakes.tls import TestCA
+from backend.net import outbound
+from backend.net.outbound import trust_bundle
+from sandbox.tls import TestCA
 
 
 @pytest.fixture(autouse=True)

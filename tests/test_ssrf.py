@@ -14,11 +14,11 @@ from flask import Flask, redirect
 from requests.adapters import HTTPAdapter
 
 from backend.config import ConfigError, Settings
-from backend.outbound import trust_bundle
-from backend.security.ssrf import HostGuard, HostNotAllowed, HostRule, RequestBudget, ResolveTimeout, guarded_session
-from tests.fakes.ews import FakeEwsState, start_fake_ews
-from tests.fakes.server import FakeServer
-from tests.fakes.tls import CertPair, TestCA
+from backend.net.outbound import trust_bundle
+from backend.net.ssrf import HostGuard, HostNotAllowed, HostRule, RequestBudget, ResolveTimeout, guarded_session
+from sandbox.ews import FakeEwsState, start_fake_ews
+from sandbox.server import FakeServer
+from sandbox.tls import CertPair, TestCA
 
 PUBLIC = "93.184.216.34"
 

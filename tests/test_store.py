@@ -13,7 +13,7 @@ from backend.embedded_redis import EmbeddedRedis
 from backend.security.crypto import SecretBox
 from backend.store import Store
 from backend.store.mailboxes import InvalidTransition, SyncState
-from tests.redis_server import flush_keeping_claim
+from sandbox.redis_server import flush_keeping_claim
 
 
 @pytest.fixture(params=["suite", "embedded-6.2"])

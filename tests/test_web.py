@@ -9,7 +9,7 @@ import redis
 from flask.testing import FlaskClient
 
 from backend import create_app
-from tests.redis_server import free_port
+from sandbox.redis_server import free_port
 
 
 def test_taskpane_can_be_framed_by_outlook_only(client: FlaskClient) -> None:

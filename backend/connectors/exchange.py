@@ -18,7 +18,7 @@ Two entry points:
 adapters (``HTTP_ADAPTER_CLS``), both class-level and process-global. Patching them globally would
 let one mailbox's settings (trust, timeout, deadline, request counter, allowed hosts) leak into
 another's in a threaded web process. Instead each connection gets its *own* ``Protocol`` subclass
-whose ``raw_session`` returns a session with a :class:`~backend.security.ssrf.GuardedAdapter`:
+whose ``raw_session`` returns a session with a :class:`~backend.net.ssrf.GuardedAdapter`:
 https only, connections opened only to addresses the host guard checked, ``OUTBOUND_CA_BUNDLE``
 trusted (plus the public roots) whatever ``REQUESTS_CA_BUNDLE`` says, and counted in
 :attr:`ExchangeMailbox.calls`. The protocol instance is created without exchangelib's
@@ -142,8 +142,8 @@ from backend.connectors.mailbox import (
     bound_text,
     normalise_message_id,
 )
-from backend.outbound import trust_bundle
-from backend.security.ssrf import (
+from backend.net.outbound import trust_bundle
+from backend.net.ssrf import (
     GuardedAdapter,
     HostGuard,
     HostNotAllowed,

@@ -56,7 +56,7 @@ from backend.connectors.mailbox import (
     normalise_message_id,
 )
 from backend.connectors.microsoft_auth import AppOnlyTokens, MailboxTokens, MicrosoftAuth, TokenSource
-from backend.outbound import make_session
+from backend.net.outbound import make_session
 from backend.security.crypto import fingerprint
 
 log = logging.getLogger(__name__)

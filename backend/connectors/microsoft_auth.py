@@ -36,7 +36,7 @@ from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
 from backend.config import Settings
 from backend.connectors.errors import AuthRevoked, ServiceMisconfigured, SetupFailed, Unavailable
-from backend.outbound import make_session
+from backend.net.outbound import make_session
 from backend.security.crypto import fingerprint
 
 log = logging.getLogger(__name__)

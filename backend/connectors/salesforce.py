@@ -63,7 +63,7 @@ from backend.connectors.crm import (
 )
 from backend.connectors.errors import Throttled, Unavailable
 from backend.connectors.salesforce_auth import SalesforceCredentials, TokenExpired
-from backend.outbound import make_session
+from backend.net.outbound import make_session
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -23,7 +23,7 @@ import requests
 
 from backend.config import Settings
 from backend.connectors.errors import AuthRevoked, ServiceMisconfigured, Unavailable
-from backend.outbound import make_session
+from backend.net.outbound import make_session
 from backend.security.crypto import fingerprint
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from backend.config import Settings
 from backend.extensions import services
 from backend.jobs.context import worker_app
-from backend.outbound import trust_bundle
+from backend.net.outbound import trust_bundle
 from backend.store.mailboxes import SyncMailbox, SyncState
 from backend.store.users import User
 
@@ -78,11 +78,11 @@ def disabled_message(settings: Settings, mailbox: SyncMailbox, user: User, admin
     provider = PROVIDER_NAMES.get(mailbox.provider, "your mail server")
     if source == "salesforce":
         what = "Salesforce no longer accepts your login"
-        fix = ("Open the Email Sidebar in Outlook, log in to Salesforce again, then open ☰ > Sync settings "
+        fix = ("Open Sidebar Sync in Outlook, log in to Salesforce again, then open ☰ > Sync settings "
                "and choose Reconnect.")
     else:
         what = f"{provider} no longer accepts the saved sign-in for {mailbox.address}"
-        fix = ("Open the Email Sidebar in Outlook, choose ☰ > Sync settings, and choose Reconnect "
+        fix = ("Open Sidebar Sync in Outlook, choose ☰ > Sync settings, and choose Reconnect "
                "(with your new password, if it changed).")
     name = user.display_name or "there"
     failures = int(error.get("failures") or settings.MAX_AUTH_FAILURES)

@@ -57,9 +57,9 @@ import requests
 from cryptography import x509
 
 from backend.config import Settings
-from backend.outbound import trust_bundle
+from backend.net.outbound import trust_bundle
+from backend.net.ssrf import HostGuard, HostNotAllowed, HostRule, RequestBudget, Resolver, guarded_session
 from backend.security.identity import CLOCK_SKEW_SECONDS, ProofInvalid, VerifiedMailbox
-from backend.security.ssrf import HostGuard, HostNotAllowed, HostRule, RequestBudget, Resolver, guarded_session
 
 VERSION = "ExIdTok.V1"
 MAX_LIFETIME_SECONDS = 24 * 3600

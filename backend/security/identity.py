@@ -24,7 +24,7 @@ import jwt
 import requests
 
 from backend.config import Settings
-from backend.outbound import make_session
+from backend.net.outbound import make_session
 
 log = logging.getLogger(__name__)
 

@@ -17,18 +17,18 @@ const SESSION_ENDED = new Set([
 ]);
 
 const GENERIC_MESSAGES = {
-  0: "Could not reach Email Sidebar. Check your connection and try again.",
+  0: "Could not reach Sidebar Sync. Check your connection and try again.",
   400: "The request was not accepted.",
   401: "Log in to Salesforce first.",
   403: "You are not allowed to do this.",
-  404: "Email Sidebar could not find what was asked for.",
+  404: "Sidebar Sync could not find what was asked for.",
   409: "This cannot be done right now.",
   413: "What you sent is too large.",
   429: "Too many attempts. Try again later.",
   500: "Something went wrong on our side. Try again shortly.",
-  502: "A service Email Sidebar depends on did not answer. Try again shortly.",
-  503: "Email Sidebar is unavailable for a moment. Try again shortly.",
-  504: "A service Email Sidebar depends on took too long to answer. Try again shortly.",
+  502: "A service Sidebar Sync depends on did not answer. Try again shortly.",
+  503: "Sidebar Sync is unavailable for a moment. Try again shortly.",
+  504: "A service Sidebar Sync depends on took too long to answer. Try again shortly.",
 };
 
 /** An error the API returned (or a network failure, status 0), with a message for a person. */

@@ -95,7 +95,7 @@ function parseResult(message) {
   }
   return {
     status: "error",
-    error: { code: "bad_dialog_message", message: "The sign-in window sent an answer Email Sidebar could not read. Try again." },
+    error: { code: "bad_dialog_message", message: "The sign-in window sent an answer Sidebar Sync could not read. Try again." },
   };
 }
 

@@ -20,7 +20,7 @@ const EMAIL = /^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$/;
 const TEXT = {
   login: {
     heading: "Log in to Salesforce",
-    lead: "Email Sidebar logs your emails and meetings in Salesforce. Log in with your Salesforce account to get started.",
+    lead: "Sidebar Sync logs your emails and meetings in Salesforce. Log in with your Salesforce account to get started.",
   },
   switch: {
     heading: "Switch Salesforce account",

@@ -23,7 +23,7 @@ const PROVIDER_SECTIONS = {
 };
 const DEFAULT_ORDER = ["exchange", "microsoft", "google"];
 const EXCHANGE_FIELDS = { login: "exchange-login", password: "exchange-password", ews_url: "exchange-ews-url" };
-const ADMIN_HINT = "Tell your Microsoft 365 administrator: \u201cPlease grant admin consent for Email Sidebar in "
+const ADMIN_HINT = "Tell your Microsoft 365 administrator: \u201cPlease grant admin consent for Sidebar Sync in "
   + "Microsoft Entra ID (Enterprise applications) so I can connect my mailbox.\u201d";
 
 /** An error message with "when to try again" for rate limits. */

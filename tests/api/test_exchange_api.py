@@ -16,10 +16,10 @@ from rq import Queue
 from rq.job import Job
 
 from backend.extensions import services
+from sandbox.ews import start_fake_ews
+from sandbox.salesforce import FakeSalesforceState
+from sandbox.tls import CertPair, TestCA
 from tests.connectors.harness_exchange import ADDRESS, PASSWORD, ExchangeHarness
-from tests.fakes.ews import start_fake_ews
-from tests.fakes.salesforce import FakeSalesforceState
-from tests.fakes.tls import CertPair, TestCA
 from tests.helpers import LoggedIn, login
 from tests.sfhelpers import redis_text
 

@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from backend.security.crypto import Purpose
+from sandbox.tls import TestCA
 from tests.conftest import RunningFake
-from tests.fakes.tls import TestCA
 from tests.helpers import login, salesforce_dialog_code
 
 

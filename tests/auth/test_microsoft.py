@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 from backend.extensions import QUEUE_INTERACTIVE, services
 from backend.jobs.sync import job_id_for
 from backend.store.tenants import TenantRepo
+from sandbox.tls import TestCA
 from tests.conftest import RunningFake
-from tests.fakes.tls import TestCA
 from tests.helpers import LoggedIn, dialog_payload, local_path, login
 
 ALICE = "alice@acme.example"

@@ -12,8 +12,8 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from sandbox.tls import TestCA
 from tests.conftest import RunningFake
-from tests.fakes.tls import TestCA
 from tests.helpers import dialog_payload, fake_authorize, local_path, login, salesforce_dialog_code
 
 

@@ -23,7 +23,7 @@ from flask import Flask
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, expect, sync_playwright
 from werkzeug.serving import make_server
 
-from tests.fakes.tls import CertPair
+from sandbox.tls import CertPair
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

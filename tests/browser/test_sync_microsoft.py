@@ -14,10 +14,10 @@ from rq import SimpleWorker
 
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_SYNC, services
 from backend.jobs.context import use_app
+from sandbox.salesforce_rest import data_of
+from sandbox.tls import TestCA
 from tests.browser.conftest import SCREENSHOTS, LiveServer, Pane
 from tests.conftest import RunningFake
-from tests.fakes.salesforce_rest import data_of
-from tests.fakes.tls import TestCA
 
 pytestmark = pytest.mark.browser
 

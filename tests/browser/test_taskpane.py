@@ -11,9 +11,9 @@ import redis
 import requests
 from playwright.sync_api import Page, Request, expect
 
+from sandbox.tls import TestCA
 from tests.browser.conftest import SCREENSHOTS, WIDTH, LiveServer, Pane
 from tests.conftest import RunningFake
-from tests.fakes.tls import TestCA
 
 pytestmark = pytest.mark.browser
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from sandbox.tls import CertPair, TestCA
 from tests.connectors.harness import MailboxHarness
 from tests.connectors.harness_exchange import ExchangeHarness
 from tests.connectors.harness_graph import GraphHarness
-from tests.fakes.tls import CertPair, TestCA
 
 
 @dataclass(frozen=True)

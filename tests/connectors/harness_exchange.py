@@ -13,8 +13,8 @@ from typing import Any
 from backend.config import Settings
 from backend.connectors import PROVIDERS, MailboxContext, MailboxSecrets
 from backend.connectors.mailbox import Mailbox
-from tests.fakes.ews import EWS_PATH, FakeEwsState, KeepAliveFakeServer, start_fake_ews
-from tests.fakes.tls import CertPair
+from sandbox.ews import EWS_PATH, FakeEwsState, KeepAliveFakeServer, start_fake_ews
+from sandbox.tls import CertPair
 
 ADDRESS = "alice@acme.example"
 ALIASES = frozenset({"alice.example@acme.example", "a.example@acme.example"})

@@ -16,10 +16,10 @@ from backend.config import Settings
 from backend.connectors import MailboxContext, MailboxSecrets, open_mailbox
 from backend.connectors.mailbox import Mailbox
 from backend.connectors.microsoft_auth import CACHE_SECRET, MicrosoftAuth
-from tests.fakes import microsoft as fake_ms
-from tests.fakes.graph import FakeGraphState, recorded_app
-from tests.fakes.server import FakeServer
-from tests.fakes.tls import CertPair
+from sandbox import microsoft as fake_ms
+from sandbox.graph import FakeGraphState, recorded_app
+from sandbox.server import FakeServer
+from sandbox.tls import CertPair
 
 ADDRESS = "rep@contoso.example"
 ALIASES = frozenset({"r.ep@contoso.example", "sales@contoso.example"})

@@ -18,9 +18,9 @@ from backend.connectors import MailboxContext, MailboxSecrets
 from backend.connectors import exchange as ex
 from backend.connectors.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
 from backend.connectors.mailbox import ChangePage, Folder, SyncWindow
+from sandbox.ews import start_fake_ews
+from sandbox.tls import CertPair, TestCA
 from tests.connectors.harness_exchange import ADDRESS, PASSWORD, ExchangeHarness, _MemorySecretStore
-from tests.fakes.ews import start_fake_ews
-from tests.fakes.tls import CertPair, TestCA
 
 CUSTOMER = "carol@customer.example"
 

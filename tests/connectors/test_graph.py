@@ -18,8 +18,8 @@ from backend.connectors.errors import AuthRevoked, CursorExpired, ServiceMisconf
 from backend.connectors.graph import MESSAGE_FIELDS, identity_from, parse_email, parse_event
 from backend.connectors.mailbox import MAX_BODY_CHARS, ChangePage, Folder, Sensitivity, SyncWindow
 from backend.connectors.microsoft_auth import CACHE_SECRET, MicrosoftAuth
+from sandbox.tls import CertPair, TestCA
 from tests.connectors.harness_graph import GraphHarness
-from tests.fakes.tls import CertPair, TestCA
 
 NOW = datetime.now(tz=UTC).replace(microsecond=0)
 WINDOW = SyncWindow.starting(NOW, 6)

@@ -33,7 +33,7 @@ from backend.connectors.salesforce import (
     safe_reason,
     soql_quote,
 )
-from tests.fakes.salesforce_rest import Rule, parse_soql
+from sandbox.salesforce_rest import Rule, parse_soql
 from tests.sfhelpers import SalesforceUser, log_in
 
 

@@ -10,11 +10,11 @@ import pytest
 import redis
 
 from backend import create_app
+from sandbox.smtp import SmtpSink, smtp_sink, smtp_sink_tls  # noqa: F401 - fixtures
+from sandbox.tls import CertPair, TestCA
 from tests.conftest import HttpsClient, RunningFake
 from tests.connectors.conftest import HARNESSES, HarnessContext
 from tests.e2e import SyncEnv
-from tests.fakes.smtp import SmtpSink, smtp_sink, smtp_sink_tls  # noqa: F401 - fixtures
-from tests.fakes.tls import CertPair, TestCA
 
 MAIL_FROM = "sync@sidebar.example"
 

@@ -21,8 +21,8 @@ from backend.jobs.context import use_app
 from backend.jobs.sync import enqueue_sync, job_status
 from backend.store.mailboxes import SyncState
 from backend.sync.engine import run_mailbox
+from sandbox.smtp import SmtpSink
 from tests.e2e import SyncEnv
-from tests.fakes.smtp import SmtpSink
 from tests.helpers import run_queued
 
 CONTACT = "carol@customer.example"

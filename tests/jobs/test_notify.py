@@ -16,8 +16,8 @@ from backend.jobs.notify import MailNotConfigured, send_disabled_notice, smtp_ta
 from backend.jobs.sync import record_auth_failure
 from backend.store.mailboxes import SyncState
 from backend.store.users import User
+from sandbox.smtp import SmtpSink
 from tests.conftest import HttpsClient
-from tests.fakes.smtp import SmtpSink
 
 SECRET = "Hunter2-Password!"
 

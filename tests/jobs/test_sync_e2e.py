@@ -18,8 +18,8 @@ from rq.registry import StartedJobRegistry
 
 from backend.extensions import QUEUE_INTERACTIVE, services
 from backend.store.mailboxes import SyncState
+from sandbox.smtp import SmtpSink
 from tests.e2e import SyncEnv, renewed_secrets, wait_until
-from tests.fakes.smtp import SmtpSink
 from tests.sfhelpers import redis_text
 
 pytestmark = pytest.mark.slow

@@ -24,7 +24,7 @@ from backend.extensions import services
 from backend.store.mailboxes import SyncState
 from backend.sync import engine
 from backend.sync.engine import run_mailbox
-from tests.fakes.salesforce_rest import Rule
+from sandbox.salesforce_rest import Rule
 from tests.sfhelpers import SalesforceUser, log_in, redis_text
 from tests.sync.items import OWNER, ListMailbox, mail, meeting
 

@@ -12,7 +12,7 @@ unchanged. The URL layout follows Entra ID:
   ``client_credentials`` (after admin consent);
 * ``GET /{tenant}/v2.0/adminconsent`` (tenant-wide consent by an administrator).
 
-Access tokens are opaque here; :mod:`tests.fakes.graph` looks them up in this state. Issuer
+Access tokens are opaque here; :mod:`sandbox.graph` looks them up in this state. Issuer
 ``{origin}/{tid}/v2.0``.
 """
 

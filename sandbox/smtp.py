@@ -19,8 +19,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.fakes.tls import CertPair
-from tests.redis_server import free_port
+from sandbox.redis_server import free_port
+from sandbox.tls import CertPair
 
 SMTP_USER = "relay-user"
 SMTP_PASSWORD = "relay-p@ss:word"

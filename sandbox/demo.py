@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.fakes import microsoft as fake_ms
-from tests.fakes import salesforce as fake_sf
-from tests.fakes.ews import EWS_PATH, FakeEws, FakeEwsState, KeepAliveFakeServer
-from tests.fakes.graph import FakeGraphState, recorded_app
-from tests.fakes.salesforce_rest import data_of
-from tests.fakes.server import FakeServer
-from tests.fakes.tls import CertPair
+from sandbox import microsoft as fake_ms
+from sandbox import salesforce as fake_sf
+from sandbox.ews import EWS_PATH, FakeEws, FakeEwsState, KeepAliveFakeServer
+from sandbox.graph import FakeGraphState, recorded_app
+from sandbox.salesforce_rest import data_of
+from sandbox.server import FakeServer
+from sandbox.tls import CertPair
 
 SALESFORCE_PORT = 3001
 MICROSOFT_PORT = 3002

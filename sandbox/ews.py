@@ -83,8 +83,8 @@ from spnego._ntlm_raw.messages import (
 )
 from spnego._ntlm_raw.messages import Version as NtlmVersion
 
-from tests.fakes.server import FakeServer, Recorder
-from tests.fakes.tls import CertPair
+from sandbox.server import FakeServer, Recorder
+from sandbox.tls import CertPair
 
 NS_S = "http://schemas.xmlsoap.org/soap/envelope/"
 NS_M = "http://schemas.microsoft.com/exchange/services/2006/messages"

@@ -2,7 +2,7 @@
 
 The same origin plays the login host and the instance (``instance_url``), as a My Domain does.
 The REST data API (query, composite, sObject collections, describe, limits) is registered on the
-same app by :mod:`tests.fakes.salesforce_rest`.
+same app by :mod:`sandbox.salesforce_rest`.
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def create_app(state: FakeSalesforceState) -> Flask:
             "urls": {"rest": f"{state.base_url}/services/data/v{{version}}/"},
         })
 
-    from tests.fakes import salesforce_rest
+    from sandbox import salesforce_rest
 
     # The REST data API (query, composite, sObject Collections, describe, limits).
     salesforce_rest.register(app, state)

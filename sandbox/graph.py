@@ -1,7 +1,7 @@
 """A fake Microsoft Graph (v1.0) at the wire protocol: profile, mail and calendar delta, ``$batch``.
 
 Served on loopback https; the product reaches it only through ``GRAPH_URL``. Access tokens are the
-ones :mod:`tests.fakes.microsoft` issued (delegated: ``/me`` is that user; application: any
+ones :mod:`sandbox.microsoft` issued (delegated: ``/me`` is that user; application: any
 ``/users/{id}`` of the token's tenant).
 
 Delta follows Graph's contract: an initial round (``$select``, ``$expand``, ``$filter`` for mail,
@@ -29,8 +29,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask, Response, request
 
-from tests.fakes.microsoft import FakeMicrosoftState, MsUser, TokenInfo
-from tests.fakes.server import Recorder
+from sandbox.microsoft import FakeMicrosoftState, MsUser, TokenInfo
+from sandbox.server import Recorder
 
 MAIL_FOLDERS = ("inbox", "sentitems")
 DEFAULT_PAGE_SIZE = 10
@@ -518,7 +518,7 @@ def recorded_app(state: FakeGraphState) -> Recorder:
 
 def serve(ms: FakeMicrosoftState, cert: Any) -> tuple[FakeGraphState, Any]:
     """Start a fake Graph over ``ms`` on loopback https; returns (state, FakeServer)."""
-    from tests.fakes.server import FakeServer
+    from sandbox.server import FakeServer
 
     state = FakeGraphState(ms)
     server = FakeServer(recorded_app(state), cert).start()
