@@ -1,13 +1,13 @@
 """Redis, queues, the store, crypto and the session interface, kept in ``app.extensions``.
 
-Everything is reached through :func:`services` (in a request or an app context), so nothing holds
-a global connection, and tests build apps with their own configuration.
+The edges (views, job entry points, the CLI) reach them through :func:`services` (in a request or
+an app context) and hand what domain code needs down as arguments; nothing holds a global
+connection, and tests build apps with their own configuration.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ from flask_session.redis import RedisSessionInterface
 from redis import Redis
 from rq import Queue
 
+from backend.clients import Clients
 from backend.config import Settings
 from backend.security.crypto import SecretBox, Signer
 from backend.store import Store
@@ -42,21 +43,12 @@ class Services:
     store: Store
     signer: Signer
     box: SecretBox
+    clients: Clients
     queues: dict[str, Queue] = field(default_factory=dict)
-    # Connector factories and other injected clients; tests may replace entries.
-    clients: dict[str, Any] = field(default_factory=dict)
 
     def queue(self, name: str) -> Queue:
         """One of :data:`QUEUE_NAMES`."""
         return self.queues[name]
-
-    def client(self, name: str, factory: Callable[[Settings], T]) -> T:
-        """A long-lived client built from the settings on first use (tests may register their own first)."""
-        existing: T | None = self.clients.get(name)
-        if existing is None:
-            existing = factory(self.settings)
-            self.clients[name] = existing
-        return existing
 
 
 def resolve_redis_url(settings: Settings, instance_path: str) -> str:
@@ -117,6 +109,7 @@ def init_app(app: Flask, settings: Settings) -> Services:
         store=Store.build(client, settings.KEY_PREFIX, box),
         signer=Signer(secret_key),
         box=box,
+        clients=Clients.from_settings(settings),
         queues={name: Queue(name, connection=raw) for name in QUEUE_NAMES},
     )
     app.config.update(

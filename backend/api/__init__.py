@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
-
-bp = Blueprint("api", __name__, url_prefix="/api")
-
-# Route modules register themselves on ``bp`` when imported.
-from backend.api import exchange, openapi, session, sync  # noqa: E402, F401
+# The route modules register their views on ``bp`` when imported.
+from backend.api import exchange, openapi, session, sync  # noqa: F401
+from backend.api.blueprint import bp
 
 __all__ = ["bp"]

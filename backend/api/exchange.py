@@ -36,16 +36,16 @@ from urllib.parse import urlsplit
 
 from flask import Response, jsonify
 
-from backend.api import bp
+from backend.api.blueprint import bp
 from backend.api.errors import ApiError
 from backend.api.sync import sync_view
 from backend.api.tokens import current_user
 from backend.api.validation import is_email, json_body, text_field
 from backend.connectors.errors import SetupFailed
 from backend.extensions import services
-from backend.security import proofs
+from backend.jobs.sync import enqueue_sync
 from backend.security.crypto import keyed_hash
-from backend.sync.activation import activate, check_mailbox_match
+from backend.sync.activation import activate, check_mailbox_match, confirm_exchange_identity
 
 log = logging.getLogger(__name__)
 
@@ -168,16 +168,17 @@ def connect_exchange() -> Response:
 
     try:
         result = exchange.connect(svc.settings, login, password, ews_url or None,
-                                  email_hint=user.addin_mailbox, clients=svc.clients)
+                                  email_hint=user.addin_mailbox, clients={"dns_resolver": svc.clients.dns_resolver})
         check_mailbox_match(user.addin_mailbox, result.identity)
     except SetupFailed as exc:
         log.info("exchange connect failed uid=%s code=%s", user.id, exc.code)
         raise _failed(exc) from None
-    mailbox = activate(user, exchange.PROVIDER, result.identity, connection=result.connection(),
+    mailbox = activate(svc.store, user, exchange.PROVIDER, result.identity, connection=result.connection(),
                        secrets={exchange.SECRET_PASSWORD: password})
     limits.reset("exchange-connect-login", login_key)  # only this login's: the per-user count stands
     # The password proved the mailbox: from now on the pane's Exchange identity token proves it too.
-    proofs.confirm_exchange_identity(user, sorted(result.identity.addresses()))
+    confirm_exchange_identity(svc.store, user, sorted(result.identity.addresses()))
+    enqueue_sync(mailbox.id, interactive=True)
     log.info("exchange connected uid=%s mid=%s host=%s auth=%s autodiscovered=%s", user.id, mailbox.id,
              urlsplit(result.ews_url).hostname, result.auth_type, result.autodiscovered)
     return jsonify(sync_view(mailbox))

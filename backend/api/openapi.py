@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Response, jsonify
 
-from backend.api import bp
+from backend.api.blueprint import bp
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Response, jsonify, request
 
-from backend.api import bp
+from backend.api.blueprint import bp
 from backend.api.errors import ApiError
 from backend.api.tokens import authenticate, current_user, issue_token
 from backend.api.validation import choice_field, email_field, json_body, text_field
@@ -16,10 +16,12 @@ from backend.auth.salesforce import credentials_for, oauth_client
 from backend.connectors import PROVIDERS
 from backend.connectors.errors import AuthRevoked, Unavailable
 from backend.extensions import services
+from backend.jobs.sync import enqueue_sync
 from backend.security import proofs
 from backend.security.crypto import DecryptError
-from backend.security.identity import ProofInvalid
+from backend.security.identity import ProofInvalid, VerifiedMailbox
 from backend.store.users import User
+from backend.sync.microsoft import activate_on_behalf_of
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,9 @@ def create_session() -> Any:
     verified = None
     if proof:
         try:
-            verified = proofs.verify(proof, mailbox)
+            clients = services().clients
+            verified = proofs.verify(proof, mailbox, naa=clients.naa_verifier, exchange=clients.exchange_verifier,
+                                     proven_addresses=services().store.exchange_ids.addresses)
         except ProofInvalid as exc:
             status = 503 if exc.code == "identity_unavailable" else 401
             raise ApiError(status, exc.code, str(exc)) from None
@@ -110,9 +114,20 @@ def create_session() -> Any:
              verified is not None and verified.confirmed)
     if verified is not None and verified.confirmed:
         # Where the mailbox can be connected without a password (Microsoft 365 with consent
-        # given), sync starts now; hooks decide, and never fail the login.
-        proofs.after_login(store.users.get(uid) or user, verified)
+        # given), sync starts now; a failure there never fails the login.
+        _start_sync_after_login(store.users.get(uid) or user, verified)
     return jsonify({"token": issued.token, "expires_at": issued.expires_at}), 201
+
+
+def _start_sync_after_login(user: User, verified: VerifiedMailbox) -> None:
+    svc = services()
+    try:
+        mailbox = activate_on_behalf_of(svc.store, svc.settings, svc.clients.microsoft_auth, user, verified)
+    except Exception:
+        log.exception("sync activation after login failed uid=%s", user.id)
+        return
+    if mailbox is not None:
+        enqueue_sync(mailbox.id, interactive=True)
 
 
 @bp.delete("/session")

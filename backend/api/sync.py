@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Response, jsonify
 
-from backend.api import bp
+from backend.api.blueprint import bp
 from backend.api.errors import ApiError
 from backend.api.tokens import current_user
 from backend.api.validation import bool_field, choice_field, json_body

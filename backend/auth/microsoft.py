@@ -12,9 +12,7 @@ earlier working connection survives every failure.
 its return (``/auth/microsoft/admin-consent/callback``) proves the consent with a client-credential
 token and records it (``backend.store.tenants``).
 
-:func:`activate_on_behalf_of` runs after a login whose add-in mailbox was proven with a Nested App
-Authentication token: if the person (or their administrator) already consented, sync starts with
-no further step; if not, sync stays not activated and ``GET /api/sync`` suggests Microsoft consent.
+Sync started on-behalf-of right after the Salesforce login is :mod:`backend.sync.microsoft`.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import quote
 
 from flask import Blueprint, Response, redirect, request, session
 
@@ -32,17 +29,14 @@ from backend.connectors.graph import graph_identity
 from backend.connectors.microsoft_auth import (
     CACHE_SECRET,
     MULTI_TENANT,
-    AppOnlyTokens,
     MicrosoftAuth,
     check_app_only,
     default_tenant,
     valid_tenant,
 )
 from backend.extensions import services
+from backend.jobs.sync import enqueue_sync
 from backend.security.crypto import DecryptError, fingerprint
-from backend.security.identity import VerifiedMailbox
-from backend.security.proofs import AFTER_LOGIN_HOOKS
-from backend.store.mailboxes import SyncState
 from backend.store.tenants import TenantRepo
 from backend.store.users import User
 from backend.sync.activation import activate, check_mailbox_match
@@ -58,8 +52,8 @@ _UNAVAILABLE = "Microsoft could not be reached. Try again in a moment."
 
 
 def microsoft_auth() -> MicrosoftAuth:
-    """The Entra ID app client (injectable through ``services().clients``)."""
-    return services().client("microsoft_auth", MicrosoftAuth)
+    """The Entra ID app client, built from the settings in ``create_app``."""
+    return services().clients.microsoft_auth
 
 
 def naa_tenant(user: User) -> str:
@@ -144,7 +138,8 @@ def _callback() -> Response:
                                                "administrator whether the mailbox is enabled.") from None
     except (Unavailable, Throttled):
         raise DialogError("microsoft_unavailable", _UNAVAILABLE, 502) from None
-    mailbox = activate(user, PROVIDER, identity, grant.connection("consent"), {CACHE_SECRET: grant.cache})
+    mailbox = activate(store, user, PROVIDER, identity, grant.connection("consent"), {CACHE_SECRET: grant.cache})
+    enqueue_sync(mailbox.id, interactive=True)
     log.info("microsoft consent uid=%s tenant=%s mid=%s cache=%s", user.id, grant.tenant_id, mailbox.id,
              fingerprint(grant.cache))
     return dialog_result(
@@ -229,54 +224,3 @@ def _admin_consent_callback() -> Response:
         heading="Sidebar Sync is approved for your organisation",
         message="Sync can now be activated for your users without a consent prompt. You can close this window.",
     )
-
-
-# --- on-behalf-of after the Salesforce login -------------------------------------------------
-
-
-def activate_on_behalf_of(user: User, verified: VerifiedMailbox) -> None:
-    """After a login proven by NAA: start Microsoft 365 sync when consent exists; otherwise do nothing."""
-    svc = services()
-    if verified.kind != "naa" or not verified.assertion or not svc.settings.microsoft_configured:
-        return
-    mailbox = svc.store.mailboxes.ensure(user.id, user.org_id)
-    if mailbox.state is not SyncState.NOT_ACTIVATED:
-        return  # running, paused, deactivated by choice, or waiting for the person: theirs to change
-    auth = microsoft_auth()
-    try:
-        grant = auth.on_behalf_of(verified.assertion, verified.tenant_id)
-        if grant.tenant_id != verified.tenant_id:
-            log.warning("microsoft on-behalf-of answered for another tenant uid=%s", user.id)
-            return
-        identity = graph_identity(svc.settings, grant.access_token, session=auth.session)
-        check_mailbox_match(verified.address, identity)
-    except SetupFailed as exc:
-        if exc.code == "consent_required" and TenantRepo.of(svc.store).has_consent(verified.tenant_id):
-            _activate_app_only(user, verified, auth)
-            return
-        log.info("microsoft on-behalf-of not possible (%s) uid=%s", exc.code, user.id)
-        return
-    except (AuthRevoked, Unavailable, Throttled) as exc:
-        log.warning("microsoft on-behalf-of failed (%s) uid=%s", exc.code, user.id)
-        return
-    activate(user, PROVIDER, identity, grant.connection("on_behalf_of"), {CACHE_SECRET: grant.cache})
-    log.info("microsoft sync activated on-behalf-of uid=%s tenant=%s", user.id, grant.tenant_id)
-
-
-def _activate_app_only(user: User, verified: VerifiedMailbox, auth: MicrosoftAuth) -> None:
-    """Tenant-wide consent exists: read the mailbox with application permissions."""
-    object_id = verified.identity.rsplit(":", 1)[-1]
-    try:
-        token = AppOnlyTokens(auth, verified.tenant_id).access_token()
-        identity = graph_identity(services().settings, token, f"/users/{quote(object_id, safe='')}", auth.session)
-        check_mailbox_match(verified.address, identity)
-    except (SetupFailed, AuthRevoked, Unavailable, Throttled) as exc:
-        log.warning("microsoft app-only activation failed (%s) uid=%s", exc.code, user.id)
-        return
-    connection = {"app_only": True, "tenant_id": verified.tenant_id, "user_id": object_id, "via": "admin_consent"}
-    activate(user, PROVIDER, identity, connection, {})
-    log.info("microsoft sync activated app-only uid=%s tenant=%s", user.id, verified.tenant_id)
-
-
-if activate_on_behalf_of not in AFTER_LOGIN_HOOKS:
-    AFTER_LOGIN_HOOKS.append(activate_on_behalf_of)

@@ -48,8 +48,8 @@ _DENIED = {
 
 
 def oauth_client() -> SalesforceOAuth:
-    """The OAuth client (injectable through ``services().clients``)."""
-    return services().client("salesforce_oauth", SalesforceOAuth)
+    """The OAuth client, built from the settings in ``create_app``."""
+    return services().clients.salesforce_oauth
 
 
 def credentials_for(user: User) -> SalesforceCredentials:

@@ -2,7 +2,8 @@
 
 Each provider's connect flow proves the credentials, reads the mailbox identity, then calls
 :func:`check_mailbox_match` and :func:`activate`, so the order "check, then store, then run" is the
-same everywhere.
+same everywhere. The caller (a view) then enqueues the first run: this layer never reaches up into
+the jobs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from backend.connectors.errors import SetupFailed
 from backend.connectors.mailbox import MailboxIdentity
-from backend.extensions import services
+from backend.store import Store
 from backend.store.mailboxes import SyncMailbox
 from backend.store.users import User
 
@@ -34,16 +35,14 @@ def check_mailbox_match(addin_mailbox: str, identity: MailboxIdentity) -> None:
 
 
 def activate(
+    store: Store,
     user: User,
     provider: str,
     identity: MailboxIdentity,
     connection: Mapping[str, Any],
     secrets: Mapping[str, str],
 ) -> SyncMailbox:
-    """Store the credentials encrypted, mark sync running, schedule and enqueue the first run."""
-    from backend.jobs.sync import enqueue_sync
-
-    store = services().store
+    """Store the credentials encrypted, mark sync running and schedule it now (the caller enqueues the run)."""
     mailbox = store.mailboxes.ensure(user.id, user.org_id)
     if mailbox.provider and mailbox.provider != provider:
         # Switching provider: the old provider's credentials must not linger.
@@ -54,6 +53,19 @@ def activate(
         mailbox.id, provider, identity.primary, identity.aliases, dict(connection)
     )
     store.schedule.set_next(mailbox.id, time.time())
-    enqueue_sync(mailbox.id, interactive=True)
     log.info("sync activated mid=%s provider=%s", mailbox.id, provider)
     return mailbox
+
+
+def confirm_exchange_identity(store: Store, user: User, addresses: list[str]) -> bool:
+    """After a password-proven Exchange connection: tie the user's identity token to the mailbox.
+
+    Returns True when the add-in mailbox is now verified.
+    """
+    if not user.addin_identity.startswith("exchange:") or user.addin_mailbox.lower() not in \
+            {a.lower() for a in addresses}:
+        return False
+    store.exchange_ids.bind(user.addin_identity, addresses)
+    if not user.addin_mailbox_verified:
+        store.users.update(user.id, addin_mailbox_verified=True)
+    return True

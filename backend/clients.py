@@ -1,0 +1,40 @@
+"""The outside systems' clients, each built once from the settings in ``create_app``.
+
+As Warehouse builds its email sender from settings, every client here is constructed from
+:class:`~backend.config.Settings` alone, so a test points one at a fake by configuration
+(``SALESFORCE_LOGIN_URL``, ``MS_AUTHORITY``, ...) and never by patching. The edges (views, job
+entry points, the CLI) take them from ``services().clients`` and hand them down as arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backend.config import Settings
+from backend.connectors.microsoft_auth import MicrosoftAuth
+from backend.connectors.salesforce_auth import SalesforceOAuth
+from backend.net.ssrf import Resolver
+from backend.security.exchange_identity import ExchangeIdentityVerifier
+from backend.security.identity import NaaVerifier, ProofVerifier
+
+
+@dataclass
+class Clients:
+    """One client per outside system the web and worker processes talk to."""
+
+    salesforce_oauth: SalesforceOAuth
+    microsoft_auth: MicrosoftAuth
+    naa_verifier: ProofVerifier
+    exchange_verifier: ProofVerifier
+    # None: the system resolver. A test or a deployment with split DNS may give its own.
+    dns_resolver: Resolver | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Clients:
+        """Build every client from the settings."""
+        return cls(
+            salesforce_oauth=SalesforceOAuth(settings),
+            microsoft_auth=MicrosoftAuth(settings),
+            naa_verifier=NaaVerifier(settings),
+            exchange_verifier=ExchangeIdentityVerifier(settings),
+        )
