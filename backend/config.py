@@ -2,16 +2,23 @@
 
 Nothing else in the package reads ``os.environ``: code receives a :class:`Settings` (through
 ``current_app.extensions["settings"]`` or as an argument), and tests build one from a mapping.
+
+This module is the bottom of the package and imports nothing from ``backend``: the syntax checks
+that stop a start (Fernet keys, host patterns) live here as pure functions, and the modules that
+use those values (``backend.security.crypto``, ``backend.net.hosts``) build on them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 
@@ -52,6 +59,71 @@ def _https_url(name: str, raw: str) -> str:
     if parts.scheme != "https" or not parts.hostname:
         raise ConfigError(f"{name} must be an https URL (got {raw!r})")
     return value
+
+
+def fernet_key_problem(keys: Sequence[str]) -> str | None:
+    """Why ``keys`` are not all Fernet keys (url-safe base64 of 32 bytes), or None when they are."""
+    if not keys:
+        return "at least one key is required"
+    for index, key in enumerate(keys, start=1):
+        try:
+            raw = base64.urlsafe_b64decode(key.encode("ascii"))
+        except (binascii.Error, ValueError, UnicodeEncodeError):
+            return f"key {index} is not url-safe base64"
+        if len(raw) != 32:
+            return f"key {index} must decode to 32 bytes (Fernet.generate_key())"
+    return None
+
+
+class HostPattern(NamedTuple):
+    """The parts of one host pattern (``EWS_ALLOWED_HOSTS``, ``EXCHANGE_IDENTITY_HOSTS``)."""
+
+    name: str
+    wildcard: bool
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None
+    port: int | None
+
+
+def parse_host_pattern(pattern: str) -> HostPattern:
+    """Parse ``host``, ``*.domain``, ``1.2.3.4``, ``[::1]``, ``10.0.0.0/8`` with an optional ``:port``.
+
+    Raises ValueError naming the problem. Matching hosts against the parts is backend.net.hosts' job.
+    """
+    text = pattern.strip().lower()
+    if not text:
+        raise ValueError("empty host pattern")
+    port: int | None = None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"unbalanced brackets in {pattern!r}")
+        host, rest = text[1:end], text[end + 1:]
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise ValueError(f"bad port in {pattern!r}")
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        if not port_text.isdigit():
+            raise ValueError(f"bad port in {pattern!r}")
+        port = int(port_text)
+    else:
+        host = text
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"bad port in {pattern!r}")
+    if "/" in host:
+        return HostPattern("", False, ipaddress.ip_network(host, strict=False), port)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return HostPattern("", False, ipaddress.ip_network(ip), port)
+    if host.startswith("*."):
+        return HostPattern(host[2:].rstrip("."), True, None, port)
+    if "*" in host or not host:
+        raise ValueError(f"only a leading '*.' wildcard is supported in {pattern!r}")
+    return HostPattern(host.rstrip("."), False, None, port)
 
 
 @dataclass(frozen=True)
@@ -229,13 +301,9 @@ class Settings:
                      "GMAIL_API_URL"):
             _https_url(name, getattr(self, name))
         if self.ENCRYPTION_KEYS:
-            # Imported here so that config stays importable without the crypto stack.
-            from backend.security.crypto import InvalidKey, check_keys
-
-            try:
-                check_keys(self.ENCRYPTION_KEYS)
-            except InvalidKey as exc:
-                raise ConfigError(f"ENCRYPTION_KEYS: {exc}") from None
+            problem = fernet_key_problem(self.ENCRYPTION_KEYS)
+            if problem is not None:
+                raise ConfigError(f"ENCRYPTION_KEYS: {problem}")
         if self.OUTBOUND_CA_BUNDLE and not os.path.isfile(self.OUTBOUND_CA_BUNDLE):
             raise ConfigError(f"OUTBOUND_CA_BUNDLE is not a readable file: {self.OUTBOUND_CA_BUNDLE}")
         if self.SMTP_URL and not self.MAIL_FROM:
@@ -257,12 +325,10 @@ class Settings:
             raise ConfigError("SF_ACTIVITY_KEY_FIELD must be a Salesforce field API name, e.g. Sidebar_Sync_Key__c")
         if not self.KEY_PREFIX or any(c.isspace() for c in self.KEY_PREFIX):
             raise ConfigError("KEY_PREFIX must be a non-empty string without spaces")
-        from backend.net.ssrf import HostRule
-
         for name in ("EWS_ALLOWED_HOSTS", "EXCHANGE_IDENTITY_HOSTS"):
             for pattern in getattr(self, name):
                 try:
-                    HostRule.parse(pattern)
+                    parse_host_pattern(pattern)
                 except ValueError as exc:
                     raise ConfigError(f"{name}: {exc}") from None
         for template in self.EWS_AUTODISCOVER_URLS:

@@ -107,3 +107,15 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     missing = [f.name for f in fields(Settings) if f.name != "extra" and f"`{f.name}`" not in readme]
     assert not missing, f"settings missing from the README's table: {missing}"
+
+
+def test_config_imports_nothing_from_the_package() -> None:
+    # config is the bottom layer: its start checks (keys, host patterns) must not pull in backend modules.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, backend.config; print(sorted(m for m in sys.modules if m.startswith('backend')))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+                          cwd=str(Path(__file__).parent.parent))
+    assert proc.stdout.strip() == "['backend', 'backend.config']"

@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import secrets
@@ -21,6 +19,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from backend.config import fernet_key_problem
 
 
 class InvalidKey(ValueError):
@@ -51,15 +51,10 @@ class SignatureTooOld(SignatureInvalid):
 
 def check_keys(keys: Sequence[str]) -> None:
     """Raise InvalidKey unless every key is a valid Fernet key."""
-    if not keys:
-        raise InvalidKey("at least one key is required")
-    for index, key in enumerate(keys, start=1):
-        try:
-            raw = base64.urlsafe_b64decode(key.encode("ascii"))
-        except (binascii.Error, ValueError, UnicodeEncodeError):
-            raise InvalidKey(f"key {index} is not url-safe base64") from None
-        if len(raw) != 32:
-            raise InvalidKey(f"key {index} must decode to 32 bytes (Fernet.generate_key())")
+    # One syntax check for the whole package: config runs the same one at start.
+    problem = fernet_key_problem(keys)
+    if problem is not None:
+        raise InvalidKey(problem)
 
 
 def generate_key() -> str:

@@ -57,8 +57,12 @@ import requests
 from cryptography import x509
 
 from backend.config import Settings
+from backend.net.adapter import guarded_session
+from backend.net.deadline import RequestBudget
+from backend.net.guard import HostGuard, HostNotAllowed
+from backend.net.hosts import HostRule
 from backend.net.outbound import trust_bundle
-from backend.net.ssrf import HostGuard, HostNotAllowed, HostRule, RequestBudget, Resolver, guarded_session
+from backend.net.resolve import Resolver
 from backend.security.identity import CLOCK_SKEW_SECONDS, ProofInvalid, VerifiedMailbox
 
 VERSION = "ExIdTok.V1"
