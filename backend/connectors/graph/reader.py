@@ -40,6 +40,7 @@ import requests
 
 from backend.config import Settings
 from backend.connectors.errors import AuthRevoked, CursorExpired, Throttled, Unavailable
+from backend.connectors.graph.identity import AppOnlyTokens, MailboxTokens, MicrosoftAuth, TokenSource
 from backend.connectors.mailbox import (
     FOLDERS,
     MAX_RECIPIENTS,
@@ -55,7 +56,6 @@ from backend.connectors.mailbox import (
     bound_text,
     normalise_message_id,
 )
-from backend.connectors.microsoft_auth import AppOnlyTokens, MailboxTokens, MicrosoftAuth, TokenSource
 from backend.net.outbound import make_session
 from backend.security.crypto import fingerprint
 
