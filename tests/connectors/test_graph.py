@@ -490,13 +490,13 @@ def test_an_expired_app_secret_is_the_servers_problem_not_the_users(harness: Gra
     harness.ms.client_secret = "rotated-by-the-admin"
     harness.ms.expire_access_tokens()
     mailbox = harness.connector()
-    caplog.set_level(logging.ERROR, logger="backend.connectors.graph.identity")
+    caplog.set_level(logging.ERROR, logger="backend.connectors.graph.signin_errors")
     with pytest.raises(ServiceMisconfigured) as info:
         list(mailbox.read_changes({}, WINDOW))
     mailbox.close()
     assert info.value.transient and not isinstance(info.value, AuthRevoked)
     assert info.value.code == "service_misconfigured"
-    (record,) = [r for r in caplog.records if r.name == "backend.connectors.graph.identity"]
+    (record,) = [r for r in caplog.records if r.name == "backend.connectors.graph.signin_errors"]
     assert record.levelno == logging.ERROR and "invalid_client" in record.getMessage()
 
 
@@ -510,10 +510,10 @@ def test_an_expired_app_secret_is_the_servers_problem_not_the_users(harness: Gra
     ("temporarily_unavailable", "AADSTS90033: A transient error has occurred.", Unavailable),
 ])
 def test_token_errors_map_to_whose_problem_it_is(error: str, description: str, expected: type[Exception]) -> None:
-    from backend.connectors.graph.identity import _classify_silent
+    from backend.connectors.graph.signin_errors import token_from_result
 
     with pytest.raises(expected) as info:
-        _classify_silent({"error": error, "error_description": description}, "account=x")
+        token_from_result({"error": error, "error_description": description}, "account=x")
     assert type(info.value) is expected
 
 

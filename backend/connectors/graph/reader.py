@@ -40,7 +40,8 @@ import requests
 
 from backend.config import Settings
 from backend.connectors.errors import AuthRevoked, CursorExpired, Throttled, Unavailable
-from backend.connectors.graph.identity import AppOnlyTokens, MailboxTokens, MicrosoftAuth, TokenSource
+from backend.connectors.graph.identity import MicrosoftAuth
+from backend.connectors.graph.tokens import AppOnlyTokens, MailboxTokens, StaticToken, TokenSource
 from backend.connectors.mailbox import (
     FOLDERS,
     MAX_RECIPIENTS,
@@ -182,19 +183,6 @@ class GraphResponse:
         """A header, case-insensitively ("" when absent)."""
         lower = name.lower()
         return next((str(v) for k, v in self.headers.items() if k.lower() == lower), "")
-
-
-class StaticToken:
-    """A token source around one access token (the consent dialog reads ``/me`` with it)."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def access_token(self, force_refresh: bool = False) -> str:
-        """The token; a refresh is impossible, so a refused token is final."""
-        if force_refresh:
-            raise AuthRevoked("Microsoft refused the new sign-in's access token.")
-        return self._token
 
 
 def retry_after_seconds(value: str, default: float) -> float:
