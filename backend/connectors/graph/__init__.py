@@ -15,15 +15,8 @@ http/gate -> tokens -> identity -> signin_errors/entra):
 
 from backend.connectors.graph.entra import GRAPH_SCOPES, MULTI_TENANT, default_tenant, valid_tenant
 from backend.connectors.graph.identity import Grant, MicrosoftAuth
-from backend.connectors.graph.reader import (
-    MESSAGE_FIELDS,
-    GraphMailbox,
-    graph_identity,
-    identity_from,
-    open_mailbox,
-    parse_email,
-    parse_event,
-)
+from backend.connectors.graph.items import MESSAGE_FIELDS, identity_from, parse_email, parse_event
+from backend.connectors.graph.reader import GraphMailbox, graph_identity, open_mailbox
 from backend.connectors.graph.tokens import (
     CACHE_SECRET,
     AppOnlyTokens,
