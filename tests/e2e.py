@@ -228,7 +228,7 @@ def renewed_secrets(harness: MailboxHarness) -> dict[str, str]:
         state = harness.state  # type: ignore[attr-defined]
         return {"exchange_password": state.users[harness.address].password}
     if harness.provider == "microsoft":
-        from backend.connectors.microsoft_auth import CACHE_SECRET, MicrosoftAuth
+        from backend.connectors.graph import CACHE_SECRET, MicrosoftAuth
 
         h: Any = harness
         grant = MicrosoftAuth(h.settings).on_behalf_of(h.ms.naa_token(harness.address), h.user.tid)

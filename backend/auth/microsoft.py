@@ -25,13 +25,13 @@ from flask import Blueprint, Response, redirect, request, session
 
 from backend.auth.common import DialogError, begin_state, dialog_error, dialog_result, finish_state, redeem_ticket
 from backend.connectors.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
-from backend.connectors.graph import graph_identity
-from backend.connectors.microsoft_auth import (
+from backend.connectors.graph import (
     CACHE_SECRET,
     MULTI_TENANT,
     MicrosoftAuth,
     check_app_only,
     default_tenant,
+    graph_identity,
     valid_tenant,
 )
 from backend.extensions import services

@@ -14,8 +14,8 @@ from typing import Any
 
 from backend.config import Settings
 from backend.connectors import MailboxContext, MailboxSecrets, open_mailbox
+from backend.connectors.graph import CACHE_SECRET, MicrosoftAuth
 from backend.connectors.mailbox import Mailbox
-from backend.connectors.microsoft_auth import CACHE_SECRET, MicrosoftAuth
 from sandbox import microsoft as fake_ms
 from sandbox.graph import FakeGraphState, recorded_app
 from sandbox.server import FakeServer

@@ -15,9 +15,15 @@ import pytest
 
 from backend.connectors import MailboxContext, MailboxSecrets, open_mailbox
 from backend.connectors.errors import AuthRevoked, CursorExpired, ServiceMisconfigured, Throttled, Unavailable
-from backend.connectors.graph import MESSAGE_FIELDS, identity_from, parse_email, parse_event
+from backend.connectors.graph import (
+    CACHE_SECRET,
+    MESSAGE_FIELDS,
+    MicrosoftAuth,
+    identity_from,
+    parse_email,
+    parse_event,
+)
 from backend.connectors.mailbox import MAX_BODY_CHARS, ChangePage, Folder, Sensitivity, SyncWindow
-from backend.connectors.microsoft_auth import CACHE_SECRET, MicrosoftAuth
 from sandbox.tls import CertPair, TestCA
 from tests.connectors.harness_graph import GraphHarness
 
@@ -484,13 +490,13 @@ def test_an_expired_app_secret_is_the_servers_problem_not_the_users(harness: Gra
     harness.ms.client_secret = "rotated-by-the-admin"
     harness.ms.expire_access_tokens()
     mailbox = harness.connector()
-    caplog.set_level(logging.ERROR, logger="backend.connectors.microsoft_auth")
+    caplog.set_level(logging.ERROR, logger="backend.connectors.graph.signin_errors")
     with pytest.raises(ServiceMisconfigured) as info:
         list(mailbox.read_changes({}, WINDOW))
     mailbox.close()
     assert info.value.transient and not isinstance(info.value, AuthRevoked)
     assert info.value.code == "service_misconfigured"
-    (record,) = [r for r in caplog.records if r.name == "backend.connectors.microsoft_auth"]
+    (record,) = [r for r in caplog.records if r.name == "backend.connectors.graph.signin_errors"]
     assert record.levelno == logging.ERROR and "invalid_client" in record.getMessage()
 
 
@@ -504,10 +510,10 @@ def test_an_expired_app_secret_is_the_servers_problem_not_the_users(harness: Gra
     ("temporarily_unavailable", "AADSTS90033: A transient error has occurred.", Unavailable),
 ])
 def test_token_errors_map_to_whose_problem_it_is(error: str, description: str, expected: type[Exception]) -> None:
-    from backend.connectors.microsoft_auth import _classify_silent
+    from backend.connectors.graph.signin_errors import token_from_result
 
     with pytest.raises(expected) as info:
-        _classify_silent({"error": error, "error_description": description}, "account=x")
+        token_from_result({"error": error, "error_description": description}, "account=x")
     assert type(info.value) is expected
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from backend.connectors import MailboxContext, open_mailbox
-from backend.connectors.microsoft_auth import CACHE_SECRET
+from backend.connectors.graph import CACHE_SECRET
 from backend.extensions import QUEUE_NOTIFY, services
 from backend.jobs.context import use_app
 from backend.jobs.sync import enqueue_sync, job_status
@@ -24,6 +24,9 @@ from backend.sync.engine import run_mailbox
 from sandbox.smtp import SmtpSink
 from tests.e2e import SyncEnv
 from tests.helpers import run_queued
+
+# Where the Microsoft identity client logs a refusal of our app's credentials.
+SIGNIN_LOG = "backend.connectors.graph.signin_errors"
 
 CONTACT = "carol@customer.example"
 
@@ -80,7 +83,7 @@ def test_an_expired_app_secret_fails_runs_transiently_never_counts_and_notifies_
         harness.ms.client_secret = "rotated-by-the-admin"
         harness.ms.expire_access_tokens()
         limit = services().settings.MAX_AUTH_FAILURES
-        caplog.set_level(logging.ERROR, logger="backend.connectors.microsoft_auth")
+        caplog.set_level(logging.ERROR, logger=SIGNIN_LOG)
         for _ in range(limit + 1):
             assert enqueue_sync(env.uid, interactive=True)  # Sync now, or the schedule
             run_queued()
@@ -92,7 +95,7 @@ def test_an_expired_app_secret_fails_runs_transiently_never_counts_and_notifies_
             assert services().store.schedule.next_of(env.uid) is not None
         assert services().queue(QUEUE_NOTIFY).job_ids == []
     assert smtp_sink.messages == []
-    errors = [r for r in caplog.records if r.name == "backend.connectors.microsoft_auth" and r.levelno == logging.ERROR]
+    errors = [r for r in caplog.records if r.name == SIGNIN_LOG and r.levelno == logging.ERROR]
     assert len(errors) == limit + 1
     assert "rotated-by-the-admin" not in caplog.text
 
