@@ -17,6 +17,7 @@ from backend.config import Settings
 from backend.connectors import MailboxContext, MailboxSecrets
 from backend.connectors import exchange as ex
 from backend.connectors.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
+from backend.connectors.exchange.transport import Transport, account_for
 from backend.connectors.mailbox import ChangePage, Folder, SyncWindow
 from sandbox.ews import start_fake_ews
 from sandbox.tls import CertPair, TestCA
@@ -438,9 +439,9 @@ def test_the_fake_serves_exchangelib_folder_queries(harness: ExchangeHarness) ->
     for n in range(5):
         harness.add_email("inbox", subject=f"recent {n}", sender=CUSTOMER, to=[ADDRESS], when=now - timedelta(hours=n))
     harness.add_email("inbox", subject="old", sender=CUSTOMER, to=[ADDRESS], when=now - timedelta(days=20))
-    transport = ex._Transport(harness.settings())
+    transport = Transport(harness.settings())
     protocol = transport.protocol(harness.ews_url, ADDRESS, PASSWORD, "NTLM", None)
-    account = ex._account(protocol, ADDRESS)
+    account = account_for(protocol, ADDRESS)
     try:
         inbox = account.inbox
         assert inbox.total_count == 6
