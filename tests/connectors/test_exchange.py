@@ -12,12 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 
 from backend.config import Settings
 from backend.connectors import MailboxContext, MailboxSecrets
 from backend.connectors import exchange as ex
 from backend.connectors.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
-from backend.connectors.exchange.transport import Transport, account_for
+from backend.connectors.exchange.transport import Transport, account_for, retry_after
 from backend.connectors.mailbox import ChangePage, Folder, SyncWindow
 from sandbox.ews import start_fake_ews
 from sandbox.tls import CertPair, TestCA
@@ -155,6 +156,19 @@ def test_vendor_errors_become_domain_errors(harness: ExchangeHarness, kind: str,
     if hint is not None:
         assert caught.value.retry_after == pytest.approx(hint)  # type: ignore[attr-defined]
     assert "<html" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("42", 42), (" 7 ", 7), ("0", None), ("-3", None), ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+     (None, None)],
+)
+def test_retry_after_reads_delta_seconds_only(header: str | None, seconds: int | None) -> None:
+    """The header rule exchangelib's own (private) helper applied: positive whole seconds, else no hint."""
+    response = requests.Response()
+    if header is not None:
+        response.headers["Retry-After"] = header
+    assert retry_after(response) == seconds
 
 
 def test_rejected_password_is_auth_revoked(harness: ExchangeHarness) -> None:

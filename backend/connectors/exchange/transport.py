@@ -38,7 +38,6 @@ from exchangelib import errors as ews_errors
 from exchangelib.ewsdatetime import UTC as EWS_UTC
 from exchangelib.protocol import FailFast, Protocol
 from exchangelib.transport import DEFAULT_HEADERS
-from exchangelib.util import _get_retry_after
 from exchangelib.version import Build, Version
 
 from backend.config import Settings
@@ -57,6 +56,16 @@ for _name in ("exchangelib", "requests_ntlm", "spnego"):
 REQUEST_DEADLINE_FACTOR = 4
 
 
+def retry_after(response: Any) -> int | None:
+    """A response's ``Retry-After`` in whole seconds; None when absent, not positive or not a number."""
+    # Read here rather than through exchangelib's private helper; the same rule (delta-seconds only).
+    try:
+        seconds = int(response.headers.get("Retry-After", "0"))
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
+
+
 class HintedFailFast(FailFast):
     """Fail fast (the engine retries), but keep a 503's ``Retry-After`` as the back-off hint."""
 
@@ -65,7 +74,7 @@ class HintedFailFast(FailFast):
         try:
             super().raise_response_errors(response)
         except (ews_errors.ErrorInternalServerTransientError, ews_errors.ErrorServerBusy) as exc:
-            hint = _get_retry_after(response)
+            hint = retry_after(response)
             if response.status_code == 503 or hint:
                 raise ews_errors.ErrorServerBusy(str(exc.args[0] if exc.args else "busy"), back_off=hint) from None
             raise
