@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from exchangelib import errors as ews_errors
+from exchangelib.folders import Inbox, Root
+from exchangelib.items import ID_ONLY
 from exchangelib.protocol import Protocol
 from exchangelib.services import GetFolder
-from exchangelib.util import TNS, add_xml_child, create_element
+from exchangelib.util import add_xml_child, create_element
 
 from backend.connectors.errors import SetupFailed
 from backend.connectors.exchange.transport import account_for
@@ -80,19 +82,29 @@ class _InboxIds(GetFolder):
     # Someone else's mailbox answers "access denied" or "no such mailbox": an answer, not a failure.
     ERRORS_TO_CATCH_IN_RESPONSE = (*GetFolder.ERRORS_TO_CATCH_IN_RESPONSE, ews_errors.ErrorNonExistentMailbox)
 
-    def call(self, mailboxes: list[str | None]) -> Iterator[str | None]:
-        """The Inbox folder id per mailbox, in order (None where the server refused)."""
-        self.folders = list(mailboxes)
-        return self._elems_to_objs(self._chunked_get_elements(self.get_payload, items=self.folders))
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Which mailbox each requested Inbox object stands for (by identity: the objects are equal).
+        self._mailbox_of: dict[int, str | None] = {}
 
-    def get_payload(self, mailboxes: list[str | None]) -> Any:
+    def inbox_ids(self, mailboxes: list[str | None]) -> Iterator[str | None]:
+        """The Inbox folder id per mailbox, in order (None where the server refused)."""
+        # GetFolder's public call() requests and parses folder objects; ours only carry the mailbox
+        # to our get_payload (a Root built here makes no request).
+        root = Root(account=self.account)
+        folders = [Inbox(root=root) for _ in mailboxes]
+        self._mailbox_of = {id(folder): address for folder, address in zip(folders, mailboxes, strict=True)}
+        for result in self.call(folders=folders, additional_fields=None, shape=ID_ONLY):
+            yield None if isinstance(result, Exception) else (result.id or None)
+
+    def get_payload(self, folders: list[Inbox], additional_fields: Any, shape: str) -> Any:
         """The GetFolder request: exchangelib insists on a mailbox in every distinguished id; we need none for ours."""
         payload = create_element(f"m:{self.SERVICE_NAME}")
-        shape = create_element("m:FolderShape")
-        add_xml_child(shape, "t:BaseShape", "IdOnly")
-        payload.append(shape)
+        shape_elem = create_element("m:FolderShape")
+        add_xml_child(shape_elem, "t:BaseShape", "IdOnly")
+        payload.append(shape_elem)
         ids = create_element("m:FolderIds")
-        for address in mailboxes:
+        for address in (self._mailbox_of[id(f)] for f in folders):
             folder = create_element("t:DistinguishedFolderId", attrs={"Id": "inbox"})
             if address:
                 mailbox = create_element("t:Mailbox")
@@ -101,11 +113,6 @@ class _InboxIds(GetFolder):
             ids.append(folder)
         payload.append(ids)
         return payload
-
-    def _elems_to_objs(self, elems: Any) -> Iterator[str | None]:
-        for elem in elems:
-            folder_id = None if isinstance(elem, Exception) else elem.find(f"{{{TNS}}}FolderId")
-            yield folder_id.get("Id") if folder_id is not None else None
 
 
 def _own_mailbox(protocol: Protocol, candidates: list[MailboxIdentity]) -> MailboxIdentity | None:
@@ -116,7 +123,7 @@ def _own_mailbox(protocol: Protocol, candidates: list[MailboxIdentity]) -> Mailb
     may only open as a delegate has other ids, and others' answer "access denied").
     """
     account = account_for(protocol, candidates[0].primary)
-    ids = list(_InboxIds(account=account).call([None, *(c.primary for c in candidates)]))
+    ids = list(_InboxIds(account=account).inbox_ids([None, *(c.primary for c in candidates)]))
     own_id = ids[0] if ids else None
     if not own_id:
         return None

@@ -168,11 +168,13 @@ class ExchangeMailbox:
         except Exception as exc:  # noqa: BLE001 - translated at the boundary
             raise self._timeout_or(exc) from None
 
-    def _folder(self, folder: Folder) -> Any:
+    def _folder(self, folder: Folder) -> DistinguishedFolderId:
+        """The folder as SyncFolderItems names it: a distinguished id in this mailbox."""
         cls = {Folder.INBOX: Inbox, Folder.SENT: SentItems, Folder.CALENDAR: Calendar}[folder]
-        # A distinguished folder id needs no GetFolder round trip.
-        return cls(_distinguished_id=DistinguishedFolderId(id=cls.DISTINGUISHED_FOLDER_ID,
-                                                           mailbox=EwsMailbox(email_address=self.address)))
+        # A distinguished folder id needs no GetFolder round trip. exchangelib takes the id itself
+        # as the folder (the same request as a folder object built around it, without setting
+        # that object's private _distinguished_id field).
+        return DistinguishedFolderId(id=cls.DISTINGUISHED_FOLDER_ID, mailbox=EwsMailbox(email_address=self.address))
 
     def _page(self, folder: Folder, cursor: Cursor, resynced: bool) -> tuple[ChangePage, Cursor]:
         account = self._account()
