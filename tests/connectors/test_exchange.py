@@ -12,11 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 
 from backend.config import Settings
 from backend.connectors import MailboxContext, MailboxSecrets
 from backend.connectors import exchange as ex
 from backend.connectors.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
+from backend.connectors.exchange.transport import Transport, account_for, retry_after
 from backend.connectors.mailbox import ChangePage, Folder, SyncWindow
 from sandbox.ews import start_fake_ews
 from sandbox.tls import CertPair, TestCA
@@ -154,6 +156,19 @@ def test_vendor_errors_become_domain_errors(harness: ExchangeHarness, kind: str,
     if hint is not None:
         assert caught.value.retry_after == pytest.approx(hint)  # type: ignore[attr-defined]
     assert "<html" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("42", 42), (" 7 ", 7), ("0", None), ("-3", None), ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+     (None, None)],
+)
+def test_retry_after_reads_delta_seconds_only(header: str | None, seconds: int | None) -> None:
+    """The header rule exchangelib's own (private) helper applied: positive whole seconds, else no hint."""
+    response = requests.Response()
+    if header is not None:
+        response.headers["Retry-After"] = header
+    assert retry_after(response) == seconds
 
 
 def test_rejected_password_is_auth_revoked(harness: ExchangeHarness) -> None:
@@ -438,9 +453,9 @@ def test_the_fake_serves_exchangelib_folder_queries(harness: ExchangeHarness) ->
     for n in range(5):
         harness.add_email("inbox", subject=f"recent {n}", sender=CUSTOMER, to=[ADDRESS], when=now - timedelta(hours=n))
     harness.add_email("inbox", subject="old", sender=CUSTOMER, to=[ADDRESS], when=now - timedelta(days=20))
-    transport = ex._Transport(harness.settings())
+    transport = Transport(harness.settings())
     protocol = transport.protocol(harness.ews_url, ADDRESS, PASSWORD, "NTLM", None)
-    account = ex._account(protocol, ADDRESS)
+    account = account_for(protocol, ADDRESS)
     try:
         inbox = account.inbox
         assert inbox.total_count == 6
