@@ -1,18 +1,14 @@
 """The Salesforce connector: OAuth login and credentials, and the CRM over the REST API (a package)."""
 
-from backend.connectors.salesforce.oauth import (
-    Identity,
+from backend.connectors.salesforce.credentials import SalesforceCredentials
+from backend.connectors.salesforce.hosts import (
     LoginHostRefused,
-    SalesforceCredentials,
-    SalesforceOAuth,
-    TokenExpired,
-    TokenSet,
     check_salesforce_url,
     environment_of,
     is_salesforce_host,
     login_url_for,
-    pkce_pair,
 )
+from backend.connectors.salesforce.oauth import Identity, SalesforceOAuth, TokenExpired, TokenSet, pkce_pair
 from backend.connectors.salesforce.writes import (
     COLLECTION_MAX,
     COMPOSITE_MAX_HEAVY,

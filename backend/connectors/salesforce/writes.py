@@ -62,7 +62,8 @@ from backend.connectors.crm import (
     join_addresses,
 )
 from backend.connectors.errors import Throttled, Unavailable
-from backend.connectors.salesforce.oauth import SalesforceCredentials, TokenExpired
+from backend.connectors.salesforce.credentials import SalesforceCredentials
+from backend.connectors.salesforce.oauth import TokenExpired
 from backend.net.outbound import make_session
 
 log = logging.getLogger(__name__)
