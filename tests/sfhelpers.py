@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 
 from backend.auth.salesforce import credentials_for
 from backend.connectors.crm import ApiUsage
-from backend.connectors.salesforce import SalesforceCrm, open_crm
+from backend.connectors.salesforce.connector import SalesforceCrm, open_crm
 from backend.extensions import services
 from backend.store.runs import CapabilityCacheAdapter
 from backend.store.users import User

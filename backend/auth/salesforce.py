@@ -24,7 +24,7 @@ from backend.auth.common import (
     redeem_ticket,
 )
 from backend.connectors.errors import AuthRevoked, ServiceMisconfigured, Unavailable
-from backend.connectors.salesforce_auth import (
+from backend.connectors.salesforce import (
     LoginHostRefused,
     SalesforceCredentials,
     SalesforceOAuth,

@@ -20,20 +20,11 @@ from backend.connectors.crm import (
     PersonKind,
     SenderRepair,
     WritePlan,
-    clip,
-    join_addresses,
 )
 from backend.connectors.errors import AuthRevoked, Unavailable
-from backend.connectors.salesforce import (
-    COLLECTION_MAX,
-    URI_MAX_CHARS,
-    activity_key,
-    address_variants,
-    chunk_in_list,
-    safe_reason,
-    soql_quote,
-)
-from sandbox.salesforce_rest import Rule, parse_soql
+from backend.connectors.salesforce.batches import COLLECTION_MAX
+from backend.connectors.salesforce.soql import URI_MAX_CHARS
+from sandbox.salesforce_rest import Rule
 from tests.sfhelpers import SalesforceUser, log_in
 
 
@@ -61,83 +52,6 @@ def event(key: str, people: list[str], subject: str = "Meeting", hours: float = 
     start = datetime(2026, 11, 20, 10, tzinfo=UTC)
     return EventDraft(key=key, subject=subject, body="Agenda", location="Room 1", start=start,
                       end=start + timedelta(hours=hours), is_all_day=False, people_ids=people)
-
-
-# --- pure helpers --------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("value, expected", [
-    ("plain", "'plain'"),
-    ("o'brien@x.example", "'o\\'brien@x.example'"),
-    ("back\\slash", "'back\\\\slash'"),
-    ("line\nbreak", "'line\\nbreak'"),
-    ('dq"uote', "'dq\\\"uote'"),
-])
-def test_soql_quote_escapes(value: str, expected: str) -> None:
-    assert soql_quote(value) == expected
-    # The fake's parser (Salesforce's grammar) reads the value back unchanged.
-    parsed = parse_soql("SELECT Id FROM Contact WHERE Email = " + soql_quote(value))  # noqa: S608 - the test
-    assert parsed.conditions[0][2] == value
-
-
-def test_chunking_respects_uri_and_statement_limits() -> None:
-    values = [f"person{i:05d}.with.a.long.name@company-{i % 97}.example" for i in range(3000)]
-    path = "/services/data/v62.0/query"
-    statements = chunk_in_list("SELECT Id FROM Contact WHERE Email IN ", values, path=path)
-    assert len(statements) > 1
-    seen: list[str] = []
-    for soql in statements:
-        url = f"{path}?{__import__('urllib.parse').parse.urlencode({'q': soql})}"
-        assert len(url) <= URI_MAX_CHARS
-        assert len(soql) <= 100_000
-        seen.extend(parse_soql(soql).conditions[0][2])
-    assert seen == values  # nothing lost, nothing twice, order kept
-
-
-def test_chunking_single_value_longer_than_a_chunk_still_goes_alone() -> None:
-    statements = chunk_in_list("SELECT Id FROM EmailMessage WHERE MessageIdentifier IN ", ["<a@b>", "x" * 20_000])
-    assert len(statements) == 2
-
-
-@pytest.mark.parametrize("text, limit, expected", [
-    ("short", 10, "short"),
-    ("exactly-10", 10, "exactly-10"),
-    ("a" * 20, 10, "aaaa [...]"),
-    ("\U0001F600" * 5, 10, "\U0001F600" * 5),  # an emoji is two units: 10 fit exactly
-    ("\U0001F600" * 6, 10, "\U0001F600\U0001F600 [...]"),  # never half an emoji
-    ("a\U0001F600" * 4, 10, "a\U0001F600a [...]"),
-    ("", 5, ""),
-    (None, 5, ""),
-])
-def test_clip(text: str | None, limit: int, expected: str) -> None:
-    assert clip(text, limit) == expected
-    assert len(clip(text, limit)) <= limit
-
-
-def test_join_addresses_cuts_at_a_whole_address() -> None:
-    addresses = [f"user{i}@example.com" for i in range(1000)]
-    joined = join_addresses(addresses, 4000)
-    assert len(joined) <= 4000
-    assert joined.endswith("more)")
-    kept = joined.rsplit("; (+", 1)[0].split("; ")
-    assert all(a in addresses for a in kept)
-    assert int(joined.rsplit("(+", 1)[1].split()[0]) == 1000 - len(kept)
-
-
-def test_address_variants_cover_idna() -> None:
-    assert address_variants("José@Exämple.com") >= {"josé@exämple.com", "josé@xn--exmple-cua.com"}
-    assert address_variants("a@xn--exmple-cua.com") >= {"a@exämple.com"}
-
-
-def test_activity_key_hashes_long_keys() -> None:
-    assert activity_key("<short@x>") == "<short@x>"
-    long_key = "<" + "x" * 300 + "@y>"
-    assert activity_key(long_key).startswith("sha256:") and len(activity_key(long_key)) <= 255
-
-
-def test_safe_reason_drops_echoed_values() -> None:
-    reason = safe_reason({"statusCode": "STRING_TOO_LONG", "message": "Subject: data value too large: SECRET DEAL",
-                          "fields": ["Subject"]})
-    assert "SECRET" not in reason and reason.startswith("STRING_TOO_LONG")
 
 
 # --- matching ------------------------------------------------------------------------------------
