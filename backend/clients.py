@@ -8,12 +8,14 @@ entry points, the CLI) take them from ``services().clients`` and hand them down 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from backend.config import Settings
-from backend.connectors.microsoft_auth import MicrosoftAuth
-from backend.connectors.salesforce_auth import SalesforceOAuth
-from backend.net.ssrf import Resolver
+from backend.connectors.graph import MicrosoftAuth
+from backend.connectors.salesforce import SalesforceOAuth
+from backend.net import Resolver
 from backend.security.exchange_identity import ExchangeIdentityVerifier
 from backend.security.identity import NaaVerifier, ProofVerifier
 
@@ -28,6 +30,10 @@ class Clients:
     exchange_verifier: ProofVerifier
     # None: the system resolver. A test or a deployment with split DNS may give its own.
     dns_resolver: Resolver | None = None
+    # None: the real connectors. Tests of the engine give a connector of their own here
+    # (``(provider, MailboxContext) -> Mailbox``, ``(User, on_usage) -> Crm``).
+    mailbox_factory: Callable[[str, Any], Any] | None = None
+    crm_factory: Callable[[Any, Any], Any] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Clients:

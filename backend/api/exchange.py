@@ -41,7 +41,7 @@ from backend.api.errors import ApiError
 from backend.api.sync import sync_view
 from backend.api.tokens import current_user
 from backend.api.validation import is_email, json_body, text_field
-from backend.connectors.errors import SetupFailed
+from backend.errors import SetupFailed
 from backend.extensions import services
 from backend.jobs.sync import enqueue_sync
 from backend.security.crypto import keyed_hash

@@ -14,7 +14,7 @@ from backend.api.validation import choice_field, email_field, json_body, text_fi
 from backend.auth.common import dialog_code_is_authentic, issue_ticket, redeem_dialog_code
 from backend.auth.salesforce import credentials_for, oauth_client
 from backend.connectors import PROVIDERS
-from backend.connectors.errors import AuthRevoked, Unavailable
+from backend.errors import AuthRevoked, Unavailable
 from backend.extensions import services
 from backend.jobs.sync import enqueue_sync
 from backend.security import proofs

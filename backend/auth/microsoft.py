@@ -24,7 +24,6 @@ from typing import Any
 from flask import Blueprint, Response, redirect, request, session
 
 from backend.auth.common import DialogError, begin_state, dialog_error, dialog_result, finish_state, redeem_ticket
-from backend.connectors.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
 from backend.connectors.graph import (
     CACHE_SECRET,
     MULTI_TENANT,
@@ -34,6 +33,7 @@ from backend.connectors.graph import (
     graph_identity,
     valid_tenant,
 )
+from backend.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
 from backend.extensions import services
 from backend.jobs.sync import enqueue_sync
 from backend.security.crypto import DecryptError, fingerprint

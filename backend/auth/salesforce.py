@@ -23,7 +23,6 @@ from backend.auth.common import (
     issue_dialog_code,
     redeem_ticket,
 )
-from backend.connectors.errors import AuthRevoked, ServiceMisconfigured, Unavailable
 from backend.connectors.salesforce import (
     LoginHostRefused,
     SalesforceCredentials,
@@ -33,6 +32,7 @@ from backend.connectors.salesforce import (
     login_url_for,
     pkce_pair,
 )
+from backend.errors import AuthRevoked, ServiceMisconfigured, Unavailable
 from backend.extensions import services
 from backend.security.crypto import DecryptError, fingerprint
 from backend.store.users import User, user_id_for

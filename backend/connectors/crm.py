@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from backend.connectors.errors import ConnectorError, Throttled
+from backend.errors import ConnectorError, Throttled
 
 # Marker appended to a text cut to fit a CRM field: a person sees that something is missing.
 TRUNCATION_MARKER = " [...]"

@@ -31,7 +31,7 @@ from rq.job import Job, JobStatus, get_current_job
 from rq.registry import ScheduledJobRegistry
 
 from backend.connectors.crm import ApiLimitExceeded
-from backend.connectors.errors import AuthRevoked, ConnectorError, ServiceMisconfigured, Throttled
+from backend.errors import AuthRevoked, ConnectorError, ServiceMisconfigured, Throttled
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_NOTIFY, QUEUE_SYNC, services
 from backend.jobs.context import worker_app
 from backend.store.mailboxes import InvalidTransition

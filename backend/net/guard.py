@@ -26,8 +26,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-# HostNotAllowed is a SetupFailed so the connect flow shows its message to the person.
-from backend.connectors.errors import SetupFailed
+# HostNotAllowed is a SetupFailed (a domain error, below every layer) so the connect flow shows its message.
+from backend.errors import SetupFailed
 from backend.net.hosts import HostRule, IPAddress, is_numeric_spelling
 from backend.net.resolve import (
     DNS_TIMEOUT_SECONDS,

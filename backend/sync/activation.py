@@ -13,8 +13,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from backend.connectors.errors import SetupFailed
 from backend.connectors.mailbox import MailboxIdentity
+from backend.errors import SetupFailed
 from backend.store import Store
 from backend.store.mailboxes import SyncMailbox
 from backend.store.users import User

@@ -38,8 +38,8 @@ from typing import Any, TypeVar
 from backend.config import Settings
 from backend.connectors import MailboxContext, MailboxSecrets, open_mailbox
 from backend.connectors.crm import ApiLimitExceeded, ApiUsage, Crm, SenderRepair, WritePlan
-from backend.connectors.errors import AuthRevoked, ConnectorError, CursorExpired, Unavailable
 from backend.connectors.mailbox import ChangePage, Deletion, EmailItem, EventItem, Folder, Mailbox, SyncWindow
+from backend.errors import AuthRevoked, ConnectorError, CursorExpired, Unavailable
 from backend.extensions import services
 from backend.store import Store
 from backend.store.mailboxes import SyncMailbox, SyncState
@@ -84,22 +84,23 @@ class ClaimWaitTimeout(Unavailable):
 
 
 def crm_for(settings: Settings, store: Store, user: User, on_usage: Any) -> Crm:
-    """The CRM connector for a user's run (Salesforce; replaceable through ``services().clients``)."""
-    factory = services().clients.get("crm_factory")
-    if factory is not None:
-        crm: Crm = factory(user, on_usage)
+    """The CRM connector for a user's run (Salesforce, or ``clients.crm_factory`` when one is given)."""
+    clients = services().clients
+    if clients.crm_factory is not None:
+        crm: Crm = clients.crm_factory(user, on_usage)
         return crm
-    from backend.auth.salesforce import credentials_for
-    from backend.connectors.salesforce import open_crm
+    from backend.connectors.salesforce import SalesforceCredentials, open_crm
     from backend.store.runs import CapabilityCacheAdapter
 
-    return open_crm(settings, credentials_for(user), user.org_id, user.sf_user_id,
+    credentials = SalesforceCredentials(clients.salesforce_oauth, store.secrets, user.id, user.login_url,
+                                        user.instance_url)
+    return open_crm(settings, credentials, user.org_id, user.sf_user_id,
                     caps_cache=CapabilityCacheAdapter(store.runs), on_usage=on_usage)
 
 
 def mailbox_for(settings: Settings, store: Store, mailbox: SyncMailbox) -> Mailbox:
-    """The mailbox connector, built through the provider map (replaceable through ``services().clients``)."""
-    factory = services().clients.get("mailbox_factory")
+    """The mailbox connector, built through the provider map (or ``clients.mailbox_factory`` when one is given)."""
+    factory = services().clients.mailbox_factory
     context = MailboxContext(
         settings=settings,
         mailbox_id=mailbox.id,

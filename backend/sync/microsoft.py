@@ -11,9 +11,8 @@ import logging
 from urllib.parse import quote
 
 from backend.config import Settings
-from backend.connectors.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
-from backend.connectors.graph import graph_identity
-from backend.connectors.microsoft_auth import CACHE_SECRET, AppOnlyTokens, MicrosoftAuth
+from backend.connectors.graph import CACHE_SECRET, AppOnlyTokens, MicrosoftAuth, graph_identity
+from backend.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
 from backend.security.identity import VerifiedMailbox
 from backend.store import Store
 from backend.store.mailboxes import SyncMailbox, SyncState

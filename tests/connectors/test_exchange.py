@@ -17,9 +17,9 @@ import requests
 from backend.config import Settings
 from backend.connectors import MailboxContext, MailboxSecrets
 from backend.connectors import exchange as ex
-from backend.connectors.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
 from backend.connectors.exchange.transport import Transport, account_for, retry_after
 from backend.connectors.mailbox import ChangePage, Folder, SyncWindow
+from backend.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
 from sandbox.ews import start_fake_ews
 from sandbox.tls import CertPair, TestCA
 from tests.connectors.harness_exchange import ADDRESS, PASSWORD, ExchangeHarness, _MemorySecretStore

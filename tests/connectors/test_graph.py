@@ -14,7 +14,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from backend.connectors import MailboxContext, MailboxSecrets, open_mailbox
-from backend.connectors.errors import AuthRevoked, CursorExpired, ServiceMisconfigured, Throttled, Unavailable
 from backend.connectors.graph import (
     CACHE_SECRET,
     MESSAGE_FIELDS,
@@ -24,6 +23,7 @@ from backend.connectors.graph import (
     parse_event,
 )
 from backend.connectors.mailbox import MAX_BODY_CHARS, ChangePage, Folder, Sensitivity, SyncWindow
+from backend.errors import AuthRevoked, CursorExpired, ServiceMisconfigured, Throttled, Unavailable
 from sandbox.tls import CertPair, TestCA
 from tests.connectors.harness_graph import GraphHarness
 

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backend.connectors.errors import AuthRevoked, Throttled, Unavailable
 from backend.connectors.mailbox import (
     MAX_BODY_CHARS,
     ChangePage,
@@ -23,6 +22,7 @@ from backend.connectors.mailbox import (
     Sensitivity,
     SyncWindow,
 )
+from backend.errors import AuthRevoked, Throttled, Unavailable
 from tests.connectors.harness import MailboxHarness
 
 CUSTOMER = "carol@customer.example"

@@ -21,9 +21,9 @@ from backend.connectors.crm import (
     SenderRepair,
     WritePlan,
 )
-from backend.connectors.errors import AuthRevoked, Unavailable
 from backend.connectors.salesforce.batches import COLLECTION_MAX
 from backend.connectors.salesforce.soql import URI_MAX_CHARS
+from backend.errors import AuthRevoked, Unavailable
 from sandbox.salesforce_rest import Rule
 from tests.sfhelpers import SalesforceUser, log_in
 

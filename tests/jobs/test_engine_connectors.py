@@ -121,7 +121,7 @@ def test_deactivate_during_a_run_is_not_undone_by_a_token_refresh(env: SyncEnv) 
             ctx.secrets.get = get  # type: ignore[method-assign]
             return open_mailbox(provider, ctx)
 
-        services().clients["mailbox_factory"] = open_then_deactivate
+        services().clients.mailbox_factory = open_then_deactivate
         record = run_mailbox(env.uid, interactive=True)
         assert harness.ms.token_requests[-1] == "refresh_token"  # the refresh happened, after Deactivate
         assert record["stopped"] == "deactivated"

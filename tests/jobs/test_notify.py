@@ -46,7 +46,7 @@ def disabled_mailbox(uid: str = "u1", admin: str = "") -> str:
     store.secrets.put("mailbox", uid, "exchange_password", SECRET)
     if admin:
         store.orgs.update("00DORG", admin_email=admin)
-    from backend.connectors.errors import AuthRevoked
+    from backend.errors import AuthRevoked
 
     for _ in range(services().settings.MAX_AUTH_FAILURES):
         record_auth_failure(uid, AuthRevoked("The server refused the password."), "mailbox")
@@ -77,7 +77,7 @@ def test_disable_enqueues_one_notice_and_the_notice_is_sent_once(notify_app: Fla
     queue = services().queue(QUEUE_NOTIFY)
     assert queue.job_ids == [f"notify-u1-{incident}"]
     # More failures (a run that was already in flight) neither re-disable nor re-notify.
-    from backend.connectors.errors import AuthRevoked
+    from backend.errors import AuthRevoked
 
     record_auth_failure("u1", AuthRevoked("again"), "mailbox")
     assert queue.job_ids == [f"notify-u1-{incident}"]

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
-from backend.connectors.errors import Throttled, Unavailable
+from backend.errors import Throttled, Unavailable
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_NOTIFY, QUEUE_SYNC, services
 from backend.jobs import sync as sync_jobs
 from backend.jobs.context import use_app
@@ -37,7 +37,7 @@ def sf(app: Flask, client: FlaskClient, ca: Any, fake_salesforce: Any, box: List
     try:
         with app.app_context():
             svc = services()
-            svc.clients["mailbox_factory"] = lambda provider, ctx: box
+            svc.clients.mailbox_factory = lambda provider, ctx: box
             svc.store.mailboxes.activate(user.uid, "list", OWNER, [], {})
             yield user
     finally:

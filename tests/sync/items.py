@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
-from backend.connectors.errors import AuthRevoked
 from backend.connectors.mailbox import (
     Address,
     ChangePage,
@@ -25,6 +24,7 @@ from backend.connectors.mailbox import (
     Sensitivity,
     SyncWindow,
 )
+from backend.errors import AuthRevoked
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 OWNER = "rep@acme.example"

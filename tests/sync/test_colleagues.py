@@ -80,7 +80,7 @@ def team(app: Flask, client: FlaskClient, ca: Any, fake_salesforce: Any) -> Iter
     boxes = {alice.uid: ListMailbox(), bob.uid: ListMailbox()}
     with app.app_context():
         svc = services()
-        svc.clients["mailbox_factory"] = lambda provider, ctx: boxes[ctx.mailbox_id]
+        svc.clients.mailbox_factory = lambda provider, ctx: boxes[ctx.mailbox_id]
         svc.store.mailboxes.activate(alice.uid, "list", OWNER, [], {})
         svc.store.mailboxes.activate(bob.uid, "list", BOB, [], {})
         alice.data.reset_calls()

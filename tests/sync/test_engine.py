@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 
 from backend.connectors import MailboxSecrets
 from backend.connectors.crm import ApiLimitExceeded
-from backend.connectors.errors import AuthRevoked, Unavailable
 from backend.connectors.mailbox import Deletion, Folder
+from backend.errors import AuthRevoked, Unavailable
 from backend.extensions import services
 from backend.store.mailboxes import SyncState
 from backend.sync import engine
@@ -41,7 +41,7 @@ def sf(app: Flask, client: FlaskClient, ca: Any, fake_salesforce: Any, box: List
     user = log_in(app, client, ca.ca_path, fake_salesforce)
     with app.app_context():
         svc = services()
-        svc.clients["mailbox_factory"] = lambda provider, ctx: box
+        svc.clients.mailbox_factory = lambda provider, ctx: box
         svc.store.mailboxes.activate(user.uid, "list", OWNER, [], {})
         user.data.reset_calls()
         yield user

@@ -23,10 +23,10 @@ import requests_ntlm
 from lxml import etree
 
 from backend.config import Settings
-from backend.connectors.errors import SetupFailed
 from backend.connectors.exchange.errors import network_kind, setup_error
 from backend.connectors.exchange.transport import Transport
-from backend.net.ssrf import HostNotAllowed
+from backend.errors import SetupFailed
+from backend.net import HostNotAllowed
 
 log = logging.getLogger(__name__)
 

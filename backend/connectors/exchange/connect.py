@@ -22,12 +22,12 @@ from exchangelib.protocol import Protocol
 from exchangelib.transport import BASIC, NTLM
 
 from backend.config import Settings
-from backend.connectors.errors import SetupFailed
 from backend.connectors.exchange.autodiscover import discover_ews_url, normalise_ews_url
 from backend.connectors.exchange.directory import resolve_identity
 from backend.connectors.exchange.errors import not_ews, setup_error
 from backend.connectors.exchange.transport import Transport, build_text
 from backend.connectors.mailbox import MailboxIdentity
+from backend.errors import SetupFailed
 
 # A minimal, valid EWS request for the authentication probe; servers answer it with 401 first.
 _PROBE_REQUEST = (

@@ -20,9 +20,9 @@ from exchangelib.protocol import Protocol
 from exchangelib.services import GetFolder
 from exchangelib.util import add_xml_child, create_element
 
-from backend.connectors.errors import SetupFailed
 from backend.connectors.exchange.transport import account_for
 from backend.connectors.mailbox import MailboxIdentity
+from backend.errors import SetupFailed
 
 # ResolveNames candidates checked against the signed-in account's own mailbox (one GetFolder call).
 MAX_IDENTITY_CANDIDATES = 10

@@ -17,8 +17,8 @@ import requests
 from exchangelib import errors as ews_errors
 from lxml import etree
 
-from backend.connectors.errors import AuthRevoked, ConnectorError, SetupFailed, Throttled, Unavailable
-from backend.net.ssrf import HostNotAllowed
+from backend.errors import AuthRevoked, ConnectorError, SetupFailed, Throttled, Unavailable
+from backend.net import HostNotAllowed
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,6 @@ from exchangelib.transport import NTLM
 
 from backend.config import Settings
 from backend.connectors import MailboxContext
-from backend.connectors.errors import AuthRevoked, ConnectorError, CursorExpired, SetupFailed, Unavailable
 from backend.connectors.exchange.cursor import Cursor
 from backend.connectors.exchange.directory import resolve_identity
 from backend.connectors.exchange.errors import translate
@@ -57,6 +56,7 @@ from backend.connectors.exchange.items import (
 )
 from backend.connectors.exchange.transport import Transport, account_for, version_of
 from backend.connectors.mailbox import FOLDERS, ChangePage, Deletion, Folder, MailboxIdentity, SyncWindow
+from backend.errors import AuthRevoked, ConnectorError, CursorExpired, SetupFailed, Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -41,8 +41,8 @@ from exchangelib.transport import DEFAULT_HEADERS
 from exchangelib.version import Build, Version
 
 from backend.config import Settings
+from backend.net import GuardedAdapter, HostGuard, RequestBudget, guarded_session, mount_guarded
 from backend.net.outbound import trust_bundle
-from backend.net.ssrf import GuardedAdapter, HostGuard, RequestBudget, guarded_session, mount_guarded
 
 # exchangelib's DEBUG records carry request headers (a Basic Authorization header is the password
 # in base64) and whole XML bodies (mail content); requests_ntlm/spnego's carry NTLM tokens. Nothing

@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from backend.connectors.errors import Throttled
+from backend.errors import Throttled
 
 # Graph allows 4 concurrent requests per app per mailbox; more only earns 429s.
 MAX_IN_FLIGHT = 4

@@ -21,9 +21,9 @@ from urllib.parse import quote, urlencode
 import requests
 
 from backend.config import Settings
-from backend.connectors.errors import AuthRevoked, CursorExpired, Throttled, Unavailable
 from backend.connectors.graph.gate import gate_for
 from backend.connectors.graph.tokens import TokenSource
+from backend.errors import AuthRevoked, CursorExpired, Throttled, Unavailable
 from backend.net.outbound import make_session
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,6 @@ import msal
 import requests
 
 from backend.config import Settings
-from backend.connectors.errors import SetupFailed, Unavailable
 from backend.connectors.graph.entra import (
     GRAPH_SCOPES,
     authority_for,
@@ -38,6 +37,7 @@ from backend.connectors.graph.entra import (
     valid_tenant,
 )
 from backend.connectors.graph.signin_errors import consent_error, obo_error, signin_reachable
+from backend.errors import SetupFailed, Unavailable
 from backend.net.outbound import make_session
 from backend.security.crypto import fingerprint
 

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from backend.connectors.errors import Unavailable
 from backend.connectors.mailbox import (
     MAX_RECIPIENTS,
     Address,
@@ -23,6 +22,7 @@ from backend.connectors.mailbox import (
     bound_text,
     normalise_message_id,
 )
+from backend.errors import Unavailable
 
 # Only what sync uses; PidTagSensitivity has no first-class message property in Graph.
 MESSAGE_FIELDS = (

@@ -18,8 +18,8 @@ from typing import Any
 import requests
 
 from backend.config import Settings
-from backend.connectors.errors import AuthRevoked, ServiceMisconfigured, SetupFailed, Unavailable
 from backend.connectors.graph.entra import GRAPH_SCOPES
+from backend.errors import AuthRevoked, ServiceMisconfigured, SetupFailed, Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import Any, Protocol
 
 import msal
 
-from backend.connectors.errors import AuthRevoked
 from backend.connectors.graph.entra import GRAPH_SCOPES, MULTI_TENANT, usable_tenant, valid_tenant
 from backend.connectors.graph.identity import MicrosoftAuth
 from backend.connectors.graph.signin_errors import signin_reachable, token_from_result
+from backend.errors import AuthRevoked
 from backend.security.crypto import fingerprint
 
 # The mailbox secret holding the serialized msal token cache (encrypted by the secret store).

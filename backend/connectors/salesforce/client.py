@@ -22,9 +22,9 @@ from simple_salesforce.exceptions import (
 
 from backend.config import Settings
 from backend.connectors.crm import ApiLimitExceeded, ApiUsage, CrmRequestFailed
-from backend.connectors.errors import Throttled, Unavailable
 from backend.connectors.salesforce.credentials import SalesforceCredentials
 from backend.connectors.salesforce.oauth import TokenExpired
+from backend.errors import Throttled, Unavailable
 from backend.net.outbound import make_session
 
 T = TypeVar("T")

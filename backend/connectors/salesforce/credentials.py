@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from backend.connectors.errors import AuthRevoked
 from backend.connectors.salesforce.oauth import SalesforceOAuth, TokenExpired, TokenSet
+from backend.errors import AuthRevoked
 
 T = TypeVar("T")
 

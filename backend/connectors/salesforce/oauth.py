@@ -19,8 +19,8 @@ from urllib.parse import urlencode, urlsplit
 import requests
 
 from backend.config import Settings
-from backend.connectors.errors import AuthRevoked, ServiceMisconfigured, Unavailable
 from backend.connectors.salesforce.hosts import LoginHostRefused, check_salesforce_url
+from backend.errors import AuthRevoked, ServiceMisconfigured, Unavailable
 from backend.net.outbound import make_session
 from backend.security.crypto import fingerprint
 
