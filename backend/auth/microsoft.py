@@ -43,7 +43,6 @@ from backend.security.crypto import DecryptError, fingerprint
 from backend.security.identity import VerifiedMailbox
 from backend.security.proofs import AFTER_LOGIN_HOOKS
 from backend.store.mailboxes import SyncState
-from backend.store.tenants import TenantRepo
 from backend.store.users import User
 from backend.sync.activation import activate, check_mailbox_match
 
@@ -222,7 +221,7 @@ def _admin_consent_callback() -> Response:
                                                        "yet. Wait a minute and try again.") from None
     except Unavailable:
         raise DialogError("microsoft_unavailable", _UNAVAILABLE, 502) from None
-    TenantRepo.of(services().store).record_consent(tenant, f"{settings.GRAPH_URL}/.default", str(ours.get("by", "")))
+    services().store.tenants.record_consent(tenant, f"{settings.GRAPH_URL}/.default", str(ours.get("by", "")))
     log.info("microsoft admin consent recorded tenant=%s", tenant)
     return dialog_result(
         {"status": "ok", "provider": PROVIDER, "tenant_id": tenant, "admin_consent": True},
@@ -251,7 +250,7 @@ def activate_on_behalf_of(user: User, verified: VerifiedMailbox) -> None:
         identity = graph_identity(svc.settings, grant.access_token, session=auth.session)
         check_mailbox_match(verified.address, identity)
     except SetupFailed as exc:
-        if exc.code == "consent_required" and TenantRepo.of(svc.store).has_consent(verified.tenant_id):
+        if exc.code == "consent_required" and svc.store.tenants.has_consent(verified.tenant_id):
             _activate_app_only(user, verified, auth)
             return
         log.info("microsoft on-behalf-of not possible (%s) uid=%s", exc.code, user.id)
