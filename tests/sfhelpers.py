@@ -17,7 +17,6 @@ from backend.auth.salesforce import credentials_for
 from backend.connectors.crm import ApiUsage
 from backend.connectors.salesforce.connector import SalesforceCrm, open_crm
 from backend.extensions import services
-from backend.store.runs import CapabilityCacheAdapter
 from backend.store.users import User
 from sandbox.salesforce_rest import SalesforceData, data_of
 from tests.helpers import LoggedIn, login
@@ -47,7 +46,7 @@ class SalesforceUser:
         user = self.user()
         svc = services()
         return open_crm(svc.settings, credentials_for(user), user.org_id, user.sf_user_id,
-                        caps_cache=CapabilityCacheAdapter(svc.store.runs), on_usage=on_usage)
+                        caps_cache=svc.store.capabilities, on_usage=on_usage)
 
 
 def log_in(app: Flask, client: FlaskClient, ca_path: str, fake_salesforce: Any, **kwargs: Any) -> SalesforceUser:

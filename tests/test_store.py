@@ -57,7 +57,7 @@ def test_reconnecting_the_same_mailbox_keeps_cursors_and_another_mailbox_drops_t
     repo = store.mailboxes
     repo.ensure("u1", "org1")
     repo.activate("u1", "exchange", "alice@acme.example")
-    repo.save_cursor("u1", "inbox", "state-1")
+    assert repo.save_cursors_if_connected("u1", {"inbox": "state-1"})
     repo.disable("u1", "auth_revoked", "x")
     back = repo.activate("u1", "exchange", "ALICE@acme.example")
     assert back.state is SyncState.RUNNING and back.error is None and back.auth_failures == 0
@@ -72,7 +72,7 @@ def test_deactivate_removes_credentials_and_cursors(store: Store) -> None:
     repo.activate("u1", "exchange", "alice@acme.example")
     store.secrets.put("mailbox", "u1", "exchange_password", "hunter2")
     store.secrets.put("user", "u1", "sf_refresh", "keep-me")
-    repo.save_cursor("u1", "inbox", "s")
+    assert repo.save_cursors_if_connected("u1", {"inbox": "s"})
     assert repo.deactivate("u1").state is SyncState.DEACTIVATED
     assert store.secrets.get("mailbox", "u1", "exchange_password") is None
     assert store.secrets.get("user", "u1", "sf_refresh") == "keep-me"
@@ -125,18 +125,18 @@ def test_secrets_rotate_and_never_store_plaintext(store: Store) -> None:
 
 
 def test_quarantine_keeps_one_entry_per_item_and_object(store: Store) -> None:
-    store.runs.quarantine("m1", [{"key": "<a@x>", "object": "EmailMessage", "reason": "first", "at": "t1"},
-                                 {"key": "<b@x>", "object": "EmailMessage", "reason": "b", "at": "t1"}])
-    store.runs.quarantine("m1", [{"key": "<a@x>", "object": "EmailMessage", "reason": "again", "at": "t2"},
-                                 {"key": "<a@x>", "object": "EmailMessageRelation", "reason": "rel", "at": "t2"}])
-    entries = store.runs.quarantined("m1")
+    store.quarantine.add("m1", [{"key": "<a@x>", "object": "EmailMessage", "reason": "first", "at": "t1"},
+                                {"key": "<b@x>", "object": "EmailMessage", "reason": "b", "at": "t1"}])
+    store.quarantine.add("m1", [{"key": "<a@x>", "object": "EmailMessage", "reason": "again", "at": "t2"},
+                                {"key": "<a@x>", "object": "EmailMessageRelation", "reason": "rel", "at": "t2"}])
+    entries = store.quarantine.recent("m1")
     assert [(e["key"], e["object"], e["reason"]) for e in entries] == [
         ("<a@x>", "EmailMessageRelation", "rel"), ("<a@x>", "EmailMessage", "again"), ("<b@x>", "EmailMessage", "b")]
-    assert store.runs.quarantine_count("m1") == 3
+    assert store.quarantine.count("m1") == 3
 
 
 def test_transient_refusals_are_counted_per_item(store: Store) -> None:
-    assert store.runs.count_transient("m1", ["<a@x>", "<b@x>", "<a@x>"]) == {"<a@x>": 1, "<b@x>": 1}
-    assert store.runs.count_transient("m1", ["<a@x>"]) == {"<a@x>": 2}
-    store.runs.forget_transient("m1", ["<a@x>"])
-    assert store.runs.count_transient("m1", ["<a@x>", "<b@x>"]) == {"<a@x>": 1, "<b@x>": 2}
+    assert store.retries.count("m1", ["<a@x>", "<b@x>", "<a@x>"]) == {"<a@x>": 1, "<b@x>": 1}
+    assert store.retries.count("m1", ["<a@x>"]) == {"<a@x>": 2}
+    store.retries.forget("m1", ["<a@x>"])
+    assert store.retries.count("m1", ["<a@x>", "<b@x>"]) == {"<a@x>": 1, "<b@x>": 2}

@@ -37,7 +37,6 @@ from backend.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
 from backend.extensions import services
 from backend.jobs.sync import enqueue_sync
 from backend.security.crypto import DecryptError, fingerprint
-from backend.store.tenants import TenantRepo
 from backend.store.users import User
 from backend.sync.activation import activate, check_mailbox_match
 
@@ -217,7 +216,7 @@ def _admin_consent_callback() -> Response:
                                                        "yet. Wait a minute and try again.") from None
     except Unavailable:
         raise DialogError("microsoft_unavailable", _UNAVAILABLE, 502) from None
-    TenantRepo.of(services().store).record_consent(tenant, f"{settings.GRAPH_URL}/.default", str(ours.get("by", "")))
+    services().store.tenants.record_consent(tenant, f"{settings.GRAPH_URL}/.default", str(ours.get("by", "")))
     log.info("microsoft admin consent recorded tenant=%s", tenant)
     return dialog_result(
         {"status": "ok", "provider": PROVIDER, "tenant_id": tenant, "admin_consent": True},

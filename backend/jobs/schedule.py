@@ -34,9 +34,9 @@ def run_tick(svc: Services, now: float, limit: int = MAX_PER_TICK) -> dict[str, 
     store = svc.store
     started = time.perf_counter()
     due = store.schedule.claim_due(now, CLAIM_LEASE_SECONDS, limit)
-    details = store.runs.due_details(due) if due else []
+    details = store.mailboxes.due_details(due) if due else []
     orgs = sorted({org for _, org in details if org})
-    backoff = store.runs.backoff_until(orgs) if orgs else {}
+    backoff = store.orgs.backoff_until(orgs) if orgs else {}
     queued = skipped = held = 0
     for mid, (state, org) in zip(due, details, strict=True):
         if state != "running":

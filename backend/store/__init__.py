@@ -1,32 +1,33 @@
 """Redis-backed repositories: the only code that reads or writes application keys in Redis.
 
-Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``):
+Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that owns each key:
 
 =====================================  ==========================================================
-``P user:{uid}``                        hash: a Salesforce user of the add-in (no secret)
-``P user:by-sf:{org}:{sf_user}``       string: uid for a Salesforce org + user id
-``P user:sessions:{uid}``              set: API session ids of the user (to revoke them all)
-``P users``                            set: every uid (admin listing, key rotation)
-``P org:{org}``                        hash: org settings (admin address, blocklist, API budget)
-``P org:users:{org}``                  set: uids of the org
-``P mailbox:{mid}``                    hash: sync state and settings of one sync mailbox
-``P cursors:{mid}``                    hash: folder -> connector cursor (saved after writes)
-``P runs:{mid}``                       list: the latest run records (counts, never content)
-``P quarantine:{mid}``                 list: rejected items (Message-ID, object, reason)
-``P quarantine-idx:{mid}``             hash: ``{key}|{object}`` -> its entry in the list (no copies)
-``P retries:{mid}``                    hash: item key -> transient refusals so far (7 days TTL)
-``P sfcaps:{org}``                     string: JSON, the org's Salesforce capabilities (24 h TTL)
-``P claim:{org}:{sha256}``             string: ``{mid}:{run}`` writing that Message-ID now (TTL, ``runs.py``)
-``P evmap:{mid}``                      hash: remote event id -> ``{end}|{key}`` of meetings it organised
-``P schedule``                         sorted set: mid scored by its next run time
-``P secret:{kind}:{owner}:{name}``     string: a Fernet token (the only place secrets live)
-``P apisession:{sid}``                 string: uid, with the bearer token's lifetime as TTL
-``P once:{purpose}:{nonce}``           string: single-use markers and one-time dialog codes
-``P ratelimit:{name}:{who}``           string: counters with a TTL
-``P fsession:{sid}``                   Flask-Session data of the sign-in dialog windows
+``P user:{uid}``                        hash: a Salesforce user of the add-in (no secret) (``users.py``)
+``P user:by-sf:{org}:{sf_user}``       string: uid for a Salesforce org + user id (``users.py``)
+``P user:sessions:{uid}``              set: API session ids of the user, to revoke them all (``sessions.py``)
+``P users``                            set: every uid, for admin listing and key rotation (``users.py``)
+``P org:{org}``                        hash: org settings (admin address, blocklist, API budget) (``orgs.py``)
+``P org:users:{org}``                  set: uids of the org (``users.py``)
+``P mailbox:{mid}``                    hash: sync state and settings of one sync mailbox (``mailboxes.py``)
+``P mailboxes``                        set: every mailbox id (``mailboxes.py``)
+``P cursors:{mid}``                    hash: folder -> connector cursor, saved after writes (``mailboxes.py``)
+``P runs:{mid}``                       list: the latest run records, counts never content (``runs.py``)
+``P quarantine:{mid}``                 list: rejected items: Message-ID, object, reason (``quarantine.py``)
+``P quarantine-idx:{mid}``             hash: ``{key}|{object}`` -> its entry in the list, no copies (``quarantine.py``)
+``P retries:{mid}``                    hash: item key -> transient refusals so far, 7 days TTL (``retries.py``)
+``P sfcaps:{org}``                     string: JSON, the org's Salesforce capabilities, 24 h TTL (``capabilities.py``)
+``P claim:{org}:{sha256}``             string: ``{mid}:{run}`` writing that Message-ID now, with a TTL (``claims.py``)
+``P evmap:{mid}``                      hash: remote event id -> ``{end}|{key}``, meetings it organised (``meetings.py``)
+``P schedule``                         sorted set: mid scored by its next run time (``schedule.py``)
+``P secret:{kind}:{owner}:{name}``     string: a Fernet token, the only place secrets live (``secrets.py``)
+``P apisession:{sid}``                 string: uid, with the bearer token's lifetime as TTL (``sessions.py``)
+``P once:{purpose}:{nonce}``           string: single-use markers and one-time dialog codes (``once.py``)
+``P ratelimit:{name}:{who}``           string: counters with a TTL (``ratelimit.py``)
+``P fsession:{sid}``                   Flask-Session data of the sign-in dialog windows (``backend/extensions.py``)
 ``P mstenant:{tid}``                   hash: a Microsoft 365 tenant's admin consent (``tenants.py``)
-``P mstenants``                        set: tenant ids with a recorded admin consent
-``P exid:{sha256}``                    string: JSON addresses an Exchange user id proved (``misc.py``)
+``P mstenants``                        set: tenant ids with a recorded admin consent (``tenants.py``)
+``P exid:{sha256}``                    string: JSON addresses an Exchange user id proved (``exchange_ids.py``)
 =====================================  ==========================================================
 
 Mail content (subjects, bodies, attachments) is never written here.
@@ -39,13 +40,25 @@ from dataclasses import dataclass
 from redis import Redis
 
 from backend.security.crypto import SecretBox
+from backend.store.capabilities import CapabilityRepo
+from backend.store.claims import EmailClaimRepo
+from backend.store.exchange_ids import ExchangeIdentityRepo
 from backend.store.keys import Keys
 from backend.store.mailboxes import MailboxRepo
-from backend.store.misc import ExchangeIdentityRepo, OnceStore, OrgRepo, RateLimiter, ScheduleRepo
-from backend.store.runs import SyncRunRepo
+from backend.store.meetings import MeetingMapRepo
+from backend.store.once import OnceStore
+from backend.store.orgs import OrgRepo
+from backend.store.quarantine import QuarantineRepo
+from backend.store.ratelimit import RateLimiter
+from backend.store.retries import RetryCountRepo
+from backend.store.runs import RunHistoryRepo
+from backend.store.schedule import ScheduleRepo
 from backend.store.secrets import SecretStore
 from backend.store.sessions import ApiSessionStore
+from backend.store.tenants import TenantRepo
 from backend.store.users import UserRepo
+
+__all__ = ["Store"]
 
 
 @dataclass
@@ -62,7 +75,13 @@ class Store:
     once: OnceStore
     schedule: ScheduleRepo
     ratelimit: RateLimiter
-    runs: SyncRunRepo
+    runs: RunHistoryRepo
+    quarantine: QuarantineRepo
+    retries: RetryCountRepo
+    capabilities: CapabilityRepo
+    claims: EmailClaimRepo
+    meetings: MeetingMapRepo
+    tenants: TenantRepo
     exchange_ids: ExchangeIdentityRepo
 
     @classmethod
@@ -81,6 +100,12 @@ class Store:
             once=OnceStore(client, keys),
             schedule=ScheduleRepo(client, keys),
             ratelimit=RateLimiter(client, keys),
-            runs=SyncRunRepo(client, keys),
+            runs=RunHistoryRepo(client, keys),
+            quarantine=QuarantineRepo(client, keys),
+            retries=RetryCountRepo(client, keys),
+            capabilities=CapabilityRepo(client, keys),
+            claims=EmailClaimRepo(client, keys),
+            meetings=MeetingMapRepo(client, keys),
+            tenants=TenantRepo(client, keys),
             exchange_ids=ExchangeIdentityRepo(client, keys),
         )

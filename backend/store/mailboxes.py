@@ -93,6 +93,25 @@ class SyncMailbox:
 # States in which a mailbox has a connection (credentials a run may refresh).
 _CONNECTED = (SyncState.RUNNING, SyncState.PAUSED, SyncState.DISABLED_ERROR)
 
+# Saves cursors only while the mailbox still has a connection (running, paused, disabled): a run
+# that finishes after the person pressed Deactivate (which deletes the cursors) must not write them
+# back. ARGV[1] is the number of allowed states, then the states, then folder/cursor pairs.
+_SAVE_IF_CONNECTED = """
+local state = redis.call('HGET', KEYS[1], 'state')
+local n = tonumber(ARGV[1])
+local allowed = false
+for i = 2, n + 1 do
+  if state == ARGV[i] then allowed = true end
+end
+if not allowed then
+  return 0
+end
+for i = n + 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+return 1
+"""
+
 # Which states each action may start from.
 _FROM: dict[str, frozenset[SyncState]] = {
     "activate": frozenset(SyncState),
@@ -136,6 +155,17 @@ class MailboxRepo:
     def all_ids(self) -> list[str]:
         """Every mailbox id."""
         return sorted(str(m) for m in self._r.smembers(self._keys("mailboxes")))
+
+    def due_details(self, mids: list[str]) -> list[tuple[str, str]]:
+        """(state, org id) of each mailbox, in one round trip (for the clock; values as stored, decoded)."""
+        with self._r.pipeline(transaction=False) as pipe:
+            for mid in mids:
+                pipe.hmget(self._key(mid), "state", "org_id")
+            rows = pipe.execute()
+        result: list[tuple[str, str]] = []
+        for state, org in rows:
+            result.append((json.loads(state) if state else "", json.loads(org) if org else ""))
+        return result
 
     def _transition(self, mid: str, action: str, changes: dict[str, Any]) -> SyncMailbox:
         allowed = _FROM[action]
@@ -286,9 +316,18 @@ class MailboxRepo:
         """The saved connector cursors (folder -> cursor)."""
         return {str(k): str(v) for k, v in self._r.hgetall(self._keys("cursors", mid)).items()}
 
-    def save_cursor(self, mid: str, folder: str, cursor: str) -> None:
-        """Save one folder's cursor (call only after the writes it covers succeeded)."""
-        self._r.hset(self._keys("cursors", mid), folder, cursor)
+    def save_cursors_if_connected(self, mid: str, cursors: dict[str, str]) -> bool:
+        """Save folder cursors atomically unless the mailbox was deactivated meanwhile; True when saved.
+
+        The one cursor writer: call it only after the writes the cursors cover succeeded.
+        """
+        if not cursors:
+            return True
+        args: list[str] = [str(len(_CONNECTED)), *(encode_value(s) for s in _CONNECTED)]
+        for folder, cursor in cursors.items():
+            args.extend((folder, cursor))
+        saved = self._r.eval(_SAVE_IF_CONNECTED, 2, self._key(mid), self._keys("cursors", mid), *args)
+        return bool(saved)
 
     def clear_cursors(self, mid: str, folder: str | None = None) -> None:
         """Forget cursors (all, or one folder's)."""

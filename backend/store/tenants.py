@@ -31,11 +31,6 @@ class TenantRepo:
         self._r = client
         self._keys = keys
 
-    @classmethod
-    def of(cls, store: object) -> TenantRepo:
-        """The repository over a :class:`backend.store.Store`'s connection."""
-        return cls(store.redis, store.keys)  # type: ignore[attr-defined]
-
     def get(self, tenant_id: str) -> TenantConsent | None:
         """The tenant's recorded consent, or None."""
         data = self._r.hgetall(self._keys("mstenant", tenant_id))

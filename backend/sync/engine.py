@@ -43,7 +43,7 @@ from backend.errors import AuthRevoked, ConnectorError, CursorExpired, Unavailab
 from backend.extensions import services
 from backend.store import Store
 from backend.store.mailboxes import SyncMailbox, SyncState
-from backend.store.misc import OrgSettings
+from backend.store.orgs import OrgSettings
 from backend.store.users import User
 from backend.sync import mapping
 from backend.sync.filters import Filters, Reason
@@ -90,12 +90,11 @@ def crm_for(settings: Settings, store: Store, user: User, on_usage: Any) -> Crm:
         crm: Crm = clients.crm_factory(user, on_usage)
         return crm
     from backend.connectors.salesforce import SalesforceCredentials, open_crm
-    from backend.store.runs import CapabilityCacheAdapter
 
     credentials = SalesforceCredentials(clients.salesforce_oauth, store.secrets, user.id, user.login_url,
                                         user.instance_url)
-    return open_crm(settings, credentials, user.org_id, user.sf_user_id,
-                    caps_cache=CapabilityCacheAdapter(store.runs), on_usage=on_usage)
+    return open_crm(settings, credentials, user.org_id, user.sf_user_id, caps_cache=store.capabilities,
+                    on_usage=on_usage)
 
 
 def mailbox_for(settings: Settings, store: Store, mailbox: SyncMailbox) -> Mailbox:
@@ -330,12 +329,12 @@ class MailboxRun:
         deadline = 0.0
         while True:
             keys = sorted({e.dedup_key for e in pending if e.dedup_key not in self.seen_keys})
-            held = self.store.runs.claim_emails(self.org.org_id, keys, self.holder, CLAIM_TTL_SECONDS)
+            held = self.store.claims.claim(self.org.org_id, keys, self.holder, CLAIM_TTL_SECONDS)
             mine = [k for k in keys if k not in held]
             try:
                 self.write_claimed([e for e in pending if e.dedup_key not in held], events if first else [])
             finally:
-                self.store.runs.release_emails(self.org.org_id, mine, self.holder)
+                self.store.claims.release(self.org.org_id, mine, self.holder)
             first = False
             if not held:
                 return
@@ -350,7 +349,7 @@ class MailboxRun:
     def wait_for_release(self, keys: list[str], deadline: float) -> None:
         """Wait until another run released at least one of ``keys``; ClaimWaitTimeout past ``deadline``."""
         while True:
-            still = self.store.runs.claimed_by_others(self.org.org_id, keys, self.holder)
+            still = self.store.claims.held_by_others(self.org.org_id, keys, self.holder)
             if len(still) < len(keys):
                 return
             if time.monotonic() >= deadline:
@@ -436,10 +435,10 @@ class MailboxRun:
         if result.transient:
             # "Not now" is believed a few times; a record Salesforce refuses on every attempt is
             # quarantined like any other refusal, so one record cannot hold the mailbox back forever.
-            attempts = self.store.runs.count_transient(self.mailbox.id, [r.key for r in result.transient])
+            attempts = self.store.retries.count(self.mailbox.id, [r.key for r in result.transient])
             exhausted = [r for r in result.transient if attempts[r.key] >= MAX_TRANSIENT_ATTEMPTS]
             result.transient = [r for r in result.transient if attempts[r.key] < MAX_TRANSIENT_ATTEMPTS]
-            self.store.runs.forget_transient(self.mailbox.id, [r.key for r in exhausted])
+            self.store.retries.forget(self.mailbox.id, [r.key for r in exhausted])
             refused += [dataclasses.replace(r, reason=f"{r.reason} (on {MAX_TRANSIENT_ATTEMPTS} attempts)")
                         for r in exhausted]
         entries = []
@@ -449,7 +448,7 @@ class MailboxRun:
             else:
                 counts.quarantined += 1
             entries.append({"key": rejected.key, "object": rejected.object, "reason": rejected.reason, "at": now})
-        self.store.runs.quarantine(self.mailbox.id, entries)
+        self.store.quarantine.add(self.mailbox.id, entries)
         if result.transient:
             # Not quarantined and not lost: failing here (before the cursors move) has the job retried,
             # and the rerun finds what did commit through the usual dedup.
@@ -481,8 +480,8 @@ class MailboxRun:
             elif key in self.logged_events:
                 end = event.end or event.start
                 organised[event.remote_id] = (key, end.timestamp() if end is not None else 0.0)
-        self.store.runs.forget_events(self.mailbox.id, done)
-        self.store.runs.remember_events(self.mailbox.id, organised)
+        self.store.meetings.forget(self.mailbox.id, done)
+        self.store.meetings.remember(self.mailbox.id, organised)
 
     def cancel_removed(self, removed: list[Deletion]) -> None:
         """Apply the cancelled-meetings setting to logged meetings the user organised that left the calendar.
@@ -492,7 +491,7 @@ class MailboxRun:
         going away cancels nothing).
         """
         remote_ids = sorted({d.remote_id for d in removed})
-        logged = self.store.runs.logged_events(self.mailbox.id, remote_ids)
+        logged = self.store.meetings.logged(self.mailbox.id, remote_ids)
         now = time.time()
         keys = sorted({key for key, end in logged.values() if end > now})
         if keys:
@@ -505,7 +504,7 @@ class MailboxRun:
                 self.counts.matched += len(plan.cancelled_events)
                 self.apply(plan)
         # Forgotten only once handled: a failure above leaves them for the rerun of this batch.
-        self.store.runs.forget_events(self.mailbox.id, list(logged))
+        self.store.meetings.forget(self.mailbox.id, list(logged))
 
     def save_cursors(self, pages: list[ChangePage]) -> None:
         """Save the cursor of the last page of each folder in ``pages`` (their writes are done)."""
@@ -513,7 +512,7 @@ class MailboxRun:
         for page in pages:
             if page.cursor:
                 latest[page.folder.value] = page.cursor
-        if latest and not self.store.runs.save_cursors_if_connected(self.mailbox.id, latest):
+        if latest and not self.store.mailboxes.save_cursors_if_connected(self.mailbox.id, latest):
             self.stopped = "deactivated"
             return
         state = self.store.mailboxes.get(self.mailbox.id)

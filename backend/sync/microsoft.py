@@ -16,7 +16,6 @@ from backend.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
 from backend.security.identity import VerifiedMailbox
 from backend.store import Store
 from backend.store.mailboxes import SyncMailbox, SyncState
-from backend.store.tenants import TenantRepo
 from backend.store.users import User
 from backend.sync.activation import activate, check_mailbox_match
 
@@ -41,7 +40,7 @@ def activate_on_behalf_of(store: Store, settings: Settings, auth: MicrosoftAuth,
         identity = graph_identity(settings, grant.access_token, session=auth.session)
         check_mailbox_match(verified.address, identity)
     except SetupFailed as exc:
-        if exc.code == "consent_required" and TenantRepo.of(store).has_consent(verified.tenant_id):
+        if exc.code == "consent_required" and store.tenants.has_consent(verified.tenant_id):
             return _activate_app_only(store, settings, auth, user, verified)
         log.info("microsoft on-behalf-of not possible (%s) uid=%s", exc.code, user.id)
         return None

@@ -327,7 +327,7 @@ def test_reconnect_with_a_new_password_keeps_the_cursors(client: FlaskClient, ap
                                                          ews: ExchangeHarness) -> None:
     assert _post(client, alice, {"login": ADDRESS, "password": PASSWORD, "ews_url": ews.ews_url}).status_code == 200
     with app.app_context():
-        services().store.mailboxes.save_cursor(alice.uid, "inbox", "ews1|1|2|state-inbox")
+        assert services().store.mailboxes.save_cursors_if_connected(alice.uid, {"inbox": "ews1|1|2|state-inbox"})
     ews.state.revoke(ADDRESS, NEW_PASSWORD)
     resp = _post(client, alice, {"login": ADDRESS, "password": NEW_PASSWORD, "ews_url": ews.ews_url})
     assert resp.status_code == 200 and resp.json["state"] == "running"

@@ -86,7 +86,7 @@ def test_pause_resume_deactivate(app: Flask, client: FlaskClient, active: Logged
     resumed = client.post("/api/sync/resume", headers=active.headers)
     assert resumed.status_code == 200 and resumed.json["state"] == "running" and resumed.json["next_run"]
     with app.app_context():
-        assert services().store.runs.save_cursors_if_connected(active.uid, {"inbox": "cursor-1"})
+        assert services().store.mailboxes.save_cursors_if_connected(active.uid, {"inbox": "cursor-1"})
     gone = client.post("/api/sync/deactivate", headers=active.headers)
     assert gone.status_code == 200 and gone.json["state"] == "deactivated" and gone.json["next_run"] is None
     with app.app_context():
@@ -128,8 +128,8 @@ def test_backoff_usage_last_run_and_quarantine(app: Flask, client: FlaskClient, 
                           api_max=100_000, api_seen_at=time.time())
         store.mailboxes.update(active.uid, last_run=record)
         store.runs.record(active.uid, record)
-        store.runs.quarantine(active.uid, [{"key": "<m1@x>", "object": "EmailMessage", "reason": "RULE: no",
-                                            "at": "2026-11-20T10:00:00+00:00", "subject": "must not be kept"}])
+        store.quarantine.add(active.uid, [{"key": "<m1@x>", "object": "EmailMessage", "reason": "RULE: no",
+                                           "at": "2026-11-20T10:00:00+00:00", "subject": "must not be kept"}])
     body = client.get("/api/sync", headers=active.headers).json
     assert body["backoff"]["reason"] == "salesforce_api_budget" and body["backoff"]["level"] == 1
     assert body["api_usage"]["percent"] == 85.0 and body["api_usage"]["budget_percent"] == 80

@@ -17,7 +17,6 @@ from flask.testing import FlaskClient
 
 from backend.extensions import QUEUE_INTERACTIVE, services
 from backend.jobs.sync import job_id_for
-from backend.store.tenants import TenantRepo
 from sandbox.tls import TestCA
 from tests.conftest import RunningFake
 from tests.helpers import LoggedIn, dialog_payload, local_path, login
@@ -376,8 +375,8 @@ def test_admin_consent_is_recorded_for_the_tenant(
     assert payload == {"status": "ok", "provider": "microsoft", "tenant_id": "tenant-contoso", "admin_consent": True}
     assert ms.token_requests == ["client_credentials"]
     with app.app_context():
-        assert TenantRepo.of(services().store).has_consent("tenant-contoso")
-        assert TenantRepo.of(services().store).all_ids() == ["tenant-contoso"]
+        assert services().store.tenants.has_consent("tenant-contoso")
+        assert services().store.tenants.all_ids() == ["tenant-contoso"]
 
 
 def test_declined_admin_consent_records_nothing(app: Flask, client: FlaskClient, ca: TestCA,
@@ -387,7 +386,7 @@ def test_declined_admin_consent_records_nothing(app: Flask, client: FlaskClient,
     payload = dialog_payload(client.get(local_path(back)).get_data(as_text=True))
     assert payload["error"]["code"] == "admin_consent_denied"
     with app.app_context():
-        assert TenantRepo.of(services().store).all_ids() == []
+        assert services().store.tenants.all_ids() == []
 
 
 def test_forged_admin_consent_answer_is_not_recorded(app: Flask, client: FlaskClient, ca: TestCA,
@@ -402,7 +401,7 @@ def test_forged_admin_consent_answer_is_not_recorded(app: Flask, client: FlaskCl
     resp = client.get(f"/auth/microsoft/admin-consent/callback?{urlencode(params)}")
     assert dialog_payload(resp.get_data(as_text=True))["error"]["code"] == "admin_consent_unconfirmed"
     with app.app_context():
-        assert not TenantRepo.of(services().store).has_consent("tenant-victim")
+        assert not services().store.tenants.has_consent("tenant-victim")
 
 
 def test_admin_consent_refuses_a_bad_tenant(client: FlaskClient) -> None:

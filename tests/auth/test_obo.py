@@ -12,7 +12,6 @@ from flask.testing import FlaskClient
 
 from backend.extensions import QUEUE_INTERACTIVE, services
 from backend.jobs.sync import job_id_for
-from backend.store.tenants import TenantRepo
 from sandbox.tls import TestCA
 from tests.conftest import RunningFake
 from tests.helpers import LoggedIn, dialog_payload, local_path, login
@@ -126,7 +125,7 @@ def test_tenant_admin_consent_activates_app_only(
     # The app registration has application permissions only: OBO is refused, app-only works.
     tenant.admin_consented, tenant.admin_consent_covers_delegated = True, False
     with app.app_context():
-        TenantRepo.of(services().store).record_consent(user.tid, "https://graph/.default")
+        services().store.tenants.record_consent(user.tid, "https://graph/.default")
     who = login(client, ca.ca_path, mailbox=ALICE, proof=ms.naa_token(ALICE))
     view = sync_of(client, who)
     assert (view["state"], view["provider"], view["mailbox"]) == ("running", "microsoft", ALICE)

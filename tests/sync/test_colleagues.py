@@ -155,7 +155,7 @@ def test_a_claim_held_too_long_fails_the_run_transiently_and_keeps_the_cursor(te
     store = services().store
     org = team.alice.user().org_id
     # Bob's run holds the shared email (and does not finish in time).
-    assert store.runs.claim_emails(org, ["<shared-0@customer>"], f"{team.bob_uid}:stuck", 600) == set()
+    assert store.claims.claim(org, ["<shared-0@customer>"], f"{team.bob_uid}:stuck", 600) == set()
     box = team.box(team.alice.uid)
     box.add("inbox", shared(0))
     box.add("inbox", mail(sender=CONTACT, message_id="<alone@customer>"))
@@ -169,7 +169,7 @@ def test_a_claim_held_too_long_fails_the_run_transiently_and_keeps_the_cursor(te
     assert [m["MessageIdentifier"] for m in team.data.all("EmailMessage")] == ["<alone@customer>"]
     assert "inbox" not in store.mailboxes.cursors(team.alice.uid)
     # Bob's run failed without writing it and let go: Alice's next run writes it, and only it.
-    store.runs.release_emails(org, ["<shared-0@customer>"], f"{team.bob_uid}:stuck")
+    store.claims.release(org, ["<shared-0@customer>"], f"{team.bob_uid}:stuck")
     record = run_mailbox(team.alice.uid)
     assert record["counts"]["emails_written"] == 1 and record["counts"]["duplicates"] == 1
     assert sorted(m["MessageIdentifier"] for m in team.data.all("EmailMessage")) == [
@@ -180,8 +180,8 @@ def test_a_waiting_run_writes_an_email_the_holder_released_without_writing(team:
     team.data.add_contact(CONTACT)
     store = services().store
     org = team.alice.user().org_id
-    store.runs.claim_emails(org, ["<shared-0@customer>"], f"{team.bob_uid}:failing", 600)
-    threading.Timer(0.5, store.runs.release_emails, args=(org, ["<shared-0@customer>"],
+    store.claims.claim(org, ["<shared-0@customer>"], f"{team.bob_uid}:failing", 600)
+    threading.Timer(0.5, store.claims.release, args=(org, ["<shared-0@customer>"],
                                                            f"{team.bob_uid}:failing")).start()
     team.box(team.alice.uid).add("inbox", shared(0))
     record = run_mailbox(team.alice.uid)
@@ -193,7 +193,7 @@ def test_claims_left_by_a_dead_run_of_the_same_mailbox_are_taken_over(team: Coll
     team.data.add_contact(CONTACT)
     store = services().store
     # A run of Alice's mailbox was killed after claiming (its claims live for CLAIM_TTL_SECONDS).
-    store.runs.claim_emails(team.alice.user().org_id, ["<shared-0@customer>"], f"{team.alice.uid}:killed", 600)
+    store.claims.claim(team.alice.user().org_id, ["<shared-0@customer>"], f"{team.alice.uid}:killed", 600)
     team.box(team.alice.uid).add("inbox", shared(0))
     record = run_mailbox(team.alice.uid)
     assert record["counts"]["emails_written"] == 1 and record["counts"]["claim_waits"] == 0

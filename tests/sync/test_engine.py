@@ -130,7 +130,7 @@ def test_batches_save_cursors_after_their_writes(sf: SalesforceUser, box: ListMa
     inbox(box, 250)
     monkeypatch.setattr(engine, "BATCH_ITEMS", 100)
     saved: list[dict[str, str]] = []
-    original = services().store.runs.save_cursors_if_connected
+    original = services().store.mailboxes.save_cursors_if_connected
 
     def spy(mid: str, cursors: dict[str, str]) -> bool:
         # Every cursor saved covers only items already in Salesforce.
@@ -138,7 +138,7 @@ def test_batches_save_cursors_after_their_writes(sf: SalesforceUser, box: ListMa
         saved.append(dict(cursors))
         return original(mid, cursors)
 
-    monkeypatch.setattr(services().store.runs, "save_cursors_if_connected", spy)
+    monkeypatch.setattr(services().store.mailboxes, "save_cursors_if_connected", spy)
     record = run_mailbox(sf.uid)
     assert record["counts"]["written"] == 250
     assert [c.get("inbox") for c in saved] == ["100", "200", "250"]
@@ -177,7 +177,7 @@ def test_rejected_items_are_quarantined_without_content(sf: SalesforceUser, box:
                           message_id="<fine@x>"))
     record = run_mailbox(sf.uid)
     assert record["counts"]["written"] == 1 and record["counts"]["quarantined"] == 1
-    (entry,) = services().store.runs.quarantined(sf.uid)
+    (entry,) = services().store.quarantine.recent(sf.uid)
     assert entry["key"] == "<veto@x>" and entry["object"] == "EmailMessage"
     assert "Blocked by rule" in entry["reason"]
     assert set(entry) == {"key", "object", "reason", "at"}
@@ -195,7 +195,7 @@ def test_a_locked_row_is_retried_not_quarantined_and_the_cursor_waits(sf: Salesf
     with pytest.raises(Unavailable, match="UNABLE_TO_LOCK_ROW"):
         run_mailbox(sf.uid)
     store = services().store
-    assert store.runs.quarantined(sf.uid) == []
+    assert store.quarantine.recent(sf.uid) == []
     assert "inbox" not in store.mailboxes.cursors(sf.uid)  # the batch is read again
     assert len(sf.data.all("EmailMessage")) == 2
     record = run_mailbox(sf.uid)
@@ -343,8 +343,8 @@ def test_a_page_larger_than_a_batch_is_written_in_batches_and_its_cursor_saved_o
     inbox(box, 250)
     monkeypatch.setattr(engine, "BATCH_ITEMS", 100)
     saved: list[dict[str, str]] = []
-    original = services().store.runs.save_cursors_if_connected
-    monkeypatch.setattr(services().store.runs, "save_cursors_if_connected",
+    original = services().store.mailboxes.save_cursors_if_connected
+    monkeypatch.setattr(services().store.mailboxes, "save_cursors_if_connected",
                         lambda mid, cursors: saved.append(dict(cursors)) or original(mid, cursors))
     record = run_mailbox(sf.uid)
     assert record["counts"]["written"] == 250
@@ -446,7 +446,7 @@ def test_a_meeting_the_user_organised_that_leaves_the_calendar_is_cancelled_in_s
     # One lookup of the cancelled meeting, one write.
     assert len(sf.data.calls) == 2 and len(sf.data.write_calls) == 1
     # Handled once: the map forgot it, and a run with nothing new makes no call.
-    assert services().store.runs.logged_events(sf.uid, ["ev-mine", "ev-theirs", "ev-past"]) == {}
+    assert services().store.meetings.logged(sf.uid, ["ev-mine", "ev-theirs", "ev-past"]) == {}
     sf.data.reset_calls()
     assert run_mailbox(sf.uid)["salesforce_calls"] == 0
 
@@ -457,7 +457,7 @@ def test_the_meeting_map_holds_ids_and_times_only(sf: SalesforceUser, box: ListM
     soon = datetime.now(tz=UTC) + timedelta(days=2)
     box.add("calendar", meeting(uid="uid-secret-test", subject="Merger talks", start=soon))
     run_mailbox(sf.uid)
-    logged = services().store.runs.logged_events(sf.uid, ["ev-uid-secret-test"])
+    logged = services().store.meetings.logged(sf.uid, ["ev-uid-secret-test"])
     assert logged == {"ev-uid-secret-test": ("uid-secret-test", (soon + timedelta(hours=1)).timestamp() // 1)}
     assert "Merger talks" not in redis_text(redis_client)
 
@@ -572,7 +572,7 @@ def test_a_record_refused_as_transient_every_time_is_quarantined_after_a_few_run
     assert record["status"] == "ok" and record["counts"]["quarantined"] == 2
     assert store.mailboxes.cursors(sf.uid)["inbox"] == "3"
     # Each item once in the quarantine, however many reruns refused it.
-    entries = {e["key"]: e["reason"] for e in store.runs.quarantined(sf.uid)}
+    entries = {e["key"]: e["reason"] for e in store.quarantine.recent(sf.uid)}
     assert set(entries) == {"<m1@customer.example>", "<m2@customer.example>"}
     assert "UNKNOWN_EXCEPTION" in entries["<m1@customer.example>"] and "(on 3 attempts)" in entries[
         "<m1@customer.example>"]

@@ -1,0 +1,65 @@
+"""Org settings (``P org:{org}``): what an org admin controls, and the org's Salesforce API budget state."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from backend.store.codec import decode, encode_value
+from backend.store.keys import Keys
+
+
+@dataclass
+class OrgSettings:
+    """Settings an org admin controls, and the org's Salesforce API budget state."""
+
+    org_id: str
+    admin_email: str = ""
+    # Addresses or domains never logged, for everyone in the org.
+    blocklist: list[str] = field(default_factory=list)
+    # Domains of the org itself: mail only between these is internal and not logged.
+    internal_domains: list[str] = field(default_factory=list)
+    block_free_mail: bool = True
+    # Last API usage Salesforce reported (Sforce-Limit-Info) and when.
+    api_used: int = 0
+    api_max: int = 0
+    api_seen_at: float = 0.0
+    # Background runs for the org wait until this time (API budget exceeded); 0 when not backing off.
+    api_backoff_until: float = 0.0
+    api_backoff_level: int = 0
+    updated_at: float = 0.0
+
+
+class OrgRepo:
+    """Reads and writes org settings."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._r = client
+        self._keys = keys
+
+    def get(self, org_id: str) -> OrgSettings:
+        """The org's settings (defaults when none were saved)."""
+        data = self._r.hgetall(self._keys("org", org_id))
+        if not data:
+            return OrgSettings(org_id=org_id)
+        settings = decode(OrgSettings, data)  # type: ignore[arg-type]
+        settings.org_id = org_id
+        return settings
+
+    def update(self, org_id: str, **changes: object) -> OrgSettings:
+        """Change some settings and return the result."""
+        changes["updated_at"] = time.time()
+        changes["org_id"] = org_id
+        self._r.hset(self._keys("org", org_id), mapping={k: encode_value(v) for k, v in changes.items()})
+        return self.get(org_id)
+
+    def backoff_until(self, org_ids: list[str]) -> dict[str, float]:
+        """Each org's ``api_backoff_until`` (0 when none), in one round trip (for the clock)."""
+        with self._r.pipeline(transaction=False) as pipe:
+            for org in org_ids:
+                pipe.hget(self._keys("org", org), "api_backoff_until")
+            rows = pipe.execute()
+        return {org: float(json.loads(raw)) if raw else 0.0 for org, raw in zip(org_ids, rows, strict=True)}

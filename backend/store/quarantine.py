@@ -1,0 +1,64 @@
+"""The quarantine: items Salesforce refused, kept per mailbox so the person can see why.
+
+An entry holds the Message-ID (or meeting key), the object and Salesforce's reason: never a
+subject, a body or an address list.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from backend.store.keys import Keys
+
+MAX_QUARANTINE = 200
+# Fields an entry may hold (anything else a caller passes is dropped, content included).
+_ALLOWED = ("key", "object", "reason", "at")
+
+
+class QuarantineRepo:
+    """Refused items per mailbox (``P quarantine:{mid}``, indexed by ``P quarantine-idx:{mid}``)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._r = client
+        self._keys = keys
+
+    def add(self, mid: str, entries: list[dict[str, Any]]) -> None:
+        """Keep refused items: Message-ID (or meeting key), object and Salesforce's reason only.
+
+        An item refused again (a rerun of the same batch) replaces its earlier entry instead of
+        filling the list with copies.
+        """
+        if not entries:
+            return
+        key = self._keys("quarantine", mid)
+        index = self._keys("quarantine-idx", mid)
+        latest: dict[str, str] = {}
+        for entry in entries:
+            clean = {k: entry[k] for k in _ALLOWED if k in entry}
+            latest[f"{clean.get('key', '')}|{clean.get('object', '')}"] = json.dumps(
+                clean, separators=(",", ":"), sort_keys=True)
+        names = list(latest)
+        earlier = self._r.hmget(index, names)
+        with self._r.pipeline() as pipe:
+            for old in earlier:
+                if old:
+                    pipe.lrem(key, 0, str(old))
+            for value in latest.values():
+                pipe.lpush(key, value)
+            pipe.hset(index, mapping={name: value for name, value in latest.items()})
+            pipe.ltrim(key, 0, MAX_QUARANTINE - 1)
+            pipe.execute()
+        if self._r.hlen(index) > 4 * MAX_QUARANTINE:
+            # Entries trimmed off the list long ago: forget them (at worst one later copy).
+            self._r.delete(index)
+
+    def recent(self, mid: str, count: int = 20) -> list[dict[str, Any]]:
+        """The latest quarantined items, newest first."""
+        return [json.loads(raw) for raw in self._r.lrange(self._keys("quarantine", mid), 0, max(0, count - 1))]
+
+    def count(self, mid: str) -> int:
+        """How many quarantined items are kept."""
+        return int(self._r.llen(self._keys("quarantine", mid)))

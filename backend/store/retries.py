@@ -1,0 +1,40 @@
+"""Transient-refusal counts: how often Salesforce refused a record as "not now" (a locked row, a server error).
+
+The run believes "not now" a few times, then quarantines the record; these counts are how it knows.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from backend.store.keys import Keys
+
+# Transient refusals are counted per record for this long (a record refused as "not now" for
+# days is counted from its first refusal within it).
+RETRY_COUNT_TTL_SECONDS = 7 * 24 * 3600
+
+
+class RetryCountRepo:
+    """Per mailbox, item key -> transient refusals so far (``P retries:{mid}``)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._r = client
+        self._keys = keys
+
+    def count(self, mid: str, keys: list[str]) -> dict[str, int]:
+        """Count one more transient refusal for each of ``keys``; returns each key's count so far."""
+        if not keys:
+            return {}
+        name = self._keys("retries", mid)
+        unique = sorted(set(keys))
+        with self._r.pipeline() as pipe:
+            for k in unique:
+                pipe.hincrby(name, k, 1)
+            pipe.expire(name, RETRY_COUNT_TTL_SECONDS)
+            counts = pipe.execute()[:-1]
+        return {k: int(c) for k, c in zip(unique, counts, strict=True)}
+
+    def forget(self, mid: str, keys: list[str]) -> None:
+        """Drop the transient-refusal counts of ``keys`` (written or quarantined now)."""
+        if keys:
+            self._r.hdel(self._keys("retries", mid), *sorted(set(keys)))
