@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 
 from backend.connectors.mailbox import MailboxIdentity
 from backend.extensions import services
+from backend.jobs.sync import enqueue_sync
 from backend.store.mailboxes import SyncMailbox
 from backend.sync.activation import activate
 from sandbox.salesforce_rest import SalesforceData, data_of
@@ -169,8 +170,10 @@ class SyncEnv:
             user = services().store.users.get(self.uid)
             assert user is not None
             identity = MailboxIdentity(primary=self.harness.address, aliases=frozenset(self.harness.aliases))
-            return activate(user, self.harness.provider, identity, self.harness.connection(),
-                            secrets if secrets is not None else self.harness.secrets())
+            mailbox = activate(services().store, user, self.harness.provider, identity, self.harness.connection(),
+                               secrets if secrets is not None else self.harness.secrets())
+            enqueue_sync(mailbox.id, interactive=True)
+            return mailbox
 
     def worker(self, name: str = "w") -> Worker:
         """Start a worker process."""

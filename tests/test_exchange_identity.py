@@ -70,10 +70,14 @@ def test_a_valid_token_proves_the_mailbox_once_its_user_connected_it(client: Fla
 
 def test_the_identity_and_the_metadata_cache(app: Flask, ews: ExchangeHarness) -> None:
     with app.app_context():
+        from backend.extensions import services
         from backend.security.proofs import verify
 
-        first = verify(ews.state.identity_token(PANE, msexchuid="uid-1@exch01"), ADDRESS)
-        second = verify(ews.state.identity_token(f"{PANE}?v=2", msexchuid="uid-1@exch01"), ADDRESS)
+        clients = services().clients
+        kw = {"naa": clients.naa_verifier, "exchange": clients.exchange_verifier,
+              "proven_addresses": services().store.exchange_ids.addresses}
+        first = verify(ews.state.identity_token(PANE, msexchuid="uid-1@exch01"), ADDRESS, **kw)
+        second = verify(ews.state.identity_token(f"{PANE}?v=2", msexchuid="uid-1@exch01"), ADDRESS, **kw)
     assert first.identity == second.identity == "exchange:uid-1@exch01"
     assert first.kind == "exchange" and first.tenant_id == "127.0.0.1" and first.address == ADDRESS
     assert ews.state.operations == ["Metadata"]  # fetched once, then cached

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from backend.connectors.mailbox import MailboxIdentity
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_SYNC, services
-from backend.jobs.sync import job_id_for
+from backend.jobs.sync import enqueue_sync, job_id_for
 from backend.sync.activation import activate
 from tests.helpers import LoggedIn, login
 
@@ -31,8 +31,10 @@ def active(app: Flask, session: LoggedIn) -> Iterator[LoggedIn]:
     with app.app_context():
         user = services().store.users.get(session.uid)
         assert user is not None
-        activate(user, "exchange", MailboxIdentity(ADDRESS), {"login": ADDRESS, "ews_url": "https://mail.acme.example"
-                                                             "/EWS/Exchange.asmx"}, {"exchange_password": "pw-1"})
+        mailbox = activate(services().store, user, "exchange", MailboxIdentity(ADDRESS),
+                           {"login": ADDRESS, "ews_url": "https://mail.acme.example/EWS/Exchange.asmx"},
+                           {"exchange_password": "pw-1"})
+        enqueue_sync(mailbox.id, interactive=True)
     yield session
 
 
