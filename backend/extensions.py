@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 from flask import Flask, current_app
@@ -23,7 +23,6 @@ from backend.security.crypto import SecretBox, Signer
 from backend.store import Store
 
 EXTENSION_KEY = "sidebar_sync"
-T = TypeVar("T")
 
 # Queue names. "interactive" holds what a person is waiting for (Sync now, the first run after
 # connecting); "sync" holds background runs; workers take them in that order.
