@@ -67,9 +67,7 @@ def sync_run_once(mailbox_id: str) -> None:
     """Run sync once for MAILBOX_ID in this process (no queue) and print the run record."""
     import json
 
-    from backend.sync.engine import run_mailbox
-
-    click.echo(json.dumps(run_mailbox(mailbox_id), indent=2, default=str))
+    click.echo(json.dumps(services().engine.run(mailbox_id), indent=2, default=str))
 
 
 def _org_json(org_id: str) -> str:

@@ -21,6 +21,7 @@ from backend.clients import Clients
 from backend.config import Settings
 from backend.security.crypto import SecretBox, Signer
 from backend.store import Store
+from backend.sync.engine import SyncEngine
 
 EXTENSION_KEY = "sidebar_sync"
 
@@ -44,6 +45,11 @@ class Services:
     box: SecretBox
     clients: Clients
     queues: dict[str, Queue] = field(default_factory=dict)
+
+    @property
+    def engine(self) -> SyncEngine:
+        """The sync engine over this app's store, settings and clients."""
+        return SyncEngine(self.store, self.settings, self.clients)
 
     def queue(self, name: str) -> Queue:
         """One of :data:`QUEUE_NAMES`."""

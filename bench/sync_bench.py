@@ -41,7 +41,6 @@ from backend.connectors.salesforce import (  # noqa: E402
 from backend.extensions import QUEUE_NAMES, services  # noqa: E402
 from backend.jobs.schedule import run_tick  # noqa: E402
 from backend.store.users import User  # noqa: E402
-from backend.sync.engine import run_mailbox  # noqa: E402
 from sandbox import salesforce as fake_sf  # noqa: E402
 from sandbox.redis_server import own_database  # noqa: E402
 from sandbox.salesforce_rest import data_of  # noqa: E402
@@ -116,7 +115,7 @@ def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) ->
             data.reset_calls()
             mail_before = harness.request_count()
             cpu0, wall0 = time.thread_time(), time.monotonic()
-            record = run_mailbox(session.uid, interactive=True)
+            record = services().engine.run(session.uid, interactive=True)
             cpu, wall = time.thread_time() - cpu0, time.monotonic() - wall0
             mail_calls = harness.request_count() - mail_before
             calls = list(data.calls)
@@ -124,7 +123,7 @@ def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) ->
             lookups_made = sum(1 for c in calls if not c.is_write)
             queries = sum(sum(1 for _, k in c.subrequests if k == "query") for c in calls)
             data.reset_calls()
-            quiet = run_mailbox(session.uid, interactive=True)
+            quiet = services().engine.run(session.uid, interactive=True)
         addresses = sorted(set(people))
         lookups_min = minimum_lookups(addresses, message_ids)
         minimum = math.ceil(written_records / COLLECTION_MAX) + lookups_min

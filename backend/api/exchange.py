@@ -168,7 +168,7 @@ def connect_exchange() -> Response:
 
     try:
         result = exchange.connect(svc.settings, login, password, ews_url or None,
-                                  email_hint=user.addin_mailbox, clients={"dns_resolver": svc.clients.dns_resolver})
+                                  email_hint=user.addin_mailbox, resolver=svc.clients.dns_resolver)
         check_mailbox_match(user.addin_mailbox, result.identity)
     except SetupFailed as exc:
         log.info("exchange connect failed uid=%s code=%s", user.id, exc.code)

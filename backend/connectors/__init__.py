@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+import requests
 
 from backend.config import Settings
 from backend.connectors.mailbox import Mailbox
+from backend.net import Resolver
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +72,10 @@ class MailboxContext:
     address: str
     connection: dict[str, Any]
     secrets: MailboxSecrets
-    # Optional injected clients (an http session, a clock); connectors build defaults.
-    clients: dict[str, Any] = field(default_factory=dict)
+    # Injected clients; None: the connector builds its own. The resolver is the host guard's DNS
+    # (split DNS, or a test's fake); the HTTP session is shared by a connector's requests.
+    resolver: Resolver | None = None
+    http_session: requests.Session | None = None
 
 
 def _exchange(ctx: MailboxContext) -> Mailbox:

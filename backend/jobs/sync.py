@@ -265,11 +265,9 @@ def enqueue_notice(mailbox_id: str, incident: str) -> bool:
 
 def sync_mailbox(mailbox_id: str, interactive: bool = False) -> dict[str, Any]:
     """RQ job: run sync once for ``mailbox_id`` (errors propagate so RQ retries or records them)."""
-    from backend.sync.engine import run_mailbox
-
     with worker_app().app_context():
         try:
-            return run_mailbox(mailbox_id, interactive=interactive)
+            return services().engine.run(mailbox_id, interactive=interactive)
         except AuthRevoked as exc:
             record_auth_failure(mailbox_id, exc, str(getattr(exc, "source", "mailbox")))
             _set_retry(exc)

@@ -381,14 +381,14 @@ def test_connect_unknown_host_and_private_host(harness: ExchangeHarness) -> None
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     error = _connect_error(harness, url="https://exchange.acme.example/EWS/Exchange.asmx",
-                           clients={"dns_resolver": no_such_name})
+                           resolver=no_such_name)
     assert error.code == "ews_unreachable" and "More" in error.message
 
     def private(host: str, port: int) -> list[Any]:
         return [(socket.AF_INET, ("10.0.0.7", port))]
 
     error = _connect_error(harness, url="https://exchange.acme.example/EWS/Exchange.asmx",
-                           clients={"dns_resolver": private})
+                           resolver=private)
     assert error.code == "host_not_allowed"
     error = _connect_error(harness, url=f"https://127.0.0.1:{harness.server.port + 1}/EWS/Exchange.asmx")
     assert error.code == "host_not_allowed"
@@ -540,7 +540,7 @@ def _authorized(calls: list[Any]) -> list[Any]:
 
 
 def test_autodiscover_on_the_login_domain_succeeds(named: ExchangeHarness) -> None:
-    result = ex.connect(_named_settings(named), ADDRESS, PASSWORD, clients={"dns_resolver": _names_resolver})
+    result = ex.connect(_named_settings(named), ADDRESS, PASSWORD, resolver=_names_resolver)
     assert result.autodiscovered and result.ews_url == named.ews_url
     assert _authorized(_calls_to(named, "autodiscover.acme.example"))
 
@@ -550,7 +550,7 @@ def test_a_redirect_to_a_foreign_host_gets_no_credentials(named: ExchangeHarness
     named.state.auth_methods = methods
     named.state.autodiscover_http_redirect = f"https://evil.example:{named.server.port}/autodiscover/autodiscover.xml"
     with pytest.raises(SetupFailed) as caught:
-        ex.connect(_named_settings(named), ADDRESS, PASSWORD, clients={"dns_resolver": _names_resolver})
+        ex.connect(_named_settings(named), ADDRESS, PASSWORD, resolver=_names_resolver)
     assert caught.value.code == "ews_unreachable"
     assert _authorized(_calls_to(named, "autodiscover.acme.example"))  # the redirect came after sign-in
     assert _authorized(_calls_to(named, "evil.example")) == []
@@ -561,7 +561,7 @@ def test_a_redirect_url_is_followed_only_within_the_login_domain(named: Exchange
     port = named.server.port
     named.state.autodiscover_redirect_url[f"autodiscover.acme.example:{port}"] = \
         f"https://mail.acme.example:{port}/autodiscover/autodiscover.xml"
-    result = ex.connect(_named_settings(named), ADDRESS, PASSWORD, clients={"dns_resolver": _names_resolver})
+    result = ex.connect(_named_settings(named), ADDRESS, PASSWORD, resolver=_names_resolver)
     assert result.ews_url == named.ews_url
     assert _authorized(_calls_to(named, "mail.acme.example"))  # a subdomain of the login's domain: trusted
 
@@ -569,7 +569,7 @@ def test_a_redirect_url_is_followed_only_within_the_login_domain(named: Exchange
     named.state.autodiscover_redirect_url[f"autodiscover.acme.example:{port}"] = \
         f"https://evil.example:{port}/autodiscover/autodiscover.xml"
     with pytest.raises(SetupFailed) as caught:
-        ex.connect(_named_settings(named), ADDRESS, PASSWORD, clients={"dns_resolver": _names_resolver})
+        ex.connect(_named_settings(named), ADDRESS, PASSWORD, resolver=_names_resolver)
     assert caught.value.code == "ews_unreachable"
     assert _calls_to(named, "evil.example") == []
 
@@ -578,7 +578,7 @@ def test_basic_is_never_sent_to_a_host_outside_the_login_domain(named: ExchangeH
     named.state.auth_methods = ("Basic",)
     settings = _named_settings(named, "https://evil.example:{port}/autodiscover/autodiscover.xml",
                                "https://autodiscover.{{domain}}:{port}/autodiscover/autodiscover.xml")
-    result = ex.connect(settings, ADDRESS, PASSWORD, clients={"dns_resolver": _names_resolver})
+    result = ex.connect(settings, ADDRESS, PASSWORD, resolver=_names_resolver)
     assert result.auth_type == "basic"
     assert _calls_to(named, "evil.example") == []
     assert all(c.headers["Authorization"].startswith("Basic ")
@@ -630,7 +630,7 @@ def test_connect_with_a_name_that_resolves_slowly_times_out(harness: ExchangeHar
     started = time.monotonic()
     try:
         error = _connect_error(harness, settings, url=f"https://mail.acme.example:{harness.server.port}/EWS/Exchange.asmx",
-                               clients={"dns_resolver": slow_dns})
+                               resolver=slow_dns)
     finally:
         released.set()
     assert error.code == "timeout"

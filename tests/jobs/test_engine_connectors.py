@@ -20,10 +20,10 @@ from backend.extensions import QUEUE_NOTIFY, services
 from backend.jobs.context import use_app
 from backend.jobs.sync import enqueue_sync, job_status
 from backend.store.mailboxes import SyncState
-from backend.sync.engine import run_mailbox
 from sandbox.smtp import SmtpSink
 from tests.e2e import SyncEnv
 from tests.helpers import run_queued
+from tests.runs import run_mailbox
 
 # Where the Microsoft identity client logs a refusal of our app's credentials.
 SIGNIN_LOG = "backend.connectors.graph.signin_errors"

@@ -22,9 +22,10 @@ from flask.testing import FlaskClient
 
 from backend.connectors.mailbox import Folder
 from backend.extensions import services
-from backend.sync import engine
-from backend.sync.engine import ClaimWaitTimeout, run_mailbox
+from backend.sync import claims
+from backend.sync.claims import ClaimWaitTimeout
 from tests.helpers import login
+from tests.runs import pin_batch_items, run_mailbox
 from tests.sfhelpers import SalesforceUser, log_in
 from tests.sync.items import NOW, OWNER, ListMailbox, mail
 
@@ -134,7 +135,7 @@ def test_overlapping_runs_with_the_same_email_write_it_once(team: Colleagues) ->
 
 def test_many_shared_emails_in_both_orders_are_each_written_once(team: Colleagues, monkeypatch: Any) -> None:
     team.data.add_contact(CONTACT)
-    monkeypatch.setattr(engine, "BATCH_ITEMS", 20)
+    pin_batch_items(monkeypatch, 20)
     for i in range(60):
         team.box(team.alice.uid).add("inbox", shared(i))
         team.box(team.bob_uid).add("inbox", shared(59 - i))  # Bob reads them the other way round
@@ -159,7 +160,7 @@ def test_a_claim_held_too_long_fails_the_run_transiently_and_keeps_the_cursor(te
     box = team.box(team.alice.uid)
     box.add("inbox", shared(0))
     box.add("inbox", mail(sender=CONTACT, message_id="<alone@customer>"))
-    monkeypatch.setattr(engine, "CLAIM_WAIT_SECONDS", 0.6)
+    monkeypatch.setattr(claims, "CLAIM_WAIT_SECONDS", 0.6)
     started = time.monotonic()
     with pytest.raises(ClaimWaitTimeout) as info:
         run_mailbox(team.alice.uid)

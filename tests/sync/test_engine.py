@@ -22,9 +22,10 @@ from backend.connectors.mailbox import Deletion, Folder
 from backend.errors import AuthRevoked, Unavailable
 from backend.extensions import services
 from backend.store.mailboxes import SyncState
-from backend.sync import engine
-from backend.sync.engine import run_mailbox
+from backend.sync import budget, refusals, run
+from backend.sync.run import MailboxRun
 from sandbox.salesforce_rest import Rule
+from tests.runs import pin_batch_items, run_mailbox
 from tests.sfhelpers import SalesforceUser, log_in, redis_text
 from tests.sync.items import OWNER, ListMailbox, mail, meeting
 
@@ -128,7 +129,7 @@ def test_filtered_items_are_counted_with_reasons(sf: SalesforceUser, box: ListMa
 def test_batches_save_cursors_after_their_writes(sf: SalesforceUser, box: ListMailbox, monkeypatch: Any) -> None:
     contacts(sf, 10)
     inbox(box, 250)
-    monkeypatch.setattr(engine, "BATCH_ITEMS", 100)
+    pin_batch_items(monkeypatch, 100)
     saved: list[dict[str, str]] = []
     original = services().store.mailboxes.save_cursors_if_connected
 
@@ -148,19 +149,19 @@ def test_failure_mid_run_keeps_earlier_batches_and_the_rerun_completes(sf: Sales
                                                                        monkeypatch: Any) -> None:
     contacts(sf, 10)
     inbox(box, 250)
-    monkeypatch.setattr(engine, "BATCH_ITEMS", 100)
-    original = engine.MailboxRun.write
+    pin_batch_items(monkeypatch, 100)
+    original = MailboxRun.write
 
-    def write_then_break(self: engine.MailboxRun, emails: Any, events: Any) -> None:
+    def write_then_break(self: MailboxRun, emails: Any, events: Any) -> None:
         original(self, emails, events)
         sf.data.fail_unavailable = 1  # Salesforce goes down after the first batch
 
-    monkeypatch.setattr(engine.MailboxRun, "write", write_then_break)
+    monkeypatch.setattr(MailboxRun, "write", write_then_break)
     with pytest.raises(Unavailable):
         run_mailbox(sf.uid)
     assert services().store.mailboxes.cursors(sf.uid)["inbox"] == "100"
     assert len(sf.data.all("EmailMessage")) == 100
-    monkeypatch.setattr(engine.MailboxRun, "write", original)
+    monkeypatch.setattr(MailboxRun, "write", original)
     record = run_mailbox(sf.uid)
     keys = [m["MessageIdentifier"] for m in sf.data.all("EmailMessage")]
     assert len(keys) == len(set(keys)) == 250
@@ -218,14 +219,14 @@ def test_paused_and_deactivated_mailboxes_do_not_run(sf: SalesforceUser, box: Li
 def test_deactivated_during_a_run_leaves_no_cursor(sf: SalesforceUser, box: ListMailbox, monkeypatch: Any) -> None:
     contacts(sf, 10)
     inbox(box, 150)
-    monkeypatch.setattr(engine, "BATCH_ITEMS", 100)
-    original = engine.MailboxRun.write
+    pin_batch_items(monkeypatch, 100)
+    original = MailboxRun.write
 
-    def write_then_deactivate(self: engine.MailboxRun, emails: Any, events: Any) -> None:
+    def write_then_deactivate(self: MailboxRun, emails: Any, events: Any) -> None:
         original(self, emails, events)
         services().store.mailboxes.deactivate(sf.uid)
 
-    monkeypatch.setattr(engine.MailboxRun, "write", write_then_deactivate)
+    monkeypatch.setattr(MailboxRun, "write", write_then_deactivate)
     record = run_mailbox(sf.uid)
     assert record["stopped"] == "deactivated"
     assert services().store.mailboxes.cursors(sf.uid) == {}
@@ -236,7 +237,7 @@ def test_background_run_stops_over_the_api_budget_and_the_org_backs_off(sf: Sale
                                                                         monkeypatch: Any) -> None:
     contacts(sf, 10)
     inbox(box, 300)
-    monkeypatch.setattr(engine, "BATCH_ITEMS", 100)
+    pin_batch_items(monkeypatch, 100)
     sf.data.api_used, sf.data.api_max = 8500, 10_000  # 85 % > 80 %
     record = run_mailbox(sf.uid)
     assert record["status"] == "partial" and record["stopped"] == "api_budget"
@@ -257,7 +258,7 @@ def test_backoff_steps_grow_and_reset(sf: SalesforceUser) -> None:
     now = 1_000_000.0
     untils = []
     for step in range(5):
-        untils.append(engine.enter_backoff(store, org_id, now) - now)
+        untils.append(budget.enter_backoff(store, org_id, now) - now)
         now += untils[-1] + 1
         assert store.orgs.get(org_id).api_backoff_level == min(step + 1, 4)
     assert untils == [1800, 9000, 16200, 23400, 23400]
@@ -341,7 +342,7 @@ def test_a_page_larger_than_a_batch_is_written_in_batches_and_its_cursor_saved_o
     contacts(sf, 10)
     box.page_size = 250
     inbox(box, 250)
-    monkeypatch.setattr(engine, "BATCH_ITEMS", 100)
+    pin_batch_items(monkeypatch, 100)
     saved: list[dict[str, str]] = []
     original = services().store.mailboxes.save_cursors_if_connected
     monkeypatch.setattr(services().store.mailboxes, "save_cursors_if_connected",
@@ -366,7 +367,7 @@ def test_second_write_call_of_a_batch_fails_then_the_rerun_leaves_every_email_wi
     # each with its sender relation in the same call.
     ids = contacts(sf, 10)
     inbox(box, 1000)
-    assert services().settings.SYNC_BATCH_ITEMS == 1000 and engine.BATCH_ITEMS is None
+    assert services().settings.SYNC_BATCH_ITEMS == 1000
     sf.data.fail_write_after = 1  # the second write call of the batch answers 503
     with pytest.raises(Unavailable):
         run_mailbox(sf.uid)
@@ -493,7 +494,7 @@ def test_mailbox_secrets_write_back_only_while_the_mailbox_is_connected(sf: Sale
     (0, 100, []),
 ])
 def test_batches_keep_a_small_remainder_with_the_last_batch(count: int, size: int, expected: list[int]) -> None:
-    chunks = engine.batches(list(range(count)), size)
+    chunks = run.batches(list(range(count)), size)
     assert [len(c) for c in chunks] == expected
     assert [i for c in chunks for i in c] == list(range(count))
 
@@ -543,7 +544,7 @@ def test_the_api_budget_stops_a_large_page_between_its_batches_and_keeps_its_cur
     contacts(sf, 10)
     box.page_size = 300
     inbox(box, 300)
-    monkeypatch.setattr(engine, "BATCH_ITEMS", 100)
+    pin_batch_items(monkeypatch, 100)
     sf.data.api_used, sf.data.api_max = 8500, 10_000  # 85 % > 80 %
     record = run_mailbox(sf.uid)
     assert record["stopped"] == "api_budget" and record["counts"]["written"] == 100
@@ -556,7 +557,7 @@ def test_the_api_budget_stops_a_large_page_between_its_batches_and_keeps_its_cur
 
 def test_a_record_refused_as_transient_every_time_is_quarantined_after_a_few_runs(
         sf: SalesforceUser, box: ListMailbox, monkeypatch: Any) -> None:
-    monkeypatch.setattr(engine, "MAX_TRANSIENT_ATTEMPTS", 3)
+    monkeypatch.setattr(refusals, "MAX_TRANSIENT_ATTEMPTS", 3)
     contacts(sf, 3)
     sf.data.rules.append(Rule("EmailMessage", lambda r: r.get("MessageIdentifier") == "<m1@customer.example>",
                               "An unexpected error occurred", code="UNKNOWN_EXCEPTION"))

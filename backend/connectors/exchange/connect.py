@@ -13,7 +13,6 @@ stored here; the caller activates on success.
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +27,7 @@ from backend.connectors.exchange.errors import not_ews, setup_error
 from backend.connectors.exchange.transport import Transport, build_text
 from backend.connectors.mailbox import MailboxIdentity
 from backend.errors import SetupFailed
+from backend.net import Resolver
 
 # A minimal, valid EWS request for the authentication probe; servers answer it with 401 first.
 _PROBE_REQUEST = (
@@ -72,14 +72,14 @@ def connect(
     ews_url: str | None = None,
     *,
     email_hint: str = "",
-    clients: Mapping[str, Any] | None = None,
+    resolver: Resolver | None = None,
 ) -> ExchangeConnection:
     """Prove ``login``/``password`` against Exchange and read the mailbox identity (SetupFailed otherwise).
 
     ``email_hint`` (the add-in mailbox) is used for Autodiscover when the login is ``DOMAIN\\user``.
     Time is bounded by ``EWS_CONNECT_DEADLINE_SECONDS`` in total.
     """
-    transport = Transport(settings, clients, deadline_seconds=settings.EWS_CONNECT_DEADLINE_SECONDS)
+    transport = Transport(settings, resolver, deadline_seconds=settings.EWS_CONNECT_DEADLINE_SECONDS)
     protocol: Protocol | None = None
     try:
         autodiscovered = not ews_url

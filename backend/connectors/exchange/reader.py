@@ -57,6 +57,7 @@ from backend.connectors.exchange.items import (
 from backend.connectors.exchange.transport import Transport, account_for, version_of
 from backend.connectors.mailbox import FOLDERS, ChangePage, Deletion, Folder, MailboxIdentity, SyncWindow
 from backend.errors import AuthRevoked, ConnectorError, CursorExpired, SetupFailed, Unavailable
+from backend.net import Resolver
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class ExchangeMailbox:
     provider: ClassVar[str] = PROVIDER
 
     def __init__(self, settings: Settings, address: str, login: str, password: str, ews_url: str,
-                 auth_type: str, version: str | None, clients: Mapping[str, Any] | None = None) -> None:
+                 auth_type: str, version: str | None, resolver: Resolver | None = None) -> None:
         self.settings = settings
         self.address = address.lower()
         self.login = login
@@ -84,7 +85,7 @@ class ExchangeMailbox:
         self.ews_url = ews_url
         self.auth_type = auth_type or NTLM
         self.version = version
-        self._transport = Transport(settings, clients)
+        self._transport = Transport(settings, resolver)
         self._protocol: Protocol | None = None
         self._account_obj: Account | None = None
 
@@ -234,5 +235,5 @@ def open_mailbox(ctx: MailboxContext) -> ExchangeMailbox:
         ews_url=str(conn.get("ews_url") or ""),
         auth_type=str(conn.get("auth_type") or NTLM),
         version=conn.get("version"),
-        clients=ctx.clients,
+        resolver=ctx.resolver,
     )

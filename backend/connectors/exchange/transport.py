@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,7 +40,7 @@ from exchangelib.transport import DEFAULT_HEADERS
 from exchangelib.version import Build, Version
 
 from backend.config import Settings
-from backend.net import GuardedAdapter, HostGuard, RequestBudget, guarded_session, mount_guarded
+from backend.net import GuardedAdapter, HostGuard, RequestBudget, Resolver, guarded_session, mount_guarded
 from backend.net.outbound import trust_bundle
 
 # exchangelib's DEBUG records carry request headers (a Basic Authorization header is the password
@@ -83,13 +82,11 @@ class HintedFailFast(FailFast):
 class Transport:
     """Outbound plumbing for one connection: host guard, trust, timeouts, deadline and request count."""
 
-    def __init__(self, settings: Settings, clients: Mapping[str, Any] | None = None,
+    def __init__(self, settings: Settings, resolver: Resolver | None = None,
                  deadline_seconds: float | None = None) -> None:
-        # The one read of the injected clients in this package (connect() and open_mailbox() pass
-        # them through untouched). A test may inject a resolver (fake DNS); the guard itself is
-        # always the real one.
-        clients = clients or {}
-        self.guard = HostGuard(settings.EWS_ALLOWED_HOSTS, resolver=clients.get("dns_resolver"))
+        # A resolver may be injected (split DNS in a deployment, fake DNS in a test); the guard
+        # itself is always the real one.
+        self.guard = HostGuard(settings.EWS_ALLOWED_HOSTS, resolver=resolver)
         self.verify = trust_bundle(settings.OUTBOUND_CA_BUNDLE)
         self.timeout = float(settings.EWS_TIMEOUT_SECONDS)
         self.deadline = time.monotonic() + deadline_seconds if deadline_seconds else None

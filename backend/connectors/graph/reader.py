@@ -209,8 +209,7 @@ def graph_identity(settings: Settings, access_token: str, user_path: str = "/me"
 def open_mailbox(ctx: Any) -> GraphMailbox:
     """The Graph connector for a sync mailbox (``ctx`` is a :class:`backend.connectors.MailboxContext`)."""
     settings: Settings = ctx.settings
-    # The only place the shared HTTP session is taken from the context's clients.
-    session = ctx.clients.get("http_session")
+    session = ctx.http_session
     auth = MicrosoftAuth(settings, session)
     connection = ctx.connection or {}
     tokens: TokenSource

@@ -1,0 +1,36 @@
+"""The schedule policy: when a mailbox's next background run is due (quiet runs stretch the interval)."""
+
+from __future__ import annotations
+
+from backend.config import Settings
+from backend.store import Store
+from backend.store.mailboxes import SyncState
+
+# Quiet runs in a row after which the interval doubles, then quadruples (30 -> 60 -> 120 min).
+QUIET_RUNS_DOUBLE = 2
+QUIET_RUNS_QUADRUPLE = 4
+
+
+def schedule_next(store: Store, settings: Settings, mid: str, changed: bool | None, now: float) -> float | None:
+    """Set the next background run: the interval stretches after quiet runs; None when not running.
+
+    ``changed`` is None after a failed run (neither quiet nor busy: the interval stays).
+    """
+    mailbox = store.mailboxes.get(mid)
+    if mailbox is None or mailbox.state is not SyncState.RUNNING:
+        store.schedule.remove(mid)
+        return None
+    base = settings.SYNC_INTERVAL_SECONDS
+    quiet = mailbox.quiet_runs
+    if changed is True:
+        quiet = 0
+    elif changed is False:
+        quiet += 1
+    interval = base * (4 if quiet >= QUIET_RUNS_QUADRUPLE else 2 if quiet >= QUIET_RUNS_DOUBLE else 1)
+    when = now + interval
+    org = store.orgs.get(mailbox.org_id)
+    if org.api_backoff_until > when:
+        when = org.api_backoff_until
+    store.mailboxes.update(mid, quiet_runs=quiet, interval_seconds=interval)
+    store.schedule.set_next(mid, when)
+    return when

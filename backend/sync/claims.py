@@ -1,0 +1,87 @@
+"""Org-wide email claims: two colleagues' runs holding the same email must not both write it.
+
+Salesforce does not keep ``EmailMessage.MessageIdentifier`` unique, so before a batch is looked up
+and written, its Message-IDs are claimed for this run across the org (Redis, ``SET NX``). Emails a
+colleague's run holds are set aside, waited for, and looked up again once that run released them:
+by then it wrote them (duplicates here) or failed (ours to write).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from backend.connectors.mailbox import EmailItem, EventItem
+from backend.errors import Unavailable
+from backend.store.claims import EmailClaimRepo
+
+log = logging.getLogger(__name__)
+
+# An email claim outlives the lookup and write of one batch (a few Composite calls of at most
+# 180 s each); a run that dies leaves claims that expire after this (its own mailbox's rerun takes
+# them over at once).
+CLAIM_TTL_SECONDS = 15 * 60
+# How long a run waits for a colleague's run to finish writing emails both hold, and how often it
+# looks. Longer waits fail the run transiently: the job retries and the cursors stay put.
+CLAIM_WAIT_SECONDS = 60.0
+CLAIM_POLL_SECONDS = 0.25
+
+
+class ClaimWaitTimeout(Unavailable):
+    """Another run kept the same emails too long; this run is retried (its batch's cursors did not move)."""
+
+    code = "emails_claimed_elsewhere"
+
+
+class ClaimedWrites:
+    """Writes a batch under org-wide claims of its emails, for one run (``holder`` = "{mailbox}:{run}")."""
+
+    def __init__(self, claims: EmailClaimRepo, org_id: str, holder: str, mailbox_id: str) -> None:
+        self.claims = claims
+        self.org_id = org_id
+        self.holder = holder
+        self.mailbox_id = mailbox_id
+        # Times this run waited for a colleague's run writing the same emails.
+        self.waits = 0
+
+    def write(self, emails: list[EmailItem], events: list[EventItem], skip: set[str],
+              write: Callable[[list[EmailItem], list[EventItem]], None],
+              forget: Callable[[set[str]], None]) -> None:
+        """Claim the emails' keys (but ``skip``), ``write`` what this run holds, release; wait for the rest.
+
+        ``forget`` drops the CRM's cached answers for keys another run held, so they are asked again.
+        """
+        pending = emails
+        first = True
+        deadline = 0.0
+        while True:
+            keys = sorted({e.dedup_key for e in pending if e.dedup_key not in skip})
+            held = self.claims.claim(self.org_id, keys, self.holder, CLAIM_TTL_SECONDS)
+            mine = [k for k in keys if k not in held]
+            try:
+                write([e for e in pending if e.dedup_key not in held], events if first else [])
+            finally:
+                self.claims.release(self.org_id, mine, self.holder)
+            first = False
+            if not held:
+                return
+            pending = [e for e in pending if e.dedup_key in held]
+            if not deadline:
+                deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+            self.waits += 1
+            self.wait_for_release(sorted(held), deadline)
+            # The other run may have written them: ask Salesforce again, not the run's cache.
+            forget(held)
+
+    def wait_for_release(self, keys: list[str], deadline: float) -> None:
+        """Wait until another run released at least one of ``keys``; ClaimWaitTimeout past ``deadline``."""
+        while True:
+            still = self.claims.held_by_others(self.org_id, keys, self.holder)
+            if len(still) < len(keys):
+                return
+            if time.monotonic() >= deadline:
+                log.warning("emails held by another run too long mid=%s count=%d", self.mailbox_id, len(keys))
+                raise ClaimWaitTimeout("A colleague's sync is logging some of the same emails; this run tries "
+                                       "again shortly.")
+            time.sleep(CLAIM_POLL_SECONDS)

@@ -1,0 +1,45 @@
+"""The two connectors a run talks to, built from the injected clients (or the factories a test gives)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from backend.clients import Clients
+from backend.config import Settings
+from backend.connectors import MailboxContext, MailboxSecrets, open_mailbox
+from backend.connectors.crm import ApiUsage, Crm
+from backend.connectors.mailbox import Mailbox
+from backend.connectors.salesforce import SalesforceCredentials, open_crm
+from backend.store import Store
+from backend.store.mailboxes import SyncMailbox
+from backend.store.users import User
+
+
+def crm_for(settings: Settings, store: Store, clients: Clients, user: User,
+            on_usage: Callable[[ApiUsage], None]) -> Crm:
+    """The CRM connector for a user's run (Salesforce, or ``clients.crm_factory`` when one is given)."""
+    if clients.crm_factory is not None:
+        crm: Crm = clients.crm_factory(user, on_usage)
+        return crm
+    credentials = SalesforceCredentials(clients.salesforce_oauth, store.secrets, user.id, user.login_url,
+                                        user.instance_url)
+    return open_crm(settings, credentials, user.org_id, user.sf_user_id, caps_cache=store.capabilities,
+                    on_usage=on_usage)
+
+
+def mailbox_for(settings: Settings, store: Store, clients: Clients, mailbox: SyncMailbox) -> Mailbox:
+    """The mailbox connector, built through the provider map (or ``clients.mailbox_factory`` when one is given)."""
+    context = MailboxContext(
+        settings=settings,
+        mailbox_id=mailbox.id,
+        address=mailbox.address,
+        connection=dict(mailbox.connection),
+        # Write-backs (a refreshed token cache) are refused once the mailbox is deactivated or
+        # reconnected while the run goes: Deactivate must not be undone by a run.
+        secrets=MailboxSecrets(store.secrets, mailbox.id, guard=store.mailboxes, generation=mailbox.activated_at),
+        resolver=clients.dns_resolver,
+    )
+    if clients.mailbox_factory is not None:
+        connector: Mailbox = clients.mailbox_factory(mailbox.provider, context)
+        return connector
+    return open_mailbox(mailbox.provider, context)

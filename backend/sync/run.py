@@ -1,0 +1,296 @@
+"""The state of one run while it goes: read pages, filter, write batch by batch, save cursors.
+
+The order is DESIGN.md "The sync run": read changes since the cursors page by page; filter; claim
+the batch's emails across the org (:mod:`backend.sync.claims`); match and look up in one batched
+request; write what is new (:mod:`backend.sync.plan`), quarantine what Salesforce refused
+(:mod:`backend.sync.refusals`); handle meetings the user organised that left the calendar; save the
+batch's cursors only after its writes. Writes are deduplicated in Salesforce, so a rerun is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from backend.clients import Clients
+from backend.config import Settings
+from backend.connectors.crm import ApiUsage, Crm, WritePlan
+from backend.connectors.mailbox import ChangePage, Deletion, EmailItem, EventItem, Folder, Mailbox, SyncWindow
+from backend.errors import CursorExpired
+from backend.store import Store
+from backend.store.mailboxes import SyncMailbox, SyncState
+from backend.store.orgs import OrgSettings
+from backend.store.users import User
+from backend.sync.claims import ClaimedWrites
+from backend.sync.collaborators import crm_for, mailbox_for
+from backend.sync.counts import RunCounts
+from backend.sync.filters import Filters, Reason
+from backend.sync.match import lookup_batch
+from backend.sync.plan import cancelled_action, plan_emails, plan_events
+from backend.sync.refusals import settle_refusals
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def batches(items: list[T], size: int) -> list[list[T]]:
+    """``items`` cut into batches of ``size``; a remainder under a quarter of ``size`` joins the last one."""
+    chunks = [items[start:start + size] for start in range(0, len(items), size)]
+    if len(chunks) > 1 and len(chunks[-1]) * 4 < size:
+        chunks[-2].extend(chunks.pop())
+    return chunks
+
+
+class MailboxRun:
+    """The state of one run while it goes."""
+
+    def __init__(self, store: Store, settings: Settings, clients: Clients, mailbox: SyncMailbox, user: User,
+                 org: OrgSettings, interactive: bool) -> None:
+        self.store = store
+        self.settings = settings
+        self.clients = clients
+        self.mailbox = mailbox
+        self.user = user
+        self.org = org
+        self.interactive = interactive
+        self.run_id = uuid.uuid4().hex[:12]
+        self.counts = RunCounts()
+        # Holder of this run's email claims: "{mailbox}:{run}".
+        self.claims = ClaimedWrites(store.claims, org.org_id, f"{mailbox.id}:{self.run_id}", mailbox.id)
+        self.crm: Crm | None = None
+        self.connector: Mailbox | None = None
+        self.stopped = ""
+        self.phase = "mailbox"
+        self.seen_keys: set[str] = set()
+        # Meetings known to be in Salesforce this run (looked up or written), by key.
+        self.logged_events: set[str] = set()
+        self.usage: ApiUsage | None = None
+        self.cancelled_action = cancelled_action(mailbox.settings)
+        self.filters = Filters.build(
+            own_addresses=[mailbox.address, *mailbox.aliases, user.addin_mailbox],
+            org_internal_domains=org.internal_domains,
+            org_blocklist=org.blocklist,
+            user_blocklist=mailbox.settings.get("blocklist") or [],
+            block_free_mail=org.block_free_mail,
+            sync_emails=bool(mailbox.settings.get("sync_emails", True)),
+            sync_events=bool(mailbox.settings.get("sync_events", True)),
+        )
+
+    # -- collaborators ----------------------------------------------------------------------------
+    def _on_usage(self, usage: ApiUsage) -> None:
+        self.usage = usage
+        self.store.orgs.update(self.org.org_id, api_used=usage.used, api_max=usage.limit, api_seen_at=time.time())
+
+    def crm_client(self) -> Crm:
+        """The CRM connector, built on first need (a run with nothing to log never touches Salesforce)."""
+        if self.crm is None:
+            self.crm = crm_for(self.settings, self.store, self.clients, self.user, self._on_usage)
+        return self.crm
+
+    @property
+    def salesforce_calls(self) -> int:
+        """Salesforce API calls made so far."""
+        return self.crm.calls if self.crm is not None else 0
+
+    @property
+    def mailbox_calls(self) -> int:
+        """Mail server requests made so far."""
+        return self.connector.calls if self.connector is not None else 0
+
+    # -- the run ----------------------------------------------------------------------------------
+    @property
+    def batch_items(self) -> int:
+        """Items per batch (lookup and write): ``SYNC_BATCH_ITEMS``."""
+        return self.settings.SYNC_BATCH_ITEMS
+
+    def folders(self) -> tuple[Folder, ...]:
+        """The folders to read, by the person's sync preferences."""
+        folders: list[Folder] = []
+        if self.filters.sync_emails:
+            folders += [Folder.INBOX, Folder.SENT]
+        if self.filters.sync_events:
+            folders.append(Folder.CALENDAR)
+        return tuple(folders)
+
+    def execute(self) -> None:
+        """Read, filter, match, write, save cursors: batch by batch."""
+        folders = self.folders()
+        if not folders:
+            return
+        cursors = self.store.mailboxes.cursors(self.mailbox.id)
+        window = SyncWindow.starting(datetime.now(tz=UTC), self.settings.BACKFILL_DAYS, self.mailbox.caught_up_at)
+        self.phase = "mailbox"
+        self.connector = mailbox_for(self.settings, self.store, self.clients, self.mailbox)
+        pending: list[ChangePage] = []
+        items = 0
+        try:
+            for page in self.connector.read_changes(cursors, window, folders):
+                pending.append(page)
+                items += len(page.emails) + len(page.events)
+                if items >= self.batch_items:
+                    self.flush(pending)
+                    pending, items = [], 0
+                    if self.stopped:
+                        return
+                self.phase = "mailbox"
+            if pending:
+                self.flush(pending)
+        except CursorExpired:
+            # The connector could not resync by itself: start over from the window next time.
+            # Dedup in Salesforce makes the re-read harmless.
+            self.store.mailboxes.clear_cursors(self.mailbox.id)
+            raise
+
+    def count_read(self, pages: list[ChangePage]) -> None:
+        """Count what ``pages`` hold."""
+        counts = self.counts
+        emails = sum(len(p.emails) for p in pages)
+        events = sum(len(p.events) for p in pages)
+        counts.read_emails += emails
+        counts.read_events += events
+        counts.read += emails + events
+        counts.deletions += sum(len(p.deletions) for p in pages)
+        counts.resynced_pages += sum(1 for p in pages if p.resynced)
+        unreadable = sum(p.unreadable for p in pages)
+        if unreadable:
+            counts.read += unreadable
+            counts.filter_out(Reason.UNREADABLE, unreadable)
+
+    def keep(self, pages: list[ChangePage]) -> list[EmailItem | EventItem]:
+        """The items of ``pages`` the filters let through (of a meeting changed twice, the last version)."""
+        kept: list[EmailItem | EventItem] = []
+        for email in (e for p in pages for e in p.emails):
+            reason = self.filters.email(email)
+            if reason is not None:
+                self.counts.filter_out(reason)
+            else:
+                kept.append(email)
+        latest_events: dict[str, EventItem] = {}
+        for event in (e for p in pages for e in p.events):
+            reason = self.filters.event(event)
+            if reason is not None:
+                self.counts.filter_out(reason)
+                continue
+            if event.dedup_key in latest_events:
+                self.counts.events_unchanged += 1
+            latest_events[event.dedup_key] = event
+        return [*kept, *latest_events.values()]
+
+    def flush(self, pages: list[ChangePage]) -> None:
+        """Filter, match and write the items of ``pages``, then save their cursors."""
+        self.count_read(pages)
+        items = self.keep(pages)
+        # A single page may hold more than a batch (EWS returns up to 512 changes): write it in
+        # batches; its cursor is saved once all of them are written. A small remainder (pages
+        # rarely end on the batch size: 2 x 512 = 1,024) rides with the last batch instead of
+        # costing a lookup and a write call of its own.
+        for chunk in batches(items, self.batch_items):
+            if self.stopped:
+                # Over the API budget mid-page: the rest waits, and so does the page's cursor (the
+                # rerun reads the page again; what was written is found by dedup).
+                return
+            self.phase = "salesforce"
+            self.write([i for i in chunk if isinstance(i, EmailItem)], [i for i in chunk if isinstance(i, EventItem)])
+        # After the writes: a meeting created and removed within this batch is known by now.
+        removed = [d for p in pages for d in p.deletions if d.folder is Folder.CALENDAR]
+        if removed:
+            self.phase = "salesforce"
+            self.cancel_removed(removed)
+        self.save_cursors(pages)
+
+    def write(self, emails: list[EmailItem], events: list[EventItem]) -> None:
+        """Claim the batch's emails across the org, match, skip what Salesforce holds, write the rest."""
+        waits = self.claims.waits
+        self.claims.write(emails, events, self.seen_keys, self.write_claimed,
+                          lambda held: self.crm_client().forget(email_keys=held))
+        self.counts.claim_waits += self.claims.waits - waits
+
+    def write_claimed(self, emails: list[EmailItem], events: list[EventItem]) -> None:
+        """Match, skip what Salesforce holds, write the rest (the emails' keys are claimed by this run)."""
+        if not emails and not events:
+            return
+        lookup = lookup_batch(self.crm_client(), self.filters, emails, events)
+        self.logged_events.update(lookup.existing_events)
+        plan = WritePlan()
+        plan_emails(plan, emails, lookup, self.filters, self.user.sf_user_id, self.seen_keys, self.counts)
+        plan_events(plan, events, lookup, self.filters, self.cancelled_action, self.seen_keys, self.counts)
+        if plan:
+            self.apply(plan)
+        self.remember_organised(events)
+
+    def apply(self, plan: WritePlan) -> None:
+        """Write a plan, count what it did and quarantine what Salesforce refused."""
+        result = self.crm_client().write(plan)
+        self.logged_events.update(result.written_keys & {e.key for e in plan.new_events})
+        self.counts.add_writes(result)
+        settle_refusals(self.store, self.mailbox.id, result, self.counts)
+        if not self.interactive and self.usage is not None and \
+                self.usage.percent >= self.settings.SF_API_BUDGET_PERCENT:
+            # The rest waits: the org's other work in Salesforce matters more than our backlog.
+            self.stopped = "api_budget"
+
+    def remember_organised(self, events: list[EventItem]) -> None:
+        """Remember (remote id -> key) the meetings of the batch this mailbox organised that Salesforce holds.
+
+        When the organiser cancels a meeting it leaves their calendar (a deletion, not an update),
+        and the deletion carries only the remote id: this map is how the run finds the Event.
+        """
+        organised: dict[str, tuple[str, float]] = {}
+        done: list[str] = []
+        for event in events:
+            organizer = event.organizer
+            if organizer is None or not self.filters.is_own(organizer.email) or not event.remote_id:
+                continue
+            if event.is_cancelled:
+                done.append(event.remote_id)
+            elif event.dedup_key in self.logged_events:
+                end = event.end or event.start
+                organised[event.remote_id] = (event.dedup_key, end.timestamp() if end is not None else 0.0)
+        self.store.meetings.forget(self.mailbox.id, done)
+        self.store.meetings.remember(self.mailbox.id, organised)
+
+    def cancel_removed(self, removed: list[Deletion]) -> None:
+        """Apply the cancelled-meetings preference to logged meetings the user organised that left the calendar.
+
+        A meeting that already ended is left alone (removing a past meeting from one's calendar is
+        tidying up, not a cancellation), and so is one the user did not organise (an invitee's copy
+        going away cancels nothing).
+        """
+        logged = self.store.meetings.logged(self.mailbox.id, sorted({d.remote_id for d in removed}))
+        now = time.time()
+        keys = sorted({key for key, end in logged.values() if end > now})
+        if keys:
+            crm = self.crm_client()
+            crm.forget(event_keys=keys)
+            existing = crm.existing_events(keys)
+            plan = WritePlan(cancelled_events=[(existing[k], self.cancelled_action) for k in keys if k in existing])
+            if plan:
+                self.counts.matched += len(plan.cancelled_events)
+                self.apply(plan)
+        # Forgotten only once handled: a failure above leaves them for the rerun of this batch.
+        self.store.meetings.forget(self.mailbox.id, list(logged))
+
+    def save_cursors(self, pages: list[ChangePage]) -> None:
+        """Save the cursor of the last page of each folder in ``pages`` (their writes are done)."""
+        latest: dict[str, str] = {}
+        for page in pages:
+            if page.cursor:
+                latest[page.folder.value] = page.cursor
+        if latest and not self.store.mailboxes.save_cursors_if_connected(self.mailbox.id, latest):
+            self.stopped = "deactivated"
+            return
+        state = self.store.mailboxes.get(self.mailbox.id)
+        if state is None or state.state is not SyncState.RUNNING:
+            self.stopped = "paused" if state is not None and state.state is SyncState.PAUSED else "stopped"
+
+    def close(self) -> None:
+        """Release the connectors."""
+        for closer in (self.connector, self.crm):
+            if closer is not None:
+                try:
+                    closer.close()
+                except Exception:  # noqa: BLE001 - closing must not hide the run's own outcome
+                    log.warning("closing a connector failed mid=%s", self.mailbox.id)
