@@ -41,9 +41,6 @@ LAYER_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 KNOWN_LONG_FILES = {"backend/sync/engine.py", "sandbox/ews.py", "sandbox/salesforce_rest.py"}
 KNOWN_LAYER_VIOLATIONS = {
     "backend.sync.engine imports backend.extensions",  # services() in the run: the engine is not injected yet
-    "bench.sync_bench imports tests.conftest",  # the harnesses bench shares with tests still live in tests/
-    "bench.sync_bench imports tests.connectors.conftest",
-    "bench.sync_bench imports tests.helpers",
 }
 
 

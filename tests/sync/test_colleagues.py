@@ -24,7 +24,7 @@ from backend.connectors.mailbox import Folder
 from backend.extensions import services
 from backend.sync import engine
 from backend.sync.engine import ClaimWaitTimeout, run_mailbox
-from tests.helpers import login
+from sandbox.login import login
 from tests.sfhelpers import SalesforceUser, log_in
 from tests.sync.items import NOW, OWNER, ListMailbox, mail
 
