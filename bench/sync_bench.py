@@ -42,13 +42,13 @@ from backend.extensions import QUEUE_NAMES, services  # noqa: E402
 from backend.jobs.schedule import run_tick  # noqa: E402
 from backend.store.users import User  # noqa: E402
 from sandbox import salesforce as fake_sf  # noqa: E402
+from sandbox.harness import HARNESSES, HarnessContext  # noqa: E402
+from sandbox.https_client import HttpsClient  # noqa: E402
+from sandbox.login import login  # noqa: E402
 from sandbox.redis_server import own_database  # noqa: E402
 from sandbox.salesforce_rest import data_of  # noqa: E402
 from sandbox.server import FakeServer  # noqa: E402
 from sandbox.tls import TestCA  # noqa: E402
-from tests.conftest import HttpsClient  # noqa: E402
-from tests.connectors.conftest import HARNESSES, HarnessContext  # noqa: E402
-from tests.helpers import login  # noqa: E402
 
 API_VERSION = "62.0"
 

@@ -18,12 +18,11 @@ from flask.testing import FlaskClient
 
 from sandbox import microsoft as fake_ms
 from sandbox import salesforce as fake_sf
+from sandbox.harness.exchange import ExchangeHarness
+from sandbox.https_client import PUBLIC_BASE_URL, HttpsClient
 from sandbox.redis_server import flush_keeping_claim, own_database
 from sandbox.server import FakeServer
 from sandbox.tls import CertPair, TestCA
-from tests.connectors.harness_exchange import ExchangeHarness
-
-PUBLIC_BASE_URL = "https://localhost:3000"
 
 
 @pytest.fixture(scope="session")
@@ -136,14 +135,6 @@ def app_config(
         "REQUIRE_MAILBOX_PROOF": "off",
         "LOG_LEVEL": "WARNING",
     }
-
-
-class HttpsClient(FlaskClient):
-    """A test client whose requests arrive over https at PUBLIC_BASE_URL (Secure cookies work)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "localhost:3000"})
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ from backend.extensions import services
 from backend.jobs.sync import enqueue_sync
 from backend.store.mailboxes import SyncMailbox
 from backend.sync.activation import activate
+from sandbox.harness import MailboxHarness
+from sandbox.login import LoggedIn, login
 from sandbox.salesforce_rest import SalesforceData, data_of
-from tests.connectors.harness import MailboxHarness
-from tests.helpers import LoggedIn, login
 
 ROOT = Path(__file__).resolve().parents[1]
 RQ = str(Path(sys.executable).with_name("rq"))

@@ -18,8 +18,8 @@ from backend.connectors.crm import ApiUsage
 from backend.connectors.salesforce.connector import SalesforceCrm, open_crm
 from backend.extensions import services
 from backend.store.users import User
+from sandbox.login import LoggedIn, login
 from sandbox.salesforce_rest import SalesforceData, data_of
-from tests.helpers import LoggedIn, login
 
 
 @dataclass

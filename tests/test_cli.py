@@ -11,9 +11,10 @@ from flask.testing import FlaskClient
 
 from backend import create_app
 from backend.security.crypto import SecretBox
+from sandbox.https_client import HttpsClient
+from sandbox.login import login
 from sandbox.tls import TestCA
-from tests.conftest import HttpsClient, RunningFake
-from tests.helpers import login
+from tests.conftest import RunningFake
 
 
 def _secret_values(client: redis.Redis) -> dict[str, str]:

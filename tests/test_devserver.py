@@ -24,7 +24,7 @@ from sandbox.demo import (
     MICROSOFT_PORT,
     SALESFORCE_PORT,
 )
-from tests.helpers import dialog_payload
+from sandbox.login import dialog_payload
 
 ROOT = Path(__file__).resolve().parent.parent
 # The web app and the sandbox services (Salesforce, Microsoft sign-in, Graph, Exchange).

@@ -19,10 +19,10 @@ from backend.security import exchange_identity
 from backend.security.exchange_identity import ExchangeIdentityVerifier
 from backend.security.identity import ProofInvalid
 from sandbox.ews import EXCHANGE_PRINCIPAL, METADATA_PATH, new_signing_key, x5t_of
+from sandbox.harness.exchange import ADDRESS, ExchangeHarness
+from sandbox.https_client import PUBLIC_BASE_URL
+from sandbox.login import login, salesforce_dialog_code
 from sandbox.tls import TestCA
-from tests.conftest import PUBLIC_BASE_URL
-from tests.connectors.harness_exchange import ADDRESS, ExchangeHarness
-from tests.helpers import login, salesforce_dialog_code
 
 PANE = f"{PUBLIC_BASE_URL}/taskpane.html"
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from sandbox.login import login, salesforce_dialog_code
 from sandbox.microsoft import new_key
 from sandbox.tls import TestCA
 from tests.conftest import RunningFake
-from tests.helpers import login, salesforce_dialog_code
 
 ALICE = "alice@acme.example"
 
@@ -85,7 +85,7 @@ def test_tenants_can_be_restricted(
     app_config: dict[str, Any], redis_client: Any, ca: TestCA, fake_microsoft: RunningFake
 ) -> None:
     from backend import create_app
-    from tests.conftest import HttpsClient
+    from sandbox.https_client import HttpsClient
 
     application = create_app({**app_config, "MS_ALLOWED_TENANTS": "tenant-contoso"})
     application.test_client_class = HttpsClient

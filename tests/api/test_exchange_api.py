@@ -17,10 +17,10 @@ from rq.job import Job
 
 from backend.extensions import services
 from sandbox.ews import start_fake_ews
+from sandbox.harness.exchange import ADDRESS, PASSWORD, ExchangeHarness
+from sandbox.login import LoggedIn, login
 from sandbox.salesforce import FakeSalesforceState
 from sandbox.tls import CertPair, TestCA
-from tests.connectors.harness_exchange import ADDRESS, PASSWORD, ExchangeHarness
-from tests.helpers import LoggedIn, login
 from tests.sfhelpers import redis_text
 
 NEW_PASSWORD = "Brand-New-Password-7"

@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from backend.security.crypto import Purpose
+from sandbox.login import login, salesforce_dialog_code
 from sandbox.tls import TestCA
 from tests.conftest import RunningFake
-from tests.helpers import login, salesforce_dialog_code
 
 
 def _error(resp: Any) -> str:
@@ -185,7 +185,7 @@ def test_required_proof_is_checked_before_the_code_is_spent(
     app_config: dict[str, Any], redis_client: Any, ca: TestCA, fake_microsoft: RunningFake
 ) -> None:
     from backend import create_app
-    from tests.conftest import HttpsClient
+    from sandbox.https_client import HttpsClient
 
     application = create_app({**app_config, "REQUIRE_MAILBOX_PROOF": "on"})
     application.test_client_class = HttpsClient

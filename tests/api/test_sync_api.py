@@ -14,7 +14,7 @@ from backend.connectors.mailbox import MailboxIdentity
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_SYNC, services
 from backend.jobs.sync import enqueue_sync, job_id_for
 from backend.sync.activation import activate
-from tests.helpers import LoggedIn, login
+from sandbox.login import LoggedIn, login
 
 ADDRESS = "alice@acme.example"
 

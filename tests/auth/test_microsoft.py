@@ -17,9 +17,9 @@ from flask.testing import FlaskClient
 
 from backend.extensions import QUEUE_INTERACTIVE, services
 from backend.jobs.sync import job_id_for
+from sandbox.login import LoggedIn, dialog_payload, local_path, login
 from sandbox.tls import TestCA
 from tests.conftest import RunningFake
-from tests.helpers import LoggedIn, dialog_payload, local_path, login
 
 ALICE = "alice@acme.example"
 GRANT = re.compile(r'name="grant" value="([^"]+)"')
@@ -272,7 +272,7 @@ def test_account_of_another_tenant_than_the_add_in_is_refused(
     app_config: dict[str, Any], redis_client: Any, ca: TestCA, fake_microsoft: RunningFake
 ) -> None:
     from backend import create_app
-    from tests.conftest import HttpsClient
+    from sandbox.https_client import HttpsClient
 
     ms = fake_microsoft.state
     ms.add_user(ALICE, tid="tenant-fabrikam")  # the same address, in another organisation
@@ -289,7 +289,7 @@ def test_allowed_tenants_are_enforced(
     app_config: dict[str, Any], redis_client: Any, ca: TestCA, fake_microsoft: RunningFake
 ) -> None:
     from backend import create_app
-    from tests.conftest import HttpsClient
+    from sandbox.https_client import HttpsClient
 
     fake_microsoft.state.add_user(ALICE)
     application = create_app({**app_config, "MS_ALLOWED_TENANTS": "tenant-fabrikam"})

@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 
 from backend.extensions import QUEUE_INTERACTIVE, services
 from backend.jobs.sync import job_id_for
+from sandbox.login import LoggedIn, dialog_payload, local_path, login
 from sandbox.tls import TestCA
 from tests.conftest import RunningFake
-from tests.helpers import LoggedIn, dialog_payload, local_path, login
 
 ALICE = "alice@acme.example"
 OBO = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -85,7 +85,7 @@ def test_a_login_without_naa_proof_suggests_nothing(
     app_config: dict[str, Any], redis_client: Any, ca: TestCA, fake_microsoft: RunningFake
 ) -> None:
     from backend import create_app
-    from tests.conftest import HttpsClient
+    from sandbox.https_client import HttpsClient
 
     application = create_app({**app_config, "REQUIRE_MAILBOX_PROOF": "off"})
     application.test_client_class = HttpsClient

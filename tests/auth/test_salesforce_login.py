@@ -12,9 +12,9 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from sandbox.login import dialog_payload, fake_authorize, local_path, login, salesforce_dialog_code
 from sandbox.tls import TestCA
 from tests.conftest import RunningFake
-from tests.helpers import dialog_payload, fake_authorize, local_path, login, salesforce_dialog_code
 
 
 def _start(client: FlaskClient, query: str = "") -> tuple[str, dict[str, list[str]]]:
@@ -158,7 +158,7 @@ def test_other_login_hosts_are_refused(client: FlaskClient, query: str) -> None:
 
 def test_sandbox_uses_the_sandbox_login_host(app_config: dict[str, Any], redis_client: redis.Redis) -> None:
     from backend import create_app
-    from tests.conftest import HttpsClient
+    from sandbox.https_client import HttpsClient
 
     application = create_app({**app_config, "SALESFORCE_SANDBOX_URL": "https://test.salesforce.com"})
     application.test_client_class = HttpsClient

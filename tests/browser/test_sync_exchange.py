@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Request, Route, expect
 
+from sandbox.harness.exchange import ADDRESS, PASSWORD, ExchangeHarness
 from tests.browser.conftest import LiveServer, Pane
 from tests.browser.test_sync_microsoft import run_jobs
-from tests.connectors.harness_exchange import ADDRESS, PASSWORD, ExchangeHarness
 
 pytestmark = pytest.mark.browser
 RUNNING = "Sync is running \u2014 every 30 minutes"

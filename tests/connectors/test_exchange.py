@@ -21,8 +21,8 @@ from backend.connectors.exchange.transport import Transport, account_for, retry_
 from backend.connectors.mailbox import ChangePage, Folder, SyncWindow
 from backend.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
 from sandbox.ews import start_fake_ews
+from sandbox.harness.exchange import ADDRESS, PASSWORD, ExchangeHarness, MemorySecretStore
 from sandbox.tls import CertPair, TestCA
-from tests.connectors.harness_exchange import ADDRESS, PASSWORD, ExchangeHarness, _MemorySecretStore
 
 CUSTOMER = "carol@customer.example"
 
@@ -47,7 +47,7 @@ def _pages(mailbox: Any, cursors: dict[str, str] | None = None, folders: tuple[F
 def _mailbox(h: ExchangeHarness, settings: Settings | None = None, **connection: Any) -> ex.ExchangeMailbox:
     ctx = MailboxContext(settings=settings or h.settings(), mailbox_id="m1", address=ADDRESS,
                          connection={**h.connection(), **connection},
-                         secrets=MailboxSecrets(_MemorySecretStore(h.secrets()), "m1"))
+                         secrets=MailboxSecrets(MemorySecretStore(h.secrets()), "m1"))
     return ex.open_mailbox(ctx)
 
 
@@ -179,7 +179,7 @@ def test_rejected_password_is_auth_revoked(harness: ExchangeHarness) -> None:
 
 def test_missing_password_is_auth_revoked(harness: ExchangeHarness) -> None:
     ctx = MailboxContext(settings=harness.settings(), mailbox_id="m1", address=ADDRESS,
-                         connection=harness.connection(), secrets=MailboxSecrets(_MemorySecretStore({}), "m1"))
+                         connection=harness.connection(), secrets=MailboxSecrets(MemorySecretStore({}), "m1"))
     with pytest.raises(AuthRevoked):
         ex.open_mailbox(ctx)
 

@@ -24,8 +24,8 @@ from backend.connectors.graph import (
 )
 from backend.connectors.mailbox import MAX_BODY_CHARS, ChangePage, Folder, Sensitivity, SyncWindow
 from backend.errors import AuthRevoked, CursorExpired, ServiceMisconfigured, Throttled, Unavailable
+from sandbox.harness.graph import GraphHarness
 from sandbox.tls import CertPair, TestCA
-from tests.connectors.harness_graph import GraphHarness
 
 NOW = datetime.now(tz=UTC).replace(microsecond=0)
 WINDOW = SyncWindow.starting(NOW, 6)

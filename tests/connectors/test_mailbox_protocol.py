@@ -23,7 +23,7 @@ from backend.connectors.mailbox import (
     SyncWindow,
 )
 from backend.errors import AuthRevoked, Throttled, Unavailable
-from tests.connectors.harness import MailboxHarness
+from sandbox.harness import MailboxHarness
 
 CUSTOMER = "carol@customer.example"
 PARTNER = "dave@partner.example"

@@ -10,10 +10,11 @@ import pytest
 import redis
 
 from backend import create_app
+from sandbox.harness import HARNESSES, HarnessContext
+from sandbox.https_client import HttpsClient
 from sandbox.smtp import SmtpSink, smtp_sink, smtp_sink_tls  # noqa: F401 - fixtures
 from sandbox.tls import CertPair, TestCA
-from tests.conftest import HttpsClient, RunningFake
-from tests.connectors.conftest import HARNESSES, HarnessContext
+from tests.conftest import RunningFake
 from tests.e2e import SyncEnv
 
 MAIL_FROM = "sync@sidebar.example"

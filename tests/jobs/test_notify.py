@@ -16,8 +16,8 @@ from backend.jobs.notify import MailNotConfigured, send_disabled_notice, smtp_ta
 from backend.jobs.sync import record_auth_failure
 from backend.store.mailboxes import SyncState
 from backend.store.users import User
+from sandbox.https_client import HttpsClient
 from sandbox.smtp import SmtpSink
-from tests.conftest import HttpsClient
 
 SECRET = "Hunter2-Password!"
 

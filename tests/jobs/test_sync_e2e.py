@@ -1,7 +1,7 @@
 """Sync end to end: real Redis, a real ``rq worker`` process, a real mailbox connector and its fake,
 the real Salesforce connector and its fake, an SMTP sink. Call counts come from the fakes' records.
 
-Parametrised over every mailbox harness in ``tests/connectors/conftest.py``.
+Parametrised over every mailbox harness in :data:`sandbox.harness.HARNESSES`.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from backend.connectors.mailbox import Folder
 from backend.extensions import services
 from backend.sync import claims
 from backend.sync.claims import ClaimWaitTimeout
-from tests.helpers import login
+from sandbox.login import login
 from tests.runs import pin_batch_items, run_mailbox
 from tests.sfhelpers import SalesforceUser, log_in
 from tests.sync.items import NOW, OWNER, ListMailbox, mail

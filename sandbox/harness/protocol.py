@@ -2,7 +2,7 @@
 
 A harness owns a running protocol-level fake (EWS, Graph, ...) seeded with one mailbox, builds the
 *real* connector against it through configuration only, and lets tests change the mailbox on the
-server side. The shared protocol checks (``test_mailbox_protocol.py``) and the sync engine's
+server side. The shared protocol checks (``tests/connectors/test_mailbox_protocol.py``) and the sync engine's
 end-to-end tests run against every harness, so every connector honours the same behaviour.
 """
 

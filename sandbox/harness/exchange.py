@@ -23,7 +23,7 @@ _FOLDERS = {"inbox": "inbox", "sent": "sentitems"}
 _SENSITIVITY = {"normal": "Normal", "personal": "Personal", "private": "Private", "confidential": "Confidential"}
 
 
-class _MemorySecretStore:
+class MemorySecretStore:
     """The secret store's get/put, in memory (the harness needs no Redis)."""
 
     def __init__(self, values: dict[str, str]) -> None:
@@ -93,7 +93,7 @@ class ExchangeHarness:
             mailbox_id="mbx-test",
             address=ADDRESS,
             connection=self.connection(),
-            secrets=MailboxSecrets(_MemorySecretStore(self.secrets()), "mbx-test"),
+            secrets=MailboxSecrets(MemorySecretStore(self.secrets()), "mbx-test"),
         )
         mailbox = PROVIDERS["exchange"](ctx)
         self._opened.append(mailbox)
