@@ -51,7 +51,7 @@ class EwsOperations:
                 message(messages, "ResolveNames", "ErrorNameResolutionNoResults", "No results were found.")
                 continue
             msg = el(M + "ResolveNamesResponseMessage", messages,
-                      ResponseClass="Success" if len(found) == 1 else "Warning")
+                     ResponseClass="Success" if len(found) == 1 else "Warning")
             if len(found) > 1:
                 el(M + "MessageText", msg, "Multiple results were found.")
             el(M + "ResponseCode", msg, "NoError" if len(found) == 1 else "ErrorNameResolutionMultipleResults")
@@ -139,8 +139,7 @@ class EwsOperations:
         for item_id in ids if ids is not None else []:
             item = self.state.items.get(item_id.get("Id", ""))
             if item is None or item.owner != user.email:
-                message(messages, "GetItem", "ErrorItemNotFound",
-                              "The specified object was not found in the store.")
+                message(messages, "GetItem", "ErrorItemNotFound", "The specified object was not found in the store.")
                 continue
             msg = message(messages, "GetItem")
             render_item(el(M + "Items", msg), item, fields)
@@ -168,8 +167,8 @@ class EwsOperations:
             msg = message(messages, "FindItem")
             last = offset + len(page) >= len(items)
             root = el(M + "RootFolder", msg, TotalItemsInView=str(len(items)),
-                       IncludesLastItemInRange="true" if last else "false",
-                       **({} if last else {"IndexedPagingOffset": str(offset + len(page))}))
+                      IncludesLastItemInRange="true" if last else "false",
+                      **({} if last else {"IndexedPagingOffset": str(offset + len(page))}))
             container = el(T + "Items", root)
             for item in page:
                 render_item(container, item, fields)
