@@ -1,0 +1,198 @@
+"""The write side of the fake Salesforce REST API: sObject Collections create, update and delete, validated."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sandbox.salesforce_rest.data import (
+    DATETIME_FIELDS,
+    FIELD_LENGTHS,
+    JUNCTION_TYPES,
+    REFERENCE_FIELDS,
+    ApiFailure,
+    SalesforceData,
+)
+
+
+def reference_error(data: SalesforceData, name: str, value: Any) -> dict[str, Any] | None:
+    """The error for a reference field naming a deleted or unknown record, or None."""
+    ids = value if isinstance(value, list) else [value]
+    known = data.user_ids()
+    for rid in ids:
+        if not rid:
+            continue
+        rid = str(rid)
+        if rid in data.deleted_ids:
+            return {"statusCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": [name]}
+        exists = rid in known or any(rid in table for table in data.records.values())
+        if not exists:
+            return {"statusCode": "INVALID_CROSS_REFERENCE_KEY",
+                    "message": "invalid cross reference id", "fields": [name]}
+    return None
+
+
+def validate(data: SalesforceData, sobject: str, record: dict[str, Any], creating: bool) -> dict[str, Any] | None:
+    """The first error a record write would meet (field, length, reference, rule, duplicate), or None."""
+    if sobject == "EmailMessageRelation" and not data.enhanced_email:
+        return {"statusCode": "INVALID_TYPE", "message": "sObject type not supported", "fields": []}
+    if sobject == "Task" and creating and "TaskSubtype" in record and record["TaskSubtype"] not in (
+            "Email", "Task", "Call", "ListEmail", "Cadence", "LinkedIn"):
+        return {"statusCode": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "message": "bad value", "fields": []}
+    for name, value in record.items():
+        if name.endswith("__c") and name != data.key_field:
+            return {"statusCode": "INVALID_FIELD", "message": f"No such column '{name}'", "fields": [name]}
+        limit = FIELD_LENGTHS.get(sobject, {}).get(name)
+        if name == data.key_field:
+            limit = 255
+        # Salesforce measures Java strings: UTF-16 code units, so an emoji counts twice.
+        if limit is not None and isinstance(value, str) and len(value.encode("utf-16-le")) // 2 > limit:
+            # Salesforce quotes the value that did not fit, as here.
+            return {"statusCode": "STRING_TOO_LONG",
+                    "message": f"{name}: data value too large: {value[:300]} (max length={limit})",
+                    "fields": [name]}
+        if name in REFERENCE_FIELDS and value:
+            error = reference_error(data, name, value)
+            if error:
+                return error
+        if isinstance(value, str) and ("\x00" in value or re.search(r"[\ud800-\udfff]", value)):
+            return {"statusCode": "INVALID_FIELD", "message": "invalid characters", "fields": [name]}
+    for rule in data.rules:
+        if rule.sobject == sobject and rule.predicate(record) and (rule.times is None or rule.times > 0):
+            if rule.times is not None:
+                rule.times -= 1
+            return {"statusCode": rule.code, "message": rule.message, "fields": []}
+    if data.key_field and record.get(data.key_field) and sobject in ("Task", "Event"):
+        for other in data.records.get(sobject, {}).values():
+            if other.get(data.key_field) == record[data.key_field] and other["Id"] != record.get("Id"):
+                return {"statusCode": "DUPLICATE_VALUE",
+                        "message": f"duplicate value found: {data.key_field} duplicates value on record with "
+                                   f"id: {other['Id']}", "fields": [data.key_field]}
+    return None
+
+
+def normalise(record: dict[str, Any]) -> dict[str, Any]:
+    """Date-times in the form Salesforce stores them."""
+    out = {}
+    for name, value in record.items():
+        if name in DATETIME_FIELDS and isinstance(value, str):
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("+0000", "+00:00"))
+            value = parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        out[name] = value
+    return out
+
+
+def create(data: SalesforceData, records: list[dict[str, Any]], all_or_none: bool) -> list[dict[str, Any]]:
+    """Insert records (sObject Collections POST), all or none when asked."""
+    results: list[dict[str, Any]] = []
+    with data.lock:
+        staged: list[tuple[str, dict[str, Any]] | None] = []
+        for record in records:
+            sobject = str((record.get("attributes") or {}).get("type") or "")
+            fields = {k: v for k, v in record.items() if k != "attributes"}
+            if not sobject:
+                results.append({"success": False, "errors": [
+                    {"statusCode": "INVALID_TYPE", "message": "attributes.type is required", "fields": []}]})
+                staged.append(None)
+                continue
+            if "Id" in fields:
+                results.append({"success": False, "errors": [
+                    {"statusCode": "INVALID_FIELD_FOR_INSERT_UPDATE", "message": "Id not allowed",
+                     "fields": ["Id"]}]})
+                staged.append(None)
+                continue
+            error = validate(data, sobject, fields, creating=True)
+            if error:
+                results.append({"success": False, "errors": [error]})
+                staged.append(None)
+                continue
+            staged.append((sobject, fields))
+            results.append({"success": True, "errors": []})
+            # Visible to the duplicate check of later records in the same request.
+            rid = data.new_id(sobject)
+            results[-1]["id"] = rid
+            data.records.setdefault(sobject, {})[rid] = {"Id": rid, **normalise(
+                {k: v for k, v in fields.items() if k not in JUNCTION_TYPES})}
+            data.records[sobject][rid]["CreatedDate"] = datetime.now(tz=UTC).isoformat()
+            if sobject == "EmailMessage":
+                for junction, relation_type in JUNCTION_TYPES.items():
+                    for rel in fields.get(junction) or []:
+                        rel_id = data.new_id("EmailMessageRelation")
+                        data.records.setdefault("EmailMessageRelation", {})[rel_id] = {
+                            "Id": rel_id, "EmailMessageId": rid, "RelationId": rel,
+                            "RelationType": relation_type}
+        if all_or_none and any(not r["success"] for r in results):
+            for result, item in zip(results, staged, strict=True):
+                if result["success"] and item is not None:
+                    data.records[item[0]].pop(result["id"], None)
+                    result.update(success=False, errors=[{"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                                                          "message": "Record rolled back", "fields": []}])
+                    result.pop("id", None)
+    return results
+
+
+def update(data: SalesforceData, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Update records (sObject Collections PATCH)."""
+    results: list[dict[str, Any]] = []
+    with data.lock:
+        for record in records:
+            sobject = str((record.get("attributes") or {}).get("type") or "")
+            rid = str(record.get("Id") or "")
+            current = data.records.get(sobject, {}).get(rid)
+            if current is None:
+                code = "ENTITY_IS_DELETED" if rid in data.deleted_ids else "INVALID_ID_FIELD"
+                results.append({"id": rid, "success": False, "errors": [
+                    {"statusCode": code, "message": "no such record", "fields": ["Id"]}]})
+                continue
+            fields = {k: v for k, v in record.items() if k not in ("attributes", "Id")}
+            error = validate(data, sobject, {**fields, "Id": rid}, creating=False)
+            if error:
+                results.append({"id": rid, "success": False, "errors": [error]})
+                continue
+            current.update(normalise(fields))
+            results.append({"id": rid, "success": True, "errors": []})
+    return results
+
+
+def delete(data: SalesforceData, ids: list[str]) -> list[dict[str, Any]]:
+    """Delete records by id (sObject Collections DELETE)."""
+    results = []
+    with data.lock:
+        for rid in ids:
+            found = False
+            for table in data.records.values():
+                if table.pop(rid, None) is not None:
+                    found = True
+            if found:
+                data.deleted_ids.add(rid)
+                results.append({"id": rid, "success": True, "errors": []})
+            else:
+                code = "ENTITY_IS_DELETED" if rid in data.deleted_ids else "INVALID_CROSS_REFERENCE_KEY"
+                results.append({"id": rid, "success": False, "errors": [
+                    {"statusCode": code, "message": "entity is deleted", "fields": []}]})
+    return results
+
+
+def collection(data: SalesforceData, method: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any, int]:
+    """Returns (status, body, records written)."""
+    if data.write_delay:
+        time.sleep(data.write_delay)
+    if method == "DELETE":
+        ids = [i for i in ",".join(query.get("ids", [])).split(",") if i]
+        if len(ids) > 200:
+            raise ApiFailure(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records")
+        results = delete(data, ids)
+        return 200, results, sum(1 for r in results if r["success"])
+    if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+        raise ApiFailure(400, "JSON_PARSER_ERROR", "records is required")
+    records = body["records"]
+    if len(records) > 200:
+        raise ApiFailure(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records")
+    types = {str((r.get("attributes") or {}).get("type")) for r in records if isinstance(r, dict)}
+    if len(types) > 10:
+        raise ApiFailure(400, "INVALID_BATCH_REQUEST", "too many object types")
+    all_or_none = bool(body.get("allOrNone", False))
+    results = create(data, records, all_or_none) if method == "POST" else update(data, records)
+    return 200, results, sum(1 for r in results if r["success"])
