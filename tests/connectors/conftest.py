@@ -14,6 +14,7 @@ import pytest
 from sandbox.tls import CertPair, TestCA
 from tests.connectors.harness import MailboxHarness
 from tests.connectors.harness_exchange import ExchangeHarness
+from tests.connectors.harness_gmail import GmailHarness
 from tests.connectors.harness_graph import GraphHarness
 
 
@@ -28,6 +29,7 @@ class HarnessContext:
 HARNESSES: dict[str, Callable[[HarnessContext], MailboxHarness]] = {
     "exchange": lambda ctx: ExchangeHarness(ctx.ca.ca_path, ctx.cert),
     "microsoft": lambda ctx: GraphHarness(ctx.cert, ctx.ca.ca_path),
+    "google": lambda ctx: GmailHarness(ctx.cert, ctx.ca.ca_path),
 }
 
 
