@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sandbox import google as fake_google
 from sandbox import microsoft as fake_ms
 from sandbox import salesforce as fake_sf
-from sandbox import google as fake_google
 from sandbox.ews import EWS_PATH, FakeEws, FakeEwsState, KeepAliveFakeServer
 from sandbox.gmail import FakeGmailState
 from sandbox.google_calendar import FakeCalendarState

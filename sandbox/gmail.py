@@ -142,7 +142,8 @@ class FakeGmailState:
             message.deleted = True
             self._record(box, "messagesDeleted", message)
 
-    def change_labels(self, gid: str, add: list[str] | tuple[str, ...] = (), remove: list[str] | tuple[str, ...] = ()) -> None:
+    def change_labels(self, gid: str, add: list[str] | tuple[str, ...] = (),
+                      remove: list[str] | tuple[str, ...] = ()) -> None:
         """Add and remove labels (moving mail: labelsAdded / labelsRemoved in the history)."""
         box, message = self._find(gid)
         with self.lock:

@@ -87,7 +87,7 @@ class FakeGoogleState:
     """Clients, accounts and tokens of the fake Google OAuth server; tests change it directly."""
 
     client_id: str = "1234567890-sidebar.apps.googleusercontent.com"
-    client_secret: str = "google-test-secret"  # noqa: S105 - a fake's
+    client_secret: str = "google-test-secret"
     base_url: str = ""
     key: SigningKey = field(default_factory=lambda: new_key("google-key-1"))
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -111,7 +111,8 @@ class FakeGoogleState:
     def add_user(self, email: str, *, aliases: list[str] | tuple[str, ...] = (),
                  display_name: str | None = None) -> GoogleUser:
         """Add a Google account."""
-        user = GoogleUser(email=email.lower(), sub=str(int(hashlib.sha256(email.lower().encode()).hexdigest()[:15], 16)),
+        sub = str(int(hashlib.sha256(email.lower().encode()).hexdigest()[:15], 16))
+        user = GoogleUser(email=email.lower(), sub=sub,
                           display_name=display_name or email.split("@")[0].title(),
                           aliases=[a.lower() for a in aliases])
         with self.lock:

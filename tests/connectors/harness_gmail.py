@@ -121,6 +121,10 @@ class GmailHarness:
                 total += 1
         return total
 
+    def quota_units(self) -> int:
+        """Gmail and Calendar quota units the fake counted for this mailbox."""
+        return self.gmail.units(ADDRESS)
+
     def revoke_credentials(self) -> None:
         """Revoke the account's tokens (invalid_grant from now on)."""
         self.google.revoke_user_tokens(ADDRESS)

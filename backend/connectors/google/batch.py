@@ -67,11 +67,12 @@ def decode(content_type: str, raw: bytes, count: int) -> dict[int, PartAnswer]:
     answers: dict[int, PartAnswer] = {}
     if not envelope.is_multipart():
         return answers
-    for position, part in enumerate(envelope.iter_parts()):  # type: ignore[attr-defined]
+    for position, part in enumerate(envelope.iter_parts()):
         match = _ITEM.search(str(part.get("Content-ID", "")))
         index = int(match.group(1)) if match else position
-        payload = part.get_payload(decode=True) or b""
-        answer = _inner(payload.decode("utf-8", "replace"))
+        payload = part.get_payload(decode=True)
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+        answer = _inner(text)
         if answer is not None and 0 <= index < count:
             answers[index] = answer
     return answers

@@ -49,15 +49,21 @@ class UserGate:
 
     @contextmanager
     def slot(self, units: int, max_wait: float) -> Iterator[None]:
-        """Hold one slot and spend ``units`` while a request runs; a wait over ``max_wait`` raises Throttled."""
+        """Hold one slot and spend ``units`` while a request runs.
+
+        A Retry-After hold-off longer than ``max_wait`` raises Throttled; waiting for quota room is
+        always done here (at most a minute by construction): a large backfill needs several minutes
+        of quota whatever we do, and waiting in the run beats retrying the whole job.
+        """
         units = max(0, min(units, self.quota))
         with self._cond:
             while True:
                 now = time.monotonic()
+                if self._not_before - now > max_wait:
+                    raise Throttled("Google asked us to slow down for this mailbox.",
+                                    retry_after=self._not_before - now)
                 ready = max(self._not_before, self._room_at(units, now))
                 if ready > now:
-                    if ready - now > max_wait:
-                        raise Throttled("Google asked us to slow down for this mailbox.", retry_after=ready - now)
                     self._cond.wait(ready - now)
                 elif self._free < 1:
                     self._cond.wait()
