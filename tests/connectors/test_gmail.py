@@ -200,7 +200,7 @@ def test_an_expired_access_token_is_refreshed_once(h: GmailHarness) -> None:
 def test_a_refused_client_is_the_servers_problem_not_the_persons(h: GmailHarness) -> None:
     from backend.errors import ServiceMisconfigured
 
-    h.google.client_secret = "rotated"  # noqa: S105 - the fake's
+    h.google.client_secret = "rotated"
     with pytest.raises(ServiceMisconfigured):
         h.connector().identity()
     h.revoke_credentials()
