@@ -248,3 +248,16 @@ def test_without_a_google_client_the_dialog_is_refused(
     resp = client.post("/api/dialog", json={"provider": "google"}, headers=who.headers)
     assert resp.status_code == 409 and resp.json["error"]["code"] == "provider_not_configured"  # type: ignore[index]
     assert client.get("/api/config").json["providers"]["google"] is False  # type: ignore[index]
+
+
+def test_deactivate_revokes_the_google_grant(app: Flask, client: FlaskClient, ca: TestCA, google: GoogleFake) -> None:
+    who = login(client, ca.ca_path, mailbox=ALICE)
+    assert connect(client, ca, who)[1]["status"] == "ok"
+    with app.app_context():
+        token = services().store.secrets.get("mailbox", who.uid, REFRESH_SECRET)
+    assert token in google.google.refresh_tokens
+    resp = client.post("/api/sync/deactivate", headers=who.headers)
+    assert resp.status_code == 200 and resp.json["state"] == "deactivated"  # type: ignore[index]
+    assert token not in google.google.refresh_tokens and google.google.revoked[-1] == token
+    with app.app_context():
+        assert services().store.secrets.get("mailbox", who.uid, REFRESH_SECRET) is None
