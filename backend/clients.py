@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.config import Settings
+from backend.connectors.google import GoogleAuth
 from backend.connectors.graph import MicrosoftAuth
 from backend.connectors.salesforce import SalesforceOAuth
 from backend.net import Resolver
@@ -26,6 +27,7 @@ class Clients:
 
     salesforce_oauth: SalesforceOAuth
     microsoft_auth: MicrosoftAuth
+    google_auth: GoogleAuth
     naa_verifier: ProofVerifier
     exchange_verifier: ProofVerifier
     # None: the system resolver. A test or a deployment with split DNS may give its own.
@@ -41,6 +43,7 @@ class Clients:
         return cls(
             salesforce_oauth=SalesforceOAuth(settings),
             microsoft_auth=MicrosoftAuth(settings),
+            google_auth=GoogleAuth(settings),
             naa_verifier=NaaVerifier(settings),
             exchange_verifier=ExchangeIdentityVerifier(settings),
         )

@@ -177,6 +177,12 @@ class Settings:
     GOOGLE_AUTH_URL: str = "https://accounts.google.com/o/oauth2/v2/auth"
     GOOGLE_TOKEN_URL: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
     GMAIL_API_URL: str = "https://gmail.googleapis.com"
+    GOOGLE_CALENDAR_API_URL: str = "https://www.googleapis.com/calendar/v3"
+    # Where a refresh token we will not keep (a mismatched mailbox) is revoked at once.
+    GOOGLE_REVOKE_URL: str = "https://oauth2.googleapis.com/revoke"
+    # A 429/403 rate limit from Gmail or Calendar whose Retry-After is at most this many seconds is
+    # waited out within the run; a longer one ends the read with Throttled(retry_after).
+    GOOGLE_MAX_WAIT_SECONDS: int = 30
 
     OUTBOUND_CA_BUNDLE: str = ""
     OUTBOUND_TIMEOUT_SECONDS: int = 20
@@ -298,7 +304,7 @@ class Settings:
                 raise ConfigError("SECRET_KEY must be at least 32 characters in production")
         for name in ("PUBLIC_BASE_URL", "SALESFORCE_LOGIN_URL", "SALESFORCE_SANDBOX_URL",
                      "MS_AUTHORITY", "GRAPH_URL", "GOOGLE_AUTH_URL", "GOOGLE_TOKEN_URL",
-                     "GMAIL_API_URL"):
+                     "GMAIL_API_URL", "GOOGLE_CALENDAR_API_URL", "GOOGLE_REVOKE_URL"):
             _https_url(name, getattr(self, name))
         if self.ENCRYPTION_KEYS:
             problem = fernet_key_problem(self.ENCRYPTION_KEYS)

@@ -1,18 +1,23 @@
 """Local sandbox services for development: the protocol-level fakes, seeded with demo data.
 
 ``scripts/dev`` starts them when no Salesforce credentials are configured, so a newcomer can open
-the task pane, log in, connect a mailbox (Exchange with a password, or Microsoft 365 by consent)
+the task pane, log in, connect a mailbox (Exchange with a password, Microsoft 365 or Gmail by consent)
 and watch sync log demo emails in the sandbox Salesforce, all without an account anywhere. They
-are the same fakes the tests use; only the ports are fixed and the data is a demo.
+are the same fakes the tests use; only the ports are fixed and the data is a demo. The three demo
+mailboxes carry the same mail and meeting (same Message-IDs, same iCalUID), so switching provider
+logs nothing twice.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sandbox import google as fake_google
 from sandbox import microsoft as fake_ms
 from sandbox import salesforce as fake_sf
 from sandbox.ews import EWS_PATH, FakeEws, FakeEwsState, KeepAliveFakeServer
+from sandbox.gmail import FakeGmailState
+from sandbox.google_calendar import FakeCalendarState
 from sandbox.graph import FakeGraphState, recorded_app
 from sandbox.salesforce_rest import data_of
 from sandbox.server import FakeServer
@@ -22,6 +27,7 @@ SALESFORCE_PORT = 3001
 MICROSOFT_PORT = 3002
 GRAPH_PORT = 3003
 EWS_PORT = 3004
+GOOGLE_PORT = 3005
 DEMO_USER = "demo@sidebar-sync.example"
 DEMO_PASSWORD = "demo"
 # People the demo mailbox corresponds with: Contacts and a Lead in the sandbox Salesforce, and a
@@ -29,6 +35,7 @@ DEMO_PASSWORD = "demo"
 CONTACTS = ("ana.lopez@northwind.example", "ben.okafor@contoso-traders.example")
 LEADS = ("chloe.martin@fabrikam-labs.example",)
 FREE_MAIL = "someone@gmail.com"
+MEETING_UID = "sidebar-demo-quarterly-review@sidebar-sync.example"
 
 
 class Sandbox:
@@ -43,6 +50,10 @@ class Sandbox:
         self.graph = FakeGraphState(self.microsoft)
         self.ews = FakeEwsState()
         self.ews.add_user(DEMO_USER, DEMO_PASSWORD, account="demo", domain="SANDBOX", display_name="Demo User")
+        self.google = fake_google.FakeGoogleState()
+        self.google.add_user(DEMO_USER, display_name="Demo User")
+        self.gmail = FakeGmailState(self.google)
+        self.calendar = FakeCalendarState(self.google, faults=self.gmail.faults)
         self.servers: list[FakeServer] = []
 
     def _seed(self) -> None:
@@ -58,16 +69,26 @@ class Sandbox:
             ("sent", "Proposal attached", DEMO_USER, [CONTACTS[1]], now - timedelta(hours=20)),
             ("inbox", "Weekend plans", FREE_MAIL, [DEMO_USER], now - timedelta(hours=5)),
         ]
-        for folder, subject, sender, to, when in mails:
+        for index, (folder, subject, sender, to, when) in enumerate(mails):
             body = f"{subject}. (Sandbox demo message.)"
-            self.graph.add_message(DEMO_USER, folder, subject=subject, sender=sender, to=to, body=body, when=when)
+            # One Message-ID in every demo mailbox: the same email, whichever provider reads it.
+            message_id = f"<sidebar-demo-{index}@sidebar-sync.example>"
+            self.graph.add_message(DEMO_USER, folder, subject=subject, sender=sender, to=to, body=body, when=when,
+                                   message_id=message_id)
             self.ews.add_email(DEMO_USER, "sentitems" if folder == "sent" else "inbox", subject=subject,
-                               sender=sender, to=to, body=body, when=when)
+                               sender=sender, to=to, body=body, when=when, message_id=message_id)
+            self.gmail.add_message(DEMO_USER, ["SENT"] if folder == "sent" else ["INBOX", "UNREAD"],
+                                   subject=subject, sender=sender, to=to, body=body, when=when,
+                                   message_id=message_id)
         start = (now + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
-        self.graph.add_event(DEMO_USER, subject="Quarterly review", start=start, end=start + timedelta(hours=1),
-                             organizer=DEMO_USER, attendees=[CONTACTS[0]])
-        self.ews.add_event(DEMO_USER, subject="Quarterly review", start=start, end=start + timedelta(hours=1),
-                           organizer=DEMO_USER, attendees=[CONTACTS[0]])
+        end = start + timedelta(hours=1)
+        # One iCalUID in every demo calendar, as the same meeting has at every provider.
+        self.graph.add_event(DEMO_USER, subject="Quarterly review", start=start, end=end, organizer=DEMO_USER,
+                             attendees=[CONTACTS[0]], uid=MEETING_UID)
+        self.ews.add_event(DEMO_USER, subject="Quarterly review", start=start, end=end, organizer=DEMO_USER,
+                           attendees=[CONTACTS[0]], uid=MEETING_UID)
+        self.calendar.add_event(DEMO_USER, subject="Quarterly review", start=start, end=end, organizer=DEMO_USER,
+                                attendees=[CONTACTS[0]], uid=MEETING_UID)
 
     def start(self) -> Sandbox:
         """Start every service and seed the demo data."""
@@ -78,6 +99,10 @@ class Sandbox:
         ):
             self.servers.append(FakeServer(app, self.cert, port=port).start())  # type: ignore[arg-type]
             state.base_url = f"https://localhost:{port}"
+        google_app = fake_google.create_app(self.google, self.gmail, self.calendar)
+        self.servers.append(FakeServer(google_app, self.cert, port=GOOGLE_PORT).start())  # type: ignore[arg-type]
+        for google_state in (self.google, self.gmail, self.calendar):
+            google_state.base_url = f"https://localhost:{GOOGLE_PORT}"
         self.servers.append(KeepAliveFakeServer(FakeEws(self.ews), self.cert, port=EWS_PORT).start())
         self.ews.base_url = f"https://localhost:{EWS_PORT}"
         self.ews.ews_url = f"{self.ews.base_url}{EWS_PATH}"
@@ -96,6 +121,13 @@ class Sandbox:
             "MS_CLIENT_SECRET": self.microsoft.client_secret,
             "MS_AUTHORITY": f"https://localhost:{MICROSOFT_PORT}/organizations",
             "GRAPH_URL": f"https://localhost:{GRAPH_PORT}",
+            "GOOGLE_CLIENT_ID": self.google.client_id,
+            "GOOGLE_CLIENT_SECRET": self.google.client_secret,
+            "GOOGLE_AUTH_URL": f"https://localhost:{GOOGLE_PORT}/o/oauth2/v2/auth",
+            "GOOGLE_TOKEN_URL": f"https://localhost:{GOOGLE_PORT}/token",
+            "GOOGLE_REVOKE_URL": f"https://localhost:{GOOGLE_PORT}/revoke",
+            "GMAIL_API_URL": f"https://localhost:{GOOGLE_PORT}",
+            "GOOGLE_CALENDAR_API_URL": f"https://localhost:{GOOGLE_PORT}/calendar/v3",
             # The sandbox Exchange runs on loopback, which the EWS host guard refuses unless admitted.
             "EWS_ALLOWED_HOSTS": f"localhost:{EWS_PORT},127.0.0.1:{EWS_PORT}",
             "EWS_AUTODISCOVER_URLS": f"https://localhost:{EWS_PORT}/autodiscover/autodiscover.xml",
@@ -107,6 +139,8 @@ class Sandbox:
             f"Salesforce      https://localhost:{SALESFORCE_PORT}  log in as {DEMO_USER} / {DEMO_PASSWORD}",
             f"Microsoft 365   https://localhost:{MICROSOFT_PORT} (sign-in) and :{GRAPH_PORT} (Graph): "
             f"Connect Microsoft 365, sign in as {DEMO_USER}",
+            f"Gmail           https://localhost:{GOOGLE_PORT} (Google sign-in, Gmail, Calendar): "
+            f"Connect Gmail, sign in as {DEMO_USER}",
             f"Exchange        https://localhost:{EWS_PORT}{EWS_PATH}: Connect to Exchange as "
             f"{DEMO_USER} / {DEMO_PASSWORD}",
             f"The add-in mailbox outside Outlook: enter {DEMO_USER} when the pane asks",

@@ -111,6 +111,48 @@ def fake_graph(server_cert: CertPair, fake_microsoft: RunningFake) -> Iterator[R
     server.stop()
 
 
+@dataclass
+class GoogleFake:
+    """The fake Google host: OAuth, Gmail and Calendar states and their one server."""
+
+    google: Any
+    gmail: Any
+    calendar: Any
+    server: FakeServer
+
+    @property
+    def url(self) -> str:
+        """The fake's https origin."""
+        return self.server.url
+
+    @property
+    def calls(self) -> Any:
+        """The recorder of the requests it received."""
+        return self.server.recorder
+
+    def settings(self) -> dict[str, str]:
+        """The settings that point the app at this fake."""
+        return {
+            "GOOGLE_CLIENT_ID": self.google.client_id,
+            "GOOGLE_CLIENT_SECRET": self.google.client_secret,
+            "GOOGLE_AUTH_URL": f"{self.url}/o/oauth2/v2/auth",
+            "GOOGLE_TOKEN_URL": f"{self.url}/token",
+            "GOOGLE_REVOKE_URL": f"{self.url}/revoke",
+            "GMAIL_API_URL": self.url,
+            "GOOGLE_CALENDAR_API_URL": f"{self.url}/calendar/v3",
+        }
+
+
+@pytest.fixture
+def fake_google(server_cert: CertPair) -> Iterator[GoogleFake]:
+    """A fake Google (OAuth, Gmail, Calendar) on one loopback https host, with no accounts yet."""
+    from sandbox.gmail import serve_google
+
+    google, gmail, calendar, server = serve_google(server_cert)
+    yield GoogleFake(google, gmail, calendar, server)
+    server.stop()
+
+
 @pytest.fixture
 def app_config(
     redis_url: str, ca: TestCA, fake_salesforce: RunningFake, fake_microsoft: RunningFake

@@ -20,6 +20,7 @@ from sandbox.demo import (
     DEMO_PASSWORD,
     DEMO_USER,
     EWS_PORT,
+    GOOGLE_PORT,
     GRAPH_PORT,
     MICROSOFT_PORT,
     SALESFORCE_PORT,
@@ -27,8 +28,8 @@ from sandbox.demo import (
 from sandbox.login import dialog_payload
 
 ROOT = Path(__file__).resolve().parent.parent
-# The web app and the sandbox services (Salesforce, Microsoft sign-in, Graph, Exchange).
-PORTS = (3000, SALESFORCE_PORT, MICROSOFT_PORT, GRAPH_PORT, EWS_PORT)
+# The web app and the sandbox services (Salesforce, Microsoft sign-in, Graph, Exchange, Google).
+PORTS = (3000, SALESFORCE_PORT, MICROSOFT_PORT, GRAPH_PORT, EWS_PORT, GOOGLE_PORT)
 
 
 def _port_open(port: int) -> bool:
@@ -103,6 +104,29 @@ def test_dev_command_runs_the_system_and_stops_everything() -> None:
         # Three demo emails with sandbox contacts and leads are logged; the free-mail one is not.
         assert sync["last_run"]["error"] is None, sync["last_run"]
         assert counts["emails_written"] == 3 and counts["filtered"] >= 1, counts
+
+        # Switch to the sandbox Gmail by consent: the same demo mail and meeting, so nothing is logged twice.
+        first_run = sync["last_run"]["id"]
+        dialog = browser.post("https://localhost:3000/api/dialog", headers=auth, json={"provider": "google"})
+        assert dialog.status_code == 200, dialog.text
+        to_google = browser.get(dialog.json()["url"], allow_redirects=False)
+        assert to_google.status_code == 302 and to_google.headers["Location"].startswith("https://localhost:3005/")
+        consent = browser.get(to_google.headers["Location"])
+        grant = re.search(r'name="grant" value="([^"]+)"', consent.text)
+        assert grant, consent.text
+        allowed = browser.post("https://localhost:3005/o/oauth2/v2/auth/approve", allow_redirects=False,
+                               data={"grant": grant.group(1), "username": DEMO_USER, "action": "accept"})
+        assert dialog_payload(browser.get(allowed.headers["Location"]).text)["status"] == "ok"
+        deadline = time.monotonic() + 90
+        while True:
+            sync = browser.get("https://localhost:3000/api/sync", headers=auth).json()
+            last = sync["last_run"]
+            if last and last["id"] != first_run and last.get("finished_at"):
+                break
+            assert time.monotonic() < deadline, f"no Gmail run finished: {sync}"
+            time.sleep(1)
+        assert sync["provider"] == "google" and last["error"] is None, last
+        assert last["counts"]["written"] == 0 and last["counts"]["duplicates"] >= 3, last["counts"]
     finally:
         proc.send_signal(signal.SIGINT)
         try:

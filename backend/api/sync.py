@@ -136,11 +136,24 @@ def _transition(action: str) -> Response:
             mailbox = repo.resume(mailbox.id)
             _schedule_now(mailbox.id)
         elif action == "deactivate":
+            google_token = _google_refresh_token(mailbox)
             mailbox = repo.deactivate(mailbox.id)
             services().store.schedule.remove(mailbox.id)
+            if google_token:
+                # Deactivate means Google should forget our access too (best effort: it is deleted here).
+                services().clients.google_auth.revoke(google_token)
     except InvalidTransition as exc:
         raise ApiError(409, "invalid_state", _transition_message(exc.current, action)) from None
     return jsonify(sync_view(mailbox))
+
+
+def _google_refresh_token(mailbox: SyncMailbox) -> str:
+    """The stored Google refresh token of a Gmail mailbox ("" for other providers or none)."""
+    if mailbox.provider != "google":
+        return ""
+    from backend.connectors.google import REFRESH_SECRET
+
+    return services().store.secrets.get("mailbox", mailbox.id, REFRESH_SECRET) or ""
 
 
 def _transition_message(state: SyncState, action: str) -> str:

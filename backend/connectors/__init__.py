@@ -90,9 +90,16 @@ def _microsoft(ctx: MailboxContext) -> Mailbox:
     return open_mailbox(ctx)
 
 
+def _google(ctx: MailboxContext) -> Mailbox:
+    from backend.connectors.google import open_mailbox
+
+    return open_mailbox(ctx)
+
+
 PROVIDERS: dict[str, Callable[[MailboxContext], Mailbox]] = {
     "exchange": _exchange,
     "microsoft": _microsoft,
+    "google": _google,
 }
 
 

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sandbox.harness.exchange import ExchangeHarness
+from sandbox.harness.gmail import GmailHarness
 from sandbox.harness.graph import GraphHarness
 from sandbox.harness.protocol import MailboxHarness
 from sandbox.tls import CertPair, TestCA
 
-__all__ = ["HARNESSES", "ExchangeHarness", "GraphHarness", "HarnessContext", "MailboxHarness"]
+__all__ = ["HARNESSES", "ExchangeHarness", "GmailHarness", "GraphHarness", "HarnessContext", "MailboxHarness"]
 
 
 @dataclass(frozen=True)
@@ -29,4 +30,5 @@ class HarnessContext:
 HARNESSES: dict[str, Callable[[HarnessContext], MailboxHarness]] = {
     "exchange": lambda ctx: ExchangeHarness(ctx.ca.ca_path, ctx.cert),
     "microsoft": lambda ctx: GraphHarness(ctx.cert, ctx.ca.ca_path),
+    "google": lambda ctx: GmailHarness(ctx.cert, ctx.ca.ca_path),
 }

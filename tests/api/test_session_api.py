@@ -144,7 +144,7 @@ def test_unexpected_errors_are_json_without_internals(app: Flask, client: FlaskC
     [
         ({"provider": "yahoo"}, "invalid_input"),
         ({}, "invalid_input"),
-        ({"provider": "google"}, "provider_not_available"),  # no Gmail connector yet
+        ({"provider": "google"}, "provider_not_configured"),  # no GOOGLE_CLIENT_ID in this configuration
     ],
 )
 def test_dialog_rejects_unknown_or_unconfigured_providers(

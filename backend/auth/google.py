@@ -1,0 +1,128 @@
+"""Gmail and Google Workspace: the consent dialog (OAuth web-server flow, state + PKCE S256, offline access).
+
+``/auth/google/start?ticket=...`` (opened by the task pane's dialog with the URL ``POST
+/api/dialog`` returned) starts our signed, single-use state (:func:`begin_state`), keeps the PKCE
+verifier sealed with the secret box in the dialog's session, and sends the person to Google's
+consent screen. ``/auth/google/callback`` checks the state (signature, this window, used once),
+words a refusal, redeems the code, reads the mailbox (``users.getProfile`` + send-as aliases),
+checks the mailbox match, and only then activates sync, so an earlier working connection
+survives every failure. A refresh token we will not keep is revoked at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, redirect, request, session
+
+from backend.auth.common import DialogError, begin_state, dialog_error, dialog_result, finish_state, redeem_ticket
+from backend.connectors.google import REFRESH_SECRET, GoogleAuth, consent_error, google_identity, pkce_pair
+from backend.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
+from backend.extensions import services
+from backend.jobs.sync import enqueue_sync
+from backend.security.crypto import DecryptError, fingerprint
+from backend.sync.activation import activate, check_mailbox_match
+
+log = logging.getLogger(__name__)
+bp = Blueprint("auth_google", __name__, url_prefix="/auth/google")
+
+PROVIDER = "google"
+# The PKCE verifier of the sign-in in progress, sealed with the secret box.
+VERIFIER_SESSION_KEY = "google:verifier"
+_UNAVAILABLE = "Google could not be reached. Try again in a moment."
+
+
+def google_auth() -> GoogleAuth:
+    """The Google OAuth client, built from the settings in ``create_app``."""
+    return services().clients.google_auth
+
+
+def _require_configured() -> None:
+    if not services().settings.google_configured:
+        raise DialogError("google_not_configured",
+                          "Gmail sign-in is not configured on this server. Contact your administrator.", 503)
+
+
+@bp.get("/start")
+def start() -> Any:
+    """Begin consent: the dialog's user from the ticket, our state and PKCE, then Google's consent screen."""
+    try:
+        _require_configured()
+        uid = redeem_ticket(PROVIDER, request.args.get("ticket", ""))
+        user = services().store.users.get(uid)
+        if user is None:
+            raise DialogError("ticket_invalid", "This sign-in link is not valid. Start again from the add-in.", 401)
+    except DialogError as exc:
+        return dialog_error(exc)
+    state = begin_state(PROVIDER, uid=uid)
+    verifier, challenge = pkce_pair()
+    session[VERIFIER_SESSION_KEY] = services().box.encrypt(verifier)
+    return redirect(google_auth().authorization_url(state, challenge, login_hint=user.addin_mailbox), code=302)
+
+
+@bp.get("/callback")
+def callback() -> Response:
+    """Finish consent: check everything, then activate sync (nothing is stored before that)."""
+    try:
+        return _callback()
+    except DialogError as exc:
+        log.info("google consent failed code=%s", exc.code)
+        return dialog_error(exc)
+
+
+def _verifier() -> str:
+    sealed = session.pop(VERIFIER_SESSION_KEY, None)
+    if not isinstance(sealed, str):
+        raise DialogError("state_mismatch", "This sign-in was started in another window or session. "
+                                            "Start again from the add-in.")
+    try:
+        return services().box.decrypt(sealed)
+    except DecryptError:
+        raise DialogError("state_invalid", "The sign-in answer was not for this sign-in. Start again.") from None
+
+
+def _callback() -> Response:
+    _require_configured()
+    ours = finish_state(PROVIDER)
+    verifier = _verifier()
+    store = services().store
+    settings = services().settings
+    user = store.users.get(str(ours.get("uid", "")))
+    if user is None:
+        raise DialogError("ticket_invalid", "Your add-in session ended. Start again from the add-in.", 401)
+    params = request.args.to_dict()
+    if params.get("error"):
+        failure = consent_error(params["error"], params.get("error_description", ""))
+        raise DialogError(failure.code, failure.message)
+    if not params.get("code"):
+        raise DialogError("code_missing", "Google did not return a sign-in code. Try again.")
+    auth = google_auth()
+    try:
+        grant = auth.redeem(params["code"], verifier)
+    except SetupFailed as exc:
+        raise DialogError(exc.code, exc.message) from None
+    except Unavailable:
+        raise DialogError("google_unavailable", _UNAVAILABLE, 502) from None
+    try:
+        identity = google_identity(settings, grant.access_token, session=auth.session)
+        check_mailbox_match(user.addin_mailbox, identity)
+    except SetupFailed as exc:
+        auth.revoke(grant.refresh_token)  # nothing is stored: the token must not outlive this answer
+        raise DialogError(exc.code, exc.message) from None
+    except AuthRevoked:
+        auth.revoke(grant.refresh_token)
+        raise DialogError("google_refused", "Google refused to show this mailbox. Make sure Gmail is turned on for "
+                                            "your account, then try again.") from None
+    except (Unavailable, Throttled):
+        auth.revoke(grant.refresh_token)
+        raise DialogError("google_unavailable", _UNAVAILABLE, 502) from None
+    mailbox = activate(store, user, PROVIDER, identity, grant.connection("consent"),
+                       {REFRESH_SECRET: grant.refresh_token})
+    enqueue_sync(mailbox.id, interactive=True)
+    log.info("google consent uid=%s mid=%s token=%s", user.id, mailbox.id, fingerprint(grant.refresh_token))
+    return dialog_result(
+        {"status": "ok", "provider": PROVIDER, "mailbox": identity.primary},
+        heading="Gmail is connected",
+        message="Sync is running — every 30 minutes. You can close this window.",
+    )
