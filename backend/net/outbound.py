@@ -105,7 +105,7 @@ class SharedTlsMixin(HTTPAdapter):
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> Any:  # requests' (host params, pool kwargs) pair; its TypedDicts are not public
         """requests' pool key, with ``ca_certs`` turned into the shared ``ssl_context`` (requests' documented hook)."""
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
         bundle = pool_kwargs.pop("ca_certs", None)
