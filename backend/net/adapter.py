@@ -31,6 +31,7 @@ from urllib3.util import Timeout
 
 from backend.net.deadline import Deadline, RequestBudget
 from backend.net.guard import HostGuard, HostNotAllowed
+from backend.net.outbound import SharedTlsMixin
 from backend.net.resolve import ResolveTimeout
 from backend.net.urllib3_internals import SocketHookHTTPSConnection
 
@@ -120,7 +121,7 @@ def _guarded_pool_class(guard: HostGuard, budget: RequestBudget) -> type[HTTPSCo
     return GuardedHTTPSConnectionPool
 
 
-class GuardedAdapter(HTTPAdapter):
+class GuardedAdapter(SharedTlsMixin):
     """A requests adapter for user-influenced hosts: https only, guarded connections, bounded time.
 
     ``verify`` is forced to our trust bundle (the environment's ``REQUESTS_CA_BUNDLE`` must not win),

@@ -7,6 +7,9 @@ Two things the defaults of ``requests`` get wrong for us:
   ``session.verify``; :class:`OutboundSession` re-applies our trust after requests merges the
   environment, so ``OUTBOUND_CA_BUNDLE`` (a private Exchange CA, or the tests' CA) always counts.
 * requests has no default timeout: :class:`TimeoutAdapter` gives every request one.
+* Handed a bundle path, urllib3 builds a TLS context and loads the bundle for every new
+  connection (about 200 loads, most of a Graph backfill's CPU): :class:`SharedTlsMixin` gives every
+  pool the process's one context per bundle (:func:`tls_context`) instead.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import ssl
 import stat
 import tempfile
 import threading
@@ -24,9 +28,11 @@ from typing import Any
 import certifi
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.util.ssl_ import create_urllib3_context
 
 _bundle_lock = threading.Lock()
 _bundles: dict[str, str] = {}
+_contexts: dict[str, ssl.SSLContext] = {}
 
 
 def trust_bundle(extra_ca_file: str) -> str | bool:
@@ -82,7 +88,39 @@ def _private_dir() -> str:
     return fallback
 
 
-class TimeoutAdapter(HTTPAdapter):
+def tls_context(bundle: str) -> ssl.SSLContext:
+    """The process's one TLS client context trusting the CA file ``bundle`` (built on first use)."""
+    with _bundle_lock:
+        context = _contexts.get(bundle)
+        if context is None:
+            # As urllib3 builds its own (same options, hostname checked), but once per process.
+            context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+            context.load_verify_locations(cafile=bundle)
+            _contexts[bundle] = context
+        return context
+
+
+class SharedTlsMixin(HTTPAdapter):
+    """Pools get the process's shared TLS context for a bundle path instead of the path itself."""
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> Any:  # requests' (host params, pool kwargs) pair; its TypedDicts are not public
+        """requests' pool key, with ``ca_certs`` turned into the shared ``ssl_context`` (requests' documented hook)."""
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        bundle = pool_kwargs.pop("ca_certs", None)
+        if bundle:
+            pool_kwargs["ssl_context"] = tls_context(bundle)
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        """As requests does, but leave the bundle to the pool's context (a path would be loaded per connection)."""
+        super().cert_verify(conn, url, verify, cert)
+        if isinstance(verify, str) and not os.path.isdir(verify) and getattr(conn, "ca_certs", None) == verify:
+            conn.ca_certs = None
+
+
+class TimeoutAdapter(SharedTlsMixin):
     """An adapter that applies a default (connect, read) timeout to every request."""
 
     def __init__(self, timeout: float, **kwargs: Any) -> None:

@@ -43,6 +43,8 @@ def test_email_filters(item: object, reason: Reason | None) -> None:
     (["customer.example"], "bob@customer.example", True),
     (["@customer.example"], "bob@eu.customer.example", True),
     (["customer.example"], "bob@notcustomer.example", False),
+    (["customer.example"], "bob@a.b.customer.example", True),
+    (["eu.customer.example"], "bob@customer.example", False),
     (["exämple.com"], "bob@xn--exmple-cua.com", True),
     (["xn--exmple-cua.com"], "bob@exämple.com", True),
     ([], "bob@customer.example", False),
