@@ -108,6 +108,8 @@ class SalesforceData:
     rules: list[Rule] = field(default_factory=list)
     calls: list[RestCall] = field(default_factory=list)
     user_ids: Callable[[], set[str]] = lambda: set()
+    # PermissionSetAssignment rows (AssigneeId, PermissionSet{Name, PermissionsModifyAllData, IsOwnedByProfile}).
+    permission_assignments: Callable[[], list[dict[str, Any]]] = lambda: []
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _cursors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -167,6 +169,7 @@ def data_of(state: Any) -> SalesforceData:
     if data is None:
         data = SalesforceData()
         data.user_ids = lambda: {u.user_id for u in state.users.values()}
+        data.permission_assignments = lambda: state.permission_assignments()
         state.rest = data
     return data
 
@@ -360,7 +363,15 @@ def register(app: Flask, state: Any) -> None:
     def project(record: dict[str, Any], query: Query, sobject: str, version: str) -> dict[str, Any]:
         row: dict[str, Any] = {"attributes": attributes(sobject, record["Id"], version)}
         for name in query.fields:
-            row[name] = record.get(name)
+            parent, dot, child = name.partition(".")
+            if dot:  # a parent relationship's field: nested as Salesforce answers it
+                related = record.get(parent)
+                if isinstance(related, dict):
+                    row.setdefault(parent, {"attributes": {"type": parent}})[child] = related.get(child)
+                else:
+                    row[parent] = None
+            else:
+                row[name] = record.get(name)
         for child in query.children:
             key = (sobject, child.child_name)
             if key not in CHILD_RELATIONSHIPS:
@@ -388,7 +399,10 @@ def register(app: Flask, state: Any) -> None:
             if name.endswith("__c") and name != data.key_field:
                 raise ApiFailure(400, "INVALID_FIELD", f"No such column '{name}' on entity '{sobject}'.")
         with data.lock:
-            rows = [r for r in data.records.get(sobject, {}).values() if _matches(r, query.conditions)]
+            table = data.records.get(sobject, {}).values()
+            if sobject == "PermissionSetAssignment":
+                table = data.permission_assignments()  # type: ignore[assignment]
+            rows = [r for r in table if _matches(r, query.conditions)]
             if query.order_by:
                 rows.sort(key=lambda r: str(r.get(query.order_by or "") or ""), reverse=query.descending)
             if query.limit is not None:

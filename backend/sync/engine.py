@@ -48,6 +48,7 @@ from backend.store.users import User
 from backend.sync import mapping
 from backend.sync.filters import Filters, Reason
 from backend.sync.match import lookup_batch
+from backend.sync.policy import effective_settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -242,7 +243,8 @@ class MailboxRun:
         if not folders:
             return
         cursors = self.store.mailboxes.cursors(self.mailbox.id)
-        window = SyncWindow.starting(datetime.now(tz=UTC), self.settings.BACKFILL_DAYS, self.mailbox.caught_up_at)
+        window = SyncWindow.starting(datetime.now(tz=UTC), int(self.mailbox.settings.get(
+            "backfill_days", self.settings.BACKFILL_DAYS)), self.mailbox.caught_up_at)
         self.phase = "mailbox"
         self.connector = mailbox_for(self.settings, self.store, self.mailbox)
         pending: list[ChangePage] = []
@@ -606,6 +608,7 @@ def run_mailbox(mailbox_id: str, interactive: bool = False) -> dict[str, Any]:
     if user is None:
         return {"status": "skipped", "reason": "unknown_user"}
     org = store.orgs.get(mailbox.org_id)
+    mailbox.settings = effective_settings(org, mailbox.settings)  # the org's locked values win
     if not interactive:
         if org.api_backoff_until > started:
             store.schedule.set_next(mailbox_id, org.api_backoff_until)
