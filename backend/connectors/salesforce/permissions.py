@@ -7,12 +7,14 @@ from backend.connectors.salesforce.soql import soql_quote
 
 # A permission set an org assigns to name admins without giving them Modify All Data.
 ADMIN_PERMISSION_SET = "Sidebar_Sync_Admin"
+# The profile is a permission set too (IsOwnedByProfile = true), so this one query covers both.
+QUERY = ("SELECT PermissionSet.Name, PermissionSet.PermissionsModifyAllData FROM PermissionSetAssignment "
+         "WHERE AssigneeId = ")
 
 
 def grants_admin(client: SalesforceClient, sf_user_id: str) -> bool:
     """True when the user's permission sets (their profile's included) grant Modify All Data or are ours."""
-    soql = ("SELECT PermissionSet.Name, PermissionSet.PermissionsModifyAllData FROM PermissionSetAssignment "
-            f"WHERE AssigneeId = {soql_quote(sf_user_id)}")  # noqa: S608 - a quoted SOQL literal
+    soql = QUERY + soql_quote(sf_user_id)
     body = client.call(lambda sf: sf.query(soql))
     for record in client.all_records(body or {}):
         permission_set = record.get("PermissionSet") or {}
