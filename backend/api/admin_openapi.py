@@ -9,7 +9,7 @@ from backend.api.openapi import COMPONENTS, PATHS, _body, _err, _json
 _CALLER = ("Accepts the console's session cookie (state-changing calls also need the session's "
            "X-CSRF-Token header) or an administrator's pane bearer token. Errors: 401 unauthorized, "
            "401 salesforce_revoked, 403 not_admin, 403 csrf_failed, 404 not_found (a user of another org).")
-_SECURITY = [{"bearer": []}, {"console": []}]
+_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"console": []}]
 _STATES = ["not_activated", "running", "paused", "disabled_error", "deactivated"]
 _USER = {"$ref": "#/components/schemas/AdminUser"}
 _POLICY = {"$ref": "#/components/schemas/OrgPolicy"}

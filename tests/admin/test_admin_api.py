@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from backend.extensions import services
 from sandbox.salesforce_rest import data_of
-from tests.admin.helpers import COOKIE, OTHER_ORG, ORG, console_login, run_record, seed_user
+from tests.admin.helpers import COOKIE, ORG, OTHER_ORG, console_login, run_record, seed_user
 from tests.helpers import LoggedIn, login
 
 ROUTES_GET = ("/api/admin/summary", "/api/admin/users", "/api/admin/settings", "/api/admin/audit")
@@ -227,7 +227,8 @@ def test_a_locked_value_wins_and_is_refused(app: Flask, client: FlaskClient, ca:
     ada = sign_in(client, ca, "ada")
     alice = sign_in(client, ca, "alice")
     # A default: applies to whoever did not choose; a person's choice stays theirs.
-    assert client.put("/api/admin/settings", headers=ada.headers, json={"cancelled_events": "delete"}).status_code == 200
+    default = client.put("/api/admin/settings", headers=ada.headers, json={"cancelled_events": "delete"})
+    assert default.status_code == 200
     assert client.get("/api/sync", headers=alice.headers).json["settings"]["cancelled_events"] == "delete"
     assert client.put("/api/sync/settings", headers=alice.headers,
                       json={"cancelled_events": "mark"}).json["settings"]["cancelled_events"] == "mark"
