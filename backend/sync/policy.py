@@ -77,7 +77,7 @@ def _domains(value: Any, field: str) -> list[str]:
     except ValueError as exc:
         raise PolicyError(field, str(exc).replace("The blocklist", "The list").replace("blocklist", "list")) from None
     if any("@" in d for d in domains):
-        raise PolicyError(field, "Give domains, not addresses.")
+        raise PolicyError(field, "Internal domains are domains: give domains, not addresses.")
     return domains
 
 
