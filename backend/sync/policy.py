@@ -138,6 +138,8 @@ def policy_changes(current: OrgSettings, body: dict[str, Any]) -> dict[str, Any]
                 (locked.add if raw["locked"] else locked.discard)(name)
         else:
             changes[name] = _value(name, raw)
+    # What the console sends whole (every value) changes only what differs.
+    changes = {name: value for name, value in changes.items() if getattr(current, name) != value}
     if locked != set(current.locked):
         changes["locked"] = sorted(locked)
     return changes

@@ -37,8 +37,9 @@ export async function loadSummary() {
   setText(byId("sum-api"), usage
     ? `${usage.used.toLocaleString()} of ${usage.limit.toLocaleString()} (${usage.percent}%, budget ${usage.budget_percent}%)`
     : "Not known yet");
-  const never = summary.never_succeeded ? ` (${summary.never_succeeded} never)` : "";
-  setText(byId("sum-oldest"), `${when(summary.oldest_last_success_at)}${never}`);
+  const never = summary.never_succeeded ? `${summary.never_succeeded} never synced` : "";
+  const oldest = summary.oldest_last_success_at ? when(summary.oldest_last_success_at) : "";
+  setText(byId("sum-oldest"), [oldest, never].filter(Boolean).join(" \u00b7 ") || "\u2013");
 }
 
 /** Show an error of a whole section (a failed load). */

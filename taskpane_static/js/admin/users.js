@@ -29,6 +29,9 @@ function stateCell(row) {
 
 function renderRows(users) {
   const body = byId("users-body");
+  // A reload must not lose the keyboard's place: the focused row's name button gets focus back.
+  const active = document.activeElement;
+  const focusedUid = active && body.contains(active) && active.dataset ? active.dataset.uid : null;
   body.replaceChildren();
   users.forEach((row) => {
     const tr = el("tr");
@@ -57,6 +60,9 @@ function renderRows(users) {
       stateCell(row), el("td", lastRunText(row.last_run)), el("td", issues), el("td", when(row.last_seen_at)));
     body.append(tr);
   });
+  if (focusedUid) {
+    focus(body.querySelector(`button[data-uid="${CSS.escape(focusedUid)}"]`));
+  }
   const pageBox = byId("select-page");
   pageBox.checked = users.length > 0 && users.every((row) => selected.has(row.id));
 }
@@ -145,8 +151,8 @@ async function openDetail(uid, from) {
 
 function closeDetail() {
   setVisible(byId("detail"), false);
-  const back = opener && document.contains(opener)
-    ? opener : document.querySelector(`#users-body button[data-uid="${CSS.escape(openUid || "")}"]`);
+  const current = document.querySelector(`#users-body button[data-uid="${CSS.escape(openUid || "")}"]`);
+  const back = current || (opener && document.contains(opener) ? opener : null);
   openUid = null;
   focus(back || byId("users-heading"));
 }
