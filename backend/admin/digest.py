@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from backend.admin.directory import STALE_SECONDS, org_rows
+from backend.admin.directory import STALE_SECONDS, read_org_rows
 from backend.store import Store
 from backend.store.mailboxes import SyncState
 
@@ -45,7 +45,7 @@ def digest_for(store: Store, org_id: str, now: float | None = None) -> Digest:
     now = time.time() if now is None else now
     disabled: list[dict[str, Any]] = []
     stale: list[dict[str, Any]] = []
-    for row in org_rows(store, org_id):
+    for row in read_org_rows(store, org_id):
         if row["state"] == SyncState.DISABLED_ERROR.value and (row["error"] or {}).get("code") != "disabled_by_admin":
             disabled.append(row)
         elif row["state"] == SyncState.RUNNING.value:

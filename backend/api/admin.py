@@ -94,11 +94,11 @@ def admin_users() -> Response:
 
 
 def _detail(caller: Caller, uid: str) -> dict[str, Any]:
-    user = org_user(caller, uid)
+    org_user(caller, uid)  # 404 unless of the admin's org
     store = services().store
     mailbox = store.mailboxes.get(uid)
-    rows = [r for r in directory.org_rows(store, user.org_id) if r["id"] == uid]
-    row: dict[str, Any] = _times(rows[0]) if rows else {"id": uid}
+    found = directory.user_row(store, uid)
+    row: dict[str, Any] = _times(found) if found else {"id": uid}
     row.update({
         "runs": store.runs.recent(uid, DETAIL_RUNS),
         "quarantine": {"count": store.quarantine.count(uid), "items": store.quarantine.recent(uid, DETAIL_ISSUES)},
@@ -128,6 +128,7 @@ def _run(outcomes: list[actions.Outcome], action: str) -> None:
 def _act(caller: Caller, uids: list[str], action: str) -> list[actions.Outcome]:
     store = services().store
     outcomes = [actions.act(store, uid, action) for uid in uids]
+    directory.forget_rows(store, caller.user.org_id)
     _run(outcomes, action)
     actions.record(store, caller.user.org_id, caller.user.id, action, outcomes)
     return outcomes

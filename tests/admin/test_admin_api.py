@@ -249,7 +249,8 @@ def test_a_locked_value_wins_and_is_refused(app: Flask, client: FlaskClient, ca:
         applied = effective_settings(store.orgs.get(ORG), store.mailboxes.get(alice.uid).settings)  # type: ignore[union-attr]
         assert applied["sync_events"] is False and applied["sync_emails"] is False and applied["backfill_days"] == 3
     audit = client.get("/api/admin/audit", headers=ada.headers).json["entries"]
-    assert audit[0]["action"] == "settings" and audit[0]["detail"]["changed"] == ["backfill_days", "locked", "sync_events"]
+    changed = audit[0]["detail"]["changed"]
+    assert audit[0]["action"] == "settings" and changed == ["backfill_days", "locked", "sync_events"]
 
 
 @pytest.mark.parametrize("body", [
