@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from backend.config import Settings
+from backend.connectors.crm import CrmRequestFailed
 from backend.connectors.salesforce import SalesforceClient, SalesforceCredentials, SalesforceOAuth, grants_admin
 from backend.store import Store
 from backend.store.users import User
@@ -21,6 +22,9 @@ def is_admin(store: Store, settings: Settings, oauth: SalesforceOAuth, user: Use
     client = SalesforceClient(settings, credentials)
     try:
         admin = grants_admin(client, user.sf_user_id)
+    except CrmRequestFailed:
+        # Salesforce refused the query (a user without access to setup objects): not an admin.
+        admin = False
     finally:
         client.close()
     store.users.update(user.id, is_admin=admin, admin_checked_at=now)

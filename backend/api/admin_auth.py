@@ -15,7 +15,7 @@ from backend.admin.roles import is_admin
 from backend.api.errors import ApiError
 from backend.api.tokens import authenticate
 from backend.auth.console import COOKIE, csrf_ok
-from backend.errors import AuthRevoked, Unavailable
+from backend.errors import AuthRevoked, Throttled, Unavailable
 from backend.extensions import services
 from backend.security.crypto import DecryptError
 from backend.store.consoles import ConsoleSession
@@ -73,7 +73,7 @@ def admin_flag(user: User) -> bool:
         raise _revoked(user, f"Salesforce no longer accepts your login ({exc.message})") from None
     except DecryptError:
         raise _revoked(user, "Your saved Salesforce login can no longer be read on this server") from None
-    except Unavailable:
+    except (Unavailable, Throttled):
         raise ApiError(503, "salesforce_unavailable",
                        "Salesforce could not say whether you are an administrator. Try again shortly.") from None
 

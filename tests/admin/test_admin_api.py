@@ -284,3 +284,23 @@ def test_openapi_describes_the_admin_routes(client: FlaskClient) -> None:
                  "/api/admin/users/bulk", "/api/admin/settings", "/api/admin/audit", "/api/admin/session"):
         assert path in paths, path
     assert set(paths["/api/admin/settings"]) == {"get", "put"}
+
+
+def test_a_refused_permission_query_means_not_an_admin(app: Flask, client: FlaskClient, ca: Any, people: Any) -> None:
+    from sandbox.salesforce_rest import ApiFailure
+
+    alice = sign_in(client, ca, "alice")
+
+    def refused() -> list[dict[str, Any]]:
+        raise ApiFailure(403, "INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object")
+
+    people.permission_assignments = refused
+    with app.app_context():
+        services().store.users.update(alice.uid, admin_checked_at=1.0)
+    me = client.get("/api/me", headers=alice.headers)
+    assert me.status_code == 200 and me.json["is_admin"] is False
+    with app.app_context():
+        # The refusal is an answer (kept five minutes), not an outage (which keeps the last answer).
+        assert services().store.users.get(alice.uid).admin_checked_at > 1.0  # type: ignore[union-attr]
+    resp = client.get("/api/admin/summary", headers=alice.headers)
+    assert resp.status_code == 403 and resp.json["error"]["code"] == "not_admin"
