@@ -15,7 +15,7 @@ from backend.security.crypto import generate_key
 keys_cli = AppGroup("keys", help="Encryption keys for secrets at rest.")
 manifest_cli = AppGroup("manifest", help="The Outlook add-in manifest.")
 sync_cli = AppGroup("sync", help="Sync runs.")
-org_cli = AppGroup("org", help="Settings of a Salesforce org (until the admin screens exist).")
+org_cli = AppGroup("org", help="The policy of a Salesforce org (the same as the admin console's).")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,21 +74,22 @@ def _org_json(org_id: str) -> str:
     import dataclasses
     import json
 
+    from backend.sync.policy import POLICY_NAMES
+
     settings = dataclasses.asdict(services().store.orgs.get(org_id))
-    keep = ("org_id", "admin_email", "internal_domains", "blocklist", "block_free_mail")
-    return json.dumps({k: settings[k] for k in keep}, indent=2)
+    return json.dumps({k: settings[k] for k in ("org_id", *POLICY_NAMES, "locked")}, indent=2)
 
 
 @org_cli.command("show")
 @click.argument("org_id")
 def org_show(org_id: str) -> None:
-    """Print the settings of the org ORG_ID (its 15 or 18 character Salesforce id)."""
+    """Print the policy of the org ORG_ID (its 15 or 18 character Salesforce id)."""
     click.echo(_org_json(_org_id_18(org_id)))
 
 
 @org_cli.command("set")
 @click.argument("org_id")
-@click.option("--admin-email", default=None, help='Who also gets "sync stopped" emails ("" to clear).')
+@click.option("--admin-email", default=None, help='Who also gets "sync stopped" emails and the digest ("" to clear).')
 @click.option(
     "--internal-domains", default=None, help="Comma-separated domains of the org: mail only among them is not logged."
 )
@@ -96,45 +97,59 @@ def org_show(org_id: str) -> None:
     "--blocklist", default=None, help="Comma-separated addresses and domains never logged for anyone in the org."
 )
 @click.option("--free-mail/--no-free-mail", "free_mail", default=None, help="Log (or not) mail with free-mail domains.")
+@click.option("--sync-emails/--no-sync-emails", "sync_emails", default=None, help="Sync emails (default or locked).")
+@click.option("--sync-events/--no-sync-events", "sync_events", default=None, help="Sync meetings.")
+@click.option("--cancelled-events", type=click.Choice(["mark", "delete"]), default=None,
+              help="What a cancelled meeting does to its Salesforce event.")
+@click.option("--backfill-days", type=int, default=None, help="Days a first run reads (-1: the server's default).")
+@click.option("--lock", "lock", multiple=True, help="A policy name people may not change (repeatable).")
+@click.option("--unlock", "unlock", multiple=True, help="A policy name that becomes a default again (repeatable).")
 def org_set(
     org_id: str,
     admin_email: str | None,
     internal_domains: str | None,
     blocklist: str | None,
     free_mail: bool | None,
+    sync_emails: bool | None,
+    sync_events: bool | None,
+    cancelled_events: str | None,
+    backfill_days: int | None,
+    lock: tuple[str, ...],
+    unlock: tuple[str, ...],
 ) -> None:
-    """Change the settings of the org ORG_ID; options not given keep their value."""
-    from backend.api.validation import is_email
-    from backend.sync.settings import normalise_blocklist
+    """Change the policy of the org ORG_ID; options not given keep their value (same checks as the console)."""
+    from backend.sync.policy import PolicyError, policy_changes
 
     org_id = _org_id_18(org_id)
-    changes: dict[str, object] = {}
+    body: dict[str, object] = {}
     if admin_email is not None:
-        admin_email = admin_email.strip().lower()
-        if admin_email and not is_email(admin_email):
-            raise click.BadParameter(f"{admin_email!r} is not an email address", param_hint="--admin-email")
-        changes["admin_email"] = admin_email
+        body["admin_email"] = admin_email
     if internal_domains is not None:
-        try:
-            domains = normalise_blocklist(internal_domains)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc).replace("blocklist", "list"), param_hint="--internal-domains") from None
-        if any("@" in d for d in domains):
-            raise click.BadParameter("give domains, not addresses", param_hint="--internal-domains")
-        changes["internal_domains"] = domains
+        body["internal_domains"] = internal_domains
     if blocklist is not None:
-        try:
-            changes["blocklist"] = normalise_blocklist(blocklist)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--blocklist") from None
+        body["blocklist"] = blocklist
     if free_mail is not None:
-        changes["block_free_mail"] = not free_mail
-    if not changes:
+        body["block_free_mail"] = not free_mail
+    for name, value in (("sync_emails", sync_emails), ("sync_events", sync_events),
+                        ("cancelled_events", cancelled_events), ("backfill_days", backfill_days)):
+        if value is not None:
+            body[name] = value
+    for name, locked in [*((n, True) for n in lock), *((n, False) for n in unlock)]:
+        current = body.get(name)
+        body[name] = {**({"value": current} if current is not None else {}), "locked": locked}
+    if not body:
         raise click.UsageError("nothing to change: give at least one option")
     store = services().store
+    try:
+        changes = policy_changes(store.orgs.get(org_id), body)
+    except PolicyError as exc:
+        option = "--free-mail" if exc.field == "block_free_mail" else "--" + exc.field.replace("_", "-")
+        raise click.BadParameter(str(exc), param_hint=option if exc.field in body else "--lock") from None
     if not store.users.org_user_ids(org_id):
         click.echo(f"note: nobody of org {org_id} has logged in yet; the settings apply once they do", err=True)
-    store.orgs.update(org_id, **changes)
+    if changes:
+        store.orgs.update(org_id, **changes)
+        store.audit.record(org_id, "cli", "settings", [org_id], {"changed": sorted(changes)})
     click.echo(_org_json(org_id))
 
 

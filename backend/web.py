@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from flask import Blueprint, Flask, Response, abort, jsonify, send_from_directory
+from flask import Blueprint, Flask, Response, abort, jsonify, request, send_from_directory
 
 from backend.extensions import services
 
@@ -66,10 +66,19 @@ def add_security_headers(app: Flask) -> None:
         if "csp" not in csp_cache:
             csp_cache["csp"] = content_security_policy(app)
         resp.headers["Content-Security-Policy"] = csp_cache["csp"]
+        if request.path == "/admin" or request.path.startswith("/admin/"):
+            # The console is a top-level page: nothing may frame it.
+            resp.headers["Content-Security-Policy"] = csp_cache["csp"].replace(
+                "frame-ancestors " + " ".join(FRAME_ANCESTORS), "frame-ancestors 'none'")
+            resp.headers["X-Frame-Options"] = "DENY"
+            return _common(resp)
+        resp.headers.pop("X-Frame-Options", None)
+        return _common(resp)
+
+    def _common(resp: Response) -> Response:
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
         resp.headers["Strict-Transport-Security"] = "max-age=31536000"
-        resp.headers.pop("X-Frame-Options", None)
         return resp
 
 

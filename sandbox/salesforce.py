@@ -59,6 +59,21 @@ class FakeSalesforceState:
     base_url: str = ""
     # Counters tests assert on.
     token_requests: list[str] = field(default_factory=list)
+    # Permission sets assigned beyond the profile, by username (e.g. "Sidebar_Sync_Admin").
+    permission_sets: dict[str, list[str]] = field(default_factory=dict)
+
+    def permission_assignments(self) -> list[dict[str, Any]]:
+        """PermissionSetAssignment rows: each user's profile (Modify All Data when is_admin), then the rest."""
+        rows: list[dict[str, Any]] = []
+        with self.lock:
+            for user in self.users.values():
+                rows.append({"Id": f"0Pa{user.user_id[3:]}", "AssigneeId": user.user_id, "PermissionSet": {
+                    "Name": f"X00e{user.user_id[3:12]}", "PermissionsModifyAllData": user.is_admin,
+                    "IsOwnedByProfile": True}})
+                for n, name in enumerate(self.permission_sets.get(user.username, [])):
+                    rows.append({"Id": f"0Pb{n}{user.user_id[4:]}", "AssigneeId": user.user_id, "PermissionSet": {
+                        "Name": name, "PermissionsModifyAllData": False, "IsOwnedByProfile": False}})
+        return rows
 
     def add_user(self, username: str, password: str = "pw", *, org_id: str = "00D000000000001AAA",
                  user_id: str | None = None, email: str | None = None, name: str | None = None,

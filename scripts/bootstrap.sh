@@ -26,3 +26,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
+# The browser tests inject axe-core (npm) into pages: installed from package-lock.json when it changed.
+if command -v npm >/dev/null && [ -f "$ROOT/package-lock.json" ]; then
+  npm_stamp="$ROOT/node_modules/.lock.sha256"
+  npm_want="$(sha256sum "$ROOT/package-lock.json" | cut -d' ' -f1)"
+  if [ ! -f "$npm_stamp" ] || [ "$(cat "$npm_stamp")" != "$npm_want" ]; then
+    echo "==> installing npm dev tools (axe-core)"
+    (cd "$ROOT" && npm ci --no-audit --no-fund --silent)
+    echo "$npm_want" > "$npm_stamp"
+  fi
+fi

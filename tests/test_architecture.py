@@ -26,6 +26,9 @@ OWN_PACKAGES = ("backend", "sandbox")
 LAYER_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("backend.sync", ("backend.auth", "backend.api", "backend.jobs", "backend.admin", "backend.hooks",
                       "backend.web", "backend.cli", "backend.extensions")),
+    # Administration's domain logic sits beside sync/: the HTTP edges and the jobs call it, never the reverse.
+    ("backend.admin", ("backend.auth", "backend.api", "backend.jobs", "backend.hooks", "backend.web", "backend.cli",
+                       "backend.extensions")),
     ("backend.connectors", ("backend.store", "backend.sync", "backend.jobs", "backend.api", "backend.auth",
                             "backend.admin", "backend.hooks", "backend.web", "backend.cli", "backend.extensions",
                             "backend.clients")),

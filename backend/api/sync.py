@@ -14,6 +14,7 @@ from backend.api.validation import bool_field, choice_field, json_body
 from backend.extensions import services
 from backend.jobs.sync import job_status
 from backend.store.mailboxes import InvalidTransition, SyncMailbox, SyncState
+from backend.sync.policy import PERSONAL_NAMES, chosen_by_person, effective_settings, person_view
 from backend.sync.settings import normalise_blocklist
 
 RECENT_RUNS = 5
@@ -85,7 +86,9 @@ def sync_view(mailbox: SyncMailbox) -> dict[str, Any]:
                        "items": svc.store.quarantine.recent(mailbox.id, QUARANTINE_SHOWN)},
         "backoff": backoff,
         "api_usage": usage,
-        "settings": mailbox.settings,
+        # What applies: the person's choices, with the org's defaults and locked values.
+        "settings": {k: v for k, v in effective_settings(org, mailbox.settings).items() if k in PERSONAL_NAMES},
+        "policy": person_view(org),
         "connection": {k: v for k, v in mailbox.connection.items() if k in ("login", "ews_url", "tenant_id")},
     }
 
@@ -109,7 +112,13 @@ def put_sync_settings() -> Response:
     if unknown:
         raise ApiError(400, "invalid_input", f"Unknown setting: {', '.join(sorted(unknown))}.")
     mailbox = _mailbox()
+    locked = sorted(set(data) & set(services().store.orgs.get(mailbox.org_id).locked))
+    if locked:
+        raise ApiError(403, "locked_by_admin", "Your administrator set this for everyone in your organisation.",
+                       field=locked[0])
     settings = dict(mailbox.settings)
+    # What the person chose stays theirs; the rest follows the org's defaults.
+    settings["chosen"] = sorted(chosen_by_person(mailbox.settings) | set(data))
     for name in ("sync_emails", "sync_events"):
         value = bool_field(data, name)
         if value is not None:

@@ -13,6 +13,8 @@ from backend.extensions import services
 from backend.security.crypto import Purpose, SignatureInvalid, SignatureTooOld, random_token
 from backend.store.users import User
 
+LAST_SEEN_SECONDS = 300
+
 
 @dataclass(frozen=True)
 class IssuedToken:
@@ -53,6 +55,11 @@ def authenticate() -> tuple[User, str]:
     user = svc.store.users.get(uid)
     if user is None:
         raise ApiError(401, "token_revoked", "You were logged out. Log in to Salesforce again.")
+    now = time.time()
+    if now - user.last_seen_at > LAST_SEEN_SECONDS:
+        # "Last add-in use" in the console; written at most every few minutes per user.
+        svc.store.users.update(uid, last_seen_at=now)
+        user.last_seen_at = now
     g.user, g.sid = user, sid
     return user, sid
 

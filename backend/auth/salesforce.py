@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, redirect, request
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from backend.auth.common import (
     DialogError,
@@ -23,6 +24,7 @@ from backend.auth.common import (
     issue_dialog_code,
     redeem_ticket,
 )
+from backend.auth.console import console_signed_in
 from backend.connectors.salesforce import (
     LoginHostRefused,
     SalesforceCredentials,
@@ -79,13 +81,14 @@ def start() -> Any:
         return dialog_error(exc)
     verifier, challenge = pkce_pair()
     # The dialog's session lives in Redis: the verifier goes there sealed, like every secret.
+    # console=1: the admin console's sign-in, which ends in a console session instead of a dialog code.
     state = begin_state("salesforce", verifier=services().box.encrypt(verifier), login_url=login_url,
-                        started=time.time())
+                        started=time.time(), console=request.args.get("console") == "1" and not switching)
     return redirect(oauth_client().authorize_url(login_url, state, challenge, force_login=switching), code=302)
 
 
 @bp.get("/callback")
-def callback() -> Response:
+def callback() -> Response | WerkzeugResponse:
     """Finish the sign-in and hand the task pane a one-time code."""
     try:
         return _callback()
@@ -93,7 +96,7 @@ def callback() -> Response:
         return dialog_error(exc)
 
 
-def _callback() -> Response:
+def _callback() -> Response | WerkzeugResponse:
     flow = finish_state("salesforce")
     if request.args.get("error"):
         error = request.args.get("error", "")
@@ -138,4 +141,6 @@ def _callback() -> Response:
     # The Salesforce login is the CRM side of sync: seed the sync mailbox now, no further step.
     store.mailboxes.ensure(uid, user.org_id)
     log.info("salesforce login uid=%s org=%s refresh=%s", uid, user.org_id, fingerprint(tokens.refresh_token))
+    if flow.get("console"):
+        return console_signed_in(uid)
     return dialog_result({"status": "ok", "code": issue_dialog_code(uid)})

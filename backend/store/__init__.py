@@ -13,6 +13,7 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P mailboxes``                        set: every mailbox id (``mailboxes.py``)
 ``P cursors:{mid}``                    hash: folder -> connector cursor, saved after writes (``mailboxes.py``)
 ``P runs:{mid}``                       list: the latest run records, counts never content (``runs.py``)
+``P runtotals:{org}``                  hash: ``{hour}:runs`` / ``{hour}:failures`` of the org, 25 h kept (``runs.py``)
 ``P quarantine:{mid}``                 list: rejected items: Message-ID, object, reason (``quarantine.py``)
 ``P quarantine-idx:{mid}``             hash: ``{key}|{object}`` -> its entry in the list, no copies (``quarantine.py``)
 ``P retries:{mid}``                    hash: item key -> transient refusals so far, 7 days TTL (``retries.py``)
@@ -28,6 +29,9 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P mstenant:{tid}``                   hash: a Microsoft 365 tenant's admin consent (``tenants.py``)
 ``P mstenants``                        set: tenant ids with a recorded admin consent (``tenants.py``)
 ``P exid:{sha256}``                    string: JSON addresses an Exchange user id proved (``exchange_ids.py``)
+``P audit:{org}``                      list: the org's administrator actions, newest first (``audit.py``)
+``P console:{sid}``                    string: JSON uid + CSRF token of an admin console session (``consoles.py``)
+``P console:by-user:{uid}``            set: console session ids of a user, to end them all (``consoles.py``)
 =====================================  ==========================================================
 
 Mail content (subjects, bodies, attachments) is never written here.
@@ -40,8 +44,10 @@ from dataclasses import dataclass
 from redis import Redis
 
 from backend.security.crypto import SecretBox
+from backend.store.audit import AuditLog
 from backend.store.capabilities import CapabilityRepo
 from backend.store.claims import EmailClaimRepo
+from backend.store.consoles import ConsoleSessionRepo
 from backend.store.exchange_ids import ExchangeIdentityRepo
 from backend.store.keys import Keys
 from backend.store.mailboxes import MailboxRepo
@@ -83,6 +89,8 @@ class Store:
     meetings: MeetingMapRepo
     tenants: TenantRepo
     exchange_ids: ExchangeIdentityRepo
+    audit: AuditLog
+    consoles: ConsoleSessionRepo
 
     @classmethod
     def build(cls, client: Redis, prefix: str, box: SecretBox) -> Store:
@@ -108,4 +116,6 @@ class Store:
             meetings=MeetingMapRepo(client, keys),
             tenants=TenantRepo(client, keys),
             exchange_ids=ExchangeIdentityRepo(client, keys),
+            audit=AuditLog(client, keys),
+            consoles=ConsoleSessionRepo(client, keys),
         )

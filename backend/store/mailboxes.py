@@ -119,6 +119,9 @@ _FROM: dict[str, frozenset[SyncState]] = {
     "resume": frozenset({SyncState.PAUSED}),
     "deactivate": frozenset({SyncState.RUNNING, SyncState.PAUSED, SyncState.DISABLED_ERROR}),
     "disable": frozenset({SyncState.RUNNING}),
+    # An administrator's Disable also stops a paused mailbox; Enable retries a disabled one.
+    "admin_disable": frozenset({SyncState.RUNNING, SyncState.PAUSED}),
+    "enable": frozenset({SyncState.DISABLED_ERROR}),
 }
 
 
@@ -258,6 +261,17 @@ class MailboxRepo:
             "disable",
             {"state": SyncState.DISABLED_ERROR, "error": {"code": code, "message": message, "since": time.time()}},
         )
+
+    def admin_disable(self, mid: str, message: str) -> SyncMailbox:
+        """Stop sync at an administrator's request (credentials and cursors kept; Enable undoes it)."""
+        return self._transition(mid, "admin_disable", {
+            "state": SyncState.DISABLED_ERROR,
+            "error": {"code": "disabled_by_admin", "message": message, "since": time.time()}})
+
+    def enable(self, mid: str) -> SyncMailbox:
+        """Run a disabled mailbox again with its saved connection (errors and failure streak cleared)."""
+        return self._transition(mid, "enable", {"state": SyncState.RUNNING, "error": None, "auth_failures": 0,
+                                                "notified_incident": "", "paused_at": 0.0})
 
     def update(self, mid: str, **changes: object) -> None:
         """Change fields that are not the state (settings, last run, counters)."""

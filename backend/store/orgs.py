@@ -1,4 +1,4 @@
-"""Org settings (``P org:{org}``): what an org admin controls, and the org's Salesforce API budget state."""
+"""Org settings (``P org:{org}``): the org policy an admin controls, and the org's Salesforce API budget state."""
 
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ class OrgSettings:
     # Domains of the org itself: mail only between these is internal and not logged.
     internal_domains: list[str] = field(default_factory=list)
     block_free_mail: bool = True
+    # Defaults of people's sync preferences (each may be locked, see ``locked``).
+    sync_emails: bool = True
+    sync_events: bool = True
+    cancelled_events: str = "mark"
+    # Days of mail a first run reads; -1 keeps the server's BACKFILL_DAYS.
+    backfill_days: int = -1
+    # Policy names people may not change: their value is the org's (``backend.sync.policy``).
+    locked: list[str] = field(default_factory=list)
     # Last API usage Salesforce reported (Sforce-Limit-Info) and when.
     api_used: int = 0
     api_max: int = 0

@@ -38,7 +38,11 @@ class User:
     addin_identity: str = ""
     salesforce_status: str = "connected"
     salesforce_status_reason: str = ""
+    # An administrator of the org's Sidebar Sync (backend.admin.roles), and when Salesforce last said so.
     is_admin: bool = False
+    admin_checked_at: float = 0.0
+    # Last time the add-in called the API for this user (at most one write per few minutes).
+    last_seen_at: float = 0.0
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 

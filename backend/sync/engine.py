@@ -26,6 +26,7 @@ from backend.store import Store
 from backend.store.mailboxes import SyncState
 from backend.sync.budget import backoff_before_run, end_backoff, enter_backoff, iso
 from backend.sync.cadence import schedule_next
+from backend.sync.policy import effective_settings
 from backend.sync.run import MailboxRun
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class SyncEngine:
         if user is None:
             return {"status": "skipped", "reason": "unknown_user"}
         org = store.orgs.get(mailbox.org_id)
+        mailbox.settings = effective_settings(org, mailbox.settings)  # the org's locked values win
         if not interactive:
             until = backoff_before_run(store, self.settings, org, started)
             if until is not None:

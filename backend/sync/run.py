@@ -121,7 +121,8 @@ class MailboxRun:
         if not folders:
             return
         cursors = self.store.mailboxes.cursors(self.mailbox.id)
-        window = SyncWindow.starting(datetime.now(tz=UTC), self.settings.BACKFILL_DAYS, self.mailbox.caught_up_at)
+        backfill_days = int(self.mailbox.settings.get("backfill_days", self.settings.BACKFILL_DAYS))
+        window = SyncWindow.starting(datetime.now(tz=UTC), backfill_days, self.mailbox.caught_up_at)
         self.phase = "mailbox"
         self.connector = mailbox_for(self.settings, self.store, self.clients, self.mailbox)
         pending: list[ChangePage] = []

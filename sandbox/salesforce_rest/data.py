@@ -82,6 +82,8 @@ class SalesforceData:
     rules: list[Rule] = field(default_factory=list)
     calls: list[RestCall] = field(default_factory=list)
     user_ids: Callable[[], set[str]] = lambda: set()
+    # PermissionSetAssignment rows (AssigneeId, PermissionSet{Name, PermissionsModifyAllData, IsOwnedByProfile}).
+    permission_assignments: Callable[[], list[dict[str, Any]]] = lambda: []
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _cursors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -141,6 +143,7 @@ def data_of(state: Any) -> SalesforceData:
     if data is None:
         data = SalesforceData()
         data.user_ids = lambda: {u.user_id for u in state.users.values()}
+        data.permission_assignments = lambda: state.permission_assignments()
         state.rest = data
     return data
 

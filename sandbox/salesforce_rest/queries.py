@@ -17,7 +17,15 @@ def project(data: SalesforceData, record: dict[str, Any], query: Query, sobject:
     """One result row: the selected fields and child relationship subqueries."""
     row: dict[str, Any] = {"attributes": attributes(sobject, record["Id"], version)}
     for name in query.fields:
-        row[name] = record.get(name)
+        parent, dot, child = name.partition(".")
+        if dot:  # a parent relationship's field: nested as Salesforce answers it
+            related = record.get(parent)
+            if isinstance(related, dict):
+                row.setdefault(parent, {"attributes": {"type": parent}})[child] = related.get(child)
+            else:
+                row[parent] = None
+        else:
+            row[name] = record.get(name)
     for child in query.children:
         key = (sobject, child.child_name)
         if key not in CHILD_RELATIONSHIPS:
@@ -47,7 +55,10 @@ def run_query(data: SalesforceData, soql: str, version: str) -> dict[str, Any]:
         if name.endswith("__c") and name != data.key_field:
             raise ApiFailure(400, "INVALID_FIELD", f"No such column '{name}' on entity '{sobject}'.")
     with data.lock:
-        rows = [r for r in data.records.get(sobject, {}).values() if matches(r, query.conditions)]
+        table = data.records.get(sobject, {}).values()
+        if sobject == "PermissionSetAssignment":
+            table = data.permission_assignments()  # type: ignore[assignment]
+        rows = [r for r in table if matches(r, query.conditions)]
         if query.order_by:
             rows.sort(key=lambda r: str(r.get(query.order_by or "") or ""), reverse=query.descending)
         if query.limit is not None:

@@ -1,7 +1,9 @@
-// Every call the task pane makes to the Sidebar Sync API goes through this module.
+// Every call the task pane and the admin console make to the Sidebar Sync API goes through this module.
 //
 // The pane lives in a cross-site iframe in Outlook on the web, where third-party cookies are
 // blocked, so it authenticates with a bearer token (kept in localStorage) and never sends cookies.
+// The admin console is a top-level page: its calls (`console: true`) send the session cookie
+// instead, and every state-changing one carries the session's CSRF token.
 // Every /api error is {"error": {"code", "message", ...}}; callers get an ApiError carrying them.
 
 const TOKEN_KEY = "sidebarSync.session";
@@ -106,7 +108,17 @@ export function onSessionEnded(listener) {
   return () => sessionEndedListeners.delete(listener);
 }
 
-async function request(method, path, { body, auth = true, token } = {}) {
+let consoleCsrf = "";
+
+/** Keep the console session's CSRF token (from GET /api/admin/session). */
+export function setConsoleCsrf(token) {
+  consoleCsrf = typeof token === "string" ? token : "";
+}
+
+async function request(method, path, { body, auth = true, token, console: fromConsole = false } = {}) {
+  if (fromConsole) {
+    return consoleRequest(method, path, body);
+  }
   const headers = { Accept: "application/json" };
   const bearer = auth ? (token || getToken()) : null;
   if (auth && !bearer) {
@@ -122,12 +134,30 @@ async function request(method, path, { body, auth = true, token } = {}) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  let response;
+  const response = await send(path, init);
+  const data = await jsonOf(response);
+  if (!response.ok) {
+    const error = new ApiError(response.status, data && data.error);
+    // Only the session this call used can end here; a call made with an explicit old token
+    // (logging out a previous account) must not end the new session.
+    if (auth && !token && error.endsSession) {
+      clearToken();
+      sessionEndedListeners.forEach((listener) => listener(error));
+    }
+    throw error;
+  }
+  return data;
+}
+
+async function send(path, init) {
   try {
-    response = await fetch(path, init);
+    return await fetch(path, init);
   } catch {
     throw new ApiError(0, null);
   }
+}
+
+async function jsonOf(response) {
   let data = null;
   const type = response.headers.get("Content-Type") || "";
   if (response.status !== 204 && type.includes("application/json")) {
@@ -137,12 +167,24 @@ async function request(method, path, { body, auth = true, token } = {}) {
       data = null;
     }
   }
+  return data;
+}
+
+async function consoleRequest(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") {
+    headers["X-CSRF-Token"] = consoleCsrf;
+  }
+  const init = { method, headers, credentials: "same-origin", cache: "no-store" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await send(path, init);
+  const data = await jsonOf(response);
   if (!response.ok) {
     const error = new ApiError(response.status, data && data.error);
-    // Only the session this call used can end here; a call made with an explicit old token
-    // (logging out a previous account) must not end the new session.
-    if (auth && !token && error.endsSession) {
-      clearToken();
+    if (error.endsSession) {
       sessionEndedListeners.forEach((listener) => listener(error));
     }
     throw error;
@@ -204,4 +246,77 @@ export function syncAction(action) {
     throw new Error(`unknown sync action ${action}`);
   }
   return request("POST", `/api/sync/${action}`, { body: {} });
+}
+
+// --- The admin console (cookie session + CSRF) ------------------------------------------------
+
+const ADMIN_ACTIONS = ["enable", "disable", "pause", "resume", "sync", "reset"];
+
+function query(params) {
+  const search = new URLSearchParams();
+  Object.entries(params || {}).forEach(([name, value]) => {
+    if (value !== undefined && value !== null && value !== "") {
+      search.set(name, String(value));
+    }
+  });
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+/** GET /api/admin/session: who is signed in to the console, is_admin, the CSRF token. */
+export function getAdminSession() {
+  return request("GET", "/api/admin/session", { console: true });
+}
+
+/** GET /api/admin/summary: the org at a glance. */
+export function getAdminSummary() {
+  return request("GET", "/api/admin/summary", { console: true });
+}
+
+/** GET /api/admin/users: a page of the org's users ({state, provider, q, sort, order, page, per_page}). */
+export function getAdminUsers(params) {
+  return request("GET", `/api/admin/users${query(params)}`, { console: true });
+}
+
+/** GET /api/admin/users/<id>: one user with runs and quarantined items. */
+export function getAdminUser(uid) {
+  return request("GET", `/api/admin/users/${encodeURIComponent(uid)}`, { console: true });
+}
+
+/** POST /api/admin/users/<id>/<action>. */
+export function adminUserAction(uid, action) {
+  if (!ADMIN_ACTIONS.includes(action)) {
+    throw new Error(`unknown admin action ${action}`);
+  }
+  return request("POST", `/api/admin/users/${encodeURIComponent(uid)}/${action}`, { console: true });
+}
+
+/** POST /api/admin/users/bulk: one action on a selection. */
+export function adminBulkAction(action, ids) {
+  return request("POST", "/api/admin/users/bulk", { console: true, body: { action, ids } });
+}
+
+/** GET /api/admin/settings: the org policy. */
+export function getAdminSettings() {
+  return request("GET", "/api/admin/settings", { console: true });
+}
+
+/** PUT /api/admin/settings: change values and locks. */
+export function saveAdminSettings(changes) {
+  return request("PUT", "/api/admin/settings", { console: true, body: changes });
+}
+
+/** GET /api/admin/audit: the last 200 administrator actions. */
+export function getAdminAudit() {
+  return request("GET", "/api/admin/audit", { console: true });
+}
+
+/** POST /admin/logout: end the console session. */
+export async function consoleLogout() {
+  const response = await send("/admin/logout", {
+    method: "POST", headers: { "X-CSRF-Token": consoleCsrf }, credentials: "same-origin", cache: "no-store",
+  });
+  if (!response.ok && response.status !== 204) {
+    throw new ApiError(response.status, null);
+  }
 }

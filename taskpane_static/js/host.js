@@ -180,3 +180,16 @@ export function openDialog(url) {
 export function ownUrl(path) {
   return new URL(path, window.location.origin).toString();
 }
+
+/**
+ * Open `url` in the person's browser, outside Outlook (the admin console is a wide page):
+ * Office.context.ui.openBrowserWindow where the host has it, a new tab otherwise.
+ */
+export function openInBrowser(url) {
+  const host = office();
+  if (host && host.context && host.context.ui && typeof host.context.ui.openBrowserWindow === "function") {
+    host.context.ui.openBrowserWindow(url);
+    return;
+  }
+  window.open(url, "_blank", "noopener");
+}

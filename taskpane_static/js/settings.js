@@ -14,6 +14,7 @@ import {
 } from "./dom.js";
 import { formatCount, formatDateTime, formatDuration, formatWhen, providerName, retryText } from "./format.js";
 import { DialogError, openDialog } from "./host.js";
+import { renderPolicy, withoutLocked } from "./policy.js";
 import { isSetUp, lastRunCounts, lastRunDuration, lastRunError, lastRunTime, stateText } from "./syncview.js";
 
 const PROVIDER_SECTIONS = {
@@ -291,7 +292,7 @@ export function initSettings(app) {
     }
     await whileBusy(el.save, "Saving\u2026", async () => {
       try {
-        const sync = await api.saveSyncSettings(body);
+        const sync = await api.saveSyncSettings(withoutLocked(body));
         settingsDirty = false;
         app.setSync(sync);
         setText(el.saveStatus, "Saved.");
@@ -472,6 +473,7 @@ export function initSettings(app) {
       renderControls(sync.state);
       renderConnect(sync, config);
       fillSettings(sync.settings);
+      renderPolicy(sync.policy);
     },
 
     /** Lead the person to the connect form of the provider sync used (after "Reconnect"). */

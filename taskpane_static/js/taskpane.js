@@ -8,7 +8,7 @@ import * as api from "./api.js";
 import { byId, focus, setText, setVisible, showActionError } from "./dom.js";
 import { environmentName } from "./format.js";
 import { initHome, renderHome } from "./home.js";
-import { whenReady } from "./host.js";
+import { openInBrowser, ownUrl, whenReady } from "./host.js";
 import { initLogin } from "./login.js";
 import { setupMenu } from "./menu.js";
 import { initSettings } from "./settings.js";
@@ -100,6 +100,8 @@ function renderAccount(me) {
     }
   }
   setText(byId("menu-account-env"), environment);
+  // Administration: for the org's Sidebar Sync administrators only (the API checks again).
+  setVisible(byId("menu-admin"), Boolean(me && me.is_admin));
 }
 
 async function refreshSync() {
@@ -243,6 +245,10 @@ function wire() {
   initHome(app);
   menu = setupMenu(byId("menu-button"), byId("app-menu"));
   byId("menu-sync").addEventListener("click", () => show("settings"));
+  byId("menu-admin").addEventListener("click", () => {
+    menu.close(false);
+    openInBrowser(ownUrl("/admin"));
+  });
   byId("menu-switch").addEventListener("click", () => {
     menu.close(false);
     switchAccount();

@@ -188,7 +188,12 @@
     context: {
       mailbox: mailbox,
       requirements: requirements,
-      ui: { displayDialogAsync: displayDialogAsync, messageParent: messageParent },
+      ui: { displayDialogAsync: displayDialogAsync, messageParent: messageParent,
+            // Opens the URL in the person's browser: here a new page of the same browser context.
+            openBrowserWindow: function (url) {
+              log.push({ call: "openBrowserWindow", url: url });
+              window.open(url, "_blank");
+            } },
       diagnostics: { host: "Outlook", platform: "OfficeOnline", version: "16.0.0.0" },
     },
     onReady: function (callback) {

@@ -61,6 +61,8 @@ def test_backfill_quiet_run_and_one_new_email(env_factory: Callable[..., SyncEnv
     env = env_factory()
     people = seed_people(env)
     env.log_in()
+    # The pane's /api/me asked Salesforce whether Alice is an admin (one query): not the run's calls.
+    env.sf.reset_calls()
     owner = env.mailbox().user_id
     seeded = seed_mail(env, 12)
     # Not logged: a stranger (no match) and a colleague (internal).

@@ -12,6 +12,7 @@ One module a concern, each layer using only those below it::
     records      drafts packed into sObject records, fields cut to their (UTF-16) lengths
     lookup       people by address, existing emails and meetings by key, cached per run
     writes       a write plan sent, each record's outcome counted (written, rejected, transient)
+    permissions  who administers Sidebar Sync in the org (permission sets)
     connector    SalesforceCrm (the Crm protocol for one run) and open_crm
 
 Nothing outside this package imports simple-salesforce: the names below are its public surface.
@@ -32,12 +33,14 @@ from backend.connectors.salesforce.hosts import (
 )
 from backend.connectors.salesforce.lookup import EMAIL_LOOKUP_PREFIX, address_variants
 from backend.connectors.salesforce.oauth import Identity, SalesforceOAuth, TokenExpired, TokenSet, pkce_pair
+from backend.connectors.salesforce.permissions import ADMIN_PERMISSION_SET, grants_admin
 from backend.connectors.salesforce.records import CANCELLED_PREFIX, FIELD_LIMITS, KEY_FIELD_MAX, activity_key
 from backend.connectors.salesforce.soql import SOQL_MAX_CHARS, URI_MAX_CHARS, chunk_in_list, soql_quote
 from backend.connectors.salesforce.writes import WRITE_TIMEOUT_SECONDS, safe_reason
 
 __all__ = [
     "ACCESS_TOKEN_CACHE_SECONDS",
+    "ADMIN_PERMISSION_SET",
     "CANCELLED_PREFIX",
     "COLLECTION_MAX",
     "COMPOSITE_MAX_HEAVY",
@@ -62,6 +65,7 @@ __all__ = [
     "check_salesforce_url",
     "chunk_in_list",
     "environment_of",
+    "grants_admin",
     "is_salesforce_host",
     "login_url_for",
     "open_crm",

@@ -1,0 +1,95 @@
+"""What an administrator does to a user's sync, each action recorded in the org's audit log.
+
+The actions change state through the mailbox repository's transitions (so they never undo a
+person's concurrent change) and say whether a run should start now; enqueuing it is the caller's
+(the API's) part, since this package sits below the jobs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from backend.store import Store
+from backend.store.mailboxes import InvalidTransition, SyncState
+
+ACTIONS = ("enable", "disable", "pause", "resume", "sync", "reset")
+# Sync now from the console: at most once a minute per mailbox.
+SYNC_NOW_SECONDS = 60
+MAX_BULK = 500
+DISABLED_MESSAGE = "Your administrator turned sync off for this mailbox."
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one action did to one user: ``ok``, or an error code (``invalid_state``, ``rate_limited``...)."""
+
+    uid: str
+    status: str
+    state: str = ""
+    message: str = ""
+    run_now: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON the API answers for this user."""
+        body: dict[str, object] = {"id": self.uid, "status": self.status, "state": self.state or None}
+        if self.message:
+            body["message"] = self.message
+        return body
+
+
+def _state_message(state: SyncState, action: str) -> str:
+    return f"Sync is {state.value.replace('_', ' ')} for this user, so it cannot be {_VERBS[action]}."
+
+
+_VERBS = {"enable": "enabled", "disable": "disabled", "pause": "paused", "resume": "resumed",
+          "sync": "synced now", "reset": "reset"}
+
+
+def act(store: Store, uid: str, action: str, now: float | None = None) -> Outcome:
+    """Apply ``action`` to the user's sync mailbox (the caller checked the user is of the admin's org)."""
+    now = time.time() if now is None else now
+    repo = store.mailboxes
+    mailbox = repo.get(uid)
+    if mailbox is None:
+        return Outcome(uid, "invalid_state", SyncState.NOT_ACTIVATED.value,
+                       _state_message(SyncState.NOT_ACTIVATED, action))
+    try:
+        if action == "pause":
+            mailbox = repo.pause(uid)
+            store.schedule.remove(uid)
+        elif action == "resume":
+            mailbox = repo.resume(uid)
+            return Outcome(uid, "ok", mailbox.state.value, run_now=True)
+        elif action == "disable":
+            mailbox = repo.admin_disable(uid, DISABLED_MESSAGE)
+            store.schedule.remove(uid)
+        elif action == "enable":
+            mailbox = repo.enable(uid)
+            return Outcome(uid, "ok", mailbox.state.value, run_now=True)
+        elif action in ("sync", "reset"):
+            if mailbox.state is not SyncState.RUNNING:
+                raise InvalidTransition(mailbox.state, action)
+            if action == "sync":
+                allowed, _ = store.ratelimit.hit("admin-sync", uid, 1, SYNC_NOW_SECONDS)
+                if not allowed:
+                    return Outcome(uid, "rate_limited", mailbox.state.value,
+                                   "This mailbox was synced less than a minute ago. Try again shortly.")
+            else:
+                # The next run reads again from the start of the last complete run's window; the
+                # Message-ID dedup makes what it finds a second time harmless.
+                repo.clear_cursors(uid)
+            return Outcome(uid, "ok", mailbox.state.value, run_now=True)
+        else:
+            raise ValueError(action)
+    except InvalidTransition as exc:
+        return Outcome(uid, "invalid_state", exc.current.value, _state_message(exc.current, action))
+    return Outcome(uid, "ok", mailbox.state.value)
+
+
+def record(store: Store, org_id: str, actor: str, action: str, outcomes: list[Outcome]) -> None:
+    """One audit entry for an action on one user or a selection (with what happened to each)."""
+    done = [o.uid for o in outcomes if o.status == "ok"]
+    refused = {o.uid: o.status for o in outcomes if o.status != "ok"}
+    store.audit.record(org_id, actor, action, [o.uid for o in outcomes],
+                       {"done": len(done), "refused": refused} if refused else {"done": len(done)})
