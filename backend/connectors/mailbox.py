@@ -85,6 +85,8 @@ class EmailItem:
     is_draft: bool = False
     # True when the connector cut the recipient list or body (recorded, never silently).
     truncated: bool = False
+    # Recipients left out past MAX_RECIPIENTS (counted in the run record, per folder).
+    recipients_cut: int = 0
 
     @property
     def when(self) -> datetime | None:
@@ -128,6 +130,8 @@ class EventItem:
     # For occurrences of a series: the original start, which with ``uid`` names one occurrence.
     occurrence_start: datetime | None = None
     truncated: bool = False
+    # Attendees left out past MAX_RECIPIENTS (counted in the run record).
+    recipients_cut: int = 0
 
     @property
     def participants(self) -> tuple[Address, ...]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backend.connectors.crm import WriteResult
+from backend.connectors.mailbox import ChangePage
 from backend.sync.filters import Reason
 
 # Counts a run takes over from a write's result under the same name.
@@ -41,12 +42,25 @@ class RunCounts:
     relations_quarantined: int = 0
     # Times this run waited for a colleague's run writing the same emails.
     claim_waits: int = 0
+    # Items whose recipient (or attendee) list the connector cut at MAX_RECIPIENTS, by folder, and
+    # how many addresses were left out: matching saw only the first ones.
+    recipients_cut: int = 0
+    recipients_cut_by: Counter[str] = field(default_factory=Counter)
+    recipients_dropped: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The counts as JSON-ready values."""
-        data = {k: v for k, v in self.__dict__.items() if k != "filtered_by"}
-        data["filtered_by"] = dict(sorted(self.filtered_by.items()))
+        data = {k: (dict(sorted(v.items())) if isinstance(v, Counter) else v) for k, v in self.__dict__.items()}
         return data
+
+    def add_cuts(self, pages: list[ChangePage]) -> None:
+        """Count the items of ``pages`` whose recipient lists were cut, and where (the folder)."""
+        for page in pages:
+            for item in (*page.emails, *page.events):
+                if item.recipients_cut:
+                    self.recipients_cut += 1
+                    self.recipients_cut_by[page.folder.value] += 1
+                    self.recipients_dropped += item.recipients_cut
 
     def filter_out(self, reason: Reason, count: int = 1) -> None:
         """Count filtered items (one by default)."""

@@ -154,6 +154,7 @@ class MailboxRun:
         counts.read += emails + events
         counts.deletions += sum(len(p.deletions) for p in pages)
         counts.resynced_pages += sum(1 for p in pages if p.resynced)
+        counts.add_cuts(pages)
         unreadable = sum(p.unreadable for p in pages)
         if unreadable:
             counts.read += unreadable

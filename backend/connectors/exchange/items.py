@@ -68,10 +68,10 @@ def _address(mailbox: Any) -> Address | None:
     return Address.of(getattr(target, "email_address", None), getattr(target, "name", None))
 
 
-def _addresses(values: Sequence[Any] | None) -> tuple[tuple[Address, ...], bool]:
-    """At most MAX_RECIPIENTS addresses, and whether some were cut."""
+def _addresses(values: Sequence[Any] | None) -> tuple[tuple[Address, ...], int]:
+    """At most MAX_RECIPIENTS addresses, and how many were cut."""
     found = [a for a in (_address(v) for v in values or []) if a is not None]
-    return tuple(found[:MAX_RECIPIENTS]), len(found) > MAX_RECIPIENTS
+    return tuple(found[:MAX_RECIPIENTS]), max(0, len(found) - MAX_RECIPIENTS)
 
 
 def _text_body(item: Any) -> str:
@@ -134,7 +134,8 @@ def email_item(item: Any, folder: Folder) -> EmailItem:
         received_at=_utc(item.datetime_received),
         sensitivity=_sensitivity(item.sensitivity),
         is_draft=bool(item.is_draft),
-        truncated=to_cut or cc_cut or body_cut,
+        truncated=bool(to_cut or cc_cut) or body_cut,
+        recipients_cut=to_cut + cc_cut,
     )
 
 
@@ -164,5 +165,6 @@ def event_item(item: Any, cursor: Cursor) -> EventItem | None:
         is_cancelled=bool(item.is_cancelled),
         is_recurring=recurring,
         occurrence_start=occurrence,
-        truncated=cut or body_cut,
+        truncated=bool(cut) or body_cut,
+        recipients_cut=cut,
     )

@@ -57,9 +57,9 @@ def _address(value: Any) -> Address | None:
     return Address.of(inner.get("address"), inner.get("name")) if isinstance(inner, dict) else None
 
 
-def _addresses(values: Any) -> tuple[tuple[Address, ...], bool]:
+def _addresses(values: Any) -> tuple[tuple[Address, ...], int]:
     found = [a for a in (_address(v) for v in (values or [])) if a is not None]
-    return tuple(found[:MAX_RECIPIENTS]), len(found) > MAX_RECIPIENTS
+    return tuple(found[:MAX_RECIPIENTS]), max(0, len(found) - MAX_RECIPIENTS)
 
 
 def _body_text(value: Any) -> tuple[str, bool]:
@@ -103,7 +103,8 @@ def parse_email(data: Mapping[str, Any], folder: Folder) -> EmailItem:
         received_at=_parse_time(data.get("receivedDateTime")),
         sensitivity=_sensitivity_of_message(data),
         is_draft=bool(data.get("isDraft", False)),
-        truncated=to_cut or cc_cut or body_cut,
+        truncated=bool(to_cut or cc_cut) or body_cut,
+        recipients_cut=to_cut + cc_cut,
     )
 
 
@@ -130,7 +131,8 @@ def parse_event(data: Mapping[str, Any]) -> EventItem:
         is_cancelled=bool(data.get("isCancelled", False)),
         is_recurring=kind in {"occurrence", "exception", "seriesMaster"},
         occurrence_start=_parse_time(data.get("originalStart")) if kind in {"occurrence", "exception"} else None,
-        truncated=cut or body_cut,
+        truncated=bool(cut) or body_cut,
+        recipients_cut=cut,
     )
 
 
