@@ -7,7 +7,8 @@ ones :mod:`sandbox.microsoft` issued (delegated: ``/me`` is that user; applicati
 Delta follows Graph's contract: an initial round (``$select``, ``$expand``, ``$filter`` for mail,
 ``startDateTime``/``endDateTime`` for ``calendarView``) pages by ``Prefer: odata.maxpagesize``
 through ``@odata.nextLink`` (``$skiptoken``) and ends with an ``@odata.deltaLink``
-(``$deltatoken``); a later round returns only what changed since, removals as ``@removed``. Tests
+(``$deltatoken``); a later round returns only what changed since, removals as ``@removed`` (an
+event moved outside the calendarView range too; ``GET /events/{id}`` still finds it). Tests
 can make every token handed out so far expire (410), inject 429 with Retry-After, 503, 500, 410 and
 slow answers, and read the peak number of requests in flight per mailbox from the recorder (tag =
 the mailbox of the token).
@@ -326,9 +327,11 @@ class FakeGraphState:
             if info.kind == "delegated" and "Mail.Read" not in info.scopes:
                 return 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Mail.Read is required."}}
             return self._delta(user, prefix, rest[1].lower(), query, headers)
-        if rest == ["calendarView", "delta"]:
+        if rest == ["calendarView", "delta"] or (len(rest) == 2 and rest[0] == "events"):
             if info.kind == "delegated" and "Calendars.Read" not in info.scopes:
                 return 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Calendars.Read is required."}}
+            if rest[0] == "events":
+                return self._event(user, rest[1], headers)
             return self._delta(user, prefix, "calendar", query, headers)
         return 404, {}, {"error": {"code": "ResourceNotFound", "message": "Unsupported path."}}
 
@@ -347,6 +350,18 @@ class FakeGraphState:
         body = {k: v for k, v in full.items() if (k in select or k == "id")} if select else \
             {k: v for k, v in full.items() if k != "proxyAddresses"}
         return 200, {}, body
+
+    def _event(self, user: MsUser, event_id: str, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        """``GET /events/{id}``: the event wherever it is in the calendar (404 once deleted)."""
+        box = self.mailbox(user.mail)
+        prefer = " ".join(v for k, v in headers.items() if k.lower() == "prefer")
+        body_match = _PREFER_BODY.search(prefer)
+        with self.lock:
+            item = box.items.get(event_id)
+            if item is None or item.deleted or item.folder != "calendar":
+                return 404, {}, {"error": {"code": "ErrorItemNotFound",
+                                           "message": "The specified object was not found in the store."}}
+            return 200, {}, self._render(item, {}, body_match.group(1) if body_match else "html")
 
     # --- delta ------------------------------------------------------------------------------------
 
@@ -445,13 +460,15 @@ class FakeGraphState:
                 if since:
                     chosen.append(item.id)
                 continue
-            if self._in_scope(item, token):
+            # A later round also lists a calendar item that moved out of the range (as @removed).
+            if self._in_scope(item, token) or (since and folder == "calendar"):
                 chosen.append(item.id)
         return chosen
 
     def _render(self, item: Item, token: dict[str, Any], body_type: str) -> dict[str, Any]:
         odata = "#microsoft.graph.event" if item.folder == "calendar" else "#microsoft.graph.message"
-        if item.deleted:
+        if item.deleted or (item.folder == "calendar" and not self._in_scope(item, token)):
+            # Graph says "deleted" for an event that left the calendarView range too.
             return {"@odata.type": odata, "id": item.id, "@removed": {"reason": "deleted"}}
         content = item.body if body_type == "text" else f"<html><body>{html.escape(item.body)}</body></html>"
         full = {"@odata.type": odata, "@odata.etag": f'W/"{item.seq}"', "id": item.id, **item.data,

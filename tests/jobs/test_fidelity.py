@@ -54,3 +54,31 @@ def test_a_message_with_more_than_2000_recipients_is_cut_with_a_trace_in_the_run
     # The pane reads the last run from the sync JSON.
     assert shown is not None and shown["counts"]["recipients_cut_by"] == {"inbox": 1}
 
+
+
+def soon(days: float = 2, hour: int = 15) -> datetime:
+    """A whole hour ``days`` from now (UTC)."""
+    return (datetime.now(tz=UTC) + timedelta(days=days)).replace(hour=hour, minute=0, second=0, microsecond=0)
+
+
+@pytest.mark.parametrize("env_factory", ["microsoft"], indirect=True)
+def test_a_graph_meeting_moved_outside_the_calendar_range_is_updated_not_cancelled(env: SyncEnv) -> None:
+    start = soon()
+    with env.app.app_context():
+        remote_id = env.harness.add_event(subject="Review", start=start, end=start + timedelta(hours=1),
+                                          organizer=env.harness.address, attendees=[CONTACT], uid="UID-moved")
+        assert run_mailbox(env.uid, interactive=True)["counts"]["events_written"] == 1
+        # Moved to half a year ahead: out of the calendarView range, so the delta says @removed.
+        later = soon(days=200)
+        env.harness.update_event(remote_id, start=later, end=later + timedelta(hours=2))
+        moved = run_mailbox(env.uid, interactive=True)
+        assert moved["status"] == "ok", moved
+        assert moved["counts"]["events_cancelled"] == 0 and moved["counts"]["events_updated"] == 1
+        (event,) = env.sf.all("Event")
+        assert event["Subject"] == "Review"
+        assert event["StartDateTime"].startswith(later.strftime("%Y-%m-%dT%H:%M:%S"))
+        # Deleted for real now (the organiser cancelled): the GET says 404, the cancellation applies.
+        env.harness.delete_event(remote_id)
+        gone = run_mailbox(env.uid, interactive=True)
+    assert gone["counts"]["events_cancelled"] == 1
+    assert [e["Subject"] for e in env.sf.all("Event")] == ["Canceled: Review"]
