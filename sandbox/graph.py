@@ -65,6 +65,8 @@ class Item:
     deleted: bool = False
     body: str = ""
     sensitivity: str = "normal"
+    # The Graph fields before the last update (a calendar round tells "moved out of range" by them).
+    before: dict[str, Any] | None = None
 
 
 @dataclass
@@ -189,6 +191,7 @@ class FakeGraphState:
         """Change an item's Graph fields (``subject=...``, ``start=datetime`` ...); it shows up in the next round."""
         box, item = self._find(item_id)
         with self.lock:
+            item.before = dict(item.data)
             for name, value in changes.items():
                 if name == "body":
                     item.body = str(value)
@@ -436,14 +439,18 @@ class FakeGraphState:
                 answer["@odata.deltaLink"] = f"{link}?$deltatoken={self._token({**base, 'u': upto})}"
         return 200, {"Preference-Applied": f"odata.maxpagesize={size}"}, answer
 
+    @staticmethod
+    def _in_range(data: dict[str, Any], token: dict[str, Any]) -> bool:
+        """Whether event fields ``data`` overlap the calendarView range of ``token``."""
+        if "ws" not in token:
+            return True
+        start = _parse(data["start"]["dateTime"] + ("" if data["start"]["dateTime"].endswith("Z") else "Z"))
+        end = _parse(data["end"]["dateTime"] + ("" if data["end"]["dateTime"].endswith("Z") else "Z"))
+        return end > _parse(token["ws"]) and start < _parse(token["we"])
+
     def _in_scope(self, item: Item, token: dict[str, Any]) -> bool:
         if item.folder == "calendar":
-            if "ws" not in token:
-                return True
-            start = _parse(item.data["start"]["dateTime"] + ("" if item.data["start"]["dateTime"].endswith("Z")
-                                                              else "Z"))
-            end = _parse(item.data["end"]["dateTime"] + ("" if item.data["end"]["dateTime"].endswith("Z") else "Z"))
-            return end > _parse(token["ws"]) and start < _parse(token["we"])
+            return self._in_range(item.data, token)
         if "fv" not in token:
             return True
         received = _parse(item.data["receivedDateTime"])
@@ -461,7 +468,8 @@ class FakeGraphState:
                     chosen.append(item.id)
                 continue
             # A later round also lists a calendar item that moved out of the range (as @removed).
-            if self._in_scope(item, token) or (since and folder == "calendar"):
+            if self._in_scope(item, token) or (since and folder == "calendar" and item.before is not None
+                                               and self._in_range(item.before, token)):
                 chosen.append(item.id)
         return chosen
 
