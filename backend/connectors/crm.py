@@ -98,6 +98,9 @@ class Lookup:
     # Existing emails that have no sender relation (FromAddress): a write that died half-way left
     # them so; a rerun that would have written them adds the relation.
     emails_without_sender: set[str] = field(default_factory=set)
+    # The (person id, relation type) rows each existing email has (EmailMessage orgs), by key: a
+    # rerun adds the missing ones (To and Cc as well as the sender).
+    email_relations: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -136,12 +139,37 @@ class EventDraft:
     people_ids: list[str] = field(default_factory=list)
 
 
+# EmailMessageRelation types by the draft's role lists.
+RELATION_TYPES = (("from", "FromAddress"), ("to", "ToAddress"), ("cc", "CcAddress"), ("bcc", "BccAddress"))
+
+
+def draft_relations(draft: EmailDraft) -> list[tuple[str, str]]:
+    """Every (person id, relation type) an email's draft relates: the sender, To, Cc and Bcc."""
+    roles = {"from": [draft.from_id] if draft.from_id else [], "to": draft.to_ids, "cc": draft.cc_ids,
+             "bcc": draft.bcc_ids}
+    found: list[tuple[str, str]] = []
+    for role, kind in RELATION_TYPES:
+        found.extend((pid, kind) for pid in dict.fromkeys(roles[role]) if pid)
+    return found
+
+
 @dataclass(frozen=True)
 class SenderRepair:
-    """An email the CRM holds without its sender relation, and the draft that says who the sender is."""
+    """An email the CRM holds without some of its relations, and the draft that says who they are.
+
+    ``rows`` are the (person id, relation type) rows to add (the sender, To, Cc); empty means the
+    sender relation only (what a repair was before To and Cc were repaired too).
+    """
 
     record_id: str
     draft: EmailDraft
+    rows: tuple[tuple[str, str], ...] = ()
+
+    def missing(self) -> list[tuple[str, str]]:
+        """The (person id, relation type) rows to add."""
+        if self.rows:
+            return list(self.rows)
+        return [(self.draft.from_id, "FromAddress")] if self.draft.from_id else []
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backend.connectors.crm import Lookup, SenderRepair, WritePlan
+from backend.connectors.crm import Lookup, SenderRepair, WritePlan, draft_relations
 from backend.connectors.mailbox import EmailItem, EventItem
 from backend.sync import mapping
 from backend.sync.counts import RunCounts
@@ -28,11 +28,18 @@ def plan_emails(plan: WritePlan, emails: list[EmailItem], lookup: Lookup, filter
         key = email.dedup_key
         if key in lookup.existing_emails or key in seen:
             counts.duplicates += 1
-            if key in lookup.emails_without_sender and key not in seen:
-                # Logged by an earlier run that broke before writing its sender relation.
+            if key in lookup.email_ids and key not in seen:
+                # Logged by an earlier run that broke before writing its relations (a sender row
+                # refused twice as transient), or by a colleague before a Contact existed: every
+                # relation this run would have written and the email lacks is added.
                 draft = mapping.email_draft(email, lookup.people, filters, owner)
-                if draft is not None and draft.from_id:
-                    plan.sender_repairs.append(SenderRepair(lookup.email_ids[key], draft))
+                present = lookup.email_relations.get(key, frozenset())
+                # The owner as a recipient is the writer's own relation: a colleague's run that
+                # finds the email logged does not add itself (the sender it does add, when missing).
+                rows = tuple(pair for pair in (draft_relations(draft) if draft is not None else [])
+                             if pair not in present and (pair[0] != owner or pair[1] == "FromAddress"))
+                if draft is not None and rows:
+                    plan.sender_repairs.append(SenderRepair(lookup.email_ids[key], draft, rows))
                     seen.add(key)
             continue
         draft = mapping.email_draft(email, lookup.people, filters, owner)

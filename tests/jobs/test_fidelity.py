@@ -82,3 +82,26 @@ def test_a_graph_meeting_moved_outside_the_calendar_range_is_updated_not_cancell
         gone = run_mailbox(env.uid, interactive=True)
     assert gone["counts"]["events_cancelled"] == 1
     assert [e["Subject"] for e in env.sf.all("Event")] == ["Canceled: Review"]
+
+
+def test_the_rerun_repairs_every_missing_relation_of_a_logged_email_to_and_cc_too(env: SyncEnv) -> None:
+    third = env.sf.add_contact("erin@customer.example", "Erin")
+    people = {m["Email"]: m["Id"] for m in env.sf.all("Contact")}
+    env.harness.add_email("inbox", subject="Proposal", sender=CONTACT, to=[env.harness.address, OTHER],
+                          cc=["erin@customer.example"], message_id="<proposal@customer.example>")
+    # What a run that died after the email was written leaves (its relations refused as transient,
+    # then the run stopped): the email, with its sender only.
+    logged = env.sf.insert("EmailMessage", MessageIdentifier="<proposal@customer.example>", Subject="Proposal")
+    env.sf.insert("EmailMessageRelation", EmailMessageId=logged, RelationId=people[CONTACT],
+                  RelationType="FromAddress")
+    with env.app.app_context():
+        record = run_mailbox(env.uid, interactive=True)
+    assert record["status"] == "ok", record
+    assert record["counts"]["duplicates"] == 1 and record["counts"]["emails_written"] == 0
+    rows = sorted((r["RelationId"], r["RelationType"]) for r in env.sf.all("EmailMessageRelation"))
+    # Every contact's relation; the mailbox owner (a User) is the writer's own, not repaired.
+    assert rows == sorted([(people[CONTACT], "FromAddress"), (people[OTHER], "ToAddress"), (third, "CcAddress")])
+    assert record["counts"]["relations_repaired"] == 2
+    with env.app.app_context():
+        again = run_mailbox(env.uid, interactive=True)
+    assert again["counts"]["relations_repaired"] == 0

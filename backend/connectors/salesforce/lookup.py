@@ -31,8 +31,8 @@ from backend.connectors.salesforce.records import activity_key
 from backend.connectors.salesforce.soql import chunk_in_list
 
 # Existing emails by Message-ID, with their sender relation (child rows count toward a query page).
-EMAIL_LOOKUP_PREFIX = ("SELECT Id, MessageIdentifier, (SELECT Id FROM EmailMessageRelations WHERE RelationType = "
-                       "'FromAddress') FROM EmailMessage WHERE MessageIdentifier IN ")
+EMAIL_LOOKUP_PREFIX = ("SELECT Id, MessageIdentifier, (SELECT Id, RelationId, RelationType FROM "
+                       "EmailMessageRelations) FROM EmailMessage WHERE MessageIdentifier IN ")
 _EVENT_COLUMNS = "Subject, StartDateTime, EndDateTime, IsAllDayEvent, Location, Description, WhoId"
 
 
@@ -96,7 +96,7 @@ class Lookups:
         self._people: dict[str, Person | None] = {}
         self._emails: dict[str, bool] = {}
         # Existing EmailMessages: key -> (record id, has a FromAddress relation).
-        self._email_records: dict[str, tuple[str, bool]] = {}
+        self._email_records: dict[str, tuple[str, bool, frozenset[tuple[str, str]]]] = {}
         self._events: dict[str, ExistingEvent | None] = {}
 
     def lookup(self, addresses: Iterable[str], email_keys: Iterable[str], event_keys: Iterable[str]) -> Lookup:
@@ -119,6 +119,7 @@ class Lookups:
             found = self._email_records.get(key)
             if found is not None:
                 result.email_ids[key] = found[0]
+                result.email_relations[key] = found[2]
                 if not found[1]:
                     result.emails_without_sender.add(key)
         for key in wanted_events:
@@ -232,12 +233,14 @@ class Lookups:
             original_key = asked.get(str(row.get("MessageIdentifier") or "").lower())
             if original_key:
                 self._emails[original_key] = True
-                has_sender = bool(_sub_records(row.get("EmailMessageRelations")))
+                present = frozenset((str(r.get("RelationId") or ""), str(r.get("RelationType") or ""))
+                                    for r in _sub_records(row.get("EmailMessageRelations")))
+                has_sender = any(kind == "FromAddress" for _, kind in present)
                 known = self._email_records.get(original_key)
                 # Older duplicates (from before claims existed) count as one: any of them with a
                 # sender relation is enough, else the oldest gets it.
                 if known is None or (has_sender and not known[1]):
-                    self._email_records[original_key] = (str(row["Id"]), has_sender)
+                    self._email_records[original_key] = (str(row["Id"]), has_sender, present)
         for original_key, _ in tasks:
             self._emails[original_key] = True
 

@@ -46,6 +46,11 @@ def sender_relation(draft: EmailDraft) -> dict[str, Any]:
     }
 
 
+def email_relation(person_id: str, relation_type: str) -> dict[str, Any]:
+    """A To, Cc or Bcc EmailMessageRelation row (a repair; new emails get theirs through ToIds/CcIds)."""
+    return {"attributes": {"type": "EmailMessageRelation"}, "RelationId": person_id, "RelationType": relation_type}
+
+
 def event_relation(person_id: str) -> dict[str, Any]:
     """An EventRelation row making ``person_id`` (a Contact or Lead) a participant of a meeting."""
     return {"attributes": {"type": "EventRelation"}, "RelationId": person_id, "IsParent": True, "IsWhat": False,

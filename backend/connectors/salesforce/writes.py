@@ -27,6 +27,7 @@ from backend.connectors.salesforce.client import SalesforceClient
 from backend.connectors.salesforce.records import (
     CANCELLED_PREFIX,
     cancelled_subject,
+    email_relation,
     email_unit,
     event_changes,
     event_relation,
@@ -115,10 +116,11 @@ def _standalone(plan: WritePlan, caps: Capabilities, result: WriteResult) -> lis
             extra_relations.extend((holder, event_relation(p)) for p in missing)
     if caps.enhanced_email:
         for repair in plan.sender_repairs:
-            if repair.draft.from_id:
-                holder = Unit(repair.draft.key, "EmailMessage", {}, "email",
-                              relation_parent_field="EmailMessageId", id=repair.record_id, repair=True)
-                extra_relations.append((holder, sender_relation(repair.draft)))
+            holder = Unit(repair.draft.key, "EmailMessage", {}, "email",
+                          relation_parent_field="EmailMessageId", id=repair.record_id, repair=True)
+            for person_id, kind in repair.missing():
+                row = sender_relation(repair.draft) if kind == "FromAddress" else email_relation(person_id, kind)
+                extra_relations.append((holder, row))
     deletes: list[tuple[str, str]] = []
     for existing, action in plan.cancelled_events:
         if action == "delete":
