@@ -50,6 +50,13 @@ def _parse(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _when(moment: datetime, all_day: bool = False) -> str:
+    """An event time as Graph writes it with ``Prefer: outlook.timezone="UTC"`` (all-day: the local date)."""
+    if all_day:
+        return moment.strftime("%Y-%m-%dT00:00:00.0000000")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000")
+
+
 def _recipient(address: str, name: str = "") -> dict[str, Any]:
     return {"emailAddress": {"name": name or address.split("@")[0], "address": address}}
 
@@ -170,9 +177,11 @@ class FakeGraphState:
         data = {
             "iCalUId": uid or f"040000008200E00074C5B7101A82E008{uuid.uuid4().hex.upper()}",
             "subject": subject,
-            "start": {"dateTime": start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"},
-            "end": {"dateTime": end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"},
+            # Graph gives an all-day event midnight to midnight of its dates, whatever zone was asked for.
+            "start": {"dateTime": _when(start, is_all_day), "timeZone": "UTC"},
+            "end": {"dateTime": _when(end, is_all_day), "timeZone": "UTC"},
             "isAllDay": is_all_day,
+            "originalStartTimeZone": str(start.tzinfo or "UTC"),
             "isCancelled": False,
             "type": kind,
             "originalStart": _iso(original_start) if original_start else None,

@@ -84,6 +84,8 @@ class ExistingEvent:
     location: str = ""
     description: str = ""
     related_ids: frozenset[str] = frozenset()
+    # ISO date (all-day meetings are dated by it); "" when unknown.
+    activity_date: str = ""
 
 
 @dataclass

@@ -121,6 +121,8 @@ class EventItem:
     location: str = ""
     start: datetime | None = None
     end: datetime | None = None
+    # All-day: ``start`` is midnight UTC of the first day and ``end`` midnight UTC of the day after
+    # the last, whatever the zones of the mailbox or the server (the date is what counts).
     is_all_day: bool = False
     organizer: Address | None = None
     attendees: tuple[Address, ...] = ()

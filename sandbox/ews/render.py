@@ -77,6 +77,8 @@ def _render_calendar_field(node: Any, item: EwsItem, uri: str) -> None:
         el(T + "IsCancelled", node, "true" if item.is_cancelled else "false")
     elif uri == "calendar:IsRecurring":
         el(T + "IsRecurring", node, "true" if item.item_type != "Single" else "false")
+    elif uri in ("calendar:StartTimeZone", "calendar:EndTimeZone"):
+        el(T + uri.split(":")[1], node, Id=item.timezone, Name=item.timezone)
     elif uri == "calendar:CalendarItemType":
         el(T + "CalendarItemType", node, item.item_type)
     elif uri == "calendar:Organizer":

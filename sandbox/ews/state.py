@@ -103,6 +103,9 @@ class EwsItem:
     is_cancelled: bool = False
     item_type: str = "Single"  # or RecurringMaster
     recurrence_end: date | None = None
+    # The Windows time zone the item was made in (StartTimeZone/EndTimeZone); an all-day item's
+    # Start and End are midnights there, sent in UTC.
+    timezone: str = "UTC"
 
     def __post_init__(self) -> None:
         self.changekey = self.changekey or new_id("CQAAAB")
@@ -229,14 +232,15 @@ class FakeEwsState:
     def add_event(self, owner: str, *, subject: str, start: datetime, end: datetime, organizer: str,
                   attendees: list[str], optional: list[str] | None = None, uid: str | None = None,
                   body: str = "", sensitivity: str = "Normal", recurring: bool = False,
-                  recurrence_end: date | None = None, location: str = "", is_all_day: bool = False) -> str:
+                  recurrence_end: date | None = None, location: str = "", is_all_day: bool = False,
+                  timezone: str = "UTC") -> str:
         """A calendar item (a single meeting, or a recurring series master)."""
         item = EwsItem(
             id=new_id(), owner=owner.lower(), folder="calendar", kind="calendar", subject=subject, body=body,
             sensitivity=sensitivity, uid=uid or secrets.token_hex(16).upper(), start=start, end=end,
             organizer=(organizer, ""), required=[(a, "") for a in attendees],
             optional=[(a, "") for a in optional or []], item_type="RecurringMaster" if recurring else "Single",
-            recurrence_end=recurrence_end, location=location, is_all_day=is_all_day,
+            recurrence_end=recurrence_end, location=location, is_all_day=is_all_day, timezone=timezone,
             sent=start - timedelta(days=1), received=start - timedelta(days=1),
         )
         return self.add_item(item)

@@ -7,8 +7,11 @@ holds afterwards.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -105,3 +108,51 @@ def test_the_rerun_repairs_every_missing_relation_of_a_logged_email_to_and_cc_to
     with env.app.app_context():
         again = run_mailbox(env.uid, interactive=True)
     assert again["counts"]["relations_repaired"] == 0
+
+
+# (Windows zone of the mailbox, its IANA name, the zone the server runs in, the Salesforce user's zone)
+ZONES = [
+    ("Tokyo Standard Time", "Asia/Tokyo", "America/Los_Angeles", "America/Los_Angeles"),
+    ("Pacific Standard Time", "America/Los_Angeles", "Asia/Tokyo", "Europe/London"),
+    ("Line Islands Standard Time", "Pacific/Kiritimati", "Etc/GMT+11", "America/Los_Angeles"),  # UTC+14
+    ("UTC-11", "Etc/GMT+11", "Pacific/Kiritimati", "Pacific/Auckland"),  # the other side of the date line
+]
+
+
+def add_all_day(env: SyncEnv, subject: str, first: date, days: int, windows_zone: str, zone: str) -> str:
+    """An all-day event made in ``zone``, on the harness's server, as that server stores it."""
+    start = datetime(first.year, first.month, first.day, tzinfo=ZoneInfo(zone))
+    end = start + timedelta(days=days)
+    harness: Any = env.harness
+    if harness.provider == "exchange":
+        return str(harness.state.add_event(harness.address, subject=subject, start=start, end=end,
+                                           organizer=harness.address, attendees=[CONTACT], is_all_day=True,
+                                           timezone=windows_zone))
+    return str(harness.graph.add_event(harness.address, subject=subject, start=start, end=end,
+                                       organizer=harness.address, attendees=[CONTACT], is_all_day=True))
+
+
+@pytest.mark.parametrize(("windows_zone", "zone", "server_zone", "user_zone"), ZONES)
+def test_an_all_day_event_stays_on_its_date_whatever_the_time_zones(
+        env: SyncEnv, monkeypatch: pytest.MonkeyPatch, windows_zone: str, zone: str, server_zone: str,
+        user_zone: str) -> None:
+    first = (datetime.now(tz=UTC) + timedelta(days=5)).date()
+    add_all_day(env, "Offsite", first, 1, windows_zone, zone)
+    add_all_day(env, "Trade fair", first + timedelta(days=2), 3, windows_zone, zone)
+    env.sf.user_timezone = user_zone
+    monkeypatch.setenv("TZ", server_zone)
+    time.tzset()
+    try:
+        with env.app.app_context():
+            record = run_mailbox(env.uid, interactive=True)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert record["status"] == "ok", record
+    # A multi-day block (a trade fair) is longer than a meeting: not logged, by design.
+    assert record["counts"]["filtered_by"].get("too_long") == 1
+    (offsite,) = env.sf.all("Event")
+    assert offsite["Subject"] == "Offsite" and offsite["IsAllDayEvent"] is True
+    assert offsite["ActivityDate"] == first.isoformat()
+    assert offsite["StartDateTime"].startswith(f"{first.isoformat()}T00:00:00")
+    assert offsite["EndDateTime"].startswith(f"{first.isoformat()}T00:00:00")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from exchangelib.fields import FieldPath
@@ -42,8 +42,11 @@ MAIL_SYNC_FIELDS = ("datetime_received", "datetime_sent")
 EVENT_SYNC_FIELDS = ("start", "end", "type")
 MAIL_FIELDS = ("subject", "sensitivity", "datetime_received", "datetime_sent", "is_draft", "author", "sender",
                "to_recipients", "cc_recipients", "message_id")
+# The time zones date all-day events: exchangelib turns their Start/End into dates in the item's own
+# zone (without it, in the worker's local zone: the date would depend on where the server runs).
 EVENT_FIELDS = ("uid", "subject", "sensitivity", "start", "end", "is_all_day", "location", "is_cancelled",
-                "is_recurring", "type", "organizer", "required_attendees", "optional_attendees", "recurrence")
+                "is_recurring", "type", "organizer", "required_attendees", "optional_attendees", "recurrence",
+                "_start_timezone", "_end_timezone")
 
 
 def _utc(value: Any) -> datetime | None:
@@ -139,6 +142,17 @@ def email_item(item: Any, folder: Folder) -> EmailItem:
     )
 
 
+def event_times(item: Any) -> tuple[datetime | None, datetime | None]:
+    """Start and end in UTC; an all-day event as midnight UTC of its first day and of the day after
+    its last (exchangelib gives the dates, in the item's zone, with the last day inclusive)."""
+    start, end = item.start, item.end
+    if item.is_all_day and isinstance(start, date) and not isinstance(start, datetime):
+        first = _utc(start)
+        last = _utc(end) if isinstance(end, date) and not isinstance(end, datetime) else first
+        return first, (max(first, last) + timedelta(days=1)) if first and last else None  # type: ignore[type-var]
+    return _utc(start), _utc(end)
+
+
 def event_item(item: Any, cursor: Cursor) -> EventItem | None:
     """An exchangelib CalendarItem as our EventItem; None for a series that ended before the window."""
     recurring = item.type == "RecurringMaster" or bool(item.is_recurring)
@@ -150,14 +164,15 @@ def event_item(item: Any, cursor: Cursor) -> EventItem | None:
     attendees, cut = _addresses([*(item.required_attendees or []), *(item.optional_attendees or [])])
     body, body_cut = bound_text(_text_body(item))
     occurrence = _utc(getattr(item, "original_start", None)) if item.type in ("Occurrence", "Exception") else None
+    start, end = event_times(item)
     return EventItem(
         remote_id=item.id,
         uid=item.uid or item.id,
         subject=item.subject or "",
         body_text=body,
         location=str(item.location or ""),
-        start=_utc(item.start),
-        end=_utc(item.end),
+        start=start,
+        end=end,
         is_all_day=bool(item.is_all_day),
         organizer=_address(item.organizer),
         attendees=attendees,

@@ -50,6 +50,16 @@ def _parse_time(value: Any, zone: str = "UTC") -> datetime | None:
     return moment.astimezone(UTC)
 
 
+def _day(value: Mapping[str, Any]) -> datetime | None:
+    """An all-day event's date as midnight UTC: Graph gives all-day events midnight to midnight
+    whatever time zone was asked for, so the date part is the date (never converted)."""
+    raw = str(value.get("dateTime") or "")[:10]
+    try:
+        return datetime.fromisoformat(raw).replace(tzinfo=UTC) if raw else None
+    except ValueError:
+        return None
+
+
 def _address(value: Any) -> Address | None:
     if not isinstance(value, dict):
         return None
@@ -116,15 +126,16 @@ def parse_event(data: Mapping[str, Any]) -> EventItem:
     end = data.get("end") or {}
     kind = str(data.get("type") or "singleInstance")
     location = data.get("location") or {}
+    all_day = bool(data.get("isAllDay", False))
     return EventItem(
         remote_id=str(data["id"]),
         uid=str(data.get("iCalUId") or data["id"]),
         subject=str(data.get("subject") or ""),
         body_text=body,
         location=str(location.get("displayName", "") if isinstance(location, dict) else ""),
-        start=_parse_time(start.get("dateTime"), str(start.get("timeZone", "UTC"))),
-        end=_parse_time(end.get("dateTime"), str(end.get("timeZone", "UTC"))),
-        is_all_day=bool(data.get("isAllDay", False)),
+        start=_day(start) if all_day else _parse_time(start.get("dateTime"), str(start.get("timeZone", "UTC"))),
+        end=_day(end) if all_day else _parse_time(end.get("dateTime"), str(end.get("timeZone", "UTC"))),
+        is_all_day=all_day,
         organizer=_address(data.get("organizer")),
         attendees=attendees,
         sensitivity=_sensitivity(data.get("sensitivity")),

@@ -33,7 +33,7 @@ from backend.connectors.salesforce.soql import chunk_in_list
 # Existing emails by Message-ID, with their sender relation (child rows count toward a query page).
 EMAIL_LOOKUP_PREFIX = ("SELECT Id, MessageIdentifier, (SELECT Id, RelationId, RelationType FROM "
                        "EmailMessageRelations) FROM EmailMessage WHERE MessageIdentifier IN ")
-_EVENT_COLUMNS = "Subject, StartDateTime, EndDateTime, IsAllDayEvent, Location, Description, WhoId"
+_EVENT_COLUMNS = "Subject, StartDateTime, EndDateTime, IsAllDayEvent, ActivityDate, Location, Description, WhoId"
 
 
 def address_variants(address: str) -> set[str]:
@@ -257,6 +257,7 @@ def _existing_event(key: str, row: dict[str, Any]) -> ExistingEvent:
         start=_parse_dt(row.get("StartDateTime")),
         end=_parse_dt(row.get("EndDateTime")),
         is_all_day=bool(row.get("IsAllDayEvent")),
+        activity_date=str(row.get("ActivityDate") or "")[:10],
         location=str(row.get("Location") or ""),
         description=str(row.get("Description") or ""),
         related_ids=frozenset(related),
