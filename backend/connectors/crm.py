@@ -86,6 +86,9 @@ class ExistingEvent:
     related_ids: frozenset[str] = frozenset()
     # ISO date (all-day meetings are dated by it); "" when unknown.
     activity_date: str = ""
+    who_id: str = ""
+    # (person id, EventRelation id) of each relation row.
+    relation_rows: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -174,6 +177,16 @@ class SenderRepair:
         return [(self.draft.from_id, "FromAddress")] if self.draft.from_id else []
 
 
+@dataclass(frozen=True)
+class RelationRemoval:
+    """People to unrelate from a meeting the CRM holds (attendees removed that this product related)."""
+
+    event: ExistingEvent
+    person_ids: tuple[str, ...]
+    # When the meeting's WhoId is among them: who takes its place ("" clears it).
+    new_who_id: str = ""
+
+
 @dataclass
 class WritePlan:
     """Everything one batch writes. Cancelled meetings are either deleted or marked."""
@@ -183,10 +196,12 @@ class WritePlan:
     changed_events: list[tuple[ExistingEvent, EventDraft]] = field(default_factory=list)
     cancelled_events: list[tuple[ExistingEvent, str]] = field(default_factory=list)  # (event, "delete"|"mark")
     sender_repairs: list[SenderRepair] = field(default_factory=list)
+    # People to unrelate from meetings (attendees removed, whom this product had related).
+    removed_relations: list[RelationRemoval] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.emails or self.new_events or self.changed_events or self.cancelled_events
-                    or self.sender_repairs)
+                    or self.sender_repairs or self.removed_relations)
 
 
 @dataclass(frozen=True)
@@ -209,6 +224,8 @@ class WriteResult:
     events_deleted: int = 0
     events_marked: int = 0
     relations_written: int = 0
+    # Meeting relations removed (attendees who left a meeting this product had related).
+    relations_removed: int = 0
     # Sender relations added to emails the CRM already held without one (included in relations_written).
     relations_repaired: int = 0
     # Records Salesforce already held (written meanwhile by a colleague's run): logged once, not lost.
@@ -223,7 +240,7 @@ class WriteResult:
     def merge(self, other: WriteResult) -> None:
         """Add another result to this one."""
         for name in ("emails_written", "events_written", "events_updated", "events_unchanged", "events_deleted",
-                     "events_marked", "relations_written", "relations_repaired", "duplicates"):
+                     "events_marked", "relations_written", "relations_removed", "relations_repaired", "duplicates"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.written_keys |= other.written_keys
         self.rejected.extend(other.rejected)

@@ -6,7 +6,9 @@ cancelled it) can be found in Salesforce: the deletion carries only the remote i
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Iterable
 
 import redis
 
@@ -54,6 +56,33 @@ class MeetingMapRepo:
                 end, _, event_key = str(value).partition("|")
                 found[rid] = (event_key, float(end))
         return found
+
+    # -- the relations this product added (an attendee removed loses only these) -----------------
+    def _rel_key(self, org: str, event_key: str) -> str:
+        return self._keys("evrel", org, hashlib.sha256(event_key.encode("utf-8")).hexdigest())
+
+    def added_relations(self, org: str, event_keys: Iterable[str]) -> dict[str, frozenset[str]]:
+        """The person ids this product related to each meeting (org-wide: any colleague's run)."""
+        keys = sorted(set(event_keys))
+        if not keys:
+            return {}
+        with self._r.pipeline() as pipe:
+            for event_key in keys:
+                pipe.smembers(self._rel_key(org, event_key))
+            answers = pipe.execute()
+        return {k: frozenset(str(v) for v in members) for k, members in zip(keys, answers, strict=True) if members}
+
+    def note_relations(self, org: str, added: dict[str, list[str]], removed: dict[str, list[str]]) -> None:
+        """Record relations this product added to meetings, and those it removed."""
+        with self._r.pipeline() as pipe:
+            for event_key, ids in added.items():
+                if ids:
+                    pipe.sadd(self._rel_key(org, event_key), *ids)
+                    pipe.expire(self._rel_key(org, event_key), EVENT_MAP_TTL_SECONDS)
+            for event_key, ids in removed.items():
+                if ids:
+                    pipe.srem(self._rel_key(org, event_key), *ids)
+            pipe.execute()
 
     def forget(self, mid: str, remote_ids: list[str]) -> None:
         """Forget meetings (cancelled, deleted, or handled)."""

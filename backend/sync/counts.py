@@ -12,6 +12,7 @@ from backend.sync.filters import Reason
 
 # Counts a run takes over from a write's result under the same name.
 _SAME_NAME = ("emails_written", "events_written", "events_updated", "events_unchanged", "relations_written",
+              "relations_removed",
               "relations_repaired", "duplicates")
 
 
@@ -35,6 +36,8 @@ class RunCounts:
     events_cancelled: int = 0
     events_unchanged: int = 0
     relations_written: int = 0
+    # Meeting relations removed: attendees who left a meeting, that this product had related.
+    relations_removed: int = 0
     # Sender relations added to emails an earlier, broken run left without one.
     relations_repaired: int = 0
     duplicates: int = 0

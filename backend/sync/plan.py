@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backend.connectors.crm import Lookup, SenderRepair, WritePlan, draft_relations
+from backend.connectors.crm import Lookup, RelationRemoval, SenderRepair, WritePlan, draft_relations
 from backend.connectors.mailbox import EmailItem, EventItem
 from backend.sync import mapping
 from backend.sync.counts import RunCounts
@@ -52,8 +52,12 @@ def plan_emails(plan: WritePlan, emails: list[EmailItem], lookup: Lookup, filter
 
 
 def plan_events(plan: WritePlan, events: list[EventItem], lookup: Lookup, filters: Filters, action: str,
-                seen: set[str], counts: RunCounts) -> None:
-    """Add the batch's new, changed and cancelled meetings to ``plan``."""
+                seen: set[str], counts: RunCounts, ours: Mapping[str, frozenset[str]] | None = None) -> None:
+    """Add the batch's new, changed and cancelled meetings to ``plan``.
+
+    ``ours`` are the people this product related to each meeting: an attendee removed from a
+    meeting loses the relation only when it is one of them (a relation added by hand stays).
+    """
     for event in events:
         key = event.dedup_key
         existing = lookup.existing_events.get(key)
@@ -75,5 +79,20 @@ def plan_events(plan: WritePlan, events: list[EventItem], lookup: Lookup, filter
         seen.add(key)
         if existing is None:
             plan.new_events.append(draft)
-        else:
-            plan.changed_events.append((existing, draft))
+            continue
+        plan.changed_events.append((existing, draft))
+        gone = (existing.related_ids & (ours or {}).get(key, frozenset())) - set(draft.people_ids)
+        if gone:
+            plan.removed_relations.append(RelationRemoval(existing, tuple(sorted(gone)),
+                                                          draft.people_ids[0] if draft.people_ids else ""))
+
+
+def relation_changes(plan: WritePlan, written: set[str]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(people related, people unrelated) by meeting key after ``plan`` was written (``written``: keys now held)."""
+    added: dict[str, list[str]] = {d.key: list(d.people_ids) for d in plan.new_events if d.key in written}
+    for existing, draft in plan.changed_events:
+        new = [p for p in draft.people_ids if p not in existing.related_ids]
+        if new:
+            added[existing.key] = new
+    removed = {r.event.key: list(r.person_ids) for r in plan.removed_relations}
+    return added, removed

@@ -29,7 +29,7 @@ from backend.sync.collaborators import crm_for, mailbox_for
 from backend.sync.counts import RunCounts
 from backend.sync.filters import Filters, Reason
 from backend.sync.match import lookup_batch
-from backend.sync.plan import cancelled_action, plan_emails, plan_events
+from backend.sync.plan import cancelled_action, plan_emails, plan_events, relation_changes
 from backend.sync.refusals import settle_refusals
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,9 @@ class MailboxRun:
         self.logged_events.update(lookup.existing_events)
         plan = WritePlan()
         plan_emails(plan, emails, lookup, self.filters, self.user.sf_user_id, self.seen_keys, self.counts)
-        plan_events(plan, events, lookup, self.filters, self.cancelled_action, self.seen_keys, self.counts)
+        ours = self.store.meetings.added_relations(self.org.org_id, [e.dedup_key for e in events
+                                                                   if e.dedup_key in lookup.existing_events])
+        plan_events(plan, events, lookup, self.filters, self.cancelled_action, self.seen_keys, self.counts, ours)
         if plan:
             self.apply(plan)
         self.remember_organised(events)
@@ -226,6 +228,7 @@ class MailboxRun:
         """Write a plan, count what it did and quarantine what Salesforce refused."""
         result = self.crm_client().write(plan)
         self.logged_events.update(result.written_keys & {e.key for e in plan.new_events})
+        self.store.meetings.note_relations(self.org.org_id, *relation_changes(plan, result.written_keys))
         self.counts.add_writes(result)
         settle_refusals(self.store, self.mailbox.id, result, self.counts)
         if not self.interactive and self.usage is not None and \

@@ -156,3 +156,35 @@ def test_an_all_day_event_stays_on_its_date_whatever_the_time_zones(
     assert offsite["ActivityDate"] == first.isoformat()
     assert offsite["StartDateTime"].startswith(f"{first.isoformat()}T00:00:00")
     assert offsite["EndDateTime"].startswith(f"{first.isoformat()}T00:00:00")
+
+
+def meeting_people(env: SyncEnv) -> tuple[str, list[str]]:
+    """The one Event's WhoId and the people of its EventRelation rows."""
+    (event,) = env.sf.all("Event")
+    rows = sorted(r["RelationId"] for r in env.sf.all("EventRelation") if r["EventId"] == event["Id"])
+    return str(event.get("WhoId") or ""), rows
+
+
+def test_attendees_removed_lose_the_relations_this_product_added_and_hand_added_ones_stay(env: SyncEnv) -> None:
+    people = {m["Email"]: m["Id"] for m in env.sf.all("Contact")}
+    by_hand = env.sf.add_contact("erin@customer.example", "Erin")
+    start = soon()
+    with env.app.app_context():
+        remote_id = env.harness.add_event(subject="Pricing", start=start, end=start + timedelta(hours=1),
+                                          organizer=env.harness.address, attendees=[CONTACT, OTHER],
+                                          uid="UID-pricing")
+        run_mailbox(env.uid, interactive=True)
+        (event,) = env.sf.all("Event")
+        # Someone relates Erin to the meeting by hand in Salesforce.
+        env.sf.insert("EventRelation", EventId=event["Id"], RelationId=by_hand, IsParent=True)
+        assert meeting_people(env) == (people[CONTACT], sorted([people[OTHER], by_hand]))
+        env.harness.update_event(remote_id, attendees=[CONTACT])
+        first = run_mailbox(env.uid, interactive=True)
+        assert first["counts"]["relations_removed"] == 1
+        assert meeting_people(env) == (people[CONTACT], [by_hand])
+        # Carol leaves too and Dave comes back: Dave takes the WhoId, Erin still stays.
+        env.harness.update_event(remote_id, attendees=[OTHER])
+        second = run_mailbox(env.uid, interactive=True)
+    assert second["counts"]["relations_removed"] == 1
+    who, rows = meeting_people(env)
+    assert who == people[OTHER] and by_hand in rows and people[CONTACT] not in rows

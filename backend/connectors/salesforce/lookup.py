@@ -147,6 +147,8 @@ class Lookups:
             self._events.pop(existing.key, None)
         for existing, _ in plan.cancelled_events:
             self._events.pop(existing.key, None)
+        for removal in plan.removed_relations:
+            self._events.pop(removal.event.key, None)
         for repair in plan.sender_repairs:
             self._email_records.pop(repair.draft.key, None)
 
@@ -178,7 +180,7 @@ class Lookups:
         event_key_of: dict[str, str] = {}
         if event_keys and key_field:
             event_key_of = {activity_key(k): k for k in event_keys}
-            select = (f"SELECT Id, {key_field}, {_EVENT_COLUMNS}, (SELECT RelationId FROM EventRelations) "  # noqa: S608
+            select = (f"SELECT Id, {key_field}, {_EVENT_COLUMNS}, (SELECT Id, RelationId FROM EventRelations) "  # noqa: S608
                       f"FROM Event WHERE {key_field} IN ")
             queries += [("Event", soql) for soql in chunk_in_list(select, sorted(event_key_of), path=path)]
         rows = self._run(queries, path)
@@ -247,7 +249,8 @@ class Lookups:
 
 def _existing_event(key: str, row: dict[str, Any]) -> ExistingEvent:
     """A meeting the org holds, with everyone already related to it (WhoId and EventRelations)."""
-    related = {str(r.get("RelationId")) for r in _sub_records(row.get("EventRelations"))}
+    rows = tuple((str(r.get("RelationId")), str(r.get("Id") or "")) for r in _sub_records(row.get("EventRelations")))
+    related = {person for person, _ in rows}
     if row.get("WhoId"):
         related.add(str(row["WhoId"]))
     return ExistingEvent(
@@ -258,6 +261,8 @@ def _existing_event(key: str, row: dict[str, Any]) -> ExistingEvent:
         end=_parse_dt(row.get("EndDateTime")),
         is_all_day=bool(row.get("IsAllDayEvent")),
         activity_date=str(row.get("ActivityDate") or "")[:10],
+        who_id=str(row.get("WhoId") or ""),
+        relation_rows=rows,
         location=str(row.get("Location") or ""),
         description=str(row.get("Description") or ""),
         related_ids=frozenset(related),
