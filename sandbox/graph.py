@@ -209,6 +209,8 @@ class FakeGraphState:
                                        "timeZone": "UTC"}
                 elif name == "attendees":
                     item.data["attendees"] = [{"type": "required", **_recipient(a)} for a in value]
+                elif name == "location" and isinstance(value, str):
+                    item.data["location"] = {"displayName": value}
                 else:
                     item.data[name] = value
             item.seq = self._bump(box)

@@ -188,3 +188,25 @@ def test_attendees_removed_lose_the_relations_this_product_added_and_hand_added_
     assert second["counts"]["relations_removed"] == 1
     who, rows = meeting_people(env)
     assert who == people[OTHER] and by_hand in rows and people[CONTACT] not in rows
+
+
+def test_updates_to_subject_time_location_and_attendees_reach_the_salesforce_event(env: SyncEnv) -> None:
+    people = {m["Email"]: m["Id"] for m in env.sf.all("Contact")}
+    start = soon()
+    with env.app.app_context():
+        remote_id = env.harness.add_event(subject="Kick-off", start=start, end=start + timedelta(hours=1),
+                                          organizer=env.harness.address, attendees=[CONTACT], uid="UID-kickoff")
+        run_mailbox(env.uid, interactive=True)
+        later = start + timedelta(days=1, hours=2)
+        env.harness.update_event(remote_id, subject="Kick-off (moved)", start=later,
+                                 end=later + timedelta(minutes=90), location="Room 4",
+                                 attendees=[CONTACT, OTHER])
+        record = run_mailbox(env.uid, interactive=True)
+        quiet = run_mailbox(env.uid, interactive=True)
+    assert record["counts"]["events_updated"] == 1 and record["counts"]["events_written"] == 0
+    (event,) = env.sf.all("Event")
+    assert event["Subject"] == "Kick-off (moved)" and event["Location"] == "Room 4"
+    assert event["StartDateTime"].startswith(later.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert event["EndDateTime"].startswith((later + timedelta(minutes=90)).strftime("%Y-%m-%dT%H:%M:%S"))
+    assert meeting_people(env) == (people[CONTACT], [people[OTHER]])
+    assert quiet["counts"]["events_updated"] == 0 and quiet["salesforce_calls"] == 0
