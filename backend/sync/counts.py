@@ -59,11 +59,11 @@ class RunCounts:
     def add_cuts(self, pages: list[ChangePage]) -> None:
         """Count the items of ``pages`` whose recipient lists were cut, and where (the folder)."""
         for page in pages:
-            for item in (*page.emails, *page.events):
-                if item.recipients_cut:
-                    self.recipients_cut += 1
-                    self.recipients_cut_by[page.folder.value] += 1
-                    self.recipients_dropped += item.recipients_cut
+            cuts = [e.recipients_cut for e in page.emails] + [e.recipients_cut for e in page.events]
+            for cut in (c for c in cuts if c):
+                self.recipients_cut += 1
+                self.recipients_cut_by[page.folder.value] += 1
+                self.recipients_dropped += cut
 
     def filter_out(self, reason: Reason, count: int = 1) -> None:
         """Count filtered items (one by default)."""

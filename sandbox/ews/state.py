@@ -106,6 +106,12 @@ class EwsItem:
     # The Windows time zone the item was made in (StartTimeZone/EndTimeZone); an all-day item's
     # Start and End are midnights there, sent in UTC.
     timezone: str = "UTC"
+    # Series (see sandbox.ews.recurrence): the repeat, occurrences deleted and changed (by original
+    # start), and for an occurrence its original start.
+    interval_days: int = 1
+    deleted_occurrences: list[datetime] = field(default_factory=list)
+    exceptions: dict[datetime, dict[str, Any]] = field(default_factory=dict)
+    original_start: datetime | None = None
 
     def __post_init__(self) -> None:
         self.changekey = self.changekey or new_id("CQAAAB")
@@ -258,6 +264,25 @@ class FakeEwsState:
                 setattr(item, name, value)
             item.changekey = new_id("CQAAAB")
             self._log(item, "update")
+
+    def modify_occurrence(self, master_id: str, original_start: datetime, **changes: Any) -> None:
+        """Move or retitle one occurrence of a series (an exception; an Update of the master)."""
+        with self.lock:
+            master = self.items[master_id]
+            if "attendees" in changes:
+                changes["required"] = [(a, "") for a in changes.pop("attendees")]
+            master.exceptions[original_start] = {**master.exceptions.get(original_start, {}), **changes}
+            master.changekey = new_id("CQAAAB")
+            self._log(master, "update")
+
+    def delete_occurrence(self, master_id: str, original_start: datetime) -> None:
+        """Delete one occurrence of a series (an Update of the master, listed in DeletedOccurrences)."""
+        with self.lock:
+            master = self.items[master_id]
+            master.deleted_occurrences.append(original_start)
+            master.exceptions.pop(original_start, None)
+            master.changekey = new_id("CQAAAB")
+            self._log(master, "update")
 
     def delete_item(self, item_id: str) -> None:
         """Remove an item (appears as a Delete)."""

@@ -210,3 +210,44 @@ def test_updates_to_subject_time_location_and_attendees_reach_the_salesforce_eve
     assert event["EndDateTime"].startswith((later + timedelta(minutes=90)).strftime("%Y-%m-%dT%H:%M:%S"))
     assert meeting_people(env) == (people[CONTACT], [people[OTHER]])
     assert quiet["counts"]["events_updated"] == 0 and quiet["salesforce_calls"] == 0
+
+
+KEY_FIELD = "Sidebar_Sync_Key__c"
+
+
+def stamp(moment: datetime) -> str:
+    """An occurrence's original start as it ends its key."""
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def events_by_key(env: SyncEnv) -> dict[str, dict[str, Any]]:
+    """The fake org's Events by our key."""
+    return {str(e[KEY_FIELD]): e for e in env.sf.all("Event")}
+
+
+@pytest.mark.parametrize("env_factory", ["exchange"], indirect=True)
+def test_an_exchange_series_is_logged_as_its_occurrences_with_exceptions_and_deletions(env: SyncEnv) -> None:
+    state: Any = env.harness.state  # type: ignore[attr-defined]
+    first = soon(days=1, hour=10)
+    master = state.add_event(env.harness.address, subject="Weekly call", start=first, end=first + timedelta(hours=1),
+                             organizer=env.harness.address, attendees=[CONTACT, OTHER], uid="UID-weekly",
+                             recurring=True, recurrence_end=(first + timedelta(days=60)).date())
+    state.items[master].interval_days = 7
+    starts = [first + timedelta(days=7 * n) for n in range(9)]
+    with env.app.app_context():
+        record = run_mailbox(env.uid, interactive=True)
+        assert record["status"] == "ok", record
+        assert set(events_by_key(env)) == {f"UID-weekly@{stamp(s)}" for s in starts}
+        # One occurrence moved and retitled, one deleted by the organiser.
+        moved = starts[1] + timedelta(hours=2)
+        state.modify_occurrence(master, starts[1], subject="Weekly call (moved)", start=moved,
+                                end=moved + timedelta(hours=1))
+        state.delete_occurrence(master, starts[2])
+        second = run_mailbox(env.uid, interactive=True)
+        assert second["counts"]["events_cancelled"] == 1 and second["counts"]["events_written"] == 0, second["counts"]
+        held = events_by_key(env)
+        assert held[f"UID-weekly@{stamp(starts[1])}"]["Subject"] == "Weekly call (moved)"
+        assert held[f"UID-weekly@{stamp(starts[1])}"]["StartDateTime"].startswith(moved.strftime("%Y-%m-%dT%H"))
+        assert held[f"UID-weekly@{stamp(starts[2])}"]["Subject"] == "Canceled: Weekly call"
+        assert held[f"UID-weekly@{stamp(starts[3])}"]["Subject"] == "Weekly call"
+    assert len(held) == 9
