@@ -131,6 +131,9 @@ class EventItem:
     is_recurring: bool = False
     # For occurrences of a series: the original start, which with ``uid`` names one occurrence.
     occurrence_start: datetime | None = None
+    # For occurrences: the provider's id of the series master, when a deletion of the whole series
+    # carries only that id (Exchange); "" otherwise.
+    series_id: str = ""
     truncated: bool = False
     # Attendees left out past MAX_RECIPIENTS (counted in the run record).
     recipients_cut: int = 0

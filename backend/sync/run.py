@@ -243,6 +243,7 @@ class MailboxRun:
         and the deletion carries only the remote id: this map is how the run finds the Event.
         """
         organised: dict[str, tuple[str, float]] = {}
+        series: dict[str, list[tuple[str, float]]] = {}
         done: list[str] = []
         for event in events:
             organizer = event.organizer
@@ -253,8 +254,11 @@ class MailboxRun:
             elif event.dedup_key in self.logged_events:
                 end = event.end or event.start
                 organised[event.remote_id] = (event.dedup_key, end.timestamp() if end is not None else 0.0)
+                if event.series_id:
+                    series.setdefault(event.series_id, []).append(organised[event.remote_id])
         self.store.meetings.forget(self.mailbox.id, done)
         self.store.meetings.remember(self.mailbox.id, organised)
+        self.store.meetings.remember_series(self.mailbox.id, series)
 
     def cancel_removed(self, removed: list[Deletion]) -> None:
         """Apply the cancelled-meetings preference to logged meetings the user organised that left the calendar.
@@ -263,9 +267,13 @@ class MailboxRun:
         tidying up, not a cancellation), and so is one the user did not organise (an invitee's copy
         going away cancels nothing).
         """
-        logged = self.store.meetings.logged(self.mailbox.id, sorted({d.remote_id for d in removed}))
+        removed_ids = sorted({d.remote_id for d in removed})
+        logged = self.store.meetings.logged(self.mailbox.id, removed_ids)
+        # A series deleted whole (Exchange names only its master): its logged occurrences.
+        series = self.store.meetings.logged_series(self.mailbox.id, removed_ids)
         now = time.time()
-        keys = sorted({key for key, end in logged.values() if end > now})
+        keys = sorted({key for key, end in [*logged.values(), *(o for s in series.values() for o in s)]
+                       if end > now})
         if keys:
             crm = self.crm_client()
             crm.forget(event_keys=keys)
@@ -276,6 +284,7 @@ class MailboxRun:
                 self.apply(plan)
         # Forgotten only once handled: a failure above leaves them for the rerun of this batch.
         self.store.meetings.forget(self.mailbox.id, list(logged))
+        self.store.meetings.forget_series(self.mailbox.id, list(series))
 
     def save_cursors(self, pages: list[ChangePage]) -> None:
         """Save the cursor of the last page of each folder in ``pages`` (their writes are done)."""

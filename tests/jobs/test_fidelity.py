@@ -250,4 +250,17 @@ def test_an_exchange_series_is_logged_as_its_occurrences_with_exceptions_and_del
         assert held[f"UID-weekly@{stamp(starts[1])}"]["StartDateTime"].startswith(moved.strftime("%Y-%m-%dT%H"))
         assert held[f"UID-weekly@{stamp(starts[2])}"]["Subject"] == "Canceled: Weekly call"
         assert held[f"UID-weekly@{stamp(starts[3])}"]["Subject"] == "Weekly call"
-    assert len(held) == 9
+        assert len(held) == 9
+        # Dave leaves the series: his relation goes from every occurrence still on.
+        state.update_item(master, attendees=[CONTACT])
+        third = run_mailbox(env.uid, interactive=True)
+        assert third["counts"]["relations_removed"] == 8
+        live = [e["Id"] for k, e in events_by_key(env).items() if k != f"UID-weekly@{stamp(starts[2])}"]
+        dave = {m["Email"]: m["Id"] for m in env.sf.all("Contact")}[OTHER]
+        assert not [r for r in env.sf.all("EventRelation") if r["EventId"] in live and r["RelationId"] == dave]
+        # The organiser deletes the whole series: the deletion names the master only.
+        state.delete_item(master)
+        fourth = run_mailbox(env.uid, interactive=True)
+    assert fourth["counts"]["deletions"] == 1 and fourth["counts"]["events_cancelled"] == 8
+    assert {e["Subject"] for e in env.sf.all("Event")} == {"Canceled: Weekly call", "Canceled: Weekly call (moved)"}
+    assert len(env.sf.all("Event")) == 9

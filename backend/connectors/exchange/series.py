@@ -13,6 +13,7 @@ is cancelled like a cancelled meeting; an invitee's deletion cancels nothing, as
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from exchangelib.ewsdatetime import EWSDateTime
@@ -54,7 +55,8 @@ def expand(account: Any, folder: Any, masters: Sequence[Any], window: SyncWindow
             if isinstance(full, CalendarItem):
                 event = event_item(full, cursor)
                 if event is not None:
-                    events.append(event)
+                    master = by_uid.get(full.uid)
+                    events.append(replace(event, series_id=master.id if master is not None else ""))
     for master in by_uid.values():
         events.extend(_deleted(master, window, own_address))
     return events
@@ -74,5 +76,6 @@ def _deleted(master: Any, window: SyncWindow, own_address: str) -> list[EventIte
             continue
         found.append(EventItem(remote_id="", uid=master.uid, subject=master.subject or "", start=start,
                                end=start + length if length is not None else None, organizer=organizer,
-                               attendees=attendees, is_cancelled=True, is_recurring=True, occurrence_start=start))
+                               attendees=attendees, is_cancelled=True, is_recurring=True, occurrence_start=start,
+                               series_id=master.id))
     return found
