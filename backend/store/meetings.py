@@ -69,7 +69,7 @@ class MeetingMapRepo:
         fields = [f"series:{sid}" for sid in series]
         known = self._r.hmget(key, fields)
         merged: dict[str, str] = {}
-        for (sid, entries), field_name, old in zip(series.items(), fields, known, strict=True):
+        for entries, field_name, old in zip(series.values(), fields, known, strict=True):
             entries_by_key = {k: e for k, e in (json.loads(old) if old else [])}
             entries_by_key.update({k: e for k, e in entries})
             merged[field_name] = json.dumps(sorted(entries_by_key.items()))
