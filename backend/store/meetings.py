@@ -74,7 +74,7 @@ class MeetingMapRepo:
             entries_by_key.update({k: e for k, e in entries})
             merged[field_name] = json.dumps(sorted(entries_by_key.items()))
         with self._r.pipeline() as pipe:
-            pipe.hset(key, mapping=merged)
+            pipe.hset(key, mapping={name: value for name, value in merged.items()})
             pipe.expire(key, EVENT_MAP_TTL_SECONDS)
             pipe.execute()
 
