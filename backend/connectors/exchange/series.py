@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from exchangelib.ewsdatetime import EWSDateTime
@@ -27,8 +28,9 @@ from backend.connectors.mailbox import EventItem, SyncWindow
 
 SERIES_FIELDS = ("uid", "start", "end", "type")
 OCCURRENCE_FIELDS = (*EVENT_FIELDS, "original_start")
-# Occurrences a CalendarView lists per call (exchangelib pages through the rest).
-VIEW_PAGE = 500
+# Items one CalendarView may list (Exchange's default FindItem limit); the view spans the window only
+# from the earliest changed series' start, so only a calendar this full in that span reaches it.
+VIEW_PAGE = 1000
 GET_ITEM_CHUNK = 64
 
 
@@ -39,7 +41,11 @@ def expand(account: Any, folder: Any, masters: Sequence[Any], window: SyncWindow
     if not by_uid:
         return []
     version = account.version
-    view = CalendarView(start=EWSDateTime.from_datetime(window.events_from),
+    # No occurrence starts before its series does: the view begins at the earliest changed series.
+    earliest = min((s for s in (utc_of(m.start) for m in by_uid.values()) if s is not None),
+                   default=window.events_from)
+    view_from = max(window.events_from, earliest - timedelta(days=1))
+    view = CalendarView(start=EWSDateTime.from_datetime(min(view_from, window.events_to)),
                         end=EWSDateTime.from_datetime(window.events_to), max_items=VIEW_PAGE)
     listed = FindItem(account=account, page_size=VIEW_PAGE).call(
         folders=[folder], additional_fields=field_paths(CalendarItem, SERIES_FIELDS, version), restriction=None,
