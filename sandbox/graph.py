@@ -205,8 +205,7 @@ class FakeGraphState:
                 if name == "body":
                     item.body = str(value)
                 elif name in {"start", "end"} and isinstance(value, datetime):
-                    item.data[name] = {"dateTime": value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"),
-                                       "timeZone": "UTC"}
+                    item.data[name] = {"dateTime": _when(value, bool(item.data.get("isAllDay"))), "timeZone": "UTC"}
                 elif name == "attendees":
                     item.data["attendees"] = [{"type": "required", **_recipient(a)} for a in value]
                 elif name == "location" and isinstance(value, str):

@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.e2e import SyncEnv
+from tests.jobs.test_fidelity import add_all_day
 
 pytestmark = pytest.mark.slow
 
@@ -155,3 +157,53 @@ def test_a_weekly_series_through_five_runs_leaves_exactly_the_expected_events(
             expected[key] = (f"Canceled: {subject}", start)
     assert held(env) == expected
     assert len(env.sf.all("Event")) == WEEKS
+
+
+def test_mail_cut_and_repaired_and_an_all_day_event_through_three_runs(env_factory: Callable[..., SyncEnv]) -> None:
+    env = env_factory()
+    carol = env.sf.add_contact(CAROL, "Carol")
+    dave = env.sf.add_contact(DAVE, "Dave")
+    erin = env.sf.add_contact("erin@customer.example", "Erin")
+    env.log_in()
+    address = env.harness.address
+    # An email a broken run logged with its sender only; a newsletter to 2,100 people.
+    env.harness.add_email("inbox", subject="Proposal", sender=CAROL, to=[address, DAVE], cc=["erin@customer.example"],
+                          message_id="<proposal@customer.example>")
+    logged = env.sf.insert("EmailMessage", MessageIdentifier="<proposal@customer.example>", Subject="Proposal")
+    env.sf.insert("EmailMessageRelation", EmailMessageId=logged, RelationId=carol, RelationType="FromAddress")
+    env.harness.add_email("inbox", subject="Newsletter", sender=CAROL,
+                          to=[address, *(f"p{i}@crowd.example" for i in range(2_100))],
+                          message_id="<newsletter@customer.example>")
+    day = (datetime.now(tz=UTC) + timedelta(days=4)).date()
+    event_id = add_all_day(env, "Offsite", day, 1, "Tokyo Standard Time", "Asia/Tokyo")
+    env.sf.user_timezone = "America/Los_Angeles"
+    env.activate()
+    env.worker()
+    record = env.wait_runs(1)
+    assert record["status"] == "ok", record
+    assert record["counts"]["recipients_cut_by"] == {"inbox": 1} and record["counts"]["recipients_dropped"] == 101
+    assert record["counts"]["relations_repaired"] == 2
+    proposal = {(r["RelationId"], r["RelationType"]) for r in env.sf.all("EmailMessageRelation")
+                if r["EmailMessageId"] == logged}
+    assert proposal == {(carol, "FromAddress"), (dave, "ToAddress"), (erin, "CcAddress")}
+    assert sorted(m["MessageIdentifier"] for m in env.sf.all("EmailMessage")) == [
+        "<newsletter@customer.example>", "<proposal@customer.example>"]
+    (offsite,) = env.sf.all("Event")
+    assert (offsite["IsAllDayEvent"], offsite["ActivityDate"]) == (True, day.isoformat())
+
+    # Nothing new: nothing repaired twice, nothing written.
+    assert env.run_now()
+    quiet = env.wait_runs(2)
+    assert quiet["status"] == "ok" and quiet["counts"]["read"] == 0 and quiet["salesforce_calls"] == 0
+    assert len(env.sf.all("EmailMessageRelation")) == 3 + 2  # the proposal's, the newsletter's sender and owner
+
+    # The offsite moves a day later (still all day, in Tokyo).
+    later = day + timedelta(days=1)
+    start = datetime(later.year, later.month, later.day, tzinfo=ZoneInfo("Asia/Tokyo"))
+    env.harness.update_event(event_id, start=start, end=start + timedelta(days=1))
+    assert env.run_now()
+    moved = env.wait_runs(3)
+    assert moved["status"] == "ok" and moved["counts"]["events_updated"] == 1, moved
+    (offsite,) = env.sf.all("Event")
+    assert (offsite["IsAllDayEvent"], offsite["ActivityDate"]) == (True, later.isoformat())
+    assert offsite["StartDateTime"].startswith(f"{later.isoformat()}T00:00:00")
