@@ -7,7 +7,8 @@ ones :mod:`sandbox.microsoft` issued (delegated: ``/me`` is that user; applicati
 Delta follows Graph's contract: an initial round (``$select``, ``$expand``, ``$filter`` for mail,
 ``startDateTime``/``endDateTime`` for ``calendarView``) pages by ``Prefer: odata.maxpagesize``
 through ``@odata.nextLink`` (``$skiptoken``) and ends with an ``@odata.deltaLink``
-(``$deltatoken``); a later round returns only what changed since, removals as ``@removed``. Tests
+(``$deltatoken``); a later round returns only what changed since, removals as ``@removed`` (an
+event moved outside the calendarView range too; ``GET /events/{id}`` still finds it). Tests
 can make every token handed out so far expire (410), inject 429 with Retry-After, 503, 500, 410 and
 slow answers, and read the peak number of requests in flight per mailbox from the recorder (tag =
 the mailbox of the token).
@@ -49,6 +50,13 @@ def _parse(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _when(moment: datetime, all_day: bool = False) -> str:
+    """An event time as Graph writes it with ``Prefer: outlook.timezone="UTC"`` (all-day: the local date)."""
+    if all_day:
+        return moment.strftime("%Y-%m-%dT00:00:00.0000000")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000")
+
+
 def _recipient(address: str, name: str = "") -> dict[str, Any]:
     return {"emailAddress": {"name": name or address.split("@")[0], "address": address}}
 
@@ -64,6 +72,8 @@ class Item:
     deleted: bool = False
     body: str = ""
     sensitivity: str = "normal"
+    # The Graph fields before the last update (a calendar round tells "moved out of range" by them).
+    before: dict[str, Any] | None = None
 
 
 @dataclass
@@ -167,9 +177,11 @@ class FakeGraphState:
         data = {
             "iCalUId": uid or f"040000008200E00074C5B7101A82E008{uuid.uuid4().hex.upper()}",
             "subject": subject,
-            "start": {"dateTime": start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"},
-            "end": {"dateTime": end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"},
+            # Graph gives an all-day event midnight to midnight of its dates, whatever zone was asked for.
+            "start": {"dateTime": _when(start, is_all_day), "timeZone": "UTC"},
+            "end": {"dateTime": _when(end, is_all_day), "timeZone": "UTC"},
             "isAllDay": is_all_day,
+            "originalStartTimeZone": str(start.tzinfo or "UTC"),
             "isCancelled": False,
             "type": kind,
             "originalStart": _iso(original_start) if original_start else None,
@@ -188,14 +200,16 @@ class FakeGraphState:
         """Change an item's Graph fields (``subject=...``, ``start=datetime`` ...); it shows up in the next round."""
         box, item = self._find(item_id)
         with self.lock:
+            item.before = dict(item.data)
             for name, value in changes.items():
                 if name == "body":
                     item.body = str(value)
                 elif name in {"start", "end"} and isinstance(value, datetime):
-                    item.data[name] = {"dateTime": value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"),
-                                       "timeZone": "UTC"}
+                    item.data[name] = {"dateTime": _when(value, bool(item.data.get("isAllDay"))), "timeZone": "UTC"}
                 elif name == "attendees":
                     item.data["attendees"] = [{"type": "required", **_recipient(a)} for a in value]
+                elif name == "location" and isinstance(value, str):
+                    item.data["location"] = {"displayName": value}
                 else:
                     item.data[name] = value
             item.seq = self._bump(box)
@@ -326,9 +340,11 @@ class FakeGraphState:
             if info.kind == "delegated" and "Mail.Read" not in info.scopes:
                 return 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Mail.Read is required."}}
             return self._delta(user, prefix, rest[1].lower(), query, headers)
-        if rest == ["calendarView", "delta"]:
+        if rest == ["calendarView", "delta"] or (len(rest) == 2 and rest[0] == "events"):
             if info.kind == "delegated" and "Calendars.Read" not in info.scopes:
                 return 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Calendars.Read is required."}}
+            if rest[0] == "events":
+                return self._event(user, rest[1], headers)
             return self._delta(user, prefix, "calendar", query, headers)
         return 404, {}, {"error": {"code": "ResourceNotFound", "message": "Unsupported path."}}
 
@@ -347,6 +363,18 @@ class FakeGraphState:
         body = {k: v for k, v in full.items() if (k in select or k == "id")} if select else \
             {k: v for k, v in full.items() if k != "proxyAddresses"}
         return 200, {}, body
+
+    def _event(self, user: MsUser, event_id: str, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        """``GET /events/{id}``: the event wherever it is in the calendar (404 once deleted)."""
+        box = self.mailbox(user.mail)
+        prefer = " ".join(v for k, v in headers.items() if k.lower() == "prefer")
+        body_match = _PREFER_BODY.search(prefer)
+        with self.lock:
+            item = box.items.get(event_id)
+            if item is None or item.deleted or item.folder != "calendar":
+                return 404, {}, {"error": {"code": "ErrorItemNotFound",
+                                           "message": "The specified object was not found in the store."}}
+            return 200, {}, self._render(item, {}, body_match.group(1) if body_match else "html")
 
     # --- delta ------------------------------------------------------------------------------------
 
@@ -421,14 +449,18 @@ class FakeGraphState:
                 answer["@odata.deltaLink"] = f"{link}?$deltatoken={self._token({**base, 'u': upto})}"
         return 200, {"Preference-Applied": f"odata.maxpagesize={size}"}, answer
 
+    @staticmethod
+    def _in_range(data: dict[str, Any], token: dict[str, Any]) -> bool:
+        """Whether event fields ``data`` overlap the calendarView range of ``token``."""
+        if "ws" not in token:
+            return True
+        start = _parse(data["start"]["dateTime"] + ("" if data["start"]["dateTime"].endswith("Z") else "Z"))
+        end = _parse(data["end"]["dateTime"] + ("" if data["end"]["dateTime"].endswith("Z") else "Z"))
+        return end > _parse(token["ws"]) and start < _parse(token["we"])
+
     def _in_scope(self, item: Item, token: dict[str, Any]) -> bool:
         if item.folder == "calendar":
-            if "ws" not in token:
-                return True
-            start = _parse(item.data["start"]["dateTime"] + ("" if item.data["start"]["dateTime"].endswith("Z")
-                                                              else "Z"))
-            end = _parse(item.data["end"]["dateTime"] + ("" if item.data["end"]["dateTime"].endswith("Z") else "Z"))
-            return end > _parse(token["ws"]) and start < _parse(token["we"])
+            return self._in_range(item.data, token)
         if "fv" not in token:
             return True
         received = _parse(item.data["receivedDateTime"])
@@ -445,13 +477,16 @@ class FakeGraphState:
                 if since:
                     chosen.append(item.id)
                 continue
-            if self._in_scope(item, token):
+            # A later round also lists a calendar item that moved out of the range (as @removed).
+            if self._in_scope(item, token) or (since and folder == "calendar" and item.before is not None
+                                               and self._in_range(item.before, token)):
                 chosen.append(item.id)
         return chosen
 
     def _render(self, item: Item, token: dict[str, Any], body_type: str) -> dict[str, Any]:
         odata = "#microsoft.graph.event" if item.folder == "calendar" else "#microsoft.graph.message"
-        if item.deleted:
+        if item.deleted or (item.folder == "calendar" and not self._in_scope(item, token)):
+            # Graph says "deleted" for an event that left the calendarView range too.
             return {"@odata.type": odata, "id": item.id, "@removed": {"reason": "deleted"}}
         content = item.body if body_type == "text" else f"<html><body>{html.escape(item.body)}</body></html>"
         full = {"@odata.type": odata, "@odata.etag": f'W/"{item.seq}"', "id": item.id, **item.data,

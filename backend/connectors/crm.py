@@ -84,6 +84,11 @@ class ExistingEvent:
     location: str = ""
     description: str = ""
     related_ids: frozenset[str] = frozenset()
+    # ISO date (all-day meetings are dated by it); "" when unknown.
+    activity_date: str = ""
+    who_id: str = ""
+    # (person id, EventRelation id) of each relation row.
+    relation_rows: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -98,6 +103,9 @@ class Lookup:
     # Existing emails that have no sender relation (FromAddress): a write that died half-way left
     # them so; a rerun that would have written them adds the relation.
     emails_without_sender: set[str] = field(default_factory=set)
+    # The (person id, relation type) rows each existing email has (EmailMessage orgs), by key: a
+    # rerun adds the missing ones (To and Cc as well as the sender).
+    email_relations: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -136,12 +144,47 @@ class EventDraft:
     people_ids: list[str] = field(default_factory=list)
 
 
+# EmailMessageRelation types by the draft's role lists.
+RELATION_TYPES = (("from", "FromAddress"), ("to", "ToAddress"), ("cc", "CcAddress"), ("bcc", "BccAddress"))
+
+
+def draft_relations(draft: EmailDraft) -> list[tuple[str, str]]:
+    """Every (person id, relation type) an email's draft relates: the sender, To, Cc and Bcc."""
+    roles = {"from": [draft.from_id] if draft.from_id else [], "to": draft.to_ids, "cc": draft.cc_ids,
+             "bcc": draft.bcc_ids}
+    found: list[tuple[str, str]] = []
+    for role, kind in RELATION_TYPES:
+        found.extend((pid, kind) for pid in dict.fromkeys(roles[role]) if pid)
+    return found
+
+
 @dataclass(frozen=True)
 class SenderRepair:
-    """An email the CRM holds without its sender relation, and the draft that says who the sender is."""
+    """An email the CRM holds without some of its relations, and the draft that says who they are.
+
+    ``rows`` are the (person id, relation type) rows to add (the sender, To, Cc); empty means the
+    sender relation only (what a repair was before To and Cc were repaired too).
+    """
 
     record_id: str
     draft: EmailDraft
+    rows: tuple[tuple[str, str], ...] = ()
+
+    def missing(self) -> list[tuple[str, str]]:
+        """The (person id, relation type) rows to add."""
+        if self.rows:
+            return list(self.rows)
+        return [(self.draft.from_id, "FromAddress")] if self.draft.from_id else []
+
+
+@dataclass(frozen=True)
+class RelationRemoval:
+    """People to unrelate from a meeting the CRM holds (attendees removed that this product related)."""
+
+    event: ExistingEvent
+    person_ids: tuple[str, ...]
+    # When the meeting's WhoId is among them: who takes its place ("" clears it).
+    new_who_id: str = ""
 
 
 @dataclass
@@ -153,10 +196,12 @@ class WritePlan:
     changed_events: list[tuple[ExistingEvent, EventDraft]] = field(default_factory=list)
     cancelled_events: list[tuple[ExistingEvent, str]] = field(default_factory=list)  # (event, "delete"|"mark")
     sender_repairs: list[SenderRepair] = field(default_factory=list)
+    # People to unrelate from meetings (attendees removed, whom this product had related).
+    removed_relations: list[RelationRemoval] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.emails or self.new_events or self.changed_events or self.cancelled_events
-                    or self.sender_repairs)
+                    or self.sender_repairs or self.removed_relations)
 
 
 @dataclass(frozen=True)
@@ -179,6 +224,8 @@ class WriteResult:
     events_deleted: int = 0
     events_marked: int = 0
     relations_written: int = 0
+    # Meeting relations removed (attendees who left a meeting this product had related).
+    relations_removed: int = 0
     # Sender relations added to emails the CRM already held without one (included in relations_written).
     relations_repaired: int = 0
     # Records Salesforce already held (written meanwhile by a colleague's run): logged once, not lost.
@@ -193,7 +240,7 @@ class WriteResult:
     def merge(self, other: WriteResult) -> None:
         """Add another result to this one."""
         for name in ("emails_written", "events_written", "events_updated", "events_unchanged", "events_deleted",
-                     "events_marked", "relations_written", "relations_repaired", "duplicates"):
+                     "events_marked", "relations_written", "relations_removed", "relations_repaired", "duplicates"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.written_keys |= other.written_keys
         self.rejected.extend(other.rejected)

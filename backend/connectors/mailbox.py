@@ -85,6 +85,8 @@ class EmailItem:
     is_draft: bool = False
     # True when the connector cut the recipient list or body (recorded, never silently).
     truncated: bool = False
+    # Recipients left out past MAX_RECIPIENTS (counted in the run record, per folder).
+    recipients_cut: int = 0
 
     @property
     def when(self) -> datetime | None:
@@ -119,6 +121,8 @@ class EventItem:
     location: str = ""
     start: datetime | None = None
     end: datetime | None = None
+    # All-day: ``start`` is midnight UTC of the first day and ``end`` midnight UTC of the day after
+    # the last, whatever the zones of the mailbox or the server (the date is what counts).
     is_all_day: bool = False
     organizer: Address | None = None
     attendees: tuple[Address, ...] = ()
@@ -127,7 +131,12 @@ class EventItem:
     is_recurring: bool = False
     # For occurrences of a series: the original start, which with ``uid`` names one occurrence.
     occurrence_start: datetime | None = None
+    # For occurrences: the provider's id of the series master, when a deletion of the whole series
+    # carries only that id (Exchange); "" otherwise.
+    series_id: str = ""
     truncated: bool = False
+    # Attendees left out past MAX_RECIPIENTS (counted in the run record).
+    recipients_cut: int = 0
 
     @property
     def participants(self) -> tuple[Address, ...]:

@@ -20,6 +20,7 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P sfcaps:{org}``                     string: JSON, the org's Salesforce capabilities, 24 h TTL (``capabilities.py``)
 ``P claim:{org}:{sha256}``             string: ``{mid}:{run}`` writing that Message-ID now, with a TTL (``claims.py``)
 ``P evmap:{mid}``                      hash: remote event id -> ``{end}|{key}``, meetings it organised (``meetings.py``)
+``P evrel:{org}:{sha256}``             set: person ids this product related to that meeting (``meetings.py``)
 ``P schedule``                         sorted set: mid scored by its next run time (``schedule.py``)
 ``P secret:{kind}:{owner}:{name}``     string: a Fernet token, the only place secrets live (``secrets.py``)
 ``P apisession:{sid}``                 string: uid, with the bearer token's lifetime as TTL (``sessions.py``)

@@ -1,4 +1,5 @@
-"""The meeting map (``P evmap:{mid}``): remote event id -> ``{end}|{event key}`` of meetings the mailbox organised.
+"""The meeting map (``P evmap:{mid}``): remote event id -> ``{end}|{event key}`` of meetings the mailbox organised
+(and ``series:{master id}`` -> the logged occurrences of a series), and the relations this product added.
 
 Kept for meetings we logged, so a meeting that later disappears from the calendar (the organiser
 cancelled it) can be found in Salesforce: the deletion carries only the remote id. Ids and times only.
@@ -6,7 +7,10 @@ cancelled it) can be found in Salesforce: the deletion carries only the remote i
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from collections.abc import Iterable
 
 import redis
 
@@ -39,7 +43,8 @@ class MeetingMapRepo:
         if int(size) > EVENT_MAP_PRUNE_AT:
             now = time.time()
             entries = self._r.hgetall(key)
-            ended = [str(rid) for rid, value in entries.items() if float(str(value).split("|", 1)[0]) < now]
+            ended = [str(rid) for rid, value in entries.items()
+                     if not str(rid).startswith("series:") and float(str(value).split("|", 1)[0]) < now]
             if ended:
                 self._r.hdel(key, *ended)
 
@@ -54,6 +59,64 @@ class MeetingMapRepo:
                 end, _, event_key = str(value).partition("|")
                 found[rid] = (event_key, float(end))
         return found
+
+    # -- series: the master's id -> its occurrences logged (a deletion names only the master) -----
+    def remember_series(self, mid: str, series: dict[str, list[tuple[str, float]]]) -> None:
+        """Remember logged occurrences of organised series (master id -> [(event key, end time)])."""
+        if not series:
+            return
+        key = self._keys("evmap", mid)
+        fields = [f"series:{sid}" for sid in series]
+        known = self._r.hmget(key, fields)
+        merged: dict[str, str] = {}
+        for entries, field_name, old in zip(series.values(), fields, known, strict=True):
+            entries_by_key = {k: e for k, e in (json.loads(old) if old else [])}
+            entries_by_key.update({k: e for k, e in entries})
+            merged[field_name] = json.dumps(sorted(entries_by_key.items()))
+        with self._r.pipeline() as pipe:
+            pipe.hset(key, mapping={name: value for name, value in merged.items()})
+            pipe.expire(key, EVENT_MAP_TTL_SECONDS)
+            pipe.execute()
+
+    def logged_series(self, mid: str, remote_ids: list[str]) -> dict[str, list[tuple[str, float]]]:
+        """The logged occurrences of the series among ``remote_ids`` (master ids)."""
+        if not remote_ids:
+            return {}
+        values = self._r.hmget(self._keys("evmap", mid), [f"series:{rid}" for rid in remote_ids])
+        return {rid: [(str(k), float(e)) for k, e in json.loads(v)]
+                for rid, v in zip(remote_ids, values, strict=True) if v}
+
+    def forget_series(self, mid: str, remote_ids: list[str]) -> None:
+        """Forget series (deleted, or handled)."""
+        if remote_ids:
+            self._r.hdel(self._keys("evmap", mid), *[f"series:{rid}" for rid in remote_ids])
+
+    # -- the relations this product added (an attendee removed loses only these) -----------------
+    def _rel_key(self, org: str, event_key: str) -> str:
+        return self._keys("evrel", org, hashlib.sha256(event_key.encode("utf-8")).hexdigest())
+
+    def added_relations(self, org: str, event_keys: Iterable[str]) -> dict[str, frozenset[str]]:
+        """The person ids this product related to each meeting (org-wide: any colleague's run)."""
+        keys = sorted(set(event_keys))
+        if not keys:
+            return {}
+        with self._r.pipeline() as pipe:
+            for event_key in keys:
+                pipe.smembers(self._rel_key(org, event_key))
+            answers = pipe.execute()
+        return {k: frozenset(str(v) for v in members) for k, members in zip(keys, answers, strict=True) if members}
+
+    def note_relations(self, org: str, added: dict[str, list[str]], removed: dict[str, list[str]]) -> None:
+        """Record relations this product added to meetings, and those it removed."""
+        with self._r.pipeline() as pipe:
+            for event_key, ids in added.items():
+                if ids:
+                    pipe.sadd(self._rel_key(org, event_key), *ids)
+                    pipe.expire(self._rel_key(org, event_key), EVENT_MAP_TTL_SECONDS)
+            for event_key, ids in removed.items():
+                if ids:
+                    pipe.srem(self._rel_key(org, event_key), *ids)
+            pipe.execute()
 
     def forget(self, mid: str, remote_ids: list[str]) -> None:
         """Forget meetings (cancelled, deleted, or handled)."""

@@ -29,7 +29,7 @@ from backend.sync.collaborators import crm_for, mailbox_for
 from backend.sync.counts import RunCounts
 from backend.sync.filters import Filters, Reason
 from backend.sync.match import lookup_batch
-from backend.sync.plan import cancelled_action, plan_emails, plan_events
+from backend.sync.plan import cancelled_action, plan_emails, plan_events, relation_changes
 from backend.sync.refusals import settle_refusals
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,7 @@ class MailboxRun:
         counts.read += emails + events
         counts.deletions += sum(len(p.deletions) for p in pages)
         counts.resynced_pages += sum(1 for p in pages if p.resynced)
+        counts.add_cuts(pages)
         unreadable = sum(p.unreadable for p in pages)
         if unreadable:
             counts.read += unreadable
@@ -217,7 +218,9 @@ class MailboxRun:
         self.logged_events.update(lookup.existing_events)
         plan = WritePlan()
         plan_emails(plan, emails, lookup, self.filters, self.user.sf_user_id, self.seen_keys, self.counts)
-        plan_events(plan, events, lookup, self.filters, self.cancelled_action, self.seen_keys, self.counts)
+        ours = self.store.meetings.added_relations(self.org.org_id, [e.dedup_key for e in events
+                                                                   if e.dedup_key in lookup.existing_events])
+        plan_events(plan, events, lookup, self.filters, self.cancelled_action, self.seen_keys, self.counts, ours)
         if plan:
             self.apply(plan)
         self.remember_organised(events)
@@ -226,6 +229,7 @@ class MailboxRun:
         """Write a plan, count what it did and quarantine what Salesforce refused."""
         result = self.crm_client().write(plan)
         self.logged_events.update(result.written_keys & {e.key for e in plan.new_events})
+        self.store.meetings.note_relations(self.org.org_id, *relation_changes(plan, result.written_keys))
         self.counts.add_writes(result)
         settle_refusals(self.store, self.mailbox.id, result, self.counts)
         if not self.interactive and self.usage is not None and \
@@ -240,6 +244,7 @@ class MailboxRun:
         and the deletion carries only the remote id: this map is how the run finds the Event.
         """
         organised: dict[str, tuple[str, float]] = {}
+        series: dict[str, list[tuple[str, float]]] = {}
         done: list[str] = []
         for event in events:
             organizer = event.organizer
@@ -250,8 +255,11 @@ class MailboxRun:
             elif event.dedup_key in self.logged_events:
                 end = event.end or event.start
                 organised[event.remote_id] = (event.dedup_key, end.timestamp() if end is not None else 0.0)
+                if event.series_id:
+                    series.setdefault(event.series_id, []).append(organised[event.remote_id])
         self.store.meetings.forget(self.mailbox.id, done)
         self.store.meetings.remember(self.mailbox.id, organised)
+        self.store.meetings.remember_series(self.mailbox.id, series)
 
     def cancel_removed(self, removed: list[Deletion]) -> None:
         """Apply the cancelled-meetings preference to logged meetings the user organised that left the calendar.
@@ -260,9 +268,13 @@ class MailboxRun:
         tidying up, not a cancellation), and so is one the user did not organise (an invitee's copy
         going away cancels nothing).
         """
-        logged = self.store.meetings.logged(self.mailbox.id, sorted({d.remote_id for d in removed}))
+        removed_ids = sorted({d.remote_id for d in removed})
+        logged = self.store.meetings.logged(self.mailbox.id, removed_ids)
+        # A series deleted whole (Exchange names only its master): its logged occurrences.
+        series = self.store.meetings.logged_series(self.mailbox.id, removed_ids)
         now = time.time()
-        keys = sorted({key for key, end in logged.values() if end > now})
+        keys = sorted({key for key, end in [*logged.values(), *(o for s in series.values() for o in s)]
+                       if end > now})
         if keys:
             crm = self.crm_client()
             crm.forget(event_keys=keys)
@@ -273,6 +285,7 @@ class MailboxRun:
                 self.apply(plan)
         # Forgotten only once handled: a failure above leaves them for the rerun of this batch.
         self.store.meetings.forget(self.mailbox.id, list(logged))
+        self.store.meetings.forget_series(self.mailbox.id, list(series))
 
     def save_cursors(self, pages: list[ChangePage]) -> None:
         """Save the cursor of the last page of each folder in ``pages`` (their writes are done)."""

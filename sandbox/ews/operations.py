@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from sandbox.ews.recurrence import in_view, occurrence, parse_occurrence_id
 from sandbox.ews.render import add_mailbox, matches, render_item, requested_fields
-from sandbox.ews.soap import FOLDER_INFO, FOLDERS, MAX_SYNC_CHANGES, M, SoapError, T, el, message
+from sandbox.ews.soap import FOLDER_INFO, FOLDERS, MAX_SYNC_CHANGES, M, SoapError, T, el, message, parse_dt
 from sandbox.ews.state import EwsUser, FakeEwsState
 
 
@@ -138,6 +139,9 @@ class EwsOperations:
         ids = request.find(M + "ItemIds")
         for item_id in ids if ids is not None else []:
             item = self.state.items.get(item_id.get("Id", ""))
+            series = parse_occurrence_id(item_id.get("Id", ""))
+            if item is None and series is not None and series[0] in self.state.items:
+                item = occurrence(self.state.items[series[0]], series[1])
             if item is None or item.owner != user.email:
                 message(messages, "GetItem", "ErrorItemNotFound", "The specified object was not found in the store.")
                 continue
@@ -156,6 +160,10 @@ class EwsOperations:
                 message(messages, "FindItem", exc.code, exc.text)
                 continue
             items = [i for i in self.state.items.values() if i.owner == owner and i.folder == folder]
+            view = request.find(M + "CalendarView")
+            if view is not None:
+                self._calendar_view(messages, items, view, fields)
+                continue
             restriction = request.find(M + "Restriction")
             if restriction is not None and len(restriction):
                 items = [i for i in items if matches(restriction[0], i)]
@@ -173,3 +181,19 @@ class EwsOperations:
             for item in page:
                 render_item(container, item, fields)
 
+
+    def _calendar_view(self, messages: Any, items: list[Any], view: Any, fields: tuple[str, ...]) -> None:
+        """FindItem with a CalendarView: single items and series occurrences overlapping the view."""
+        start, end = parse_dt(view.get("StartDate", "")), parse_dt(view.get("EndDate", ""))
+        found = []
+        for item in items:
+            if item.item_type == "RecurringMaster":
+                found.extend(in_view(item, start, end))
+            elif item.start is not None and item.end is not None and item.end > start and item.start < end:
+                found.append(item)
+        found.sort(key=lambda i: i.start)
+        msg = message(messages, "FindItem")
+        root = el(M + "RootFolder", msg, TotalItemsInView=str(len(found)), IncludesLastItemInRange="true")
+        container = el(T + "Items", root)
+        for item in found:
+            render_item(container, item, fields)

@@ -8,6 +8,7 @@ from typing import Any
 
 from lxml import etree
 
+from sandbox.ews.recurrence import modified
 from sandbox.ews.soap import SoapError, T, el, iso, parse_dt
 from sandbox.ews.state import EwsItem
 
@@ -77,6 +78,8 @@ def _render_calendar_field(node: Any, item: EwsItem, uri: str) -> None:
         el(T + "IsCancelled", node, "true" if item.is_cancelled else "false")
     elif uri == "calendar:IsRecurring":
         el(T + "IsRecurring", node, "true" if item.item_type != "Single" else "false")
+    elif uri in ("calendar:StartTimeZone", "calendar:EndTimeZone"):
+        el(T + uri.split(":")[1], node, Id=item.timezone, Name=item.timezone)
     elif uri == "calendar:CalendarItemType":
         el(T + "CalendarItemType", node, item.item_type)
     elif uri == "calendar:Organizer":
@@ -89,10 +92,25 @@ def _render_calendar_field(node: Any, item: EwsItem, uri: str) -> None:
                 attendee = el(T + "Attendee", holder)
                 add_mailbox(attendee, addr, "Mailbox")
                 el(T + "ResponseType", attendee, "Unknown")
+    elif uri == "calendar:OriginalStart" and item.original_start is not None:
+        el(T + "OriginalStart", node, iso(item.original_start))
+    elif uri == "calendar:DeletedOccurrences" and item.deleted_occurrences:
+        holder = el(T + "DeletedOccurrences", node)
+        for start in item.deleted_occurrences:
+            el(T + "Start", el(T + "DeletedOccurrence", holder), iso(start))
+    elif uri == "calendar:ModifiedOccurrences" and item.exceptions:
+        holder = el(T + "ModifiedOccurrences", node)
+        for exception in modified(item):
+            entry = el(T + "Occurrence", holder)
+            el(T + "ItemId", entry, Id=exception.id, ChangeKey=exception.changekey)
+            for tag, value in (("Start", exception.start), ("End", exception.end),
+                               ("OriginalStart", exception.original_start)):
+                if value is not None:
+                    el(T + tag, entry, iso(value))
     elif uri == "calendar:Recurrence" and item.item_type == "RecurringMaster" and item.start:
         rec = el(T + "Recurrence", node)
         daily = el(T + "DailyRecurrence", rec)
-        el(T + "Interval", daily, "1")
+        el(T + "Interval", daily, str(item.interval_days))
         if item.recurrence_end:
             rng = el(T + "EndDateRecurrence", rec)
             el(T + "StartDate", rng, item.start.date().isoformat())

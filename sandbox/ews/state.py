@@ -103,6 +103,15 @@ class EwsItem:
     is_cancelled: bool = False
     item_type: str = "Single"  # or RecurringMaster
     recurrence_end: date | None = None
+    # The Windows time zone the item was made in (StartTimeZone/EndTimeZone); an all-day item's
+    # Start and End are midnights there, sent in UTC.
+    timezone: str = "UTC"
+    # Series (see sandbox.ews.recurrence): the repeat, occurrences deleted and changed (by original
+    # start), and for an occurrence its original start.
+    interval_days: int = 1
+    deleted_occurrences: list[datetime] = field(default_factory=list)
+    exceptions: dict[datetime, dict[str, Any]] = field(default_factory=dict)
+    original_start: datetime | None = None
 
     def __post_init__(self) -> None:
         self.changekey = self.changekey or new_id("CQAAAB")
@@ -229,14 +238,15 @@ class FakeEwsState:
     def add_event(self, owner: str, *, subject: str, start: datetime, end: datetime, organizer: str,
                   attendees: list[str], optional: list[str] | None = None, uid: str | None = None,
                   body: str = "", sensitivity: str = "Normal", recurring: bool = False,
-                  recurrence_end: date | None = None, location: str = "", is_all_day: bool = False) -> str:
+                  recurrence_end: date | None = None, location: str = "", is_all_day: bool = False,
+                  timezone: str = "UTC") -> str:
         """A calendar item (a single meeting, or a recurring series master)."""
         item = EwsItem(
             id=new_id(), owner=owner.lower(), folder="calendar", kind="calendar", subject=subject, body=body,
             sensitivity=sensitivity, uid=uid or secrets.token_hex(16).upper(), start=start, end=end,
             organizer=(organizer, ""), required=[(a, "") for a in attendees],
             optional=[(a, "") for a in optional or []], item_type="RecurringMaster" if recurring else "Single",
-            recurrence_end=recurrence_end, location=location, is_all_day=is_all_day,
+            recurrence_end=recurrence_end, location=location, is_all_day=is_all_day, timezone=timezone,
             sent=start - timedelta(days=1), received=start - timedelta(days=1),
         )
         return self.add_item(item)
@@ -254,6 +264,25 @@ class FakeEwsState:
                 setattr(item, name, value)
             item.changekey = new_id("CQAAAB")
             self._log(item, "update")
+
+    def modify_occurrence(self, master_id: str, original_start: datetime, **changes: Any) -> None:
+        """Move or retitle one occurrence of a series (an exception; an Update of the master)."""
+        with self.lock:
+            master = self.items[master_id]
+            if "attendees" in changes:
+                changes["required"] = [(a, "") for a in changes.pop("attendees")]
+            master.exceptions[original_start] = {**master.exceptions.get(original_start, {}), **changes}
+            master.changekey = new_id("CQAAAB")
+            self._log(master, "update")
+
+    def delete_occurrence(self, master_id: str, original_start: datetime) -> None:
+        """Delete one occurrence of a series (an Update of the master, listed in DeletedOccurrences)."""
+        with self.lock:
+            master = self.items[master_id]
+            master.deleted_occurrences.append(original_start)
+            master.exceptions.pop(original_start, None)
+            master.changekey = new_id("CQAAAB")
+            self._log(master, "update")
 
     def delete_item(self, item_id: str) -> None:
         """Remove an item (appears as a Delete)."""

@@ -79,6 +79,9 @@ class SalesforceData:
     # Let this many write calls through, then answer the next one 503 (once); None: off.
     fail_write_after: int | None = None
     write_delay: float = 0.0
+    # The signed-in user's time zone (TimeZoneSidKey): an Event written without ActivityDate gets
+    # the date of its StartDateTime there, as Salesforce derives it.
+    user_timezone: str = "UTC"
     rules: list[Rule] = field(default_factory=list)
     calls: list[RestCall] = field(default_factory=list)
     user_ids: Callable[[], set[str]] = lambda: set()

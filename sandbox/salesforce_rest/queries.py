@@ -104,7 +104,7 @@ def describe_global(data: SalesforceData, version: str) -> dict[str, Any]:
 
 def describe(data: SalesforceData, sobject: str) -> dict[str, Any]:
     """The describe of one sObject (its fields and lengths)."""
-    base = {"Event": ["Id", "Subject", "StartDateTime", "EndDateTime", "IsAllDayEvent", "Location",
+    base = {"Event": ["Id", "Subject", "StartDateTime", "EndDateTime", "IsAllDayEvent", "ActivityDate", "Location",
                       "Description", "WhoId", "WhatId", "OwnerId"],
             "Task": ["Id", "Subject", "Description", "WhoId", "TaskSubtype", "Status", "ActivityDate"],
             "EmailMessage": ["Id", "Subject", "TextBody", "MessageIdentifier", "FromAddress", "ToAddress"],

@@ -6,6 +6,7 @@ import re
 import time
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sandbox.salesforce_rest.data import (
     DATETIME_FIELDS,
@@ -84,6 +85,16 @@ def normalise(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def derive_activity_date(data: SalesforceData, sobject: str, record: dict[str, Any], given: dict[str, Any]) -> None:
+    """An Event's ActivityDate as Salesforce fills it: the one written, else the date of
+    StartDateTime in the user's time zone (what puts an all-day event on the wrong day when a
+    client sends only a midnight-UTC StartDateTime)."""
+    if sobject != "Event" or "ActivityDate" in given or not record.get("StartDateTime"):
+        return
+    start = datetime.fromisoformat(str(record["StartDateTime"]).replace("+0000", "+00:00"))
+    record["ActivityDate"] = start.astimezone(ZoneInfo(data.user_timezone)).date().isoformat()
+
+
 def create(data: SalesforceData, records: list[dict[str, Any]], all_or_none: bool) -> list[dict[str, Any]]:
     """Insert records (sObject Collections POST), all or none when asked."""
     results: list[dict[str, Any]] = []
@@ -116,6 +127,7 @@ def create(data: SalesforceData, records: list[dict[str, Any]], all_or_none: boo
             data.records.setdefault(sobject, {})[rid] = {"Id": rid, **normalise(
                 {k: v for k, v in fields.items() if k not in JUNCTION_TYPES})}
             data.records[sobject][rid]["CreatedDate"] = datetime.now(tz=UTC).isoformat()
+            derive_activity_date(data, sobject, data.records[sobject][rid], fields)
             if sobject == "EmailMessage":
                 for junction, relation_type in JUNCTION_TYPES.items():
                     for rel in fields.get(junction) or []:
@@ -152,6 +164,8 @@ def update(data: SalesforceData, records: list[dict[str, Any]]) -> list[dict[str
                 results.append({"id": rid, "success": False, "errors": [error]})
                 continue
             current.update(normalise(fields))
+            if "StartDateTime" in fields:
+                derive_activity_date(data, sobject, current, fields)
             results.append({"id": rid, "success": True, "errors": []})
     return results
 

@@ -15,7 +15,7 @@ import {
 import { formatCount, formatDateTime, formatDuration, formatWhen, providerName, retryText } from "./format.js";
 import { DialogError, openDialog } from "./host.js";
 import { renderPolicy, withoutLocked } from "./policy.js";
-import { isSetUp, lastRunCounts, lastRunDuration, lastRunError, lastRunTime, stateText } from "./syncview.js";
+import { isSetUp, lastRunCounts, lastRunCuts, lastRunDuration, lastRunError, lastRunTime, stateText } from "./syncview.js";
 
 const PROVIDER_SECTIONS = {
   exchange: "provider-exchange",
@@ -369,6 +369,9 @@ export function initSettings(app) {
     for (const [name, value] of Object.entries(counts)) {
       setText(byId(`last-run-${name}`), formatCount(value));
     }
+    const cuts = lastRunCuts(lastRun);
+    setText(byId("last-run-cuts"), cuts);
+    setVisible(byId("last-run-cuts-row"), Boolean(cuts));
     const error = lastRunError(lastRun);
     setText(byId("last-run-error"), error);
     setVisible(byId("last-run-error-row"), Boolean(error));

@@ -65,6 +65,21 @@ export function lastRunCounts(lastRun) {
   };
 }
 
+/** Where the last run cut recipient lists (more than 2,000 on one item), in words, or "". */
+export function lastRunCuts(lastRun) {
+  const counts = (lastRun && (lastRun.counts || lastRun)) || {};
+  const cut = Number(counts.recipients_cut) || 0;
+  if (!cut) {
+    return "";
+  }
+  const names = { inbox: "Inbox", sent: "Sent Items", calendar: "Calendar" };
+  const where = Object.entries(counts.recipients_cut_by || {})
+    .map(([folder, n]) => `${names[folder] || folder} ${n}`)
+    .join(", ");
+  const dropped = Number(counts.recipients_dropped) || 0;
+  return `${cut} item${cut === 1 ? "" : "s"} (${where}): ${dropped} recipients past the first 2,000 not matched`;
+}
+
 /** The last run's error in words, or "". */
 export function lastRunError(lastRun) {
   const error = lastRun && lastRun.error;

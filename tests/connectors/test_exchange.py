@@ -117,7 +117,7 @@ def test_changes_to_mail_older_than_the_first_window_are_not_new_mail(harness: E
     assert [e for p in later for e in p.emails] == []
 
 
-def test_recurring_series_are_reported_once_as_the_master(harness: ExchangeHarness) -> None:
+def test_recurring_series_are_read_as_their_occurrences_inside_the_window(harness: ExchangeHarness) -> None:
     now = datetime.now(UTC)
     harness.state.add_event(ADDRESS, subject="Weekly sync", start=now - timedelta(days=90),
                             end=now - timedelta(days=90, minutes=-30), organizer=CUSTOMER, attendees=[ADDRESS],
@@ -126,7 +126,15 @@ def test_recurring_series_are_reported_once_as_the_master(harness: ExchangeHarne
                             end=now - timedelta(days=90, minutes=-30), organizer=CUSTOMER, attendees=[ADDRESS],
                             recurring=True, recurrence_end=(now - timedelta(days=30)).date())
     events = [e for p in _pages(_mailbox(harness), folders=(Folder.CALENDAR,), now=now) for e in p.events]
-    assert [(e.subject, e.is_recurring, e.dedup_key) for e in events] == [("Weekly sync", True, "weekly-uid")]
+    window = SyncWindow.starting(now, 30)
+    first = now - timedelta(days=90)
+    expected = [first + timedelta(days=n) for n in range(200)
+                if first + timedelta(days=n, minutes=30) > window.events_from
+                and first + timedelta(days=n) < window.events_to]
+    # Daily, no end: one item per occurrence overlapping the window (as Graph's calendarView gives
+    # them), keyed by UID + original start; the ended series is not read at all.
+    assert {e.subject for e in events} == {"Weekly sync"} and all(e.is_recurring for e in events)
+    assert sorted(e.dedup_key for e in events) == [f"weekly-uid@{s.strftime('%Y%m%dT%H%M%SZ')}" for s in expected]
 
 
 def test_unreadable_cursor_resyncs_the_folder(harness: ExchangeHarness) -> None:

@@ -2,9 +2,8 @@
 
 SyncFolderItems cannot return bodies, so each call asks only for ids plus the dates it needs to
 filter (``DateTimeReceived``/``DateTimeSent``; ``Start``/``End``/``CalendarItemType``) and GetItem
-then fetches the full items that pass. Recurring series are reported as their master
-(``is_recurring``, the first occurrence's times, the UID as dedup key); Exchange keeps exceptions
-inside the master, so a changed occurrence shows up as an update of the series.
+then fetches the full items that pass. A recurring series shows up as its master (a changed or
+deleted occurrence as an update of it); :mod:`.series` reads it as its occurrences in the window.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from exchangelib.fields import FieldPath
@@ -42,11 +41,14 @@ MAIL_SYNC_FIELDS = ("datetime_received", "datetime_sent")
 EVENT_SYNC_FIELDS = ("start", "end", "type")
 MAIL_FIELDS = ("subject", "sensitivity", "datetime_received", "datetime_sent", "is_draft", "author", "sender",
                "to_recipients", "cc_recipients", "message_id")
+# The time zones date all-day events: exchangelib turns their Start/End into dates in the item's own
+# zone (without it, in the worker's local zone: the date would depend on where the server runs).
 EVENT_FIELDS = ("uid", "subject", "sensitivity", "start", "end", "is_all_day", "location", "is_cancelled",
-                "is_recurring", "type", "organizer", "required_attendees", "optional_attendees", "recurrence")
+                "is_recurring", "type", "organizer", "required_attendees", "optional_attendees", "recurrence",
+                "_start_timezone", "_end_timezone", "deleted_occurrences")
 
 
-def _utc(value: Any) -> datetime | None:
+def utc_of(value: Any) -> datetime | None:
     """An exchangelib date or datetime as an aware UTC datetime (naive ones are taken as UTC)."""
     if value is None:
         return None
@@ -59,7 +61,7 @@ def _utc(value: Any) -> datetime | None:
     return None
 
 
-def _address(mailbox: Any) -> Address | None:
+def address_of(mailbox: Any) -> Address | None:
     """A Mailbox or Attendee as our Address."""
     if mailbox is None:
         return None
@@ -68,10 +70,10 @@ def _address(mailbox: Any) -> Address | None:
     return Address.of(getattr(target, "email_address", None), getattr(target, "name", None))
 
 
-def _addresses(values: Sequence[Any] | None) -> tuple[tuple[Address, ...], bool]:
-    """At most MAX_RECIPIENTS addresses, and whether some were cut."""
-    found = [a for a in (_address(v) for v in values or []) if a is not None]
-    return tuple(found[:MAX_RECIPIENTS]), len(found) > MAX_RECIPIENTS
+def addresses_of(values: Sequence[Any] | None) -> tuple[tuple[Address, ...], int]:
+    """At most MAX_RECIPIENTS addresses, and how many were cut."""
+    found = [a for a in (address_of(v) for v in values or []) if a is not None]
+    return tuple(found[:MAX_RECIPIENTS]), max(0, len(found) - MAX_RECIPIENTS)
 
 
 def _text_body(item: Any) -> str:
@@ -105,10 +107,10 @@ def field_paths(model: Any, names: Sequence[str], version: Version, with_body: b
 def in_bounds(item: Any, cursor: Cursor, calendar: bool) -> bool:
     """Whether a SyncFolderItems change falls inside the cursor's window (so its full item is fetched)."""
     if not calendar:
-        when = _utc(getattr(item, "datetime_received", None) or getattr(item, "datetime_sent", None))
+        when = utc_of(getattr(item, "datetime_received", None) or getattr(item, "datetime_sent", None))
         return when is None or when >= cursor.floor
-    start = _utc(getattr(item, "start", None))
-    end = _utc(getattr(item, "end", None)) or start
+    start = utc_of(getattr(item, "start", None))
+    end = utc_of(getattr(item, "end", None)) or start
     if cursor.ceiling is not None and start is not None and start > cursor.ceiling:
         return False
     if getattr(item, "type", None) == "RecurringMaster":
@@ -118,24 +120,36 @@ def in_bounds(item: Any, cursor: Cursor, calendar: bool) -> bool:
 
 def email_item(item: Any, folder: Folder) -> EmailItem:
     """An exchangelib Message (from GetItem) as our EmailItem."""
-    to, to_cut = _addresses(item.to_recipients)
-    cc, cc_cut = _addresses(item.cc_recipients)
+    to, to_cut = addresses_of(item.to_recipients)
+    cc, cc_cut = addresses_of(item.cc_recipients)
     body, body_cut = bound_text(_text_body(item))
     return EmailItem(
         remote_id=item.id,
         folder=folder,
         message_id=normalise_message_id(item.message_id),
-        sender=_address(item.author) or _address(item.sender),
+        sender=address_of(item.author) or address_of(item.sender),
         to=to,
         cc=cc,
         subject=item.subject or "",
         body_text=body,
-        sent_at=_utc(item.datetime_sent),
-        received_at=_utc(item.datetime_received),
+        sent_at=utc_of(item.datetime_sent),
+        received_at=utc_of(item.datetime_received),
         sensitivity=_sensitivity(item.sensitivity),
         is_draft=bool(item.is_draft),
-        truncated=to_cut or cc_cut or body_cut,
+        truncated=bool(to_cut or cc_cut) or body_cut,
+        recipients_cut=to_cut + cc_cut,
     )
+
+
+def event_times(item: Any) -> tuple[datetime | None, datetime | None]:
+    """Start and end in UTC; an all-day event as midnight UTC of its first day and of the day after
+    its last (exchangelib gives the dates, in the item's zone, with the last day inclusive)."""
+    start, end = item.start, item.end
+    if item.is_all_day and isinstance(start, date) and not isinstance(start, datetime):
+        first = utc_of(start)
+        last = utc_of(end) if isinstance(end, date) and not isinstance(end, datetime) else first
+        return first, (max(first, last) + timedelta(days=1)) if first and last else None
+    return utc_of(start), utc_of(end)
 
 
 def event_item(item: Any, cursor: Cursor) -> EventItem | None:
@@ -144,25 +158,27 @@ def event_item(item: Any, cursor: Cursor) -> EventItem | None:
     if item.type == "RecurringMaster":
         boundary = getattr(getattr(item, "recurrence", None), "boundary", None)
         until = getattr(boundary, "end", None)
-        if until is not None and _utc(until) is not None and _utc(until) < cursor.floor:  # type: ignore[operator]
+        if until is not None and utc_of(until) is not None and utc_of(until) < cursor.floor:  # type: ignore[operator]
             return None  # a series that ended before the window
-    attendees, cut = _addresses([*(item.required_attendees or []), *(item.optional_attendees or [])])
+    attendees, cut = addresses_of([*(item.required_attendees or []), *(item.optional_attendees or [])])
     body, body_cut = bound_text(_text_body(item))
-    occurrence = _utc(getattr(item, "original_start", None)) if item.type in ("Occurrence", "Exception") else None
+    occurrence = utc_of(getattr(item, "original_start", None)) if item.type in ("Occurrence", "Exception") else None
+    start, end = event_times(item)
     return EventItem(
         remote_id=item.id,
         uid=item.uid or item.id,
         subject=item.subject or "",
         body_text=body,
         location=str(item.location or ""),
-        start=_utc(item.start),
-        end=_utc(item.end),
+        start=start,
+        end=end,
         is_all_day=bool(item.is_all_day),
-        organizer=_address(item.organizer),
+        organizer=address_of(item.organizer),
         attendees=attendees,
         sensitivity=_sensitivity(item.sensitivity),
         is_cancelled=bool(item.is_cancelled),
         is_recurring=recurring,
         occurrence_start=occurrence,
-        truncated=cut or body_cut,
+        truncated=bool(cut) or body_cut,
+        recipients_cut=cut,
     )

@@ -54,6 +54,7 @@ from backend.connectors.exchange.items import (
     field_paths,
     in_bounds,
 )
+from backend.connectors.exchange.series import expand
 from backend.connectors.exchange.transport import Transport, account_for, version_of
 from backend.connectors.mailbox import FOLDERS, ChangePage, Deletion, Folder, MailboxIdentity, SyncWindow
 from backend.errors import AuthRevoked, ConnectorError, CursorExpired, SetupFailed, Unavailable
@@ -88,6 +89,7 @@ class ExchangeMailbox:
         self._transport = Transport(settings, resolver)
         self._protocol: Protocol | None = None
         self._account_obj: Account | None = None
+        self._window: SyncWindow | None = None
 
     def __repr__(self) -> str:
         return f"ExchangeMailbox({self.address!r}, {self.ews_url!r})"
@@ -132,6 +134,7 @@ class ExchangeMailbox:
         self, cursors: Mapping[str, str], window: SyncWindow, folders: tuple[Folder, ...] = tuple(Folder)
     ) -> Iterator[ChangePage]:
         """Pages of changes per folder since ``cursors`` (a missing or expired cursor reads ``window``)."""
+        self._window = window
         for name in folders or FOLDERS:
             folder = Folder(name)
             yield from self._read_folder(folder, cursors.get(folder.value, ""), window)
@@ -203,18 +206,25 @@ class ExchangeMailbox:
                 page.deletions.append(Deletion(remote_id=item.id, folder=folder))
             elif change in (SyncFolderItems.CREATE, SyncFolderItems.UPDATE) and in_bounds(item, cursor, calendar):
                 wanted.append(item)
+        masters: list[Any] = []
         if wanted:
             fields = field_paths(model, EVENT_FIELDS if calendar else MAIL_FIELDS, version, with_body=True)
             for full in GetItem(account=account, chunk_size=GET_ITEM_CHUNK).call(
                     items=wanted, additional_fields=fields, shape=ID_ONLY):
                 if isinstance(full, Exception):
                     continue  # gone between the sync and the fetch: its Delete comes next time
-                if calendar and isinstance(full, CalendarItem):
+                if calendar and isinstance(full, CalendarItem) and full.type == "RecurringMaster":
+                    masters.append(full)  # read as its occurrences, below
+                elif calendar and isinstance(full, CalendarItem):
                     event = event_item(full, cursor)
                     if event is not None:
                         page.events.append(event)
                 elif not calendar and isinstance(full, Message):
                     page.emails.append(email_item(full, folder))
+        # A series that ended before the window is skipped; the others are read as their occurrences.
+        live = [m for m in masters if event_item(m, cursor) is not None]
+        if live and self._window is not None:
+            page.events.extend(expand(account, self._folder(folder), live, self._window, cursor, self.address))
         caught_up = cursor.ceiling if not last else None
         next_cursor = Cursor(cursor.floor, caught_up, new_state)
         page.cursor = next_cursor.encode()

@@ -5,11 +5,15 @@ current window reaches :data:`CALENDAR_ROLL_DAYS` past that range's end, the rea
 old link to its end (so no change or cancellation in between is missed) and then starts a new round
 over the current window; meetings both rounds report are yielded once, and Salesforce dedup by UID
 covers the rest.
+
+A meeting moved outside the range also arrives as ``@removed``: each calendar removal is confirmed
+with a GET of the event (:func:`event_path`, in one ``$batch``) before it counts as a deletion.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import quote
 
 from backend.connectors.graph.http import encode_query, graph_time
 from backend.connectors.mailbox import SyncWindow
@@ -29,3 +33,8 @@ def range_is_stale(range_end: float | None, window: SyncWindow) -> bool:
     """True when a round's range (its end, None when unknown) should roll forward to the current window."""
     roll_before = (window.events_to - timedelta(days=CALENDAR_ROLL_DAYS)).timestamp()
     return range_end is None or range_end <= roll_before
+
+
+def event_path(user_path: str, event_id: str) -> str:
+    """One event by id: how a calendar ``@removed`` is confirmed (404: gone; else moved or cancelled)."""
+    return f"{user_path}/events/{quote(event_id, safe='')}"

@@ -50,6 +50,16 @@ def _parse_time(value: Any, zone: str = "UTC") -> datetime | None:
     return moment.astimezone(UTC)
 
 
+def _day(value: Mapping[str, Any]) -> datetime | None:
+    """An all-day event's date as midnight UTC: Graph gives all-day events midnight to midnight
+    whatever time zone was asked for, so the date part is the date (never converted)."""
+    raw = str(value.get("dateTime") or "")[:10]
+    try:
+        return datetime.fromisoformat(raw).replace(tzinfo=UTC) if raw else None
+    except ValueError:
+        return None
+
+
 def _address(value: Any) -> Address | None:
     if not isinstance(value, dict):
         return None
@@ -57,9 +67,9 @@ def _address(value: Any) -> Address | None:
     return Address.of(inner.get("address"), inner.get("name")) if isinstance(inner, dict) else None
 
 
-def _addresses(values: Any) -> tuple[tuple[Address, ...], bool]:
+def _addresses(values: Any) -> tuple[tuple[Address, ...], int]:
     found = [a for a in (_address(v) for v in (values or [])) if a is not None]
-    return tuple(found[:MAX_RECIPIENTS]), len(found) > MAX_RECIPIENTS
+    return tuple(found[:MAX_RECIPIENTS]), max(0, len(found) - MAX_RECIPIENTS)
 
 
 def _body_text(value: Any) -> tuple[str, bool]:
@@ -103,7 +113,8 @@ def parse_email(data: Mapping[str, Any], folder: Folder) -> EmailItem:
         received_at=_parse_time(data.get("receivedDateTime")),
         sensitivity=_sensitivity_of_message(data),
         is_draft=bool(data.get("isDraft", False)),
-        truncated=to_cut or cc_cut or body_cut,
+        truncated=bool(to_cut or cc_cut) or body_cut,
+        recipients_cut=to_cut + cc_cut,
     )
 
 
@@ -115,22 +126,24 @@ def parse_event(data: Mapping[str, Any]) -> EventItem:
     end = data.get("end") or {}
     kind = str(data.get("type") or "singleInstance")
     location = data.get("location") or {}
+    all_day = bool(data.get("isAllDay", False))
     return EventItem(
         remote_id=str(data["id"]),
         uid=str(data.get("iCalUId") or data["id"]),
         subject=str(data.get("subject") or ""),
         body_text=body,
         location=str(location.get("displayName", "") if isinstance(location, dict) else ""),
-        start=_parse_time(start.get("dateTime"), str(start.get("timeZone", "UTC"))),
-        end=_parse_time(end.get("dateTime"), str(end.get("timeZone", "UTC"))),
-        is_all_day=bool(data.get("isAllDay", False)),
+        start=_day(start) if all_day else _parse_time(start.get("dateTime"), str(start.get("timeZone", "UTC"))),
+        end=_day(end) if all_day else _parse_time(end.get("dateTime"), str(end.get("timeZone", "UTC"))),
+        is_all_day=all_day,
         organizer=_address(data.get("organizer")),
         attendees=attendees,
         sensitivity=_sensitivity(data.get("sensitivity")),
         is_cancelled=bool(data.get("isCancelled", False)),
         is_recurring=kind in {"occurrence", "exception", "seriesMaster"},
         occurrence_start=_parse_time(data.get("originalStart")) if kind in {"occurrence", "exception"} else None,
-        truncated=cut or body_cut,
+        truncated=bool(cut) or body_cut,
+        recipients_cut=cut,
     )
 
 

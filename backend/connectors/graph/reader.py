@@ -4,7 +4,9 @@ Inbox and Sent Items are read with ``/mailFolders/{inbox|sentitems}/messages/del
 (:mod:`.mail`) and the calendar with ``/calendarView/delta`` over the sync window
 (:mod:`.calendar`). Every ``@odata.nextLink`` is followed; each page's cursor is its nextLink (a
 crash resumes mid-round) and the last page's is the ``@odata.deltaLink`` (the next run reads only
-changes; :mod:`.cursor`). ``@removed`` entries become deletions. A 410 on a link starts one bounded
+changes; :mod:`.cursor`). ``@removed`` entries become deletions; on the calendar only once a GET of
+the event confirms it is gone (a meeting moved outside the range is removed from the view, not
+from the calendar: it is read as an update). A 410 on a link starts one bounded
 resync of that folder from the window, skipping what this run already yielded. The first page of
 several folders goes in one ``$batch``; Graph's limits are kept by :mod:`.http` and :mod:`.gate`.
 """
@@ -20,7 +22,7 @@ from urllib.parse import quote
 import requests
 
 from backend.config import Settings
-from backend.connectors.graph.calendar import calendar_delta_path, range_is_stale
+from backend.connectors.graph.calendar import calendar_delta_path, event_path, range_is_stale
 from backend.connectors.graph.cursor import page_cursor, split_cursor
 from backend.connectors.graph.http import GraphClient, GraphRequest, GraphResponse, check
 from backend.connectors.graph.identity import MicrosoftAuth
@@ -170,28 +172,54 @@ class GraphMailbox:
             raise Unavailable("Microsoft Graph returned a delta page without a link.")
         cursor = page_cursor(folder, next_link or delta_link, range_end)
         page = ChangePage(folder=folder, cursor=cursor, last=not next_link, resynced=resynced)
+        removed: list[str] = []
         for entry in body.get("value") or []:
             if not isinstance(entry, dict) or not entry.get("id"):
                 continue
             remote_id = str(entry["id"])
             if "@removed" in entry:
-                page.deletions.append(Deletion(remote_id=remote_id, folder=folder))
                 seen.discard(remote_id)
+                if folder is Folder.CALENDAR:
+                    removed.append(remote_id)
+                else:
+                    page.deletions.append(Deletion(remote_id=remote_id, folder=folder))
                 continue
             if remote_id in seen:
                 # After a resync the window is read again: what this run already yielded is skipped.
                 continue
-            try:
-                if folder is Folder.CALENDAR:
-                    page.events.append(parse_event(entry))
-                else:
-                    page.emails.append(parse_email(entry, folder))
-            except (KeyError, TypeError, ValueError, AttributeError):
-                log.warning("graph item skipped (unreadable) folder=%s id=%s", folder.value, fingerprint(remote_id))
-                page.unreadable += 1
-                continue
-            seen.add(remote_id)
+            self._add_entry(page, folder, entry, seen)
+        if removed:
+            self._confirm_removals(page, removed, seen)
         return page, next_link
+
+    def _add_entry(self, page: ChangePage, folder: Folder, entry: Mapping[str, Any], seen: set[str]) -> None:
+        """Parse one entry into ``page`` (an unreadable one is counted, never dropped silently)."""
+        remote_id = str(entry["id"])
+        try:
+            if folder is Folder.CALENDAR:
+                page.events.append(parse_event(entry))
+            else:
+                page.emails.append(parse_email(entry, folder))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            log.warning("graph item skipped (unreadable) folder=%s id=%s", folder.value, fingerprint(remote_id))
+            page.unreadable += 1
+            return
+        seen.add(remote_id)
+
+    def _confirm_removals(self, page: ChangePage, removed: list[str], seen: set[str]) -> None:
+        """Calendar ``@removed`` entries, confirmed: gone (404) is a deletion; a meeting that still
+        exists moved outside the range (or was cancelled) and is read as an update instead."""
+        answers = self.client.batch([GraphRequest(event_path(self.user_path, rid), self._prefer(Folder.CALENDAR))
+                                     for rid in removed])
+        for remote_id, answer in zip(removed, answers, strict=True):
+            if answer.status == 404:
+                page.deletions.append(Deletion(remote_id=remote_id, folder=Folder.CALENDAR))
+                continue
+            data = check(answer).body
+            if isinstance(data, dict) and data.get("id"):
+                self._add_entry(page, Folder.CALENDAR, data, seen)
+            else:
+                page.unreadable += 1
 
 
 def graph_identity(settings: Settings, access_token: str, user_path: str = "/me",

@@ -31,9 +31,9 @@ from backend.connectors.salesforce.records import activity_key
 from backend.connectors.salesforce.soql import chunk_in_list
 
 # Existing emails by Message-ID, with their sender relation (child rows count toward a query page).
-EMAIL_LOOKUP_PREFIX = ("SELECT Id, MessageIdentifier, (SELECT Id FROM EmailMessageRelations WHERE RelationType = "
-                       "'FromAddress') FROM EmailMessage WHERE MessageIdentifier IN ")
-_EVENT_COLUMNS = "Subject, StartDateTime, EndDateTime, IsAllDayEvent, Location, Description, WhoId"
+EMAIL_LOOKUP_PREFIX = ("SELECT Id, MessageIdentifier, (SELECT Id, RelationId, RelationType FROM "
+                       "EmailMessageRelations) FROM EmailMessage WHERE MessageIdentifier IN ")
+_EVENT_COLUMNS = "Subject, StartDateTime, EndDateTime, IsAllDayEvent, ActivityDate, Location, Description, WhoId"
 
 
 def address_variants(address: str) -> set[str]:
@@ -96,7 +96,7 @@ class Lookups:
         self._people: dict[str, Person | None] = {}
         self._emails: dict[str, bool] = {}
         # Existing EmailMessages: key -> (record id, has a FromAddress relation).
-        self._email_records: dict[str, tuple[str, bool]] = {}
+        self._email_records: dict[str, tuple[str, bool, frozenset[tuple[str, str]]]] = {}
         self._events: dict[str, ExistingEvent | None] = {}
 
     def lookup(self, addresses: Iterable[str], email_keys: Iterable[str], event_keys: Iterable[str]) -> Lookup:
@@ -119,6 +119,7 @@ class Lookups:
             found = self._email_records.get(key)
             if found is not None:
                 result.email_ids[key] = found[0]
+                result.email_relations[key] = found[2]
                 if not found[1]:
                     result.emails_without_sender.add(key)
         for key in wanted_events:
@@ -146,6 +147,8 @@ class Lookups:
             self._events.pop(existing.key, None)
         for existing, _ in plan.cancelled_events:
             self._events.pop(existing.key, None)
+        for removal in plan.removed_relations:
+            self._events.pop(removal.event.key, None)
         for repair in plan.sender_repairs:
             self._email_records.pop(repair.draft.key, None)
 
@@ -177,7 +180,7 @@ class Lookups:
         event_key_of: dict[str, str] = {}
         if event_keys and key_field:
             event_key_of = {activity_key(k): k for k in event_keys}
-            select = (f"SELECT Id, {key_field}, {_EVENT_COLUMNS}, (SELECT RelationId FROM EventRelations) "  # noqa: S608
+            select = (f"SELECT Id, {key_field}, {_EVENT_COLUMNS}, (SELECT Id, RelationId FROM EventRelations) "  # noqa: S608
                       f"FROM Event WHERE {key_field} IN ")
             queries += [("Event", soql) for soql in chunk_in_list(select, sorted(event_key_of), path=path)]
         rows = self._run(queries, path)
@@ -232,19 +235,22 @@ class Lookups:
             original_key = asked.get(str(row.get("MessageIdentifier") or "").lower())
             if original_key:
                 self._emails[original_key] = True
-                has_sender = bool(_sub_records(row.get("EmailMessageRelations")))
+                present = frozenset((str(r.get("RelationId") or ""), str(r.get("RelationType") or ""))
+                                    for r in _sub_records(row.get("EmailMessageRelations")))
+                has_sender = any(kind == "FromAddress" for _, kind in present)
                 known = self._email_records.get(original_key)
                 # Older duplicates (from before claims existed) count as one: any of them with a
                 # sender relation is enough, else the oldest gets it.
                 if known is None or (has_sender and not known[1]):
-                    self._email_records[original_key] = (str(row["Id"]), has_sender)
+                    self._email_records[original_key] = (str(row["Id"]), has_sender, present)
         for original_key, _ in tasks:
             self._emails[original_key] = True
 
 
 def _existing_event(key: str, row: dict[str, Any]) -> ExistingEvent:
     """A meeting the org holds, with everyone already related to it (WhoId and EventRelations)."""
-    related = {str(r.get("RelationId")) for r in _sub_records(row.get("EventRelations"))}
+    rows = tuple((str(r.get("RelationId")), str(r.get("Id") or "")) for r in _sub_records(row.get("EventRelations")))
+    related = {person for person, _ in rows}
     if row.get("WhoId"):
         related.add(str(row["WhoId"]))
     return ExistingEvent(
@@ -254,6 +260,9 @@ def _existing_event(key: str, row: dict[str, Any]) -> ExistingEvent:
         start=_parse_dt(row.get("StartDateTime")),
         end=_parse_dt(row.get("EndDateTime")),
         is_all_day=bool(row.get("IsAllDayEvent")),
+        activity_date=str(row.get("ActivityDate") or "")[:10],
+        who_id=str(row.get("WhoId") or ""),
+        relation_rows=rows,
         location=str(row.get("Location") or ""),
         description=str(row.get("Description") or ""),
         related_ids=frozenset(related),

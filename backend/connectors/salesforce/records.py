@@ -46,6 +46,11 @@ def sender_relation(draft: EmailDraft) -> dict[str, Any]:
     }
 
 
+def email_relation(person_id: str, relation_type: str) -> dict[str, Any]:
+    """A To, Cc or Bcc EmailMessageRelation row (a repair; new emails get theirs through ToIds/CcIds)."""
+    return {"attributes": {"type": "EmailMessageRelation"}, "RelationId": person_id, "RelationType": relation_type}
+
+
 def event_relation(person_id: str) -> dict[str, Any]:
     """An EventRelation row making ``person_id`` (a Contact or Lead) a participant of a meeting."""
     return {"attributes": {"type": "EventRelation"}, "RelationId": person_id, "IsParent": True, "IsWhat": False,
@@ -117,7 +122,11 @@ def _task_record(draft: EmailDraft, key_field: str) -> dict[str, Any]:
 
 
 def event_fields(draft: EventDraft) -> dict[str, Any]:
-    """The Event fields we own (an all-day meeting spans whole UTC days, as Salesforce stores it)."""
+    """The Event fields we own (an all-day meeting spans whole UTC days, as Salesforce stores it).
+
+    An all-day meeting carries its ActivityDate: left to Salesforce, the date would be that of
+    StartDateTime in the Salesforce user's time zone, a day early west of Greenwich.
+    """
     limits = FIELD_LIMITS["Event"]
     fields: dict[str, Any] = {
         "Subject": clip(draft.subject, limits["Subject"]),
@@ -128,6 +137,7 @@ def event_fields(draft: EventDraft) -> dict[str, Any]:
     if draft.is_all_day:
         first: date = draft.start.date()
         last = max(first, (draft.end - timedelta(seconds=1)).date())
+        fields["ActivityDate"] = first.isoformat()
         fields["StartDateTime"] = iso(datetime(first.year, first.month, first.day, tzinfo=UTC))
         fields["EndDateTime"] = iso(datetime(last.year, last.month, last.day, tzinfo=UTC))
     else:
@@ -156,6 +166,7 @@ def event_changes(existing: ExistingEvent, draft: EventDraft) -> dict[str, Any]:
         "Location": existing.location or None,
         "Description": existing.description or None,
         "IsAllDayEvent": existing.is_all_day,
+        "ActivityDate": existing.activity_date or None,
         "StartDateTime": iso(existing.start) if existing.start else None,
         "EndDateTime": iso(existing.end) if existing.end else None,
     }

@@ -27,6 +27,7 @@ from backend.connectors.salesforce.client import SalesforceClient
 from backend.connectors.salesforce.records import (
     CANCELLED_PREFIX,
     cancelled_subject,
+    email_relation,
     email_unit,
     event_changes,
     event_relation,
@@ -103,10 +104,23 @@ def _standalone(plan: WritePlan, caps: Capabilities, result: WriteResult) -> lis
     """Updates, deletes and relations of records that already exist (no create to travel with)."""
     updates: list[tuple[str, str, dict[str, Any]]] = []  # (key, label, record)
     extra_relations: list[tuple[Unit, dict[str, Any]]] = []
+    deletes: list[tuple[str, str, str]] = []  # (key, record id, label)
+    new_who: dict[str, str] = {}
+    for removal in plan.removed_relations:
+        gone = set(removal.person_ids)
+        deletes.extend((removal.event.key, row, "unrelate") for person, row in removal.event.relation_rows
+                       if person in gone and row)
+        if removal.event.who_id in gone:
+            new_who[removal.event.id] = removal.new_who_id
     for existing, changed in plan.changed_events:
         changes = event_changes(existing, changed)
+        label = "update"
+        if existing.id in new_who:
+            # In the same record as the meeting's other changes: one PATCH per record and request.
+            changes["WhoId"] = new_who.pop(existing.id) or None
+            label = "update_who"
         if changes:
-            updates.append((existing.key, "update", event_update(existing.id, changes)))
+            updates.append((existing.key, label, event_update(existing.id, changes)))
         else:
             result.events_unchanged += 1
         missing = [p for p in dict.fromkeys(changed.people_ids) if p not in existing.related_ids]
@@ -115,14 +129,16 @@ def _standalone(plan: WritePlan, caps: Capabilities, result: WriteResult) -> lis
             extra_relations.extend((holder, event_relation(p)) for p in missing)
     if caps.enhanced_email:
         for repair in plan.sender_repairs:
-            if repair.draft.from_id:
-                holder = Unit(repair.draft.key, "EmailMessage", {}, "email",
-                              relation_parent_field="EmailMessageId", id=repair.record_id, repair=True)
-                extra_relations.append((holder, sender_relation(repair.draft)))
-    deletes: list[tuple[str, str]] = []
+            holder = Unit(repair.draft.key, "EmailMessage", {}, "email",
+                          relation_parent_field="EmailMessageId", id=repair.record_id, repair=True)
+            for person_id, kind in repair.missing():
+                row = sender_relation(repair.draft) if kind == "FromAddress" else email_relation(person_id, kind)
+                extra_relations.append((holder, row))
+    updates.extend((key, "who", event_update(event_id, {"WhoId": who or None}))
+                   for event_id, who in new_who.items() for key in [_key_of(plan, event_id)])
     for existing, action in plan.cancelled_events:
         if action == "delete":
-            deletes.append((existing.key, existing.id))
+            deletes.append((existing.key, existing.id, "delete"))
         elif not existing.subject.startswith(CANCELLED_PREFIX):
             mark = event_update(existing.id, {"Subject": cancelled_subject(existing.subject)})
             updates.append((existing.key, "mark", mark))
@@ -130,9 +146,14 @@ def _standalone(plan: WritePlan, caps: Capabilities, result: WriteResult) -> lis
             result.events_unchanged += 1
     standalone = [Sub("PATCH", records=[r for _, _, r in part], meta=[(k, label) for k, label, _ in part],
                       role="update") for part in chunks(updates, COLLECTION_MAX)]
-    standalone += [Sub("DELETE", ids=[i for _, i in part], meta=[(k, "delete") for k, _ in part], role="delete")
-                   for part in chunks(deletes, COLLECTION_MAX)]
+    standalone += [Sub("DELETE", ids=[i for _, i, _ in part], meta=[(k, label) for k, _, label in part],
+                       role="delete") for part in chunks(deletes, COLLECTION_MAX)]
     return standalone + relation_subs(extra_relations)
+
+
+def _key_of(plan: WritePlan, event_id: str) -> str:
+    """The key of the meeting ``event_id`` a relation removal names."""
+    return next((r.event.key for r in plan.removed_relations if r.event.id == event_id), "")
 
 
 def _subrequest(sub: Sub, path: str, in_group: set[int]) -> dict[str, Any]:
@@ -262,12 +283,19 @@ def _record_results(sub: Sub, items: list[Any], result: WriteResult) -> list[tup
             if ok:
                 if label == "mark":
                     result.events_marked += 1
+                elif label == "who":
+                    result.relations_removed += 1
+                elif label == "update_who":
+                    result.events_updated += 1
+                    result.relations_removed += 1
                 else:
                     result.events_updated += 1
             else:
                 result.rejected.append(sub.refused(index, reason))
         elif sub.role == "delete":
-            if ok or codes & _GONE_CODES:
+            if (ok or codes & _GONE_CODES) and sub.meta[index][1] == "unrelate":
+                result.relations_removed += 1
+            elif ok or codes & _GONE_CODES:
                 result.events_deleted += 1
             else:
                 result.rejected.append(sub.refused(index, reason))
