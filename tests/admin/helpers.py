@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 
 from backend.extensions import services
 from backend.store.users import User, user_id_for
-from tests.helpers import fake_authorize, local_path
+from sandbox.login import fake_authorize, local_path
 
 ORG = "00D000000000001AAA"
 OTHER_ORG = "00D000000000002AAA"

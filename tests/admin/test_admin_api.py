@@ -9,9 +9,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from backend.extensions import services
+from sandbox.login import LoggedIn, login
 from sandbox.salesforce_rest import data_of
 from tests.admin.helpers import COOKIE, ORG, OTHER_ORG, console_login, run_record, seed_user
-from tests.helpers import LoggedIn, login
 
 ROUTES_GET = ("/api/admin/summary", "/api/admin/users", "/api/admin/settings", "/api/admin/audit")
 

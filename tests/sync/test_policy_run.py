@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backend.extensions import services
-from backend.sync.engine import run_mailbox
+from tests.runs import run_mailbox
 from tests.sfhelpers import SalesforceUser
 from tests.sync.items import ListMailbox
 from tests.sync.test_engine import box, contacts, inbox, sf  # noqa: F401 - fixtures and seeders
