@@ -111,7 +111,7 @@ def init_app(app: Flask, settings: Settings) -> Services:
         settings=settings,
         redis=client,
         redis_raw=raw,
-        store=Store.build(client, settings.KEY_PREFIX, box),
+        store=Store.build(client, settings.KEY_PREFIX, box, settings.SECRET_KEY),
         signer=Signer(secret_key),
         box=box,
         clients=Clients.from_settings(settings),

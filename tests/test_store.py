@@ -26,7 +26,7 @@ def store(request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pyte
     else:
         embedded = EmbeddedRedis(str(tmp_path_factory.mktemp("redis"))).start()
         client = redis.Redis.from_url(embedded.url, decode_responses=True)
-    yield Store.build(client, "sstest:", SecretBox([Fernet.generate_key().decode()]))
+    yield Store.build(client, "sstest:", SecretBox([Fernet.generate_key().decode()]), "test-hash-key")
     if embedded is not None:
         embedded.remove()
     else:

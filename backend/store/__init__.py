@@ -28,6 +28,7 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P mstenant:{tid}``                   hash: a Microsoft 365 tenant's admin consent (``tenants.py``)
 ``P mstenants``                        set: tenant ids with a recorded admin consent (``tenants.py``)
 ``P exid:{sha256}``                    string: JSON addresses an Exchange user id proved (``exchange_ids.py``)
+``P trail:{mid}:{hmac}``               string: sync's decision on one item: codes, ids, times; 30 days (``trail.py``)
 =====================================  ==========================================================
 
 Mail content (subjects, bodies, attachments) is never written here.
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from backend.security.crypto import SecretBox
+from backend.security.crypto import SecretBox, keyed_hash
 from backend.store.capabilities import CapabilityRepo
 from backend.store.claims import EmailClaimRepo
 from backend.store.exchange_ids import ExchangeIdentityRepo
@@ -56,6 +57,7 @@ from backend.store.schedule import ScheduleRepo
 from backend.store.secrets import SecretStore
 from backend.store.sessions import ApiSessionStore
 from backend.store.tenants import TenantRepo
+from backend.store.trail import ItemTrailRepo
 from backend.store.users import UserRepo
 
 __all__ = ["Store"]
@@ -83,12 +85,19 @@ class Store:
     meetings: MeetingMapRepo
     tenants: TenantRepo
     exchange_ids: ExchangeIdentityRepo
+    trail: ItemTrailRepo
 
     @classmethod
-    def build(cls, client: Redis, prefix: str, box: SecretBox) -> Store:
-        """Assemble the repositories (``client`` must decode responses to str)."""
+    def build(cls, client: Redis, prefix: str, box: SecretBox, hash_key: str) -> Store:
+        """Assemble the repositories (``client`` must decode responses to str; ``hash_key`` keys item hashes)."""
         keys = Keys(prefix)
         secrets = SecretStore(client, keys, box)
+        # Item identifiers are stored only as keyed hashes: a separate key per purpose.
+        item_key = keyed_hash(hash_key, "sidebar-sync item trail")
+
+        def item_hash(identifier: str) -> str:
+            return keyed_hash(item_key, identifier)[:40]
+
         return cls(
             redis=client,
             keys=keys,
@@ -108,4 +117,5 @@ class Store:
             meetings=MeetingMapRepo(client, keys),
             tenants=TenantRepo(client, keys),
             exchange_ids=ExchangeIdentityRepo(client, keys),
+            trail=ItemTrailRepo(client, keys, item_hash),
         )
