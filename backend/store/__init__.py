@@ -13,12 +13,12 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P mailboxes``                        set: every mailbox id (``mailboxes.py``)
 ``P cursors:{mid}``                    hash: folder -> connector cursor, saved after writes (``mailboxes.py``)
 ``P runs:{mid}``                       list: the latest run records, counts never content (``runs.py``)
-``P quarantine:{mid}``                 list: rejected items: Message-ID, object, reason (``quarantine.py``)
+``P quarantine:{mid}``                 list: rejected items: hashed Message-ID, object, reason (``quarantine.py``)
 ``P quarantine-idx:{mid}``             hash: ``{key}|{object}`` -> its entry in the list, no copies (``quarantine.py``)
-``P retries:{mid}``                    hash: item key -> transient refusals so far, 7 days TTL (``retries.py``)
+``P retries:{mid}``                    hash: hashed item key -> transient refusals, 7 days TTL (``retries.py``)
 ``P sfcaps:{org}``                     string: JSON, the org's Salesforce capabilities, 24 h TTL (``capabilities.py``)
 ``P claim:{org}:{sha256}``             string: ``{mid}:{run}`` writing that Message-ID now, with a TTL (``claims.py``)
-``P evmap:{mid}``                      hash: remote event id -> ``{end}|{key}``, meetings it organised (``meetings.py``)
+``P evmap:{mid}``                      hash: remote id -> ``{end}|{sealed key}`` of meetings organised (``meetings.py``)
 ``P schedule``                         sorted set: mid scored by its next run time (``schedule.py``)
 ``P secret:{kind}:{owner}:{name}``     string: a Fernet token, the only place secrets live (``secrets.py``)
 ``P apisession:{sid}``                 string: uid, with the bearer token's lifetime as TTL (``sessions.py``)
@@ -110,11 +110,11 @@ class Store:
             schedule=ScheduleRepo(client, keys),
             ratelimit=RateLimiter(client, keys),
             runs=RunHistoryRepo(client, keys),
-            quarantine=QuarantineRepo(client, keys),
-            retries=RetryCountRepo(client, keys),
+            quarantine=QuarantineRepo(client, keys, item_hash),
+            retries=RetryCountRepo(client, keys, item_hash),
             capabilities=CapabilityRepo(client, keys),
             claims=EmailClaimRepo(client, keys),
-            meetings=MeetingMapRepo(client, keys),
+            meetings=MeetingMapRepo(client, keys, box),
             tenants=TenantRepo(client, keys),
             exchange_ids=ExchangeIdentityRepo(client, keys),
             trail=ItemTrailRepo(client, keys, item_hash),
