@@ -19,7 +19,7 @@ from backend.api.validation import json_body, text_field
 from backend.connectors.mailbox import normalise_message_id
 from backend.extensions import services
 from backend.store.mailboxes import SyncMailbox, SyncState
-from backend.sync.item import LogItemRefused, log_item
+from backend.sync.item import LogItemRefused, log_item, meeting_uid
 from backend.sync.settings import normalise_blocklist
 from backend.sync.status import ItemQuery, item_status
 
@@ -33,9 +33,18 @@ MAX_ID_CHARS = 998  # RFC 5322 line limit: no Message-ID is longer
 
 
 def _query(data: dict[str, Any]) -> ItemQuery:
-    """The item asked about, from query parameters or a JSON body."""
+    """The item asked about, from query parameters or a JSON body.
+
+    A meeting may be named by Outlook's item id alone (``kind=event``, ``item_id``): Office.js does
+    not expose the UID, so the server reads it from the mailbox.
+    """
     message_id = text_field(data, "message_id", required=False, max_len=MAX_ID_CHARS, label="message_id")
     event_uid = text_field(data, "event_uid", required=False, max_len=MAX_ID_CHARS, label="event_uid")
+    if not message_id and not event_uid and data.get("kind") == "event" and data.get("item_id"):
+        item_id = text_field(data, "item_id", max_len=2048, label="item_id")
+        event_uid = meeting_uid(services().engine, current_user().id, item_id)
+        if not event_uid:
+            raise ApiError(404, "item_not_found", "Sidebar Sync could not find this meeting in your synced mailbox.")
     if bool(message_id) == bool(event_uid):
         raise ApiError(400, "invalid_input", "Give either message_id (an email) or event_uid (a meeting).",
                        field="message_id")
@@ -66,8 +75,8 @@ def _mailbox() -> SyncMailbox:
 @bp.get("/items/status")
 def get_item_status() -> Response:
     """What sync did with one email (``message_id``) or meeting (``event_uid``) of the person's mailbox."""
-    query = _query(dict(request.args))
     _limit("item-status", STATUS_LIMIT, STATUS_WINDOW_SECONDS)
+    query = _query(dict(request.args))
     svc = services()
     mailbox = _mailbox()
     if mailbox.state in (SyncState.NOT_ACTIVATED, SyncState.DEACTIVATED):
@@ -80,9 +89,9 @@ def get_item_status() -> Response:
 def post_log_item() -> Response:
     """Log it now: this one item, through the engine, also while sync is paused (privacy rules hold)."""
     data = json_body()
+    _limit("item-log", LOG_NOW_LIMIT, LOG_NOW_WINDOW_SECONDS)
     query = _query(data)
     item_id = text_field(data, "item_id", required=True, max_len=2048, label="item_id")
-    _limit("item-log", LOG_NOW_LIMIT, LOG_NOW_WINDOW_SECONDS)
     svc = services()
     mailbox = _mailbox()
     if mailbox.state not in (SyncState.RUNNING, SyncState.PAUSED):

@@ -96,3 +96,20 @@ def log_item(engine: SyncEngine, mailbox_id: str, identifier: str, kind: str, it
                 "status": "error" if error else "ok", "stopped": None, "counts": run.counts.as_dict(),
                 "salesforce_calls": run.salesforce_calls, "mailbox_calls": run.mailbox_calls, "error": error})
     return {"counts": run.counts.as_dict()}
+
+
+def meeting_uid(engine: SyncEngine, mailbox_id: str, item_id: str) -> str:
+    """The iCalendar UID of the meeting Outlook shows by ``item_id`` (Office.js does not expose it), or ""."""
+    mailbox = engine.store.mailboxes.get(mailbox_id)
+    if mailbox is None or not mailbox.activated:
+        return ""
+    connector = mailbox_for(engine.settings, engine.store, engine.clients, mailbox)
+    try:
+        reader = getattr(connector, "fetch_item", None)
+        item = reader("event", item_id) if reader is not None else None
+    except ConnectorError as exc:
+        log.info("meeting uid look-up failed mid=%s code=%s", mailbox_id, exc.code)
+        return ""
+    finally:
+        connector.close()
+    return item.uid if isinstance(item, EventItem) else ""

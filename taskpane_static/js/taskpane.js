@@ -9,6 +9,7 @@ import { byId, focus, setText, setVisible, showActionError } from "./dom.js";
 import { environmentName } from "./format.js";
 import { initHome, renderHome } from "./home.js";
 import { whenReady } from "./host.js";
+import { initItems } from "./items.js";
 import { initLogin } from "./login.js";
 import { setupMenu } from "./menu.js";
 import { initSettings } from "./settings.js";
@@ -38,6 +39,7 @@ const app = {
 let login;
 let settings;
 let menu;
+let items;
 let watchTimer = null;
 // The view "Switch account" was chosen from, for Cancel.
 let switchFrom = "home";
@@ -85,6 +87,7 @@ function setSync(sync) {
   app.fetchedAt = Date.now();
   renderHome(sync);
   settings.render(sync, app.config);
+  items.renderMismatch();
   setText(byId("menu-sync"), isSetUp(sync.state) ? "Sync settings" : "Set up sync");
 }
 
@@ -158,6 +161,7 @@ async function enterApp() {
     app.me = me;
     renderAccount(me);
     setSync(sync);
+    items.refresh();
   } catch (error) {
     if (error.endsSession) {
       return; // the session-ended listener shows the login view with the reason
@@ -241,6 +245,7 @@ function wire() {
   login = initLogin(app);
   settings = initSettings(app);
   initHome(app);
+  items = initItems(app);
   menu = setupMenu(byId("menu-button"), byId("app-menu"));
   byId("menu-sync").addEventListener("click", () => show("settings"));
   byId("menu-switch").addEventListener("click", () => {
@@ -281,6 +286,7 @@ function wire() {
 async function boot() {
   wire();
   await whenReady();
+  items.listen();
   try {
     app.config = await api.getConfig();
   } catch (error) {
