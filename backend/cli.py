@@ -70,6 +70,19 @@ def sync_run_once(mailbox_id: str) -> None:
     click.echo(json.dumps(services().engine.run(mailbox_id), indent=2, default=str))
 
 
+def _require_shared_redis() -> None:
+    """Refuse org commands against a Redis nobody else uses (development without REDIS_URL nor scripts/dev)."""
+    from backend.embedded_redis import EmbeddedRedis
+    from backend.extensions import DEV_REDIS_DIR
+
+    settings = services().settings
+    if settings.REDIS_URL or not settings.development:
+        return
+    if not EmbeddedRedis(DEV_REDIS_DIR).alive():
+        raise click.ClickException("No Redis to talk to: start scripts/dev first (its Redis holds the demo's "
+                                   "orgs), or set REDIS_URL to the Redis your server uses.")
+
+
 def _org_json(org_id: str) -> str:
     import dataclasses
     import json
@@ -83,7 +96,9 @@ def _org_json(org_id: str) -> str:
 @click.argument("org_id")
 def org_show(org_id: str) -> None:
     """Print the settings of the org ORG_ID (its 15 or 18 character Salesforce id)."""
-    click.echo(_org_json(_org_id_18(org_id)))
+    org_id = _org_id_18(org_id)
+    _require_shared_redis()
+    click.echo(_org_json(org_id))
 
 
 @org_cli.command("set")
@@ -108,6 +123,7 @@ def org_set(
     from backend.sync.settings import normalise_blocklist
 
     org_id = _org_id_18(org_id)
+    _require_shared_redis()
     changes: dict[str, object] = {}
     if admin_email is not None:
         admin_email = admin_email.strip().lower()

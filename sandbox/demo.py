@@ -29,6 +29,7 @@ DEMO_PASSWORD = "demo"
 CONTACTS = ("ana.lopez@northwind.example", "ben.okafor@contoso-traders.example")
 LEADS = ("chloe.martin@fabrikam-labs.example",)
 FREE_MAIL = "someone@gmail.com"
+DEMO_MEETING_UID = "040000008200E00074C5B7101A82E0080000000053494445424152"
 
 
 class Sandbox:
@@ -58,16 +59,19 @@ class Sandbox:
             ("sent", "Proposal attached", DEMO_USER, [CONTACTS[1]], now - timedelta(hours=20)),
             ("inbox", "Weekend plans", FREE_MAIL, [DEMO_USER], now - timedelta(hours=5)),
         ]
-        for folder, subject, sender, to, when in mails:
+        # One mailbox read two ways: the Exchange and Microsoft 365 copies carry the same Message-IDs
+        # and UID, so connecting one, then the other, logs nothing twice (dedup in Salesforce).
+        for index, (folder, subject, sender, to, when) in enumerate(mails):
             body = f"{subject}. (Sandbox demo message.)"
-            self.graph.add_message(DEMO_USER, folder, subject=subject, sender=sender, to=to, body=body, when=when)
+            message_id = f"<demo-{index + 1}@sidebar-sync.example>"
+            self.graph.add_message(DEMO_USER, folder, subject=subject, sender=sender, to=to, body=body, when=when,
+                                   message_id=message_id)
             self.ews.add_email(DEMO_USER, "sentitems" if folder == "sent" else "inbox", subject=subject,
-                               sender=sender, to=to, body=body, when=when)
+                               sender=sender, to=to, body=body, when=when, message_id=message_id)
         start = (now + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
-        self.graph.add_event(DEMO_USER, subject="Quarterly review", start=start, end=start + timedelta(hours=1),
-                             organizer=DEMO_USER, attendees=[CONTACTS[0]])
-        self.ews.add_event(DEMO_USER, subject="Quarterly review", start=start, end=start + timedelta(hours=1),
-                           organizer=DEMO_USER, attendees=[CONTACTS[0]])
+        for calendar in (self.graph, self.ews):
+            calendar.add_event(DEMO_USER, subject="Quarterly review", start=start, end=start + timedelta(hours=1),
+                               organizer=DEMO_USER, attendees=[CONTACTS[0]], uid=DEMO_MEETING_UID)
 
     def start(self) -> Sandbox:
         """Start every service and seed the demo data."""
@@ -110,6 +114,7 @@ class Sandbox:
             f"Exchange        https://localhost:{EWS_PORT}{EWS_PATH}: Connect to Exchange as "
             f"{DEMO_USER} / {DEMO_PASSWORD}",
             f"The add-in mailbox outside Outlook: enter {DEMO_USER} when the pane asks",
+            f"Logged so far   https://localhost:{SALESFORCE_PORT}/sandbox/logged  (what sync wrote, read-only)",
         ]
 
     def stop(self) -> None:
