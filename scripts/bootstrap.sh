@@ -26,3 +26,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
+
+# The browser tests' accessibility checks use axe-core (package.json, pinned by package-lock.json).
+# npm ci installs exactly the locked version into node_modules/ (ignored by git), again only when
+# the lock file changed.
+if command -v npm >/dev/null; then
+  npm_stamp="$ROOT/node_modules/.package-lock.sha256"
+  npm_want="$(sha256sum "$ROOT/package-lock.json" | cut -d' ' -f1)"
+  if [ ! -f "$npm_stamp" ] || [ "$(cat "$npm_stamp")" != "$npm_want" ]; then
+    echo "==> installing node dev dependencies (npm ci)"
+    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$npm_want" > "$npm_stamp"
+  fi
+else
+  echo "npm is missing: the browser tests need axe-core from npm (Debian: sudo apt-get install npm)." >&2
+fi

@@ -76,12 +76,15 @@ def _mailbox() -> SyncMailbox:
 def get_item_status() -> Response:
     """What sync did with one email (``message_id``) or meeting (``event_uid``) of the person's mailbox."""
     _limit("item-status", STATUS_LIMIT, STATUS_WINDOW_SECONDS)
-    query = _query(dict(request.args))
+    args = dict(request.args)
     svc = services()
     mailbox = _mailbox()
     if mailbox.state in (SyncState.NOT_ACTIVATED, SyncState.DEACTIVATED):
-        return jsonify({"kind": query.kind, "status": "not_logged", "reason": "sync_off", "records": [],
+        # Nothing to look up (a meeting's UID could not even be read): sync is not set up.
+        kind = "email" if args.get("message_id") else "event"
+        return jsonify({"kind": kind, "status": "not_logged", "reason": "sync_off", "records": [],
                         "sync_state": mailbox.state.value, "can_log_now": False, "source": None})
+    query = _query(args)
     return jsonify(item_status(svc.store, svc.settings, svc.clients, mailbox, current_user(), query))
 
 

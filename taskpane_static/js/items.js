@@ -180,9 +180,12 @@ export function initItems(app) {
     setVisible(el.detail, Boolean(logNowNote));
     renderRecords(answer.records || []);
     const from = sender();
+    const entries = (app.sync && app.sync.settings && app.sync.settings.blocklist) || [];
+    // Offered for what is not logged, unless the sender is on the person's blocklist already.
+    const offerBlock = Boolean(from) && answer.status !== "logged" && !blocks(entries, from);
     setVisible(el.logNow, Boolean(answer.can_log_now));
-    setVisible(el.blockSender, Boolean(from) && answer.status !== "logged" && answer.reason !== "blocked");
-    setVisible(el.blockDomain, Boolean(from) && answer.status !== "logged" && answer.reason !== "blocked");
+    setVisible(el.blockSender, offerBlock);
+    setVisible(el.blockDomain, offerBlock);
     if (from) {
       setText(el.blockSender.querySelector(".button-label"), `Never log ${from}`);
       setText(el.blockDomain.querySelector(".button-label"), `Never log ${from.split("@").pop()}`);
