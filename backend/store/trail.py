@@ -92,10 +92,3 @@ class ItemTrailRepo:
         """The latest decision about ``identifier`` in this mailbox, or None."""
         raw = self._r.get(self._key(mid, identifier))
         return ItemDecision.from_json(str(raw)) if raw else None
-
-    def forget_mailbox(self, mid: str) -> int:
-        """Drop a mailbox's trail (its connection removed); returns how many entries went."""
-        removed = 0
-        for key in self._r.scan_iter(match=self._keys.pattern("trail", mid, "*"), count=500):
-            removed += int(self._r.delete(key))
-        return removed

@@ -83,11 +83,16 @@ function show(name, { moveFocus = true } = {}) {
 
 /** Render the sync JSON everywhere it shows. */
 function setSync(sync) {
+  const ranSince = app.sync && sync.last_run && JSON.stringify(app.sync.last_run) !== JSON.stringify(sync.last_run);
   app.sync = sync;
   app.fetchedAt = Date.now();
   renderHome(sync);
   settings.render(sync, app.config);
   items.renderMismatch();
+  if (ranSince) {
+    // A run ended: what it did with the open item may have changed ("Not yet" becomes an answer).
+    items.refresh({ keepMessages: true });
+  }
   setText(byId("menu-sync"), isSetUp(sync.state) ? "Sync settings" : "Set up sync");
 }
 

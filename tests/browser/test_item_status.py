@@ -134,6 +134,13 @@ def test_the_card_says_what_sync_did_with_each_item(
     later = seed(ews, "<later@customer.example>", CAROL, "Follow-up")
     select(page, email(later, "<later@customer.example>", CAROL))
     expect(outcome(page)).to_contain_text("Not yet: sync looks at it in the run at")
+    # Sync now: once the run ends, the open item's answer follows without a reselect.
+    page.get_by_role("button", name="Sync settings").click()
+    page.get_by_role("button", name="Sync now").click()
+    run_jobs(onprem)
+    expect(page.locator("#run-progress")).to_be_hidden(timeout=20_000)
+    page.get_by_role("button", name="Back").click()
+    expect(outcome(page)).to_contain_text("Logged in Salesforce", timeout=15_000)
     # No item (the reading pane closed): the card goes away.
     select(page, None)
     expect(page.locator("#item-card")).to_be_hidden()
