@@ -293,6 +293,30 @@ def test_quiet_runs_stretch_the_interval_and_a_change_resets_it(sf: SalesforceUs
     assert intervals == [1800, 3600, 3600, 7200, 7200, 1800]
 
 
+def test_a_quiet_sync_now_does_not_stretch_the_interval(sf: SalesforceUser, box: ListMailbox) -> None:
+    contacts(sf, 1)
+    for _ in range(3):
+        run_mailbox(sf.uid, interactive=True)
+    mailbox = services().store.mailboxes.get(sf.uid)
+    assert mailbox is not None and (mailbox.quiet_runs, mailbox.interval_seconds) == (0, 1800)
+
+
+def test_the_run_uses_only_the_sync_mailbox_addresses(sf: SalesforceUser, box: ListMailbox) -> None:
+    """A login from another Outlook mailbox claims it as the add-in mailbox: the run does not treat it as its own."""
+    store = services().store
+    store.users.update(sf.uid, addin_mailbox="other@elsewhere.example")
+    store.mailboxes.update(sf.uid, aliases=["alias@acme.example"])
+    contacts(sf, 1)
+    user = store.users.get(sf.uid)
+    mailbox = store.mailboxes.get(sf.uid)
+    assert user is not None and mailbox is not None
+    run_ = MailboxRun(store, services().settings, services().clients, mailbox, user, store.orgs.get(user.org_id),
+                      interactive=False)
+    assert run_.filters.is_own(OWNER) and run_.filters.is_own("alias@acme.example")
+    assert not run_.filters.is_own("other@elsewhere.example")
+    assert not run_.filters.is_internal("colleague@elsewhere.example")
+
+
 def test_mailbox_auth_failure_is_raised_with_its_source(sf: SalesforceUser, box: ListMailbox) -> None:
     box.revoked = True
     with pytest.raises(AuthRevoked) as info:
