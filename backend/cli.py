@@ -70,6 +70,19 @@ def sync_run_once(mailbox_id: str) -> None:
     click.echo(json.dumps(services().engine.run(mailbox_id), indent=2, default=str))
 
 
+def _require_shared_redis() -> None:
+    """Refuse org commands against a Redis nobody else uses (development without REDIS_URL nor scripts/dev)."""
+    from backend.embedded_redis import EmbeddedRedis
+    from backend.extensions import DEV_REDIS_DIR
+
+    settings = services().settings
+    if settings.REDIS_URL or not settings.development:
+        return
+    if not EmbeddedRedis(DEV_REDIS_DIR).alive():
+        raise click.ClickException("No Redis to talk to: start scripts/dev first (its Redis holds the demo's "
+                                   "orgs), or set REDIS_URL to the Redis your server uses.")
+
+
 def _org_json(org_id: str) -> str:
     import dataclasses
     import json
@@ -84,7 +97,9 @@ def _org_json(org_id: str) -> str:
 @click.argument("org_id")
 def org_show(org_id: str) -> None:
     """Print the policy of the org ORG_ID (its 15 or 18 character Salesforce id)."""
-    click.echo(_org_json(_org_id_18(org_id)))
+    org_id = _org_id_18(org_id)
+    _require_shared_redis()
+    click.echo(_org_json(org_id))
 
 
 @org_cli.command("set")
@@ -121,6 +136,7 @@ def org_set(
     from backend.sync.policy import PolicyError, policy_changes
 
     org_id = _org_id_18(org_id)
+    _require_shared_redis()
     body: dict[str, object] = {}
     if admin_email is not None:
         body["admin_email"] = admin_email

@@ -56,15 +56,23 @@ class Services:
         return self.queues[name]
 
 
+# Where scripts/dev keeps its embedded Redis (scripts/devserver.py VAR / "redis").
+DEV_REDIS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "var", "redis")
+
+
 def resolve_redis_url(settings: Settings, instance_path: str) -> str:
-    """``REDIS_URL``, or in development the embedded server (started on demand)."""
+    """``REDIS_URL``, or in development the Redis ``scripts/dev`` runs, else an embedded one started on demand."""
     if settings.REDIS_URL:
         return settings.REDIS_URL
     if not settings.development:
         # Settings.check() already refuses this; kept as a guard for direct callers.
         raise RuntimeError("REDIS_URL is required in production")
-    from backend.embedded_redis import attach_or_start
+    from backend.embedded_redis import EmbeddedRedis, attach_or_start
 
+    # A `flask` command next to a running scripts/dev talks to its Redis (the demo's data).
+    running = EmbeddedRedis(DEV_REDIS_DIR)
+    if running.alive():
+        return running.url
     return attach_or_start(os.path.join(instance_path, "redis"))
 
 
@@ -111,7 +119,7 @@ def init_app(app: Flask, settings: Settings) -> Services:
         settings=settings,
         redis=client,
         redis_raw=raw,
-        store=Store.build(client, settings.KEY_PREFIX, box),
+        store=Store.build(client, settings.KEY_PREFIX, box, settings.SECRET_KEY),
         signer=Signer(secret_key),
         box=box,
         clients=Clients.from_settings(settings),

@@ -69,9 +69,10 @@ class Sandbox:
             ("sent", "Proposal attached", DEMO_USER, [CONTACTS[1]], now - timedelta(hours=20)),
             ("inbox", "Weekend plans", FREE_MAIL, [DEMO_USER], now - timedelta(hours=5)),
         ]
+        # One mailbox read two ways: the Exchange and Microsoft 365 copies carry the same Message-IDs
+        # and UID, so connecting one, then the other, logs nothing twice (dedup in Salesforce).
         for index, (folder, subject, sender, to, when) in enumerate(mails):
             body = f"{subject}. (Sandbox demo message.)"
-            # One Message-ID in every demo mailbox: the same email, whichever provider reads it.
             message_id = f"<sidebar-demo-{index}@sidebar-sync.example>"
             self.graph.add_message(DEMO_USER, folder, subject=subject, sender=sender, to=to, body=body, when=when,
                                    message_id=message_id)
@@ -144,6 +145,7 @@ class Sandbox:
             f"Exchange        https://localhost:{EWS_PORT}{EWS_PATH}: Connect to Exchange as "
             f"{DEMO_USER} / {DEMO_PASSWORD}",
             f"The add-in mailbox outside Outlook: enter {DEMO_USER} when the pane asks",
+            f"Logged so far   https://localhost:{SALESFORCE_PORT}/sandbox/logged  (what sync wrote, read-only)",
         ]
 
     def stop(self) -> None:

@@ -340,6 +340,8 @@ class FakeGraphState:
             if info.kind == "delegated" and "Mail.Read" not in info.scopes:
                 return 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Mail.Read is required."}}
             return self._delta(user, prefix, rest[1].lower(), query, headers)
+        if len(rest) == 2 and rest[0] == "messages":
+            return self._one(user, rest[0], rest[1], query)
         if rest == ["calendarView", "delta"] or (len(rest) == 2 and rest[0] == "events"):
             if info.kind == "delegated" and "Calendars.Read" not in info.scopes:
                 return 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Calendars.Read is required."}}
@@ -482,6 +484,17 @@ class FakeGraphState:
                                                and self._in_range(item.before, token)):
                 chosen.append(item.id)
         return chosen
+
+    def _one(self, user: MsUser, kind: str, item_id: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        """GET /me/messages/{id} or /me/events/{id}: one item of the user's own mailbox."""
+        box = self.mailbox(user.mail)
+        with self.lock:
+            item = box.items.get(item_id)
+        if item is None or item.deleted or (item.folder == "calendar") != (kind == "events"):
+            return 404, {}, {"error": {"code": "ErrorItemNotFound", "message": "The specified object was not "
+                                                                                "found in the store."}}
+        token = {"sel": query.get("$select", ""), "exp": query.get("$expand", "")}
+        return 200, {}, self._render(item, token, "text")
 
     def _render(self, item: Item, token: dict[str, Any], body_type: str) -> dict[str, Any]:
         odata = "#microsoft.graph.event" if item.folder == "calendar" else "#microsoft.graph.message"

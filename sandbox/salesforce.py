@@ -75,7 +75,8 @@ class FakeSalesforceState:
                         "Name": name, "PermissionsModifyAllData": False, "IsOwnedByProfile": False}})
         return rows
 
-    def add_user(self, username: str, password: str = "pw", *, org_id: str = "00D000000000001AAA",
+    # The default org id is a real-looking one: its 18-character checksum holds (`flask org show` takes it).
+    def add_user(self, username: str, password: str = "pw", *, org_id: str = "00D000000000001EAA",
                  user_id: str | None = None, email: str | None = None, name: str | None = None,
                  is_admin: bool = False) -> SfUser:
         """Add a user who can log in."""
@@ -259,8 +260,10 @@ def create_app(state: FakeSalesforceState) -> Flask:
             "urls": {"rest": f"{state.base_url}/services/data/v{{version}}/"},
         })
 
-    from sandbox import salesforce_rest
+    from sandbox import salesforce_pages, salesforce_rest
 
     # The REST data API (query, composite, sObject Collections, describe, limits).
     salesforce_rest.register(app, state)
+    # Read-only pages of what was logged (the pane's record links land there in development).
+    salesforce_pages.register(app, state)
     return app

@@ -432,3 +432,20 @@ def test_flask_manifest_render_names_a_malformed_setting(app_config: dict[str, A
     assert "MS_CLIENT_ID" in result.output
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("name", "base"), COMMITTED)
+def test_the_pane_is_pinnable_on_messages_and_opens_on_meetings(name: str, base: str) -> None:
+    """The item card follows the selection: pinned on message read (ItemChanged), offered on meeting read."""
+    root = _parse((MANIFEST_DIR / name).read_text(encoding="utf-8"))
+    v11 = _v11(root)
+    pinned = {}
+    for point in v11.iterfind(".//v11:ExtensionPoint", NS):
+        action = point.find(".//v11:Action", NS)
+        assert action is not None
+        pinned[point.get(XSI_TYPE)] = action.findtext("v11:SupportsPinning", namespaces=NS) == "true"
+    assert pinned["MessageReadCommandSurface"] is True
+    # Outlook does not pin panes on appointments; the surface is there, without the flag.
+    assert pinned["AppointmentAttendeeCommandSurface"] is False
+    rules = {(r.get("ItemType"), r.get("FormType")) for r in root.iterfind(".//o:Rule/o:Rule", NS)}
+    assert {("Message", "Read"), ("Appointment", "Read")} <= rules

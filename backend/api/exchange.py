@@ -135,7 +135,11 @@ def _login_key(secret_key: str, login: str) -> str:
 def _rate_limited(retry_after: int, for_login: bool) -> NoReturn:
     """Refuse the attempt with when to try again."""
     minutes = max(1, (retry_after + 59) // 60)
-    what = "Too many connection attempts for this login" if for_login else "Too many connection attempts"
+    window = CONNECT_WINDOW_SECONDS // 60
+    # The limit itself is said: a person can tell a lock-out guard from a broken server.
+    what = (f"Too many connection attempts for this login (at most {CONNECT_ATTEMPTS_PER_LOGIN} every {window} "
+            "minutes, from everyone)" if for_login else
+            f"Too many connection attempts (at most {CONNECT_ATTEMPTS_PER_USER} every {window} minutes)")
     raise ApiError(429, "rate_limited", f"{what}. To protect the account from being locked, try again in "
                                         f"{minutes} minute{'s' if minutes != 1 else ''}.", retry_after=retry_after)
 

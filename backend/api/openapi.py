@@ -90,6 +90,41 @@ PATHS: dict[str, dict[str, Any]] = {
                                   "responses": {"200": _json({"type": "object"})}}},
 }
 
+_ITEM = {"$ref": "#/components/schemas/ItemStatus"}
+_ITEM_QUERY = [
+    {"name": "message_id", "in": "query", "schema": {"type": "string", "maxLength": 998},
+     "description": "An email's Internet Message-ID (Outlook's internetMessageId)"},
+    {"name": "event_uid", "in": "query", "schema": {"type": "string", "maxLength": 998},
+     "description": "A meeting's iCalendar UID"},
+    {"name": "date", "in": "query", "schema": {"type": "string", "format": "date-time"},
+     "description": "When the item was received or starts (tells \"older than the first sync\" apart)"},
+]
+# The item in front of the person (backend/api/items.py).
+PATHS.update({
+    "/api/items/status": {"get": {
+        "summary": "What sync did with one email or meeting of the person's own sync mailbox",
+        "description": "From the per-item trail (keyed hash of the identifier: codes, Salesforce ids, times, 30 "
+                       "days), else a live look-up in Salesforce. status: logged | not_yet | not_logged; reason: "
+                       "a filter reason (free_mail, internal, blocked, blocked_org, private, no_match, too_old, "
+                       "...), refused, paused or sync_off.",
+        "parameters": _ITEM_QUERY,
+        "responses": {"200": _json(_ITEM), **_err(400, 401, 429)}}},
+    "/api/items/log": {"post": {
+        "summary": "Log it now: read this one item from the mailbox and log it through the sync engine",
+        "description": "Works while sync is paused; private items and the org's blocklist are never logged.",
+        "requestBody": _body({"type": "object", "required": ["item_id"], "properties": {
+            "message_id": {"type": "string"}, "event_uid": {"type": "string"},
+            "item_id": {"type": "string", "maxLength": 2048,
+                        "description": "Outlook's item id (EWS id; REST id for Microsoft 365)"}}}),
+        "responses": {"200": _json(_ITEM), **_err(400, 401, 404, 409, 429, 502)}}},
+    "/api/items/block": {"post": {
+        "summary": "Never log this sender or domain: add it to the person's blocklist",
+        "requestBody": _body({"type": "object", "required": ["entry"], "properties": {
+            "entry": {"type": "string", "maxLength": 254, "description": "an address or a domain"}}}),
+        "responses": {"200": _json({"type": "object", "properties": {
+            "added": {"type": "array", "items": {"type": "string"}}, "sync": _SYNC}}), **_err(400, 401, 403)}}},
+})
+
 COMPONENTS: dict[str, Any] = {
     "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     "schemas": {
@@ -111,6 +146,20 @@ COMPONENTS: dict[str, Any] = {
             "quarantine": {"type": "object"},
             "backoff": {"type": ["object", "null"]},
             "api_usage": {"type": ["object", "null"]},
+        }},
+        "ItemStatus": {"type": "object", "required": ["kind", "status"], "properties": {
+            "kind": {"type": "string", "enum": ["email", "event"]},
+            "status": {"type": "string", "enum": ["logged", "not_yet", "not_logged"]},
+            "reason": {"type": "string"},
+            "salesforce_code": {"type": "string"},
+            "source": {"type": ["string", "null"], "enum": ["trail", "salesforce", None]},
+            "at": {"type": ["string", "null"], "format": "date-time"},
+            "next_run": {"type": ["string", "null"], "format": "date-time"},
+            "records": {"type": "array", "items": {"type": "object", "properties": {
+                "object": {"type": "string"}, "id": {"type": "string"}, "url": {"type": "string"},
+                "people": {"type": "array", "items": {"type": "object"}}}}},
+            "can_log_now": {"type": "boolean"},
+            "sync_state": {"type": "string"},
         }},
     },
 }

@@ -14,10 +14,11 @@ from backend.api.validation import bool_field, choice_field, json_body
 from backend.extensions import services
 from backend.jobs.sync import job_status
 from backend.store.mailboxes import InvalidTransition, SyncMailbox, SyncState
+from backend.sync.cadence import QUIET_FACTORS
 from backend.sync.policy import PERSONAL_NAMES, chosen_by_person, effective_settings, person_view
 from backend.sync.settings import normalise_blocklist
 
-RECENT_RUNS = 5
+RECENT_RUNS = 10
 QUARANTINE_SHOWN = 10
 
 STATE_LABELS = {
@@ -34,6 +35,21 @@ def iso(ts: float | None) -> str | None:
     if not ts:
         return None
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")
+
+
+def _minutes(seconds: int) -> str:
+    minutes = max(1, round(seconds / 60))
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return "every hour" if hours == 1 else f"every {hours} hours"
+    return f"every {minutes} minutes"
+
+
+def interval_view(base: int, current: int) -> dict[str, Any]:
+    """The background interval, said honestly: the base, and how it stretches while nothing changes."""
+    longer = [base * QUIET_FACTORS[0], base * QUIET_FACTORS[1]]
+    return {"base_seconds": base, "current_seconds": current or base, "quiet_seconds": longer,
+            "text": f"{_minutes(base)}; {_minutes(longer[0])}, then {_minutes(longer[1])}, while nothing changes"}
 
 
 def sync_view(mailbox: SyncMailbox) -> dict[str, Any]:
@@ -75,6 +91,9 @@ def sync_view(mailbox: SyncMailbox) -> dict[str, Any]:
         "last_run": mailbox.last_run,
         "next_run": iso(next_run),
         "interval_seconds": mailbox.interval_seconds or svc.settings.SYNC_INTERVAL_SECONDS,
+        # The cadence as it is: quiet runs stretch the interval (backend/sync/cadence.py).
+        "interval": interval_view(svc.settings.SYNC_INTERVAL_SECONDS, mailbox.interval_seconds),
+        "aliases": list(mailbox.aliases),
         "error": error,
         "auth_failures": mailbox.auth_failures,
         "max_auth_failures": svc.settings.MAX_AUTH_FAILURES,

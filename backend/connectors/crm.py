@@ -232,6 +232,8 @@ class WriteResult:
     duplicates: int = 0
     # Keys written now (an email or event key), so the rest of the run treats them as existing.
     written_keys: set[str] = field(default_factory=set)
+    # Record id of each item created now, by key (what the pane links to).
+    written_ids: dict[str, str] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
     # Refused for a reason that passes (a locked row, a server error): not quarantined; the run that
     # wrote the plan must fail as transient before saving its cursors, so a retry writes them.
@@ -243,6 +245,7 @@ class WriteResult:
                      "events_marked", "relations_written", "relations_removed", "relations_repaired", "duplicates"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.written_keys |= other.written_keys
+        self.written_ids.update(other.written_ids)
         self.rejected.extend(other.rejected)
         self.transient.extend(other.transient)
 
@@ -301,6 +304,10 @@ class Crm(Protocol):
 
     def forget(self, email_keys: Iterable[str] = (), event_keys: Iterable[str] = ()) -> None:
         """Drop cached answers about these keys, so the next lookup asks the CRM again."""
+        ...
+
+    def names(self, ids: Iterable[str]) -> dict[str, str]:
+        """Display names of people (Contacts, Leads) by record id; unknown ids absent."""
         ...
 
     def write(self, plan: WritePlan) -> WriteResult:

@@ -14,12 +14,12 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P cursors:{mid}``                    hash: folder -> connector cursor, saved after writes (``mailboxes.py``)
 ``P runs:{mid}``                       list: the latest run records, counts never content (``runs.py``)
 ``P runtotals:{org}``                  hash: ``{hour}:runs`` / ``{hour}:failures`` of the org, 25 h kept (``runs.py``)
-``P quarantine:{mid}``                 list: rejected items: Message-ID, object, reason (``quarantine.py``)
+``P quarantine:{mid}``                 list: rejected items: hashed Message-ID, object, reason (``quarantine.py``)
 ``P quarantine-idx:{mid}``             hash: ``{key}|{object}`` -> its entry in the list, no copies (``quarantine.py``)
-``P retries:{mid}``                    hash: item key -> transient refusals so far, 7 days TTL (``retries.py``)
+``P retries:{mid}``                    hash: hashed item key -> transient refusals, 7 days TTL (``retries.py``)
 ``P sfcaps:{org}``                     string: JSON, the org's Salesforce capabilities, 24 h TTL (``capabilities.py``)
 ``P claim:{org}:{sha256}``             string: ``{mid}:{run}`` writing that Message-ID now, with a TTL (``claims.py``)
-``P evmap:{mid}``                      hash: remote event id -> ``{end}|{key}``, meetings it organised (``meetings.py``)
+``P evmap:{mid}``                      hash: remote id -> ``{end}|{sealed key}`` of meetings organised (``meetings.py``)
 ``P evrel:{org}:{sha256}``             set: person ids this product related to that meeting (``meetings.py``)
 ``P schedule``                         sorted set: mid scored by its next run time (``schedule.py``)
 ``P secret:{kind}:{owner}:{name}``     string: a Fernet token, the only place secrets live (``secrets.py``)
@@ -33,6 +33,7 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P audit:{org}``                      list: the org's administrator actions, newest first (``audit.py``)
 ``P console:{sid}``                    string: JSON uid + CSRF token of an admin console session (``consoles.py``)
 ``P console:by-user:{uid}``            set: console session ids of a user, to end them all (``consoles.py``)
+``P trail:{mid}:{hmac}``               string: sync's decision on one item: codes, ids, times; 30 days (``trail.py``)
 =====================================  ==========================================================
 
 Mail content (subjects, bodies, attachments) is never written here.
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from backend.security.crypto import SecretBox
+from backend.security.crypto import SecretBox, keyed_hash
 from backend.store.audit import AuditLog
 from backend.store.capabilities import CapabilityRepo
 from backend.store.claims import EmailClaimRepo
@@ -63,6 +64,7 @@ from backend.store.schedule import ScheduleRepo
 from backend.store.secrets import SecretStore
 from backend.store.sessions import ApiSessionStore
 from backend.store.tenants import TenantRepo
+from backend.store.trail import ItemTrailRepo
 from backend.store.users import UserRepo
 
 __all__ = ["Store"]
@@ -92,12 +94,19 @@ class Store:
     exchange_ids: ExchangeIdentityRepo
     audit: AuditLog
     consoles: ConsoleSessionRepo
+    trail: ItemTrailRepo
 
     @classmethod
-    def build(cls, client: Redis, prefix: str, box: SecretBox) -> Store:
-        """Assemble the repositories (``client`` must decode responses to str)."""
+    def build(cls, client: Redis, prefix: str, box: SecretBox, hash_key: str) -> Store:
+        """Assemble the repositories (``client`` must decode responses to str; ``hash_key`` keys item hashes)."""
         keys = Keys(prefix)
         secrets = SecretStore(client, keys, box)
+        # Item identifiers are stored only as keyed hashes: a separate key per purpose.
+        item_key = keyed_hash(hash_key, "sidebar-sync item trail")
+
+        def item_hash(identifier: str) -> str:
+            return keyed_hash(item_key, identifier)[:40]
+
         return cls(
             redis=client,
             keys=keys,
@@ -110,13 +119,14 @@ class Store:
             schedule=ScheduleRepo(client, keys),
             ratelimit=RateLimiter(client, keys),
             runs=RunHistoryRepo(client, keys),
-            quarantine=QuarantineRepo(client, keys),
-            retries=RetryCountRepo(client, keys),
+            quarantine=QuarantineRepo(client, keys, item_hash),
+            retries=RetryCountRepo(client, keys, item_hash),
             capabilities=CapabilityRepo(client, keys),
             claims=EmailClaimRepo(client, keys),
-            meetings=MeetingMapRepo(client, keys),
+            meetings=MeetingMapRepo(client, keys, box),
             tenants=TenantRepo(client, keys),
             exchange_ids=ExchangeIdentityRepo(client, keys),
             audit=AuditLog(client, keys),
             consoles=ConsoleSessionRepo(client, keys),
+            trail=ItemTrailRepo(client, keys, item_hash),
         )

@@ -2,7 +2,8 @@
 (and ``series:{master id}`` -> the logged occurrences of a series), and the relations this product added.
 
 Kept for meetings we logged, so a meeting that later disappears from the calendar (the organiser
-cancelled it) can be found in Salesforce: the deletion carries only the remote id. Ids and times only.
+cancelled it) can be found in Salesforce: the deletion carries only the remote id. Ids and times
+only, and the meeting's key (its UID) encrypted: the map must give it back, so it cannot be a hash.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 
 import redis
 
+from backend.security.crypto import DecryptError, SecretBox
 from backend.store.keys import Keys
 
 # A logged meeting is remembered this long after its last write (the map of a mailbox whose
@@ -26,9 +28,16 @@ EVENT_MAP_PRUNE_AT = 1000
 class MeetingMapRepo:
     """Per mailbox, the organised meetings Salesforce holds: remote id -> (event key, end time)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, box: SecretBox) -> None:
         self._r = client
         self._keys = keys
+        self._box = box
+
+    def _open(self, sealed: str) -> str:
+        try:
+            return self._box.decrypt(sealed)
+        except DecryptError:
+            return sealed  # written before keys were sealed
 
     def remember(self, mid: str, events: dict[str, tuple[str, float]]) -> None:
         """Remember logged meetings (remote id -> (event key, end time)); prunes ended ones when the map grows."""
@@ -36,7 +45,8 @@ class MeetingMapRepo:
             return
         key = self._keys("evmap", mid)
         with self._r.pipeline() as pipe:
-            pipe.hset(key, mapping={rid: f"{int(end)}|{event_key}" for rid, (event_key, end) in events.items()})
+            pipe.hset(key, mapping={rid: f"{int(end)}|{self._box.encrypt(event_key)}"
+                                    for rid, (event_key, end) in events.items()})
             pipe.expire(key, EVENT_MAP_TTL_SECONDS)
             pipe.hlen(key)
             size = pipe.execute()[-1]
@@ -57,7 +67,7 @@ class MeetingMapRepo:
         for rid, value in zip(remote_ids, values, strict=True):
             if value:
                 end, _, event_key = str(value).partition("|")
-                found[rid] = (event_key, float(end))
+                found[rid] = (self._open(event_key), float(end))
         return found
 
     # -- series: the master's id -> its occurrences logged (a deletion names only the master) -----

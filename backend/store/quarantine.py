@@ -1,12 +1,13 @@
 """The quarantine: items Salesforce refused, kept per mailbox so the person can see why.
 
-An entry holds the Message-ID (or meeting key), the object and Salesforce's reason: never a
-subject, a body or an address list.
+An entry holds a keyed hash of the Message-ID (or meeting key), the object and Salesforce's
+reason: never a subject, a body, an address list or the Message-ID itself.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -21,9 +22,14 @@ _ALLOWED = ("key", "object", "reason", "at")
 class QuarantineRepo:
     """Refused items per mailbox (``P quarantine:{mid}``, indexed by ``P quarantine-idx:{mid}``)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, hasher: Callable[[str], str]) -> None:
         self._r = client
         self._keys = keys
+        self._hash = hasher
+
+    def ref(self, key: str) -> str:
+        """How an item key is kept in an entry: its keyed hash."""
+        return self._hash(key)
 
     def add(self, mid: str, entries: list[dict[str, Any]]) -> None:
         """Keep refused items: Message-ID (or meeting key), object and Salesforce's reason only.
@@ -38,6 +44,8 @@ class QuarantineRepo:
         latest: dict[str, str] = {}
         for entry in entries:
             clean = {k: entry[k] for k in _ALLOWED if k in entry}
+            if "key" in clean:
+                clean["key"] = self._hash(str(clean["key"]))
             latest[f"{clean.get('key', '')}|{clean.get('object', '')}"] = json.dumps(
                 clean, separators=(",", ":"), sort_keys=True)
         names = list(latest)

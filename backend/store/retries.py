@@ -5,6 +5,8 @@ The run believes "not now" a few times, then quarantines the record; these count
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import redis
 
 from backend.store.keys import Keys
@@ -15,11 +17,13 @@ RETRY_COUNT_TTL_SECONDS = 7 * 24 * 3600
 
 
 class RetryCountRepo:
-    """Per mailbox, item key -> transient refusals so far (``P retries:{mid}``)."""
+    """Per mailbox, keyed hash of an item key -> transient refusals so far (``P retries:{mid}``)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, hasher: Callable[[str], str]) -> None:
         self._r = client
         self._keys = keys
+        # Message-IDs are never kept in clear: the field is a keyed hash of the item's key.
+        self._hash = hasher
 
     def count(self, mid: str, keys: list[str]) -> dict[str, int]:
         """Count one more transient refusal for each of ``keys``; returns each key's count so far."""
@@ -29,7 +33,7 @@ class RetryCountRepo:
         unique = sorted(set(keys))
         with self._r.pipeline() as pipe:
             for k in unique:
-                pipe.hincrby(name, k, 1)
+                pipe.hincrby(name, self._hash(k), 1)
             pipe.expire(name, RETRY_COUNT_TTL_SECONDS)
             counts = pipe.execute()[:-1]
         return {k: int(c) for k, c in zip(unique, counts, strict=True)}
@@ -37,4 +41,4 @@ class RetryCountRepo:
     def forget(self, mid: str, keys: list[str]) -> None:
         """Drop the transient-refusal counts of ``keys`` (written or quarantined now)."""
         if keys:
-            self._r.hdel(self._keys("retries", mid), *sorted(set(keys)))
+            self._r.hdel(self._keys("retries", mid), *sorted({self._hash(k) for k in keys}))

@@ -9,6 +9,8 @@ from backend.store.mailboxes import SyncState
 # Quiet runs in a row after which the interval doubles, then quadruples (30 -> 60 -> 120 min).
 QUIET_RUNS_DOUBLE = 2
 QUIET_RUNS_QUADRUPLE = 4
+# How much longer the interval gets after those quiet runs (the pane says it in words).
+QUIET_FACTORS = (2, 4)
 
 
 def schedule_next(store: Store, settings: Settings, mid: str, changed: bool | None, now: float) -> float | None:
@@ -26,7 +28,8 @@ def schedule_next(store: Store, settings: Settings, mid: str, changed: bool | No
         quiet = 0
     elif changed is False:
         quiet += 1
-    interval = base * (4 if quiet >= QUIET_RUNS_QUADRUPLE else 2 if quiet >= QUIET_RUNS_DOUBLE else 1)
+    interval = base * (QUIET_FACTORS[1] if quiet >= QUIET_RUNS_QUADRUPLE else
+                       QUIET_FACTORS[0] if quiet >= QUIET_RUNS_DOUBLE else 1)
     when = now + interval
     org = store.orgs.get(mailbox.org_id)
     if org.api_backoff_until > when:

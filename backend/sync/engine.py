@@ -141,8 +141,12 @@ class SyncEngine:
         """Schedule the next background run and log the run's counts."""
         counts = record["counts"]
         mid = run.mailbox.id
-        schedule_next(self.store, self.settings, mid, None if failure is not None else counts["read"] > 0,
-                      time.time())
+        changed: bool | None = None if failure is not None else counts["read"] > 0
+        if changed is False and run.interactive:
+            # A "Sync now" that found nothing new says nothing about how busy the mailbox is: the
+            # background interval neither stretches nor shrinks for it.
+            changed = None
+        schedule_next(self.store, self.settings, mid, changed, time.time())
         log.info("sync run mid=%s status=%s read=%d written=%d dup=%d filtered=%d quarantined=%d sf_calls=%d "
                  "mailbox_calls=%d ms=%d", mid, record["status"], counts["read"], counts["written"],
                  counts["duplicates"], counts["filtered"], counts["quarantined"], record["salesforce_calls"],

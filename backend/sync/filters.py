@@ -45,7 +45,8 @@ class Reason(StrEnum):
     EVENTS_OFF = "events_off"
     PRIVATE = "private"
     DRAFT = "draft"
-    BLOCKED = "blocked"
+    BLOCKED = "blocked"  # on the person's own blocklist
+    BLOCKED_ORG = "blocked_org"  # on the organisation's blocklist
     FREE_MAIL = "free_mail"
     INTERNAL = "internal"
     NO_PARTICIPANTS = "no_participants"
@@ -118,6 +119,8 @@ class Filters:
     internal_domains: frozenset[str]
     blocklist: Blocklist
     block_free_mail: bool = True
+    # The org's part of ``blocklist``: what no single person's choice (Log it now) overrides.
+    org_blocklist: Blocklist = field(default_factory=Blocklist)
     sync_emails: bool = True
     sync_events: bool = True
 
@@ -143,9 +146,16 @@ class Filters:
             internal_domains=frozenset(internal),
             blocklist=Blocklist.of([*org_blocklist, *user_blocklist]),
             block_free_mail=block_free_mail,
+            org_blocklist=Blocklist.of(org_blocklist),
             sync_emails=sync_emails,
             sync_events=sync_events,
         )
+
+    def for_one_item(self) -> Filters:
+        """The filters of "Log it now": the person's own choices give way, privacy and the org's blocklist do not."""
+        return Filters(own_addresses=self.own_addresses, internal_domains=self.internal_domains,
+                       blocklist=self.org_blocklist, block_free_mail=False, sync_emails=True, sync_events=True,
+                       org_blocklist=self.org_blocklist)
 
     def is_own(self, address: str) -> bool:
         """True for the mailbox's own address or an alias."""
@@ -178,6 +188,8 @@ class Filters:
         if not external:
             return Reason.INTERNAL
         # Any blocked participant keeps the whole item out: a blocklist is a privacy promise.
+        if any(self.org_blocklist.blocks(a) for a in external):
+            return Reason.BLOCKED_ORG
         if any(self.blocklist.blocks(a) for a in external):
             return Reason.BLOCKED
         if self.block_free_mail and all(self.is_free_mail(a) for a in external):

@@ -31,6 +31,7 @@ from backend.sync.filters import Filters, Reason
 from backend.sync.match import lookup_batch
 from backend.sync.plan import cancelled_action, plan_emails, plan_events, relation_changes
 from backend.sync.refusals import settle_refusals
+from backend.sync.trail import TrailRecorder
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,7 +49,7 @@ class MailboxRun:
     """The state of one run while it goes."""
 
     def __init__(self, store: Store, settings: Settings, clients: Clients, mailbox: SyncMailbox, user: User,
-                 org: OrgSettings, interactive: bool) -> None:
+                 org: OrgSettings, interactive: bool, trigger: str = "") -> None:
         self.store = store
         self.settings = settings
         self.clients = clients
@@ -69,8 +70,12 @@ class MailboxRun:
         self.logged_events: set[str] = set()
         self.usage: ApiUsage | None = None
         self.cancelled_action = cancelled_action(mailbox.settings)
+        self.trail = TrailRecorder(store.trail, mailbox.id,
+                                   trigger or ("interactive" if interactive else "background"))
+        # Only the connected mailbox's own addresses, as the provider reported them: the add-in
+        # mailbox (a claim of the latest login, maybe another mailbox) is for the match at connect.
         self.filters = Filters.build(
-            own_addresses=[mailbox.address, *mailbox.aliases, user.addin_mailbox],
+            own_addresses=[mailbox.address, *mailbox.aliases],
             org_internal_domains=org.internal_domains,
             org_blocklist=org.blocklist,
             user_blocklist=mailbox.settings.get("blocklist") or [],
@@ -163,18 +168,24 @@ class MailboxRun:
 
     def keep(self, pages: list[ChangePage]) -> list[EmailItem | EventItem]:
         """The items of ``pages`` the filters let through (of a meeting changed twice, the last version)."""
+        return self.keep_items([e for p in pages for e in p.emails], [e for p in pages for e in p.events])
+
+    def keep_items(self, emails: list[EmailItem], events: list[EventItem]) -> list[EmailItem | EventItem]:
+        """The items the filters let through (of a meeting changed twice, the last version)."""
         kept: list[EmailItem | EventItem] = []
-        for email in (e for p in pages for e in p.emails):
+        for email in emails:
             reason = self.filters.email(email)
             if reason is not None:
                 self.counts.filter_out(reason)
+                self.trail.filtered(email, reason)
             else:
                 kept.append(email)
         latest_events: dict[str, EventItem] = {}
-        for event in (e for p in pages for e in p.events):
+        for event in events:
             reason = self.filters.event(event)
             if reason is not None:
                 self.counts.filter_out(reason)
+                self.trail.filtered(event, reason)
                 continue
             if event.dedup_key in latest_events:
                 self.counts.events_unchanged += 1
@@ -193,9 +204,11 @@ class MailboxRun:
             if self.stopped:
                 # Over the API budget mid-page: the rest waits, and so does the page's cursor (the
                 # rerun reads the page again; what was written is found by dedup).
+                self.trail.save()
                 return
             self.phase = "salesforce"
             self.write([i for i in chunk if isinstance(i, EmailItem)], [i for i in chunk if isinstance(i, EventItem)])
+        self.trail.save()
         # After the writes: a meeting created and removed within this batch is known by now.
         removed = [d for p in pages for d in p.deletions if d.folder is Folder.CALENDAR]
         if removed:
@@ -221,6 +234,9 @@ class MailboxRun:
         ours = self.store.meetings.added_relations(self.org.org_id, [e.dedup_key for e in events
                                                                    if e.dedup_key in lookup.existing_events])
         plan_events(plan, events, lookup, self.filters, self.cancelled_action, self.seen_keys, self.counts, ours)
+        if emails and not self.crm_client().capabilities().enhanced_email:
+            self.trail.email_object = "Task"
+        self.trail.planned(emails, events, lookup, plan)
         if plan:
             self.apply(plan)
         self.remember_organised(events)
@@ -231,6 +247,7 @@ class MailboxRun:
         self.logged_events.update(result.written_keys & {e.key for e in plan.new_events})
         self.store.meetings.note_relations(self.org.org_id, *relation_changes(plan, result.written_keys))
         self.counts.add_writes(result)
+        self.trail.written(plan, result)
         settle_refusals(self.store, self.mailbox.id, result, self.counts)
         if not self.interactive and self.usage is not None and \
                 self.usage.percent >= self.settings.SF_API_BUDGET_PERCENT:

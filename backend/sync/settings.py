@@ -19,7 +19,7 @@ def normalise_blocklist(value: Any) -> list[str]:
     if len(value) > MAX_BLOCKLIST_ENTRIES:
         raise ValueError(f"The blocklist can hold at most {MAX_BLOCKLIST_ENTRIES} entries.")
     result: list[str] = []
-    for raw in value:
+    for line, raw in enumerate(value, start=1):
         if not isinstance(raw, str):
             raise ValueError("Each blocklist entry must be text.")
         entry = raw.strip().lower()
@@ -27,17 +27,23 @@ def normalise_blocklist(value: Any) -> list[str]:
             entry = entry[1:]
         if not entry:
             continue
+        # The pane sends one entry per line of its text box: the message names the line at fault.
+        wrong = f"Line {line} ({raw.strip()[:80]}) is not an email address or domain."
         if "@" in entry:
             domain = entry.rpartition("@")[2]
-            if not _ADDRESS.match(entry) or not _DOMAIN.match(domain.encode("idna").decode("ascii")):
-                raise ValueError(f"{raw!r} is not an email address or domain.")
+            try:
+                ascii_part = domain.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise ValueError(wrong) from None
+            if not _ADDRESS.match(entry) or not _DOMAIN.match(ascii_part):
+                raise ValueError(wrong)
         else:
             try:
                 ascii_domain = entry.encode("idna").decode("ascii")
             except UnicodeError:
-                raise ValueError(f"{raw!r} is not an email address or domain.") from None
+                raise ValueError(wrong) from None
             if not _DOMAIN.match(ascii_domain):
-                raise ValueError(f"{raw!r} is not an email address or domain.")
+                raise ValueError(wrong)
         if entry not in result:
             result.append(entry)
     return result

@@ -320,3 +320,24 @@ export async function consoleLogout() {
     throw new ApiError(response.status, null);
   }
 }
+
+/** GET /api/items/status: what sync did with one email (message_id) or meeting (kind=event, item_id). */
+export function getItemStatus(query) {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(query)) {
+    if (value !== undefined && value !== null && value !== "") {
+      params.set(name, String(value));
+    }
+  }
+  return request("GET", `/api/items/status?${params.toString()}`);
+}
+
+/** POST /api/items/log: Log it now (the server reads the item from the mailbox by Outlook's id). */
+export function logItem(body) {
+  return request("POST", "/api/items/log", { body });
+}
+
+/** POST /api/items/block: never log this address or domain (the person's blocklist). */
+export function blockEntry(entry) {
+  return request("POST", "/api/items/block", { body: { entry } });
+}

@@ -18,7 +18,10 @@ export function renderHome(sync) {
   stateElement.dataset.state = state;
   setText(byId("home-state-label"), stateText(sync));
 
+  // One line says the state: the banner when sync is not set up (titled by the state), else the card's line.
   setVisible(byId("home-not-activated"), !isSetUp(state));
+  setText(byId("home-not-activated-title"), stateText(sync));
+  setVisible(stateElement, isSetUp(state));
   const disabled = state === "disabled_error";
   setVisible(byId("home-disabled"), disabled);
   setText(byId("home-disabled-text"), disabled && sync.error ? sync.error.message : "");

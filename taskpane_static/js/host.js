@@ -67,6 +67,71 @@ export function mailboxAddress() {
   }
 }
 
+function addressOf(detail) {
+  return detail && typeof detail.emailAddress === "string" ? detail.emailAddress.trim() : "";
+}
+
+function isoOf(value) {
+  const date = value instanceof Date ? value : (value ? new Date(value) : null);
+  return date && !Number.isNaN(date.getTime()) ? date.toISOString() : "";
+}
+
+/**
+ * The email or meeting open next to the pane (read surfaces), or null: {kind: "email"|"event",
+ * messageId, itemId, restId, date, from, people}. Only identifiers and addresses are read, never content.
+ */
+export function currentItem() {
+  try {
+    const box = mailbox();
+    const item = box && box.item;
+    if (!item) {
+      return null;
+    }
+    const host = office();
+    const types = (host && host.MailboxEnums && host.MailboxEnums.ItemType) || { Message: "message", Appointment: "appointment" };
+    const kind = item.itemType === types.Appointment ? "event" : item.itemType === types.Message ? "email" : "";
+    if (!kind) {
+      return null;
+    }
+    const itemId = typeof item.itemId === "string" ? item.itemId : "";
+    let restId = "";
+    if (itemId && typeof box.convertToRestId === "function") {
+      try {
+        const version = host.MailboxEnums && host.MailboxEnums.RestVersion ? host.MailboxEnums.RestVersion.v2_0 : "v2.0";
+        restId = box.convertToRestId(itemId, version);
+      } catch {
+        restId = "";
+      }
+    }
+    const list = (value) => (Array.isArray(value) ? value.map(addressOf).filter(Boolean) : []);
+    const from = kind === "email" ? addressOf(item.from) : addressOf(item.organizer);
+    const people = kind === "email"
+      ? [from, ...list(item.to), ...list(item.cc)]
+      : [from, ...list(item.requiredAttendees), ...list(item.optionalAttendees)];
+    return {
+      kind,
+      messageId: kind === "email" && typeof item.internetMessageId === "string" ? item.internetMessageId : "",
+      itemId,
+      restId,
+      date: isoOf(kind === "email" ? item.dateTimeCreated : item.start),
+      from,
+      people: people.filter(Boolean),
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** Call `handler()` whenever Outlook's selected item changes (a pinned pane stays open across items). */
+export function onItemChanged(handler) {
+  const host = office();
+  const box = mailbox();
+  if (!host || !box || typeof box.addHandlerAsync !== "function" || !host.EventType || !host.EventType.ItemChanged) {
+    return;
+  }
+  box.addHandlerAsync(host.EventType.ItemChanged, () => handler());
+}
+
 /** Office.context.requirements.isSetSupported, false outside Office. */
 export function isSetSupported(name, version) {
   try {

@@ -15,7 +15,16 @@ import {
 import { formatCount, formatDateTime, formatDuration, formatWhen, providerName, retryText } from "./format.js";
 import { DialogError, openDialog } from "./host.js";
 import { renderPolicy, withoutLocked } from "./policy.js";
-import { isSetUp, lastRunCounts, lastRunCuts, lastRunDuration, lastRunError, lastRunTime, stateText } from "./syncview.js";
+import {
+  isSetUp,
+  lastRunCounts,
+  lastRunCuts,
+  lastRunDuration,
+  lastRunError,
+  lastRunTime,
+  runSummary,
+  stateText,
+} from "./syncview.js";
 
 const PROVIDER_SECTIONS = {
   exchange: "provider-exchange",
@@ -23,6 +32,7 @@ const PROVIDER_SECTIONS = {
   google: "provider-google",
 };
 const DEFAULT_ORDER = ["exchange", "microsoft", "google"];
+const MAX_LOGIN = 256;
 const EXCHANGE_FIELDS = { login: "exchange-login", password: "exchange-password", ews_url: "exchange-ews-url" };
 const ADMIN_HINT = "Tell your Microsoft 365 administrator: \u201cPlease grant admin consent for Sidebar Sync in "
   + "Microsoft Entra ID (Enterprise applications) so I can connect my mailbox.\u201d";
@@ -72,6 +82,37 @@ export function initSettings(app) {
     blocklistError: byId("set-blocklist-error"),
   };
   let settingsDirty = false;
+  // Messages that describe the sync state hold only while that state lasts: each remembers what
+  // it said it about, and every render drops those the new state contradicts (one state, every line).
+  const stateLines = new Map();
+
+  function sayState(element, text, stillTrue) {
+    setText(element, text);
+    if (text) {
+      stateLines.set(element, stillTrue);
+    } else {
+      stateLines.delete(element);
+    }
+  }
+
+  function settleStateLines(sync) {
+    for (const [element, stillTrue] of stateLines) {
+      const text = stillTrue(sync);
+      if (text === false || text === "") {
+        setText(element, "");
+        stateLines.delete(element);
+      } else if (typeof text === "string") {
+        setText(element, text);
+      }
+    }
+  }
+
+  /** "Connected to a@x. Sync is running — every 30 minutes." while that connection is the one in use. */
+  function connectedLine(element, provider, address) {
+    const line = (sync) => (sync.provider === provider && isSetUp(sync.state)
+      ? `Connected to ${address || sync.mailbox}. ${stateText(sync)}.` : false);
+    sayState(element, line(app.sync), line);
+  }
 
   // --- Exchange --------------------------------------------------------------------------------
   function setMoreOpen(open) {
@@ -110,6 +151,11 @@ export function initSettings(app) {
       focus(el.login);
       return;
     }
+    if (login.length > MAX_LOGIN) {
+      showFieldError(el.login, byId("exchange-login-error"), `Login is too long (at most ${MAX_LOGIN} characters).`);
+      focus(el.login);
+      return;
+    }
     if (!password) {
       showFieldError(el.password, byId("exchange-password-error"), "Enter your password.");
       focus(el.password);
@@ -121,7 +167,7 @@ export function initSettings(app) {
         const sync = await api.connectExchange({ login, password, ewsUrl });
         el.password.value = "";
         app.setSync(sync);
-        setText(el.exchangeStatus, `Connected to ${sync.mailbox || login}. ${stateText(sync)}.`);
+        connectedLine(el.exchangeStatus, "exchange", sync.mailbox || login);
         app.watchRuns();
       } catch (error) {
         // Never keep (or echo) a password that did not work.
@@ -130,7 +176,12 @@ export function initSettings(app) {
         if (error.endsSession) {
           return;
         }
-        const message = errorText(error);
+        let message = errorText(error);
+        if (ewsUrl) {
+          // The EWS URL was entered: advice to enter it is no advice.
+          message = message.replace(/,? or enter the EWS URL under More( \([^)]*\))?\./, ".")
+            .replace(/ ?Enter the EWS URL under More( \([^)]*\))?\./, "").trim();
+        }
         const fieldId = error.field && EXCHANGE_FIELDS[error.field];
         if (fieldId) {
           if (error.field === "ews_url") {
@@ -144,6 +195,8 @@ export function initSettings(app) {
             setMoreOpen(true);
           }
           showActionError(el.exchangeError, message, el.exchangeConnect);
+          // Keyboard and screen reader users land on what went wrong.
+          focus(el.exchangeError);
         }
       }
     });
@@ -167,7 +220,7 @@ export function initSettings(app) {
         }
         const sync = await api.getSync();
         app.setSync(sync);
-        setText(status, `Connected to ${result.mailbox || sync.mailbox || providerName(provider)}. ${stateText(sync)}.`);
+        connectedLine(status, provider, result.mailbox || sync.mailbox || providerName(provider));
         app.watchRuns();
       } catch (error) {
         setText(status, "");
@@ -175,6 +228,9 @@ export function initSettings(app) {
           return;
         }
         showConsentError(errorElement, button, error);
+        if (!(error instanceof DialogError && error.closedByUser)) {
+          focus(errorElement);
+        }
       }
     });
   }
@@ -212,6 +268,13 @@ export function initSettings(app) {
     run: "Sync started. The result appears here when the run ends.",
     deactivate: "Sync is deactivated. The mailbox connection was removed; your Salesforce login stays.",
   };
+  // The state each message is true in; "run" and "resume" only while their run is on its way.
+  const DONE_WHILE = {
+    pause: (sync) => sync.state === "paused",
+    resume: (sync) => sync.state === "running" && Boolean(sync.job),
+    run: (sync) => sync.state === "running" && Boolean(sync.job),
+    deactivate: (sync) => sync.state === "deactivated" || sync.state === "not_activated",
+  };
 
   async function control(action, button, busyLabel) {
     showActionError(el.controlsError, "", button);
@@ -219,8 +282,9 @@ export function initSettings(app) {
     await whileBusy(button, busyLabel, async () => {
       try {
         const sync = await api.syncAction(action);
+        // Said before rendering: a run that already ended (or a state changed meanwhile) drops it.
+        sayState(el.controlsStatus, DONE[action], (next) => DONE_WHILE[action](next));
         app.setSync(sync);
-        setText(el.controlsStatus, DONE[action]);
         if (action === "run" || action === "resume") {
           app.watchRuns();
         }
@@ -263,6 +327,13 @@ export function initSettings(app) {
     setConfirmOpen(false);
     focus(el.deactivate);
   });
+  el.confirm.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      setConfirmOpen(false);
+      focus(el.deactivate);
+    }
+  });
   el.confirmYes.addEventListener("click", async () => {
     await control("deactivate", el.confirmYes, "Deactivating\u2026");
     setConfirmOpen(false);
@@ -285,7 +356,8 @@ export function initSettings(app) {
     const body = {
       sync_emails: el.emails.checked,
       sync_events: el.events.checked,
-      blocklist: el.blocklist.value.split(/[\s,;]+/).map((entry) => entry.trim()).filter(Boolean),
+      // One entry per line, empty lines included, so the server's "Line N" matches the box.
+      blocklist: el.blocklist.value.replace(/\s+$/, "").split("\n").map((entry) => entry.trim()),
     };
     if (cancelled) {
       body.cancelled_events = cancelled.value;
@@ -377,6 +449,25 @@ export function initSettings(app) {
     setVisible(byId("last-run-error-row"), Boolean(error));
   }
 
+  function renderRecentRuns(runs) {
+    const list = byId("recent-runs");
+    list.replaceChildren();
+    for (const run of runs.slice(0, 10)) {
+      const item = document.createElement("li");
+      item.className = "recent-run";
+      const when = document.createElement("span");
+      when.className = "recent-run-when";
+      when.textContent = `${formatWhen(lastRunTime(run)) || "\u2014"}${run.trigger === "log_now" ? " (Log it now)" : ""}`;
+      const what = document.createElement("span");
+      what.className = "recent-run-what";
+      what.textContent = runSummary(run);
+      item.append(when, what);
+      list.appendChild(item);
+    }
+    setVisible(list, runs.length > 0);
+    setVisible(byId("recent-runs-none"), runs.length === 0);
+  }
+
   function renderNextRun(sync) {
     let text;
     if (sync.next_run) {
@@ -457,6 +548,7 @@ export function initSettings(app) {
       setMoreOpen(false);
       setConfirmOpen(false);
       settingsDirty = false;
+      stateLines.clear();
       for (const id of ["exchange-status", "microsoft-status", "google-status", "controls-status",
         "settings-save-status"]) {
         setText(byId(id), "");
@@ -469,6 +561,10 @@ export function initSettings(app) {
 
     /** Render everything from the sync JSON. */
     render(sync, config) {
+      settleStateLines(sync);
+      renderRecentRuns(sync.recent_runs || []);
+      setText(byId("interval-text"), sync.interval && sync.interval.text && isSetUp(sync.state)
+        ? `Background sync runs ${sync.interval.text}. Sync now does not change that.` : "");
       renderStatus(sync);
       renderProgress(sync);
       renderLastRun(sync.last_run);

@@ -91,3 +91,51 @@ export function lastRunError(lastRun) {
   }
   return typeof error.message === "string" ? error.message : String(error.code || "");
 }
+
+// Why items were skipped, in words (the run record's filtered_by keys: backend/sync/filters.py Reason).
+const SKIP_WORDS = {
+  free_mail: "free mail",
+  internal: "only colleagues",
+  blocked: "on your blocklist",
+  blocked_org: "on your organisation's blocklist",
+  private: "private",
+  draft: "drafts",
+  no_match: "no Contact or Lead",
+  no_participants: "nobody else in it",
+  too_long: "longer than 24 hours",
+  no_start: "no start time",
+  cancelled: "cancelled",
+  emails_off: "emails turned off",
+  events_off: "meetings turned off",
+  unreadable: "unreadable",
+};
+
+/** One run in a line: "2 emails and 1 meeting logged; skipped: 3 free mail; 1 refused by Salesforce". */
+export function runSummary(run) {
+  const counts = (run && run.counts) || {};
+  const parts = [];
+  const emails = Number(counts.emails_written) || 0;
+  const meetings = Number(counts.events_written) || 0;
+  const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+  if (emails || meetings) {
+    const logged = [emails ? plural(emails, "email", "emails") : "", meetings ? plural(meetings, "meeting", "meetings") : ""];
+    parts.push(`${logged.filter(Boolean).join(" and ")} logged`);
+  } else {
+    parts.push("nothing new logged");
+  }
+  const skipped = Object.entries(counts.filtered_by || {}).filter(([, n]) => Number(n) > 0)
+    .map(([reason, n]) => `${n} ${SKIP_WORDS[reason] || reason.replace(/_/g, " ")}`);
+  if (skipped.length) {
+    parts.push(`skipped: ${skipped.join(", ")}`);
+  }
+  const refused = (Number(counts.quarantined) || 0);
+  if (refused) {
+    parts.push(`${refused} refused by Salesforce`);
+  }
+  const error = lastRunError(run);
+  if (error) {
+    parts.push(`error: ${error}`);
+  }
+  const text = parts.join("; ");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}

@@ -9,6 +9,7 @@ import { byId, focus, setText, setVisible, showActionError } from "./dom.js";
 import { environmentName } from "./format.js";
 import { initHome, renderHome } from "./home.js";
 import { openInBrowser, ownUrl, whenReady } from "./host.js";
+import { initItems } from "./items.js";
 import { initLogin } from "./login.js";
 import { setupMenu } from "./menu.js";
 import { initSettings } from "./settings.js";
@@ -38,6 +39,7 @@ const app = {
 let login;
 let settings;
 let menu;
+let items;
 let watchTimer = null;
 // The view "Switch account" was chosen from, for Cancel.
 let switchFrom = "home";
@@ -81,10 +83,16 @@ function show(name, { moveFocus = true } = {}) {
 
 /** Render the sync JSON everywhere it shows. */
 function setSync(sync) {
+  const ranSince = app.sync && sync.last_run && JSON.stringify(app.sync.last_run) !== JSON.stringify(sync.last_run);
   app.sync = sync;
   app.fetchedAt = Date.now();
   renderHome(sync);
   settings.render(sync, app.config);
+  items.renderMismatch();
+  if (ranSince) {
+    // A run ended: what it did with the open item may have changed ("Not yet" becomes an answer).
+    items.refresh({ keepMessages: true });
+  }
   setText(byId("menu-sync"), isSetUp(sync.state) ? "Sync settings" : "Set up sync");
 }
 
@@ -160,6 +168,7 @@ async function enterApp() {
     app.me = me;
     renderAccount(me);
     setSync(sync);
+    items.refresh();
   } catch (error) {
     if (error.endsSession) {
       return; // the session-ended listener shows the login view with the reason
@@ -243,6 +252,7 @@ function wire() {
   login = initLogin(app);
   settings = initSettings(app);
   initHome(app);
+  items = initItems(app);
   menu = setupMenu(byId("menu-button"), byId("app-menu"));
   byId("menu-sync").addEventListener("click", () => show("settings"));
   byId("menu-admin").addEventListener("click", () => {
@@ -287,6 +297,7 @@ function wire() {
 async function boot() {
   wire();
   await whenReady();
+  items.listen();
   try {
     app.config = await api.getConfig();
   } catch (error) {

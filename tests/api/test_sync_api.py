@@ -136,7 +136,9 @@ def test_backoff_usage_last_run_and_quarantine(app: Flask, client: FlaskClient, 
     assert body["backoff"]["reason"] == "salesforce_api_budget" and body["backoff"]["level"] == 1
     assert body["api_usage"]["percent"] == 85.0 and body["api_usage"]["budget_percent"] == 80
     assert body["last_run"]["counts"]["written"] == 3 and body["recent_runs"] == [record]
-    assert body["quarantine"] == {"count": 1, "items": [{"key": "<m1@x>", "object": "EmailMessage",
+    with app.app_context():
+        ref = services().store.quarantine.ref("<m1@x>")
+    assert body["quarantine"] == {"count": 1, "items": [{"key": ref, "object": "EmailMessage",
                                                          "reason": "RULE: no", "at": "2026-11-20T10:00:00+00:00"}]}
     # Sync now still works during a backoff.
     assert client.post("/api/sync/run", headers=active.headers).status_code == 202

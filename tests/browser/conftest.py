@@ -34,6 +34,9 @@ SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 OFFICE_STANDIN = (HERE / "office_standin.js").read_text(encoding="utf-8")
 MSAL_STANDIN = (HERE / "msal_standin.js").read_text(encoding="utf-8")
 CHROMIUM = "/usr/bin/chromium"
+# axe-core from npm (package.json; scripts/bootstrap.sh runs npm ci): injected into pages to check them.
+AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -236,3 +239,20 @@ def make_pane(browser: Browser) -> Iterator[Callable[..., Pane]]:
 def pane(make_pane: Callable[..., Pane], live_server: LiveServer) -> Pane:
     """The task pane on the default live server, as Outlook on the web would frame it (320 px)."""
     return make_pane(live_server)
+
+
+def axe_violations(page: Page, selector: str | None = None) -> list[dict[str, Any]]:
+    """axe-core's WCAG 2.1 A/AA violations on the page (or within ``selector``), one dict per rule."""
+    # A missing axe-core fails the test (scripts/bootstrap.sh installs it): a skipped check proves nothing.
+    assert AXE.exists(), "axe-core is not installed: run npm ci (scripts/bootstrap.sh does)"
+    # Evaluated through the DevTools protocol, so the page's CSP (no inline script) does not apply.
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8"))
+    result: list[dict[str, Any]] = page.evaluate(
+        """async ([selector, tags]) => {
+             const context = selector ? document.querySelector(selector) : document;
+             const report = await window.axe.run(context, {runOnly: {type: "tag", values: tags}});
+             return report.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
+                                                   nodes: v.nodes.map((n) => n.target.join(" "))}));
+           }""", [selector, AXE_TAGS])
+    return result

@@ -9,7 +9,11 @@
 // Per-test settings come from window.__OFFICE_STANDIN__ (set by an init script):
 //   emailAddress, displayName, accountType, hostName, requirementSets {name: version},
 //   identityToken (string: getUserIdentityTokenAsync succeeds), dialogError (a code: the next
-//   displayDialogAsync fails with it).
+//   displayDialogAsync fails with it), item (the selected item on a read surface: {itemType:
+//   "message"|"appointment", itemId, internetMessageId, from, to, cc, organizer, requiredAttendees,
+//   dateTimeCreated, start} with addresses as strings).
+// window.__OFFICE_STANDIN_SELECT__(item) selects another item (or null) and fires ItemChanged, as
+// Outlook does for a pinned pane. convertToRestId returns the id unchanged (the fakes use one id).
 // Calls are recorded in window.__OFFICE_STANDIN_LOG__ for assertions.
 (function () {
   "use strict";
@@ -32,6 +36,11 @@
   var EventType = {
     DialogMessageReceived: "dialogMessageReceived",
     DialogEventReceived: "dialogEventReceived",
+    ItemChanged: "olkItemSelectedChanged",
+  };
+  var MailboxEnums = {
+    ItemType: { Message: "message", Appointment: "appointment" },
+    RestVersion: { v1_0: "v1.0", v2_0: "v2.0", Beta: "beta" },
   };
   var AsyncResultStatus = { Succeeded: "succeeded", Failed: "failed" };
 
@@ -60,7 +69,54 @@
     },
   };
 
+  function details(address) {
+    return address ? { emailAddress: address, displayName: address.split("@")[0] } : null;
+  }
+
+  function itemOf(spec) {
+    if (!spec) {
+      return null;
+    }
+    var item = {
+      itemType: spec.itemType || "message",
+      itemId: spec.itemId || "",
+      internetMessageId: spec.internetMessageId || "",
+      subject: spec.subject || "",
+      dateTimeCreated: spec.dateTimeCreated ? new Date(spec.dateTimeCreated) : new Date(),
+    };
+    if (item.itemType === "appointment") {
+      item.organizer = details(spec.organizer);
+      item.requiredAttendees = (spec.requiredAttendees || []).map(details);
+      item.optionalAttendees = (spec.optionalAttendees || []).map(details);
+      item.start = spec.start ? new Date(spec.start) : new Date();
+    } else {
+      item.from = details(spec.from);
+      item.to = (spec.to || []).map(details);
+      item.cc = (spec.cc || []).map(details);
+    }
+    return item;
+  }
+
+  var itemHandlers = [];
+
   var mailbox = {
+    item: itemOf(settings.item),
+    addHandlerAsync: function (type, handler, options, callback) {
+      var cb = typeof options === "function" ? options : callback;
+      log.push({ call: "addHandlerAsync", type: type });
+      if (type === EventType.ItemChanged) {
+        itemHandlers.push(handler);
+      }
+      if (typeof cb === "function") {
+        setTimeout(function () {
+          cb(asyncResult(AsyncResultStatus.Succeeded));
+        }, 0);
+      }
+    },
+    convertToRestId: function (itemId, version) {
+      log.push({ call: "convertToRestId", version: version });
+      return itemId;
+    },
     userProfile: {
       emailAddress: settings.emailAddress,
       displayName: settings.displayName,
@@ -180,8 +236,16 @@
     }, 0);
   });
 
+  window.__OFFICE_STANDIN_SELECT__ = function (spec) {
+    mailbox.item = itemOf(spec);
+    itemHandlers.forEach(function (handler) {
+      handler({ type: EventType.ItemChanged });
+    });
+  };
+
   window.Office = {
     HostType: { Outlook: "Outlook" },
+    MailboxEnums: MailboxEnums,
     PlatformType: { OfficeOnline: "OfficeOnline", PC: "PC", Mac: "Mac" },
     EventType: EventType,
     AsyncResultStatus: AsyncResultStatus,

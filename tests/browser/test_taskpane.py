@@ -172,7 +172,7 @@ def test_api_error_is_shown_next_to_the_control(pane: Pane) -> None:
     field.fill("partner.example\nnot@@an-address")
     page.get_by_role("button", name="Save", exact=True).click()
     error = page.locator("#set-blocklist-error")
-    expect(error).to_have_text("'not@@an-address' is not an email address or domain.")
+    expect(error).to_have_text("Line 2 (not@@an-address) is not an email address or domain.")
     expect(field).to_have_attribute("aria-invalid", "true")
     assert "set-blocklist-error" in (field.get_attribute("aria-describedby") or "").split()
     expect(field).to_be_focused()

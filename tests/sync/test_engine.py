@@ -179,7 +179,7 @@ def test_rejected_items_are_quarantined_without_content(sf: SalesforceUser, box:
     record = run_mailbox(sf.uid)
     assert record["counts"]["written"] == 1 and record["counts"]["quarantined"] == 1
     (entry,) = services().store.quarantine.recent(sf.uid)
-    assert entry["key"] == "<veto@x>" and entry["object"] == "EmailMessage"
+    assert entry["key"] == services().store.quarantine.ref("<veto@x>") and entry["object"] == "EmailMessage"
     assert "Blocked by rule" in entry["reason"]
     assert set(entry) == {"key", "object", "reason", "at"}
     text = redis_text(redis_client)
@@ -291,6 +291,30 @@ def test_quiet_runs_stretch_the_interval_and_a_change_resets_it(sf: SalesforceUs
         nxt = services().store.schedule.next_of(sf.uid)
         assert nxt is not None and nxt >= started + mailbox.interval_seconds - 1
     assert intervals == [1800, 3600, 3600, 7200, 7200, 1800]
+
+
+def test_a_quiet_sync_now_does_not_stretch_the_interval(sf: SalesforceUser, box: ListMailbox) -> None:
+    contacts(sf, 1)
+    for _ in range(3):
+        run_mailbox(sf.uid, interactive=True)
+    mailbox = services().store.mailboxes.get(sf.uid)
+    assert mailbox is not None and (mailbox.quiet_runs, mailbox.interval_seconds) == (0, 1800)
+
+
+def test_the_run_uses_only_the_sync_mailbox_addresses(sf: SalesforceUser, box: ListMailbox) -> None:
+    """A login from another Outlook mailbox claims it as the add-in mailbox: the run does not treat it as its own."""
+    store = services().store
+    store.users.update(sf.uid, addin_mailbox="other@elsewhere.example")
+    store.mailboxes.update(sf.uid, aliases=["alias@acme.example"])
+    contacts(sf, 1)
+    user = store.users.get(sf.uid)
+    mailbox = store.mailboxes.get(sf.uid)
+    assert user is not None and mailbox is not None
+    run_ = MailboxRun(store, services().settings, services().clients, mailbox, user, store.orgs.get(user.org_id),
+                      interactive=False)
+    assert run_.filters.is_own(OWNER) and run_.filters.is_own("alias@acme.example")
+    assert not run_.filters.is_own("other@elsewhere.example")
+    assert not run_.filters.is_internal("colleague@elsewhere.example")
 
 
 def test_mailbox_auth_failure_is_raised_with_its_source(sf: SalesforceUser, box: ListMailbox) -> None:
@@ -575,7 +599,7 @@ def test_a_record_refused_as_transient_every_time_is_quarantined_after_a_few_run
     assert store.mailboxes.cursors(sf.uid)["inbox"] == "3"
     # Each item once in the quarantine, however many reruns refused it.
     entries = {e["key"]: e["reason"] for e in store.quarantine.recent(sf.uid)}
-    assert set(entries) == {"<m1@customer.example>", "<m2@customer.example>"}
-    assert "UNKNOWN_EXCEPTION" in entries["<m1@customer.example>"] and "(on 3 attempts)" in entries[
-        "<m1@customer.example>"]
+    m1, m2 = store.quarantine.ref("<m1@customer.example>"), store.quarantine.ref("<m2@customer.example>")
+    assert set(entries) == {m1, m2}
+    assert "UNKNOWN_EXCEPTION" in entries[m1] and "(on 3 attempts)" in entries[m1]
     assert [m["MessageIdentifier"] for m in sf.data.all("EmailMessage")] == ["<m0@customer.example>"]

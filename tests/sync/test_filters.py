@@ -53,7 +53,7 @@ def test_blocklists(entries: list[str], sender: str, blocked: bool) -> None:
     assert Blocklist.of(entries).blocks(sender) is blocked
     expected = Reason.BLOCKED if blocked else None
     assert filters(user_blocklist=entries).email(mail(sender=sender)) is expected
-    assert filters(org_blocklist=entries).email(mail(sender=sender)) is expected
+    assert filters(org_blocklist=entries).email(mail(sender=sender)) is (Reason.BLOCKED_ORG if blocked else None)
 
 
 def test_one_blocked_participant_keeps_the_whole_email_out() -> None:

@@ -25,15 +25,17 @@ dedups by Message-ID / UID.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from exchangelib import Account
 from exchangelib import errors as ews_errors
 from exchangelib.folders import Calendar, Inbox, SentItems
 from exchangelib.items import ID_ONLY, CalendarItem, Message
-from exchangelib.properties import DistinguishedFolderId
+from exchangelib.properties import DistinguishedFolderId, ItemId
 from exchangelib.properties import Mailbox as EwsMailbox
 from exchangelib.protocol import Protocol
 from exchangelib.services import GetItem, SyncFolderItems
@@ -56,7 +58,16 @@ from backend.connectors.exchange.items import (
 )
 from backend.connectors.exchange.series import expand
 from backend.connectors.exchange.transport import Transport, account_for, version_of
-from backend.connectors.mailbox import FOLDERS, ChangePage, Deletion, Folder, MailboxIdentity, SyncWindow
+from backend.connectors.mailbox import (
+    FOLDERS,
+    ChangePage,
+    Deletion,
+    EmailItem,
+    EventItem,
+    Folder,
+    MailboxIdentity,
+    SyncWindow,
+)
 from backend.errors import AuthRevoked, ConnectorError, CursorExpired, SetupFailed, Unavailable
 from backend.net import Resolver
 
@@ -171,6 +182,29 @@ class ExchangeMailbox:
             raise
         except Exception as exc:  # noqa: BLE001 - translated at the boundary
             raise self._timeout_or(exc) from None
+
+    def fetch_item(self, kind: str, item_id: str) -> EmailItem | EventItem | None:
+        """One email or meeting by the EWS id Outlook gives it (GetItem), or None when there is none."""
+        return self._call(self._fetch, kind, item_id)
+
+    def _fetch(self, kind: str, item_id: str) -> EmailItem | EventItem | None:
+        account = self._account()
+        calendar = kind == "event"
+        model = CalendarItem if calendar else Message
+        fields = field_paths(model, EVENT_FIELDS if calendar else MAIL_FIELDS, account.version, with_body=True)
+        for full in GetItem(account=account, chunk_size=1).call(
+                items=[ItemId(id=item_id)], additional_fields=fields, shape=ID_ONLY):
+            if isinstance(full, Exception):
+                return None
+            if calendar and isinstance(full, CalendarItem):
+                # No window applies to an item asked for by name.
+                return event_item(full, Cursor(datetime.min.replace(tzinfo=UTC), None, ""))
+            if not calendar and isinstance(full, Message):
+                item = email_item(full, Folder.INBOX)
+                if item.sender is not None and item.sender.email == self.address:
+                    item = dataclasses.replace(item, folder=Folder.SENT)
+                return item
+        return None
 
     def _folder(self, folder: Folder) -> DistinguishedFolderId:
         """The folder as SyncFolderItems names it: a distinguished id in this mailbox."""

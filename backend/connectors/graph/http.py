@@ -186,14 +186,15 @@ class GraphClient:
             parsed = {}
         return GraphResponse(raw.status_code, dict(raw.headers), parsed)
 
-    def get(self, path: str, headers: Mapping[str, str] | None = None) -> GraphResponse:
-        """GET ``path`` with retries: Retry-After honoured, one token refresh on 401; errors mapped."""
+    def get(self, path: str, headers: Mapping[str, str] | None = None, allow: tuple[int, ...] = ()) -> GraphResponse:
+        """GET ``path`` with retries: Retry-After honoured, one token refresh on 401; errors mapped
+        (statuses in ``allow``, a 404 for an item asked for by id, come back as they are)."""
         refresh = False
         for attempt in range(MAX_ATTEMPTS):
             resp = self._send("GET", path, headers or {}, None, 1, refresh)
             again = self._again(resp, attempt, refresh)
             if not again:
-                return check(resp)
+                return resp if resp.status in allow else check(resp)
             refresh = refresh or again == "refresh"
         raise Unavailable("Microsoft Graph kept failing.")
 

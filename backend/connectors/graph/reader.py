@@ -24,12 +24,27 @@ import requests
 from backend.config import Settings
 from backend.connectors.graph.calendar import calendar_delta_path, event_path, range_is_stale
 from backend.connectors.graph.cursor import page_cursor, split_cursor
-from backend.connectors.graph.http import GraphClient, GraphRequest, GraphResponse, check
+from backend.connectors.graph.http import GraphClient, GraphRequest, GraphResponse, check, encode_query
 from backend.connectors.graph.identity import MicrosoftAuth
-from backend.connectors.graph.items import identity_from, parse_email, parse_event
+from backend.connectors.graph.items import (
+    MESSAGE_FIELDS,
+    SENSITIVITY_PROPERTY,
+    identity_from,
+    parse_email,
+    parse_event,
+)
 from backend.connectors.graph.mail import messages_delta_path
 from backend.connectors.graph.tokens import AppOnlyTokens, MailboxTokens, StaticToken, TokenSource
-from backend.connectors.mailbox import FOLDERS, ChangePage, Deletion, Folder, MailboxIdentity, SyncWindow
+from backend.connectors.mailbox import (
+    FOLDERS,
+    ChangePage,
+    Deletion,
+    EmailItem,
+    EventItem,
+    Folder,
+    MailboxIdentity,
+    SyncWindow,
+)
 from backend.errors import CursorExpired, Unavailable
 from backend.security.crypto import fingerprint
 
@@ -73,6 +88,24 @@ class GraphMailbox:
         if not isinstance(resp.body, dict):
             raise Unavailable("Microsoft Graph returned an unexpected profile.")
         return identity_from(resp.body)
+
+    def fetch_item(self, kind: str, item_id: str) -> EmailItem | EventItem | None:
+        """One email or meeting by its REST id (Outlook's ``convertToRestId``), or None when there is none."""
+        safe = quote(item_id, safe="-_=")
+        if kind == "event":
+            path = f"{self.user_path}/events/{safe}"
+            folder = Folder.CALENDAR
+        else:
+            query = {"$select": ",".join(MESSAGE_FIELDS),
+                     "$expand": f"singleValueExtendedProperties($filter=id eq '{SENSITIVITY_PROPERTY}')"}
+            path = f"{self.user_path}/messages/{safe}?{encode_query(query)}"
+            folder = Folder.INBOX
+        resp = self.client.get(path, self._prefer(folder), allow=(404,))
+        body = resp.body
+        if resp.status == 404 or not isinstance(body, dict) or not body.get("id"):
+            return None
+        # Sent or received: the mapping tells by the sender (one of the mailbox's own addresses).
+        return parse_event(body) if kind == "event" else parse_email(body, Folder.INBOX)
 
     def _prefer(self, folder: Folder) -> dict[str, str]:
         prefer = f'odata.maxpagesize={self.page_size}, outlook.body-content-type="text"'

@@ -15,6 +15,7 @@ from backend.connectors.salesforce.capabilities import CapabilityCache, OrgCapab
 from backend.connectors.salesforce.client import SalesforceClient
 from backend.connectors.salesforce.credentials import SalesforceCredentials
 from backend.connectors.salesforce.lookup import Lookups
+from backend.connectors.salesforce.soql import soql_quote
 from backend.connectors.salesforce.writes import write_plan
 
 
@@ -64,6 +65,24 @@ class SalesforceCrm:
     def lookup(self, addresses: Iterable[str], email_keys: Iterable[str], event_keys: Iterable[str]) -> Lookup:
         """People by address and existing keys, asking Salesforce only about what this run has not seen."""
         return self._lookups.lookup(addresses, email_keys, event_keys)
+
+    def names(self, ids: Iterable[str]) -> dict[str, str]:
+        """Display names of Contacts and Leads by record id (one query per object asked about)."""
+        wanted = sorted({i for i in ids if i})[:50]
+        found: dict[str, str] = {}
+        # Contact ids start with 003, Lead ids with 00Q: ask only the object that can hold them.
+        for obj, prefix in (("Contact", "003"), ("Lead", "00Q")):
+            mine = [i for i in wanted if i.startswith(prefix)]
+            if not mine:
+                continue
+            # Every value is a quoted literal (soql_quote); the object name is one of two constants.
+            literals = ", ".join(soql_quote(i) for i in mine)
+            soql = f"SELECT Id, FirstName, LastName FROM {obj} WHERE Id IN ({literals})"  # noqa: S608
+            body = self.client.call(lambda sf, q=soql: sf.query(q))  # type: ignore[misc]
+            for row in self.client.all_records(body):
+                name = " ".join(str(row.get(f) or "").strip() for f in ("FirstName", "LastName")).strip()
+                found[str(row.get("Id") or "")] = name
+        return found
 
     def forget(self, email_keys: Iterable[str] = (), event_keys: Iterable[str] = ()) -> None:
         """Drop cached answers about these keys (another run may have written them meanwhile)."""

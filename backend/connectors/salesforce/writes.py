@@ -259,6 +259,7 @@ def _record_results(sub: Sub, items: list[Any], result: WriteResult) -> list[tup
             if ok:
                 unit.id = str(item.get("id") or "")
                 result.written_keys.add(unit.key)
+                result.written_ids[unit.key] = unit.id
                 if unit.kind == "email":
                     result.emails_written += 1
                 else:
