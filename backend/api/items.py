@@ -115,10 +115,10 @@ def post_block() -> Response:
     entry = text_field(data, "entry", required=True, max_len=254, label="entry")
     mailbox = _mailbox()
     org = services().store.orgs.get(mailbox.org_id)
-    if getattr(org, "lock_user_blocklist", False):
+    if "blocklist" in org.locked:
         # Org policy (set by the administrator) decides the blocklist for everyone.
-        raise ApiError(403, "locked_by_policy", "Your organisation's administrator manages the blocklist, so it "
-                                                "cannot be changed here.")
+        raise ApiError(403, "locked_by_admin", "Your organisation's administrator manages the blocklist, so it "
+                                               "cannot be changed here.")
     try:
         added = normalise_blocklist([entry])
     except ValueError as exc:

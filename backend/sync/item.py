@@ -19,6 +19,7 @@ from backend.store.mailboxes import SyncState
 from backend.sync.budget import iso
 from backend.sync.collaborators import mailbox_for
 from backend.sync.engine import SyncEngine, error_of
+from backend.sync.policy import effective_settings
 from backend.sync.run import MailboxRun
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def log_item(engine: SyncEngine, mailbox_id: str, identifier: str, kind: str, it
     if user is None:
         raise LogItemRefused(409, "invalid_state", "Log in to Salesforce again first.")
     org = store.orgs.get(mailbox.org_id)
+    mailbox.settings = effective_settings(org, mailbox.settings)  # the org's locked values win
     started = time.time()
     run = MailboxRun(store, engine.settings, engine.clients, mailbox, user, org, interactive=True, trigger="log_now")
     run.filters = run.filters.for_one_item()

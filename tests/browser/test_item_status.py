@@ -14,13 +14,13 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
+from sandbox.harness.exchange import ADDRESS, PASSWORD, ExchangeHarness
 from sandbox.salesforce_rest import Rule, data_of
 from sandbox.tls import TestCA
 from tests.browser.conftest import SCREENSHOTS, LiveServer, Pane, axe_violations
 from tests.browser.test_sync_exchange import fill_exchange
 from tests.browser.test_sync_microsoft import run_jobs
 from tests.conftest import RunningFake
-from tests.connectors.harness_exchange import ADDRESS, PASSWORD, ExchangeHarness
 
 pytestmark = pytest.mark.browser
 

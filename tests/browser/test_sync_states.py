@@ -16,13 +16,13 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
+from sandbox.harness.exchange import ADDRESS, PASSWORD, ExchangeHarness
 from sandbox.salesforce_rest import data_of
 from sandbox.tls import TestCA
 from tests.browser.conftest import LiveServer, Pane
 from tests.browser.test_sync_exchange import fill_exchange
 from tests.browser.test_sync_microsoft import connect_microsoft, run_jobs
 from tests.conftest import RunningFake
-from tests.connectors.harness_exchange import ADDRESS, PASSWORD, ExchangeHarness
 
 pytestmark = pytest.mark.browser
 

@@ -172,3 +172,16 @@ def test_private_items_are_never_logged_now(env: SyncEnv) -> None:
     body = resp.get_json()
     assert (body["status"], body["reason"]) == ("not_logged", "private")
     assert not [m for m in env.sf.all("EmailMessage") if m["MessageIdentifier"] == "<private@customer.example>"]
+
+
+def test_never_log_this_sender_is_refused_when_the_org_locks_the_blocklist(env: SyncEnv) -> None:
+    with env.app.app_context():
+        from backend.extensions import services
+
+        user = services().store.users.get(env.uid)
+        assert user is not None
+        services().store.orgs.update(user.org_id, blocklist=["rival.example"], locked=["blocklist"])
+    env.activate()
+    assert env.session is not None
+    resp = env.client.post("/api/items/block", json={"entry": "friend@gmail.com"}, headers=env.session.headers)
+    assert resp.status_code == 403 and resp.get_json()["error"]["code"] == "locked_by_admin"
