@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import requests
 
 from backend.config import Settings
 from backend.connectors.google.calendar import CalendarRead
 from backend.connectors.google.http import GoogleClient
-from backend.connectors.google.items import identity_from
-from backend.connectors.google.mail import USER_PATH, FolderRead
+from backend.connectors.google.items import identity_from, parse_message
+from backend.connectors.google.mail import GET_UNITS, MESSAGE_FIELDS, USER_PATH, FolderRead
 from backend.connectors.google.tokens import MailboxTokens, StaticToken, TokenSource
-from backend.connectors.mailbox import FOLDERS, ChangePage, Folder, MailboxIdentity, SyncWindow
+from backend.connectors.mailbox import FOLDERS, ChangePage, EmailItem, EventItem, Folder, MailboxIdentity, SyncWindow
 from backend.errors import Unavailable
 from backend.net.outbound import make_session
 from backend.security.crypto import fingerprint
@@ -71,6 +72,18 @@ class GmailMailbox:
                 raise Unavailable("Gmail returned a profile without a history id.")
             self._history_id = value
         return self._history_id
+
+    def fetch_item(self, kind: str, item_id: str) -> EmailItem | EventItem | None:
+        """One message by its Gmail id (``messages.get``), or None; a single meeting is not read this way yet."""
+        if kind == "event":
+            return None
+        resp = self.client.get(f"{self.client.gmail_root}{USER_PATH}/messages/{quote(item_id, safe='')}",
+                               [("format", "full"), ("fields", MESSAGE_FIELDS)], GET_UNITS, accept=(400, 404))
+        body = resp.body if isinstance(resp.body, dict) else {}
+        if resp.status in (400, 404) or not body.get("id"):
+            return None
+        labels = body.get("labelIds") or []
+        return parse_message(body, Folder.SENT if "SENT" in labels else Folder.INBOX)
 
     def read_changes(
         self, cursors: Mapping[str, str], window: SyncWindow, folders: tuple[Folder, ...] = tuple(Folder)
