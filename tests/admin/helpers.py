@@ -11,7 +11,7 @@ from backend.extensions import services
 from backend.store.users import User, user_id_for
 from sandbox.login import fake_authorize, local_path
 
-ORG = "00D000000000001AAA"
+ORG = "00D000000000001EAA"
 OTHER_ORG = "00D000000000002AAA"
 COOKIE = "__Host-sidebar-console"
 
