@@ -24,10 +24,12 @@ from __future__ import annotations
 from backend.connectors.exchange.autodiscover import normalise_ews_url
 from backend.connectors.exchange.connect import ExchangeConnection, connect
 from backend.connectors.exchange.directory import resolve_identity
+from backend.connectors.exchange.errors import AUTH_FAILED_MESSAGE
 from backend.connectors.exchange.reader import PROVIDER, SECRET_PASSWORD, ExchangeMailbox, open_mailbox
 from backend.connectors.exchange.transport import REQUEST_DEADLINE_FACTOR
 
 __all__ = [
+    "AUTH_FAILED_MESSAGE",
     "PROVIDER",
     "REQUEST_DEADLINE_FACTOR",
     "SECRET_PASSWORD",

@@ -23,7 +23,7 @@ import requests_ntlm
 from lxml import etree
 
 from backend.config import Settings
-from backend.connectors.exchange.errors import network_kind, setup_error
+from backend.connectors.exchange.errors import AUTH_FAILED_MESSAGE, network_kind, setup_error
 from backend.connectors.exchange.transport import Transport
 from backend.errors import SetupFailed
 from backend.net import HostNotAllowed
@@ -144,6 +144,7 @@ def _autodiscover_at(transport: Transport, url: str, login: str, password: str, 
                 # every request carries or invites credentials). This also keeps Basic in the domain.
                 log.info("exchange autodiscover: skipped a host outside the login's domain")
                 raise _NoAutodiscover()
+            transport.credentials_sent = True
             response = session.post(url, data=body, auth=auth, allow_redirects=False, stream=True,
                                     headers={"Content-Type": "text/xml; charset=utf-8"})
             try:
@@ -156,8 +157,7 @@ def _autodiscover_at(transport: Transport, url: str, login: str, password: str, 
                     if tried_basic or "ntlm" in offered or "negotiate" in offered:
                         # Our credentials were refused. Stop at the first refusal: more tries (other
                         # candidates, other methods) could lock the person's directory account.
-                        raise SetupFailed("auth_failed", "Exchange did not accept this login and password. "
-                                                         "Check them and try again.")
+                        raise SetupFailed("auth_failed", AUTH_FAILED_MESSAGE)
                     if "basic" not in offered:
                         raise _NoAutodiscover()
                     auth, tried_basic = requests.auth.HTTPBasicAuth(login, password), True

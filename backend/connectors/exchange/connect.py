@@ -90,12 +90,15 @@ def connect(
         _precheck(transport, url)
         auth_type = _probe_auth(transport, url)
         protocol = transport.protocol(url, login, password, auth_type, None)
+        transport.credentials_sent = True
         version = protocol.version  # exchangelib's version probe: the first authenticated request
         identity = resolve_identity(protocol, login)
         return ExchangeConnection(identity=identity, login=login, ews_url=url, auth_type=auth_type,
                                   version=build_text(version), autodiscovered=autodiscovered, calls=transport.calls)
     except Exception as exc:  # noqa: BLE001 - every failure must become a specific answer, never a 500
-        raise setup_error(exc, transport.timed_out()) from None
+        error = setup_error(exc, transport.timed_out())
+        error.credentials_sent = transport.credentials_sent  # attempt limits count only these
+        raise error from None
     finally:
         if protocol is not None:
             protocol.close()

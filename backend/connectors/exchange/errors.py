@@ -80,6 +80,9 @@ def translate(exc: BaseException) -> ConnectorError:
     return Unavailable(f"Exchange answered with an error ({type(exc).__name__}).")
 
 
+AUTH_FAILED_MESSAGE = "Exchange did not accept this login and password. Check them and try again."
+
+
 def setup_error(exc: BaseException, timed_out: bool = False) -> SetupFailed:
     """A failure while connecting as a code and message for the person (``timed_out``: the deadline cut it)."""
     if timed_out and (not isinstance(exc, SetupFailed) or exc.code == "ews_unreachable"):
@@ -90,7 +93,7 @@ def setup_error(exc: BaseException, timed_out: bool = False) -> SetupFailed:
     if isinstance(exc, ews_errors.UnauthorizedError):
         if "locked out" in str(exc):
             return SetupFailed("auth_failed", "Exchange says this account is locked out. Ask your administrator.")
-        return SetupFailed("auth_failed", "Exchange did not accept this login and password. Check them and try again.")
+        return SetupFailed("auth_failed", AUTH_FAILED_MESSAGE)
     kind = network_kind(exc)
     if kind == "tls":
         return SetupFailed("tls_error", "The Exchange server's certificate is expired or not trusted, so we did "
