@@ -83,6 +83,7 @@ from spnego._ntlm_raw.messages import (
 )
 from spnego._ntlm_raw.messages import Version as NtlmVersion
 
+from sandbox import autodiscover_v2
 from sandbox.server import FakeServer, Recorder
 from sandbox.tls import CertPair
 
@@ -234,6 +235,8 @@ class FakeEwsState:
     autodiscover_emails: list[str] = field(default_factory=list)
     # Host header (host:port) -> URL answered as Action redirectUrl for requests to that host.
     autodiscover_redirect_url: dict[str, str] = field(default_factory=dict)
+    # Whether anonymous Autodiscover v2 (JSON) is served (sandbox/autodiscover_v2.py); older servers 404.
+    autodiscover_v2: bool = False
     # Raw bytes served as the metadata document instead of the real one.
     metadata_override: bytes | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -587,6 +590,12 @@ class FakeEws:
                 return "200 OK", [("Content-Type", "application/json")], override
             return "200 OK", [("Content-Type", "application/json")], json.dumps(
                 self.state.metadata_document()).encode()
+        if autodiscover_v2.is_v2_request(environ["REQUEST_METHOD"], path):
+            with self.state.lock:
+                if self.state.autodiscover_v2:  # an older server does not know the path
+                    self.state.operations.append("AutodiscoverV2")
+            return autodiscover_v2.answer(self.state.autodiscover_v2, path, environ.get("QUERY_STRING", ""),
+                                          self.state.ews_url or f"{self.state.base_url}{EWS_PATH}")
         if environ["REQUEST_METHOD"] != "POST" or path.lower() not in (EWS_PATH.lower(), AUTODISCOVER_PATH):
             return "404 Not Found", [("Content-Type", "text/html")], b"<html><body>Not found</body></html>"
         user, denied = self._authenticate(environ)

@@ -74,6 +74,7 @@ _STATUS = {
     "mailbox_mismatch": 422,
     "mailbox_unknown": 422,
     "mailbox_not_found": 422,
+    "ews_host_unconfirmed": 409,
     "ews_unreachable": 502,
     "not_ews": 502,
     "tls_error": 502,
@@ -164,7 +165,9 @@ def _rate_limited(retry_after: int, for_login: bool) -> NoReturn:
 
 def _failed(exc: SetupFailed) -> ApiError:
     status = _STATUS.get(exc.code, 502)
-    return ApiError(status, exc.code, exc.message)
+    # ews_host_unconfirmed carries the URL Autodiscover named: the pane shows it, and sending it
+    # back as ews_url is the person's confirmation.
+    return ApiError(status, exc.code, exc.message, ews_url=getattr(exc, "ews_url", None))
 
 
 @bp.post("/sync/exchange")

@@ -13,6 +13,8 @@ import logging
 import re
 import ssl
 
+from urllib.parse import urlsplit
+
 import requests
 from exchangelib import errors as ews_errors
 from lxml import etree
@@ -81,6 +83,18 @@ def translate(exc: BaseException) -> ConnectorError:
 
 
 AUTH_FAILED_MESSAGE = "Exchange did not accept this login and password. Check them and try again."
+
+
+class HostUnconfirmed(SetupFailed):
+    """Autodiscover named an EWS URL outside the login's domain: nothing was sent; the person must confirm it."""
+
+    def __init__(self, ews_url: str, domain: str) -> None:
+        host = urlsplit(ews_url).hostname or ews_url
+        super().__init__("ews_host_unconfirmed",
+                         f"Autodiscover for {domain} named the Exchange server {host}, which is outside {domain}, "
+                         f"so we did not send your password there. If {host} is your organisation's Exchange "
+                         "server, confirm it to connect.")
+        self.ews_url = ews_url
 
 
 def setup_error(exc: BaseException, timed_out: bool = False) -> SetupFailed:
