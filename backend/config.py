@@ -216,7 +216,12 @@ class Settings:
     # meeting's iCalendar UID on Events, the Message-ID on email Tasks (orgs without Enhanced Email).
     SF_ACTIVITY_KEY_FIELD: str = "Sidebar_Sync_Key__c"
 
-    API_TOKEN_TTL_SECONDS: int = 7 * 24 * 3600
+    # A bearer token's absolute lifetime; its session also ends after API_SESSION_IDLE_SECONDS
+    # without a request, and at once when Salesforce refuses the login it came from (checked on
+    # every authenticated request, the answer cached SALESFORCE_CHECK_SECONDS).
+    API_TOKEN_TTL_SECONDS: int = 24 * 3600
+    API_SESSION_IDLE_SECONDS: int = 8 * 3600
+    SALESFORCE_CHECK_SECONDS: int = 60
     LOG_LEVEL: str = "INFO"
 
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -343,6 +348,8 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "MAX_AUTH_FAILURES": (1, 1000),
     "SF_API_BUDGET_PERCENT": (1, 100),
     "API_TOKEN_TTL_SECONDS": (60, 90 * 24 * 3600),
+    "API_SESSION_IDLE_SECONDS": (1, 90 * 24 * 3600),
+    "SALESFORCE_CHECK_SECONDS": (1, 3600),
     "OUTBOUND_TIMEOUT_SECONDS": (1, 600),
     "GRAPH_MAX_WAIT_SECONDS": (0, 600),
     "GRAPH_PAGE_SIZE": (1, 1000),

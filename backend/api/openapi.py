@@ -48,6 +48,10 @@ PATHS: dict[str, dict[str, Any]] = {
         "delete": {"summary": "Log out this task pane",
                    "responses": {"204": {"description": "Logged out"}, **_err(401)}},
     },
+    "/api/sessions": {
+        "delete": {"summary": "Log out everywhere: end every task pane session of this user",
+                   "responses": {"204": {"description": "Every session ended"}, **_err(401)}},
+    },
     "/api/dialog": {"post": {
         "summary": "Start URL of a sign-in dialog with a single-use ticket",
         "requestBody": _body({"type": "object", "required": ["provider"], "properties": {

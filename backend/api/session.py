@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 # Routes that work without a bearer token.
 PUBLIC_ENDPOINTS = {"api.create_session", "api.openapi_document", "api.client_config"}
-SALESFORCE_CHECK_SECONDS = 300
 # MSAL.js with Nested App Authentication (3.11+) is not on Microsoft's CDN: we serve a vendored copy.
 MSAL_BROWSER_PATH = "/js/vendor/msal-browser-4.30.0.min.js"
 
@@ -38,7 +37,9 @@ def _require_token() -> None:
         return
     if request.endpoint is None:
         return  # unknown route: let the 404 handler answer in JSON
-    authenticate()
+    user, _ = authenticate()
+    # Every authenticated request, not only /api/me: a token must not outlive its Salesforce login.
+    check_salesforce(user)
 
 
 @bp.after_request
@@ -139,6 +140,15 @@ def delete_session() -> Any:
     return Response(status=204)
 
 
+@bp.delete("/sessions")
+def delete_all_sessions() -> Any:
+    """Log out everywhere: end every task pane session of this user (sync keeps running)."""
+    user = current_user()
+    ended = services().store.sessions.revoke_all(user.id)
+    log.info("api sessions ended everywhere uid=%s count=%d", user.id, ended)
+    return Response(status=204)
+
+
 @bp.post("/dialog")
 def dialog() -> Response:
     """The start URL of a sign-in dialog, with a short-lived single-use ticket naming the user.
@@ -180,7 +190,7 @@ def dialog() -> Response:
 def check_salesforce(user: User) -> None:
     """Prove the user's Salesforce login still works (refreshing when needed), at most every few minutes."""
     store = services().store
-    if not store.once.first_use("salesforce-check", user.id, SALESFORCE_CHECK_SECONDS):
+    if not store.once.first_use("salesforce-check", user.id, services().settings.SALESFORCE_CHECK_SECONDS):
         return
     credentials = credentials_for(user)
     try:

@@ -169,6 +169,11 @@ export function deleteSession(token) {
   return request("DELETE", "/api/session", token ? { token } : {});
 }
 
+/** DELETE /api/sessions: log out everywhere (every task pane session of this user). */
+export function deleteAllSessions() {
+  return request("DELETE", "/api/sessions");
+}
+
 /** GET /api/me: the user, the add-in mailbox and the Salesforce account. */
 export function getMe() {
   return request("GET", "/api/me");
