@@ -195,11 +195,13 @@ def check_salesforce(user: User) -> None:
     credentials = credentials_for(user)
     try:
         credentials.call(oauth_client().userinfo)
-    except (AuthRevoked, DecryptError) as exc:
-        if isinstance(exc, AuthRevoked):
-            reason = f"Salesforce no longer accepts your login ({exc.message})"
-        else:  # the key that encrypted it was dropped from ENCRYPTION_KEYS before 'keys rotate'
-            reason = "Your saved Salesforce login can no longer be read on this server"
+    except DecryptError:
+        # Our configuration, not the person's login (issue 18): never revoke or delete on it. The
+        # error handler answers 503 and logs what to fix; check again on the next request.
+        store.redis.delete(store.keys("once", "salesforce-check", user.id))
+        raise
+    except AuthRevoked as exc:
+        reason = f"Salesforce no longer accepts your login ({exc.message})"
         store.users.update(user.id, salesforce_status="revoked", salesforce_status_reason=reason)
         credentials.forget()
         store.sessions.revoke_all(user.id)
