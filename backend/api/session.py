@@ -11,7 +11,7 @@ from backend.api.blueprint import bp
 from backend.api.errors import ApiError
 from backend.api.tokens import authenticate, current_user, issue_token
 from backend.api.validation import choice_field, email_field, json_body, text_field
-from backend.auth.common import dialog_code_is_authentic, issue_ticket, redeem_dialog_code
+from backend.auth.common import issue_ticket, redeem_dialog_code, unspent_dialog_code
 from backend.auth.salesforce import credentials_for, oauth_client
 from backend.connectors import PROVIDERS
 from backend.errors import AuthRevoked, Unavailable
@@ -25,6 +25,9 @@ from backend.sync.microsoft import activate_on_behalf_of
 
 log = logging.getLogger(__name__)
 
+# Mailbox proofs checked per user (of an unspent sign-in code) per window (issue 18).
+PROOF_CHECKS_PER_USER = 10
+PROOF_CHECK_WINDOW_SECONDS = 15 * 60
 # Routes that work without a bearer token.
 PUBLIC_ENDPOINTS = {"api.create_session", "api.openapi_document", "api.client_config"}
 # MSAL.js with Nested App Authentication (3.11+) is not on Microsoft's CDN: we serve a vendored copy.
@@ -79,16 +82,24 @@ def create_session() -> Any:
     proof = text_field(data, "mailbox_proof", required=False, max_len=16_384, label="mailbox_proof")
     settings = services().settings
     # Only someone who just signed in may make us check a proof: checking one can mean fetching
-    # signing keys from a host the token names, which must not be open to anonymous callers.
-    if not dialog_code_is_authentic(code):
+    # signing keys from a host the token names, which must not be open to anonymous callers, nor
+    # to someone replaying a spent code. So the code must be authentic *and unspent* first.
+    code_uid = unspent_dialog_code(code)
+    if code_uid is None:
         raise ApiError(400, "invalid_code",
-                       "This sign-in code is not valid or has expired. Log in to Salesforce again.")
+                       "This sign-in code is not valid, has expired or was already used. Log in to Salesforce again.")
     if not proof and settings.REQUIRE_MAILBOX_PROOF:
         # Checked before the code is spent, so the pane can retry with a proof.
         raise ApiError(401, "mailbox_proof_required",
                        "Outlook did not confirm which mailbox this is. Reopen the add-in and try again.")
     verified = None
     if proof:
+        # Each check may fetch a document from a host the proof names: a few per user per window.
+        allowed, retry_after = services().store.ratelimit.hit("proof-check", code_uid, PROOF_CHECKS_PER_USER,
+                                                              PROOF_CHECK_WINDOW_SECONDS)
+        if not allowed:  # the code is not spent: the pane may try again later
+            raise ApiError(429, "rate_limited", "Too many sign-in attempts. Try again in a few minutes.",
+                           retry_after=retry_after)
         try:
             clients = services().clients
             verified = proofs.verify(proof, mailbox, naa=clients.naa_verifier, exchange=clients.exchange_verifier,

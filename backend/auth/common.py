@@ -97,13 +97,13 @@ def issue_dialog_code(uid: str, **extra: str) -> str:
     return svc.signer.sign(Purpose.DIALOG_CODE, {"n": nonce, **extra})
 
 
-def dialog_code_is_authentic(code: str) -> bool:
-    """True when a one-time code carries our signature and is recent (without spending it)."""
+def unspent_dialog_code(code: str) -> str | None:
+    """The uid of an authentic code that is still unspent, without spending it (None otherwise)."""
     try:
-        services().signer.unsign(Purpose.DIALOG_CODE, code, max_age=DIALOG_CODE_MAX_AGE)
+        payload = services().signer.unsign(Purpose.DIALOG_CODE, code, max_age=DIALOG_CODE_MAX_AGE)
     except SignatureInvalid:
-        return False
-    return True
+        return None
+    return services().store.once.peek("dialog-code", str(payload.get("n", "")))
 
 
 def redeem_dialog_code(code: str) -> str | None:
