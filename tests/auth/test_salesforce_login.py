@@ -118,6 +118,10 @@ def test_denied_consent_ends_the_dialog_with_the_reason(client: FlaskClient, ca:
         ("env=mydomain&domain=acme", "acme.my.salesforce.com"),
         ("env=mydomain&domain=https://acme--uat.sandbox.my.salesforce.com", "acme--uat.sandbox.my.salesforce.com"),
         ("env=mydomain&domain=Acme.My.Salesforce.com", "acme.my.salesforce.com"),
+        ("env=mydomain&domain=acme.develop.my.salesforce.com", "acme.develop.my.salesforce.com"),
+        # A pasted Lightning address names the same My Domain.
+        ("env=mydomain&domain=acme.lightning.force.com", "acme.my.salesforce.com"),
+        ("env=mydomain&domain=acme--uat.sandbox.lightning.force.com", "acme--uat.sandbox.my.salesforce.com"),
     ],
 )
 def test_my_domain_is_used_when_it_is_salesforces(client: FlaskClient, query: str, expected_host: str) -> None:
@@ -148,6 +152,14 @@ def test_my_domain_is_used_when_it_is_salesforces(client: FlaskClient, query: st
         "env=mydomain&domain=acme.my.salesforce.com%2F..%2Fattacker.example",
         "env=mydomain&domain=-acme.my.salesforce.com",
         "env=mydomain&domain=xsalesforce.com",
+        # Issue 18: hosts under a Salesforce-owned domain that anyone can get (Sites, Experience Cloud).
+        "env=mydomain&domain=attacker-site.force.com",
+        "env=mydomain&domain=attacker.my.site.com",
+        "env=mydomain&domain=attacker.cloudforce.com",
+        "env=mydomain&domain=attacker.database.com",
+        "env=mydomain&domain=attacker.salesforce.com",
+        "env=mydomain&domain=attacker.salesforce-setup.com",
+        "env=mydomain&domain=my.salesforce.com",
     ],
 )
 def test_other_login_hosts_are_refused(client: FlaskClient, query: str) -> None:
