@@ -22,7 +22,7 @@ from sandbox.ews import EXCHANGE_PRINCIPAL, METADATA_PATH, new_signing_key, x5t_
 from sandbox.tls import TestCA
 from tests.conftest import PUBLIC_BASE_URL
 from tests.connectors.harness_exchange import ADDRESS, ExchangeHarness
-from tests.helpers import login, salesforce_dialog_code
+from tests.helpers import PANE_VERIFIER, login, salesforce_dialog_code
 
 PANE = f"{PUBLIC_BASE_URL}/taskpane.html"
 
@@ -36,7 +36,8 @@ def app_config(app_config: dict[str, Any], ews: ExchangeHarness) -> dict[str, An
 
 def _session(client: FlaskClient, ca: TestCA, proof: str, mailbox: str = ADDRESS) -> Any:
     code = salesforce_dialog_code(client, ca.ca_path)
-    return client.post("/api/session", json={"code": code, "mailbox": mailbox, "mailbox_proof": proof})
+    return client.post("/api/session", json={"code": code, "verifier": PANE_VERIFIER,
+                                              "mailbox": mailbox, "mailbox_proof": proof})
 
 
 def _mailbox_of(client: FlaskClient, who: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sandbox.tls import TestCA
 from tests.conftest import PUBLIC_BASE_URL
 from tests.connectors.harness_exchange import ADDRESS, ExchangeHarness
-from tests.helpers import salesforce_dialog_code
+from tests.helpers import PANE_VERIFIER, salesforce_dialog_code
 
 PANE = f"{PUBLIC_BASE_URL}/taskpane.html"
 
@@ -28,13 +28,15 @@ def _metadata_fetches(ews: ExchangeHarness) -> int:
 
 def test_a_spent_code_fetches_nothing(client: FlaskClient, ca: TestCA, ews: ExchangeHarness) -> None:
     code = salesforce_dialog_code(client, ca.ca_path)
-    first = client.post("/api/session", json={"code": code, "mailbox": ADDRESS,
+    first = client.post("/api/session", json={"code": code, "verifier": PANE_VERIFIER,
+                                              "mailbox": ADDRESS,
                                                "mailbox_proof": ews.state.identity_token(PANE)})
     assert first.status_code == 201, first.get_data(as_text=True)
     before = _metadata_fetches(ews)
     for n in range(5):
         amurl = f"{ews.server.url}/autodiscover/metadata/json/1?forged={n}"
-        resp = client.post("/api/session", json={"code": code, "mailbox": ADDRESS,
+        resp = client.post("/api/session", json={"code": code, "verifier": PANE_VERIFIER,
+                                              "mailbox": ADDRESS,
                                                   "mailbox_proof": ews.state.identity_token(PANE, amurl=amurl)})
         assert resp.status_code == 400 and resp.json["error"]["code"] == "invalid_code"
     assert _metadata_fetches(ews) == before  # no outbound GET for a spent code
@@ -48,15 +50,18 @@ def test_proof_checks_are_rate_limited(client: FlaskClient, ca: TestCA, ews: Exc
     for n in range(2):
         code = salesforce_dialog_code(client, ca.ca_path)
         amurl = f"{ews.server.url}/autodiscover/metadata/json/1?try={n}"
-        resp = client.post("/api/session", json={"code": code, "mailbox": ADDRESS,
+        resp = client.post("/api/session", json={"code": code, "verifier": PANE_VERIFIER,
+                                              "mailbox": ADDRESS,
                                                   "mailbox_proof": ews.state.identity_token(PANE, amurl=amurl)})
         assert resp.status_code == 201, resp.get_data(as_text=True)
     before = _metadata_fetches(ews)
     code = salesforce_dialog_code(client, ca.ca_path)
-    resp = client.post("/api/session", json={"code": code, "mailbox": ADDRESS,
+    resp = client.post("/api/session", json={"code": code, "verifier": PANE_VERIFIER,
+                                              "mailbox": ADDRESS,
                                               "mailbox_proof": ews.state.identity_token(PANE, amurl=f"{ews.server.url}"
                                                                                         "/autodiscover/metadata/json/1?x")})
     assert resp.status_code == 429 and resp.json["error"]["code"] == "rate_limited"
     assert _metadata_fetches(ews) == before
     # The code was not spent by the refusal.
-    assert client.post("/api/session", json={"code": code, "mailbox": ADDRESS}).status_code == 401  # proof required
+    assert client.post("/api/session", json={"code": code, "verifier": PANE_VERIFIER,
+                                              "mailbox": ADDRESS}).status_code == 401  # proof required

@@ -52,8 +52,9 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.path == "/api" or request.path == "/healthz"
 
 
-UNREADABLE_SECRET_MESSAGE = ("This server cannot read your saved sign-in right now (a configuration problem on "
-                             "our side). Nothing was lost: try again later.")
+UNREADABLE_SIGN_IN_MESSAGE = (
+    "This server cannot read your saved sign-in right now (a configuration problem on our side). "
+    "Nothing was lost: try again later.")
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -79,7 +80,7 @@ def register_error_handlers(app: Flask) -> None:
         log.error("a stored secret cannot be decrypted with this process's ENCRYPTION_KEYS on %s %s: roll the "
                   "new key list out to every process (web and workers) before 'flask keys rotate'",
                   request.method, request.path)
-        return error_response(503, "server_misconfigured", UNREADABLE_SECRET_MESSAGE)
+        return error_response(503, "server_misconfigured", UNREADABLE_SIGN_IN_MESSAGE)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:

@@ -82,7 +82,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "summary": "Connect on-premises Exchange (EWS) with a login and password, and activate sync",
         "description": "Without ews_url the EWS endpoint is found by Autodiscover. Error codes: invalid_input, "
                        "rate_limited, auth_failed, ews_unreachable, host_not_allowed, not_ews, tls_error, "
-                       "timeout, ews_error, mailbox_not_found, mailbox_unknown, login_not_allowed (an email login outside "
+                       "timeout, ews_error, mailbox_not_found, mailbox_unknown, login_not_allowed (an email login "
+                       "outside "
                        "the add-in mailbox's domain), ews_host_unconfirmed (Autodiscover named a host outside "
                        "the login's domain: confirm it by sending it as ews_url). A mailbox that is not the add-in's "
                        "answers auth_failed.",

@@ -80,11 +80,14 @@ def create_session() -> Any:
     code = text_field(data, "code", max_len=2048)
     mailbox = email_field(data, "mailbox", label="The add-in mailbox")
     proof = text_field(data, "mailbox_proof", required=False, max_len=16_384, label="mailbox_proof")
+    # The verifier whose hash the pane put in the dialog's start URL: a code handed to another pane
+    # (or read off the dialog) is useless without it.
+    verifier = text_field(data, "verifier", required=False, max_len=128, label="verifier")
     settings = services().settings
     # Only someone who just signed in may make us check a proof: checking one can mean fetching
     # signing keys from a host the token names, which must not be open to anonymous callers, nor
     # to someone replaying a spent code. So the code must be authentic *and unspent* first.
-    code_uid = unspent_dialog_code(code)
+    code_uid = unspent_dialog_code(code, verifier)
     if code_uid is None:
         raise ApiError(400, "invalid_code",
                        "This sign-in code is not valid, has expired or was already used. Log in to Salesforce again.")
@@ -107,7 +110,7 @@ def create_session() -> Any:
         except ProofInvalid as exc:
             status = 503 if exc.code == "identity_unavailable" else 401
             raise ApiError(status, exc.code, str(exc)) from None
-    uid = redeem_dialog_code(code)
+    uid = redeem_dialog_code(code, verifier)
     if uid is None:
         raise ApiError(400, "invalid_code",
                        "This sign-in code is not valid or was already used. Log in to Salesforce again.")
@@ -187,6 +190,9 @@ def dialog() -> Response:
 
         env = choice_field(data, "env", ("production", "sandbox", "mydomain"), required=False) or user.environment
         domain = text_field(data, "domain", required=False, max_len=253, label="My Domain")
+        challenge = text_field(data, "pane_challenge", required=False, max_len=64, label="pane_challenge")
+        if challenge:
+            url += f"&pane_challenge={quote(challenge, safe='')}"
         if env == "mydomain" and not domain:
             if user.environment != "mydomain":
                 raise ApiError(400, "invalid_input", "Enter your My Domain, for example acme.my.salesforce.com.",

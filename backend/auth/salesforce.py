@@ -21,6 +21,7 @@ from backend.auth.common import (
     dialog_result,
     finish_state,
     issue_dialog_code,
+    pane_challenge_arg,
     redeem_ticket,
 )
 from backend.connectors.salesforce import (
@@ -65,6 +66,8 @@ def start() -> Any:
         if not settings.salesforce_configured:
             raise DialogError("salesforce_not_configured",
                               "Salesforce sign-in is not configured on this server. Contact your administrator.", 503)
+        # The opening pane's challenge: the one-time code at the end is usable only with its verifier.
+        pane_challenge = pane_challenge_arg()
         ticket = request.args.get("ticket", "")
         switching = bool(ticket)
         if switching:
@@ -80,7 +83,7 @@ def start() -> Any:
     verifier, challenge = pkce_pair()
     # The dialog's session lives in Redis: the verifier goes there sealed, like every secret.
     state = begin_state("salesforce", verifier=services().box.encrypt(verifier), login_url=login_url,
-                        started=time.time())
+                        started=time.time(), pane_challenge=pane_challenge)
     return redirect(oauth_client().authorize_url(login_url, state, challenge, force_login=switching), code=302)
 
 
@@ -138,4 +141,4 @@ def _callback() -> Response:
     # The Salesforce login is the CRM side of sync: seed the sync mailbox now, no further step.
     store.mailboxes.ensure(uid, user.org_id)
     log.info("salesforce login uid=%s org=%s refresh=%s", uid, user.org_id, fingerprint(tokens.refresh_token))
-    return dialog_result({"status": "ok", "code": issue_dialog_code(uid)})
+    return dialog_result({"status": "ok", "code": issue_dialog_code(uid, str(flow.get("pane_challenge", "")))})

@@ -156,8 +156,8 @@ export function getConfig() {
 }
 
 /** POST /api/session: trade the dialog's one-time code for a bearer token (kept by the caller). */
-export function createSession(code, mailbox, mailboxProof) {
-  const body = { code, mailbox };
+export function createSession(code, mailbox, mailboxProof, verifier) {
+  const body = { code, mailbox, verifier };
   if (mailboxProof) {
     body.mailbox_proof = mailboxProof;
   }

@@ -12,10 +12,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from backend.extensions import services
-
 from sandbox.salesforce import FakeSalesforceState
-from tests.connectors.harness_exchange import ADDRESS, PASSWORD, ExchangeHarness
 from sandbox.tls import TestCA
+from tests.connectors.harness_exchange import ADDRESS, PASSWORD, ExchangeHarness
 from tests.helpers import LoggedIn, login
 
 

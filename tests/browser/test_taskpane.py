@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -64,7 +65,9 @@ def test_login_through_dialog_shows_menu_with_set_up_sync(pane: Pane, live_serve
     log = page.evaluate("() => window.__OFFICE_STANDIN_LOG__")
     opened = [entry for entry in log if entry["call"] == "displayDialogAsync"]
     assert len(opened) == 1
-    assert opened[0]["url"] == f"{live_server.url}/auth/salesforce/start?env=production"
+    # The pane's challenge binds the dialog's code to this pane (issue 18).
+    assert re.fullmatch(re.escape(f"{live_server.url}/auth/salesforce/start?env=production&pane_challenge=")
+                        + "[A-Za-z0-9_-]{43}", opened[0]["url"])
     assert opened[0]["options"] == {"height": 60, "width": 30, "promptBeforeOpen": False}
     assert any(entry["call"] == "dialog.close" for entry in log)
     assert len(pane.context.pages) == 1

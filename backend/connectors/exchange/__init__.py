@@ -11,7 +11,8 @@ One concern a module, each with its own notes:
 
 * :mod:`.transport` - guarded sessions, the per-connection exchangelib Protocol, deadlines, retries
 * :mod:`.errors` - vendor failures as ``AuthRevoked`` / ``Throttled`` / ``Unavailable`` / ``SetupFailed``
-* :mod:`.autodiscover` - the EWS URL: typed (normalised) or found by Autodiscover (v2, then POX over NTLM); where the password goes
+* :mod:`.autodiscover` - the EWS URL: typed (normalised) or found by Autodiscover (v2, then POX over NTLM);
+  where the password goes
 * :mod:`.directory` - which mailbox a login is (ResolveNames, confirmed against the account's own Inbox)
 * :mod:`.connect` - "Connect to Exchange": endpoint, host check, auth probe, version, identity
 * :mod:`.cursor` - a folder's stored position (sync state plus the window bounds)

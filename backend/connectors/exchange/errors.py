@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-
 from urllib.parse import urlsplit
 
 import requests
