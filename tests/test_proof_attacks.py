@@ -19,7 +19,7 @@ PANE = f"{PUBLIC_BASE_URL}/taskpane.html"
 def app_config(app_config: dict[str, Any], ews: ExchangeHarness) -> dict[str, Any]:
     """Proofs required; the fake's host trusted as an Exchange identity issuer for acme.example."""
     return {**app_config, **ews.settings_overrides(), "REQUIRE_MAILBOX_PROOF": "on",
-            "EXCHANGE_IDENTITY_HOSTS": f"127.0.0.1:{ews.server.port}"}
+            "EXCHANGE_IDENTITY_HOSTS": f"127.0.0.1:{ews.server.port}=acme.example"}
 
 
 def _metadata_fetches(ews: ExchangeHarness) -> int:

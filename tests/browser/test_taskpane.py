@@ -133,20 +133,23 @@ def test_menu_works_by_keyboard(pane: Pane) -> None:
     expect(page.get_by_role("menuitem", name="Switch account")).to_be_focused()
     page.keyboard.press("ArrowDown")
     expect(page.get_by_role("menuitem", name="Log out")).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    everywhere = page.get_by_role("menuitem", name="Sign out on all devices")  # issue 18: the last item
+    expect(everywhere).to_be_focused()
     page.keyboard.press("ArrowDown")  # wraps
     expect(page.get_by_role("menuitem", name="Set up sync")).to_be_focused()
     page.keyboard.press("ArrowUp")  # wraps back
-    expect(page.get_by_role("menuitem", name="Log out")).to_be_focused()
+    expect(everywhere).to_be_focused()
     page.keyboard.press("Home")
     expect(page.get_by_role("menuitem", name="Set up sync")).to_be_focused()
     page.keyboard.press("End")
-    expect(page.get_by_role("menuitem", name="Log out")).to_be_focused()
+    expect(everywhere).to_be_focused()
     page.keyboard.press("Escape")
     expect(menu).to_be_hidden()
     expect(button).to_have_attribute("aria-expanded", "false")
     expect(button).to_be_focused()
     page.keyboard.press("ArrowUp")  # opens on the last item
-    expect(page.get_by_role("menuitem", name="Log out")).to_be_focused()
+    expect(everywhere).to_be_focused()
     page.keyboard.press("Escape")
     page.keyboard.press("ArrowDown")
     expect(page.get_by_role("menuitem", name="Set up sync")).to_be_focused()
@@ -473,7 +476,10 @@ def test_exchange_identity_token_is_sent_on_premises(
     expect(page.locator("#login-error")).not_to_be_empty()
     calls = [entry["call"] for entry in page.evaluate("() => window.__OFFICE_STANDIN_LOG__")]
     assert "getUserIdentityTokenAsync" in calls
-    assert sent == [{"code": sent[0]["code"], "mailbox": "alice@acme.example", "mailbox_proof": "not-a-real-token"}]
+    # The verifier whose hash was in the dialog's start URL goes with the code (issue 18).
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", sent[0]["verifier"])
+    assert sent == [{"code": sent[0]["code"], "mailbox": "alice@acme.example", "verifier": sent[0]["verifier"],
+                     "mailbox_proof": "not-a-real-token"}]
     pane.assert_clean(allowed_statuses=(401,))
 
 
