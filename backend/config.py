@@ -49,6 +49,23 @@ def _int(name: str, raw: str, minimum: int, maximum: int) -> int:
     return value
 
 
+_DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$")
+
+
+def parse_identity_host(entry: str) -> tuple[str, tuple[str, ...]]:
+    """One ``EXCHANGE_IDENTITY_HOSTS`` entry, ``host-pattern=domain|domain``: the pattern and the
+    mail domains that issuer may vouch for (each with its subdomains); ValueError when malformed."""
+    pattern, sep, raw = entry.partition("=")
+    parse_host_pattern(pattern.strip())
+    domains = tuple(d.strip().lower().rstrip(".") for d in raw.split("|") if d.strip())
+    if not sep or not domains:
+        raise ValueError(f"{entry!r} must name the mail domains it vouches for: host=domain|domain")
+    for domain in domains:
+        if not _DOMAIN.match(domain):
+            raise ValueError(f"{domain!r} in {entry!r} is not a domain name")
+    return pattern.strip(), domains
+
+
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -222,7 +239,12 @@ class Settings:
     # meeting's iCalendar UID on Events, the Message-ID on email Tasks (orgs without Enhanced Email).
     SF_ACTIVITY_KEY_FIELD: str = "Sidebar_Sync_Key__c"
 
-    API_TOKEN_TTL_SECONDS: int = 7 * 24 * 3600
+    # A bearer token's absolute lifetime; its session also ends after API_SESSION_IDLE_SECONDS
+    # without a request, and at once when Salesforce refuses the login it came from (checked on
+    # every authenticated request, the answer cached SALESFORCE_CHECK_SECONDS).
+    API_TOKEN_TTL_SECONDS: int = 24 * 3600
+    API_SESSION_IDLE_SECONDS: int = 8 * 3600
+    SALESFORCE_CHECK_SECONDS: int = 60
     LOG_LEVEL: str = "INFO"
 
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -331,12 +353,16 @@ class Settings:
             raise ConfigError("SF_ACTIVITY_KEY_FIELD must be a Salesforce field API name, e.g. Sidebar_Sync_Key__c")
         if not self.KEY_PREFIX or any(c.isspace() for c in self.KEY_PREFIX):
             raise ConfigError("KEY_PREFIX must be a non-empty string without spaces")
-        for name in ("EWS_ALLOWED_HOSTS", "EXCHANGE_IDENTITY_HOSTS"):
-            for pattern in getattr(self, name):
-                try:
-                    parse_host_pattern(pattern)
-                except ValueError as exc:
-                    raise ConfigError(f"{name}: {exc}") from None
+        for pattern in self.EWS_ALLOWED_HOSTS:
+            try:
+                parse_host_pattern(pattern)
+            except ValueError as exc:
+                raise ConfigError(f"EWS_ALLOWED_HOSTS: {exc}") from None
+        for entry in self.EXCHANGE_IDENTITY_HOSTS:
+            try:
+                parse_identity_host(entry)
+            except ValueError as exc:
+                raise ConfigError(f"EXCHANGE_IDENTITY_HOSTS: {exc}") from None
         for template in self.EWS_AUTODISCOVER_URLS:
             if not template.lower().startswith("https://"):
                 raise ConfigError(f"EWS_AUTODISCOVER_URLS must hold https URLs (got {template!r})")
@@ -349,6 +375,8 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "MAX_AUTH_FAILURES": (1, 1000),
     "SF_API_BUDGET_PERCENT": (1, 100),
     "API_TOKEN_TTL_SECONDS": (60, 90 * 24 * 3600),
+    "API_SESSION_IDLE_SECONDS": (1, 90 * 24 * 3600),
+    "SALESFORCE_CHECK_SECONDS": (1, 3600),
     "OUTBOUND_TIMEOUT_SECONDS": (1, 600),
     "GRAPH_MAX_WAIT_SECONDS": (0, 600),
     "GRAPH_PAGE_SIZE": (1, 1000),

@@ -76,6 +76,9 @@ class SetupFailed(ConnectorError):
     """Connecting a mailbox failed in a way the person can act on (``code`` says which)."""
 
     transient = False
+    # Whether the attempt sent credentials anywhere before it failed (attempt limits count only
+    # those); True unless the connector knows better, so an unknown case is counted.
+    credentials_sent = True
 
     def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)

@@ -6,6 +6,8 @@ setup, whoever is driving it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import re
@@ -16,6 +18,10 @@ from urllib.parse import urlsplit
 import requests
 from flask.testing import FlaskClient
 
+# The verifier a test "pane" keeps; the dialog's start URL carries its hash as pane_challenge and
+# POST /api/session needs the verifier itself (issue 18: a code is only good to the pane that opened the dialog).
+PANE_VERIFIER = "test-pane-verifier-" + "v" * 30
+PANE_CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(PANE_VERIFIER.encode()).digest()).rstrip(b"=").decode()
 _RESULT = re.compile(r'id="dialog-result"[^>]*data-result="([^"]*)"')
 _GRANT = re.compile(r'name="grant" value="([^"]+)"')
 
@@ -73,7 +79,8 @@ def salesforce_dialog_code(
     start_query: str = "",
 ) -> str:
     """Run the Salesforce dialog (start -> fake login -> callback) and return the one-time code."""
-    start = client.get("/auth/salesforce/start" + (f"?{start_query}" if start_query else ""))
+    query = f"pane_challenge={PANE_CHALLENGE}" + (f"&{start_query}" if start_query else "")
+    start = client.get(f"/auth/salesforce/start?{query}")
     assert start.status_code == 302, start.get_data(as_text=True)
     callback = fake_authorize(start.headers["Location"], ca_path, username, password)
     done = client.get(local_path(callback))
@@ -93,7 +100,7 @@ def login(
 ) -> LoggedIn:
     """Log in through the dialog and trade the code for a bearer token."""
     code = salesforce_dialog_code(client, ca_path, username, password)
-    body: dict[str, Any] = {"code": code, "mailbox": mailbox}
+    body: dict[str, Any] = {"code": code, "mailbox": mailbox, "verifier": PANE_VERIFIER}
     if proof is not None:
         body["mailbox_proof"] = proof
     resp = client.post("/api/session", json=body)

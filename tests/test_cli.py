@@ -65,17 +65,20 @@ def test_keys_generate_prints_a_valid_key(app_config: dict[str, Any], redis_clie
     SecretBox([result.output.strip()])
 
 
-def test_a_dropped_key_sends_the_user_back_to_login_instead_of_failing(
+def test_a_dropped_key_is_a_configuration_error_not_a_logout(
     client: FlaskClient, ca: TestCA, app_config: dict[str, Any], redis_client: redis.Redis
 ) -> None:
+    # Was: a dropped key sent the user back to login, deleting the secrets (issue 18 item 4).
     who = login(client, ca.ca_path)
     redis_client.delete(*redis_client.keys("sstest:once:salesforce-check:*"))
+    before = _secret_values(redis_client)
     wrong = create_app({**app_config, "ENCRYPTION_KEYS": Fernet.generate_key().decode()})
     wrong.test_client_class = HttpsClient
     resp = wrong.test_client().get("/api/me", headers=who.headers)
-    assert resp.status_code == 401
-    assert resp.json is not None and resp.json["error"]["code"] == "salesforce_revoked"
-    assert "can no longer be read" in resp.json["error"]["message"]
+    assert resp.status_code == 503
+    assert resp.json is not None and resp.json["error"]["code"] == "server_misconfigured"
+    assert _secret_values(redis_client) == before
+    assert client.get("/api/me", headers=who.headers).status_code == 200  # the right keys: still logged in
 
 
 ORG = "00D000000000001EAA"  # a valid 18-character id (its suffix checks out)
@@ -141,3 +144,28 @@ def test_org_set_refuses_bad_input(
     assert result.exit_code == 2
     assert message in result.output
     assert not redis_client.keys(f"sstest:org:{ORG}")
+
+
+def test_rotating_before_every_process_has_the_new_keys_deletes_nothing(
+    client: FlaskClient, ca: TestCA, app_config: dict[str, Any], redis_client: redis.Redis,
+    fake_salesforce: RunningFake,
+) -> None:
+    # Issue 18: 'keys rotate' run with "NEW,OLD" while the running server still has only OLD.
+    who = login(client, ca.ca_path)
+    old_key = app_config["ENCRYPTION_KEYS"]
+    new_key = Fernet.generate_key().decode()
+    rotating = create_app({**app_config, "ENCRYPTION_KEYS": f"{new_key},{old_key}"})
+    assert rotating.test_cli_runner().invoke(args=["keys", "rotate"]).exit_code == 0
+    rotated = _secret_values(redis_client)
+    redis_client.delete(*redis_client.keys("sstest:once:salesforce-check:*"))
+
+    resp = client.get("/api/me", headers=who.headers)  # the old server, OLD only
+    assert resp.status_code == 503 and resp.json["error"]["code"] == "server_misconfigured"
+    assert "ENCRYPTION_KEYS" not in resp.get_data(as_text=True)  # the person is not told our settings
+    assert _secret_values(redis_client) == rotated  # nothing deleted
+    # Nothing revoked either: once the server has the new key list, the same token works.
+    fresh = create_app({**app_config, "ENCRYPTION_KEYS": f"{new_key},{old_key}"})
+    fresh.test_client_class = HttpsClient
+    resp = fresh.test_client().get("/api/me", headers=who.headers)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.json["salesforce"]["status"] == "connected"

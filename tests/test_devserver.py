@@ -25,7 +25,7 @@ from sandbox.demo import (
     MICROSOFT_PORT,
     SALESFORCE_PORT,
 )
-from sandbox.login import dialog_payload
+from sandbox.login import PANE_CHALLENGE, PANE_VERIFIER, dialog_payload
 
 ROOT = Path(__file__).resolve().parent.parent
 # The web app and the sandbox services (Salesforce, Microsoft sign-in, Graph, Exchange, Google).
@@ -68,7 +68,8 @@ def test_dev_command_runs_the_system_and_stops_everything() -> None:
 
         # Log in to the sandbox Salesforce exactly as the dialog would.
         browser = make_session(ca)  # REQUESTS_CA_BUNDLE would override a plain session's verify
-        start = browser.get("https://localhost:3000/auth/salesforce/start", allow_redirects=False)
+        start = browser.get(f"https://localhost:3000/auth/salesforce/start?pane_challenge={PANE_CHALLENGE}",
+                            allow_redirects=False)
         assert start.status_code == 302 and start.headers["Location"].startswith("https://localhost:3001/")
         page = browser.get(start.headers["Location"])
         grant = re.search(r'name="grant" value="([^"]+)"', page.text)
@@ -80,7 +81,8 @@ def test_dev_command_runs_the_system_and_stops_everything() -> None:
         assert urlsplit(callback).netloc == "localhost:3000"
         done = browser.get(callback)
         code = dialog_payload(done.text)["code"]
-        session = browser.post("https://localhost:3000/api/session", json={"code": code, "mailbox": DEMO_USER})
+        session = browser.post("https://localhost:3000/api/session", json={"code": code, "mailbox": DEMO_USER,
+                                                                                  "verifier": PANE_VERIFIER})
         assert session.status_code == 201, session.text + _drain(proc)
         token = session.json()["token"]
         me = browser.get("https://localhost:3000/api/me", headers={"Authorization": f"Bearer {token}"}).json()

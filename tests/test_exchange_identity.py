@@ -21,7 +21,7 @@ from backend.security.identity import ProofInvalid
 from sandbox.ews import EXCHANGE_PRINCIPAL, METADATA_PATH, new_signing_key, x5t_of
 from sandbox.harness.exchange import ADDRESS, ExchangeHarness
 from sandbox.https_client import PUBLIC_BASE_URL
-from sandbox.login import login, salesforce_dialog_code
+from sandbox.login import PANE_VERIFIER, login, salesforce_dialog_code
 from sandbox.tls import TestCA
 
 PANE = f"{PUBLIC_BASE_URL}/taskpane.html"
@@ -31,12 +31,14 @@ PANE = f"{PUBLIC_BASE_URL}/taskpane.html"
 def app_config(app_config: dict[str, Any], ews: ExchangeHarness) -> dict[str, Any]:
     """Proofs required; the fake's host trusted as an Exchange identity issuer and allowed outbound."""
     return {**app_config, **ews.settings_overrides(), "REQUIRE_MAILBOX_PROOF": "on",
-            "EXCHANGE_IDENTITY_HOSTS": f"127.0.0.1:{ews.server.port},169.254.169.254,10.0.0.9"}
+            "EXCHANGE_IDENTITY_HOSTS": f"127.0.0.1:{ews.server.port}=acme.example,169.254.169.254=acme.example,"
+                                       "10.0.0.9=acme.example"}
 
 
 def _session(client: FlaskClient, ca: TestCA, proof: str, mailbox: str = ADDRESS) -> Any:
     code = salesforce_dialog_code(client, ca.ca_path)
-    return client.post("/api/session", json={"code": code, "mailbox": mailbox, "mailbox_proof": proof})
+    return client.post("/api/session", json={"code": code, "verifier": PANE_VERIFIER,
+                                              "mailbox": mailbox, "mailbox_proof": proof})
 
 
 def _mailbox_of(client: FlaskClient, who: Any) -> dict[str, Any]:
@@ -78,7 +80,7 @@ def test_the_identity_and_the_metadata_cache(app: Flask, ews: ExchangeHarness) -
               "proven_addresses": services().store.exchange_ids.addresses}
         first = verify(ews.state.identity_token(PANE, msexchuid="uid-1@exch01"), ADDRESS, **kw)
         second = verify(ews.state.identity_token(f"{PANE}?v=2", msexchuid="uid-1@exch01"), ADDRESS, **kw)
-    assert first.identity == second.identity == "exchange:uid-1@exch01"
+    assert first.identity == second.identity == f"exchange:127.0.0.1:{ews.server.port}/uid-1@exch01"
     assert first.kind == "exchange" and first.tenant_id == "127.0.0.1" and first.address == ADDRESS
     assert ews.state.operations == ["Metadata"]  # fetched once, then cached
 
@@ -167,7 +169,7 @@ def test_exchange_principal_constant_matches_the_documented_one() -> None:
 def _verifier(ews: ExchangeHarness, **overrides: Any) -> ExchangeIdentityVerifier:
     settings = Settings.load({"SIDEBAR_ENV": "development", "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
                               **ews.settings_overrides(), "OUTBOUND_TIMEOUT_SECONDS": 2,
-                              "EXCHANGE_IDENTITY_HOSTS": f"127.0.0.1:{ews.server.port}", **overrides})
+                              "EXCHANGE_IDENTITY_HOSTS": f"127.0.0.1:{ews.server.port}=acme.example", **overrides})
     return ExchangeIdentityVerifier(settings)
 
 
@@ -221,7 +223,7 @@ def test_concurrent_tokens_share_one_metadata_fetch(ews: ExchangeHarness) -> Non
         thread.start()
     for thread in threads:
         thread.join(10)
-    assert sorted(results) == sorted(f"exchange:u{n}@exch01" for n in range(6))
+    assert sorted(results) == sorted(f"exchange:127.0.0.1:{ews.server.port}/u{n}@exch01" for n in range(6))
     assert _metadata_gets(ews) == 1 and verifier.fetches == 1
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from sandbox.login import login, salesforce_dialog_code
+from sandbox.login import PANE_VERIFIER, login, salesforce_dialog_code
 from sandbox.microsoft import new_key
 from sandbox.tls import TestCA
 from tests.conftest import RunningFake
@@ -18,7 +18,8 @@ ALICE = "alice@acme.example"
 
 def _session(client: FlaskClient, ca: TestCA, proof: str, mailbox: str = ALICE) -> Any:
     code = salesforce_dialog_code(client, ca.ca_path)
-    return client.post("/api/session", json={"code": code, "mailbox": mailbox, "mailbox_proof": proof})
+    return client.post("/api/session", json={"code": code, "verifier": PANE_VERIFIER,
+                                              "mailbox": mailbox, "mailbox_proof": proof})
 
 
 def test_valid_token_verifies_the_mailbox(client: FlaskClient, ca: TestCA, fake_microsoft: RunningFake) -> None:

@@ -9,6 +9,7 @@ import redis
 from flask.testing import FlaskClient
 
 from backend import create_app
+from sandbox.login import PANE_CHALLENGE
 from sandbox.redis_server import free_port
 
 
@@ -51,7 +52,7 @@ def test_healthz_503_when_redis_is_down(app_config: dict[str, Any], redis_client
 
 
 def test_dialog_session_cookie_is_secure_httponly_samesite_none_partitioned(client: FlaskClient) -> None:
-    resp = client.get("/auth/salesforce/start")
+    resp = client.get(f"/auth/salesforce/start?pane_challenge={PANE_CHALLENGE}")
     cookie = next(c for c in resp.headers.getlist("Set-Cookie") if c.startswith("ss_dialog="))
     lowered = cookie.lower()
     assert "secure" in lowered and "httponly" in lowered and "samesite=none" in lowered and "partitioned" in lowered

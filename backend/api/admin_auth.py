@@ -72,7 +72,9 @@ def admin_flag(user: User) -> bool:
     except AuthRevoked as exc:
         raise _revoked(user, f"Salesforce no longer accepts your login ({exc.message})") from None
     except DecryptError:
-        raise _revoked(user, "Your saved Salesforce login can no longer be read on this server") from None
+        # Our configuration, not the person's login (issue 18): never a revocation. The error
+        # handler answers 503 server_misconfigured and logs what to fix.
+        raise
     except (Unavailable, Throttled):
         raise ApiError(503, "salesforce_unavailable",
                        "Salesforce could not say whether you are an administrator. Try again shortly.") from None

@@ -8,6 +8,8 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from backend.security.crypto import DecryptError
+
 log = logging.getLogger(__name__)
 
 
@@ -50,6 +52,11 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.path == "/api" or request.path == "/healthz"
 
 
+UNREADABLE_SIGN_IN_MESSAGE = (
+    "This server cannot read your saved sign-in right now (a configuration problem on our side). "
+    "Nothing was lost: try again later.")
+
+
 def register_error_handlers(app: Flask) -> None:
     """JSON errors under /api (never HTML, never a stack trace)."""
 
@@ -64,6 +71,16 @@ def register_error_handlers(app: Flask) -> None:
         status = exc.code or 500
         code, message = _HTTP_CODES.get(status, ("http_error", exc.description or "Request failed."))
         return error_response(status, code, message)
+
+    @app.errorhandler(DecryptError)
+    def _unreadable_secret(exc: DecryptError) -> Any:
+        # A configuration error (a key missing from this process's ENCRYPTION_KEYS, typically
+        # 'keys rotate' run before every process had the new list), never a revocation: nothing is
+        # deleted, and the person is not logged out.
+        log.error("a stored secret cannot be decrypted with this process's ENCRYPTION_KEYS on %s %s: roll the "
+                  "new key list out to every process (web and workers) before 'flask keys rotate'",
+                  request.method, request.path)
+        return error_response(503, "server_misconfigured", UNREADABLE_SIGN_IN_MESSAGE)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:

@@ -4,22 +4,26 @@ Order of work, each step before the next:
 
 1. Validate the body (lengths, no control characters, a login that is an email address or
    ``DOMAIN\\user``, an https EWS URL without credentials) - nothing leaves the server for bad input.
-2. Count the attempt, twice: per Sidebar user (``CONNECT_ATTEMPTS_PER_USER`` per
-   ``CONNECT_WINDOW_SECONDS``) and per *target login* across all users (``CONNECT_ATTEMPTS_PER_LOGIN``).
-   The forms of one account count together: ``alice@acme.example``, ``ACME\\alice`` and
-   ``acme.example\\alice`` are all ``acme\\alice`` (the user name with the first label of the
-   domain, lower-cased); logins that only share those count together too, which errs on the side of
-   the account. An alias with another user name cannot be told apart without the directory.
-   Repeated wrong passwords can lock a person's directory account, and the per-login count is what
-   protects it: many Sidebar users cannot add up more tries against one login, and the answers
-   (``auth_failed``, ``mailbox_mismatch`` naming the mailbox) cannot be used as an oracle beyond it.
-   Either limit answers ``rate_limited`` with ``retry_after``. A success clears only the counter of
-   the login that succeeded (so succeeding with one's own login does not buy more tries against
-   another's); the per-user count runs out with its window.
-3. Prove the credentials and read the mailbox identity (``backend.connectors.exchange.connect``:
+2. Refuse an email-form login outside the add-in mailbox's domain (``login_not_allowed``): nobody
+   may try another organisation's logins through us. ``DOMAIN\\user`` logins cannot be placed
+   in a domain and rely on the limits below.
+3. Count the attempt: per Sidebar user (``CONNECT_ATTEMPTS_PER_USER`` per ``CONNECT_WINDOW_SECONDS``),
+   per (Sidebar user, target login) (``CONNECT_ATTEMPTS_PER_LOGIN``, the strict limit) and per
+   target login across all users (``CONNECT_ATTEMPTS_PER_LOGIN_GLOBAL``, a higher ceiling). The
+   ceiling does not apply to the caller's own *verified* add-in address, so others cannot lock a
+   person out of their own login. The forms of one account count together: ``alice@acme.example``,
+   ``ACME\\alice`` and ``acme.example\\alice`` are all ``acme\\alice`` (the user name with the first
+   label of the domain, lower-cased); a NetBIOS name unlike the domain (``SANDBOX\\demo`` for
+   ``demo@acme.example``) counts apart, which the per-user limit bounds. Only attempts that sent
+   credentials count: one refused before (bad host, unreachable, TLS) is refunded. Any limit
+   answers ``rate_limited`` with ``retry_after``. A success clears only the counters of the login
+   that succeeded; the per-user count runs out with its window.
+4. Prove the credentials and read the mailbox identity (``backend.connectors.exchange.connect``:
    Autodiscover or the given URL, all through the outbound host guard, bounded in time).
-4. Check that the mailbox is the add-in's (primary address or alias).
-5. Only then store the password encrypted and activate sync (``backend.sync.activation.activate``),
+5. Check that the mailbox is the add-in's (primary address or alias). A mismatch answers exactly like
+   a wrong password (``auth_failed``): otherwise a right password for someone else's login would be
+   an oracle, and the answer would name their address.
+6. Only then store the password encrypted and activate sync (``backend.sync.activation.activate``),
    which enqueues the first run. A failed attempt writes nothing, so an earlier working connection
    stays as it was; a reconnect of the same mailbox (new password) keeps its cursors.
 
@@ -49,7 +53,8 @@ from backend.sync.activation import activate, check_mailbox_match, confirm_excha
 
 log = logging.getLogger(__name__)
 
-CONNECT_ATTEMPTS_PER_LOGIN = 5
+CONNECT_ATTEMPTS_PER_LOGIN = 5  # per (Sidebar user, target login)
+CONNECT_ATTEMPTS_PER_LOGIN_GLOBAL = 20  # per target login, all Sidebar users together
 CONNECT_ATTEMPTS_PER_USER = 10
 CONNECT_ATTEMPTS = CONNECT_ATTEMPTS_PER_LOGIN  # the old name
 CONNECT_WINDOW_SECONDS = 15 * 60
@@ -63,11 +68,13 @@ _DOMAIN_LOGIN = re.compile(r"^[^\\/\s@:*?\"<>|]{1,64}\\[^\\/\s:*?\"<>|]{1,104}$"
 # HTTP status for each failure the pane shows; anything unexpected is an ews_error (502), never a 500.
 _STATUS = {
     "invalid_input": 400,
+    "login_not_allowed": 400,
     "host_not_allowed": 400,
     "auth_failed": 422,
     "mailbox_mismatch": 422,
     "mailbox_unknown": 422,
     "mailbox_not_found": 422,
+    "ews_host_unconfirmed": 409,
     "ews_unreachable": 502,
     "not_ews": 502,
     "tls_error": 502,
@@ -132,6 +139,22 @@ def _login_key(secret_key: str, login: str) -> str:
     return keyed_hash(secret_key, "exchange-login:" + login_account(login))[:32]
 
 
+def _check_login_domain(login: str, addin_mailbox: str) -> None:
+    """Refuse an email-form login outside the add-in mailbox's domain, before anything is counted or sent."""
+    if "@" not in login or "\\" in login:
+        return
+    own = addin_mailbox.rpartition("@")[2].lower().rstrip(".")
+    if not own:
+        raise ApiError(422, "mailbox_unknown", "Open the add-in in the mailbox you want to sync, then try again.")
+    if login.rpartition("@")[2].lower().rstrip(".") != own:
+        raise ApiError(400, "login_not_allowed", f"Sign in with your own account in {own}.", field="login")
+
+
+def _is_own_login(login: str, addin_mailbox: str, verified: bool) -> bool:
+    """Whether ``login`` is the caller's own proven add-in address (exempt from the global ceiling)."""
+    return verified and bool(addin_mailbox) and login.strip().lower() == addin_mailbox.strip().lower()
+
+
 def _rate_limited(retry_after: int, for_login: bool) -> NoReturn:
     """Refuse the attempt with when to try again."""
     minutes = max(1, (retry_after + 59) // 60)
@@ -146,7 +169,9 @@ def _rate_limited(retry_after: int, for_login: bool) -> NoReturn:
 
 def _failed(exc: SetupFailed) -> ApiError:
     status = _STATUS.get(exc.code, 502)
-    return ApiError(status, exc.code, exc.message)
+    # ews_host_unconfirmed carries the URL Autodiscover named: the pane shows it, and sending it
+    # back as ews_url is the person's confirmation.
+    return ApiError(status, exc.code, exc.message, ews_url=getattr(exc, "ews_url", None))
 
 
 @bp.post("/sync/exchange")
@@ -157,16 +182,28 @@ def connect_exchange() -> Response:
     password = _password(data)
     ews_url = _ews_url(data)
     user = current_user()
+    _check_login_domain(login, user.addin_mailbox)
     svc = services()
     limits = svc.store.ratelimit
-    allowed, retry_after = limits.hit("exchange-connect", user.id, CONNECT_ATTEMPTS_PER_USER, CONNECT_WINDOW_SECONDS)
-    if not allowed:
-        _rate_limited(retry_after, for_login=False)  # refused here: the login's counter is not touched
     login_key = _login_key(svc.settings.SECRET_KEY, login)
-    allowed, retry_after = limits.hit("exchange-connect-login", login_key, CONNECT_ATTEMPTS_PER_LOGIN,
-                                      CONNECT_WINDOW_SECONDS)
-    if not allowed:
-        _rate_limited(retry_after, for_login=True)
+    # Counted first (so concurrent attempts cannot slip past a limit), refunded when nothing was sent.
+    counters: list[tuple[str, str]] = []
+
+    def count(name: str, who: str, limit: int, for_login: bool) -> None:
+        allowed, retry_after = limits.hit(name, who, limit, CONNECT_WINDOW_SECONDS)
+        counters.append((name, who))
+        if not allowed:
+            refund()
+            _rate_limited(retry_after, for_login=for_login)
+
+    def refund() -> None:
+        for name, who in counters:
+            limits.refund(name, who)
+
+    count("exchange-connect", user.id, CONNECT_ATTEMPTS_PER_USER, for_login=False)
+    count("exchange-connect-login", f"{user.id}:{login_key}", CONNECT_ATTEMPTS_PER_LOGIN, for_login=True)
+    if not _is_own_login(login, user.addin_mailbox, user.addin_mailbox_verified):
+        count("exchange-connect-login-all", login_key, CONNECT_ATTEMPTS_PER_LOGIN_GLOBAL, for_login=True)
 
     from backend.connectors import exchange  # imported on first use: loads exchangelib
 
@@ -176,10 +213,17 @@ def connect_exchange() -> Response:
         check_mailbox_match(user.addin_mailbox, result.identity)
     except SetupFailed as exc:
         log.info("exchange connect failed uid=%s code=%s", user.id, exc.code)
+        if not exc.credentials_sent:
+            refund()  # never reached a server that checks passwords: not an attempt on the account
+        if exc.code == "mailbox_mismatch":
+            # The password was right for someone else's mailbox: answer as for a wrong one (no oracle).
+            raise ApiError(_STATUS["auth_failed"], "auth_failed", exchange.AUTH_FAILED_MESSAGE) from None
         raise _failed(exc) from None
     mailbox = activate(svc.store, user, exchange.PROVIDER, result.identity, connection=result.connection(),
                        secrets={exchange.SECRET_PASSWORD: password})
-    limits.reset("exchange-connect-login", login_key)  # only this login's: the per-user count stands
+    # Only this login's counters: the per-user count stands.
+    limits.reset("exchange-connect-login", f"{user.id}:{login_key}")
+    limits.reset("exchange-connect-login-all", login_key)
     # The password proved the mailbox: from now on the pane's Exchange identity token proves it too.
     confirm_exchange_identity(svc.store, user, sorted(result.identity.addresses()))
     enqueue_sync(mailbox.id, interactive=True)

@@ -48,6 +48,10 @@ PATHS: dict[str, dict[str, Any]] = {
         "delete": {"summary": "Log out this task pane",
                    "responses": {"204": {"description": "Logged out"}, **_err(401)}},
     },
+    "/api/sessions": {
+        "delete": {"summary": "Log out everywhere: end every task pane session of this user",
+                   "responses": {"204": {"description": "Every session ended"}, **_err(401)}},
+    },
     "/api/dialog": {"post": {
         "summary": "Start URL of a sign-in dialog with a single-use ticket",
         "requestBody": _body({"type": "object", "required": ["provider"], "properties": {
@@ -78,7 +82,11 @@ PATHS: dict[str, dict[str, Any]] = {
         "summary": "Connect on-premises Exchange (EWS) with a login and password, and activate sync",
         "description": "Without ews_url the EWS endpoint is found by Autodiscover. Error codes: invalid_input, "
                        "rate_limited, auth_failed, ews_unreachable, host_not_allowed, not_ews, tls_error, "
-                       "timeout, ews_error, mailbox_mismatch, mailbox_not_found, mailbox_unknown.",
+                       "timeout, ews_error, mailbox_not_found, mailbox_unknown, login_not_allowed (an email login "
+                       "outside "
+                       "the add-in mailbox's domain), ews_host_unconfirmed (Autodiscover named a host outside "
+                       "the login's domain: confirm it by sending it as ews_url). A mailbox that is not the add-in's "
+                       "answers auth_failed.",
         "requestBody": _body({"type": "object", "required": ["login", "password"], "properties": {
             "login": {"type": "string", "maxLength": 256, "description": "email address or DOMAIN\\user"},
             "password": {"type": "string", "maxLength": 256, "writeOnly": True},

@@ -11,7 +11,7 @@ from backend.api.blueprint import bp
 from backend.api.errors import ApiError
 from backend.api.tokens import authenticate, current_user, issue_token
 from backend.api.validation import choice_field, email_field, json_body, text_field
-from backend.auth.common import dialog_code_is_authentic, issue_ticket, redeem_dialog_code
+from backend.auth.common import issue_ticket, redeem_dialog_code, unspent_dialog_code
 from backend.auth.salesforce import credentials_for, oauth_client
 from backend.connectors import PROVIDERS
 from backend.errors import AuthRevoked, Unavailable
@@ -25,9 +25,11 @@ from backend.sync.microsoft import activate_on_behalf_of
 
 log = logging.getLogger(__name__)
 
+# Mailbox proofs checked per user (of an unspent sign-in code) per window (issue 18).
+PROOF_CHECKS_PER_USER = 10
+PROOF_CHECK_WINDOW_SECONDS = 15 * 60
 # Routes that work without a bearer token.
 PUBLIC_ENDPOINTS = {"api.create_session", "api.openapi_document", "api.client_config"}
-SALESFORCE_CHECK_SECONDS = 300
 # MSAL.js with Nested App Authentication (3.11+) is not on Microsoft's CDN: we serve a vendored copy.
 MSAL_BROWSER_PATH = "/js/vendor/msal-browser-4.30.0.min.js"
 
@@ -39,8 +41,12 @@ def _require_token() -> None:
     if request.endpoint is None:
         return  # unknown route: let the 404 handler answer in JSON
     if request.endpoint.startswith("api.admin_"):
-        return  # the console's cookie session or a bearer token: backend.api.admin_auth decides
-    authenticate()
+        # The console's cookie session or a bearer token: backend.api.admin_auth decides, and its admin
+        # check asks Salesforce (and ends every session on a refused login) there.
+        return
+    user, _ = authenticate()
+    # Every authenticated request, not only /api/me: a token must not outlive its Salesforce login.
+    check_salesforce(user)
 
 
 @bp.after_request
@@ -78,18 +84,29 @@ def create_session() -> Any:
     code = text_field(data, "code", max_len=2048)
     mailbox = email_field(data, "mailbox", label="The add-in mailbox")
     proof = text_field(data, "mailbox_proof", required=False, max_len=16_384, label="mailbox_proof")
+    # The verifier whose hash the pane put in the dialog's start URL: a code handed to another pane
+    # (or read off the dialog) is useless without it.
+    verifier = text_field(data, "verifier", required=False, max_len=128, label="verifier")
     settings = services().settings
     # Only someone who just signed in may make us check a proof: checking one can mean fetching
-    # signing keys from a host the token names, which must not be open to anonymous callers.
-    if not dialog_code_is_authentic(code):
+    # signing keys from a host the token names, which must not be open to anonymous callers, nor
+    # to someone replaying a spent code. So the code must be authentic *and unspent* first.
+    code_uid = unspent_dialog_code(code, verifier)
+    if code_uid is None:
         raise ApiError(400, "invalid_code",
-                       "This sign-in code is not valid or has expired. Log in to Salesforce again.")
+                       "This sign-in code is not valid, has expired or was already used. Log in to Salesforce again.")
     if not proof and settings.REQUIRE_MAILBOX_PROOF:
         # Checked before the code is spent, so the pane can retry with a proof.
         raise ApiError(401, "mailbox_proof_required",
                        "Outlook did not confirm which mailbox this is. Reopen the add-in and try again.")
     verified = None
     if proof:
+        # Each check may fetch a document from a host the proof names: a few per user per window.
+        allowed, retry_after = services().store.ratelimit.hit("proof-check", code_uid, PROOF_CHECKS_PER_USER,
+                                                              PROOF_CHECK_WINDOW_SECONDS)
+        if not allowed:  # the code is not spent: the pane may try again later
+            raise ApiError(429, "rate_limited", "Too many sign-in attempts. Try again in a few minutes.",
+                           retry_after=retry_after)
         try:
             clients = services().clients
             verified = proofs.verify(proof, mailbox, naa=clients.naa_verifier, exchange=clients.exchange_verifier,
@@ -97,7 +114,7 @@ def create_session() -> Any:
         except ProofInvalid as exc:
             status = 503 if exc.code == "identity_unavailable" else 401
             raise ApiError(status, exc.code, str(exc)) from None
-    uid = redeem_dialog_code(code)
+    uid = redeem_dialog_code(code, verifier)
     if uid is None:
         raise ApiError(400, "invalid_code",
                        "This sign-in code is not valid or was already used. Log in to Salesforce again.")
@@ -141,6 +158,16 @@ def delete_session() -> Any:
     return Response(status=204)
 
 
+@bp.delete("/sessions")
+def delete_all_sessions() -> Any:
+    """Log out everywhere: end every task pane and admin console session of this user (sync keeps running)."""
+    user = current_user()
+    ended = services().store.sessions.revoke_all(user.id)
+    services().store.consoles.end_all(user.id)
+    log.info("api sessions ended everywhere uid=%s count=%d", user.id, ended)
+    return Response(status=204)
+
+
 @bp.post("/dialog")
 def dialog() -> Response:
     """The start URL of a sign-in dialog, with a short-lived single-use ticket naming the user.
@@ -168,6 +195,9 @@ def dialog() -> Response:
 
         env = choice_field(data, "env", ("production", "sandbox", "mydomain"), required=False) or user.environment
         domain = text_field(data, "domain", required=False, max_len=253, label="My Domain")
+        challenge = text_field(data, "pane_challenge", required=False, max_len=64, label="pane_challenge")
+        if challenge:
+            url += f"&pane_challenge={quote(challenge, safe='')}"
         if env == "mydomain" and not domain:
             if user.environment != "mydomain":
                 raise ApiError(400, "invalid_input", "Enter your My Domain, for example acme.my.salesforce.com.",
@@ -182,19 +212,22 @@ def dialog() -> Response:
 def check_salesforce(user: User) -> None:
     """Prove the user's Salesforce login still works (refreshing when needed), at most every few minutes."""
     store = services().store
-    if not store.once.first_use("salesforce-check", user.id, SALESFORCE_CHECK_SECONDS):
+    if not store.once.first_use("salesforce-check", user.id, services().settings.SALESFORCE_CHECK_SECONDS):
         return
     credentials = credentials_for(user)
     try:
         credentials.call(oauth_client().userinfo)
-    except (AuthRevoked, DecryptError) as exc:
-        if isinstance(exc, AuthRevoked):
-            reason = f"Salesforce no longer accepts your login ({exc.message})"
-        else:  # the key that encrypted it was dropped from ENCRYPTION_KEYS before 'keys rotate'
-            reason = "Your saved Salesforce login can no longer be read on this server"
+    except DecryptError:
+        # Our configuration, not the person's login (issue 18): never revoke or delete on it. The
+        # error handler answers 503 and logs what to fix; check again on the next request.
+        store.redis.delete(store.keys("once", "salesforce-check", user.id))
+        raise
+    except AuthRevoked as exc:
+        reason = f"Salesforce no longer accepts your login ({exc.message})"
         store.users.update(user.id, salesforce_status="revoked", salesforce_status_reason=reason)
         credentials.forget()
         store.sessions.revoke_all(user.id)
+        store.consoles.end_all(user.id)  # the admin console's sessions end with the login too
         log.warning("salesforce login unusable uid=%s cause=%s", user.id, type(exc).__name__)
         raise ApiError(401, "salesforce_revoked", f"{reason}. Log in to Salesforce again.") from None
     except Unavailable:

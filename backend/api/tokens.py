@@ -1,4 +1,10 @@
-"""API bearer tokens: signed (itsdangerous), expiring, and revocable through a server-side session."""
+"""API bearer tokens: signed (itsdangerous), expiring, and revocable through a server-side session.
+
+A token lives at most ``API_TOKEN_TTL_SECONDS`` (its signature's age) and its session ends after
+``API_SESSION_IDLE_SECONDS`` without a request. Every authenticated request also checks that
+Salesforce still accepts the user's login (``backend.api.session.check_salesforce``, cached
+``SALESFORCE_CHECK_SECONDS``), and the worker ends every session when a refresh is refused.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ def issue_token(uid: str) -> IssuedToken:
     svc = services()
     ttl = svc.settings.API_TOKEN_TTL_SECONDS
     sid = random_token(18)
-    svc.store.sessions.create(sid, uid, ttl)
+    svc.store.sessions.create(sid, uid, ttl, svc.settings.API_SESSION_IDLE_SECONDS)
     token = svc.signer.sign(Purpose.API_TOKEN, {"sid": sid, "uid": uid})
     expires = datetime.fromtimestamp(time.time() + ttl, tz=UTC).isoformat(timespec="seconds")
     return IssuedToken(token=token, sid=sid, expires_at=expires)
@@ -55,6 +61,8 @@ def authenticate() -> tuple[User, str]:
     user = svc.store.users.get(uid)
     if user is None:
         raise ApiError(401, "token_revoked", "You were logged out. Log in to Salesforce again.")
+    # In use: the idle timeout starts again (a stolen token left unused dies with it).
+    svc.store.sessions.touch(sid, svc.settings.API_SESSION_IDLE_SECONDS)
     now = time.time()
     if now - user.last_seen_at > LAST_SEEN_SECONDS:
         # "Last add-in use" in the console; written at most every few minutes per user.

@@ -9,19 +9,24 @@ The dialog ends on :func:`dialog_result`, a page that hands the task pane a JSON
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import re
 from typing import Any
 
 from flask import Response, render_template, request, session
 
 from backend.extensions import services
-from backend.security.crypto import Purpose, SignatureInvalid, SignatureTooOld, random_token
+from backend.security.crypto import Purpose, SignatureInvalid, SignatureTooOld, constant_time_equal, random_token
 
 log = logging.getLogger(__name__)
 
 STATE_MAX_AGE = 15 * 60
 TICKET_MAX_AGE = 5 * 60
 DIALOG_CODE_MAX_AGE = 5 * 60
+# SHA-256 in unpadded base64url: what the pane sends as pane_challenge.
+_PANE_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _NOT_THIS_SIGN_IN = "The sign-in answer was not for this sign-in. Start the sign-in again."
 _START_AGAIN = "Start again from the add-in."
 
@@ -89,30 +94,52 @@ def finish_state(provider: str) -> dict[str, Any]:
     return flow
 
 
-def issue_dialog_code(uid: str, **extra: str) -> str:
-    """A one-time code the task pane trades at ``POST /api/session`` (or uses to refresh its view)."""
+def pane_challenge_arg() -> str:
+    """The ``pane_challenge`` of a dialog's start URL: the hash of a verifier only the opening pane holds."""
+    value = request.args.get("pane_challenge", "")
+    if not _PANE_CHALLENGE.match(value):
+        raise DialogError("pane_challenge_missing", f"This sign-in was not started by the add-in. {_START_AGAIN}")
+    return value
+
+
+def pane_challenge_of(verifier: str) -> str:
+    """The challenge for a pane's verifier: base64url(SHA-256(verifier)), unpadded (as PKCE's S256)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def issue_dialog_code(uid: str, pane_challenge: str, **extra: str) -> str:
+    """A one-time code the task pane trades at ``POST /api/session``, usable only with its verifier."""
     nonce = random_token(24)
     svc = services()
-    svc.store.once.put("dialog-code", nonce, uid, DIALOG_CODE_MAX_AGE)
+    svc.store.once.put("dialog-code", nonce, f"{uid} {pane_challenge}", DIALOG_CODE_MAX_AGE)
     return svc.signer.sign(Purpose.DIALOG_CODE, {"n": nonce, **extra})
 
 
-def dialog_code_is_authentic(code: str) -> bool:
-    """True when a one-time code carries our signature and is recent (without spending it)."""
-    try:
-        services().signer.unsign(Purpose.DIALOG_CODE, code, max_age=DIALOG_CODE_MAX_AGE)
-    except SignatureInvalid:
-        return False
-    return True
+def _bound_uid(value: str | None, verifier: str) -> str | None:
+    uid, _, challenge = (value or "").partition(" ")
+    if not uid or not challenge or not verifier or not constant_time_equal(challenge, pane_challenge_of(verifier)):
+        return None
+    return uid
 
 
-def redeem_dialog_code(code: str) -> str | None:
-    """The uid a one-time code stands for, or None (tampered, expired, or already used)."""
+def unspent_dialog_code(code: str, verifier: str) -> str | None:
+    """The uid of an authentic, unspent code presented with its pane's verifier, without spending it."""
     try:
         payload = services().signer.unsign(Purpose.DIALOG_CODE, code, max_age=DIALOG_CODE_MAX_AGE)
     except SignatureInvalid:
         return None
-    return services().store.once.take("dialog-code", str(payload.get("n", "")))
+    return _bound_uid(services().store.once.peek("dialog-code", str(payload.get("n", ""))), verifier)
+
+
+def redeem_dialog_code(code: str, verifier: str) -> str | None:
+    """The uid a one-time code stands for, or None (tampered, expired, already used, or another pane's)."""
+    try:
+        payload = services().signer.unsign(Purpose.DIALOG_CODE, code, max_age=DIALOG_CODE_MAX_AGE)
+    except SignatureInvalid:
+        return None
+    if unspent_dialog_code(code, verifier) is None:
+        return None  # another pane's code is left for the pane that opened the dialog
+    return _bound_uid(services().store.once.take("dialog-code", str(payload.get("n", ""))), verifier)
 
 
 def issue_ticket(uid: str, provider: str) -> str:

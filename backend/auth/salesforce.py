@@ -22,6 +22,7 @@ from backend.auth.common import (
     dialog_result,
     finish_state,
     issue_dialog_code,
+    pane_challenge_arg,
     redeem_ticket,
 )
 from backend.auth.console import console_signed_in
@@ -69,6 +70,12 @@ def start() -> Any:
                               "Salesforce sign-in is not configured on this server. Contact your administrator.", 503)
         ticket = request.args.get("ticket", "")
         switching = bool(ticket)
+        # console=1: the admin console's sign-in, a web page in the browser, not the pane. It ends in a
+        # console cookie set on the browser whose Flask session holds this flow (finish_state checks that),
+        # so no dialog code is issued and there is no pane verifier to bind it to.
+        console = request.args.get("console") == "1" and not switching
+        # The opening pane's challenge: the one-time code at the end is usable only with its verifier.
+        pane_challenge = "" if console else pane_challenge_arg()
         if switching:
             # From a logged-in pane ("switch account"): the ticket proves the dialog came from it.
             redeem_ticket("salesforce", ticket)
@@ -81,9 +88,8 @@ def start() -> Any:
         return dialog_error(exc)
     verifier, challenge = pkce_pair()
     # The dialog's session lives in Redis: the verifier goes there sealed, like every secret.
-    # console=1: the admin console's sign-in, which ends in a console session instead of a dialog code.
     state = begin_state("salesforce", verifier=services().box.encrypt(verifier), login_url=login_url,
-                        started=time.time(), console=request.args.get("console") == "1" and not switching)
+                        started=time.time(), console=console, pane_challenge=pane_challenge)
     return redirect(oauth_client().authorize_url(login_url, state, challenge, force_login=switching), code=302)
 
 
@@ -143,4 +149,4 @@ def _callback() -> Response | WerkzeugResponse:
     log.info("salesforce login uid=%s org=%s refresh=%s", uid, user.org_id, fingerprint(tokens.refresh_token))
     if flow.get("console"):
         return console_signed_in(uid)
-    return dialog_result({"status": "ok", "code": issue_dialog_code(uid)})
+    return dialog_result({"status": "ok", "code": issue_dialog_code(uid, str(flow.get("pane_challenge", "")))})

@@ -242,6 +242,23 @@ def record_auth_failure(mailbox_id: str, error: AuthRevoked, source: str) -> int
     return count
 
 
+def end_sessions_after_salesforce_refusal(mailbox_id: str, error: AuthRevoked) -> None:
+    """Salesforce refused the user's login: mark it revoked and end every task pane session now.
+
+    The web checks on requests too, but only every ``SALESFORCE_CHECK_SECONDS``; a stolen bearer
+    token must not keep working until then. The stored tokens are kept (they are refused anyway).
+    """
+    store = services().store
+    mailbox = store.mailboxes.get(mailbox_id)
+    if mailbox is None:
+        return
+    store.users.update(mailbox.user_id, salesforce_status="revoked",
+                       salesforce_status_reason=f"Salesforce no longer accepts your login ({error.message})")
+    ended = store.sessions.revoke_all(mailbox.user_id)
+    store.consoles.end_all(mailbox.user_id)  # the admin console's sessions too
+    log.warning("salesforce refused the login in a run: sessions ended uid=%s count=%d", mailbox.user_id, ended)
+
+
 def enqueue_notice(mailbox_id: str, incident: str) -> bool:
     """Queue the one email of an incident (a unique job id per incident)."""
     from backend.jobs.notify import send_disabled_notice
@@ -269,7 +286,10 @@ def sync_mailbox(mailbox_id: str, interactive: bool = False) -> dict[str, Any]:
         try:
             return services().engine.run(mailbox_id, interactive=interactive)
         except AuthRevoked as exc:
-            record_auth_failure(mailbox_id, exc, str(getattr(exc, "source", "mailbox")))
+            source = str(getattr(exc, "source", "mailbox"))
+            if source == "salesforce":
+                end_sessions_after_salesforce_refusal(mailbox_id, exc)
+            record_auth_failure(mailbox_id, exc, source)
             _set_retry(exc)
             raise
         except Exception as exc:

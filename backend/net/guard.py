@@ -15,12 +15,15 @@ The guard decides; :mod:`backend.net.adapter` enforces it inside each connection
 Residual risk, documented: a name is checked when a *connection* is opened, not per request (a
 reused connection keeps the address it was opened to, which was checked); an allowed name or
 network admits whatever it resolves to, so the administrator who lists a name also trusts its DNS;
-and public hosts are reachable on any port (EWS is sometimes served on unusual ports).
+and public hosts are reachable on any port (EWS is sometimes served on unusual ports). Name rules
+are matched before address rules, and a name admitted only by an address or network rule is logged
+as such (``rebind.example`` resolving to a listed ``127.0.0.1`` passes that rule).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from collections.abc import Iterable
 from typing import Any
@@ -37,6 +40,8 @@ from backend.net.resolve import (
     resolve_within,
     system_resolver,
 )
+
+log = logging.getLogger(__name__)
 
 
 class HostNotAllowed(SetupFailed):
@@ -67,6 +72,10 @@ class HostGuard:
     def admitted(self, host: str, port: int, ip: IPAddress | None = None) -> bool:
         """True when an allow-list rule admits this host (or address)."""
         return any(rule.admits(host, port, ip) for rule in self.rules)
+
+    def admitted_by_name(self, host: str, port: int) -> bool:
+        """True when a *name* rule admits ``host`` (address and network rules are not consulted)."""
+        return any(rule.network is None and rule.admits(host, port) for rule in self.rules)
 
     def check_url(self, url: str) -> tuple[str, int]:
         """Syntax checks (https, no credentials, an unambiguous host); returns (host, port)."""
@@ -115,10 +124,19 @@ class HostGuard:
             infos = resolve_within(self.resolver, bare, port, limit)
         if not infos:
             raise socket.gaierror(socket.EAI_NONAME, f"{bare} has no addresses")
+        # Names first: a name rule vouches for every address its name has.
+        by_name = literal is None and self.admitted_by_name(bare, port)
         for _, addr in infos:
             ip = ipaddress.ip_address(str(addr[0]).split("%", 1)[0])
-            if not is_public_address(ip) and not self.admitted(bare, port, ip):
+            if is_public_address(ip) or by_name:
+                continue
+            if not self.admitted(bare, port, ip):
                 raise HostNotAllowed(_refused_message(bare))
+            # Documented (README, Security): an address rule admits any name resolving into it,
+            # whoever runs that name's DNS. Say so each time it is the only reason.
+            if literal is None:
+                log.warning("%s admitted only because it resolves into an EWS_ALLOWED_HOSTS address rule (%s)",
+                            bare, ip)
         return infos
 
     def check(self, url: str, timeout: float | None = None) -> list[AddrInfo]:

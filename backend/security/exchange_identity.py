@@ -13,7 +13,7 @@ obviously bad token costs no outbound request:
 3. The ``amurl`` host must belong to the claimed mailbox's organisation. Microsoft's guidance is to
    match it against the user's Autodiscover domain; we accept a host equal to the mailbox's domain
    or under it (``mail.contoso.com`` for ``alice@contoso.com``), or one an administrator lists in
-   ``EXCHANGE_IDENTITY_HOSTS``. Without this, anyone could run a "metadata document" for keys of
+   ``EXCHANGE_IDENTITY_HOSTS`` for that domain. Without this, anyone could run a "metadata document" for keys of
    their own and vouch for any address: the token names no SMTP address, so binding the issuing
    server to the address's domain is what ties the proof to the claim.
 4. The metadata document is fetched through the outbound host guard (``amurl`` is a user-supplied
@@ -31,9 +31,10 @@ wait for its result), and at most ``MAX_CONCURRENT_FETCHES`` fetches run at once
 (beyond that: ``identity_unavailable``, try again). Whatever the document holds, a malformed one
 is a ``ProofInvalid``, never a server error.
 
-The result is ``VerifiedMailbox(kind="exchange", identity="exchange:{msexchuid}", tenant_id=<amurl host>)``.
-Microsoft suggests msexchuid + amurl as the unique key; Exchange's msexchuid already carries the
-server name (``guid@host``) and the amurl host is kept in ``tenant_id``.
+The result is ``VerifiedMailbox(kind="exchange", identity="exchange:{amurl host}:{port}/{msexchuid}",
+tenant_id=<amurl host>)``: Microsoft's unique key is msexchuid with the amurl, so the same msexchuid
+from another issuing server is another identity. ``EXCHANGE_IDENTITY_HOSTS`` entries are
+``host-pattern=domain|domain``: a listed issuer vouches only for those mail domains.
 
 What this proves is an Exchange user of the claimed address's organisation: the token names no
 address. ``backend.security.proofs`` therefore counts it as proof of the address only once that
@@ -56,7 +57,7 @@ import jwt
 import requests
 from cryptography import x509
 
-from backend.config import Settings
+from backend.config import Settings, parse_identity_host
 from backend.net.adapter import guarded_session
 from backend.net.deadline import RequestBudget
 from backend.net.guard import HostGuard, HostNotAllowed
@@ -100,7 +101,9 @@ class ExchangeIdentityVerifier:
     def __init__(self, settings: Settings, resolver: Resolver | None = None) -> None:
         self.settings = settings
         self.guard = HostGuard(settings.EWS_ALLOWED_HOSTS, resolver=resolver)
-        self.issuer_hosts = tuple(HostRule.parse(p) for p in settings.EXCHANGE_IDENTITY_HOSTS)
+        # Each listed issuer with the mail domains it may vouch for (not every domain: issue 18).
+        self.issuer_hosts = tuple((HostRule.parse(pattern), domains) for pattern, domains in
+                                  (parse_identity_host(entry) for entry in settings.EXCHANGE_IDENTITY_HOSTS))
         self.verify_tls = trust_bundle(settings.OUTBOUND_CA_BUNDLE)
         self.deadline_seconds = min(METADATA_DEADLINE_SECONDS, float(settings.OUTBOUND_TIMEOUT_SECONDS))
         self._lock = threading.Lock()
@@ -137,7 +140,7 @@ class ExchangeIdentityVerifier:
             raise ProofInvalid("The identity token lacks the Exchange user id or its metadata URL.")
         self._check_audience(claims.get("aud"))
         self._check_lifetime(claims)
-        amurl_host = self._check_issuer_host(amurl, claimed)
+        amurl_host, amurl_port = self._check_issuer_host(amurl, claimed)
         key = self._signing_key(amurl, str(header["x5t"]))
         try:
             jwt.decode(token, key.public_key(), algorithms=["RS256"],  # type: ignore[arg-type]
@@ -147,7 +150,10 @@ class ExchangeIdentityVerifier:
             raise ProofInvalid("The identity token's signature is not valid.") from None
         except jwt.PyJWTError as exc:
             raise ProofInvalid(f"The identity token is not valid ({type(exc).__name__}).") from None
-        return VerifiedMailbox(address=claimed.strip().lower(), identity=f"exchange:{msexchuid}", kind="exchange",
+        # Keyed on the issuing server and the user id, as Microsoft advises: another server (even
+        # one trusted for this domain) naming the same msexchuid is not the same user.
+        identity = f"exchange:{amurl_host}:{amurl_port}/{msexchuid}"
+        return VerifiedMailbox(address=claimed.strip().lower(), identity=identity, kind="exchange",
                                tenant_id=amurl_host)
 
     def _check_audience(self, aud: Any) -> None:
@@ -176,7 +182,7 @@ class ExchangeIdentityVerifier:
         if now < nbf - CLOCK_SKEW_SECONDS:
             raise ProofInvalid("The identity token is not valid yet.")
 
-    def _check_issuer_host(self, amurl: str, claimed: str) -> str:
+    def _check_issuer_host(self, amurl: str, claimed: str) -> tuple[str, int]:
         try:
             parts = urlsplit(amurl)
             port = parts.port or 443
@@ -187,9 +193,11 @@ class ExchangeIdentityVerifier:
             raise ProofInvalid("The identity token's metadata URL is not https.")
         domain = claimed.strip().lower().rpartition("@")[2]
         in_domain = bool(domain) and (host == domain or host.endswith("." + domain))
-        if not in_domain and not any(rule.admits(host, port) for rule in self.issuer_hosts):
+        vouched = any(rule.admits(host, port) and any(domain == d or domain.endswith("." + d) for d in domains)
+                      for rule, domains in self.issuer_hosts)
+        if not in_domain and not vouched:
             raise ProofInvalid("The identity token was issued by a server outside this mailbox's organisation.")
-        return host
+        return host, port
 
     def _cached(self, amurl: str, x5t: str) -> x509.Certificate | None:
         """The key from a fresh cached document; ProofInvalid for a cached failure or an unpublished key

@@ -47,7 +47,7 @@ class VerifiedMailbox:
     """A mailbox address proven by the host, and the stable identity behind it."""
 
     address: str
-    identity: str  # "naa:{tid}:{oid}" or "exchange:{msexchuid}"
+    identity: str  # "naa:{tid}:{oid}" or "exchange:{amurl host}:{port}/{msexchuid}"
     kind: str  # "naa" or "exchange"
     tenant_id: str = ""
     # False when the proof is genuine but ties the user only to the organisation, not yet to this

@@ -18,6 +18,11 @@ class OnceStore:
         """Store a value that can be taken once within ``ttl_seconds``."""
         self._r.set(self._keys("once", purpose, nonce), value, ex=ttl_seconds)
 
+    def peek(self, purpose: str, nonce: str) -> str | None:
+        """The value, left in place (None when never stored, expired, or already taken)."""
+        value = self._r.get(self._keys("once", purpose, nonce))
+        return str(value) if value is not None else None
+
     def take(self, purpose: str, nonce: str) -> str | None:
         """Return and delete the value (None when never stored, expired, or already taken)."""
         value = self._r.getdel(self._keys("once", purpose, nonce))

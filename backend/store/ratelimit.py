@@ -28,3 +28,17 @@ class RateLimiter:
     def reset(self, name: str, who: str) -> None:
         """Forget the attempts of ``who`` (after a success)."""
         self._r.delete(self._keys("ratelimit", name, who))
+
+    def refund(self, name: str, who: str) -> None:
+        """Take back one counted attempt (it never reached the service); never below zero, TTL kept."""
+        key = self._keys("ratelimit", name, who)
+        # One script, so a window that ends meanwhile is not recreated without a TTL by DECR.
+        self._r.eval(_REFUND, 1, key)
+
+
+_REFUND = """
+if redis.call('EXISTS', KEYS[1]) == 1 and tonumber(redis.call('GET', KEYS[1])) > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
+"""

@@ -14,10 +14,10 @@ class ApiSessionStore:
         self._r = client
         self._keys = keys
 
-    def create(self, sid: str, uid: str, ttl_seconds: int) -> None:
-        """Record a new session for ``uid``."""
+    def create(self, sid: str, uid: str, ttl_seconds: int, idle_seconds: int | None = None) -> None:
+        """Record a new session for ``uid``, ending after ``idle_seconds`` without use (at most ``ttl_seconds``)."""
         with self._r.pipeline() as pipe:
-            pipe.set(self._keys("apisession", sid), uid, ex=ttl_seconds)
+            pipe.set(self._keys("apisession", sid), uid, ex=min(ttl_seconds, idle_seconds or ttl_seconds))
             pipe.sadd(self._keys("user", "sessions", uid), sid)
             # The newest session lives longest, so its lifetime is the set's (plain EXPIRE: the
             # embedded development Redis is 6.2, which lacks EXPIRE's GT option).
@@ -28,6 +28,10 @@ class ApiSessionStore:
         """The uid of a live session, or None when revoked or expired."""
         value = self._r.get(self._keys("apisession", sid))
         return str(value) if value is not None else None
+
+    def touch(self, sid: str, idle_seconds: int) -> None:
+        """Extend a live session by ``idle_seconds`` (the token's signature bounds its whole life)."""
+        self._r.expire(self._keys("apisession", sid), idle_seconds)
 
     def revoke(self, sid: str) -> None:
         """End one session (logout)."""

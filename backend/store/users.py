@@ -34,7 +34,7 @@ class User:
     environment: str = "production"
     addin_mailbox: str = ""
     addin_mailbox_verified: bool = False
-    # How the add-in mailbox was proven: "naa:{tid}:{oid}" or "exchange:{msexchuid}", or "".
+    # How the add-in mailbox was proven: "naa:{tid}:{oid}" or "exchange:{amurl host}:{port}/{msexchuid}", or "".
     addin_identity: str = ""
     salesforce_status: str = "connected"
     salesforce_status_reason: str = ""

@@ -31,6 +31,8 @@ exchangelib and requests_ntlm talk to it unchanged. What it implements, and how 
   the EWS URL for a known address, an error for an unknown one, or a configured redirect: an HTTP
   redirect, a ``redirectAddr`` per address, or a ``redirectUrl`` per ``Host`` the request came to
   (one server can play several host names when the test resolves them all to it).
+* **Autodiscover v2** (anonymous JSON, ``GET /autodiscover/autodiscover.json/v1.0/{email}?Protocol=EWS``),
+  only when ``autodiscover_v2`` is set; otherwise 404, as servers that predate it answer.
 * **Identity tokens**: :meth:`FakeEwsState.identity_token` mints what ``getUserIdentityTokenAsync``
   returns (RS256, ``x5t``, ``appctx`` JSON with ``msexchuid``/``version``/``amurl``, string
   ``nbf``/``exp``), signed with the server's key, whose self-signed certificate the authentication
@@ -43,7 +45,8 @@ log; that log is what sync states point into.
 The package, one concern a module: :mod:`~sandbox.ews.soap` (namespaces, paths, envelopes, faults),
 :mod:`~sandbox.ews.state` (users, items, change log, sync states, identity tokens),
 :mod:`~sandbox.ews.render` (items as XML, restrictions), :mod:`~sandbox.ews.operations` (the SOAP
-operations), :mod:`~sandbox.ews.autodiscover`, :mod:`~sandbox.ews.ntlm` (the handshake, by pyspnego's
+operations), :mod:`~sandbox.ews.autodiscover` (POX), :mod:`~sandbox.ews.autodiscover_v2` (JSON),
+:mod:`~sandbox.ews.ntlm` (the handshake, by pyspnego's
 public acceptor), :mod:`~sandbox.ews.app` (the WSGI app: routing, failures, authentication) and
 :mod:`~sandbox.ews.keepalive` (the keep-alive HTTPS server).
 """

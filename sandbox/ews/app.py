@@ -12,7 +12,7 @@ from typing import Any
 
 from lxml import etree
 
-from sandbox.ews import ntlm
+from sandbox.ews import autodiscover_v2, ntlm
 from sandbox.ews.autodiscover import autodiscover
 from sandbox.ews.operations import EwsOperations
 from sandbox.ews.soap import (
@@ -62,6 +62,12 @@ class FakeEws(EwsOperations):
                 return "200 OK", [("Content-Type", "application/json")], override
             return "200 OK", [("Content-Type", "application/json")], json.dumps(
                 self.state.metadata_document()).encode()
+        if autodiscover_v2.is_v2_request(environ["REQUEST_METHOD"], path):
+            with self.state.lock:
+                if self.state.autodiscover_v2:  # an older server does not know the path
+                    self.state.operations.append("AutodiscoverV2")
+            return autodiscover_v2.answer(self.state.autodiscover_v2, path, environ.get("QUERY_STRING", ""),
+                                          self.state.ews_url or f"{self.state.base_url}{EWS_PATH}")
         if environ["REQUEST_METHOD"] != "POST" or path.lower() not in (EWS_PATH.lower(), AUTODISCOVER_PATH):
             return "404 Not Found", [("Content-Type", "text/html")], b"<html><body>Not found</body></html>"
         user, denied = self._authenticate(environ)

@@ -149,6 +149,8 @@ class FakeEwsState:
     autodiscover_emails: list[str] = field(default_factory=list)
     # Host header (host:port) -> URL answered as Action redirectUrl for requests to that host.
     autodiscover_redirect_url: dict[str, str] = field(default_factory=dict)
+    # Whether anonymous Autodiscover v2 (JSON) is served (sandbox/ews/autodiscover_v2.py); older servers 404.
+    autodiscover_v2: bool = False
     # Raw bytes served as the metadata document instead of the real one.
     metadata_override: bytes | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)

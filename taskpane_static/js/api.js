@@ -198,8 +198,8 @@ export function getConfig() {
 }
 
 /** POST /api/session: trade the dialog's one-time code for a bearer token (kept by the caller). */
-export function createSession(code, mailbox, mailboxProof) {
-  const body = { code, mailbox };
+export function createSession(code, mailbox, mailboxProof, verifier) {
+  const body = { code, mailbox, verifier };
   if (mailboxProof) {
     body.mailbox_proof = mailboxProof;
   }
@@ -209,6 +209,11 @@ export function createSession(code, mailbox, mailboxProof) {
 /** DELETE /api/session: log out (this token, or an explicit older one). */
 export function deleteSession(token) {
   return request("DELETE", "/api/session", token ? { token } : {});
+}
+
+/** DELETE /api/sessions: log out everywhere (every task pane session of this user). */
+export function deleteAllSessions() {
+  return request("DELETE", "/api/sessions");
 }
 
 /** GET /api/me: the user, the add-in mailbox and the Salesforce account. */

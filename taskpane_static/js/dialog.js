@@ -32,7 +32,8 @@ function deliver(info) {
     try {
       // Office keeps the dialog's host information across the provider's redirects, so this
       // works on our callback page even though the dialog visited another site in between.
-      ui.messageParent(result);
+      // Only a pane on our own origin may receive the code.
+      ui.messageParent(result, { targetOrigin: window.location.origin });
       sent = true;
     } catch {
       // Not inside an Office dialog after all.

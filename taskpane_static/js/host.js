@@ -175,8 +175,9 @@ function openOfficeDialog(url) {
       const dialog = result.value;
       let settled = false;
       dialog.addEventHandler(host.EventType.DialogMessageReceived, (arg) => {
-        // Only our own pages end a sign-in; a provider's page must not speak for them.
-        if (settled || (arg.origin && arg.origin !== window.location.origin)) {
+        // Only our own pages end a sign-in; a provider's page must not speak for them, and a
+        // message whose origin Office does not tell is refused too.
+        if (settled || arg.origin !== window.location.origin) {
           return;
         }
         settled = true;

@@ -29,13 +29,31 @@ const TEXT = {
 };
 
 /** Trade a dialog result for a session: mailbox, proof, POST /api/session. Returns the session. */
-export async function finishSignIn(app, result) {
+export async function finishSignIn(app, result, verifier) {
   if (!result || result.status !== "ok" || typeof result.code !== "string") {
     throw new SignInError(result && result.error);
   }
   const mailbox = mailboxAddress() || byId("login-mailbox").value.trim();
   const proof = await mailboxProof(app.config);
-  return api.createSession(result.code, mailbox, proof);
+  return api.createSession(result.code, mailbox, proof, verifier);
+}
+
+function base64url(bytes) {
+  let text = "";
+  for (const byte of bytes) {
+    text += String.fromCharCode(byte);
+  }
+  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/**
+ * A verifier this pane keeps and its SHA-256 challenge for the dialog's start URL: the code the
+ * dialog hands back is usable only with the verifier, so a code handed to another pane is useless.
+ */
+async function paneChallenge() {
+  const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)));
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  return { verifier, challenge: base64url(new Uint8Array(digest)) };
 }
 
 /** Wire the login form. */
@@ -119,6 +137,8 @@ export function initLogin(app) {
     await whileBusy(button, "Signing in\u2026", async () => {
       setText(status, "Log in to Salesforce in the window that opened.");
       try {
+        const { verifier, challenge } = await paneChallenge();
+        params.set("pane_challenge", challenge);
         const url = switchingNow
           ? (await api.dialogUrl("salesforce", Object.fromEntries(params))).url
           : ownUrl(`/auth/salesforce/start?${params}`);
@@ -127,7 +147,7 @@ export function initLogin(app) {
           return; // cancelled meanwhile: the dialog's result is not used
         }
         setText(status, "Finishing sign-in\u2026");
-        const session = await finishSignIn(app, result);
+        const session = await finishSignIn(app, result, verifier);
         setText(status, "");
         if (switchingNow) {
           setMode("login");

@@ -194,6 +194,16 @@ export function initSettings(app) {
             // The next step the message suggests is the EWS URL under More: show it.
             setMoreOpen(true);
           }
+          if (error.code === "ews_host_unconfirmed" && typeof error.details.ews_url === "string") {
+            // Autodiscover named a host outside the login's domain: show it; connecting again with
+            // it as the EWS URL (and the password typed again) is the person's confirmation.
+            el.ewsUrl.value = error.details.ews_url;
+            setMoreOpen(true);
+            showActionError(el.exchangeError, `${message} To confirm, enter your password and connect again.`,
+              el.exchangeConnect);
+            focus(el.password);
+            return;
+          }
           showActionError(el.exchangeError, message, el.exchangeConnect);
           // Keyboard and screen reader users land on what went wrong.
           focus(el.exchangeError);

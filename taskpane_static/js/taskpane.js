@@ -229,14 +229,16 @@ async function switched(session) {
   }
 }
 
-async function logOut() {
+async function logOut(everywhere = false) {
   try {
-    await api.deleteSession();
+    await (everywhere ? api.deleteAllSessions() : api.deleteSession());
   } catch {
     // Logged out on the server already (or unreachable): forgetting the token is what matters.
   }
   api.clearToken();
-  showLogin("", "You are logged out. Sync keeps running on the server.");
+  showLogin("", everywhere
+    ? "You are logged out on every device. Sync keeps running on the server."
+    : "You are logged out. Sync keeps running on the server.");
 }
 
 function reconnect() {
@@ -266,6 +268,10 @@ function wire() {
   byId("menu-logout").addEventListener("click", () => {
     menu.close(false);
     logOut();
+  });
+  byId("menu-logout-all").addEventListener("click", () => {
+    menu.close(false);
+    logOut(true);
   });
   byId("settings-back").addEventListener("click", () => show("home"));
   byId("settings-reconnect").addEventListener("click", () => reconnect());

@@ -102,12 +102,13 @@ def test_wrong_password(client: FlaskClient, app: Flask, alice: LoggedIn, ews: E
     assert _jobs(app, "interactive") == [] and _stored_password(app, alice.uid) is None
 
 
-def test_mismatched_mailbox_names_both_addresses(client: FlaskClient, app: Flask, alice: LoggedIn,
-                                                 ews: ExchangeHarness) -> None:
+def test_a_mismatched_mailbox_answers_like_a_wrong_password(client: FlaskClient, app: Flask, alice: LoggedIn,
+                                                            ews: ExchangeHarness) -> None:
+    # Naming Bob's mailbox would make a right password for his login an oracle (issue 18).
     status, code, message = _error(_post(client, alice, {"login": "bob@acme.example", "password": "bob-password",
                                                          "ews_url": ews.ews_url}))
-    assert (status, code) == (422, "mailbox_mismatch")
-    assert "bob@acme.example" in message and ADDRESS in message
+    assert (status, code) == (422, "auth_failed")
+    assert "bob@acme.example" not in message and "password" in message
     assert _stored_password(app, alice.uid) is None and _jobs(app, "interactive") == []
 
 
@@ -187,24 +188,25 @@ def _second_user(client: FlaskClient, ca: TestCA, fake_salesforce: Any, name: st
                  password=f"{name}-pw")
 
 
-def test_attempts_are_limited_per_target_login_across_users(client: FlaskClient, ca: TestCA, alice: LoggedIn,
-                                                             ews: ExchangeHarness, fake_salesforce: Any) -> None:
+def test_attempts_are_limited_per_user_and_target_login(client: FlaskClient, ca: TestCA, alice: LoggedIn,
+                                                        ews: ExchangeHarness, fake_salesforce: Any) -> None:
     carol = _second_user(client, ca, fake_salesforce, "carol")
     assert carol.uid != alice.uid
-    # Alice and Carol guess Bob's password: five tries in all, whoever makes them, however the login is
-    # written (an address or DOMAIN\user, any case: one directory account).
-    for who, target in [(alice, "BOB@acme.example")] * 2 + [(carol, "ACME\\bob")] * 2 + \
-            [(carol, "acme.example\\Bob")]:
-        assert _error(_post(client, who, {"login": target, "password": "guess", "ews_url": ews.ews_url}))[1] \
+    # Alice guesses Bob's password: five tries, however the login is written (an address or
+    # DOMAIN\user, any case: one directory account).
+    for target in ["BOB@acme.example", "bob@acme.example", "ACME\\bob", "ACME\\bob", "acme.example\\Bob"]:
+        assert _error(_post(client, alice, {"login": target, "password": "guess", "ews_url": ews.ews_url}))[1] \
             == "auth_failed"
     before = ews.request_count()
-    resp = _post(client, carol, {"login": "bob@acme.example", "password": "bob-password", "ews_url": ews.ews_url})
+    resp = _post(client, alice, {"login": "bob@acme.example", "password": "bob-password", "ews_url": ews.ews_url})
     status, code, message = _error(resp)
     assert (status, code) == (429, "rate_limited") and "for this login" in message
     assert 890 <= resp.json["error"]["retry_after"] <= 900
-    assert ews.request_count() == before  # Bob's directory account saw no sixth try
-    assert _error(_post(client, alice, {"login": "ACME\\bob", "password": "guess",
-                                        "ews_url": ews.ews_url}))[1] == "rate_limited"
+    assert ews.request_count() == before  # Bob's directory account saw no sixth try from Alice
+    # The strict limit is per person (issue 18): Alice's guesses do not use up Carol's; a higher
+    # ceiling per login across everyone bounds the total (tests/api/test_exchange_attacks.py).
+    assert _error(_post(client, carol, {"login": "ACME\\bob", "password": "guess",
+                                        "ews_url": ews.ews_url}))[1] == "auth_failed"
     # Other logins are counted on their own.
     assert _post(client, alice, {"login": ADDRESS, "password": PASSWORD, "ews_url": ews.ews_url}).status_code == 200
 
@@ -259,7 +261,8 @@ def test_a_success_resets_the_attempt_count(client: FlaskClient, alice: LoggedIn
 def test_a_dripping_server_answers_timeout_within_the_deadline(client: FlaskClient, alice: LoggedIn,
                                                                ews: ExchangeHarness, with_url: bool) -> None:
     # Headers at once, then one byte a second: the 2 s read timeout never fires.
-    ews.inject_failure("drip", retry_after=1.0)
+    # Without a URL the first request is the anonymous Autodiscover v2 GET, abandoned at its status.
+    ews.inject_failure("drip", times=1 if with_url else 2, retry_after=1.0)
     body = {"login": ADDRESS, "password": PASSWORD, **({"ews_url": ews.ews_url} if with_url else {})}
     started = time.monotonic()
     status, code, message = _error(_post(client, alice, body))
@@ -343,7 +346,8 @@ def test_the_password_is_never_in_redis_logs_or_jobs(client: FlaskClient, app: F
     ews.state.auth_methods = ("Basic",)  # the password itself goes over the wire
     assert _post(client, alice, {"login": ADDRESS, "password": "Wrong-" + PASSWORD,
                                  "ews_url": ews.ews_url}).status_code == 422
-    assert _post(client, alice, {"login": ADDRESS, "password": PASSWORD}).status_code == 200
+    # Basic is never used during Autodiscover (issue 18): the typed URL is where it goes.
+    assert _post(client, alice, {"login": ADDRESS, "password": PASSWORD, "ews_url": ews.ews_url}).status_code == 200
     ews.state.revoke(ADDRESS, NEW_PASSWORD)
     ews.state.auth_methods = ("NTLM",)
     assert _post(client, alice, {"login": ADDRESS, "password": NEW_PASSWORD,

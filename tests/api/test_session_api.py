@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from backend.security.crypto import Purpose
-from sandbox.login import login, salesforce_dialog_code
+from sandbox.login import PANE_VERIFIER, login, salesforce_dialog_code
 from sandbox.tls import TestCA
 from tests.conftest import RunningFake
 
@@ -191,8 +191,10 @@ def test_required_proof_is_checked_before_the_code_is_spent(
     application.test_client_class = HttpsClient
     client = application.test_client()
     code = salesforce_dialog_code(client, ca.ca_path)
-    resp = client.post("/api/session", json={"code": code, "mailbox": "alice@acme.example"})
+    resp = client.post("/api/session", json={"code": code, "verifier": PANE_VERIFIER,
+                                              "mailbox": "alice@acme.example"})
     assert resp.status_code == 401 and _error(resp) == "mailbox_proof_required"
     proof = fake_microsoft.state.naa_token("alice@acme.example")
-    resp = client.post("/api/session", json={"code": code, "mailbox": "alice@acme.example", "mailbox_proof": proof})
+    resp = client.post("/api/session", json={"code": code, "verifier": PANE_VERIFIER,
+                                              "mailbox": "alice@acme.example", "mailbox_proof": proof})
     assert resp.status_code == 201

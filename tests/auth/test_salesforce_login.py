@@ -12,13 +12,21 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from sandbox.login import dialog_payload, fake_authorize, local_path, login, salesforce_dialog_code
+from sandbox.login import (
+    PANE_CHALLENGE,
+    PANE_VERIFIER,
+    dialog_payload,
+    fake_authorize,
+    local_path,
+    login,
+    salesforce_dialog_code,
+)
 from sandbox.tls import TestCA
 from tests.conftest import RunningFake
 
 
 def _start(client: FlaskClient, query: str = "") -> tuple[str, dict[str, list[str]]]:
-    resp = client.get("/auth/salesforce/start" + (f"?{query}" if query else ""))
+    resp = client.get(f"/auth/salesforce/start?pane_challenge={PANE_CHALLENGE}" + (f"&{query}" if query else ""))
     assert resp.status_code == 302, resp.get_data(as_text=True)
     location = resp.headers["Location"]
     return location, parse_qs(urlsplit(location).query)
@@ -118,6 +126,10 @@ def test_denied_consent_ends_the_dialog_with_the_reason(client: FlaskClient, ca:
         ("env=mydomain&domain=acme", "acme.my.salesforce.com"),
         ("env=mydomain&domain=https://acme--uat.sandbox.my.salesforce.com", "acme--uat.sandbox.my.salesforce.com"),
         ("env=mydomain&domain=Acme.My.Salesforce.com", "acme.my.salesforce.com"),
+        ("env=mydomain&domain=acme.develop.my.salesforce.com", "acme.develop.my.salesforce.com"),
+        # A pasted Lightning address names the same My Domain.
+        ("env=mydomain&domain=acme.lightning.force.com", "acme.my.salesforce.com"),
+        ("env=mydomain&domain=acme--uat.sandbox.lightning.force.com", "acme--uat.sandbox.my.salesforce.com"),
     ],
 )
 def test_my_domain_is_used_when_it_is_salesforces(client: FlaskClient, query: str, expected_host: str) -> None:
@@ -148,10 +160,18 @@ def test_my_domain_is_used_when_it_is_salesforces(client: FlaskClient, query: st
         "env=mydomain&domain=acme.my.salesforce.com%2F..%2Fattacker.example",
         "env=mydomain&domain=-acme.my.salesforce.com",
         "env=mydomain&domain=xsalesforce.com",
+        # Issue 18: hosts under a Salesforce-owned domain that anyone can get (Sites, Experience Cloud).
+        "env=mydomain&domain=attacker-site.force.com",
+        "env=mydomain&domain=attacker.my.site.com",
+        "env=mydomain&domain=attacker.cloudforce.com",
+        "env=mydomain&domain=attacker.database.com",
+        "env=mydomain&domain=attacker.salesforce.com",
+        "env=mydomain&domain=attacker.salesforce-setup.com",
+        "env=mydomain&domain=my.salesforce.com",
     ],
 )
 def test_other_login_hosts_are_refused(client: FlaskClient, query: str) -> None:
-    resp = client.get(f"/auth/salesforce/start?{query}")
+    resp = client.get(f"/auth/salesforce/start?pane_challenge={PANE_CHALLENGE}&{query}")
     assert resp.status_code == 400
     assert _error_of(resp)["code"] == "login_host_refused"
 
@@ -249,7 +269,8 @@ def test_revoked_refresh_token_sends_the_user_back_to_login_with_the_reason(
 
 def test_switch_account_dialog_forces_the_login_prompt(client: FlaskClient, ca: TestCA) -> None:
     who = login(client, ca.ca_path)
-    url = client.post("/api/dialog", json={"provider": "salesforce"}, headers=who.headers).json["url"]  # type: ignore[index]
+    url = client.post("/api/dialog", json={"provider": "salesforce", "pane_challenge": PANE_CHALLENGE},
+                      headers=who.headers).json["url"]  # type: ignore[index]
     assert url.startswith("https://localhost:3000/auth/salesforce/start?ticket=")
     first = client.get(local_path(url))
     assert first.status_code == 302
@@ -298,8 +319,10 @@ def test_a_second_login_reuses_the_same_user(client: FlaskClient, ca: TestCA) ->
 
 def test_dialog_code_is_issued_only_through_the_callback(client: FlaskClient, ca: TestCA) -> None:
     code = salesforce_dialog_code(client, ca.ca_path)
-    assert client.post("/api/session", json={"code": code, "mailbox": "alice@acme.example"}).status_code == 201
-    resp = client.post("/api/session", json={"code": code, "mailbox": "alice@acme.example"})
+    assert client.post("/api/session", json={"code": code, "verifier": PANE_VERIFIER,
+                                              "mailbox": "alice@acme.example"}).status_code == 201
+    resp = client.post("/api/session", json={"code": code, "verifier": PANE_VERIFIER,
+                                              "mailbox": "alice@acme.example"})
     assert resp.status_code == 400
     assert resp.json is not None and resp.json["error"]["code"] == "invalid_code"
 

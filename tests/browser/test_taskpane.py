@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -64,7 +65,9 @@ def test_login_through_dialog_shows_menu_with_set_up_sync(pane: Pane, live_serve
     log = page.evaluate("() => window.__OFFICE_STANDIN_LOG__")
     opened = [entry for entry in log if entry["call"] == "displayDialogAsync"]
     assert len(opened) == 1
-    assert opened[0]["url"] == f"{live_server.url}/auth/salesforce/start?env=production"
+    # The pane's challenge binds the dialog's code to this pane (issue 18).
+    assert re.fullmatch(re.escape(f"{live_server.url}/auth/salesforce/start?env=production&pane_challenge=")
+                        + "[A-Za-z0-9_-]{43}", opened[0]["url"])
     assert opened[0]["options"] == {"height": 60, "width": 30, "promptBeforeOpen": False}
     assert any(entry["call"] == "dialog.close" for entry in log)
     assert len(pane.context.pages) == 1
@@ -130,20 +133,23 @@ def test_menu_works_by_keyboard(pane: Pane) -> None:
     expect(page.get_by_role("menuitem", name="Switch account")).to_be_focused()
     page.keyboard.press("ArrowDown")
     expect(page.get_by_role("menuitem", name="Log out")).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    everywhere = page.get_by_role("menuitem", name="Sign out on all devices")  # issue 18: the last item
+    expect(everywhere).to_be_focused()
     page.keyboard.press("ArrowDown")  # wraps
     expect(page.get_by_role("menuitem", name="Set up sync")).to_be_focused()
     page.keyboard.press("ArrowUp")  # wraps back
-    expect(page.get_by_role("menuitem", name="Log out")).to_be_focused()
+    expect(everywhere).to_be_focused()
     page.keyboard.press("Home")
     expect(page.get_by_role("menuitem", name="Set up sync")).to_be_focused()
     page.keyboard.press("End")
-    expect(page.get_by_role("menuitem", name="Log out")).to_be_focused()
+    expect(everywhere).to_be_focused()
     page.keyboard.press("Escape")
     expect(menu).to_be_hidden()
     expect(button).to_have_attribute("aria-expanded", "false")
     expect(button).to_be_focused()
     page.keyboard.press("ArrowUp")  # opens on the last item
-    expect(page.get_by_role("menuitem", name="Log out")).to_be_focused()
+    expect(everywhere).to_be_focused()
     page.keyboard.press("Escape")
     page.keyboard.press("ArrowDown")
     expect(page.get_by_role("menuitem", name="Set up sync")).to_be_focused()
@@ -470,7 +476,10 @@ def test_exchange_identity_token_is_sent_on_premises(
     expect(page.locator("#login-error")).not_to_be_empty()
     calls = [entry["call"] for entry in page.evaluate("() => window.__OFFICE_STANDIN_LOG__")]
     assert "getUserIdentityTokenAsync" in calls
-    assert sent == [{"code": sent[0]["code"], "mailbox": "alice@acme.example", "mailbox_proof": "not-a-real-token"}]
+    # The verifier whose hash was in the dialog's start URL goes with the code (issue 18).
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", sent[0]["verifier"])
+    assert sent == [{"code": sent[0]["code"], "mailbox": "alice@acme.example", "verifier": sent[0]["verifier"],
+                     "mailbox_proof": "not-a-real-token"}]
     pane.assert_clean(allowed_statuses=(401,))
 
 

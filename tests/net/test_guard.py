@@ -123,3 +123,17 @@ def test_bad_allow_list_patterns_stop_the_app(pattern: str) -> None:
         HostRule.parse(pattern)
     with pytest.raises(ConfigError, match="EWS_ALLOWED_HOSTS"):
         Settings.load({"SIDEBAR_ENV": "development", "EWS_ALLOWED_HOSTS": pattern})
+
+
+def test_a_name_admitted_only_by_an_address_rule_is_said_so(caplog: pytest.LogCaptureFixture) -> None:
+    # Issue 18: a network rule admits any name that resolves into it (rebind.example -> 127.0.0.1);
+    # names are matched first, and a name that only an address rule lets through is logged.
+    guard = HostGuard(["127.0.0.1", "mail.corp.example"],
+                      resolver=table_resolver({"rebind.example": ["127.0.0.1"], "mail.corp.example": ["127.0.0.1"]}))
+    with caplog.at_level("WARNING", logger="backend.net.guard"):
+        assert guard.resolve("mail.corp.example", 3004)  # a name rule: nothing to say
+        assert not caplog.records
+        assert guard.resolve("rebind.example", 3004)  # documented: the name's DNS decides
+    assert [r.getMessage() for r in caplog.records] == [
+        "rebind.example admitted only because it resolves into an EWS_ALLOWED_HOSTS address rule (127.0.0.1)"]
+    assert guard.admitted_by_name("mail.corp.example", 443) and not guard.admitted_by_name("rebind.example", 443)

@@ -11,7 +11,8 @@ One concern a module, each with its own notes:
 
 * :mod:`.transport` - guarded sessions, the per-connection exchangelib Protocol, deadlines, retries
 * :mod:`.errors` - vendor failures as ``AuthRevoked`` / ``Throttled`` / ``Unavailable`` / ``SetupFailed``
-* :mod:`.autodiscover` - the EWS URL: typed (normalised) or found by POX Autodiscover; where the password goes
+* :mod:`.autodiscover` - the EWS URL: typed (normalised) or found by Autodiscover (v2, then POX over NTLM);
+  where the password goes
 * :mod:`.directory` - which mailbox a login is (ResolveNames, confirmed against the account's own Inbox)
 * :mod:`.connect` - "Connect to Exchange": endpoint, host check, auth probe, version, identity
 * :mod:`.cursor` - a folder's stored position (sync state plus the window bounds)
@@ -24,15 +25,18 @@ from __future__ import annotations
 from backend.connectors.exchange.autodiscover import normalise_ews_url
 from backend.connectors.exchange.connect import ExchangeConnection, connect
 from backend.connectors.exchange.directory import resolve_identity
+from backend.connectors.exchange.errors import AUTH_FAILED_MESSAGE, HostUnconfirmed
 from backend.connectors.exchange.reader import PROVIDER, SECRET_PASSWORD, ExchangeMailbox, open_mailbox
 from backend.connectors.exchange.transport import REQUEST_DEADLINE_FACTOR
 
 __all__ = [
+    "AUTH_FAILED_MESSAGE",
     "PROVIDER",
     "REQUEST_DEADLINE_FACTOR",
     "SECRET_PASSWORD",
     "ExchangeConnection",
     "ExchangeMailbox",
+    "HostUnconfirmed",
     "connect",
     "normalise_ews_url",
     "open_mailbox",

@@ -1,29 +1,33 @@
-"""The EWS endpoint: the URL a person typed (normalised), or POX Autodiscover for the login's mailbox.
+"""The EWS endpoint: the URL a person typed (normalised), or Autodiscover for the login's mailbox.
 
-**Where the password goes.** Only to the EWS URL the person typed, to Autodiscover hosts in the
-login's own domain (the domain itself or a subdomain; for ``DOMAIN\\user`` the add-in mailbox's
-domain) or listed in ``EWS_ALLOWED_HOSTS``, and to the EWS URL such an Autodiscover answer names.
-Autodiscover hops (HTTP redirects, ``redirectUrl``) to any other host are not followed at all, and
-``redirectAddr`` is followed only within the same domain: another organisation's Autodiscover would
-need our credentials on its hosts. Candidates are tried ``autodiscover.{domain}`` first: the bare
-domain is often a website run by someone else. Basic is never offered to a host outside that set
-(everything we contact there is in it).
+**Where the password goes.** Discovery asks without credentials first: Autodiscover v2
+(``GET /autodiscover/autodiscover.json/v1.0/{email}?Protocol=EWS``, anonymous JSON) on every
+candidate host. Only then POX Autodiscover, and only with NTLM (whose handshake never sends the
+password itself): Basic is never used during Autodiscover, since it would hand the password to
+whichever host answers a candidate name (the bare domain is often a website run by someone else).
+Every Autodiscover request goes only to hosts in the login's own domain (the domain itself or a
+subdomain; for ``DOMAIN\\user`` the add-in mailbox's domain) or listed in ``EWS_ALLOWED_HOSTS``.
+HTTP redirects and ``redirectUrl`` to any other host are not followed at all, and
+``redirectAddr`` only within the same domain. The EWS URL an answer names is checked by the same
+rule in :func:`backend.connectors.exchange.connect.connect`: outside it, nothing is sent and the
+person is shown the host and asked to confirm it (``ews_host_unconfirmed``).
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
 import socket
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import requests
 import requests_ntlm
 from lxml import etree
 
 from backend.config import Settings
-from backend.connectors.exchange.errors import network_kind, setup_error
+from backend.connectors.exchange.errors import AUTH_FAILED_MESSAGE, network_kind, setup_error
 from backend.connectors.exchange.transport import Transport
 from backend.errors import SetupFailed
 from backend.net import HostNotAllowed
@@ -64,18 +68,32 @@ class _AutodiscoverAnswer:
     redirect_address: str = ""
 
 
-def discover_ews_url(transport: Transport, settings: Settings, login: str, password: str, email_hint: str) -> str:
-    """The EWS URL for the login's mailbox via POX Autodiscover (each candidate and hop guarded)."""
+V2_PATH = "/autodiscover/autodiscover.json/v1.0/"
+_NOT_FOUND = ("We could not find your Exchange server automatically. Enter its EWS URL under More (it usually "
+              "ends in /EWS/Exchange.asmx).")
+_BASIC_ONLY = ("Your server's Autodiscover asks for Basic sign-in, which we never use to look for a server (it "
+               "would send your password to whichever host answers). Enter your EWS URL under More (it usually "
+               "ends in /EWS/Exchange.asmx).")
+
+
+def discovery_email(login: str, email_hint: str) -> tuple[str, str]:
+    """The address Autodiscover looks up and its domain: the login when it is an address, else the add-in's."""
     email = login if "@" in login and "\\" not in login else email_hint
     if "@" not in (email or ""):
         raise SetupFailed("ews_unreachable", "We need your email address to find your Exchange server. Enter it "
                                              "as Login, or enter the EWS URL under More.")
+    return email, email.rsplit("@", 1)[1].lower().rstrip(".")
+
+
+def discover_ews_url(transport: Transport, settings: Settings, login: str, password: str, email_hint: str) -> str:
+    """The EWS URL for the login's mailbox via Autodiscover v2, then POX (each candidate and hop guarded)."""
+    email, domain = discovery_email(login, email_hint)
     # The credentials stay within this domain (and allow-listed hosts) for the whole discovery.
-    domain = email.rsplit("@", 1)[1].lower().rstrip(".")
     seen: set[str] = set()
+    basic_only = [False]
     for _ in range(3):  # Autodiscover may redirect to another address (e.g. after a migration)
         seen.add(email.lower())
-        answer = _autodiscover_email(transport, settings, login, password, email, domain)
+        answer = _autodiscover_email(transport, settings, login, password, email, domain, basic_only)
         if answer.ews_url:
             if not answer.ews_url.lower().startswith("https://"):
                 raise HostNotAllowed("Autodiscover named an EWS URL that is not https.")
@@ -89,17 +107,30 @@ def discover_ews_url(transport: Transport, settings: Settings, login: str, passw
             raise SetupFailed("ews_unreachable", "Your organisation's Autodiscover points to another domain, so "
                                                  "we did not send your password there. Enter your EWS URL under "
                                                  "More (it usually ends in /EWS/Exchange.asmx).")
-    raise SetupFailed("ews_unreachable", "We could not find your Exchange server automatically. Enter its EWS "
-                                         "URL under More (it usually ends in /EWS/Exchange.asmx).")
+    raise SetupFailed("ews_unreachable", _BASIC_ONLY if basic_only[0] else _NOT_FOUND)
 
 
 def _autodiscover_email(transport: Transport, settings: Settings, login: str, password: str,
-                        email: str, domain: str) -> _AutodiscoverAnswer:
-    refused: HostNotAllowed | None = None
-    for template in settings.EWS_AUTODISCOVER_URLS:
-        url = template.replace("{domain}", domain)
+                        email: str, domain: str, basic_only: list[bool]) -> _AutodiscoverAnswer:
+    urls = [template.replace("{domain}", domain) for template in settings.EWS_AUTODISCOVER_URLS]
+    # Without credentials first: every candidate's Autodiscover v2.
+    for url in urls:
         try:
-            return _autodiscover_at(transport, url, login, password, email, domain)
+            found = _autodiscover_v2(transport, url, email, domain)
+        except HostNotAllowed:
+            continue  # the POX pass below reports it
+        except (requests.RequestException, TimeoutError) as exc:
+            if network_kind(exc) == "tls":
+                raise setup_error(exc) from None
+            if transport.timed_out():
+                raise
+            continue
+        if found:
+            return _AutodiscoverAnswer(ews_url=found)
+    refused: HostNotAllowed | None = None
+    for url in urls:
+        try:
+            return _autodiscover_at(transport, url, login, password, email, domain, basic_only)
         except HostNotAllowed as exc:
             refused = refused or exc
         except _NoAutodiscover:
@@ -124,15 +155,43 @@ def _read_limited(response: requests.Response) -> bytes:
     return data
 
 
+def _autodiscover_v2(transport: Transport, pox_url: str, email: str, domain: str) -> str:
+    """Anonymous Autodiscover v2 at ``pox_url``'s origin: the EWS URL, or "" (no redirect is followed)."""
+    parts = urlsplit(pox_url)
+    url = urlunsplit((parts.scheme, parts.netloc, V2_PATH + quote(email, safe="@"), "Protocol=EWS", ""))
+    try:
+        transport.guard.check(url, timeout=transport.left())
+    except socket.gaierror:
+        return ""
+    if not transport.may_send_credentials(url, domain):
+        return ""  # the request names the person: only to the login's organisation
+    session = transport.session()
+    try:
+        response = session.get(url, allow_redirects=False, stream=True, headers={"Accept": "application/json"})
+        try:
+            if response.status_code != 200:
+                return ""
+            try:
+                data = json.loads(_read_limited(response))
+            except (_NoAutodiscover, ValueError):
+                return ""
+        finally:
+            response.close()
+    finally:
+        session.close()
+    found = data.get("Url") if isinstance(data, dict) and str(data.get("Protocol", "")).lower() == "ews" else None
+    return found.strip() if isinstance(found, str) else ""
+
+
 def _autodiscover_at(transport: Transport, url: str, login: str, password: str, email: str,
-                     domain: str) -> _AutodiscoverAnswer:
+                     domain: str, basic_only: list[bool]) -> _AutodiscoverAnswer:
     """POST the POX request to ``url``, following redirects hop by hop (each one guarded, none out of ``domain``)."""
     body = _AUTODISCOVER_REQUEST.format(email=html.escape(email)).encode()
     session = transport.session()
-    # NTLM first (on-premises Exchange's usual method; the handshake starts on the server's 401 and
-    # never sends the password itself); Basic only when the server offers nothing else.
-    auth: requests.auth.AuthBase | None = requests_ntlm.HttpNtlmAuth(login, password)
-    tried_basic = False
+    # NTLM only: the handshake starts on the server's 401 and never sends the password itself.
+    # Never Basic here, whatever the server offers (issue 18): that is the password in the clear
+    # to a host we only guessed from the domain.
+    auth = requests_ntlm.HttpNtlmAuth(login, password)
     try:
         for _ in range(MAX_AUTODISCOVER_HOPS * 2):
             try:
@@ -146,6 +205,8 @@ def _autodiscover_at(transport: Transport, url: str, login: str, password: str, 
                 raise _NoAutodiscover()
             response = session.post(url, data=body, auth=auth, allow_redirects=False, stream=True,
                                     headers={"Content-Type": "text/xml; charset=utf-8"})
+            if response.history or "Authorization" in response.request.headers:
+                transport.credentials_sent = True  # the NTLM handshake ran: the attempt counts
             try:
                 if response.status_code in (301, 302, 303, 307, 308) and response.headers.get("Location"):
                     url = urljoin(url, response.headers["Location"])
@@ -153,15 +214,14 @@ def _autodiscover_at(transport: Transport, url: str, login: str, password: str, 
                     continue
                 if response.status_code == 401:
                     offered = response.headers.get("WWW-Authenticate", "").lower()
-                    if tried_basic or "ntlm" in offered or "negotiate" in offered:
+                    if "ntlm" in offered or "negotiate" in offered:
                         # Our credentials were refused. Stop at the first refusal: more tries (other
-                        # candidates, other methods) could lock the person's directory account.
-                        raise SetupFailed("auth_failed", "Exchange did not accept this login and password. "
-                                                         "Check them and try again.")
-                    if "basic" not in offered:
-                        raise _NoAutodiscover()
-                    auth, tried_basic = requests.auth.HTTPBasicAuth(login, password), True
-                    continue
+                        # candidates) could lock the person's directory account.
+                        raise SetupFailed("auth_failed", AUTH_FAILED_MESSAGE)
+                    if "basic" in offered:
+                        basic_only[0] = True
+                        log.info("exchange autodiscover: a candidate offers only Basic; not used")
+                    raise _NoAutodiscover()
                 if response.status_code != 200:
                     raise _NoAutodiscover()
                 answer = _parse_autodiscover(_read_limited(response))

@@ -21,9 +21,9 @@ from exchangelib.protocol import Protocol
 from exchangelib.transport import BASIC, NTLM
 
 from backend.config import Settings
-from backend.connectors.exchange.autodiscover import discover_ews_url, normalise_ews_url
+from backend.connectors.exchange.autodiscover import discover_ews_url, discovery_email, normalise_ews_url
 from backend.connectors.exchange.directory import resolve_identity
-from backend.connectors.exchange.errors import not_ews, setup_error
+from backend.connectors.exchange.errors import HostUnconfirmed, not_ews, setup_error
 from backend.connectors.exchange.transport import Transport, build_text
 from backend.connectors.mailbox import MailboxIdentity
 from backend.errors import SetupFailed
@@ -87,15 +87,22 @@ def connect(
             url = normalise_ews_url(ews_url)
         else:
             url = discover_ews_url(transport, settings, login, password, email_hint)
+            _, domain = discovery_email(login, email_hint)
+            if not transport.may_send_credentials(url, domain):
+                # Another organisation's host (or a name only its DNS vouches for): show it, send nothing.
+                raise HostUnconfirmed(url, domain)
         _precheck(transport, url)
         auth_type = _probe_auth(transport, url)
         protocol = transport.protocol(url, login, password, auth_type, None)
+        transport.credentials_sent = True
         version = protocol.version  # exchangelib's version probe: the first authenticated request
         identity = resolve_identity(protocol, login)
         return ExchangeConnection(identity=identity, login=login, ews_url=url, auth_type=auth_type,
                                   version=build_text(version), autodiscovered=autodiscovered, calls=transport.calls)
     except Exception as exc:  # noqa: BLE001 - every failure must become a specific answer, never a 500
-        raise setup_error(exc, transport.timed_out()) from None
+        error = setup_error(exc, transport.timed_out())
+        error.credentials_sent = transport.credentials_sent  # attempt limits count only these
+        raise error from None
     finally:
         if protocol is not None:
             protocol.close()

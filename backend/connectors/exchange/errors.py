@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
+from urllib.parse import urlsplit
 
 import requests
 from exchangelib import errors as ews_errors
@@ -80,6 +81,21 @@ def translate(exc: BaseException) -> ConnectorError:
     return Unavailable(f"Exchange answered with an error ({type(exc).__name__}).")
 
 
+AUTH_FAILED_MESSAGE = "Exchange did not accept this login and password. Check them and try again."
+
+
+class HostUnconfirmed(SetupFailed):
+    """Autodiscover named an EWS URL outside the login's domain: nothing was sent; the person must confirm it."""
+
+    def __init__(self, ews_url: str, domain: str) -> None:
+        host = urlsplit(ews_url).hostname or ews_url
+        super().__init__("ews_host_unconfirmed",
+                         f"Autodiscover for {domain} named the Exchange server {host}, which is outside {domain}, "
+                         f"so we did not send your password there. If {host} is your organisation's Exchange "
+                         "server, confirm it to connect.")
+        self.ews_url = ews_url
+
+
 def setup_error(exc: BaseException, timed_out: bool = False) -> SetupFailed:
     """A failure while connecting as a code and message for the person (``timed_out``: the deadline cut it)."""
     if timed_out and (not isinstance(exc, SetupFailed) or exc.code == "ews_unreachable"):
@@ -90,7 +106,7 @@ def setup_error(exc: BaseException, timed_out: bool = False) -> SetupFailed:
     if isinstance(exc, ews_errors.UnauthorizedError):
         if "locked out" in str(exc):
             return SetupFailed("auth_failed", "Exchange says this account is locked out. Ask your administrator.")
-        return SetupFailed("auth_failed", "Exchange did not accept this login and password. Check them and try again.")
+        return SetupFailed("auth_failed", AUTH_FAILED_MESSAGE)
     kind = network_kind(exc)
     if kind == "tls":
         return SetupFailed("tls_error", "The Exchange server's certificate is expired or not trusted, so we did "

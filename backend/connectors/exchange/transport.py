@@ -93,6 +93,8 @@ class Transport:
         # Shared by every session of this connection: per-request and overall deadlines.
         self.budget = RequestBudget(request_seconds=self.timeout * REQUEST_DEADLINE_FACTOR, deadline=self.deadline)
         self.calls = 0
+        # Set before the first request that carries (or answers a challenge with) the credentials.
+        self.credentials_sent = False
         self._lock = threading.Lock()
 
     def left(self) -> float | None:

@@ -22,6 +22,15 @@ SALESFORCE_DOMAINS = (
 )
 
 
+# A My Domain login host: one label (``acme``, ``acme--uat``, ``acme-dev-ed``), an optional kind of
+# org, then my.salesforce.com. Nothing else under a Salesforce-owned domain: anyone can get a
+# *.force.com Site, a *.my.site.com Experience Cloud site, and more (issue 18).
+_MY_DOMAIN_KINDS = r"(?:\.(?:sandbox|develop|scratch|demo|patch|trailblaze))?"
+_MY_DOMAIN = re.compile(rf"^[a-z0-9](?:[a-z0-9-]{{0,61}}[a-z0-9])?{_MY_DOMAIN_KINDS}\.my\.salesforce\.com$")
+# The Lightning address people paste from their browser names the same My Domain.
+_LIGHTNING = re.compile(rf"^([a-z0-9](?:[a-z0-9-]{{0,61}}[a-z0-9])?{_MY_DOMAIN_KINDS})\.lightning\.force\.com$")
+
+
 class LoginHostRefused(ValueError):
     """A login host that is not Salesforce's and not admitted by configuration."""
 
@@ -52,6 +61,15 @@ def is_salesforce_host(settings: Settings, netloc: str) -> bool:
     if port or not _HOST.match(host):
         return False
     return any(host.endswith(domain) for domain in SALESFORCE_DOMAINS)
+
+
+def is_my_domain_host(settings: Settings, netloc: str) -> bool:
+    """True for a My Domain login host (``*.my.salesforce.com`` and its org kinds) or a configured one."""
+    netloc = netloc.lower()
+    configured = {urlsplit(u).netloc.lower() for u in (settings.SALESFORCE_LOGIN_URL, settings.SALESFORCE_SANDBOX_URL)}
+    if netloc in configured or _host_admitted(netloc, settings.SALESFORCE_ALLOWED_HOSTS):
+        return True
+    return _MY_DOMAIN.match(netloc) is not None
 
 
 def check_salesforce_url(settings: Settings, url: str) -> str:
@@ -90,9 +108,12 @@ def login_url_for(settings: Settings, environment: str, domain: str = "") -> str
     if "." not in host:
         host = f"{host}.my.salesforce.com"  # "acme" is how people say their My Domain
         netloc = f"{host}:{port}" if port else host
+    lightning = _LIGHTNING.match(host)
+    if lightning and not port:
+        host = netloc = f"{lightning.group(1)}.my.salesforce.com"
     if not _HOST.match(host) or (port and not port.isdigit()):
         raise LoginHostRefused(f"{netloc} is not a domain name.")
-    if is_salesforce_host(settings, netloc):
+    if is_my_domain_host(settings, netloc):
         return f"https://{netloc}"
     raise LoginHostRefused(f"{netloc} is not a Salesforce domain.")
 
