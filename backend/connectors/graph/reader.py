@@ -22,13 +22,14 @@ from urllib.parse import quote
 import requests
 
 from backend.config import Settings
+from backend.connectors.common import TokenSource
 from backend.connectors.graph.calendar import calendar_delta_path, event_path, range_is_stale
 from backend.connectors.graph.cursor import page_cursor, split_cursor
 from backend.connectors.graph.http import GraphClient, GraphRequest, GraphResponse, check
 from backend.connectors.graph.identity import MicrosoftAuth
 from backend.connectors.graph.items import identity_from, parse_email, parse_event
 from backend.connectors.graph.mail import messages_delta_path
-from backend.connectors.graph.tokens import AppOnlyTokens, MailboxTokens, StaticToken, TokenSource
+from backend.connectors.graph.tokens import AppOnlyTokens, MailboxTokens, StaticToken
 from backend.connectors.mailbox import FOLDERS, ChangePage, Deletion, Folder, MailboxIdentity, SyncWindow
 from backend.errors import CursorExpired, Unavailable
 from backend.security.crypto import fingerprint
