@@ -1,17 +1,45 @@
-"""What the mailbox HTTP clients (Graph, Google) share: token sources and the answer they read.
+"""What the provider connectors share: the OAuth app and PKCE, token sources, and the answer they read.
 
-Only logic that is the same for every provider lives here; each provider's limits, error mapping
-and retries stay in its own package.
+Only logic that is the same for every provider lives here; each provider's endpoints, limits, error
+mapping and retries stay in its own package.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import requests
 
+from backend.config import Settings
 from backend.errors import AuthRevoked
+from backend.net.outbound import make_session
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A PKCE (verifier, S256 challenge) pair."""
+    verifier = secrets.token_urlsafe(64)[:96]
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+class OAuthApp:
+    """One of our OAuth clients: the settings, the outbound session, and the dialog's callback."""
+
+    # Our callback's path, registered with the provider as a redirect URI.
+    callback_path: ClassVar[str] = ""
+
+    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
+        self.settings = settings
+        self.session = session or make_session(settings.OUTBOUND_CA_BUNDLE, settings.OUTBOUND_TIMEOUT_SECONDS)
+
+    @property
+    def redirect_uri(self) -> str:
+        """The sign-in dialog's callback, as registered with the provider."""
+        return f"{self.settings.PUBLIC_BASE_URL}{self.callback_path}"
 
 
 class TokenSource(Protocol):
