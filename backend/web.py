@@ -91,7 +91,12 @@ def index() -> Any:
 @bp.get("/taskpane.html")
 def taskpane() -> Any:
     """The task pane page."""
-    resp = send_from_directory(STATIC_DIR, "taskpane.html", max_age=0)
+    return html_page("taskpane.html")
+
+
+def html_page(name: str) -> Response:
+    """One of our HTML pages, revalidated on every load so a deploy shows at once."""
+    resp = send_from_directory(STATIC_DIR, name, max_age=0)
     resp.headers["Cache-Control"] = "no-cache"
     return resp
 

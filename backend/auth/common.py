@@ -13,12 +13,21 @@ import base64
 import hashlib
 import logging
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Response, render_template, request, session
 
 from backend.extensions import services
-from backend.security.crypto import Purpose, SignatureInvalid, SignatureTooOld, constant_time_equal, random_token
+from backend.security.crypto import (
+    DecryptError,
+    Purpose,
+    SignatureInvalid,
+    SignatureTooOld,
+    constant_time_equal,
+    random_token,
+)
+from backend.store.users import User
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +38,8 @@ DIALOG_CODE_MAX_AGE = 5 * 60
 _PANE_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _NOT_THIS_SIGN_IN = "The sign-in answer was not for this sign-in. Start the sign-in again."
 _START_AGAIN = "Start again from the add-in."
+# A sealed value of the dialog's session that is missing or does not open: not this sign-in's answer.
+SEALED_NOT_OURS = "The sign-in answer was not for this sign-in. Start again."
 
 
 class DialogError(Exception):
@@ -162,3 +173,47 @@ def redeem_ticket(provider: str, ticket: str) -> str:
     if not services().store.once.first_use("dialog-ticket", str(payload.get("n", "")), TICKET_MAX_AGE):
         raise DialogError("ticket_used", "This sign-in link was already used. Start again from the add-in.", 401)
     return str(payload.get("u", ""))
+
+
+def require_configured(configured: bool, provider: str, service: str) -> None:
+    """DialogError (503) when the server has no OAuth client for ``provider``."""
+    if not configured:
+        raise DialogError(f"{provider}_not_configured",
+                          f"{service} sign-in is not configured on this server. Contact your administrator.", 503)
+
+
+def dialog_user(provider: str) -> User:
+    """The user the dialog's ``?ticket=`` names (the ticket is spent); DialogError when it names none."""
+    uid = redeem_ticket(provider, request.args.get("ticket", ""))
+    user = services().store.users.get(uid)
+    if user is None:
+        raise DialogError("ticket_invalid", f"This sign-in link is not valid. {_START_AGAIN}", 401)
+    return user
+
+
+def flow_user(flow: Mapping[str, Any]) -> User:
+    """The user a finished flow (:func:`finish_state`) was started for; DialogError when they are gone."""
+    user = services().store.users.get(str(flow.get("uid", "")))
+    if user is None:
+        raise DialogError("ticket_invalid", f"Your add-in session ended. {_START_AGAIN}", 401)
+    return user
+
+
+def unseal_session(key: str) -> str:
+    """Take a value the dialog's session keeps sealed (used once); DialogError when missing or not ours."""
+    sealed = session.pop(key, None)
+    if not isinstance(sealed, str):
+        raise DialogError("state_mismatch", f"This sign-in was started in another window or session. {_START_AGAIN}")
+    try:
+        return services().box.decrypt(sealed)
+    except DecryptError:
+        raise DialogError("state_invalid", SEALED_NOT_OURS) from None
+
+
+def finish_dialog(step: Callable[[], Response], logger: logging.Logger, what: str) -> Response:
+    """Run a callback's ``step``; a DialogError becomes the error page, logged as ``what`` failed."""
+    try:
+        return step()
+    except DialogError as exc:
+        logger.info("%s failed code=%s", what, exc.code)
+        return dialog_error(exc)

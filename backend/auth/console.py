@@ -9,19 +9,17 @@ session whose id is the cookie and whose CSRF token every state-changing call mu
 from __future__ import annotations
 
 import hmac
-import os
 from urllib.parse import quote
 
-from flask import Blueprint, Response, abort, redirect, request, send_from_directory
+from flask import Blueprint, Response, abort, redirect, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from backend.extensions import services
 from backend.security.crypto import random_token
+from backend.web import html_page
 
 bp = Blueprint("console", __name__)
 
-STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          "taskpane_static")
 # __Host-: Secure, Path=/ and no Domain, so no other subdomain can plant or read it.
 COOKIE = "__Host-sidebar-console"
 SESSION_SECONDS = 8 * 3600
@@ -50,9 +48,7 @@ def csrf_ok(expected: str) -> bool:
 @bp.get("/admin")
 def console_page() -> Response:
     """The console (a wide page for a desktop browser); it asks the API whether someone is signed in."""
-    resp = send_from_directory(STATIC_DIR, "admin.html", max_age=0)
-    resp.headers["Cache-Control"] = "no-cache"
-    return resp
+    return html_page("admin.html")
 
 
 @bp.get("/admin/login")

@@ -16,12 +16,23 @@ from typing import Any
 
 from flask import Blueprint, Response, redirect, request, session
 
-from backend.auth.common import DialogError, begin_state, dialog_error, dialog_result, finish_state, redeem_ticket
+from backend.auth.common import (
+    DialogError,
+    begin_state,
+    dialog_error,
+    dialog_result,
+    dialog_user,
+    finish_dialog,
+    finish_state,
+    flow_user,
+    require_configured,
+    unseal_session,
+)
 from backend.connectors.google import REFRESH_SECRET, GoogleAuth, consent_error, google_identity, pkce_pair
 from backend.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
 from backend.extensions import services
 from backend.jobs.sync import enqueue_sync
-from backend.security.crypto import DecryptError, fingerprint
+from backend.security.crypto import fingerprint
 from backend.sync.activation import activate, check_mailbox_match
 
 log = logging.getLogger(__name__)
@@ -39,9 +50,7 @@ def google_auth() -> GoogleAuth:
 
 
 def _require_configured() -> None:
-    if not services().settings.google_configured:
-        raise DialogError("google_not_configured",
-                          "Gmail sign-in is not configured on this server. Contact your administrator.", 503)
+    require_configured(services().settings.google_configured, PROVIDER, "Gmail")
 
 
 @bp.get("/start")
@@ -49,13 +58,10 @@ def start() -> Any:
     """Begin consent: the dialog's user from the ticket, our state and PKCE, then Google's consent screen."""
     try:
         _require_configured()
-        uid = redeem_ticket(PROVIDER, request.args.get("ticket", ""))
-        user = services().store.users.get(uid)
-        if user is None:
-            raise DialogError("ticket_invalid", "This sign-in link is not valid. Start again from the add-in.", 401)
+        user = dialog_user(PROVIDER)
     except DialogError as exc:
         return dialog_error(exc)
-    state = begin_state(PROVIDER, uid=uid)
+    state = begin_state(PROVIDER, uid=user.id)
     verifier, challenge = pkce_pair()
     session[VERIFIER_SESSION_KEY] = services().box.encrypt(verifier)
     return redirect(google_auth().authorization_url(state, challenge, login_hint=user.addin_mailbox), code=302)
@@ -64,33 +70,16 @@ def start() -> Any:
 @bp.get("/callback")
 def callback() -> Response:
     """Finish consent: check everything, then activate sync (nothing is stored before that)."""
-    try:
-        return _callback()
-    except DialogError as exc:
-        log.info("google consent failed code=%s", exc.code)
-        return dialog_error(exc)
-
-
-def _verifier() -> str:
-    sealed = session.pop(VERIFIER_SESSION_KEY, None)
-    if not isinstance(sealed, str):
-        raise DialogError("state_mismatch", "This sign-in was started in another window or session. "
-                                            "Start again from the add-in.")
-    try:
-        return services().box.decrypt(sealed)
-    except DecryptError:
-        raise DialogError("state_invalid", "The sign-in answer was not for this sign-in. Start again.") from None
+    return finish_dialog(_callback, log, "google consent")
 
 
 def _callback() -> Response:
     _require_configured()
     ours = finish_state(PROVIDER)
-    verifier = _verifier()
+    verifier = unseal_session(VERIFIER_SESSION_KEY)
     store = services().store
     settings = services().settings
-    user = store.users.get(str(ours.get("uid", "")))
-    if user is None:
-        raise DialogError("ticket_invalid", "Your add-in session ended. Start again from the add-in.", 401)
+    user = flow_user(ours)
     params = request.args.to_dict()
     if params.get("error"):
         failure = consent_error(params["error"], params.get("error_description", ""))

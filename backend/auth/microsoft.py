@@ -23,7 +23,20 @@ from typing import Any
 
 from flask import Blueprint, Response, redirect, request, session
 
-from backend.auth.common import DialogError, begin_state, dialog_error, dialog_result, finish_state, redeem_ticket
+from backend.auth.common import (
+    SEALED_NOT_OURS,
+    DialogError,
+    begin_state,
+    dialog_error,
+    dialog_result,
+    dialog_user,
+    finish_dialog,
+    finish_state,
+    flow_user,
+    redeem_ticket,
+    require_configured,
+    unseal_session,
+)
 from backend.connectors.graph import (
     CACHE_SECRET,
     MULTI_TENANT,
@@ -36,7 +49,7 @@ from backend.connectors.graph import (
 from backend.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
 from backend.extensions import services
 from backend.jobs.sync import enqueue_sync
-from backend.security.crypto import DecryptError, fingerprint
+from backend.security.crypto import fingerprint
 from backend.store.users import User
 from backend.sync.activation import activate, check_mailbox_match
 
@@ -62,9 +75,7 @@ def naa_tenant(user: User) -> str:
 
 
 def _require_configured() -> None:
-    if not services().settings.microsoft_configured:
-        raise DialogError("microsoft_not_configured",
-                          "Microsoft 365 sign-in is not configured on this server. Contact your administrator.", 503)
+    require_configured(services().settings.microsoft_configured, PROVIDER, "Microsoft 365")
 
 
 @bp.get("/start")
@@ -72,11 +83,8 @@ def start() -> Any:
     """Begin consent: the dialog's user from the ticket, our state, msal's flow, then Microsoft."""
     try:
         _require_configured()
-        uid = redeem_ticket(PROVIDER, request.args.get("ticket", ""))
-        user = services().store.users.get(uid)
-        if user is None:
-            raise DialogError("ticket_invalid", "This sign-in link is not valid. Start again from the add-in.", 401)
-        state = begin_state(PROVIDER, uid=uid)
+        user = dialog_user(PROVIDER)
+        state = begin_state(PROVIDER, uid=user.id)
         try:
             flow = microsoft_auth().start_consent(state, login_hint=user.addin_mailbox)
         except Unavailable:
@@ -90,22 +98,15 @@ def start() -> Any:
 @bp.get("/callback")
 def callback() -> Response:
     """Finish consent: check everything, then activate sync (nothing is stored before that)."""
-    try:
-        return _callback()
-    except DialogError as exc:
-        log.info("microsoft consent failed code=%s", exc.code)
-        return dialog_error(exc)
+    return finish_dialog(_callback, log, "microsoft consent")
 
 
 def _sealed_flow() -> dict[str, Any]:
-    sealed = session.pop(FLOW_SESSION_KEY, None)
-    if not isinstance(sealed, str):
-        raise DialogError("state_mismatch", "This sign-in was started in another window or session. "
-                                            "Start again from the add-in.")
+    sealed = unseal_session(FLOW_SESSION_KEY)
     try:
-        flow = json.loads(services().box.decrypt(sealed))
-    except (DecryptError, ValueError):
-        raise DialogError("state_invalid", "The sign-in answer was not for this sign-in. Start again.") from None
+        flow = json.loads(sealed)
+    except ValueError:
+        raise DialogError("state_invalid", SEALED_NOT_OURS) from None
     if not isinstance(flow, dict) or flow.get("state") != request.args.get("state"):
         # Two sign-ins in one browser session: this answer belongs to the other one.
         raise DialogError("state_mismatch", "This sign-in was started in another window. Start again from the add-in.")
@@ -118,9 +119,7 @@ def _callback() -> Response:
     flow = _sealed_flow()
     store = services().store
     settings = services().settings
-    user = store.users.get(str(ours.get("uid", "")))
-    if user is None:
-        raise DialogError("ticket_invalid", "Your add-in session ended. Start again from the add-in.", 401)
+    user = flow_user(ours)
     params = request.args.to_dict()
     if not params.get("code") and not params.get("error"):
         raise DialogError("code_missing", "Microsoft did not return a sign-in code. Try again.")
@@ -187,11 +186,7 @@ def admin_consent() -> Any:
 @bp.get("/admin-consent/callback")
 def admin_consent_callback() -> Response:
     """Record a tenant's admin consent once a client-credential token proves it."""
-    try:
-        return _admin_consent_callback()
-    except DialogError as exc:
-        log.info("microsoft admin consent failed code=%s", exc.code)
-        return dialog_error(exc)
+    return finish_dialog(_admin_consent_callback, log, "microsoft admin consent")
 
 
 def _admin_consent_callback() -> Response:

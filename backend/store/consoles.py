@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import redis
 
 from backend.store.keys import Keys
+from backend.store.sessions import end_indexed
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,4 @@ class ConsoleSessionRepo:
 
     def end_all(self, uid: str) -> None:
         """End every console session of a user (their Salesforce login was revoked)."""
-        sids = [str(s) for s in self._r.smembers(self._keys("console", "by-user", uid))]
-        with self._r.pipeline() as pipe:
-            for sid in sids:
-                pipe.delete(self._keys("console", sid))
-            pipe.delete(self._keys("console", "by-user", uid))
-            pipe.execute()
+        end_indexed(self._r, self._keys("console", "by-user", uid), lambda sid: self._keys("console", sid))

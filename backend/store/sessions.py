@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import redis
 
 from backend.store.keys import Keys
+
+
+def end_indexed(client: redis.Redis, index: str, key_of: Callable[[str], str]) -> int:
+    """Delete every session an index set names, and the set itself; how many it named."""
+    sids = [str(s) for s in client.smembers(index)]
+    with client.pipeline() as pipe:
+        for sid in sids:
+            pipe.delete(key_of(sid))
+        pipe.delete(index)
+        pipe.execute()
+    return len(sids)
 
 
 class ApiSessionStore:
@@ -41,10 +54,4 @@ class ApiSessionStore:
 
     def revoke_all(self, uid: str) -> int:
         """End every session of a user (for example when their Salesforce access was revoked)."""
-        sids = [str(s) for s in self._r.smembers(self._keys("user", "sessions", uid))]
-        with self._r.pipeline() as pipe:
-            for sid in sids:
-                pipe.delete(self._keys("apisession", sid))
-            pipe.delete(self._keys("user", "sessions", uid))
-            pipe.execute()
-        return len(sids)
+        return end_indexed(self._r, self._keys("user", "sessions", uid), lambda sid: self._keys("apisession", sid))

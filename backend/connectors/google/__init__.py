@@ -13,7 +13,8 @@ http/batch/gate -> tokens -> oauth):
   dialog's web-server flow (state, PKCE S256, offline access) and revocation.
 """
 
-from backend.connectors.google.oauth import SCOPES, GoogleAuth, GoogleGrant, consent_error, pkce_pair
+from backend.connectors.common import pkce_pair
+from backend.connectors.google.oauth import SCOPES, GoogleAuth, GoogleGrant, consent_error
 from backend.connectors.google.reader import GmailMailbox, google_identity, open_mailbox
 from backend.connectors.google.tokens import REFRESH_SECRET, MailboxTokens, StaticToken
 

@@ -8,13 +8,12 @@ concurrent requests. Every connector open on one account in this process shares 
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from backend.connectors.gates import GateRegistry, HoldOffGate
 from backend.errors import Throttled
 
 MAX_IN_FLIGHT = 4
@@ -22,16 +21,13 @@ QUOTA_UNITS_PER_MINUTE = 15_000
 _MINUTE = 60.0
 
 
-class UserGate:
+class UserGate(HoldOffGate):
     """At most ``slots`` requests in flight and ``quota`` units a minute for one account."""
 
     def __init__(self, slots: int = MAX_IN_FLIGHT, quota: int = QUOTA_UNITS_PER_MINUTE) -> None:
-        self.slots = slots
+        super().__init__(slots)
         self.quota = quota
-        self._free = slots
-        self._not_before = 0.0
         self._spent: deque[tuple[float, int]] = deque()
-        self._cond = threading.Condition()
 
     def _room_at(self, units: int, now: float) -> float:
         """When ``units`` more fit in the rolling minute (``now`` when they fit at once)."""
@@ -74,26 +70,12 @@ class UserGate:
         try:
             yield
         finally:
-            with self._cond:
-                self._free += 1
-                self._cond.notify_all()
-
-    def hold_off(self, seconds: float) -> None:
-        """Send nothing more for this account until ``seconds`` from now."""
-        with self._cond:
-            self._not_before = max(self._not_before, time.monotonic() + max(0.0, seconds))
-            self._cond.notify_all()
+            self._release(1)
 
 
-_gates: weakref.WeakValueDictionary[str, UserGate] = weakref.WeakValueDictionary()
-_gates_lock = threading.Lock()
+_gates: GateRegistry[UserGate] = GateRegistry(UserGate)
 
 
 def gate_for(key: str) -> UserGate:
     """The process-wide gate of one account (shared by every connector open on it)."""
-    with _gates_lock:
-        gate = _gates.get(key)
-        if gate is None:
-            gate = UserGate()
-            _gates[key] = gate
-        return gate
+    return _gates.get(key)

@@ -11,22 +11,19 @@ domain errors in :func:`check`.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlencode
 
 import requests
 
 from backend.config import Settings
+from backend.connectors.common import HttpAnswer, TokenSource, json_body
 from backend.connectors.google import batch as batches
 from backend.connectors.google.gate import gate_for
-from backend.connectors.google.tokens import TokenSource
 from backend.errors import AuthRevoked, CursorExpired, ServiceMisconfigured, Throttled, Unavailable
+from backend.net.retry_after import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +34,8 @@ RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaEx
 Params = Sequence[tuple[str, str]]
 
 
-@dataclass
-class GoogleResponse:
+class GoogleResponse(HttpAnswer):
     """A Google answer (a whole HTTP response or one batch part)."""
-
-    status: int
-    headers: dict[str, str]
-    body: Any
-
-    def header(self, name: str) -> str:
-        """A header, case-insensitively ("" when absent)."""
-        lower = name.lower()
-        return next((str(v) for k, v in self.headers.items() if k.lower() == lower), "")
 
     @property
     def reason(self) -> str:
@@ -65,24 +52,6 @@ class GoogleResponse:
     def rate_limited(self) -> bool:
         """True for Google's "slow down" answers (429, or 403 with a rate-limit reason)."""
         return self.status == 429 or (self.status == 403 and self.reason in RATE_REASONS)
-
-
-def retry_after_seconds(value: str, default: float) -> float:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    value = (value or "").strip()
-    if not value:
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(tz=UTC)).total_seconds())
 
 
 def check(resp: GoogleResponse) -> GoogleResponse:
@@ -148,6 +117,14 @@ class GoogleClient:
         self.gate.hold_off(wait)
         log.info("google %s %s: waiting %.1f s (attempt %d)", resp.status, resp.reason, wait, attempt + 1)
 
+    def _again(self, resp: GoogleResponse, attempt: int, refreshed: bool) -> bool:
+        """Whether to send a request again: a rate limit waited out (or Throttled raised), or a first 401."""
+        if resp.rate_limited:
+            self._wait(resp, attempt)
+            return True
+        # A 401 is never a rate limit, so the caller refreshes the token exactly when the status says 401.
+        return resp.status == 401 and not refreshed
+
     def _send(self, method: str, url: str, headers: dict[str, str], data: bytes | None, calls: int, units: int,
               refresh: bool) -> requests.Response:
         token = self._bearer(refresh)
@@ -166,18 +143,11 @@ class GoogleClient:
         refresh = False
         for attempt in range(MAX_ATTEMPTS):
             raw = self._send("GET", full, {}, None, 1, units, refresh)
-            try:
-                body: Any = raw.json() if raw.content else {}
-            except ValueError:
-                body = {}
-            resp = GoogleResponse(raw.status_code, dict(raw.headers), body)
+            resp = GoogleResponse(raw.status_code, dict(raw.headers), json_body(raw))
             if resp.status in accept:
                 return resp
-            if resp.rate_limited:
-                self._wait(resp, attempt)
-                continue
-            if resp.status == 401 and not refresh:
-                refresh = True
+            if self._again(resp, attempt, refresh):
+                refresh = refresh or resp.status == 401
                 continue
             return check(resp)
         raise Unavailable("Google kept refusing the request.")
@@ -197,12 +167,9 @@ class GoogleClient:
                 raw = self._send("POST", f"{self.gmail_root}/batch/gmail/v1", {"Content-Type": content_type}, body,
                                  len(order), units_each * len(order), refresh)
                 if raw.status_code != 200:
-                    outer = GoogleResponse(raw.status_code, dict(raw.headers), _json(raw))
-                    if outer.rate_limited:
-                        self._wait(outer, attempt)
-                        continue
-                    if outer.status == 401 and not refresh:
-                        refresh = True
+                    outer = GoogleResponse(raw.status_code, dict(raw.headers), json_body(raw))
+                    if self._again(outer, attempt, refresh):
+                        refresh = refresh or outer.status == 401
                         continue
                     check(outer)
                 answers = batches.decode(raw.headers.get("Content-Type", ""), raw.content, len(order))
@@ -240,10 +207,3 @@ class GoogleClient:
     def close(self) -> None:
         """Close the HTTP session."""
         self.session.close()
-
-
-def _json(raw: requests.Response) -> Any:
-    try:
-        return raw.json() if raw.content else {}
-    except ValueError:
-        return {}

@@ -16,19 +16,15 @@ here; the refresh token leaves this module only inside :class:`GoogleGrant`.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
-import secrets
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 import requests
 
-from backend.config import Settings
+from backend.connectors.common import OAuthApp
 from backend.errors import SetupFailed, Unavailable
-from backend.net.outbound import make_session
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +50,6 @@ class GoogleGrant:
         return {"scopes": sorted(self.scopes), "via": via}
 
 
-def pkce_pair() -> tuple[str, str]:
-    """A PKCE (verifier, S256 challenge)."""
-    verifier = secrets.token_urlsafe(64)[:96]
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
-    return verifier, challenge
-
-
 def consent_error(error: str, description: str = "") -> SetupFailed:
     """The callback's ``error`` (the person's answer on Google's screen) as a sentence they understand."""
     if error == "access_denied" and "verif" in description.lower():
@@ -78,17 +67,11 @@ def consent_error(error: str, description: str = "") -> SetupFailed:
                                          f"{_TRY_AGAIN}")
 
 
-class GoogleAuth:
+class GoogleAuth(OAuthApp):
     """The Google OAuth client built from ``GOOGLE_CLIENT_ID`` / ``GOOGLE_CLIENT_SECRET`` and the endpoints."""
 
-    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
-        self.settings = settings
-        self.session = session or make_session(settings.OUTBOUND_CA_BUNDLE, settings.OUTBOUND_TIMEOUT_SECONDS)
-
-    @property
-    def redirect_uri(self) -> str:
-        """The consent dialog's callback (registered as an authorised redirect URI of the Web client)."""
-        return f"{self.settings.PUBLIC_BASE_URL}/auth/google/callback"
+    # Registered as an authorised redirect URI of the Web client.
+    callback_path = "/auth/google/callback"
 
     def authorization_url(self, state: str, challenge: str, login_hint: str = "") -> str:
         """Where the dialog sends the person: Google's consent screen for our scopes."""

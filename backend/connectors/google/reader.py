@@ -14,11 +14,12 @@ from urllib.parse import quote
 import requests
 
 from backend.config import Settings
+from backend.connectors.common import TokenSource
 from backend.connectors.google.calendar import CalendarRead
 from backend.connectors.google.http import GoogleClient
 from backend.connectors.google.items import identity_from, parse_message
 from backend.connectors.google.mail import GET_UNITS, MESSAGE_FIELDS, USER_PATH, FolderRead
-from backend.connectors.google.tokens import MailboxTokens, StaticToken, TokenSource
+from backend.connectors.google.tokens import MailboxTokens, StaticToken
 from backend.connectors.mailbox import FOLDERS, ChangePage, EmailItem, EventItem, Folder, MailboxIdentity, SyncWindow
 from backend.errors import Unavailable
 from backend.net.outbound import make_session

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Protocol
+from typing import Any
 
 import google.auth.exceptions
 import google.auth.transport.requests
@@ -22,6 +22,7 @@ import google.oauth2.credentials
 import requests
 
 from backend.config import Settings
+from backend.connectors.common import StaticToken as BaseStaticToken
 from backend.connectors.google.oauth import SCOPES
 from backend.errors import AuthRevoked, ServiceMisconfigured, Unavailable
 
@@ -32,25 +33,10 @@ REFRESH_SECRET = "google_refresh_token"  # noqa: S105 - the name of a secret, no
 _RECONNECT = "Connect Gmail again."
 
 
-class TokenSource(Protocol):
-    """Something that hands the Google clients an access token."""
+class StaticToken(BaseStaticToken):
+    """A token source around one access token (the consent dialog reads the mailbox with it)."""
 
-    def access_token(self, force_refresh: bool = False) -> str:
-        """A valid access token (a new one when ``force_refresh``)."""
-        ...
-
-
-class StaticToken:
-    """A token source around one access token."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def access_token(self, force_refresh: bool = False) -> str:
-        """The token; a refresh is impossible, so a refused token is final."""
-        if force_refresh:
-            raise AuthRevoked("Google refused the new sign-in's access token.")
-        return self._token
+    issuer = "Google"
 
 
 def refresh_failure(exc: google.auth.exceptions.GoogleAuthError) -> Exception:

@@ -13,6 +13,7 @@ http/gate -> tokens -> identity -> signin_errors/entra):
   ``entra``: scopes, tenants, authority URLs.
 """
 
+from backend.connectors.common import TokenSource
 from backend.connectors.graph.entra import GRAPH_SCOPES, MULTI_TENANT, default_tenant, valid_tenant
 from backend.connectors.graph.identity import Grant, MicrosoftAuth
 from backend.connectors.graph.items import MESSAGE_FIELDS, identity_from, parse_email, parse_event
@@ -22,7 +23,6 @@ from backend.connectors.graph.tokens import (
     AppOnlyTokens,
     MailboxTokens,
     StaticToken,
-    TokenSource,
     check_app_only,
 )
 

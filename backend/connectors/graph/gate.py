@@ -7,26 +7,22 @@ holds back all of them.
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from backend.connectors.gates import GateRegistry, HoldOffGate
 from backend.errors import Throttled
 
 # Graph allows 4 concurrent requests per app per mailbox; more only earns 429s.
 MAX_IN_FLIGHT = 4
 
 
-class MailboxGate:
+class MailboxGate(HoldOffGate):
     """At most ``slots`` requests in flight for one mailbox, and none before a Retry-After has passed."""
 
     def __init__(self, slots: int = MAX_IN_FLIGHT) -> None:
-        self.slots = slots
-        self._free = slots
-        self._not_before = 0.0
-        self._cond = threading.Condition()
+        super().__init__(slots)
 
     @contextmanager
     def slot(self, count: int = 1, max_wait: float | None = None) -> Iterator[None]:
@@ -51,28 +47,12 @@ class MailboxGate:
         try:
             yield
         finally:
-            with self._cond:
-                self._free += count
-                self._cond.notify_all()
-
-    def hold_off(self, seconds: float) -> None:
-        """Send nothing more for this mailbox until ``seconds`` from now."""
-        with self._cond:
-            self._not_before = max(self._not_before, time.monotonic() + max(0.0, seconds))
-            self._cond.notify_all()
+            self._release(count)
 
 
-# Weak values: a gate lives as long as some connector on its mailbox does, so idle mailboxes
-# do not accumulate in a long-running worker.
-_gates: weakref.WeakValueDictionary[str, MailboxGate] = weakref.WeakValueDictionary()
-_gates_lock = threading.Lock()
+_gates: GateRegistry[MailboxGate] = GateRegistry(MailboxGate)
 
 
 def gate_for(key: str) -> MailboxGate:
     """The process-wide gate of one mailbox (shared by every connector open on it)."""
-    with _gates_lock:
-        gate = _gates.get(key)
-        if gate is None:
-            gate = MailboxGate()
-            _gates[key] = gate
-        return gate
+    return _gates.get(key)

@@ -8,7 +8,6 @@ after it). Vendor answers become our domain errors in :func:`check`.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import threading
@@ -21,10 +20,11 @@ from urllib.parse import quote, urlencode
 import requests
 
 from backend.config import Settings
+from backend.connectors.common import HttpAnswer, TokenSource, json_body
 from backend.connectors.graph.gate import gate_for
-from backend.connectors.graph.tokens import TokenSource
 from backend.errors import AuthRevoked, CursorExpired, Throttled, Unavailable
 from backend.net.outbound import make_session
+from backend.net.retry_after import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -57,36 +57,8 @@ class GraphRequest:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
-class GraphResponse:
+class GraphResponse(HttpAnswer):
     """A Graph answer (a whole HTTP response or one ``$batch`` sub-response)."""
-
-    status: int
-    headers: dict[str, str]
-    body: Any
-
-    def header(self, name: str) -> str:
-        """A header, case-insensitively ("" when absent)."""
-        lower = name.lower()
-        return next((str(v) for k, v in self.headers.items() if k.lower() == lower), "")
-
-
-def retry_after_seconds(value: str, default: float) -> float:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    value = (value or "").strip()
-    if not value:
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(tz=UTC)).total_seconds())
 
 
 def check(resp: GraphResponse) -> GraphResponse:
@@ -180,11 +152,7 @@ class GraphClient:
             except requests.RequestException as exc:
                 raise Unavailable(f"Microsoft Graph could not be reached ({type(exc).__name__}).") from None
         self._count(slots if path == "/$batch" else 1)
-        try:
-            parsed: Any = raw.json() if raw.content else {}
-        except ValueError:
-            parsed = {}
-        return GraphResponse(raw.status_code, dict(raw.headers), parsed)
+        return GraphResponse(raw.status_code, dict(raw.headers), json_body(raw))
 
     def get(self, path: str, headers: Mapping[str, str] | None = None, allow: tuple[int, ...] = ()) -> GraphResponse:
         """GET ``path`` with retries: Retry-After honoured, one token refresh on 401; errors mapped

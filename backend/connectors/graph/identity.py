@@ -25,9 +25,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import msal
-import requests
 
-from backend.config import Settings
+from backend.connectors.common import OAuthApp
 from backend.connectors.graph.entra import (
     GRAPH_SCOPES,
     authority_for,
@@ -38,7 +37,6 @@ from backend.connectors.graph.entra import (
 )
 from backend.connectors.graph.signin_errors import consent_error, obo_error, signin_reachable
 from backend.errors import SetupFailed, Unavailable
-from backend.net.outbound import make_session
 from backend.security.crypto import fingerprint
 
 log = logging.getLogger(__name__)
@@ -66,17 +64,11 @@ class Grant:
         }
 
 
-class MicrosoftAuth:
+class MicrosoftAuth(OAuthApp):
     """The Entra ID application: msal apps for the configured (or a given) tenant."""
 
-    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
-        self.settings = settings
-        self.session = session or make_session(settings.OUTBOUND_CA_BUNDLE, settings.OUTBOUND_TIMEOUT_SECONDS)
-
-    @property
-    def redirect_uri(self) -> str:
-        """The consent dialog's callback (registered as a Web redirect URI of the app)."""
-        return f"{self.settings.PUBLIC_BASE_URL}/auth/microsoft/callback"
+    # Registered as a Web redirect URI of the app.
+    callback_path = "/auth/microsoft/callback"
 
     @property
     def admin_consent_redirect_uri(self) -> str:

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import requests
 
 from backend.config import Settings
+from backend.connectors.common import TokenSource
 from backend.connectors.graph.calendar import calendar_delta_path, event_path, range_is_stale
 from backend.connectors.graph.cursor import page_cursor, split_cursor
 from backend.connectors.graph.http import GraphClient, GraphRequest, GraphResponse, check, encode_query
@@ -34,7 +35,7 @@ from backend.connectors.graph.items import (
     parse_event,
 )
 from backend.connectors.graph.mail import messages_delta_path
-from backend.connectors.graph.tokens import AppOnlyTokens, MailboxTokens, StaticToken, TokenSource
+from backend.connectors.graph.tokens import AppOnlyTokens, MailboxTokens, StaticToken
 from backend.connectors.mailbox import (
     FOLDERS,
     ChangePage,

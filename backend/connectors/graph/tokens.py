@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import msal
 
+from backend.connectors.common import StaticToken as BaseStaticToken
 from backend.connectors.graph.entra import GRAPH_SCOPES, MULTI_TENANT, usable_tenant, valid_tenant
 from backend.connectors.graph.identity import MicrosoftAuth
 from backend.connectors.graph.signin_errors import signin_reachable, token_from_result
@@ -24,25 +25,10 @@ from backend.security.crypto import fingerprint
 CACHE_SECRET = "msal_cache"  # noqa: S105 - the name of a secret, not one
 
 
-class TokenSource(Protocol):
-    """Something that hands the Graph connector an access token."""
+class StaticToken(BaseStaticToken):
+    """A token source around one access token (the consent dialog reads the mailbox with it)."""
 
-    def access_token(self, force_refresh: bool = False) -> str:
-        """A valid access token (a new one when ``force_refresh``)."""
-        ...
-
-
-class StaticToken:
-    """A token source around one access token (the consent dialog reads ``/me`` with it)."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def access_token(self, force_refresh: bool = False) -> str:
-        """The token; a refresh is impossible, so a refused token is final."""
-        if force_refresh:
-            raise AuthRevoked("Microsoft refused the new sign-in's access token.")
-        return self._token
+    issuer = "Microsoft"
 
 
 class MailboxTokens:

@@ -18,6 +18,7 @@ One module a concern, each layer using only those below it::
 Nothing outside this package imports simple-salesforce: the names below are its public surface.
 """
 
+from backend.connectors.common import pkce_pair
 from backend.connectors.salesforce.batches import COLLECTION_MAX, COMPOSITE_MAX_HEAVY
 from backend.connectors.salesforce.capabilities import CapabilityCache
 from backend.connectors.salesforce.client import SalesforceClient
@@ -32,7 +33,7 @@ from backend.connectors.salesforce.hosts import (
     login_url_for,
 )
 from backend.connectors.salesforce.lookup import EMAIL_LOOKUP_PREFIX, address_variants
-from backend.connectors.salesforce.oauth import Identity, SalesforceOAuth, TokenExpired, TokenSet, pkce_pair
+from backend.connectors.salesforce.oauth import Identity, SalesforceOAuth, TokenExpired, TokenSet
 from backend.connectors.salesforce.permissions import ADMIN_PERMISSION_SET, grants_admin
 from backend.connectors.salesforce.records import CANCELLED_PREFIX, FIELD_LIMITS, KEY_FIELD_MAX, activity_key
 from backend.connectors.salesforce.soql import SOQL_MAX_CHARS, URI_MAX_CHARS, chunk_in_list, soql_quote

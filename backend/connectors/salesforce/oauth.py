@@ -8,20 +8,16 @@ here: a refused refresh token is :class:`AuthRevoked`, anything else that fails 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
-import secrets
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import requests
 
-from backend.config import Settings
+from backend.connectors.common import OAuthApp
 from backend.connectors.salesforce.hosts import LoginHostRefused, check_salesforce_url
 from backend.errors import AuthRevoked, ServiceMisconfigured, Unavailable
-from backend.net.outbound import make_session
 from backend.security.crypto import fingerprint
 
 log = logging.getLogger(__name__)
@@ -52,24 +48,11 @@ class Identity:
     name: str
 
 
-def pkce_pair() -> tuple[str, str]:
-    """A PKCE (verifier, S256 challenge) pair."""
-    verifier = secrets.token_urlsafe(64)[:96]
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
-    return verifier, challenge
-
-
-class SalesforceOAuth:
+class SalesforceOAuth(OAuthApp):
     """The OAuth endpoints of a Salesforce login host."""
 
-    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
-        self.settings = settings
-        self.session = session or make_session(settings.OUTBOUND_CA_BUNDLE, settings.OUTBOUND_TIMEOUT_SECONDS)
-
-    @property
-    def redirect_uri(self) -> str:
-        """Our callback, registered in the connected app."""
-        return f"{self.settings.PUBLIC_BASE_URL}/auth/salesforce/callback"
+    # Registered in the connected app.
+    callback_path = "/auth/salesforce/callback"
 
     def authorize_url(self, login_url: str, state: str, code_challenge: str, force_login: bool = False) -> str:
         """Where the dialog sends the person to log in."""
