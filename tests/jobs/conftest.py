@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 import redis
 
 from backend import create_app
+from backend.jobs.context import use_app
 from sandbox.harness import HARNESSES, HarnessContext
 from sandbox.https_client import HttpsClient
 from sandbox.smtp import SmtpSink, smtp_sink, smtp_sink_tls  # noqa: F401 - fixtures
@@ -18,6 +20,16 @@ from tests.conftest import RunningFake
 from tests.e2e import SyncEnv
 
 MAIL_FROM = "sync@sidebar.example"
+
+
+@contextmanager
+def jobs_in_process(env: SyncEnv) -> Iterator[SyncEnv]:
+    """``env`` with its queued jobs run in this process (the worker's app is the test's) until the block ends."""
+    use_app(env.app)
+    try:
+        yield env
+    finally:
+        use_app(None)
 
 
 def make_env(

@@ -17,12 +17,12 @@ import pytest
 from backend.connectors import MailboxContext, open_mailbox
 from backend.connectors.graph import CACHE_SECRET
 from backend.extensions import QUEUE_NOTIFY, services
-from backend.jobs.context import use_app
 from backend.jobs.sync import enqueue_sync, job_status
 from backend.store.mailboxes import SyncState
 from sandbox.smtp import SmtpSink
 from tests.e2e import SyncEnv
 from tests.helpers import run_queued
+from tests.jobs.conftest import jobs_in_process
 from tests.runs import run_mailbox
 
 # Where the Microsoft identity client logs a refusal of our app's credentials.
@@ -38,11 +38,8 @@ def env(env_factory: Callable[..., SyncEnv]) -> Iterator[SyncEnv]:
     environment.sf.add_contact(CONTACT, "Carol")
     environment.log_in()
     environment.activate()
-    use_app(environment.app)
-    try:
+    with jobs_in_process(environment):
         yield environment
-    finally:
-        use_app(None)
 
 
 @pytest.mark.parametrize("action", ["mark", "delete"])

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from backend.connectors.mailbox import MAX_RECIPIENTS
-from backend.jobs.context import use_app
 from tests.e2e import SyncEnv
+from tests.jobs.conftest import jobs_in_process
 from tests.runs import run_mailbox
 
 
@@ -25,6 +25,7 @@ def skip_on_google(env: SyncEnv) -> None:
     """Gmail and Google Calendar do not cover this yet (issue 15's Google part): said, not hidden."""
     if env.harness.provider == "google":
         pytest.skip("not yet for Gmail/Google Calendar: recipients cut, all-day dates and series (issue 15)")
+
 
 CONTACT = "carol@customer.example"
 OTHER = "dave@customer.example"
@@ -38,11 +39,8 @@ def env(env_factory: Callable[..., SyncEnv]) -> Iterator[SyncEnv]:
     environment.sf.add_contact(OTHER, "Dave")
     environment.log_in()
     environment.activate()
-    use_app(environment.app)
-    try:
+    with jobs_in_process(environment):
         yield environment
-    finally:
-        use_app(None)
 
 
 def test_a_message_with_more_than_2000_recipients_is_cut_with_a_trace_in_the_run_record(env: SyncEnv) -> None:

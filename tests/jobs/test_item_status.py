@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import redis
 
-from backend.jobs.context import use_app
 from sandbox.salesforce_rest import Rule
 from tests.e2e import SyncEnv
 from tests.helpers import run_queued
+from tests.jobs.conftest import jobs_in_process
 from tests.sfhelpers import redis_text
 
 pytestmark = pytest.mark.slow
@@ -31,11 +31,8 @@ def env(env_factory: Callable[..., SyncEnv]) -> Iterator[SyncEnv]:
     built = env_factory()
     built.log_in()
     built.sf.add_contact(CAROL, "Customer", FirstName="Carol")
-    use_app(built.app)
-    try:
+    with jobs_in_process(built):
         yield built
-    finally:
-        use_app(None)
 
 
 def run(env: SyncEnv) -> None:
