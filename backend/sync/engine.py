@@ -50,6 +50,24 @@ def error_of(exc: BaseException, phase: str) -> dict[str, Any]:
             "source": phase}
 
 
+def run_record(run: MailboxRun, started: float, duration_ms: int, status: str,
+               error: dict[str, Any] | None) -> dict[str, Any]:
+    """The record of a run: times, trigger, status, counts, calls and error (never content)."""
+    return {
+        "id": run.run_id,
+        "started_at": iso(started),
+        "finished_at": iso(time.time()),
+        "duration_ms": duration_ms,
+        "trigger": run.trigger,
+        "status": status,
+        "stopped": run.stopped or None,
+        "counts": run.counts.as_dict(),
+        "salesforce_calls": run.salesforce_calls,
+        "mailbox_calls": run.mailbox_calls,
+        "error": error,
+    }
+
+
 @dataclass(frozen=True)
 class SyncEngine:
     """Runs sync for one mailbox at a time, with what it is given."""
@@ -113,19 +131,8 @@ class SyncEngine:
                error: dict[str, Any] | None) -> dict[str, Any]:
         """Write the run record (counts, calls, error: no content) and the mailbox's last-run state."""
         mid = run.mailbox.id
-        record: dict[str, Any] = {
-            "id": run.run_id,
-            "started_at": iso(started),
-            "finished_at": iso(time.time()),
-            "duration_ms": int((time.monotonic() - clock) * 1000),
-            "trigger": "interactive" if run.interactive else "background",
-            "status": "error" if failure is not None else ("partial" if run.stopped else "ok"),
-            "stopped": run.stopped or None,
-            "counts": run.counts.as_dict(),
-            "salesforce_calls": run.salesforce_calls,
-            "mailbox_calls": run.mailbox_calls,
-            "error": error,
-        }
+        status = "error" if failure is not None else ("partial" if run.stopped else "ok")
+        record = run_record(run, started, int((time.monotonic() - clock) * 1000), status, error)
         self.store.runs.record(mid, record)
         changes: dict[str, Any] = {"last_run": record}
         if failure is None:

@@ -16,9 +16,8 @@ from typing import Any, Protocol
 from backend.connectors.mailbox import EmailItem, EventItem, normalise_message_id
 from backend.errors import ConnectorError
 from backend.store.mailboxes import SyncState
-from backend.sync.budget import iso
 from backend.sync.collaborators import mailbox_for
-from backend.sync.engine import SyncEngine, error_of
+from backend.sync.engine import SyncEngine, error_of, run_record
 from backend.sync.policy import effective_settings
 from backend.sync.run import MailboxRun
 
@@ -92,11 +91,8 @@ def log_item(engine: SyncEngine, mailbox_id: str, identifier: str, kind: str, it
     finally:
         run.close()
         if error is not None or run.counts.read:
-            store.runs.record(mailbox.id, {
-                "id": run.run_id, "started_at": iso(started), "finished_at": iso(time.time()),
-                "duration_ms": int((time.time() - started) * 1000), "trigger": "log_now",
-                "status": "error" if error else "ok", "stopped": None, "counts": run.counts.as_dict(),
-                "salesforce_calls": run.salesforce_calls, "mailbox_calls": run.mailbox_calls, "error": error})
+            store.runs.record(mailbox.id, run_record(run, started, int((time.time() - started) * 1000),
+                                                     "error" if error else "ok", error))
     return {"counts": run.counts.as_dict()}
 
 

@@ -70,8 +70,9 @@ class MailboxRun:
         self.logged_events: set[str] = set()
         self.usage: ApiUsage | None = None
         self.cancelled_action = cancelled_action(mailbox.settings)
-        self.trail = TrailRecorder(store.trail, mailbox.id,
-                                   trigger or ("interactive" if interactive else "background"))
+        # What started the run, as its record and the trail say: "background", "interactive", "log_now".
+        self.trigger = trigger or ("interactive" if interactive else "background")
+        self.trail = TrailRecorder(store.trail, mailbox.id, self.trigger)
         # Only the connected mailbox's own addresses, as the provider reported them: the add-in
         # mailbox (a claim of the latest login, maybe another mailbox) is for the match at connect.
         self.filters = Filters.build(
