@@ -1,13 +1,20 @@
-"""A fake Google Calendar API (v3) at the wire protocol: ``events.list`` with sync tokens.
+"""A fake Google Calendar API (v3) at the wire protocol: ``events.list`` with sync tokens and recurring events.
 
 Served on loopback https under ``/calendar/v3`` of the fake Google host; the product reaches it
 only through ``GOOGLE_CALENDAR_API_URL``. Kept from Google Calendar: a full round (``timeMin``,
-optionally ``timeMax``, ``singleEvents=true``) pages through ``nextPageToken`` and ends with a
-``nextSyncToken`` on its last page only; a ``syncToken`` round returns what changed since, deleted
-events always included with ``status: "cancelled"`` and only their id; ``syncToken`` cannot be
-combined with ``timeMin``/``timeMax``/``q``/``orderBy``/``updatedMin`` (400); an expired token
-answers 410 ``fullSyncRequired`` (:meth:`FakeCalendarState.expire_sync_tokens`). A meeting the
-organiser cancelled stays on an invitee's calendar with ``status: "cancelled"`` and its details.
+optionally ``timeMax``) pages through ``nextPageToken`` and ends with a ``nextSyncToken`` on its
+last page only; a ``syncToken`` round returns what changed since, deleted events always included
+with ``status: "cancelled"`` and only their id; ``syncToken`` cannot be combined with
+``timeMin``/``timeMax``/``q``/``orderBy``/``updatedMin``/``iCalUID`` (400); ``orderBy=startTime``
+needs ``singleEvents=true`` (400); an expired token answers 410 ``fullSyncRequired``
+(:meth:`FakeCalendarState.expire_sync_tokens`). A meeting the organiser cancelled stays on an
+invitee's calendar with ``status: "cancelled"`` and its details.
+
+Recurring events (:mod:`sandbox.google_recurrence`): with ``singleEvents=true`` a series is listed
+as its instances (overlapping ``timeMin``..``timeMax``), each with its own id, ``recurringEventId``,
+``originalStartTime`` and the series' ``iCalUID``; without it, as the master (with ``recurrence``)
+and its exceptions. A change to the master reports every instance in a sync round; a change to one
+instance, that instance only.
 """
 
 from __future__ import annotations
@@ -17,17 +24,20 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 from flask import Flask, Response, request
 
 from sandbox.google import CALENDAR_EVENTS_READONLY, FakeGoogleState, TokenInfo
 from sandbox.google_faults import Faults, google_error
+from sandbox.google_recurrence import HORIZON_DAYS, Override, instance, instance_id, moment_of, original_starts, when
 
 Answer = tuple[int, dict[str, str], Any]
 _NOT_WITH_SYNC_TOKEN = ("timeMin", "timeMax", "q", "orderBy", "updatedMin", "iCalUID")
+_NAMES = {"subject": "summary", "body": "description"}
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -39,18 +49,37 @@ def _parse(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _when(moment: datetime, all_day: bool) -> dict[str, str]:
-    return {"date": moment.date().isoformat()} if all_day else {"dateTime": _rfc3339(moment), "timeZone": "UTC"}
+def _attendees(values: list[str], own: str) -> list[dict[str, Any]]:
+    return [{"email": a.lower(), "responseStatus": "needsAction", **({"self": True} if a.lower() == own else {})}
+            for a in values]
 
 
 @dataclass
 class GEvent:
-    """An event (a single meeting or one instance of a series) in a fake calendar."""
+    """An event in a fake calendar: a single meeting, or the master of a recurring series."""
 
     id: str
     data: dict[str, Any]
     seq: int
     deleted: bool = False
+    # A series' instances with a state of their own, by instance id.
+    overrides: dict[str, Override] = field(default_factory=dict)
+
+    @property
+    def recurring(self) -> bool:
+        """True for the master of a series."""
+        return bool(self.data.get("recurrence"))
+
+
+@dataclass
+class Entry:
+    """One item a listing may return: its change number, what it renders as, when it is."""
+
+    id: str
+    seq: int
+    body: dict[str, Any]
+    start: datetime
+    end: datetime
 
 
 @dataclass
@@ -62,6 +91,8 @@ class GCalendar:
     seq: int = 0
     # Bumped by expire_sync_tokens(): tokens of an older generation answer 410.
     generation: int = 0
+    # The calendar's time zone (events.list says it; all-day events are days in it).
+    time_zone: str = "UTC"
 
 
 @dataclass
@@ -87,69 +118,106 @@ class FakeCalendarState:
         cal.seq += 1
         return cal.seq
 
-    def _find(self, event_id: str) -> tuple[GCalendar, GEvent]:
+    def _find(self, event_id: str) -> tuple[GCalendar, GEvent, str]:
+        """(calendar, event, instance id or "") of an event id or of a series instance's id."""
         with self.lock:
             for cal in self.calendars.values():
                 if event_id in cal.events:
-                    return cal, cal.events[event_id]
+                    return cal, cal.events[event_id], ""
+                master = cal.events.get(event_id.rpartition("_")[0])
+                if master is not None and master.recurring:
+                    return cal, master, event_id
         raise KeyError(event_id)
 
     def add_event(self, address: str, *, subject: str = "Meeting", start: datetime, end: datetime,
                   organizer: str = "", attendees: list[str] | None = None, uid: str | None = None, body: str = "",
                   sensitivity: str = "normal", location: str = "", all_day: bool = False,
-                  recurring_event_id: str = "", original_start: datetime | None = None) -> str:
-        """Put an event in the calendar; returns its id."""
+                  recurrence: list[str] | None = None) -> str:
+        """Put an event in the calendar (a series with ``recurrence``, e.g. ``["RRULE:FREQ=WEEKLY;COUNT=9"]``).
+
+        ``start``/``end`` are kept in their own zone (a ZoneInfo), as the ``timeZone`` the event was made in.
+        """
         cal = self.calendar(address)
         organizer = (organizer or cal.email).lower()
         event_id = uuid.uuid4().hex[:26]
-        if recurring_event_id and original_start is not None:
-            event_id = f"{recurring_event_id}_{original_start.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
         now = _rfc3339(datetime.now(tz=UTC))
         data: dict[str, Any] = {
             "kind": "calendar#event", "id": event_id, "status": "confirmed", "created": now, "updated": now,
             "summary": subject, "description": body, "location": location,
             "creator": {"email": organizer}, "organizer": {"email": organizer, **({"self": True} if organizer ==
                                                                                  cal.email else {})},
-            "start": _when(start, all_day), "end": _when(end, all_day),
-            "iCalUID": uid or f"{uuid.uuid4().hex}@google.com", "sequence": 0,
-            "attendees": [{"email": a.lower(), "responseStatus": "needsAction",
-                           **({"self": True} if a.lower() == cal.email else {})} for a in (attendees or [])],
+            "start": when(start, all_day), "end": when(end, all_day),
+            "iCalUID": uid or f"{event_id}@google.com", "sequence": 0,
+            "attendees": _attendees(attendees or [], cal.email),
             "visibility": {"private": "private", "confidential": "confidential"}.get(sensitivity, "default"),
             "eventType": "default",
         }
-        if recurring_event_id and original_start is not None:
-            data["recurringEventId"] = recurring_event_id
-            data["originalStartTime"] = _when(original_start, all_day)
+        if recurrence:
+            data["recurrence"] = list(recurrence)
         with self.lock:
             cal.events[event_id] = GEvent(event_id, data, self._bump(cal))
         return event_id
 
+    def instance_id(self, master_id: str, original_start: datetime) -> str:
+        """The id of a series' instance originally at ``original_start``."""
+        _, master, _ = self._find(master_id)
+        return instance_id(master_id, original_start, "date" in master.data["start"])
+
+    def instance_ids(self, master_id: str) -> list[str]:
+        """The ids of a series' instances (up to the fake's horizon), in order."""
+        _, master, _ = self._find(master_id)
+        horizon = datetime.now(tz=UTC) + timedelta(days=HORIZON_DAYS)
+        all_day = "date" in master.data["start"]
+        return [instance_id(master_id, s, all_day) for s in original_starts(master.data, horizon)]
+
     def update_event(self, event_id: str, **changes: Any) -> None:
-        """Change an event (``subject``, ``start``, ``end``, ``attendees``, ``body`` or raw fields)."""
-        cal, event = self._find(event_id)
-        names = {"subject": "summary", "body": "description"}
+        """Change an event, a whole series (its master's id) or one instance (an exception).
+
+        Takes ``subject``, ``start``, ``end``, ``attendees``, ``body``, ``location`` or raw fields.
+        """
+        cal, event, instance = self._find(event_id)
         with self.lock:
+            target = event.data
+            if instance:
+                held = event.overrides.get(instance) or Override(0)
+                event.overrides[instance] = held
+                target = held.fields
+            all_day = "date" in event.data["start"]
             for name, value in changes.items():
                 if name in ("start", "end") and isinstance(value, datetime):
-                    event.data[name] = _when(value, "date" in event.data[name])
+                    target[name] = when(value, all_day)
                 elif name == "attendees":
-                    event.data["attendees"] = [{"email": a.lower(), "responseStatus": "needsAction"} for a in value]
+                    target["attendees"] = _attendees(value, cal.email)
                 else:
-                    event.data[names.get(name, name)] = value
-            event.data["sequence"] = int(event.data.get("sequence", 0)) + 1
-            event.data["updated"] = _rfc3339(datetime.now(tz=UTC))
-            event.seq = self._bump(cal)
+                    target[_NAMES.get(name, name)] = value
+            target["sequence"] = int(target.get("sequence", event.data.get("sequence", 0))) + 1
+            target["updated"] = _rfc3339(datetime.now(tz=UTC))
+            if instance:
+                event.overrides[instance].seq = self._bump(cal)
+            else:
+                event.seq = self._bump(cal)
 
     def cancel_event(self, event_id: str) -> None:
-        """The organiser cancelled the meeting: it stays on this calendar with status cancelled."""
-        self.update_event(event_id, status="cancelled")
+        """The organiser cancelled the meeting: it stays on this calendar with status cancelled.
+
+        One instance of a series: a cancelled exception (what deleting "this event" of a series does).
+        """
+        if self._find(event_id)[2]:
+            self.delete_event(event_id)
+        else:
+            self.update_event(event_id, status="cancelled")
 
     def delete_event(self, event_id: str) -> None:
-        """Delete the event from this calendar (sync rounds report only its id, status cancelled)."""
-        cal, event = self._find(event_id)
+        """Delete the event (a series: every instance; one instance: a cancelled exception)."""
+        cal, event, instance = self._find(event_id)
         with self.lock:
-            event.deleted = True
-            event.seq = self._bump(cal)
+            if instance:
+                held = event.overrides.setdefault(instance, Override(0))
+                held.cancelled = True
+                held.seq = self._bump(cal)
+            else:
+                event.deleted = True
+                event.seq = self._bump(cal)
 
     def expire_sync_tokens(self, address: str | None = None) -> None:
         """Make every sync and page token handed out so far answer 410 Gone."""
@@ -194,6 +262,7 @@ class FakeCalendarState:
             size = max(1, min(int(query.get("maxResults", "250")), 2500))
         except ValueError:
             return 400, {}, google_error(400, "invalid", "Invalid maxResults")
+        single = query.get("singleEvents") == "true"
         with self.lock:
             if query.get("pageToken"):
                 try:
@@ -212,18 +281,17 @@ class FakeCalendarState:
                     return 410, {}, gone[2]
                 if sync.get("g") != cal.generation:
                     return gone
-                token = {"g": cal.generation, "m": "sync", "s": sync["u"], "u": cal.seq, "o": 0}
+                token = {"g": cal.generation, "m": "sync", "s": sync["u"], "u": cal.seq, "o": 0, "se": single}
             else:
-                if query.get("singleEvents") != "true" and query.get("orderBy") == "startTime":
+                if not single and query.get("orderBy") == "startTime":
                     return 400, {}, google_error(400, "badRequest", "The requested ordering is not available.")
-                token = {"g": cal.generation, "m": "full", "s": 0, "u": cal.seq, "o": 0,
+                token = {"g": cal.generation, "m": "full", "s": 0, "u": cal.seq, "o": 0, "se": single,
                          "tm": query.get("timeMin", ""), "tx": query.get("timeMax", ""),
-                         "del": query.get("showDeleted") == "true"}
+                         "del": query.get("showDeleted") == "true", "ob": query.get("orderBy", "")}
             chosen = self._chosen(cal, token)
             offset = int(token["o"])
-            chunk = chosen[offset:offset + size]
-            items = [self._render(cal.events[i]) for i in chunk]
-            body: dict[str, Any] = {"kind": "calendar#events", "summary": cal.email, "timeZone": "UTC",
+            items = [e.body for e in chosen[offset:offset + size]]
+            body: dict[str, Any] = {"kind": "calendar#events", "summary": cal.email, "timeZone": cal.time_zone,
                                     "updated": _rfc3339(datetime.now(tz=UTC)), "items": items}
             if offset + size < len(chosen):
                 body["nextPageToken"] = self._token({**token, "o": offset + size})
@@ -231,37 +299,68 @@ class FakeCalendarState:
                 body["nextSyncToken"] = self._token({"g": cal.generation, "u": token["u"]})
         return 200, {}, body
 
-    def _chosen(self, cal: GCalendar, token: dict[str, Any]) -> list[str]:
-        since, upto = int(token["s"]), int(token["u"])
-        found: list[GEvent] = []
-        for event in sorted(cal.events.values(), key=lambda e: e.seq):
-            if token["m"] == "sync":
-                if since < event.seq <= upto:
-                    found.append(event)
-                continue
-            if event.seq > upto or event.deleted:
-                continue
-            if event.data.get("status") == "cancelled" and not token.get("del"):
-                continue
-            if self._in_range(event, token.get("tm", ""), token.get("tx", "")):
-                found.append(event)
-        return [e.id for e in found]
+    def _chosen(self, cal: GCalendar, token: dict[str, Any]) -> list[Entry]:
+        """What a round returns, in its order (a round is one snapshot: changes after it wait for the next)."""
+        since, upto, sync = int(token["s"]), int(token["u"]), token["m"] == "sync"
+        time_min = _parse(token["tm"]) if token.get("tm") else None
+        time_max = _parse(token["tx"]) if token.get("tx") else None
+        zone = ZoneInfo(cal.time_zone)
+        found: list[Entry] = []
+        for event in cal.events.values():
+            for entry in self._entries(event, bool(token.get("se")), time_max, zone):
+                if sync:
+                    if since < entry.seq <= upto:
+                        found.append(entry)
+                    continue
+                if entry.seq > upto or (entry.body.get("status") == "cancelled" and not token.get("del")):
+                    continue
+                if (time_min is None or entry.end > time_min) and (time_max is None or entry.start < time_max):
+                    found.append(entry)
+        if token.get("ob") == "startTime":
+            return sorted(found, key=lambda e: (e.start, e.id))
+        return sorted(found, key=lambda e: (e.seq, e.start, e.id))
 
-    @staticmethod
-    def _in_range(event: GEvent, time_min: str, time_max: str) -> bool:
-        def moment(value: dict[str, str]) -> datetime:
-            return _parse(value["dateTime"]) if "dateTime" in value else _parse(value["date"] + "T00:00:00Z")
+    def _entries(self, event: GEvent, single: bool, time_max: datetime | None, zone: ZoneInfo) -> list[Entry]:
+        """An event as a listing sees it: itself, its instances (``singleEvents``), or its master and exceptions."""
+        def span(body: dict[str, Any], fallback: GEvent) -> tuple[datetime, datetime]:
+            source = body if "start" in body else fallback.data
+            start, end = moment_of(source["start"], zone)[0], moment_of(source["end"], zone)[0]
+            return start.astimezone(UTC), end.astimezone(UTC)
 
-        start, end = moment(event.data["start"]), moment(event.data["end"])
-        if time_min and end <= _parse(time_min):
-            return False
-        return not (time_max and start >= _parse(time_max))
-
-    @staticmethod
-    def _render(event: GEvent) -> dict[str, Any]:
-        if event.deleted:
-            return {"kind": "calendar#event", "etag": f'"{event.seq}"', "id": event.id, "status": "cancelled"}
-        return {"etag": f'"{event.seq}"', **event.data}
+        if event.deleted and not event.recurring:
+            body = {"kind": "calendar#event", "id": event.id, "status": "cancelled"}
+            return [Entry(event.id, event.seq, {"etag": f'"{event.seq}"', **body}, *span(event.data, event))]
+        if not event.recurring:
+            return [Entry(event.id, event.seq, {"etag": f'"{event.seq}"', **event.data}, *span(event.data, event))]
+        horizon = time_max or datetime.now(tz=UTC) + timedelta(days=HORIZON_DAYS)
+        all_day = "date" in event.data["start"]
+        entries: list[Entry] = []
+        if not single:
+            body = {"kind": "calendar#event", "id": event.id, "status": "cancelled"} if event.deleted else event.data
+            starts = original_starts(event.data, horizon)
+            first, last = span(event.data, event)
+            until = starts[-1].astimezone(UTC) + (last - first) if starts else last
+            entries.append(Entry(event.id, event.seq, {"etag": f'"{event.seq}"', **body}, first, until))
+        for original in original_starts(event.data, horizon):
+            ident = instance_id(event.id, original, all_day)
+            held = event.overrides.get(ident)
+            if not single and (held is None or event.deleted):
+                continue  # without singleEvents only exceptions are listed beside the master
+            if event.deleted:
+                seq = event.seq
+            elif held is not None and held.cancelled:
+                seq = held.seq
+            else:
+                seq = max(event.seq, held.seq if held is not None else 0)
+            body = instance(event.data, original, held, event.deleted)
+            if "start" in body:
+                start, end = span(body, event)
+            else:  # a cancelled instance: when it would have been
+                first, last = span(event.data, event)
+                start = original.astimezone(UTC)
+                end = start + (last - first)
+            entries.append(Entry(ident, seq, {"etag": f'"{seq}"', **body}, start, end))
+        return entries
 
 
 def register_calendar(app: Flask, state: FakeCalendarState) -> None:

@@ -124,8 +124,7 @@ def test_calendar_events_cancellations_and_deletions(h: GmailHarness) -> None:
                 organizer=ADDRESS, attendees=[], uid="doctor@google.com", sensitivity="confidential")
     occurrence_start = (now + timedelta(days=3)).replace(microsecond=0)
     h.calendar.add_event(ADDRESS, subject="Weekly", start=occurrence_start, end=occurrence_start + timedelta(hours=1),
-                         attendees=[CAROL], uid="weekly@google.com", recurring_event_id="weekly1",
-                         original_start=occurrence_start)
+                         attendees=[CAROL], uid="weekly@google.com", recurrence=["RRULE:FREQ=WEEKLY;COUNT=1"])
     h.calendar.add_event(ADDRESS, subject="Offsite", start=now + timedelta(days=5), end=now + timedelta(days=6),
                          all_day=True, uid="offsite@google.com")
     first = read(h.connector(), folders=(Folder.CALENDAR,))
