@@ -5,9 +5,10 @@ Gmail's ``historyId`` is one counter for the whole mailbox, but each folder keep
 ``historyId`` taken before listing, the next list page), ``hist`` a history round in progress (its
 start, the next history page), empty a round that finished (the id the next run starts from).
 
-The calendar's is ``gc1|<mode>|<value>|<pageToken>``: mode ``t`` a full round in progress (its
-``timeMin``), ``s`` the sync token of the last finished round (or, with a page token, of the round
-in progress).
+The calendar's is ``gc1|<mode>|<value>|<pageToken>|<rangeEnd>``: mode ``t`` a full round in
+progress (its ``timeMin``), ``s`` the sync token of the last finished round (or, with a page token,
+of the round in progress); ``rangeEnd`` (epoch seconds) is the ``timeMax`` of the full round the
+tokens descend from, 0 when unknown (a cursor saved before it was kept).
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ class CalendarCursor:
     mode: str  # "t" (timeMin of a full round) or "s" (sync token)
     value: str
     page_token: str = ""
+    range_end: int = 0
 
     def dump(self) -> str:
         """The saved form."""
-        return "|".join((_CALENDAR, self.mode, self.value, self.page_token))
+        return "|".join((_CALENDAR, self.mode, self.value, self.page_token, str(self.range_end)))
 
 
 def load_mail(raw: str, label: str) -> MailCursor | None:
@@ -57,9 +59,11 @@ def load_mail(raw: str, label: str) -> MailCursor | None:
 
 def load_calendar(raw: str) -> CalendarCursor | None:
     """A saved calendar cursor, or None."""
-    parts = raw.split("|", 3)
-    if len(parts) != 4 or parts[0] != _CALENDAR or parts[1] not in ("t", "s") or not parts[2]:
+    parts = raw.split("|", 4)
+    if len(parts) == 4:
+        parts.append("0")  # saved before the range was kept: the range is unknown
+    if len(parts) != 5 or parts[0] != _CALENDAR or parts[1] not in ("t", "s") or not parts[2]:
         return None
-    if parts[1] == "t" and not parts[3]:
+    if (parts[1] == "t" and not parts[3]) or not parts[4].isdigit():
         return None
-    return CalendarCursor(parts[1], parts[2], parts[3])
+    return CalendarCursor(parts[1], parts[2], parts[3], int(parts[4]))

@@ -14,8 +14,9 @@ import email.utils
 import html
 import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from backend.connectors.mailbox import (
     MAX_RECIPIENTS,
@@ -84,10 +85,11 @@ def body_text(payload: Mapping[str, Any]) -> str:
     return ""
 
 
-def _addresses(value: str) -> tuple[tuple[Address, ...], bool]:
+def _addresses(value: str) -> tuple[tuple[Address, ...], int]:
+    """At most MAX_RECIPIENTS addresses of a header, and how many were cut."""
     found = [a for a in (Address.of(addr, name) for name, addr in email.utils.getaddresses([value]) if addr)
              if a is not None]
-    return tuple(found[:MAX_RECIPIENTS]), len(found) > MAX_RECIPIENTS
+    return tuple(found[:MAX_RECIPIENTS]), max(0, len(found) - MAX_RECIPIENTS)
 
 
 def _date_header(value: str) -> datetime | None:
@@ -125,39 +127,74 @@ def parse_message(data: Mapping[str, Any], folder: Folder) -> EmailItem | None:
         sent_at=_date_header(headers.get("date", "")) or received,
         received_at=received,
         sensitivity=_SENSITIVITY_HEADER.get(headers.get("sensitivity", "").strip().lower(), Sensitivity.NORMAL),
-        truncated=to_cut or cc_cut or body_cut,
+        truncated=bool(to_cut or cc_cut) or body_cut,
+        recipients_cut=to_cut + cc_cut,
     )
 
 
-def _moment(value: Any) -> tuple[datetime | None, bool]:
-    """(the moment, whether it is an all-day date) of a Calendar ``start``/``end``."""
+def _zone(name: Any, fallback: tzinfo = UTC) -> tzinfo:
+    """An IANA zone by name (Calendar's ``timeZone``), or ``fallback`` when absent or unknown."""
+    try:
+        return ZoneInfo(str(name)) if name else fallback
+    except (ZoneInfoNotFoundError, ValueError):
+        return fallback
+
+
+def _moment(value: Any, calendar_zone: tzinfo = UTC) -> tuple[datetime | None, bool]:
+    """(the moment in UTC, whether it is an all-day date) of a Calendar ``start``/``end``.
+
+    A ``dateTime`` without an offset is in its ``timeZone`` (else the calendar's); an all-day
+    ``date`` is midnight UTC of that date, never converted (the date is what counts).
+    """
     if not isinstance(value, dict):
         return None, False
     if value.get("dateTime"):
         moment = datetime.fromisoformat(str(value["dateTime"]).replace("Z", "+00:00"))
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC), False
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=_zone(value.get("timeZone"), calendar_zone))
+        return moment.astimezone(UTC), False
     if value.get("date"):
         day = date.fromisoformat(str(value["date"]))
         return datetime(day.year, day.month, day.day, tzinfo=UTC), True
     return None, False
 
 
+def _original_start(value: Any, calendar_zone: tzinfo) -> datetime | None:
+    """An instance's ``originalStartTime`` as the instant Exchange's OriginalStart and Graph's originalStart
+    give: for an all-day series, midnight of the original date in the series' zone (its ``timeZone``,
+    else the calendar's), so one series yields the same keys through every provider."""
+    if isinstance(value, dict) and value.get("date") and not value.get("dateTime"):
+        day = date.fromisoformat(str(value["date"]))
+        zone = _zone(value.get("timeZone"), calendar_zone)
+        return datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+    moment, _ = _moment(value, calendar_zone)
+    return moment
+
+
 def _person(value: Any) -> Address | None:
     return Address.of(value.get("email"), value.get("displayName")) if isinstance(value, dict) else None
 
 
-def parse_event(data: Mapping[str, Any]) -> EventItem | Deletion:
-    """A Calendar event (``singleEvents=true``) as an :class:`EventItem`, or a :class:`Deletion` for a tombstone."""
+def parse_event(data: Mapping[str, Any], calendar_zone: str = "UTC") -> EventItem | Deletion:
+    """A Calendar event (``singleEvents=true``) as an :class:`EventItem`, or a :class:`Deletion` for a tombstone.
+
+    ``calendar_zone`` is the calendar's ``timeZone`` (events.list says it). A cancelled entry without
+    its details (a deleted event: its id only; a cancelled instance of a series: its id,
+    ``recurringEventId`` and ``originalStartTime`` only) is a deletion: the meeting map knows its id.
+    """
     remote_id = str(data["id"])
     cancelled = str(data.get("status", "")) == "cancelled"
-    if cancelled and not data.get("start"):
+    if cancelled and not (data.get("start") and data.get("iCalUID")):
         return Deletion(remote_id=remote_id, folder=Folder.CALENDAR)
-    start, all_day = _moment(data.get("start"))
-    end, _ = _moment(data.get("end"))
+    zone = _zone(calendar_zone)
+    start, all_day = _moment(data.get("start"), zone)
+    end, _ = _moment(data.get("end"), zone)
     found = [a for a in (_person(v) for v in data.get("attendees") or []
                          if isinstance(v, dict) and not v.get("resource")) if a is not None]
     text, body_cut = bound_text(str(data.get("description") or ""))
-    occurrence, _ = _moment(data.get("originalStartTime")) if data.get("recurringEventId") else (None, False)
+    series = str(data.get("recurringEventId") or "")
+    occurrence = _original_start(data.get("originalStartTime"), zone) if series else None
+    cut = max(0, len(found) - MAX_RECIPIENTS)
     return EventItem(
         remote_id=remote_id,
         uid=str(data.get("iCalUID") or remote_id),
@@ -171,9 +208,12 @@ def parse_event(data: Mapping[str, Any]) -> EventItem | Deletion:
         attendees=tuple(found[:MAX_RECIPIENTS]),
         sensitivity=_VISIBILITY.get(str(data.get("visibility") or "default"), Sensitivity.NORMAL),
         is_cancelled=cancelled,
-        is_recurring=bool(data.get("recurringEventId")),
+        is_recurring=bool(series),
         occurrence_start=occurrence,
-        truncated=body_cut or len(found) > MAX_RECIPIENTS,
+        # A series deleted whole may be reported by its master's id: the map keeps its occurrences under it.
+        series_id=series,
+        truncated=body_cut or bool(cut),
+        recipients_cut=cut,
     )
 
 
