@@ -1,5 +1,5 @@
 """Meetings and mail as they are (issue 15), at the wire level: the real mailbox connector against its
-fake (EWS or Graph), the real Salesforce connector against its fake, runs driven in this process.
+fake (EWS, Graph or Google), the real Salesforce connector against its fake, runs driven in this process.
 
 Each case changes the mailbox on the server side between runs and checks what the Salesforce fake
 holds afterwards.
@@ -20,13 +20,6 @@ from tests.e2e import SyncEnv
 from tests.jobs.conftest import jobs_in_process
 from tests.runs import run_mailbox
 
-
-def skip_on_google(env: SyncEnv) -> None:
-    """Gmail and Google Calendar do not cover this yet (issue 15's Google part): said, not hidden."""
-    if env.harness.provider == "google":
-        pytest.skip("not yet for Gmail/Google Calendar: recipients cut, all-day dates and series (issue 15)")
-
-
 CONTACT = "carol@customer.example"
 OTHER = "dave@customer.example"
 
@@ -44,7 +37,6 @@ def env(env_factory: Callable[..., SyncEnv]) -> Iterator[SyncEnv]:
 
 
 def test_a_message_with_more_than_2000_recipients_is_cut_with_a_trace_in_the_run_record(env: SyncEnv) -> None:
-    skip_on_google(env)
     crowd = [f"person{i}@crowd.example" for i in range(MAX_RECIPIENTS + 150)]
     env.harness.add_email("inbox", subject="Newsletter", sender=CONTACT, to=[env.harness.address, *crowd],
                           message_id="<crowd@customer.example>")
@@ -132,6 +124,11 @@ def add_all_day(env: SyncEnv, subject: str, first: date, days: int, windows_zone
         return str(harness.state.add_event(harness.address, subject=subject, start=start, end=end,
                                            organizer=harness.address, attendees=[CONTACT], is_all_day=True,
                                            timezone=windows_zone))
+    if harness.provider == "google":
+        # Google keeps an all-day event as dates (end exclusive), days in the calendar's zone.
+        harness.calendar.calendar(harness.address).time_zone = zone
+        return str(harness.calendar.add_event(harness.address, subject=subject, start=start, end=end,
+                                              organizer=harness.address, attendees=[CONTACT], all_day=True))
     return str(harness.graph.add_event(harness.address, subject=subject, start=start, end=end,
                                        organizer=harness.address, attendees=[CONTACT], is_all_day=True))
 
@@ -140,7 +137,6 @@ def add_all_day(env: SyncEnv, subject: str, first: date, days: int, windows_zone
 def test_an_all_day_event_stays_on_its_date_whatever_the_time_zones(
         env: SyncEnv, monkeypatch: pytest.MonkeyPatch, windows_zone: str, zone: str, server_zone: str,
         user_zone: str) -> None:
-    skip_on_google(env)
     first = (datetime.now(tz=UTC) + timedelta(days=5)).date()
     add_all_day(env, "Offsite", first, 1, windows_zone, zone)
     add_all_day(env, "Trade fair", first + timedelta(days=2), 3, windows_zone, zone)
@@ -267,5 +263,48 @@ def test_an_exchange_series_is_logged_as_its_occurrences_with_exceptions_and_del
         state.delete_item(master)
         fourth = run_mailbox(env.uid, interactive=True)
     assert fourth["counts"]["deletions"] == 1 and fourth["counts"]["events_cancelled"] == 8
+    assert {e["Subject"] for e in env.sf.all("Event")} == {"Canceled: Weekly call", "Canceled: Weekly call (moved)"}
+    assert len(env.sf.all("Event")) == 9
+
+
+@pytest.mark.parametrize("env_factory", ["google"], indirect=True)
+def test_a_google_series_is_logged_as_its_instances_with_exceptions_and_cancellations(env: SyncEnv) -> None:
+    calendar: Any = env.harness.calendar  # type: ignore[attr-defined]
+    address = env.harness.address
+    first = soon(days=1, hour=10)
+    master = calendar.add_event(address, subject="Weekly call", start=first, end=first + timedelta(hours=1),
+                                organizer=address, attendees=[CONTACT, OTHER], uid="UID-weekly",
+                                recurrence=["RRULE:FREQ=WEEKLY;COUNT=9"])
+    starts = [first + timedelta(days=7 * n) for n in range(9)]
+    with env.app.app_context():
+        record = run_mailbox(env.uid, interactive=True)
+        assert record["status"] == "ok", record
+        # The same keys as the series through Exchange or Graph: UID + original start.
+        assert set(events_by_key(env)) == {f"UID-weekly@{stamp(s)}" for s in starts}
+        # One instance moved and retitled (an exception), one cancelled by the organiser.
+        moved = starts[1] + timedelta(hours=2)
+        calendar.update_event(calendar.instance_id(master, starts[1]), subject="Weekly call (moved)", start=moved,
+                              end=moved + timedelta(hours=1))
+        calendar.delete_event(calendar.instance_id(master, starts[2]))
+        second = run_mailbox(env.uid, interactive=True)
+        assert second["counts"]["events_cancelled"] == 1 and second["counts"]["events_written"] == 0, second["counts"]
+        assert second["counts"]["events_updated"] == 1
+        held = events_by_key(env)
+        assert held[f"UID-weekly@{stamp(starts[1])}"]["Subject"] == "Weekly call (moved)"
+        assert held[f"UID-weekly@{stamp(starts[1])}"]["StartDateTime"].startswith(moved.strftime("%Y-%m-%dT%H"))
+        assert held[f"UID-weekly@{stamp(starts[2])}"]["Subject"] == "Canceled: Weekly call"
+        assert held[f"UID-weekly@{stamp(starts[3])}"]["Subject"] == "Weekly call"
+        assert len(held) == 9
+        # Dave leaves the series: his relation goes from every instance still on.
+        calendar.update_event(master, attendees=[CONTACT])
+        third = run_mailbox(env.uid, interactive=True)
+        assert third["counts"]["relations_removed"] == 8
+        live = [e["Id"] for k, e in events_by_key(env).items() if k != f"UID-weekly@{stamp(starts[2])}"]
+        dave = {m["Email"]: m["Id"] for m in env.sf.all("Contact")}[OTHER]
+        assert not [r for r in env.sf.all("EventRelation") if r["EventId"] in live and r["RelationId"] == dave]
+        # The organiser deletes the whole series: every instance comes back cancelled, its id only.
+        calendar.delete_event(master)
+        fourth = run_mailbox(env.uid, interactive=True)
+    assert fourth["counts"]["deletions"] == 9 and fourth["counts"]["events_cancelled"] == 8
     assert {e["Subject"] for e in env.sf.all("Event")} == {"Canceled: Weekly call", "Canceled: Weekly call (moved)"}
     assert len(env.sf.all("Event")) == 9
