@@ -163,13 +163,6 @@ class FakeCalendarState:
         _, master, _ = self._find(master_id)
         return instance_id(master_id, original_start, "date" in master.data["start"])
 
-    def instance_ids(self, master_id: str) -> list[str]:
-        """The ids of a series' instances (up to the fake's horizon), in order."""
-        _, master, _ = self._find(master_id)
-        horizon = datetime.now(tz=UTC) + timedelta(days=HORIZON_DAYS)
-        all_day = "date" in master.data["start"]
-        return [instance_id(master_id, s, all_day) for s in original_starts(master.data, horizon)]
-
     def update_event(self, event_id: str, **changes: Any) -> None:
         """Change an event, a whole series (its master's id) or one instance (an exception).
 
