@@ -19,6 +19,7 @@ import requests
 from backend.connectors.google.items import parse_event
 from backend.connectors.mailbox import ChangePage, Deletion, EventItem, Folder, SyncWindow
 from sandbox.google import CALENDAR_EVENTS_READONLY
+from sandbox.harness.exchange import ExchangeHarness
 from sandbox.harness.gmail import ADDRESS, GmailHarness
 from sandbox.tls import CertPair, TestCA
 
@@ -240,3 +241,27 @@ def test_calendar_entries_as_google_may_send_them() -> None:
                             "originalStartTime": {"date": "2027-01-04"}}, "Pacific/Kiritimati")
     assert isinstance(instance, EventItem) and instance.dedup_key == "m@google.com@20270103T100000Z"
     assert instance.start == datetime(2027, 1, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("zone", [("Tokyo Standard Time", "Asia/Tokyo"), ("UTC-11", "Etc/GMT+11")])
+def test_one_all_day_series_through_exchange_and_google_has_the_same_keys(
+        h: GmailHarness, ca: TestCA, server_cert: CertPair, zone: tuple[str, str]) -> None:
+    windows_zone, iana = zone
+    day = datetime.now(ZoneInfo(iana)).date() + timedelta(days=3)
+    first = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(iana))
+    h.calendar.calendar(ADDRESS).time_zone = iana
+    weekly(h, first, rule="RRULE:FREQ=WEEKLY;COUNT=3", uid="UID-allday", all_day=True)
+    exchange = ExchangeHarness(ca.ca_path, server_cert)
+    try:
+        state = exchange.state
+        master = state.add_event(exchange.address, subject="Weekly", start=first, end=first + timedelta(days=1),
+                                 organizer=exchange.address, attendees=[CAROL], uid="UID-allday", recurring=True,
+                                 recurrence_end=day + timedelta(days=14), is_all_day=True, timezone=windows_zone)
+        state.items[master].interval_days = 7
+        window = SyncWindow.starting(datetime.now(UTC), backfill_days=6)
+        through_exchange = {e.dedup_key: (e.start, e.end) for p in
+                            exchange.connector().read_changes({}, window, (Folder.CALENDAR,)) for e in p.events}
+    finally:
+        exchange.close()
+    through_google = {k: (e.start, e.end) for k, e in by_key(read(h)).items()}
+    assert len(through_google) == 3 and through_google == through_exchange
