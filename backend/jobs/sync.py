@@ -25,9 +25,10 @@ import zlib
 from typing import Any
 
 import redis
-from rq import Retry
+from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus, get_current_job
+from rq.queue import EnqueueData
 from rq.registry import ScheduledJobRegistry
 
 from backend.connectors.crm import ApiLimitExceeded
@@ -150,6 +151,21 @@ def promote(job_id: str) -> bool:
     return bool(moved)
 
 
+def run_job_data(mailbox_id: str, interactive: bool, retry: Retry) -> EnqueueData:
+    """What a run's job is made of (``Queue.prepare_data``): the one definition every enqueue uses."""
+    return Queue.prepare_data(
+        sync_mailbox,
+        args=(mailbox_id,),
+        kwargs={"interactive": interactive},
+        job_id=job_id_for(mailbox_id),
+        timeout=JOB_TIMEOUT_SECONDS,
+        result_ttl=0,
+        failure_ttl=24 * 3600,
+        retry=retry,
+        description=f"sync {mailbox_id}",
+    )
+
+
 def enqueue_sync(mailbox_id: str, interactive: bool = False) -> bool:
     """Queue a run unless one is already queued or running; True when this call queued (or promoted) it.
 
@@ -162,17 +178,18 @@ def enqueue_sync(mailbox_id: str, interactive: bool = False) -> bool:
     retry = retry_policy()
     for _ in range(3):
         try:
+            data = run_job_data(mailbox_id, interactive, retry)
             queue.enqueue(
-                sync_mailbox,
-                args=(mailbox_id,),
-                kwargs={"interactive": interactive},
-                job_id=job_id,
+                data.func,
+                args=data.args,
+                kwargs=data.kwargs,
+                job_id=data.job_id,
                 unique=True,
-                job_timeout=JOB_TIMEOUT_SECONDS,
-                result_ttl=0,
-                failure_ttl=24 * 3600,
-                retry=retry,
-                description=f"sync {mailbox_id}",
+                job_timeout=data.timeout,
+                result_ttl=data.result_ttl,
+                failure_ttl=data.failure_ttl,
+                retry=data.retry,
+                description=data.description,
             )
             return True
         except DuplicateJobError:
