@@ -51,7 +51,7 @@ HOST = "localhost:3000"
 
 
 def bench_app() -> Flask:
-    """The WSGI app gunicorn serves: the product's app plus one bare route (``gunicorn 'bench.pane_bench:bench_app()'``)."""
+    """What gunicorn serves (``bench.pane_bench:bench_app()``): the product's app plus one bare route."""
     app = create_app()
 
     @app.get("/bench/bare")
@@ -83,8 +83,9 @@ def seed(app: Flask) -> str:
         store.mailboxes.ensure(UID, ORG)
         store.mailboxes.activate(UID, "exchange", "alice@acme.example")
         for n in range(12):
-            run = {"id": f"r{n}", "started_at": "2026-12-01T10:00:00+00:00", "finished_at": "2026-12-01T10:01:00+00:00",
-                   "status": "ok", "counts": {"read": n, "written": n, "duplicates": 0, "filtered": 1, "quarantined": 0},
+            run = {"id": f"r{n}", "started_at": "2026-12-01T10:00:00+00:00",
+                   "finished_at": "2026-12-01T10:01:00+00:00", "status": "ok",
+                   "counts": {"read": n, "written": n, "duplicates": 0, "filtered": 1, "quarantined": 0},
                    "error": None, "salesforce_calls": 2, "mailbox_calls": 3}
             store.runs.record(UID, run)
         store.mailboxes.update(UID, last_run=run)
@@ -158,7 +159,7 @@ def load(port: int, path: str, token: str, seconds: float) -> list[float]:
         if resp.status != 200:
             raise RuntimeError(f"{path} answered {resp.status}")
         if resp.getheader("Connection", "").lower() == "close":
-            conn.close()
+            local.conn.close()
             local.conn = None
 
     total = int(RATE * seconds)

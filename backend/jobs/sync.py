@@ -68,6 +68,18 @@ return 1
 """
 
 
+# Which of KEYS exist (1 or 0 each): the re-check after WATCH, in one round trip.
+_EXISTING = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('EXISTS', key) end
+return out
+"""
+# Transactions of a tick's enqueue aborted by racing enqueuers before it falls back to one at a time.
+BATCH_ATTEMPTS = 3
+# RQ statuses after which a run job's hash is history, not a run (as strings, for the clock's script).
+FINISHED_STATUSES = tuple(sorted(s.value for s in _FINISHED))
+
+
 def job_id_for(mailbox_id: str) -> str:
     """The one job id a mailbox's run can have (RQ ids: letters, digits, '_' and '-')."""
     return f"sync-{mailbox_id}"
@@ -164,6 +176,40 @@ def run_job_data(mailbox_id: str, interactive: bool, retry: Retry) -> EnqueueDat
         retry=retry,
         description=f"sync {mailbox_id}",
     )
+
+
+def run_job_key_prefix() -> str:
+    """The prefix of a run job's hash key: the prefix plus a mailbox id is that mailbox's run job."""
+    return Job.key_for(job_id_for(""))
+
+
+def enqueue_background_runs(mailbox_ids: list[str]) -> int:
+    """Queue background runs for mailboxes that had no run job, all in one transaction; how many were queued.
+
+    ``enqueue_many`` has no ``unique``: uniqueness comes from WATCH on the jobs' hashes, checked
+    again (one script) after the WATCH. A mailbox whose job appeared meanwhile (someone's Sync now)
+    is left to that job; an enqueuer racing the transaction aborts it, and it is tried again. Four
+    round trips whatever the number of mailboxes; after repeated races, one enqueue each.
+    """
+    if not mailbox_ids:
+        return 0
+    svc = services()
+    queue = svc.queue(QUEUE_SYNC)
+    retry = retry_policy()
+    keys = [Job.key_for(job_id_for(mid)) for mid in mailbox_ids]
+    for _ in range(BATCH_ATTEMPTS):
+        with svc.redis_raw.pipeline() as pipe:
+            try:
+                pipe.watch(*keys)
+                present = pipe.eval(_EXISTING, len(keys), *keys)
+                fresh = [mid for mid, there in zip(mailbox_ids, present, strict=True) if not there]
+                pipe.multi()
+                queue.enqueue_many([run_job_data(mid, False, retry) for mid in fresh], pipeline=pipe)
+                pipe.execute()
+                return len(fresh)
+            except redis.WatchError:
+                continue
+    return sum(enqueue_sync(mid) for mid in mailbox_ids)
 
 
 def enqueue_sync(mailbox_id: str, interactive: bool = False) -> bool:
