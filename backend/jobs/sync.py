@@ -35,6 +35,7 @@ from backend.connectors.crm import ApiLimitExceeded
 from backend.errors import AuthRevoked, ConnectorError, ServiceMisconfigured, Throttled
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_NOTIFY, QUEUE_SYNC, services
 from backend.jobs.context import worker_app
+from backend.store.batch import Batch, Deferred
 from backend.store.mailboxes import InvalidTransition
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,17 @@ def job_status(mailbox_id: str) -> str | None:
     if status is JobStatus.SCHEDULED:
         return "retry_scheduled"
     return None
+
+
+# A run job's stored status as the pane says it (see job_status).
+_PANE_STATUS = {JobStatus.QUEUED.value: "queued", JobStatus.DEFERRED.value: "queued",
+                JobStatus.STARTED.value: "running", JobStatus.SCHEDULED.value: "retry_scheduled"}
+
+
+def job_status_in(batch: Batch, mailbox_id: str) -> Deferred[str | None]:
+    """:func:`job_status`, read with a store batch (only the job hash's ``status`` field, which is text)."""
+    batch.pipe.hget(Job.key_for(job_id_for(mailbox_id)), "status")
+    return batch.defer(lambda status: _PANE_STATUS.get(status) if status else None)
 
 
 def retry_policy() -> Retry:

@@ -48,6 +48,7 @@ from redis import Redis
 
 from backend.security.crypto import SecretBox, keyed_hash
 from backend.store.audit import AuditLog
+from backend.store.batch import Batch
 from backend.store.capabilities import CapabilityRepo
 from backend.store.claims import EmailClaimRepo
 from backend.store.consoles import ConsoleSessionRepo
@@ -96,6 +97,10 @@ class Store:
     audit: AuditLog
     consoles: ConsoleSessionRepo
     trail: ItemTrailRepo
+
+    def batch(self) -> Batch:
+        """A batch of reads of several repositories, sent as one pipeline (``backend.store.batch``)."""
+        return Batch(self.redis)
 
     @classmethod
     def build(cls, client: Redis, prefix: str, box: SecretBox, hash_key: str) -> Store:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from backend.store.batch import Batch, Deferred
 from backend.store.keys import Keys
 
 # One clock tick, atomically: take up to ARGV[3] members due by ARGV[1]; unschedule the ones no
@@ -112,6 +113,11 @@ class ScheduleRepo:
         """When ``mid`` runs next, or None when unscheduled."""
         score = self._r.zscore(self.key, mid)
         return float(score) if score is not None else None
+
+    def next_in(self, batch: Batch, mid: str) -> Deferred[float | None]:
+        """:meth:`next_of`, read with the batch."""
+        batch.pipe.zscore(self.key, mid)
+        return batch.defer(lambda score: float(score) if score is not None else None)
 
     def remove(self, mid: str) -> None:
         """Unschedule ``mid``."""
