@@ -109,11 +109,17 @@ def test_schedule_claims_only_what_is_due_once(store: Store) -> None:
     now = time.time()
     for i in range(5):
         store.schedule.set_next(f"m{i}", now - 10 + i * 5)  # m0, m1, m2 due; m3, m4 later
-    assert sorted(store.schedule.claim_due(now, 900, 100)) == ["m0", "m1", "m2"]
-    assert store.schedule.claim_due(now, 900, 100) == []  # leased
+        store.mailboxes.ensure(f"m{i}", "00DORG")
+        store.mailboxes.activate(f"m{i}", "exchange", f"m{i}@acme.example")
+
+    def claim(at: float, limit: int = 100) -> list[str]:
+        return sorted(store.schedule.claim_tick(at, 900, limit, "rq:job:none-", ("finished",)).run)
+
+    assert claim(now) == ["m0", "m1", "m2"]
+    assert claim(now) == []  # leased
     assert store.schedule.next_of("m0") == pytest.approx(now + 900)
     # Later, everything is due (m0-m2's leases too): the limit takes the earliest first.
-    assert store.schedule.claim_due(now + 10_000, 900, 2) == ["m3", "m4"]
+    assert claim(now + 10_000, 2) == ["m3", "m4"]
 
 
 def test_secrets_rotate_and_never_store_plaintext(store: Store) -> None:

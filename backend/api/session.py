@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, g, jsonify, request
 
 from backend.api.blueprint import bp
 from backend.api.errors import ApiError
-from backend.api.tokens import authenticate, current_user, issue_token
+from backend.api.tokens import SALESFORCE_CHECK, authenticate, current_user, issue_token
 from backend.api.validation import choice_field, email_field, json_body, text_field
 from backend.auth.common import issue_ticket, redeem_dialog_code, unspent_dialog_code
 from backend.auth.salesforce import credentials_for, oauth_client
@@ -212,15 +212,19 @@ def dialog() -> Response:
 def check_salesforce(user: User) -> None:
     """Prove the user's Salesforce login still works (refreshing when needed), at most every few minutes."""
     store = services().store
-    if not store.once.first_use("salesforce-check", user.id, services().settings.SALESFORCE_CHECK_SECONDS):
+    if not g.get("salesforce_check_due", True):
+        return  # authenticate() read the marker with the session (checked recently), or done already
+    g.salesforce_check_due = False
+    if not store.once.first_use(SALESFORCE_CHECK, user.id, services().settings.SALESFORCE_CHECK_SECONDS):
         return
+    g.salesforce_checked = True
     credentials = credentials_for(user)
     try:
         credentials.call(oauth_client().userinfo)
     except DecryptError:
         # Our configuration, not the person's login (issue 18): never revoke or delete on it. The
         # error handler answers 503 and logs what to fix; check again on the next request.
-        store.redis.delete(store.keys("once", "salesforce-check", user.id))
+        store.redis.delete(store.keys("once", SALESFORCE_CHECK, user.id))
         raise
     except AuthRevoked as exc:
         reason = f"Salesforce no longer accepts your login ({exc.message})"
@@ -232,15 +236,17 @@ def check_salesforce(user: User) -> None:
         raise ApiError(401, "salesforce_revoked", f"{reason}. Log in to Salesforce again.") from None
     except Unavailable:
         # Salesforce down is not the person's problem to fix; check again next time.
-        store.redis.delete(store.keys("once", "salesforce-check", user.id))
+        store.redis.delete(store.keys("once", SALESFORCE_CHECK, user.id))
 
 
 @bp.get("/me")
 def me() -> Response:
     """The user, the add-in mailbox and the Salesforce account."""
     user = current_user()
-    check_salesforce(user)
-    user = services().store.users.get(user.id) or user
+    check_salesforce(user)  # done already for this request (the blueprint's hook): no round trip
+    if g.get("salesforce_checked"):
+        # This request asked Salesforce: what it learnt about the login is in the store now.
+        user = services().store.users.get(user.id) or user
     proof_kind = user.addin_identity.split(":", 1)[0] if user.addin_identity else None
     return jsonify({
         "user": {"id": user.id, "name": user.display_name, "email": user.email},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,8 +13,11 @@ from backend.api.errors import ApiError
 from backend.api.tokens import current_user
 from backend.api.validation import bool_field, choice_field, json_body
 from backend.extensions import services
-from backend.jobs.sync import job_status
+from backend.jobs.sync import job_status_in
+from backend.store.batch import Batch, Deferred
 from backend.store.mailboxes import InvalidTransition, SyncMailbox, SyncState
+from backend.store.orgs import OrgSettings
+from backend.store.users import User
 from backend.sync.cadence import QUIET_FACTORS
 from backend.sync.policy import PERSONAL_NAMES, chosen_by_person, effective_settings, person_view
 from backend.sync.settings import normalise_blocklist
@@ -52,11 +56,39 @@ def interval_view(base: int, current: int) -> dict[str, Any]:
             "text": f"{_minutes(base)}; {_minutes(longer[0])}, then {_minutes(longer[1])}, while nothing changes"}
 
 
+@dataclass
+class ViewReads:
+    """What the pane's sync view reads besides the mailbox, queued on one store batch."""
+
+    next_run: Deferred[float | None]
+    org: Deferred[OrgSettings]
+    job: Deferred[str | None]
+    runs: Deferred[list[dict[str, Any]]]
+    quarantined: Deferred[int]
+    quarantine: Deferred[list[dict[str, Any]]]
+
+    @classmethod
+    def queue(cls, batch: Batch, mid: str, org_id: str) -> ViewReads:
+        """Queue the reads of mailbox ``mid`` of org ``org_id``."""
+        store = services().store
+        return cls(store.schedule.next_in(batch, mid), store.orgs.get_in(batch, org_id), job_status_in(batch, mid),
+                   store.runs.recent_in(batch, mid, RECENT_RUNS), store.quarantine.count_in(batch, mid),
+                   store.quarantine.recent_in(batch, mid, QUARANTINE_SHOWN))
+
+
 def sync_view(mailbox: SyncMailbox) -> dict[str, Any]:
-    """The JSON the task pane shows for a sync mailbox."""
+    """The JSON the task pane shows for a sync mailbox (its reads in one round trip)."""
+    batch = services().store.batch()
+    reads = ViewReads.queue(batch, mailbox.id, mailbox.org_id)
+    batch.run()
+    return view_of(mailbox, reads, current_user())
+
+
+def view_of(mailbox: SyncMailbox, reads: ViewReads, user: User) -> dict[str, Any]:
+    """The sync view from the mailbox and what was read with it (``user``: the person asking)."""
     svc = services()
-    next_run = svc.store.schedule.next_of(mailbox.id) if mailbox.state is SyncState.RUNNING else None
-    org = svc.store.orgs.get(mailbox.org_id)
+    next_run = reads.next_run.value if mailbox.state is SyncState.RUNNING else None
+    org = reads.org.value
     backoff = None
     if org.api_backoff_until and org.api_backoff_until > datetime.now(tz=UTC).timestamp():
         backoff = {
@@ -72,7 +104,7 @@ def sync_view(mailbox: SyncMailbox) -> dict[str, Any]:
                  "budget_percent": svc.settings.SF_API_BUDGET_PERCENT, "seen_at": iso(org.api_seen_at)}
     error = dict(mailbox.error) if mailbox.error else None
     # A mailbox proven by Nested App Authentication is a Microsoft 365 one: consent is the next step.
-    owner = svc.store.users.get(mailbox.user_id)
+    owner = user if user.id == mailbox.user_id else svc.store.users.get(mailbox.user_id)
     suggested = "microsoft" if owner is not None and owner.addin_identity.startswith("naa:") else None
     if error and "since" in error:
         error["since"] = iso(error["since"])
@@ -80,7 +112,7 @@ def sync_view(mailbox: SyncMailbox) -> dict[str, Any]:
         error.pop("first_failed_at", None)
         # What the pane offers: Reconnect once sync was disabled for an error that needs the person.
         error["action"] = "reconnect" if mailbox.state is SyncState.DISABLED_ERROR else None
-    job = job_status(mailbox.id) if mailbox.activated else None
+    job = reads.job.value if mailbox.activated else None
     return {
         "state": mailbox.state.value,
         "state_label": STATE_LABELS[mailbox.state],
@@ -100,9 +132,8 @@ def sync_view(mailbox: SyncMailbox) -> dict[str, Any]:
         # "queued", "running" or "retry_scheduled" while a run is on its way; None otherwise.
         "job": job,
         "running_now": job == "running",
-        "recent_runs": svc.store.runs.recent(mailbox.id, RECENT_RUNS),
-        "quarantine": {"count": svc.store.quarantine.count(mailbox.id),
-                       "items": svc.store.quarantine.recent(mailbox.id, QUARANTINE_SHOWN)},
+        "recent_runs": reads.runs.value,
+        "quarantine": {"count": reads.quarantined.value, "items": reads.quarantine.value},
         "backoff": backoff,
         "api_usage": usage,
         # What applies: the person's choices, with the org's defaults and locked values.
@@ -119,8 +150,18 @@ def _mailbox() -> SyncMailbox:
 
 @bp.get("/sync")
 def get_sync() -> Response:
-    """State, provider, mailbox, last and next run, settings."""
-    return jsonify(sync_view(_mailbox()))
+    """State, provider, mailbox, last and next run, settings (one Redis round trip after the token's)."""
+    user = current_user()
+    store = services().store
+    batch = store.batch()
+    found = store.mailboxes.get_in(batch, user.id)
+    # The mailbox is the user's (its id is the uid) and in the user's org: everything is read at once.
+    reads = ViewReads.queue(batch, user.id, user.org_id)
+    batch.run()
+    mailbox = found.value
+    if mailbox is None or mailbox.org_id != user.org_id:
+        return jsonify(sync_view(_mailbox()))  # first visit: created now, then read
+    return jsonify(view_of(mailbox, reads, user))
 
 
 @bp.put("/sync/settings")

@@ -20,6 +20,8 @@ from backend.security.crypto import Purpose, SignatureInvalid, SignatureTooOld, 
 from backend.store.users import User
 
 LAST_SEEN_SECONDS = 300
+# The ``once`` purpose marking a user's Salesforce login as checked (``backend.api.session.check_salesforce``).
+SALESFORCE_CHECK = "salesforce-check"
 
 
 @dataclass(frozen=True)
@@ -56,13 +58,22 @@ def authenticate() -> tuple[User, str]:
     except SignatureInvalid:
         raise ApiError(401, "invalid_token", "Your session is not valid. Log in to Salesforce again.") from None
     sid, uid = str(payload.get("sid", "")), str(payload.get("uid", ""))
-    if not sid or svc.store.sessions.owner(sid) != uid:
+    if not sid:
         raise ApiError(401, "token_revoked", "You were logged out. Log in to Salesforce again.")
-    user = svc.store.users.get(uid)
-    if user is None:
+    # One round trip for the session, the user, the idle timeout and whether the Salesforce check is
+    # due. The touch goes before the owner is known: the signed token names the sid and uid together,
+    # and EXPIRE leaves a revoked (deleted) session gone. The check's marker is only read here: it is
+    # set (SET NX) once the request is known to be the user's, so a revoked token cannot put it off.
+    batch = svc.store.batch()
+    owner = svc.store.sessions.owner_in(batch, sid)
+    found = svc.store.users.get_in(batch, uid)
+    svc.store.sessions.touch_in(batch, sid, svc.settings.API_SESSION_IDLE_SECONDS)
+    checked = svc.store.once.seen_in(batch, SALESFORCE_CHECK, uid)
+    batch.run()
+    user = found.value
+    if owner.value != uid or user is None:
         raise ApiError(401, "token_revoked", "You were logged out. Log in to Salesforce again.")
-    # In use: the idle timeout starts again (a stolen token left unused dies with it).
-    svc.store.sessions.touch(sid, svc.settings.API_SESSION_IDLE_SECONDS)
+    g.salesforce_check_due = not checked.value
     now = time.time()
     if now - user.last_seen_at > LAST_SEEN_SECONDS:
         # "Last add-in use" in the console; written at most every few minutes per user.

@@ -1,11 +1,13 @@
 """The clock: ``rq cron backend/jobs/schedule.py`` enqueues ``tick`` every minute.
 
 A tick claims the mailboxes whose next run time has passed (a Redis sorted set, ``ZRANGEBYSCORE``
-with a limit), so its cost follows the number of due mailboxes, not the number of mailboxes. For
-the claimed ones it reads state and org in one round trip, skips what is no longer running, holds
-back orgs whose Salesforce API budget is backing off (their mailboxes move to the end of the
-backoff), and enqueues a background run for the rest. The interval itself (30 minutes, stretched
-to 60 and 120 after quiet runs) is set by each run when it ends (``backend.sync.engine``).
+with a limit), so its cost follows the number of due mailboxes, not the number of mailboxes. One
+script claims them, unschedules what is no longer running, holds back orgs whose Salesforce API
+budget is backing off (their mailboxes move to the end of the backoff) and tells which have a run
+job already; one transaction (``Queue.enqueue_many``, WATCH on the jobs) enqueues the rest. That is
+four Redis round trips per tick whatever the number due (plus one enqueue per failed run's leftover
+job to replace). The interval itself (30 minutes, stretched to 60 and 120 after quiet runs) is set
+by each run when it ends, from the slot's planned start (``backend.sync.cadence``).
 """
 
 from __future__ import annotations
@@ -28,33 +30,23 @@ MAX_PER_TICK = 5000
 
 
 def run_tick(svc: Services, now: float, limit: int = MAX_PER_TICK) -> dict[str, Any]:
-    """Claim due mailboxes and enqueue their runs; returns counts and timing."""
-    from backend.jobs.sync import enqueue_sync
+    """Claim due mailboxes and enqueue their runs in a constant number of round trips; counts and timing."""
+    from backend.jobs.sync import FINISHED_STATUSES, enqueue_background_runs, enqueue_sync, run_job_key_prefix
 
-    store = svc.store
     started = time.perf_counter()
-    due = store.schedule.claim_due(now, CLAIM_LEASE_SECONDS, limit)
-    details = store.mailboxes.due_details(due) if due else []
-    orgs = sorted({org for _, org in details if org})
-    backoff = store.orgs.backoff_until(orgs) if orgs else {}
-    queued = skipped = held = 0
-    for mid, (state, org) in zip(due, details, strict=True):
-        if state != "running":
-            # Paused, deactivated or disabled since it was scheduled: it has no next run.
-            store.schedule.remove(mid)
-            skipped += 1
-        elif backoff.get(org, 0.0) > now:
-            store.schedule.set_next(mid, backoff[org])
-            held += 1
-        elif enqueue_sync(mid):
-            queued += 1
-        else:
-            skipped += 1  # already queued or running
+    claim = svc.store.schedule.claim_tick(now, CLAIM_LEASE_SECONDS, limit, run_job_key_prefix(), FINISHED_STATUSES)
+    queued = enqueue_background_runs(claim.run)
+    # A finished run's leftover job (a failed run's, kept a day) is deleted and replaced one by one:
+    # only while it is still finished, as any enqueue does.
+    replaced = sum(enqueue_sync(mid) for mid in claim.replace)
+    queued += replaced
+    skipped = len(claim.stopped) + len(claim.busy) + (len(claim.run) + len(claim.replace) - queued)
     elapsed_ms = (time.perf_counter() - started) * 1000
-    if due:
-        log.info("clock tick due=%d queued=%d held=%d skipped=%d ms=%d", len(due), queued, held, skipped,
-                 elapsed_ms)
-    return {"due": len(due), "queued": queued, "held": held, "skipped": skipped, "ms": round(elapsed_ms, 1)}
+    if claim.due:
+        log.info("clock tick due=%d queued=%d held=%d skipped=%d replaced=%d ms=%d", claim.due, queued,
+                 len(claim.held), skipped, replaced, elapsed_ms)
+    return {"due": claim.due, "queued": queued, "held": len(claim.held), "skipped": skipped,
+            "ms": round(elapsed_ms, 1)}
 
 
 def tick() -> dict[str, Any]:

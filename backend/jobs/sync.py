@@ -25,15 +25,17 @@ import zlib
 from typing import Any
 
 import redis
-from rq import Retry
+from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus, get_current_job
+from rq.queue import EnqueueData
 from rq.registry import ScheduledJobRegistry
 
 from backend.connectors.crm import ApiLimitExceeded
 from backend.errors import AuthRevoked, ConnectorError, ServiceMisconfigured, Throttled
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_NOTIFY, QUEUE_SYNC, services
 from backend.jobs.context import worker_app
+from backend.store.batch import Batch, Deferred
 from backend.store.mailboxes import InvalidTransition
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,18 @@ return 1
 """
 
 
+# Which of KEYS exist (1 or 0 each): the re-check after WATCH, in one round trip.
+_EXISTING = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('EXISTS', key) end
+return out
+"""
+# Transactions of a tick's enqueue aborted by racing enqueuers before it falls back to one at a time.
+BATCH_ATTEMPTS = 3
+# RQ statuses after which a run job's hash is history, not a run (as strings, for the clock's script).
+FINISHED_STATUSES = tuple(sorted(s.value for s in _FINISHED))
+
+
 def job_id_for(mailbox_id: str) -> str:
     """The one job id a mailbox's run can have (RQ ids: letters, digits, '_' and '-')."""
     return f"sync-{mailbox_id}"
@@ -86,6 +100,17 @@ def job_status(mailbox_id: str) -> str | None:
     if status is JobStatus.SCHEDULED:
         return "retry_scheduled"
     return None
+
+
+# A run job's stored status as the pane says it (see job_status).
+_PANE_STATUS = {JobStatus.QUEUED.value: "queued", JobStatus.DEFERRED.value: "queued",
+                JobStatus.STARTED.value: "running", JobStatus.SCHEDULED.value: "retry_scheduled"}
+
+
+def job_status_in(batch: Batch, mailbox_id: str) -> Deferred[str | None]:
+    """:func:`job_status`, read with a store batch (only the job hash's ``status`` field, which is text)."""
+    batch.pipe.hget(Job.key_for(job_id_for(mailbox_id)), "status")
+    return batch.defer(lambda status: _PANE_STATUS.get(status) if status else None)
 
 
 def retry_policy() -> Retry:
@@ -150,6 +175,55 @@ def promote(job_id: str) -> bool:
     return bool(moved)
 
 
+def run_job_data(mailbox_id: str, interactive: bool, retry: Retry) -> EnqueueData:
+    """What a run's job is made of (``Queue.prepare_data``): the one definition every enqueue uses."""
+    return Queue.prepare_data(
+        sync_mailbox,
+        args=(mailbox_id,),
+        kwargs={"interactive": interactive},
+        job_id=job_id_for(mailbox_id),
+        timeout=JOB_TIMEOUT_SECONDS,
+        result_ttl=0,
+        failure_ttl=24 * 3600,
+        retry=retry,
+        description=f"sync {mailbox_id}",
+    )
+
+
+def run_job_key_prefix() -> str:
+    """The prefix of a run job's hash key: the prefix plus a mailbox id is that mailbox's run job."""
+    return Job.key_for(job_id_for(""))
+
+
+def enqueue_background_runs(mailbox_ids: list[str]) -> int:
+    """Queue background runs for mailboxes that had no run job, all in one transaction; how many were queued.
+
+    ``enqueue_many`` has no ``unique``: uniqueness comes from WATCH on the jobs' hashes, checked
+    again (one script) after the WATCH. A mailbox whose job appeared meanwhile (someone's Sync now)
+    is left to that job; an enqueuer racing the transaction aborts it, and it is tried again. Four
+    round trips whatever the number of mailboxes; after repeated races, one enqueue each.
+    """
+    if not mailbox_ids:
+        return 0
+    svc = services()
+    queue = svc.queue(QUEUE_SYNC)
+    retry = retry_policy()
+    keys = [Job.key_for(job_id_for(mid)) for mid in mailbox_ids]
+    for _ in range(BATCH_ATTEMPTS):
+        with svc.redis_raw.pipeline() as pipe:
+            try:
+                pipe.watch(*keys)
+                present = pipe.eval(_EXISTING, len(keys), *keys)
+                fresh = [mid for mid, there in zip(mailbox_ids, present, strict=True) if not there]
+                pipe.multi()
+                queue.enqueue_many([run_job_data(mid, False, retry) for mid in fresh], pipeline=pipe)
+                pipe.execute()
+                return len(fresh)
+            except redis.WatchError:
+                continue
+    return sum(enqueue_sync(mid) for mid in mailbox_ids)
+
+
 def enqueue_sync(mailbox_id: str, interactive: bool = False) -> bool:
     """Queue a run unless one is already queued or running; True when this call queued (or promoted) it.
 
@@ -162,17 +236,18 @@ def enqueue_sync(mailbox_id: str, interactive: bool = False) -> bool:
     retry = retry_policy()
     for _ in range(3):
         try:
+            data = run_job_data(mailbox_id, interactive, retry)
             queue.enqueue(
-                sync_mailbox,
-                args=(mailbox_id,),
-                kwargs={"interactive": interactive},
-                job_id=job_id,
+                data.func,
+                args=data.args,
+                kwargs=data.kwargs,
+                job_id=data.job_id,
                 unique=True,
-                job_timeout=JOB_TIMEOUT_SECONDS,
-                result_ttl=0,
-                failure_ttl=24 * 3600,
-                retry=retry,
-                description=f"sync {mailbox_id}",
+                job_timeout=data.timeout,
+                result_ttl=data.result_ttl,
+                failure_ttl=data.failure_ttl,
+                retry=data.retry,
+                description=data.description,
             )
             return True
         except DuplicateJobError:

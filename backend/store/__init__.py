@@ -22,6 +22,7 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P evmap:{mid}``                      hash: remote id -> ``{end}|{sealed key}`` of meetings organised (``meetings.py``)
 ``P evrel:{org}:{sha256}``             set: person ids this product related to that meeting (``meetings.py``)
 ``P schedule``                         sorted set: mid scored by its next run time (``schedule.py``)
+``P schedule:claims``                  hash: mid -> ``{planned start} {lease}`` of its last slot (``schedule.py``)
 ``P secret:{kind}:{owner}:{name}``     string: a Fernet token, the only place secrets live (``secrets.py``)
 ``P apisession:{sid}``                 string: uid, with the bearer token's lifetime as TTL (``sessions.py``)
 ``P once:{purpose}:{nonce}``           string: single-use markers and one-time dialog codes (``once.py``)
@@ -47,6 +48,7 @@ from redis import Redis
 
 from backend.security.crypto import SecretBox, keyed_hash
 from backend.store.audit import AuditLog
+from backend.store.batch import Batch
 from backend.store.capabilities import CapabilityRepo
 from backend.store.claims import EmailClaimRepo
 from backend.store.consoles import ConsoleSessionRepo
@@ -95,6 +97,10 @@ class Store:
     audit: AuditLog
     consoles: ConsoleSessionRepo
     trail: ItemTrailRepo
+
+    def batch(self) -> Batch:
+        """A batch of reads of several repositories, sent as one pipeline (``backend.store.batch``)."""
+        return Batch(self.redis)
 
     @classmethod
     def build(cls, client: Redis, prefix: str, box: SecretBox, hash_key: str) -> Store:

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from backend.store.batch import Batch, Deferred
 from backend.store.codec import decode, encode, encode_value
 from backend.store.keys import Keys
 from backend.store.secrets import SecretStore
@@ -140,6 +141,11 @@ class MailboxRepo:
         """The mailbox, or None."""
         data = self._r.hgetall(self._key(mid))
         return decode(SyncMailbox, data) if data else None  # type: ignore[arg-type]
+
+    def get_in(self, batch: Batch, mid: str) -> Deferred[SyncMailbox | None]:
+        """:meth:`get`, read with the batch."""
+        batch.pipe.hgetall(self._key(mid))
+        return batch.defer(lambda data: decode(SyncMailbox, data) if data else None)
 
     def ensure(self, uid: str, org_id: str) -> SyncMailbox:
         """The user's sync mailbox, created as not activated when missing (seeded at login)."""

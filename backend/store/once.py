@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from backend.store.batch import Batch, Deferred
 from backend.store.keys import Keys
 
 
@@ -27,6 +28,11 @@ class OnceStore:
         """Return and delete the value (None when never stored, expired, or already taken)."""
         value = self._r.getdel(self._keys("once", purpose, nonce))
         return str(value) if value is not None else None
+
+    def seen_in(self, batch: Batch, purpose: str, nonce: str) -> Deferred[bool]:
+        """Whether a nonce was seen (by :meth:`first_use`) and is still kept, read with the batch."""
+        batch.pipe.exists(self._keys("once", purpose, nonce))
+        return batch.defer(bool)
 
     def first_use(self, purpose: str, nonce: str, ttl_seconds: int) -> bool:
         """True the first time a nonce is seen within ``ttl_seconds``; False on every replay."""

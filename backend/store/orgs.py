@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from backend.store.batch import Batch, Deferred
 from backend.store.codec import decode, encode_value
 from backend.store.keys import Keys
 
@@ -54,6 +55,19 @@ class OrgRepo:
         if not data:
             return OrgSettings(org_id=org_id)
         settings = decode(OrgSettings, data)  # type: ignore[arg-type]
+        settings.org_id = org_id
+        return settings
+
+    def get_in(self, batch: Batch, org_id: str) -> Deferred[OrgSettings]:
+        """:meth:`get`, read with the batch."""
+        batch.pipe.hgetall(self._keys("org", org_id))
+        return batch.defer(lambda data: self._decode(org_id, data))
+
+    @staticmethod
+    def _decode(org_id: str, data: dict[str, str]) -> OrgSettings:
+        if not data:
+            return OrgSettings(org_id=org_id)
+        settings = decode(OrgSettings, data)
         settings.org_id = org_id
         return settings
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from backend.store.batch import Batch, Deferred
 from backend.store.keys import Keys
 
 MAX_QUARANTINE = 200
@@ -62,6 +63,16 @@ class QuarantineRepo:
         if self._r.hlen(index) > 4 * MAX_QUARANTINE:
             # Entries trimmed off the list long ago: forget them (at worst one later copy).
             self._r.delete(index)
+
+    def recent_in(self, batch: Batch, mid: str, count: int = 20) -> Deferred[list[dict[str, Any]]]:
+        """:meth:`recent`, read with the batch."""
+        batch.pipe.lrange(self._keys("quarantine", mid), 0, max(0, count - 1))
+        return batch.defer(lambda rows: [json.loads(raw) for raw in rows])
+
+    def count_in(self, batch: Batch, mid: str) -> Deferred[int]:
+        """:meth:`count`, read with the batch."""
+        batch.pipe.llen(self._keys("quarantine", mid))
+        return batch.defer(int)
 
     def recent(self, mid: str, count: int = 20) -> list[dict[str, Any]]:
         """The latest quarantined items, newest first."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 
+from backend.store.batch import Batch, Deferred
 from backend.store.keys import Keys
 
 MAX_RUNS = 20
@@ -52,6 +53,11 @@ class RunHistoryRepo:
                 else:
                     failures += int(value)
         return runs, failures
+
+    def recent_in(self, batch: Batch, mid: str, count: int = MAX_RUNS) -> Deferred[list[dict[str, Any]]]:
+        """:meth:`recent`, read with the batch."""
+        batch.pipe.lrange(self._keys("runs", mid), 0, max(0, count - 1))
+        return batch.defer(lambda rows: [json.loads(raw) for raw in rows])
 
     def recent(self, mid: str, count: int = MAX_RUNS) -> list[dict[str, Any]]:
         """The latest run records, newest first."""

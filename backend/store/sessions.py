@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import redis
 
+from backend.store.batch import Batch, Deferred
 from backend.store.keys import Keys
 
 
@@ -41,6 +42,16 @@ class ApiSessionStore:
         """The uid of a live session, or None when revoked or expired."""
         value = self._r.get(self._keys("apisession", sid))
         return str(value) if value is not None else None
+
+    def owner_in(self, batch: Batch, sid: str) -> Deferred[str | None]:
+        """:meth:`owner`, read with the batch."""
+        batch.pipe.get(self._keys("apisession", sid))
+        return batch.defer(lambda value: str(value) if value is not None else None)
+
+    def touch_in(self, batch: Batch, sid: str, idle_seconds: int) -> None:
+        """:meth:`touch`, sent with the batch (a revoked or expired session stays gone: EXPIRE needs the key)."""
+        batch.pipe.expire(self._keys("apisession", sid), idle_seconds)
+        batch.defer(bool)
 
     def touch(self, sid: str, idle_seconds: int) -> None:
         """Extend a live session by ``idle_seconds`` (the token's signature bounds its whole life)."""

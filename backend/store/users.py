@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import redis
 
+from backend.store.batch import Batch, Deferred
 from backend.store.codec import decode, encode, encode_value
 from backend.store.keys import Keys
 
@@ -64,6 +65,11 @@ class UserRepo:
         """The user, or None."""
         data = self._r.hgetall(self._keys("user", uid))
         return decode(User, data) if data else None  # type: ignore[arg-type]
+
+    def get_in(self, batch: Batch, uid: str) -> Deferred[User | None]:
+        """:meth:`get`, read with the batch."""
+        batch.pipe.hgetall(self._keys("user", uid))
+        return batch.defer(lambda data: decode(User, data) if data else None)
 
     def find_by_salesforce(self, org_id: str, sf_user_id: str) -> User | None:
         """The user for a Salesforce identity, or None."""
