@@ -188,6 +188,17 @@ class Settings:
     GRAPH_MAX_WAIT_SECONDS: int = 30
     # Items per delta page (Prefer: odata.maxpagesize); bodies are bounded, so a page stays small.
     GRAPH_PAGE_SIZE: int = 50
+    # Instant sync: Graph change notifications start a mailbox's run (polling stays the safety
+    # net). Turn on once PUBLIC_BASE_URL is an https origin Graph can reach; off: every mailbox polls.
+    PUSH_NOTIFICATIONS: bool = False
+    # The lifetime asked for a Graph subscription; Graph decides what it grants, and that is kept.
+    GRAPH_SUBSCRIPTION_MINUTES: int = 4230
+    # A notification's run starts this long after it (a burst becomes one run), and a mailbox's
+    # notification-triggered runs are at least PUSH_MIN_GAP_SECONDS apart.
+    PUSH_DEBOUNCE_SECONDS: int = 10
+    PUSH_MIN_GAP_SECONDS: int = 60
+    # How often the clock looks for subscriptions to renew (each is renewed at half its lifetime).
+    PUSH_CHECK_SECONDS: int = 60
 
     GOOGLE_CLIENT_ID: str = ""
     GOOGLE_CLIENT_SECRET: str = ""
@@ -253,6 +264,11 @@ class Settings:
     def development(self) -> bool:
         """True when running on a developer's machine (relaxed requirements)."""
         return self.SIDEBAR_ENV == "development"
+
+    @property
+    def push_configured(self) -> bool:
+        """True when providers can be asked to notify us (push on, an https PUBLIC_BASE_URL)."""
+        return self.PUSH_NOTIFICATIONS and self.PUBLIC_BASE_URL.lower().startswith("https://")
 
     @property
     def salesforce_configured(self) -> bool:
@@ -380,6 +396,10 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "OUTBOUND_TIMEOUT_SECONDS": (1, 600),
     "GRAPH_MAX_WAIT_SECONDS": (0, 600),
     "GRAPH_PAGE_SIZE": (1, 1000),
+    "GRAPH_SUBSCRIPTION_MINUTES": (1, 43200),
+    "PUSH_DEBOUNCE_SECONDS": (0, 600),
+    "PUSH_MIN_GAP_SECONDS": (1, 3600),
+    "PUSH_CHECK_SECONDS": (1, 3600),
 }
 
 

@@ -34,6 +34,12 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P console:{sid}``                    string: JSON uid + CSRF token of an admin console session (``consoles.py``)
 ``P console:by-user:{uid}``            set: console session ids of a user, to end them all (``consoles.py``)
 ``P trail:{mid}:{hmac}``               string: sync's decision on one item: codes, ids, times; 30 days (``trail.py``)
+``P push:subs:{mid}``                  hash: subscription id -> JSON (kind, resource, expiry, clientState hash) (``push.py``)
+``P push:sub:{subscription}``          hash: ``mid`` and ``state`` (clientState hash) of a subscription id (``push.py``)
+``P push:renew``                       sorted set: mid scored by its earliest subscription's renewal time (``push.py``)
+``P push:health:{mid}``                hash: instant sync ``on`` (1/0), ``reason``, ``since`` (``push.py``)
+``P push:planned:{mid}``               string: when a notification-triggered run is planned, TTL (``push.py``)
+``P push:last:{mid}``                  string: when the last notification-triggered run was planned, TTL (``push.py``)
 =====================================  ==========================================================
 
 Mail content (subjects, bodies, attachments) is never written here.
@@ -56,6 +62,7 @@ from backend.store.mailboxes import MailboxRepo
 from backend.store.meetings import MeetingMapRepo
 from backend.store.once import OnceStore
 from backend.store.orgs import OrgRepo
+from backend.store.push import PushRepo
 from backend.store.quarantine import QuarantineRepo
 from backend.store.ratelimit import RateLimiter
 from backend.store.retries import RetryCountRepo
@@ -95,6 +102,7 @@ class Store:
     audit: AuditLog
     consoles: ConsoleSessionRepo
     trail: ItemTrailRepo
+    push: PushRepo
 
     @classmethod
     def build(cls, client: Redis, prefix: str, box: SecretBox, hash_key: str) -> Store:
@@ -106,6 +114,11 @@ class Store:
 
         def item_hash(identifier: str) -> str:
             return keyed_hash(item_key, identifier)[:40]
+
+        push_key = keyed_hash(hash_key, "sidebar-sync push client state")
+
+        def state_hash(client_state: str) -> str:
+            return keyed_hash(push_key, client_state)
 
         return cls(
             redis=client,
@@ -129,4 +142,5 @@ class Store:
             audit=AuditLog(client, keys),
             consoles=ConsoleSessionRepo(client, keys),
             trail=ItemTrailRepo(client, keys, item_hash),
+            push=PushRepo(client, keys, state_hash),
         )
