@@ -1,11 +1,8 @@
 """Every setting, read from the environment in one place and checked at start.
 
-Nothing else in the package reads ``os.environ``: code receives a :class:`Settings` (through
-``current_app.extensions["settings"]`` or as an argument), and tests build one from a mapping.
-
-This module is the bottom of the package and imports nothing from ``backend``: the syntax checks
-that stop a start (Fernet keys, host patterns) live here as pure functions, and the modules that
-use those values (``backend.security.crypto``, ``backend.net.hosts``) build on them.
+Nothing else reads ``os.environ``: code receives a :class:`Settings` (``current_app.extensions["settings"]``
+or an argument); tests build one from a mapping. This module imports nothing from ``backend``: the syntax
+checks that stop a start (Fernet keys, host patterns) are pure functions here, used by security and net.
 """
 
 from __future__ import annotations
@@ -188,16 +185,9 @@ class Settings:
     GRAPH_MAX_WAIT_SECONDS: int = 30
     # Items per delta page (Prefer: odata.maxpagesize); bodies are bounded, so a page stays small.
     GRAPH_PAGE_SIZE: int = 50
-    # Instant sync: Graph change notifications start a mailbox's run (polling stays the safety
-    # net). Turn on once PUBLIC_BASE_URL is an https origin Graph can reach; off: every mailbox polls.
+    # Instant sync: Graph notifications start runs (PUBLIC_BASE_URL must be reachable); see README.
     PUSH_NOTIFICATIONS: bool = False
-    # The lifetime asked for a Graph subscription; Graph decides what it grants, and that is kept.
-    GRAPH_SUBSCRIPTION_MINUTES: int = 4230
-    # A notification's run starts this long after it (a burst becomes one run), and a mailbox's
-    # notification-triggered runs are at least PUSH_MIN_GAP_SECONDS apart.
     PUSH_DEBOUNCE_SECONDS: int = 10
-    PUSH_MIN_GAP_SECONDS: int = 60
-    # How often the clock looks for subscriptions to renew (each is renewed at half its lifetime).
     PUSH_CHECK_SECONDS: int = 60
 
     GOOGLE_CLIENT_ID: str = ""
@@ -264,11 +254,6 @@ class Settings:
     def development(self) -> bool:
         """True when running on a developer's machine (relaxed requirements)."""
         return self.SIDEBAR_ENV == "development"
-
-    @property
-    def push_configured(self) -> bool:
-        """True when providers can be asked to notify us (push on, an https PUBLIC_BASE_URL)."""
-        return self.PUSH_NOTIFICATIONS and self.PUBLIC_BASE_URL.lower().startswith("https://")
 
     @property
     def salesforce_configured(self) -> bool:
@@ -396,10 +381,6 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "OUTBOUND_TIMEOUT_SECONDS": (1, 600),
     "GRAPH_MAX_WAIT_SECONDS": (0, 600),
     "GRAPH_PAGE_SIZE": (1, 1000),
-    "GRAPH_SUBSCRIPTION_MINUTES": (1, 43200),
-    "PUSH_DEBOUNCE_SECONDS": (0, 600),
-    "PUSH_MIN_GAP_SECONDS": (1, 3600),
-    "PUSH_CHECK_SECONDS": (1, 3600),
 }
 
 

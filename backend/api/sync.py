@@ -16,6 +16,7 @@ from backend.jobs.sync import job_status
 from backend.store.mailboxes import InvalidTransition, SyncMailbox, SyncState
 from backend.sync.cadence import QUIET_FACTORS
 from backend.sync.policy import PERSONAL_NAMES, chosen_by_person, effective_settings, person_view
+from backend.sync.push import instant_sync_view
 from backend.sync.settings import normalise_blocklist
 
 RECENT_RUNS = 10
@@ -94,6 +95,8 @@ def sync_view(mailbox: SyncMailbox) -> dict[str, Any]:
         # The cadence as it is: quiet runs stretch the interval (backend/sync/cadence.py).
         "interval": interval_view(svc.settings.SYNC_INTERVAL_SECONDS, mailbox.interval_seconds),
         "aliases": list(mailbox.aliases),
+        # Whether Graph notifications start runs now, and if not why (None where push does not apply).
+        "instant_sync": instant_sync_view(svc.settings, mailbox, svc.store.push.health(mailbox.id)),
         "error": error,
         "auth_failures": mailbox.auth_failures,
         "max_auth_failures": svc.settings.MAX_AUTH_FAILURES,

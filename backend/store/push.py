@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import redis
 
@@ -62,6 +63,16 @@ class PushHealth:
     on: bool
     reason: str = ""
     since: float = 0.0
+
+
+def health_of(raw: Any) -> PushHealth | None:
+    """Push health from the mailbox hash's ``push`` field (JSON text or already decoded), or None."""
+    if raw is None:
+        return None
+    value = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    if not isinstance(value, dict):
+        return None
+    return PushHealth(bool(value.get("on")), str(value.get("reason") or ""), float(value.get("since") or 0))
 
 
 class PushRepo:
@@ -148,28 +159,31 @@ class PushRepo:
 
     # --- health ----------------------------------------------------------------------------------
 
-    def _health_key(self, mid: str) -> str:
-        return self._keys("push", "health", mid)
+    # Health lives on the mailbox's hash (field ``push``), so the console's one-round-trip rows
+    # and the pane's status read it with everything else.
+
+    def _mailbox_key(self, mid: str) -> str:
+        return self._keys("mailbox", mid)
 
     def set_health(self, mid: str, on: bool, reason: str = "", now: float | None = None) -> None:
         """Record whether instant sync works for the mailbox (``reason`` says why not)."""
-        self._r.hset(self._health_key(mid), mapping={
-            "on": "1" if on else "0", "reason": reason[:300], "since": str(time.time() if now is None else now)})
+        value = {"on": on, "reason": reason[:300], "since": time.time() if now is None else now}
+        # Only on a mailbox that exists: a late job must not create a hash for a deleted one.
+        self._r.eval("if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'push', ARGV[1]) end",
+                     1, self._mailbox_key(mid), json.dumps(value, separators=(",", ":"), sort_keys=True))
 
     def health(self, mid: str) -> PushHealth | None:
-        """The mailbox's push health, or None when push was never tried for it."""
-        raw = self._r.hgetall(self._health_key(mid))
-        if not raw:
-            return None
-        return PushHealth(raw.get("on") == "1", raw.get("reason", ""), float(raw.get("since") or 0))
+        """The mailbox's push health, or None when push is not in use for it."""
+        return health_of(self._r.hget(self._mailbox_key(mid), "push"))
 
     def healthy(self, mid: str) -> bool:
         """True while instant sync works for the mailbox."""
-        return self._r.hget(self._health_key(mid), "on") == "1"
+        found = self.health(mid)
+        return found is not None and found.on
 
     def clear_health(self, mid: str) -> None:
-        """Forget push health (the mailbox no longer syncs)."""
-        self._r.delete(self._health_key(mid))
+        """Forget push health (the mailbox no longer has subscriptions)."""
+        self._r.hdel(self._mailbox_key(mid), "push")
 
     # --- debounce --------------------------------------------------------------------------------
 

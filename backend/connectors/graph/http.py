@@ -1,4 +1,4 @@
-"""The Graph HTTP client: authenticated GETs, writes (subscriptions) and ``$batch`` within Graph's limits, errors mapped.
+"""The Graph HTTP client: authenticated GETs, writes and ``$batch`` within Graph's limits, errors mapped.
 
 Plain ``requests``, no SDK. Every request for a mailbox passes its :class:`MailboxGate`; a 429/503
 whose ``Retry-After`` is at most ``GRAPH_MAX_WAIT_SECONDS`` holds back every request for that

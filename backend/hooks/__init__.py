@@ -1,0 +1,9 @@
+"""Push webhooks: ``/hooks/graph`` and ``/hooks/graph/lifecycle`` (Graph change notifications).
+
+A notification is a trigger, never data: it is checked (a known subscription, its clientState in
+constant time), answered 202 at once, and the mailbox's normal delta run is planned (debounced).
+"""
+
+from backend.hooks.graph import bp
+
+__all__ = ["bp"]
