@@ -12,6 +12,7 @@ from backend.api.errors import ApiError
 from backend.api.tokens import current_user
 from backend.api.validation import bool_field, choice_field, json_body
 from backend.extensions import services
+from backend.jobs.push import drop_push_now
 from backend.jobs.sync import job_status
 from backend.store.mailboxes import InvalidTransition, SyncMailbox, SyncState
 from backend.sync.cadence import QUIET_FACTORS
@@ -168,6 +169,7 @@ def _transition(action: str) -> Response:
             _schedule_now(mailbox.id)
         elif action == "deactivate":
             google_token = _google_refresh_token(mailbox)
+            drop_push_now(mailbox.id)  # while its credentials exist: Deactivate deletes them
             mailbox = repo.deactivate(mailbox.id)
             services().store.schedule.remove(mailbox.id)
             if google_token:

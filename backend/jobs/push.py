@@ -17,6 +17,7 @@ from typing import Any
 
 from rq.exceptions import DuplicateJobError
 
+from backend.errors import ConnectorError
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_SYNC, services
 from backend.jobs.context import worker_app
 from backend.sync.push import PushManager, push_wanted
@@ -102,7 +103,10 @@ def ensure_push(mid: str, recreate: tuple[str, ...] = ()) -> int:
     with worker_app().app_context():
         made = manager().ensure(mid, frozenset(recreate))
         if made:
-            plan_push_run(mid)
+            from backend.jobs.sync import enqueue_sync
+
+            # Not debounced: what arrived while no subscription watched is read now.
+            enqueue_sync(mid)
         return made
 
 
@@ -116,6 +120,23 @@ def drop_push(mid: str) -> int:
     """RQ job: delete the mailbox's subscriptions (paused, deactivated, disabled)."""
     with worker_app().app_context():
         return manager().drop(mid)
+
+
+def drop_push_now(mid: str) -> int:
+    """Delete the subscriptions while the credentials still exist (Deactivate deletes them next).
+
+    Best effort, like revoking a Google token there: on failure the subscriptions are forgotten
+    here, Graph ends them at expiry, and their notifications are refused as unknown meanwhile.
+    """
+    try:
+        return manager().drop(mid)
+    except ConnectorError as exc:
+        log.warning("push: subscriptions not deleted at Graph mid=%s error=%s", mid, type(exc).__name__)
+        store = services().store
+        for sub in store.push.of(mid):
+            store.push.forget(mid, sub.id)
+        store.push.clear_health(mid)
+        return 0
 
 
 def run_push_check(now: float) -> dict[str, int]:
