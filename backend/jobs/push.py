@@ -20,7 +20,7 @@ from rq.exceptions import DuplicateJobError
 from backend.errors import ConnectorError
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_SYNC, services
 from backend.jobs.context import worker_app
-from backend.sync.push import PushManager, push_wanted
+from backend.sync.push import PushManager, kinds_for, push_wanted
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ def after_run(mid: str) -> bool:
     mailbox = svc.store.mailboxes.get(mid)
     if not push_wanted(svc.settings, mailbox):
         return False
-    if len(svc.store.push.of(mid)) >= 3 and svc.store.push.healthy(mid):
+    assert mailbox is not None
+    if len(svc.store.push.of(mid)) >= len(kinds_for(svc.settings, mailbox.provider)) and svc.store.push.healthy(mid):
         return False
     return enqueue_push_job(ensure_push, mid, "ensure")
 

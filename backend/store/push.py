@@ -49,11 +49,14 @@ class Subscription:
     expires_at: float
     state_hash: str
     created_at: float
+    # Renewed at least this often (seconds; 0: only the half-life rule), e.g. a Gmail watch daily.
+    renew_every: float = 0.0
 
     @property
     def renew_at(self) -> float:
-        """Well before expiry: when half of the lifetime it was granted has passed."""
-        return self.created_at + (self.expires_at - self.created_at) / 2
+        """Well before expiry: when half of the lifetime it was granted has passed (or ``renew_every``)."""
+        half = self.created_at + (self.expires_at - self.created_at) / 2
+        return min(half, self.created_at + self.renew_every) if self.renew_every else half
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,12 @@ from backend.sync.collaborators import context_for
 
 log = logging.getLogger(__name__)
 
-PUSH_PROVIDERS = frozenset({"microsoft"})
+PUSH_PROVIDERS = frozenset({"microsoft", "google"})
 KINDS = ("inbox", "sentitems", "calendar")
+GMAIL_KIND = "gmail"
+# Pushes carry no clientState: the OIDC token proves them; the index keeps a fixed marker's hash.
+GMAIL_STATE = "gmail-watch"
+GMAIL_RENEW_SECONDS = 24 * 3600
 # While push is healthy the poll is only the safety net: every 2 hours, never longer.
 PUSH_POLL_SECONDS = 2 * 3600
 HOOK_PATH = "/hooks/graph"
@@ -34,10 +38,24 @@ SUBSCRIPTION_MINUTES = 4230
 LIFECYCLE_PATH = "/hooks/graph/lifecycle"
 
 
+def kinds_for(settings: Settings, provider: str) -> tuple[str, ...]:
+    """What a mailbox of ``provider`` subscribes to here: Graph's three resources, one Gmail watch, or nothing."""
+    if provider == "microsoft" and settings.PUSH_NOTIFICATIONS:
+        return KINDS
+    if provider == "google" and settings.GOOGLE_PUBSUB_TOPIC and settings.GOOGLE_PUBSUB_PUSH_ACCOUNT:
+        return (GMAIL_KIND,)
+    return ()
+
+
+def gmail_sub_id(address: str) -> str:
+    """The id a Gmail watch is kept under: pushes name the mailbox by its address."""
+    return f"gmail:{address.lower()}"
+
+
 def push_wanted(settings: Settings, mailbox: SyncMailbox | None) -> bool:
-    """Whether the mailbox should have subscriptions now (push configured, Microsoft 365, running)."""
-    return (mailbox is not None and settings.PUSH_NOTIFICATIONS and mailbox.provider in PUSH_PROVIDERS
-            and mailbox.state is SyncState.RUNNING)
+    """Whether the mailbox should have subscriptions now (push configured for its provider, running)."""
+    return (mailbox is not None and mailbox.state is SyncState.RUNNING
+            and bool(kinds_for(settings, mailbox.provider)))
 
 
 def poll_interval(store: Store, mid: str, interval: int) -> int:
@@ -69,9 +87,14 @@ class PushManager:
         self.clients = clients
 
     def _open(self, mailbox: SyncMailbox) -> Any:
+        context = context_for(self.settings, self.store, self.clients, mailbox)
+        if mailbox.provider == "google":
+            from backend.connectors.google.push import open_watch
+
+            return _GmailStop(open_watch(context))
         from backend.connectors.graph.subscriptions import open_subscriptions
 
-        return open_subscriptions(context_for(self.settings, self.store, self.clients, mailbox))
+        return open_subscriptions(context)
 
     def _create(self, subs: Any, mailbox: SyncMailbox, kind: str) -> Subscription:
         base = self.settings.PUBLIC_BASE_URL
@@ -94,6 +117,8 @@ class PushManager:
             return 0
         assert mailbox is not None
         have = {s.kind: s for s in self.store.push.of(mid)}
+        if mailbox.provider == "google":
+            return self._watch_gmail(mailbox) if GMAIL_KIND not in have or recreate else 0
         missing = [k for k in KINDS if k not in have or have[k].id in recreate]
         if not missing:
             return 0
@@ -119,6 +144,26 @@ class PushManager:
         log.info("instant sync on mid=%s made=%d", mid, len(missing))
         return len(missing)
 
+    def _watch_gmail(self, mailbox: SyncMailbox) -> int:
+        """``users.watch`` (a first one or a renewal: the same call); 1 when it was made."""
+        from backend.connectors.google.push import open_watch
+
+        watch = open_watch(context_for(self.settings, self.store, self.clients, mailbox))
+        try:
+            _, expires = watch.watch(self.settings.GOOGLE_PUBSUB_TOPIC)
+        except ConnectorError as exc:
+            fall_back(self.store, self.settings, mailbox.id, _reason(exc))
+            if exc.transient:
+                raise
+            return 0
+        finally:
+            watch.close()
+        self.store.push.save(Subscription(gmail_sub_id(mailbox.address), mailbox.id, GMAIL_KIND,
+                                          f"users/me INBOX,SENT -> {self.settings.GOOGLE_PUBSUB_TOPIC}", expires,
+                                          self.store.push.hash_state(GMAIL_STATE), time.time(), GMAIL_RENEW_SECONDS))
+        self.store.push.set_health(mailbox.id, True)
+        return 1
+
     def renew(self, mid: str, now: float | None = None, only: frozenset[str] = frozenset()) -> int:
         """Renew the subscriptions past half their lifetime, and those in ``only`` (Graph asked);
         recreate any Graph lost; how many were renewed."""
@@ -131,6 +176,8 @@ class PushManager:
         due = [s for s in self.store.push.of(mid) if s.renew_at <= now or s.id in only]
         if not due:
             return 0
+        if mailbox.provider == "google":
+            return self._watch_gmail(mailbox)
         subs = self._open(mailbox)
         gone: set[str] = set()
         try:
@@ -175,6 +222,22 @@ class PushManager:
         return deleted
 
 
+class _GmailStop:
+    """A Gmail watch seen as subscriptions to delete (``users.stop`` ends it whatever the id)."""
+
+    def __init__(self, watch: Any) -> None:
+        self.watch = watch
+
+    def delete(self, sub_id: str) -> bool:
+        """Stop the watch."""
+        self.watch.stop()
+        return True
+
+    def close(self) -> None:
+        """Release connections."""
+        self.watch.close()
+
+
 def _reason(exc: ConnectorError, doing: str = "create") -> str:
     what = "could not be renewed" if doing == "renew" else "could not be turned on"
     return f"Instant sync {what}: {exc.message}" if getattr(exc, "message", "") else f"Instant sync {what}."
@@ -182,7 +245,7 @@ def _reason(exc: ConnectorError, doing: str = "create") -> str:
 
 def instant_sync_view(settings: Settings, mailbox: SyncMailbox, health: PushHealth | None) -> dict[str, Any] | None:
     """What the pane says about instant sync: None where it does not apply (push off, not Microsoft 365)."""
-    if not settings.PUSH_NOTIFICATIONS or mailbox.provider not in PUSH_PROVIDERS or not mailbox.activated:
+    if not kinds_for(settings, mailbox.provider) or not mailbox.activated:
         return None
     if health is None:
         return {"on": False, "reason": None, "since": None, "text": "Instant sync is starting"}

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import jwt
 import requests
 from google.auth import exceptions as google_exceptions
 from google.auth.transport import requests as google_requests
@@ -107,7 +108,8 @@ class PushVerifier:
                                            certs_url=self.settings.GOOGLE_CERTS_URL)
         except google_exceptions.TransportError:
             raise Unavailable("Google's certificates could not be fetched.") from None
-        except (ValueError, google_exceptions.GoogleAuthError):
+        except (ValueError, google_exceptions.GoogleAuthError, jwt.PyJWTError):
+            # google-auth reads a JWKS with PyJWT, whose malformed-token errors are its own.
             raise NotAuthentic("The push token did not verify.") from None
         if claims.get("iss") not in ISSUERS:
             raise NotAuthentic("The push token was not issued by Google.")
