@@ -221,3 +221,15 @@ def test_a_failed_renewal_turns_instant_sync_off_and_polls_every_30_minutes(push
     body = push_env.env.client.get("/api/sync", headers=push_env.env.session.headers).get_json()  # type: ignore[union-attr]
     assert body["instant_sync"]["on"] is False
     assert body["instant_sync"]["text"].startswith("Instant sync off: Instant sync could not be renewed")
+
+
+def test_a_subscription_graph_let_expire_is_made_again(push_env: PushEnv) -> None:
+    push_env.push.lifetime_seconds = 8
+    push_env.start()
+    old = push_env.sub_id()
+    push_env.push.expire(old)  # Graph no longer has it: its renewal is a 404
+    wait_until(lambda: any(s.folder == "inbox" and s.id != old for s in push_env.push.of(push_env.harness.address)),
+               30, "a new inbox subscription", push_env.env.workers[-1])
+    push_env.email("<after-expiry@customer.example>")
+    wait_until(lambda: push_env.logged("<after-expiry@customer.example>"), 30, "the email after the new subscription")
+    assert push_env.healthy()
