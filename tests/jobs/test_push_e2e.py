@@ -233,3 +233,16 @@ def test_a_subscription_graph_let_expire_is_made_again(push_env: PushEnv) -> Non
     push_env.email("<after-expiry@customer.example>")
     wait_until(lambda: push_env.logged("<after-expiry@customer.example>"), 30, "the email after the new subscription")
     assert push_env.healthy()
+
+
+def test_deactivate_deletes_the_subscriptions_at_graph_first(push_env: PushEnv) -> None:
+    push_env.start()
+    assert len(push_env.push.of(push_env.harness.address)) == 3
+    headers = push_env.env.session.headers  # type: ignore[union-attr]
+    assert push_env.env.client.post("/api/sync/deactivate", headers=headers).status_code == 200
+    # At once, while the credentials still existed: no notification for this mailbox comes again.
+    assert push_env.push.of(push_env.harness.address) == []
+    deletes = push_env.harness.graph_server.recorder.matching("DELETE", "/v1.0/subscriptions/")
+    assert len(deletes) == 3 and all(c.status == 204 for c in deletes)
+    with push_env.env.app.app_context():
+        assert services().store.push.of(push_env.env.uid) == []
