@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 
+from backend.admin.directory import read_org_rows, user_row
 from backend.extensions import services
 from sandbox.graph_push import GraphPush
 from sandbox.harness.graph import GraphHarness
@@ -221,6 +222,15 @@ def test_a_failed_renewal_turns_instant_sync_off_and_polls_every_30_minutes(push
     body = push_env.env.client.get("/api/sync", headers=push_env.env.session.headers).get_json()  # type: ignore[union-attr]
     assert body["instant_sync"]["on"] is False
     assert body["instant_sync"]["text"].startswith("Instant sync off: Instant sync could not be renewed")
+    # The admin console's rows say it too, with the reason (one user's row, and the org's rows).
+    with push_env.env.app.app_context():
+        store = services().store
+        row = user_row(store, push_env.env.uid)
+        listed = [r for r in read_org_rows(store, push_env.env.mailbox().org_id) if r["id"] == push_env.env.uid]
+    for found in (row, *listed):
+        assert found is not None and found["instant_sync"]["on"] is False
+        assert found["instant_sync"]["reason"].startswith("Instant sync could not be renewed")
+    assert len(listed) == 1
 
 
 def test_a_subscription_graph_let_expire_is_made_again(push_env: PushEnv) -> None:
