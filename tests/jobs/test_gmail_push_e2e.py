@@ -164,3 +164,13 @@ def test_without_a_topic_gmail_polls() -> None:
     assert kinds_for(with_topic, "google") == ("gmail",)
     assert kinds_for(with_topic, "exchange") == ()  # on-premises Exchange always polls
 
+
+
+def test_pause_stops_the_watch(gmail_env: GmailPushEnv) -> None:
+    gmail_env.start()
+    headers = gmail_env.env.session.headers  # type: ignore[union-attr]
+    assert gmail_env.env.client.post("/api/sync/pause", headers=headers).status_code == 200
+    wait_until(lambda: gmail_env.harness.address not in gmail_env.pubsub.watches, 30, "the watch stopped",
+               gmail_env.env.workers[-1])
+    with gmail_env.env.app.app_context():
+        assert services().store.push.of(gmail_env.env.uid) == []
