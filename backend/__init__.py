@@ -36,6 +36,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from backend.api import bp as api_bp
     from backend.api.errors import register_error_handlers
     from backend.auth import console, google, microsoft, salesforce
+    from backend.hooks import bp as hooks_bp
     from backend.web import add_security_headers
     from backend.web import bp as web_bp
 
@@ -45,6 +46,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(microsoft.bp)
     app.register_blueprint(google.bp)
     app.register_blueprint(console.bp)
+    app.register_blueprint(hooks_bp)
     register_error_handlers(app)
     add_security_headers(app)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from backend.config import Settings
 from backend.connectors.google import GoogleAuth
+from backend.connectors.google.push import PushVerifier
 from backend.connectors.graph import MicrosoftAuth
 from backend.connectors.salesforce import SalesforceOAuth
 from backend.net import Resolver
@@ -36,6 +37,8 @@ class Clients:
     # (``(provider, MailboxContext) -> Mailbox``, ``(User, on_usage) -> Crm``).
     mailbox_factory: Callable[[str, Any], Any] | None = None
     crm_factory: Callable[[Any, Any], Any] | None = None
+    # Checks Gmail's Pub/Sub pushes (their OIDC token); None: built on first use.
+    pubsub_verifier: PushVerifier | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Clients:
@@ -46,4 +49,5 @@ class Clients:
             google_auth=GoogleAuth(settings),
             naa_verifier=NaaVerifier(settings),
             exchange_verifier=ExchangeIdentityVerifier(settings),
+            pubsub_verifier=PushVerifier(settings),
         )

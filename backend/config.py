@@ -1,11 +1,8 @@
 """Every setting, read from the environment in one place and checked at start.
 
-Nothing else in the package reads ``os.environ``: code receives a :class:`Settings` (through
-``current_app.extensions["settings"]`` or as an argument), and tests build one from a mapping.
-
-This module is the bottom of the package and imports nothing from ``backend``: the syntax checks
-that stop a start (Fernet keys, host patterns) live here as pure functions, and the modules that
-use those values (``backend.security.crypto``, ``backend.net.hosts``) build on them.
+Nothing else reads ``os.environ``: code receives a :class:`Settings` (``current_app.extensions["settings"]``
+or an argument); tests build one from a mapping. This module imports nothing from ``backend``: the syntax
+checks that stop a start (Fernet keys, host patterns) are pure functions here, used by security and net.
 """
 
 from __future__ import annotations
@@ -151,14 +148,12 @@ class Settings:
     SECRET_KEY: str = ""
     ENCRYPTION_KEYS: tuple[str, ...] = ()
     REDIS_URL: str = ""
-    # Every Redis key the application writes starts with this, so several deployments (or test
-    # runs) can share one server. RQ's own keys live in the database chosen by REDIS_URL.
+    # Every application key starts with this (deployments can share a server; RQ's keys: REDIS_URL's db).
     KEY_PREFIX: str = "ss:"
     PUBLIC_BASE_URL: str = "https://localhost:3000"
-    # The Outlook manifest's <Id> (a GUID). Outlook and the Microsoft 365 admin center know an add-in
-    # by this id: keep it fixed for a deployment so a re-rendered manifest is an update of the same
-    # add-in, and give every other deployment (staging, a customer's own) its own GUID. The localhost
-    # manifest uses an id derived from this one, so both can be sideloaded at once (backend/manifest.py).
+    # The Outlook manifest's <Id> (a GUID) Outlook and the admin center know the add-in by: fixed per
+    # deployment (a re-rendered manifest updates the same add-in), its own GUID for every other one
+    # (staging, a customer's); localhost's is derived from it, so both sideload (backend/manifest.py).
     ADDIN_ID: str = "104bb81e-8e1c-4dc0-8f98-40c72607b407"
     # Extra https origins for the manifest's <AppDomains> (for example an org's Salesforce My Domain,
     # https://acme.my.salesforce.com); the public sign-in hosts are always listed. No wildcards:
@@ -188,6 +183,14 @@ class Settings:
     GRAPH_MAX_WAIT_SECONDS: int = 30
     # Items per delta page (Prefer: odata.maxpagesize); bodies are bounded, so a page stays small.
     GRAPH_PAGE_SIZE: int = 50
+    # Instant sync: Graph notifications / Gmail Pub/Sub pushes start runs (PUBLIC_BASE_URL reachable); README.
+    PUSH_NOTIFICATIONS: bool = False
+    PUSH_DEBOUNCE_SECONDS: int = 10
+    PUSH_CHECK_SECONDS: int = 60
+    GOOGLE_PUBSUB_TOPIC: str = ""
+    GOOGLE_PUBSUB_PUSH_ACCOUNT: str = ""
+    GOOGLE_PUBSUB_AUDIENCE: str = ""
+    GOOGLE_CERTS_URL: str = "https://www.googleapis.com/oauth2/v3/certs"
 
     GOOGLE_CLIENT_ID: str = ""
     GOOGLE_CLIENT_SECRET: str = ""
@@ -204,14 +207,12 @@ class Settings:
     OUTBOUND_CA_BUNDLE: str = ""
     OUTBOUND_TIMEOUT_SECONDS: int = 20
     EWS_ALLOWED_HOSTS: tuple[str, ...] = ()
-    # EWS (on-premises Exchange): the time one request may take, and the time a whole
-    # "Connect to Exchange" attempt may take (Autodiscover, probes and checks together); the
-    # latter stays under the 30 s that proxies in front of the web process commonly allow.
+    # EWS (on-premises Exchange): one request's time, and a whole "Connect to Exchange" attempt's
+    # (Autodiscover, probes, checks), under the 30 s proxies in front of the web commonly allow.
     EWS_TIMEOUT_SECONDS: int = 15
     EWS_CONNECT_DEADLINE_SECONDS: int = 25
-    # Autodiscover (POX) endpoints tried in order when no EWS URL is given; "{domain}" is the
-    # mailbox's domain. Every one goes through the same outbound host guard as EWS URLs, and gets
-    # the password only if its host is in the login's domain or listed in EWS_ALLOWED_HOSTS.
+    # Autodiscover (POX) endpoints tried in order without an EWS URL ("{domain}": the mailbox's); each
+    # passes the outbound host guard, and gets the password only in the login's domain or EWS_ALLOWED_HOSTS.
     # autodiscover.{domain} first: the bare domain is often a website run by someone else.
     EWS_AUTODISCOVER_URLS: tuple[str, ...] = (
         "https://autodiscover.{domain}/autodiscover/autodiscover.xml",
@@ -326,7 +327,7 @@ class Settings:
                 raise ConfigError("SECRET_KEY must be at least 32 characters in production")
         for name in ("PUBLIC_BASE_URL", "SALESFORCE_LOGIN_URL", "SALESFORCE_SANDBOX_URL",
                      "MS_AUTHORITY", "GRAPH_URL", "GOOGLE_AUTH_URL", "GOOGLE_TOKEN_URL",
-                     "GMAIL_API_URL", "GOOGLE_CALENDAR_API_URL", "GOOGLE_REVOKE_URL"):
+                     "GMAIL_API_URL", "GOOGLE_CALENDAR_API_URL", "GOOGLE_REVOKE_URL", "GOOGLE_CERTS_URL"):
             _https_url(name, getattr(self, name))
         if self.ENCRYPTION_KEYS:
             problem = fernet_key_problem(self.ENCRYPTION_KEYS)

@@ -84,3 +84,10 @@ class SetupFailed(ConnectorError):
         super().__init__(message)
         self.code = code
         self.retry_after = retry_after
+
+
+class NotAuthentic(ConnectorError):
+    """A message pushed to us did not prove it came from the provider (a forged or foreign token)."""
+
+    transient = False
+    code = "not_authentic"

@@ -32,6 +32,7 @@ from flask import Flask, Response, request
 
 from sandbox.google import GMAIL_METADATA, GMAIL_READONLY, FakeGoogleState, TokenInfo
 from sandbox.google_faults import Faults, google_error
+from sandbox.pubsub import FakePubSub, register_pubsub
 from sandbox.server import Recorder
 
 SYSTEM_LABELS = ("INBOX", "SENT", "DRAFT", "SPAM", "TRASH", "UNREAD", "IMPORTANT")
@@ -83,6 +84,10 @@ class FakeGmailState:
     recorder: Recorder | None = None
     # Number of parts of every batch request, in order.
     batch_sizes: list[int] = field(default_factory=list)
+    pubsub: FakePubSub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pubsub = FakePubSub(self)
 
     # --- seeding --------------------------------------------------------------------------------
 
@@ -108,6 +113,7 @@ class FakeGmailState:
         # The labels the message had at that moment (before a removal or deletion): labelId filters on them.
         entry["_labels"] = sorted(message.labels | set(labels or []))
         box.history.append(entry)
+        self.pubsub.recorded(box.email, box.history_id, set(entry["_labels"]))
 
     def add_message(self, address: str, labels: list[str] | tuple[str, ...] = ("INBOX",), *, subject: str = "Hello",
                     sender: str = "", to: list[str] | None = None, cc: list[str] | None = None, body: str = "",
@@ -371,7 +377,8 @@ def _batch_parts(content_type: str, raw: bytes) -> list[tuple[str, str]] | None:
 
 
 def register_gmail(app: Flask, state: FakeGmailState) -> None:
-    """Add the Gmail endpoints to a fake Google app."""
+    """Add the Gmail endpoints (and Gmail push: watch, stop, the certificates) to a fake Google app."""
+    register_pubsub(app, state.pubsub)
 
     @app.get("/gmail/v1/users/<path:rest>")
     def gmail_get(rest: str) -> Any:

@@ -11,7 +11,7 @@ through ``@odata.nextLink`` (``$skiptoken``) and ends with an ``@odata.deltaLink
 event moved outside the calendarView range too; ``GET /events/{id}`` still finds it). Tests
 can make every token handed out so far expire (410), inject 429 with Retry-After, 503, 500, 410 and
 slow answers, and read the peak number of requests in flight per mailbox from the recorder (tag =
-the mailbox of the token).
+the mailbox of the token). Subscriptions and change notifications: :mod:`sandbox.graph_push`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask, Response, request
 
+from sandbox.graph_push import GraphPush, add_routes
 from sandbox.microsoft import FakeMicrosoftState, MsUser, TokenInfo
 from sandbox.server import Recorder
 
@@ -118,6 +119,14 @@ class FakeGraphState:
     throttled_at: list[tuple[float, float]] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     recorder: Recorder | None = None
+    push: GraphPush = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.push = GraphPush(self)
+
+    def notify(self, box: FakeMailbox, item_id: str, change: str) -> None:
+        """Tell the subscriptions watching the item (change notifications, sent in the background)."""
+        self.push.changed(box.user, box.items[item_id], change)
 
     # --- seeding --------------------------------------------------------------------------------
 
@@ -165,6 +174,7 @@ class FakeGraphState:
         item_id = "AAMk" + uuid.uuid4().hex
         with self.lock:
             box.items[item_id] = Item(item_id, folder, data, self._bump(box), body=body, sensitivity=sensitivity)
+        self.notify(box, item_id, "created")
         return item_id
 
     def add_event(self, mail: str, *, subject: str = "Meeting", start: datetime, end: datetime,
@@ -194,6 +204,7 @@ class FakeGraphState:
         item_id = "AAMkEv" + uuid.uuid4().hex
         with self.lock:
             box.items[item_id] = Item(item_id, "calendar", data, self._bump(box), body=body, sensitivity=sensitivity)
+        self.notify(box, item_id, "created")
         return item_id
 
     def update_item(self, item_id: str, **changes: Any) -> None:
@@ -213,6 +224,7 @@ class FakeGraphState:
                 else:
                     item.data[name] = value
             item.seq = self._bump(box)
+        self.notify(box, item_id, "updated")
 
     def cancel_event(self, item_id: str) -> None:
         """Cancel a meeting (it stays, marked cancelled, as an attendee sees it)."""
@@ -224,6 +236,7 @@ class FakeGraphState:
         with self.lock:
             item.deleted = True
             item.seq = self._bump(box)
+        self.notify(box, item_id, "deleted")
 
     def expire_cursors(self, mail: str | None = None) -> None:
         """Make every skip/delta token handed out so far answer 410 Gone."""
@@ -518,6 +531,7 @@ class FakeGraphState:
 def create_app(state: FakeGraphState) -> Flask:
     """The fake Graph's Flask app over ``state``."""
     app = Flask("fake_graph")
+    add_routes(app, state.push)
 
     def respond(status: int, headers: dict[str, str], body: Any) -> Response:
         resp = Response(json.dumps(body), status=status, mimetype="application/json")

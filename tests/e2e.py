@@ -120,6 +120,19 @@ def start_worker(config: dict[str, Any], log_dir: Path, name: str = "w") -> Work
     return Worker(proc, log_path)
 
 
+def start_clock(config: dict[str, Any], log_dir: Path) -> Worker:
+    """Start the Procfile's clock (``rq cron backend.jobs.clock``) with ``config`` as its environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SALESFORCE_") and k != "REDIS_URL"}
+    env.update({k: env_value(v) for k, v in config.items()})
+    env["PYTHONPATH"] = str(ROOT)
+    log_path = log_dir / f"clock-{time.monotonic_ns()}.log"
+    handle = open(log_path, "wb")
+    proc = subprocess.Popen([RQ, "cron", "backend.jobs.clock", "--url", config["REDIS_URL"]], cwd=ROOT, env=env,
+                            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    handle.close()
+    return Worker(proc, log_path)
+
+
 def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "condition",
                worker: Worker | None = None) -> Any:
     """Poll ``check`` until it returns something truthy."""

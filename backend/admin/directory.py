@@ -19,10 +19,11 @@ from typing import Any
 
 from backend.store import Store
 from backend.store.mailboxes import SyncState
+from backend.store.push import health_of
 
 USER_FIELDS = ("display_name", "username", "email", "last_seen_at")
 MAILBOX_FIELDS = ("state", "provider", "address", "connection", "error", "last_run", "caught_up_at",
-                  "activated_at")
+                  "activated_at", "push")
 SORTS = ("name", "username", "mailbox", "state", "provider", "last_run", "last_seen")
 MAX_PER_PAGE = 200
 # No successful run for this long counts as stale (summary, digest).
@@ -88,6 +89,9 @@ def _row(uid: str, user_values: list[Any], mailbox_values: list[Any], quarantine
         "last_success_at": float(mailbox["caught_up_at"] or 0.0) or None,
         "activated_at": float(mailbox["activated_at"] or 0.0) or None,
         "issues": int(quarantined or 0),
+        # Instant sync (Graph notifications): {"on", "reason"} once tried for the mailbox, else None.
+        "instant_sync": ({"on": health.on, "reason": health.reason or None}
+                         if (health := health_of(mailbox["push"])) is not None else None),
         "last_seen_at": float(user["last_seen_at"] or 0.0) or None,
     }
 

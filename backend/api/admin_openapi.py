@@ -91,4 +91,5 @@ COMPONENTS["schemas"]["AdminUser"] = {"type": "object", "properties": {
     "state": {"type": "string", "enum": _STATES}, "error": {"type": ["object", "null"]},
     "last_run": {"type": ["object", "null"]}, "last_success_at": {"type": ["string", "null"]},
     "issues": {"type": "integer"}, "last_seen_at": {"type": ["string", "null"]},
+    "instant_sync": {"type": ["object", "null"]},
 }}

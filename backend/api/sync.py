@@ -13,13 +13,16 @@ from backend.api.errors import ApiError
 from backend.api.tokens import current_user
 from backend.api.validation import bool_field, choice_field, json_body
 from backend.extensions import services
+from backend.jobs.push import drop_push_now
 from backend.jobs.sync import job_status_in
 from backend.store.batch import Batch, Deferred
 from backend.store.mailboxes import InvalidTransition, SyncMailbox, SyncState
 from backend.store.orgs import OrgSettings
+from backend.store.push import PushHealth
 from backend.store.users import User
 from backend.sync.cadence import QUIET_FACTORS
 from backend.sync.policy import PERSONAL_NAMES, chosen_by_person, effective_settings, person_view
+from backend.sync.push import instant_sync_view
 from backend.sync.settings import normalise_blocklist
 
 RECENT_RUNS = 10
@@ -66,6 +69,7 @@ class ViewReads:
     runs: Deferred[list[dict[str, Any]]]
     quarantined: Deferred[int]
     quarantine: Deferred[list[dict[str, Any]]]
+    push: Deferred[PushHealth | None]
 
     @classmethod
     def queue(cls, batch: Batch, mid: str, org_id: str) -> ViewReads:
@@ -73,7 +77,8 @@ class ViewReads:
         store = services().store
         return cls(store.schedule.next_in(batch, mid), store.orgs.get_in(batch, org_id), job_status_in(batch, mid),
                    store.runs.recent_in(batch, mid, RECENT_RUNS), store.quarantine.count_in(batch, mid),
-                   store.quarantine.recent_in(batch, mid, QUARANTINE_SHOWN))
+                   store.quarantine.recent_in(batch, mid, QUARANTINE_SHOWN),
+                   store.push.health_in(batch, mid))
 
 
 def sync_view(mailbox: SyncMailbox) -> dict[str, Any]:
@@ -126,6 +131,8 @@ def view_of(mailbox: SyncMailbox, reads: ViewReads, user: User) -> dict[str, Any
         # The cadence as it is: quiet runs stretch the interval (backend/sync/cadence.py).
         "interval": interval_view(svc.settings.SYNC_INTERVAL_SECONDS, mailbox.interval_seconds),
         "aliases": list(mailbox.aliases),
+        # Whether Graph notifications start runs now, and if not why (None where push does not apply).
+        "instant_sync": instant_sync_view(svc.settings, mailbox, reads.push.value),
         "error": error,
         "auth_failures": mailbox.auth_failures,
         "max_auth_failures": svc.settings.MAX_AUTH_FAILURES,
@@ -206,6 +213,7 @@ def _transition(action: str) -> Response:
             _schedule_now(mailbox.id)
         elif action == "deactivate":
             google_token = _google_refresh_token(mailbox)
+            drop_push_now(mailbox.id)  # while its credentials exist: Deactivate deletes them
             mailbox = repo.deactivate(mailbox.id)
             services().store.schedule.remove(mailbox.id)
             if google_token:

@@ -16,4 +16,4 @@ except ConfigError as exc:
     print(f"sidebar-sync clock: configuration error: {exc}", file=sys.stderr)
     raise SystemExit(3) from None
 
-from backend.jobs import digest, schedule  # noqa: F401 - registers the cron jobs
+from backend.jobs import digest, push_clock, schedule  # noqa: F401 - registers the cron jobs

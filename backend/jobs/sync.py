@@ -22,6 +22,8 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import redis
@@ -35,6 +37,7 @@ from backend.connectors.crm import ApiLimitExceeded
 from backend.errors import AuthRevoked, ConnectorError, ServiceMisconfigured, Throttled
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_NOTIFY, QUEUE_SYNC, services
 from backend.jobs.context import worker_app
+from backend.jobs.push import after_run
 from backend.store.batch import Batch, Deferred
 from backend.store.mailboxes import InvalidTransition
 
@@ -224,11 +227,12 @@ def enqueue_background_runs(mailbox_ids: list[str]) -> int:
     return sum(enqueue_sync(mid) for mid in mailbox_ids)
 
 
-def enqueue_sync(mailbox_id: str, interactive: bool = False) -> bool:
+def enqueue_sync(mailbox_id: str, interactive: bool = False, at: float | None = None) -> bool:
     """Queue a run unless one is already queued or running; True when this call queued (or promoted) it.
 
     An interactive enqueue (Sync now) finding a background run still waiting moves that run to the
-    front of the interactive queue instead of leaving the person waiting behind the backlog.
+    front of the interactive queue instead of leaving the person waiting behind the backlog. ``at``
+    (epoch seconds) schedules a background run for then (a push notification's debounced run).
     """
     svc = services()
     queue = svc.queue(QUEUE_INTERACTIVE if interactive else QUEUE_SYNC)
@@ -237,7 +241,8 @@ def enqueue_sync(mailbox_id: str, interactive: bool = False) -> bool:
     for _ in range(3):
         try:
             data = run_job_data(mailbox_id, interactive, retry)
-            queue.enqueue(
+            enqueue = queue.enqueue if at is None else partial(queue.enqueue_at, datetime.fromtimestamp(at, UTC))
+            enqueue(
                 data.func,
                 args=data.args,
                 kwargs=data.kwargs,
@@ -358,8 +363,12 @@ def enqueue_notice(mailbox_id: str, incident: str) -> bool:
 def sync_mailbox(mailbox_id: str, interactive: bool = False) -> dict[str, Any]:
     """RQ job: run sync once for ``mailbox_id`` (errors propagate so RQ retries or records them)."""
     with worker_app().app_context():
+        # Every change so far is this run's to read: the next push notification plans another run.
+        services().store.push.run_started(mailbox_id)
         try:
-            return services().engine.run(mailbox_id, interactive=interactive)
+            result = services().engine.run(mailbox_id, interactive=interactive)
+            after_run(mailbox_id)
+            return result
         except AuthRevoked as exc:
             source = str(getattr(exc, "source", "mailbox"))
             if source == "salesforce":

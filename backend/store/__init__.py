@@ -9,7 +9,7 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P users``                            set: every uid, for admin listing and key rotation (``users.py``)
 ``P org:{org}``                        hash: org settings (admin address, blocklist, API budget) (``orgs.py``)
 ``P org:users:{org}``                  set: uids of the org (``users.py``)
-``P mailbox:{mid}``                    hash: sync state and settings of one sync mailbox (``mailboxes.py``)
+``P mailbox:{mid}``                    hash: state, settings of a sync mailbox (``mailboxes.py``; ``push``: push.py)
 ``P mailboxes``                        set: every mailbox id (``mailboxes.py``)
 ``P cursors:{mid}``                    hash: folder -> connector cursor, saved after writes (``mailboxes.py``)
 ``P runs:{mid}``                       list: the latest run records, counts never content (``runs.py``)
@@ -35,6 +35,11 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P console:{sid}``                    string: JSON uid + CSRF token of an admin console session (``consoles.py``)
 ``P console:by-user:{uid}``            set: console session ids of a user, to end them all (``consoles.py``)
 ``P trail:{mid}:{hmac}``               string: sync's decision on one item: codes, ids, times; 30 days (``trail.py``)
+``P push:subs:{mid}``                  hash: subscription id -> JSON: kind, resource, expiry, state hash (``push.py``)
+``P push:sub:{subscription}``          hash: ``mid`` and ``state`` (clientState hash) of a subscription id (``push.py``)
+``P push:renew``                       sorted set: mid scored by its earliest subscription's renewal time (``push.py``)
+``P push:planned:{mid}``               string: when a notification-triggered run is planned, TTL (``push.py``)
+``P push:last:{mid}``                  string: when the last notification-triggered run was planned, TTL (``push.py``)
 =====================================  ==========================================================
 
 Mail content (subjects, bodies, attachments) is never written here.
@@ -58,6 +63,7 @@ from backend.store.mailboxes import MailboxRepo
 from backend.store.meetings import MeetingMapRepo
 from backend.store.once import OnceStore
 from backend.store.orgs import OrgRepo
+from backend.store.push import PushRepo
 from backend.store.quarantine import QuarantineRepo
 from backend.store.ratelimit import RateLimiter
 from backend.store.retries import RetryCountRepo
@@ -97,6 +103,7 @@ class Store:
     audit: AuditLog
     consoles: ConsoleSessionRepo
     trail: ItemTrailRepo
+    push: PushRepo
 
     def batch(self) -> Batch:
         """A batch of reads of several repositories, sent as one pipeline (``backend.store.batch``)."""
@@ -112,6 +119,11 @@ class Store:
 
         def item_hash(identifier: str) -> str:
             return keyed_hash(item_key, identifier)[:40]
+
+        push_key = keyed_hash(hash_key, "sidebar-sync push client state")
+
+        def state_hash(client_state: str) -> str:
+            return keyed_hash(push_key, client_state)
 
         return cls(
             redis=client,
@@ -135,4 +147,5 @@ class Store:
             audit=AuditLog(client, keys),
             consoles=ConsoleSessionRepo(client, keys),
             trail=ItemTrailRepo(client, keys, item_hash),
+            push=PushRepo(client, keys, state_hash),
         )

@@ -13,6 +13,7 @@ from typing import Any
 from backend.config import Settings
 from backend.store import Store
 from backend.store.mailboxes import SyncState
+from backend.sync.push import poll_interval
 
 # Quiet runs in a row after which the interval doubles, then quadruples (30 -> 60 -> 120 min).
 QUIET_RUNS_DOUBLE = 2
@@ -47,6 +48,8 @@ def schedule_next(store: Store, settings: Settings, mid: str, changed: bool | No
         quiet += 1
     interval = base * (QUIET_FACTORS[1] if quiet >= QUIET_RUNS_QUADRUPLE else
                        QUIET_FACTORS[0] if quiet >= QUIET_RUNS_DOUBLE else 1)
+    # While push is healthy the poll is only the safety net (2 h); when it is not, the above.
+    interval = poll_interval(store, mid, interval)
     when = max(slot_start(store, mailbox.last_run, mid, now) + interval, now)
     org = store.orgs.get(mailbox.org_id)
     if org.api_backoff_until > when:

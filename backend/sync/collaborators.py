@@ -27,9 +27,9 @@ def crm_for(settings: Settings, store: Store, clients: Clients, user: User,
                     on_usage=on_usage)
 
 
-def mailbox_for(settings: Settings, store: Store, clients: Clients, mailbox: SyncMailbox) -> Mailbox:
-    """The mailbox connector, built through the provider map (or ``clients.mailbox_factory`` when one is given)."""
-    context = MailboxContext(
+def context_for(settings: Settings, store: Store, clients: Clients, mailbox: SyncMailbox) -> MailboxContext:
+    """What a mailbox connector (a run's, or push subscriptions') is built from."""
+    return MailboxContext(
         settings=settings,
         mailbox_id=mailbox.id,
         address=mailbox.address,
@@ -39,6 +39,11 @@ def mailbox_for(settings: Settings, store: Store, clients: Clients, mailbox: Syn
         secrets=MailboxSecrets(store.secrets, mailbox.id, guard=store.mailboxes, generation=mailbox.activated_at),
         resolver=clients.dns_resolver,
     )
+
+
+def mailbox_for(settings: Settings, store: Store, clients: Clients, mailbox: SyncMailbox) -> Mailbox:
+    """The mailbox connector, built through the provider map (or ``clients.mailbox_factory`` when one is given)."""
+    context = context_for(settings, store, clients, mailbox)
     if clients.mailbox_factory is not None:
         connector: Mailbox = clients.mailbox_factory(mailbox.provider, context)
         return connector

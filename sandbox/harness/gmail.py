@@ -33,6 +33,7 @@ class GmailHarness:
     def __init__(self, cert: CertPair, ca_path: str, *, max_wait: int = 5) -> None:
         self.google, self.gmail, self.calendar, self.server = serve_google(cert)
         self.ca_path = ca_path
+        self.gmail.pubsub.ca_path = ca_path  # pushes reach the app over https with the test CA
         self.max_wait = max_wait
         self.user = self.google.add_user(ADDRESS, aliases=sorted(ALIASES), display_name="Rep")
         self.gmail.mailbox(ADDRESS)
@@ -56,6 +57,7 @@ class GmailHarness:
             "GOOGLE_CALENDAR_API_URL": f"{self.server.url}/calendar/v3",
             "OUTBOUND_CA_BUNDLE": self.ca_path,
             "GOOGLE_MAX_WAIT_SECONDS": self.max_wait,
+            "GOOGLE_CERTS_URL": f"{self.server.url}/oauth2/v3/certs",
         }
 
     def connection(self) -> dict[str, Any]:
@@ -145,4 +147,5 @@ class GmailHarness:
 
     def close(self) -> None:
         """Stop the fake."""
+        self.gmail.pubsub.close()
         self.server.stop()

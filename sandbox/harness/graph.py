@@ -64,6 +64,8 @@ class GraphHarness:
         self.graph = FakeGraphState(self.ms)
         self.graph_server = FakeServer(recorded_app(self.graph), cert).start()
         self.graph.base_url = self.graph_server.url
+        # Change notifications reach the app over https with the test CA, as Graph would.
+        self.graph.push.ca_path = ca_path
         self.ca_path = ca_path
         self.max_wait = max_wait
         self.page_size = page_size
@@ -174,5 +176,6 @@ class GraphHarness:
 
     def close(self) -> None:
         """Stop the fakes."""
+        self.graph.push.close()
         self.graph_server.stop()
         self.ms_server.stop()

@@ -574,7 +574,8 @@ export function initSettings(app) {
       settleStateLines(sync);
       renderRecentRuns(sync.recent_runs || []);
       setText(byId("interval-text"), sync.interval && sync.interval.text && isSetUp(sync.state)
-        ? `Background sync runs ${sync.interval.text}. Sync now does not change that.` : "");
+        ? `Background sync runs ${sync.interval.text}. Sync now does not change that.`
+          + (sync.instant_sync && sync.instant_sync.text ? ` ${sync.instant_sync.text}.` : "") : "");
       renderStatus(sync);
       renderProgress(sync);
       renderLastRun(sync.last_run);

@@ -11,9 +11,11 @@ domain errors in :func:`check`.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 import requests
@@ -150,6 +152,20 @@ class GoogleClient:
                 refresh = refresh or resp.status == 401
                 continue
             return check(resp)
+        raise Unavailable("Google kept refusing the request.")
+
+    def post(self, url: str, body: Any, units: int) -> GoogleResponse:
+        """POST a JSON body (``users.watch``, ``users.stop``) with the same retries as :meth:`get`; unchecked."""
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        refresh = False
+        for attempt in range(MAX_ATTEMPTS):
+            raw = self._send("POST", url, headers, data, 1, units, refresh)
+            resp = GoogleResponse(raw.status_code, dict(raw.headers), json_body(raw))
+            if self._again(resp, attempt, refresh):
+                refresh = refresh or resp.status == 401
+                continue
+            return resp
         raise Unavailable("Google kept refusing the request.")
 
     def batch(self, paths: list[str], units_each: int) -> list[GoogleResponse]:

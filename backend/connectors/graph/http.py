@@ -1,4 +1,4 @@
-"""The Graph HTTP client: authenticated GETs and ``$batch`` within Graph's limits, errors mapped.
+"""The Graph HTTP client: authenticated GETs, writes and ``$batch`` within Graph's limits, errors mapped.
 
 Plain ``requests``, no SDK. Every request for a mailbox passes its :class:`MailboxGate`; a 429/503
 whose ``Retry-After`` is at most ``GRAPH_MAX_WAIT_SECONDS`` holds back every request for that
@@ -160,6 +160,18 @@ class GraphClient:
         refresh = False
         for attempt in range(MAX_ATTEMPTS):
             resp = self._send("GET", path, headers or {}, None, 1, refresh)
+            again = self._again(resp, attempt, refresh)
+            if not again:
+                return resp if resp.status in allow else check(resp)
+            refresh = refresh or again == "refresh"
+        raise Unavailable("Microsoft Graph kept failing.")
+
+    def send(self, method: str, path: str, body: Any = None, allow: tuple[int, ...] = ()) -> GraphResponse:
+        """POST/PATCH/DELETE ``path`` (a JSON body) with the same retries and error mapping as :meth:`get`."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        refresh = False
+        for attempt in range(MAX_ATTEMPTS):
+            resp = self._send(method, path, headers, body, 1, refresh)
             again = self._again(resp, attempt, refresh)
             if not again:
                 return resp if resp.status in allow else check(resp)

@@ -24,6 +24,10 @@ function stateCell(row) {
   if (row.error && row.error.message) {
     cell.append(el("span", row.error.message, "reason"));
   }
+  if (row.instant_sync && !row.instant_sync.on) {
+    const why = row.instant_sync.reason ? `: ${row.instant_sync.reason}` : "";
+    cell.append(el("span", `Instant sync off${why}`, "reason"));
+  }
   return cell;
 }
 
