@@ -47,7 +47,7 @@ from sandbox.https_client import HttpsClient  # noqa: E402
 from sandbox.login import login  # noqa: E402
 from sandbox.redis_server import own_database  # noqa: E402
 from sandbox.salesforce_rest import data_of  # noqa: E402
-from sandbox.server import FakeServer  # noqa: E402
+from sandbox.keepalive import KeepAliveFakeServer  # noqa: E402
 from sandbox.tls import TestCA  # noqa: E402
 
 API_VERSION = "62.0"
@@ -67,7 +67,7 @@ def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) ->
     """Seed, run once, run again; returns the figures."""
     state = fake_sf.FakeSalesforceState()
     state.add_user("alice@acme.example", "alice-pw", email="alice@acme.example", name="Alice Example")
-    sf_server = FakeServer(fake_sf.create_app(state), cert).start()
+    sf_server = KeepAliveFakeServer(fake_sf.create_app(state), cert).start()
     state.base_url = sf_server.url
     data = data_of(state)
     harness = HARNESSES[args.provider](HarnessContext(ca, cert))

@@ -48,16 +48,14 @@ The package, one concern a module: :mod:`~sandbox.ews.soap` (namespaces, paths, 
 operations), :mod:`~sandbox.ews.autodiscover` (POX), :mod:`~sandbox.ews.autodiscover_v2` (JSON),
 :mod:`~sandbox.ews.ntlm` (the handshake, by pyspnego's
 public acceptor), :mod:`~sandbox.ews.app` (the WSGI app: routing, failures, authentication) and
-:mod:`~sandbox.ews.keepalive` (the keep-alive HTTPS server).
+:mod:`sandbox.keepalive` (the keep-alive HTTPS server, shared with the other fakes).
 """
 
 from __future__ import annotations
 
 from sandbox.ews.app import FakeEws
-from sandbox.ews.keepalive import KeepAliveFakeServer
 from sandbox.ews.soap import (
     AUTODISCOVER_PATH,
-    DRIP_LIMIT_SECONDS,
     EWS_PATH,
     EXCHANGE_PRINCIPAL,
     FOLDER_INFO,
@@ -67,6 +65,7 @@ from sandbox.ews.soap import (
     SoapError,
 )
 from sandbox.ews.state import EwsItem, EwsUser, Failure, FakeEwsState, new_signing_key, x5t_of
+from sandbox.keepalive import DRIP_LIMIT_SECONDS, KeepAliveFakeServer
 from sandbox.tls import CertPair
 
 __all__ = [
