@@ -173,4 +173,4 @@ class KeepAliveFakeServer(FakeServer):
         self._server = _KeepAliveServer((host, port), self.recorder, cert.server_context())  # type: ignore[assignment]
         self.host = host
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"fake-keepalive:{self.port}", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"fake-ka:{self.port}", daemon=True)

@@ -13,7 +13,6 @@ from sandbox.harness.graph import GraphHarness
 from sandbox.tls import CertPair, TestCA
 
 
-
 @pytest.fixture
 def graph(ca: TestCA, server_cert: CertPair) -> Iterator[GraphHarness]:
     """The fake Microsoft 365 tenant (identity and Graph)."""
