@@ -21,6 +21,8 @@ exchangelib and requests_ntlm talk to it unchanged. What it implements, and how 
   returns the net changes after that sequence, at most ``MaxChangesReturned`` (capped at 512) per
   call, oldest first, with ``IncludesLastItemInRange``. A forged, foreign or expired state answers
   ``ErrorInvalidSyncStateData``. Like Exchange, SyncFolderItems and FindItem refuse ``item:Body``.
+  SyncFolderHierarchy lists the mail and calendar folders (Create) without a state, and with one the
+  folders whose contents changed since (Update), as Exchange reports a folder whose commit time moved.
 * **Failures** on demand (:meth:`FakeEwsState.inject_failure`): ``throttle`` (HTTP 500 SOAP fault
   ``ErrorServerBusy`` with ``BackOffMilliseconds``), ``503`` (with ``Retry-After``), ``unavailable``
   (502 from a proxy), ``500`` (an HTML error page), ``not_ews`` (a 200 HTML page), ``delay`` (sleep

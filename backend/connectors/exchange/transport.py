@@ -40,8 +40,8 @@ from exchangelib.transport import DEFAULT_HEADERS
 from exchangelib.version import Build, Version
 
 from backend.config import Settings
-from backend.net import GuardedAdapter, HostGuard, RequestBudget, Resolver, guarded_session, mount_guarded
 from backend.connectors.exchange.slices import EwsAdapter
+from backend.net import GuardedAdapter, HostGuard, RequestBudget, Resolver, guarded_session, mount_guarded
 from backend.net.outbound import trust_bundle
 
 # exchangelib's DEBUG records carry request headers (a Basic Authorization header is the password
