@@ -7,7 +7,7 @@ import pytest
 from backend.connectors.crm import clip, join_addresses
 from backend.connectors.salesforce.lookup import address_variants
 from backend.connectors.salesforce.records import activity_key
-from backend.connectors.salesforce.soql import URI_MAX_CHARS, chunk_in_list, soql_quote
+from backend.connectors.salesforce.soql import URI_MAX_CHARS, chunk_in_list, query_url, soql_quote
 from backend.connectors.salesforce.writes import safe_reason
 from sandbox.salesforce_rest import parse_soql
 
@@ -34,7 +34,7 @@ def test_chunking_respects_uri_and_statement_limits() -> None:
     assert len(statements) > 1
     seen: list[str] = []
     for soql in statements:
-        url = f"{path}?{__import__('urllib.parse').parse.urlencode({'q': soql})}"
+        url = query_url(path, soql)  # as sent: quotes, parentheses, commas and @ left as they are
         assert len(url) <= URI_MAX_CHARS
         assert len(soql) <= 100_000
         seen.extend(parse_soql(soql).conditions[0][2])
