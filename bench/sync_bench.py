@@ -137,6 +137,7 @@ def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) ->
             store.mailboxes.activate(session.uid, harness.provider, harness.address, harness.aliases,
                                      harness.connection())
             data.reset_calls()
+            sf_server.recorder.reset()
             mail_before = harness.request_count()
             units_of = getattr(harness, "quota_units", None)  # Gmail: units as Google counts them
             units_before = units_of() if callable(units_of) else 0
@@ -146,6 +147,8 @@ def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) ->
             mail_calls = harness.request_count() - mail_before
             units = (units_of() - units_before) if callable(units_of) else None
             calls = list(data.calls)
+            # Time the fake Salesforce spent answering (in this process: it shares the interpreter).
+            sf_seconds = sum(c.finished - c.started for c in sf_server.recorder.calls if c.finished)
             written_records = sum(c.records_written for c in calls)
             lookups_made = sum(1 for c in calls if not c.is_write)
             queries = sum(sum(1 for _, k in c.subrequests if k == "query") for c in calls)
@@ -177,6 +180,7 @@ def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) ->
             "wall_ratio": round(wall / bare["seconds"], 2) if bare else None,
             "cpu_ratio": round(1000 * cpu / read / max(bare["cpu_ms_per_item"], 1e-6), 2) if bare else None,
             "quiet_run_mailbox_http_requests": quiet_mail_requests,
+            "salesforce_fake_seconds": round(sf_seconds, 2),
             "rss_peak_mb": rss_mb(),
             "emails": args.emails,
             "people": args.people,
@@ -315,7 +319,8 @@ def table_rows(quick: bool) -> list[dict[str, Any]]:
         bare = b["bare"]
         rows.append({"id": "P4", "measure": f"{emails:,}-email backfill wall time ÷ the bare download ({provider})",
                      "value": b["wall_ratio"], "target": "≤ 1.5",
-                     "detail": f"{b['run_seconds']} s vs {bare['seconds']} s ({bare['items']} items)"})
+                     "detail": f"{b['run_seconds']} s vs {bare['seconds']} s ({bare['items']} items); the fake "
+                               f"Salesforce (same process) answered for {b['salesforce_fake_seconds']} s"})
         rows.append({"id": "P4", "measure": f"run CPU per item ÷ the bare client's ({provider})",
                      "value": b["cpu_ratio"], "target": "≤ 2",
                      "detail": f"{b['worker_cpu_ms_per_item']} ms vs {bare['cpu_ms_per_item']} ms"})
@@ -381,6 +386,7 @@ def main() -> None:
               f"({b['bare']['items']} items)")
         print(f"  run ÷ bare download        wall {b['wall_ratio']} (target <= 1.5), CPU per item {b['cpu_ratio']} "
               f"(target <= 2)")
+    print(f"  fake Salesforce busy       {b['salesforce_fake_seconds']} s of the run (same process)")
     print(f"  peak memory                {b['rss_peak_mb']} MB")
     if "memory_mb" in figures:
         print(f"  peak memory per backfill   {' / '.join(str(m) for m in figures['memory_mb'])} MB")
