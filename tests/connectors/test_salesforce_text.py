@@ -86,3 +86,14 @@ def test_safe_reason_drops_echoed_values() -> None:
     reason = safe_reason({"statusCode": "STRING_TOO_LONG", "message": "Subject: data value too large: SECRET DEAL",
                           "fields": ["Subject"]})
     assert "SECRET" not in reason and reason.startswith("STRING_TOO_LONG")
+
+
+def test_the_fake_salesforce_matches_an_in_list_without_regard_to_case_and_by_a_set() -> None:
+    from sandbox.salesforce_rest.soql import InList, matches
+
+    query = parse_soql("SELECT Id FROM EmailMessage WHERE MessageIdentifier IN ('<A@x>', '<b@x>')")
+    (_name, op, values), = query.conditions
+    assert op == "IN" and isinstance(values, InList)
+    assert matches({"MessageIdentifier": "<a@X>"}, query.conditions)
+    assert not matches({"MessageIdentifier": "<c@x>"}, query.conditions)
+    assert not matches({}, query.conditions)
