@@ -230,9 +230,9 @@ class Settings:
     BACKFILL_DAYS: int = 6
     MAX_AUTH_FAILURES: int = 6
     SF_API_BUDGET_PERCENT: int = 80
-    # Items (emails and events) a run writes per batch: five Composite collections of 200 hold
-    # 1,000 records; cursors are saved after each batch.
-    SYNC_BATCH_ITEMS: int = 1000
+    # Items a run writes per batch (cursors saved after each): 800 emails are two full write calls,
+    # whose free query slots carry the next batch's look-ups (no look-up call after the first).
+    SYNC_BATCH_ITEMS: int = 800
     # Waits (seconds) before retrying a run that failed on a transient error (Retry-After wins
     # when longer); after the last one the next scheduled run tries again.
     SYNC_RETRY_SECONDS: tuple[str, ...] = ("30", "120", "600")

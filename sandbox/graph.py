@@ -579,10 +579,10 @@ def recorded_app(state: FakeGraphState) -> Recorder:
 
 
 def serve(ms: FakeMicrosoftState, cert: Any) -> tuple[FakeGraphState, Any]:
-    """Start a fake Graph over ``ms`` on loopback https; returns (state, FakeServer)."""
-    from sandbox.server import FakeServer
+    """Start a fake Graph over ``ms`` on loopback https (keep-alive, as Graph); returns (state, server)."""
+    from sandbox.keepalive import KeepAliveFakeServer
 
     state = FakeGraphState(ms)
-    server = FakeServer(recorded_app(state), cert).start()
+    server = KeepAliveFakeServer(recorded_app(state), cert).start()
     state.base_url = server.url
     return state, server

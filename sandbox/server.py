@@ -35,6 +35,8 @@ class Call:
     status: int = 0
     finished: float = 0.0
     tag: str = ""
+    # The connection it came on (keep-alive servers number them; 0 on werkzeug's, one per request).
+    conn: int = 0
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Recorder:
             body=body,
             started=time.monotonic(),
             tag=tag,
+            conn=int(environ.get("fake.conn") or 0),
         )
         with self.lock:
             self.calls.append(call)

@@ -20,6 +20,7 @@ from sandbox import microsoft as fake_ms
 from sandbox import salesforce as fake_sf
 from sandbox.harness.exchange import ExchangeHarness
 from sandbox.https_client import PUBLIC_BASE_URL, HttpsClient
+from sandbox.keepalive import KeepAliveFakeServer
 from sandbox.redis_server import flush_keeping_claim, own_database
 from sandbox.server import FakeServer
 from sandbox.tls import CertPair, TestCA
@@ -77,7 +78,8 @@ def fake_salesforce(server_cert: CertPair) -> Iterator[RunningFake]:
     """A fake Salesforce (login host and instance) with one user, alice@acme.example."""
     state = fake_sf.FakeSalesforceState()
     state.add_user("alice@acme.example", "alice-pw", email="alice@acme.example", name="Alice Example")
-    server = FakeServer(fake_sf.create_app(state), server_cert).start()
+    # Keep-alive, as Salesforce: a connection serves many requests.
+    server = KeepAliveFakeServer(fake_sf.create_app(state), server_cert).start()
     state.base_url = server.url
     yield RunningFake(state, server)
     server.stop()

@@ -306,6 +306,10 @@ class Crm(Protocol):
         """Drop cached answers about these keys, so the next lookup asks the CRM again."""
         ...
 
+    def look_ahead(self, addresses: Iterable[str], email_keys: Iterable[str], event_keys: Iterable[str]) -> None:
+        """Ask about these with the next write, in its free query slots (no call of its own; best effort)."""
+        ...
+
     def names(self, ids: Iterable[str]) -> dict[str, str]:
         """Display names of people (Contacts, Leads) by record id; unknown ids absent."""
         ...

@@ -44,6 +44,22 @@ class ClaimedWrites:
         self.mailbox_id = mailbox_id
         # Times this run waited for a colleague's run writing the same emails.
         self.waits = 0
+        # Keys claimed ahead of their batch (claim_ahead), released at the end of the run at the latest.
+        self.ahead: set[str] = set()
+
+    def claim_ahead(self, keys: list[str]) -> set[str]:
+        """Claim the next batch's email keys now (before they are looked up); returns those this run holds."""
+        wanted = sorted(set(keys))
+        held = self.claims.claim(self.org_id, wanted, self.holder, CLAIM_TTL_SECONDS)
+        mine = {k for k in wanted if k not in held}
+        self.ahead |= mine
+        return mine
+
+    def release_ahead(self) -> None:
+        """Release what :meth:`claim_ahead` took and no write released yet (a run that stopped early)."""
+        if self.ahead:
+            self.claims.release(self.org_id, sorted(self.ahead), self.holder)
+            self.ahead = set()
 
     def write(self, emails: list[EmailItem], events: list[EventItem], skip: set[str],
               write: Callable[[list[EmailItem], list[EventItem]], None],

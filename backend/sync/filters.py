@@ -14,6 +14,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from functools import lru_cache
 
 from backend.connectors.mailbox import Address, EmailItem, EventItem, Sensitivity
 
@@ -57,6 +58,7 @@ class Reason(StrEnum):
     UNREADABLE = "unreadable"  # the mail server sent an item we could not read
 
 
+@lru_cache(maxsize=4096)
 def ascii_domain(domain: str) -> str:
     """A domain lower-cased in its ASCII (IDNA) form, so "exämple.com" and "xn--exmple-cua.com" compare equal."""
     value = domain.strip().strip(".").lower()
@@ -66,6 +68,9 @@ def ascii_domain(domain: str) -> str:
         return value
 
 
+# Cached: a batch names the same few hundred addresses over and over, and the IDNA codec is slow
+# (split_address was 390,000 calls, 40% of a 10,000-email run's own CPU).
+@lru_cache(maxsize=16384)
 def split_address(address: str) -> tuple[str, str]:
     """(local part, ASCII domain) of a lower-cased address."""
     local, _, domain = address.strip().lower().rpartition("@")

@@ -9,9 +9,11 @@ batch's cursors only after its writes. Writes are deduplicated in Salesforce, so
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -28,7 +30,7 @@ from backend.sync.claims import ClaimedWrites
 from backend.sync.collaborators import crm_for, mailbox_for
 from backend.sync.counts import RunCounts
 from backend.sync.filters import Filters, Reason
-from backend.sync.match import lookup_batch
+from backend.sync.match import addresses_to_match, lookup_batch
 from backend.sync.plan import cancelled_action, plan_emails, plan_events, relation_changes
 from backend.sync.refusals import settle_refusals
 from backend.sync.trail import TrailRecorder
@@ -43,6 +45,14 @@ def batches(items: list[T], size: int) -> list[list[T]]:
     if len(chunks) > 1 and len(chunks[-1]) * 4 < size:
         chunks[-2].extend(chunks.pop())
     return chunks
+
+
+def split_page(page: ChangePage, room: int) -> tuple[ChangePage, ChangePage]:
+    """``page`` cut after ``room`` items: a head without cursor or deletions, and the rest, which keeps them."""
+    emails, events = page.emails[:room], page.events[:max(0, room - len(page.emails))]
+    head = ChangePage(folder=page.folder, emails=emails, events=events)
+    tail = dataclasses.replace(page, emails=page.emails[len(emails):], events=page.events[len(events):])
+    return head, tail
 
 
 class MailboxRun:
@@ -66,6 +76,10 @@ class MailboxRun:
         self.stopped = ""
         self.phase = "mailbox"
         self.seen_keys: set[str] = set()
+        # The next batch, read ahead: its look-ups ride in this batch's writes (see look_ahead).
+        self.upcoming: list[ChangePage] = []
+        # The rest of a page cut at a batch's end (read_batch).
+        self.carry: list[ChangePage] = []
         # Meetings known to be in Salesforce this run (looked up or written), by key.
         self.logged_events: set[str] = set()
         self.usage: ApiUsage | None = None
@@ -131,25 +145,51 @@ class MailboxRun:
         window = SyncWindow.starting(datetime.now(tz=UTC), backfill_days, self.mailbox.caught_up_at)
         self.phase = "mailbox"
         self.connector = mailbox_for(self.settings, self.store, self.clients, self.mailbox)
-        pending: list[ChangePage] = []
-        items = 0
+        pages = iter(self.connector.read_changes(cursors, window, folders))
         try:
-            for page in self.connector.read_changes(cursors, window, folders):
-                pending.append(page)
-                items += len(page.emails) + len(page.events)
-                if items >= self.batch_items:
-                    self.flush(pending)
-                    pending, items = [], 0
-                    if self.stopped:
-                        return
-                self.phase = "mailbox"
-            if pending:
-                self.flush(pending)
+            current = self.read_batch(pages)
+            while current:
+                # One batch ahead: its look-ups ride in the free query slots of this batch's writes.
+                try:
+                    upcoming = self.read_batch(pages)
+                except Exception:
+                    # What was read is written (and its cursors saved) before the mailbox's error goes up.
+                    self.flush(current)
+                    raise
+                self.flush(current, upcoming)
+                if self.stopped:
+                    return
+                current = upcoming
         except CursorExpired:
             # The connector could not resync by itself: start over from the window next time.
             # Dedup in Salesforce makes the re-read harmless.
             self.store.mailboxes.clear_cursors(self.mailbox.id)
             raise
+        finally:
+            self.claims.release_ahead()
+
+    def read_batch(self, pages: Iterator[ChangePage]) -> list[ChangePage]:
+        """The next pages holding a batch of items (fewer at the end); empty once all are read.
+
+        A page that would overfill the batch is cut: its first part (no cursor) ends this batch,
+        the rest (with the cursor, saved once it is written) starts the next. So the write calls
+        of a batch are full whatever the provider's page size (EWS answers 512 changes a page).
+        """
+        self.phase = "mailbox"
+        batch: list[ChangePage] = []
+        items = 0
+        while items < self.batch_items:
+            page = self.carry.pop() if self.carry else next(pages, None)
+            if page is None:
+                break
+            room = self.batch_items - items
+            if len(page.emails) + len(page.events) > room:
+                head, tail = split_page(page, room)
+                self.carry.append(tail)
+                page = head
+            batch.append(page)
+            items += len(page.emails) + len(page.events)
+        return batch
 
     def count_read(self, pages: list[ChangePage]) -> None:
         """Count what ``pages`` hold."""
@@ -193,10 +233,14 @@ class MailboxRun:
             latest_events[event.dedup_key] = event
         return [*kept, *latest_events.values()]
 
-    def flush(self, pages: list[ChangePage]) -> None:
-        """Filter, match and write the items of ``pages``, then save their cursors."""
+    def flush(self, pages: list[ChangePage], upcoming: list[ChangePage] | None = None) -> None:
+        """Filter, match and write the items of ``pages``, then save their cursors.
+
+        ``upcoming`` (the next batch, already read) is looked up along with these writes.
+        """
         self.count_read(pages)
         items = self.keep(pages)
+        self.upcoming = upcoming or []
         # A single page may hold more than a batch (EWS returns up to 512 changes): write it in
         # batches; its cursor is saved once all of them are written. A small remainder (pages
         # rarely end on the batch size: 2 x 512 = 1,024) rides with the last batch instead of
@@ -239,8 +283,23 @@ class MailboxRun:
             self.trail.email_object = "Task"
         self.trail.planned(emails, events, lookup, plan)
         if plan:
+            self.look_ahead()
             self.apply(plan)
         self.remember_organised(events)
+
+    def look_ahead(self) -> None:
+        """Prepare the next batch's look-ups to ride in the next write (its emails claimed first, as for a write)."""
+        pages, self.upcoming = self.upcoming, []
+        if not pages:
+            return
+        emails = [e for p in pages for e in p.emails if self.filters.email(e) is None]
+        events = [e for p in pages for e in p.events if self.filters.event(e) is None]
+        # Claimed before they are asked about, so no colleague's run writes them between the
+        # answer and this run's write of them; keys a colleague holds are asked about later.
+        mine = self.claims.claim_ahead([e.dedup_key for e in emails if e.dedup_key not in self.seen_keys])
+        emails = [e for e in emails if e.dedup_key in mine]
+        self.crm_client().look_ahead(sorted(addresses_to_match(self.filters, emails, events)), sorted(mine),
+                                     sorted({e.dedup_key for e in events}))
 
     def apply(self, plan: WritePlan) -> None:
         """Write a plan, count what it did and quarantine what Salesforce refused."""

@@ -21,6 +21,8 @@ exchangelib and requests_ntlm talk to it unchanged. What it implements, and how 
   returns the net changes after that sequence, at most ``MaxChangesReturned`` (capped at 512) per
   call, oldest first, with ``IncludesLastItemInRange``. A forged, foreign or expired state answers
   ``ErrorInvalidSyncStateData``. Like Exchange, SyncFolderItems and FindItem refuse ``item:Body``.
+  SyncFolderHierarchy lists the mail and calendar folders (Create) without a state, and with one the
+  folders whose contents changed since (Update), as Exchange reports a folder whose commit time moved.
 * **Failures** on demand (:meth:`FakeEwsState.inject_failure`): ``throttle`` (HTTP 500 SOAP fault
   ``ErrorServerBusy`` with ``BackOffMilliseconds``), ``503`` (with ``Retry-After``), ``unavailable``
   (502 from a proxy), ``500`` (an HTML error page), ``not_ews`` (a 200 HTML page), ``delay`` (sleep
@@ -48,16 +50,14 @@ The package, one concern a module: :mod:`~sandbox.ews.soap` (namespaces, paths, 
 operations), :mod:`~sandbox.ews.autodiscover` (POX), :mod:`~sandbox.ews.autodiscover_v2` (JSON),
 :mod:`~sandbox.ews.ntlm` (the handshake, by pyspnego's
 public acceptor), :mod:`~sandbox.ews.app` (the WSGI app: routing, failures, authentication) and
-:mod:`~sandbox.ews.keepalive` (the keep-alive HTTPS server).
+:mod:`sandbox.keepalive` (the keep-alive HTTPS server, shared with the other fakes).
 """
 
 from __future__ import annotations
 
 from sandbox.ews.app import FakeEws
-from sandbox.ews.keepalive import KeepAliveFakeServer
 from sandbox.ews.soap import (
     AUTODISCOVER_PATH,
-    DRIP_LIMIT_SECONDS,
     EWS_PATH,
     EXCHANGE_PRINCIPAL,
     FOLDER_INFO,
@@ -67,6 +67,7 @@ from sandbox.ews.soap import (
     SoapError,
 )
 from sandbox.ews.state import EwsItem, EwsUser, Failure, FakeEwsState, new_signing_key, x5t_of
+from sandbox.keepalive import DRIP_LIMIT_SECONDS, KeepAliveFakeServer
 from sandbox.tls import CertPair
 
 __all__ = [

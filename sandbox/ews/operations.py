@@ -1,4 +1,5 @@
-"""The EWS operations the fake serves: ConvertId, ResolveNames, GetFolder, SyncFolderItems, GetItem, FindItem.
+"""The EWS operations the fake serves: ConvertId, ResolveNames, GetFolder, SyncFolderHierarchy, SyncFolderItems,
+GetItem, FindItem.
 
 Each ``_op_<Name>`` fills the ``ResponseMessages`` of its response for the signed-in user; it runs with
 the state's lock held.
@@ -80,18 +81,53 @@ class EwsOperations:
                 message(messages, "GetFolder", exc.code, exc.text)
                 continue
             msg = message(messages, "GetFolder")
-            folders = el(M + "Folders", msg)
-            tag, folder_class, display = FOLDER_INFO[name]
-            node = el(T + tag, folders)
-            fid = base64.b64encode(f"{owner}/{name}".encode()).decode()
-            el(T + "FolderId", node, Id=fid, ChangeKey="AQAAAA==")
-            if folder_class:
-                el(T + "FolderClass", node, folder_class)
-            el(T + "DisplayName", node, display)
-            count = sum(1 for i in self.state.items.values() if i.owner == owner and i.folder == name)
-            el(T + "TotalCount", node, str(count))
-            el(T + "ChildFolderCount", node, "0")
-            el(T + "UnreadCount", node, "0")
+            self._folder_node(el(M + "Folders", msg), owner, name)
+
+    def _folder_node(self, parent: Any, owner: str, name: str) -> Any:
+        """A folder as GetFolder and SyncFolderHierarchy render it (its id is stable: owner and name)."""
+        tag, folder_class, display = FOLDER_INFO[name]
+        node = el(T + tag, parent)
+        fid = base64.b64encode(f"{owner}/{name}".encode()).decode()
+        el(T + "FolderId", node, Id=fid, ChangeKey="AQAAAA==")
+        if folder_class:
+            el(T + "FolderClass", node, folder_class)
+        el(T + "DisplayName", node, display)
+        count = sum(1 for i in self.state.items.values() if i.owner == owner and i.folder == name)
+        el(T + "TotalCount", node, str(count))
+        el(T + "ChildFolderCount", node, "0")
+        el(T + "UnreadCount", node, "0")
+        return node
+
+    def _op_SyncFolderHierarchy(self, user: EwsUser, request: Any, messages: Any) -> None:
+        """The folders under the message folder root: all of them (Create) without a state, else those changed.
+
+        As Exchange does, a folder counts as changed (Update) when its contents changed: a message
+        or meeting in it was created, changed or deleted after the state (its commit time moved).
+        """
+        op = "SyncFolderHierarchy"
+        owner = user.email
+        token = (request.findtext(M + "SyncState") or "").strip()
+        seq = 0
+        if token:
+            found = self.state._read_state(token, owner, "hierarchy")
+            if found is None:
+                msg = message(messages, op, "ErrorInvalidSyncStateData",
+                              "Synchronization state data is corrupt or otherwise invalid.")
+                el(M + "SyncState", msg)
+                el(M + "IncludesLastFolderInRange", msg, "true")
+                return
+            seq = found
+        now = max((e[0] for e in self.state.log if e[1] == owner), default=0)
+        changed = {e[2] for e in self.state.log if e[1] == owner and e[0] > seq}
+        msg = message(messages, op)
+        el(M + "SyncState", msg, self.state._state(owner, "hierarchy", max(now, seq)))
+        el(M + "IncludesLastFolderInRange", msg, "true")
+        holder = el(M + "Changes", msg)
+        for name in FOLDERS:
+            if not token:
+                self._folder_node(el(T + "Create", holder), owner, name)
+            elif name in changed:
+                self._folder_node(el(T + "Update", holder), owner, name)
 
     def _check_no_body(self, fields: tuple[str, ...]) -> None:
         if "item:Body" in fields or "item:TextBody" in fields:

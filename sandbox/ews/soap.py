@@ -21,8 +21,6 @@ AUTODISCOVER_PATH = "/autodiscover/autodiscover.xml"
 METADATA_PATH = "/autodiscover/metadata/json/1"
 EXCHANGE_PRINCIPAL = "00000002-0000-0ff1-ce00-000000000000"
 MAX_SYNC_CHANGES = 512
-# A dripping response gives up (and closes) after this long, so a client without a deadline ends too.
-DRIP_LIMIT_SECONDS = 15.0
 FOLDERS = ("inbox", "sentitems", "calendar")
 FOLDER_INFO = {
     "root": ("Folder", "", "Top of Information Store"),

@@ -18,6 +18,7 @@ from backend.connectors.graph import CACHE_SECRET, MicrosoftAuth
 from backend.connectors.mailbox import Mailbox
 from sandbox import microsoft as fake_ms
 from sandbox.graph import FakeGraphState, recorded_app
+from sandbox.keepalive import KeepAliveFakeServer
 from sandbox.server import FakeServer
 from sandbox.tls import CertPair
 
@@ -62,7 +63,8 @@ class GraphHarness:
         self.ms_server = FakeServer(fake_ms.create_app(self.ms), cert).start()
         self.ms.base_url = self.ms_server.url
         self.graph = FakeGraphState(self.ms)
-        self.graph_server = FakeServer(recorded_app(self.graph), cert).start()
+        # Keep-alive, as Graph: a connection serves many requests (TLS once per connection).
+        self.graph_server = KeepAliveFakeServer(recorded_app(self.graph), cert).start()
         self.graph.base_url = self.graph_server.url
         # Change notifications reach the app over https with the test CA, as Graph would.
         self.graph.push.ca_path = ca_path

@@ -119,7 +119,7 @@ class _Parser:
                         self.take()
                         values.append(self.literal())
                     self.op(")")
-                    conditions.append((name, "IN", values))
+                    conditions.append((name, "IN", InList(values)))
                 elif kind == "op" and value in ("=", "!="):
                     conditions.append((name, value, self.literal()))
                 else:
@@ -152,6 +152,21 @@ def parse_soql(soql: str) -> Query:
     return _Parser(_tokens(soql)).query()
 
 
+class InList(list[Any]):
+    """The values of an ``IN`` list, with the text ones lower-cased in a set (a row is one lookup, not a scan)."""
+
+    def __init__(self, values: list[Any]) -> None:
+        super().__init__(values)
+        self.texts = {v.lower() for v in values if isinstance(v, str)}
+        self.others = [v for v in values if not isinstance(v, str)]
+
+    def holds(self, current: Any) -> bool:
+        """Whether ``current`` equals one of the values (text without regard to case, as SOQL)."""
+        if isinstance(current, str) and current.lower() in self.texts:
+            return True
+        return any(_equal(current, v) for v in (self.others if isinstance(current, str) else self))
+
+
 def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, str) and isinstance(b, str):
         return a.lower() == b.lower()
@@ -164,7 +179,7 @@ def matches(record: dict[str, Any], conditions: list[tuple[str, str, Any]]) -> b
     for name, op, value in conditions:
         current = record.get(name)
         if op == "IN":
-            if not any(_equal(current, v) for v in value):
+            if not (value.holds(current) if isinstance(value, InList) else any(_equal(current, v) for v in value)):
                 return False
         elif op == "=":
             if not _equal(current, value):

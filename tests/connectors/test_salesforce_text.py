@@ -7,7 +7,7 @@ import pytest
 from backend.connectors.crm import clip, join_addresses
 from backend.connectors.salesforce.lookup import address_variants
 from backend.connectors.salesforce.records import activity_key
-from backend.connectors.salesforce.soql import URI_MAX_CHARS, chunk_in_list, soql_quote
+from backend.connectors.salesforce.soql import URI_MAX_CHARS, chunk_in_list, query_url, soql_quote
 from backend.connectors.salesforce.writes import safe_reason
 from sandbox.salesforce_rest import parse_soql
 
@@ -34,7 +34,7 @@ def test_chunking_respects_uri_and_statement_limits() -> None:
     assert len(statements) > 1
     seen: list[str] = []
     for soql in statements:
-        url = f"{path}?{__import__('urllib.parse').parse.urlencode({'q': soql})}"
+        url = query_url(path, soql)  # as sent: quotes, parentheses, commas and @ left as they are
         assert len(url) <= URI_MAX_CHARS
         assert len(soql) <= 100_000
         seen.extend(parse_soql(soql).conditions[0][2])
@@ -86,3 +86,14 @@ def test_safe_reason_drops_echoed_values() -> None:
     reason = safe_reason({"statusCode": "STRING_TOO_LONG", "message": "Subject: data value too large: SECRET DEAL",
                           "fields": ["Subject"]})
     assert "SECRET" not in reason and reason.startswith("STRING_TOO_LONG")
+
+
+def test_the_fake_salesforce_matches_an_in_list_without_regard_to_case_and_by_a_set() -> None:
+    from sandbox.salesforce_rest.soql import InList, matches
+
+    query = parse_soql("SELECT Id FROM EmailMessage WHERE MessageIdentifier IN ('<A@x>', '<b@x>')")
+    (_name, op, values), = query.conditions
+    assert op == "IN" and isinstance(values, InList)
+    assert matches({"MessageIdentifier": "<a@X>"}, query.conditions)
+    assert not matches({"MessageIdentifier": "<c@x>"}, query.conditions)
+    assert not matches({}, query.conditions)

@@ -387,11 +387,11 @@ def from_relations(sf: SalesforceUser) -> dict[str, str]:
 
 def test_second_write_call_of_a_batch_fails_then_the_rerun_leaves_every_email_with_its_relation(
         sf: SalesforceUser, box: ListMailbox) -> None:
-    # The default batch (SYNC_BATCH_ITEMS, 1,000 items) is three write calls: 400, 400 and 200 emails,
-    # each with its sender relation in the same call.
+    # The default batch (SYNC_BATCH_ITEMS, 800 items) is two write calls of 400 emails, each with its
+    # sender relation in the same call; the last 200 emails are a second batch.
     ids = contacts(sf, 10)
     inbox(box, 1000)
-    assert services().settings.SYNC_BATCH_ITEMS == 1000
+    assert services().settings.SYNC_BATCH_ITEMS == 800
     sf.data.fail_write_after = 1  # the second write call of the batch answers 503
     with pytest.raises(Unavailable):
         run_mailbox(sf.uid)
@@ -406,7 +406,8 @@ def test_second_write_call_of_a_batch_fails_then_the_rerun_leaves_every_email_wi
     keys = [m["MessageIdentifier"] for m in sf.data.all("EmailMessage")]
     assert len(keys) == len(set(keys)) == 1000
     assert from_relations(sf) == {f"<m{i}@customer.example>": ids[i % 10] for i in range(1000)}
-    # One lookup, two write calls (400 + 200 emails with their relations).
+    # One lookup, two write calls (400, then 200 emails with their relations; the second batch's
+    # look-up rode in the first write call).
     assert len(sf.data.calls) == 3 and len(sf.data.write_calls) == 2
 
 
@@ -603,3 +604,34 @@ def test_a_record_refused_as_transient_every_time_is_quarantined_after_a_few_run
     assert set(entries) == {m1, m2}
     assert "UNKNOWN_EXCEPTION" in entries[m1] and "(on 3 attempts)" in entries[m1]
     assert [m["MessageIdentifier"] for m in sf.data.all("EmailMessage")] == ["<m0@customer.example>"]
+
+
+def _lower_bound(records: int, queries: int) -> int:
+    """The fewest Composite calls for ``records`` creates and ``queries`` look-ups (25 subrequests a call, 5 of
+    them collections of 200 or queries, the other 20 single records)."""
+    calls = 1
+    while 5 * calls < queries + -(-max(0, records - 20 * calls) // 200):
+        calls += 1
+    return calls
+
+
+def test_a_backfill_looks_up_once_and_fills_its_write_calls(sf: SalesforceUser, box: ListMailbox) -> None:
+    from backend.connectors.salesforce import EMAIL_LOOKUP_PREFIX, chunk_in_list
+
+    contacts(sf, 10)
+    box.page_size = 512  # as EWS pages: cut to fit the batches of 800
+    inbox(box, 2000)
+    sf.data.reset_calls()
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["emails_written"] == 2000 and record["counts"]["duplicates"] == 0
+    writes = len(sf.data.write_calls)
+    # 400 emails a call with their sender relations (the no-split rule): 5 write calls; the look-ups
+    # of the second and third batches rode in the first batch's write calls.
+    assert writes == 5
+    assert len(sf.data.calls) - writes <= 2  # the first batch's look-up (and the org's describe)
+    queries = 2 + len(chunk_in_list(EMAIL_LOOKUP_PREFIX, [f"<m{i}@customer.example>" for i in range(2000)],
+                                    path="/services/data/v62.0/query"))
+    assert record["salesforce_calls"] <= 1.2 * _lower_bound(4000, queries)
+    # A second run finds everything and writes nothing.
+    sf.data.reset_calls()
+    assert run_mailbox(sf.uid)["salesforce_calls"] == 0

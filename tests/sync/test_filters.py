@@ -118,3 +118,24 @@ def test_ascii_domain(raw: str, expected: str) -> None:
 def test_duration_property_used() -> None:
     item = meeting(hours=2)
     assert item.duration == timedelta(hours=2) and item.start == NOW
+
+
+class _CountingSet(frozenset[str]):
+    """A frozenset that counts membership tests."""
+
+    asked = 0
+
+    def __contains__(self, value: object) -> bool:
+        type(self).asked += 1
+        return super().__contains__(value)
+
+
+def test_a_domain_costs_one_set_lookup_per_label_not_one_comparison_per_listed_domain() -> None:
+    from backend.sync import filters as module
+
+    listed = _CountingSet({f"d{i}.example" for i in range(5000)} | {"customer.example"})
+    _CountingSet.asked = 0
+    assert module._domain_in("a.b.customer.example", listed)
+    assert not module._domain_in("x.y.other.example", listed)
+    # a.b.customer.example, b.customer.example, customer.example; then 4 labels of the miss.
+    assert _CountingSet.asked == 3 + 4

@@ -16,6 +16,8 @@ One concern a module, each with its own notes:
 * :mod:`.directory` - which mailbox a login is (ResolveNames, confirmed against the account's own Inbox)
 * :mod:`.connect` - "Connect to Exchange": endpoint, host check, auth probe, version, identity
 * :mod:`.cursor` - a folder's stored position (sync state plus the window bounds)
+* :mod:`.hierarchy` - which folders changed since the last run (one SyncFolderHierarchy call)
+* :mod:`.slices` - EWS answers parsed in 64 KiB slices (exchangelib's default is one byte)
 * :mod:`.items` - exchangelib items as EmailItem / EventItem, and the fields asked for
 * :mod:`.reader` - :class:`ExchangeMailbox` (SyncFolderItems + GetItem per folder) and :func:`open_mailbox`
 """

@@ -4,7 +4,9 @@
 (auth method and version are stored, so a run makes no probe calls). A request cut at its deadline
 in a sync run is ``Unavailable``.
 
-**Reading changes.** Each folder (Inbox, Sent Items, Calendar) is read with SyncFolderItems, at most
+**Reading changes.** One SyncFolderHierarchy call first says which folders changed since the last
+run (:mod:`.hierarchy`); an unchanged folder is not read (its page is empty, its cursor moves to the
+new hierarchy state). Each other folder (Inbox, Sent Items, Calendar) is read with SyncFolderItems, at most
 512 changes a call, one :class:`ChangePage` per call with the sync state valid after it, until
 ``IncludesLastItemInRange``; GetItem then fetches the full items that pass, in chunks.
 
@@ -46,6 +48,7 @@ from backend.connectors import MailboxContext
 from backend.connectors.exchange.cursor import Cursor
 from backend.connectors.exchange.directory import resolve_identity
 from backend.connectors.exchange.errors import translate
+from backend.connectors.exchange.hierarchy import HierarchyPlan, plan_run
 from backend.connectors.exchange.items import (
     EVENT_FIELDS,
     EVENT_SYNC_FIELDS,
@@ -101,6 +104,7 @@ class ExchangeMailbox:
         self._protocol: Protocol | None = None
         self._account_obj: Account | None = None
         self._window: SyncWindow | None = None
+        self._plan: HierarchyPlan | None = None
 
     def __repr__(self) -> str:
         return f"ExchangeMailbox({self.address!r}, {self.ews_url!r})"
@@ -146,15 +150,25 @@ class ExchangeMailbox:
     ) -> Iterator[ChangePage]:
         """Pages of changes per folder since ``cursors`` (a missing or expired cursor reads ``window``)."""
         self._window = window
-        for name in folders or FOLDERS:
-            folder = Folder(name)
+        wanted = [Folder(name) for name in folders or FOLDERS]
+        decoded = {f: Cursor.decode(cursors.get(f.value, "")) for f in wanted}
+        # One SyncFolderHierarchy call says which folders changed since the last run (hierarchy.py).
+        plan: HierarchyPlan = self._call(lambda: plan_run(self._account(), wanted, decoded))
+        self._plan = plan
+        for folder in wanted:
+            skipped = plan.unchanged.get(folder)
+            if skipped is not None:
+                # Nothing changed: the same sync state, now known good through the new hierarchy state.
+                yield ChangePage(folder=folder, last=True, cursor=skipped.encode())
+                continue
             yield from self._read_folder(folder, cursors.get(folder.value, ""), window)
 
     def _read_folder(self, folder: Folder, raw_cursor: str, window: SyncWindow) -> Iterator[ChangePage]:
         cursor = Cursor.decode(raw_cursor) if raw_cursor else None
         resynced = bool(raw_cursor) and cursor is None  # an unreadable cursor counts as expired
+        folder_id = self._plan.folder_ids.get(folder, "") if self._plan is not None else ""
         if cursor is None:
-            cursor = Cursor.fresh(folder, window)
+            cursor = dataclasses.replace(Cursor.fresh(folder, window), folder_id=folder_id)
         while True:
             try:
                 page, cursor = self._call(self._page, folder, cursor, resynced)
@@ -163,7 +177,7 @@ class ExchangeMailbox:
                     raise Unavailable("Exchange refused a fresh sync state.") from None
                 log.info("exchange sync state expired folder=%s: resync from the window", folder.value)
                 resynced = True
-                cursor = Cursor.fresh(folder, window)
+                cursor = dataclasses.replace(Cursor.fresh(folder, window), folder_id=folder_id)
                 continue
             yield page
             if page.last:
@@ -260,7 +274,12 @@ class ExchangeMailbox:
         if live and self._window is not None:
             page.events.extend(expand(account, self._folder(folder), live, self._window, cursor, self.address))
         caught_up = cursor.ceiling if not last else None
-        next_cursor = Cursor(cursor.floor, caught_up, new_state)
+        plan = self._plan
+        # Only a folder read to its last page is known good through this run's hierarchy state.
+        next_cursor = dataclasses.replace(
+            cursor, ceiling=caught_up, state=new_state,
+            hierarchy=plan.state if last and plan is not None else "",
+            checked=plan.checked_at if last and plan is not None else cursor.checked)
         page.cursor = next_cursor.encode()
         return page, next_cursor
 

@@ -40,6 +40,7 @@ from exchangelib.transport import DEFAULT_HEADERS
 from exchangelib.version import Build, Version
 
 from backend.config import Settings
+from backend.connectors.exchange.slices import EwsAdapter
 from backend.net import GuardedAdapter, HostGuard, RequestBudget, Resolver, guarded_session, mount_guarded
 from backend.net.outbound import trust_bundle
 
@@ -123,8 +124,8 @@ class Transport:
             self.calls += 1
 
     def adapter(self, **kwargs: Any) -> GuardedAdapter:
-        """A guarded adapter bound to this connection's policy."""
-        return GuardedAdapter(self.guard, verify=self.verify, timeout=self.timeout, on_send=self.count,
+        """A guarded adapter bound to this connection's policy (answers parsed in 64 KiB slices)."""
+        return EwsAdapter(self.guard, verify=self.verify, timeout=self.timeout, on_send=self.count,
                               budget=self.budget, **kwargs)
 
     def session(self) -> requests.Session:

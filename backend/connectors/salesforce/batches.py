@@ -56,13 +56,16 @@ class Sub:
     units: list[Unit] = field(default_factory=list)
     relations: list[tuple[Unit, dict[str, Any]]] = field(default_factory=list)
     meta: list[tuple[str, str]] = field(default_factory=list)
-    role: str = ""  # create | relation | update | delete
+    role: str = ""  # create | relation | update | delete | query
     ref: str = ""
     positions: dict[int, int] | None = None
     # True when a relation row points at a record created earlier in the same request (@{ref}).
     referenced: bool = False
     # True for relation rows sent again after a transient refusal (they are not sent a third time).
     retried: bool = False
+    # A look-up riding in a write request's free query slot (role "query"): its URL and its unit.
+    url: str = ""
+    unit: Any = None
 
     def record_count(self) -> int:
         """How many records the subrequest carries (a method, not __len__: a Sub is never falsy)."""

@@ -84,6 +84,10 @@ class SalesforceCrm:
                 found[str(row.get("Id") or "")] = name
         return found
 
+    def look_ahead(self, addresses: Iterable[str], email_keys: Iterable[str], event_keys: Iterable[str]) -> None:
+        """Ask about the next batch in the free query slots of the next write (no call of its own)."""
+        self._lookups.ahead(addresses, email_keys, event_keys)
+
     def forget(self, email_keys: Iterable[str] = (), event_keys: Iterable[str] = ()) -> None:
         """Drop cached answers about these keys (another run may have written them meanwhile)."""
         self._lookups.forget(email_keys, event_keys)
@@ -92,7 +96,8 @@ class SalesforceCrm:
         """Write a plan (see :func:`~backend.connectors.salesforce.writes.write_plan`); refusals are reported."""
         if not plan:
             return WriteResult()
-        result, units = write_plan(self.client, plan, self.capabilities(), self.key_field)
+        result, units = write_plan(self.client, plan, self.capabilities(), self.key_field,
+                                   ahead=self._lookups.take_ahead())
         self._lookups.remember_writes(units, plan, result)
         return result
 

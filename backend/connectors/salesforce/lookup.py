@@ -9,13 +9,15 @@ call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
-from urllib.parse import urlencode
 
 from backend.connectors.crm import (
     ApiLimitExceeded,
+    Capabilities,
     CrmRequestFailed,
     ExistingEvent,
     Lookup,
@@ -28,7 +30,7 @@ from backend.connectors.salesforce.batches import COMPOSITE_MAX_HEAVY, Unit, chu
 from backend.connectors.salesforce.capabilities import OrgCapabilities
 from backend.connectors.salesforce.client import SalesforceClient
 from backend.connectors.salesforce.records import activity_key
-from backend.connectors.salesforce.soql import chunk_in_list
+from backend.connectors.salesforce.soql import chunk_groups, chunk_in_list, query_url
 
 # Existing emails by Message-ID, with their sender relation (child rows count toward a query page).
 EMAIL_LOOKUP_PREFIX = ("SELECT Id, MessageIdentifier, (SELECT Id, RelationId, RelationType FROM "
@@ -86,6 +88,19 @@ def _by_key(rows: list[dict[str, Any]], key_field: str, asked: dict[str, str]) -
     return found
 
 
+@dataclass(eq=False)
+class LookupUnit:
+    """Queries answered together, and how their rows fill the caches (``read`` gets the rows by kind)."""
+
+    queries: list[tuple[str, str]]
+    read: Callable[[dict[str, list[dict[str, Any]]]], None]
+
+
+def empty_rows() -> dict[str, list[dict[str, Any]]]:
+    """Rows by query kind, none yet."""
+    return {"Contact": [], "Lead": [], "EmailMessage": [], "Task": [], "Event": []}
+
+
 class Lookups:
     """The per-run caches of people and existing records, filled by batched SOQL lookups."""
 
@@ -98,6 +113,8 @@ class Lookups:
         # Existing EmailMessages: key -> (record id, has a FromAddress relation).
         self._email_records: dict[str, tuple[str, bool, frozenset[tuple[str, str]]]] = {}
         self._events: dict[str, ExistingEvent | None] = {}
+        # Look-ups prepared for the next batch, to ride in the free query slots of the next write.
+        self._ahead: list[LookupUnit] = []
 
     def lookup(self, addresses: Iterable[str], email_keys: Iterable[str], event_keys: Iterable[str]) -> Lookup:
         """People by address and existing keys, asking Salesforce only about what this run has not seen."""
@@ -152,51 +169,95 @@ class Lookups:
         for repair in plan.sender_repairs:
             self._email_records.pop(repair.draft.key, None)
 
+    def ahead(self, addresses: Iterable[str], email_keys: Iterable[str], event_keys: Iterable[str]) -> None:
+        """Prepare the look-ups of what this run has not seen, to ride in the next write's free query slots.
+
+        No call of its own: :meth:`take_ahead` hands the queries to the next write; what does not fit
+        there (or fails) is simply asked by the next :meth:`lookup`. Uses only capabilities already known.
+        """
+        new_addresses = sorted({a.strip().lower() for a in addresses if a and "@" in a} - set(self._people))
+        new_emails = sorted({k for k in email_keys if k} - set(self._emails))
+        new_events = sorted({k for k in event_keys if k} - set(self._events))
+        units = self._units(new_addresses, new_emails, new_events, self.capabilities.known)
+        self._ahead = [u for u in units if u.queries]
+
+    def take_ahead(self) -> list[LookupUnit]:
+        """The prepared look-ahead units (each read into the caches once all its queries are answered)."""
+        units, self._ahead = self._ahead, []
+        return units
+
     def _fetch(self, addresses: list[str], email_keys: list[str], event_keys: list[str]) -> None:
         caps = self.capabilities.get() if (email_keys or event_keys) else self.capabilities.known
+        units = self._units(addresses, email_keys, event_keys, caps)
+        rows = self._run([q for u in units for q in u.queries], f"{self.client.path}/query")
+        for unit in units:
+            unit.read(rows)
+
+    def _units(self, addresses: list[str], email_keys: list[str], event_keys: list[str],
+               caps: Capabilities | None) -> list[LookupUnit]:
+        """The queries for these values, in units read together (a person needs its Contact and Lead answers)."""
         path = f"{self.client.path}/query"
         key_field = caps.activity_key_field if caps else ""
-        variant_of: dict[str, str] = {}
-        for address in addresses:
-            for variant in address_variants(address):
-                variant_of.setdefault(variant, address)
-        variants = sorted(variant_of)
-        queries = [("Contact", soql) for soql in chunk_in_list("SELECT Id, Email FROM Contact WHERE Email IN ",
-                                                               variants, " ORDER BY Id", path=path)]
-        queries += [("Lead", soql) for soql in chunk_in_list(
-            "SELECT Id, Email FROM Lead WHERE IsConverted = false AND Email IN ", variants, " ORDER BY Id", path=path)]
+        units: list[LookupUnit] = []
+        if addresses:
+            variant_of: dict[str, str] = {}
+            for address in addresses:
+                for variant in address_variants(address):
+                    variant_of.setdefault(variant, address)
+            variants = sorted(variant_of)
+            queries = [("Contact", soql) for soql in chunk_in_list("SELECT Id, Email FROM Contact WHERE Email IN ",
+                                                                   variants, " ORDER BY Id", path=path)]
+            queries += [("Lead", soql) for soql in chunk_in_list(
+                "SELECT Id, Email FROM Lead WHERE IsConverted = false AND Email IN ", variants, " ORDER BY Id",
+                path=path)]
+            units.append(LookupUnit(queries, partial(self._read_people, addresses, variant_of)))
         # key_field is an API name checked by Settings.check(); values are quoted by soql_quote.
-        email_key_of: dict[str, str] = {}
+        email_units = 0
         if email_keys and caps is not None:
             if caps.enhanced_email:
                 # The sender relation comes along (a subquery, no extra call): an email a broken run
                 # left without it is repaired by the next run that would have written the email.
-                queries += [("EmailMessage", soql)
-                            for soql in chunk_in_list(EMAIL_LOOKUP_PREFIX, email_keys, path=path)]
+                for soql, chunk in chunk_groups(EMAIL_LOOKUP_PREFIX, email_keys, path=path):
+                    units.append(LookupUnit([("EmailMessage", soql)], partial(self._read_message_rows, chunk)))
+                    email_units += 1
             elif key_field:
                 email_key_of = {activity_key(k): k for k in email_keys}
                 select = f"SELECT Id, {key_field} FROM Task WHERE {key_field} IN "  # noqa: S608
-                queries += [("Task", soql) for soql in chunk_in_list(select, sorted(email_key_of), path=path)]
-        event_key_of: dict[str, str] = {}
+                for soql, chunk in chunk_groups(select, sorted(email_key_of), path=path):
+                    of = {a: email_key_of[a] for a in chunk}
+                    units.append(LookupUnit([("Task", soql)], partial(self._read_task_rows, of, key_field)))
+                    email_units += 1
+        if email_keys and not email_units:
+            units.append(LookupUnit([], partial(self._read_message_rows, email_keys)))
         if event_keys and key_field:
             event_key_of = {activity_key(k): k for k in event_keys}
             select = (f"SELECT Id, {key_field}, {_EVENT_COLUMNS}, (SELECT Id, RelationId FROM EventRelations) "  # noqa: S608
                       f"FROM Event WHERE {key_field} IN ")
-            queries += [("Event", soql) for soql in chunk_in_list(select, sorted(event_key_of), path=path)]
-        rows = self._run(queries, path)
-        self._read_people(addresses, variant_of, rows)
-        self._read_emails(email_keys, rows["EmailMessage"], _by_key(rows["Task"], key_field, email_key_of))
-        for key in event_keys:
+            for soql, chunk in chunk_groups(select, sorted(event_key_of), path=path):
+                of = {a: event_key_of[a] for a in chunk}
+                units.append(LookupUnit([("Event", soql)], partial(self._read_event_rows, of, key_field)))
+        elif event_keys:
+            units.append(LookupUnit([], partial(self._read_event_rows, {e: e for e in event_keys}, "")))
+        return units
+
+    def _read_message_rows(self, keys: list[str], rows: dict[str, list[dict[str, Any]]]) -> None:
+        self._read_emails(keys, rows["EmailMessage"], [])
+
+    def _read_task_rows(self, asked: dict[str, str], key_field: str, rows: dict[str, list[dict[str, Any]]]) -> None:
+        self._read_emails(sorted(asked.values()), [], _by_key(rows["Task"], key_field, asked))
+
+    def _read_event_rows(self, asked: dict[str, str], key_field: str, rows: dict[str, list[dict[str, Any]]]) -> None:
+        for key in asked.values():
             self._events.setdefault(key, None)
-        for original_key, row in _by_key(rows["Event"], key_field, event_key_of):
+        for original_key, row in _by_key(rows["Event"], key_field, asked) if key_field else []:
             self._events[original_key] = _existing_event(original_key, row)
 
     def _run(self, queries: list[tuple[str, str]], path: str) -> dict[str, list[dict[str, Any]]]:
         """The rows of each kind of query, five queries to a Composite request (one API call)."""
-        rows: dict[str, list[dict[str, Any]]] = {"Contact": [], "Lead": [], "EmailMessage": [], "Task": [], "Event": []}
+        rows = empty_rows()
         for group in chunks(queries, COMPOSITE_MAX_HEAVY):
             subrequests = [
-                {"method": "GET", "url": f"{path}?{urlencode({'q': soql})}", "referenceId": f"q{i}"}
+                {"method": "GET", "url": query_url(path, soql), "referenceId": f"q{i}"}
                 for i, (_, soql) in enumerate(group)
             ]
             responses = self.client.composite(subrequests)

@@ -12,6 +12,20 @@ from urllib.parse import urlencode
 SOQL_MAX_CHARS = 100_000
 # A GET URI is limited to about 16 KB; keep a margin for the host and headers.
 URI_MAX_CHARS = 15_500
+# Characters a URI query may hold as themselves (RFC 3986 sub-delims and "@"), left unencoded so an
+# IN list of Message-IDs fits about a fifth more values in a statement ("'<a@b>'" is 9 characters,
+# not 15): fewer look-up queries per batch.
+QUERY_SAFE = "'(),@"
+
+
+def encode_query(soql: str) -> str:
+    """The ``q=...`` query string of a SOQL statement, as sent."""
+    return urlencode({"q": soql}, safe=QUERY_SAFE)
+
+
+def query_url(path: str, soql: str) -> str:
+    """The URL of a query subrequest: ``{path}?q=...`` (``path`` ends in ``/query``)."""
+    return f"{path}?{encode_query(soql)}"
 
 
 def soql_quote(value: str) -> str:
@@ -29,23 +43,30 @@ def chunk_in_list(prefix: str, values: list[str], suffix: str = "", *, path: str
     ``path`` is the request path the statement is sent to (``/services/data/vXX.X/query``); the
     URI length counts the URL-encoded statement.
     """
-    statements: list[str] = []
+    return [statement for statement, _ in chunk_groups(prefix, values, suffix, path=path)]
+
+
+def chunk_groups(prefix: str, values: list[str], suffix: str = "", *, path: str = "") -> list[tuple[str, list[str]]]:
+    """As :func:`chunk_in_list`, each statement with the values it covers."""
+    groups: list[tuple[str, list[str]]] = []
     base_chars = len(prefix) + len(suffix) + 2
-    base_uri = len(path) + 3 + len(urlencode({"q": prefix + suffix + "()"})) - 2
+    base_uri = len(path) + 3 + len(encode_query(prefix + suffix + "()")) - 2
     current: list[str] = []
+    covered: list[str] = []
     chars, uri = base_chars, base_uri
     for value in values:
         literal = soql_quote(value)
         add_chars = len(literal) + (2 if current else 0)
-        add_uri = len(urlencode({"q": literal})) - 2 + (len(urlencode({"q": ", "})) - 2 if current else 0)
+        add_uri = len(encode_query(literal)) - 2 + (len(encode_query(", ")) - 2 if current else 0)
         if current and (chars + add_chars > SOQL_MAX_CHARS or uri + add_uri > URI_MAX_CHARS):
-            statements.append(f"{prefix}({', '.join(current)}){suffix}")
-            current, chars, uri = [], base_chars, base_uri
+            groups.append((f"{prefix}({', '.join(current)}){suffix}", covered))
+            current, covered, chars, uri = [], [], base_chars, base_uri
             add_chars = len(literal)
-            add_uri = len(urlencode({"q": literal})) - 2
+            add_uri = len(encode_query(literal)) - 2
         current.append(literal)
+        covered.append(value)
         chars += add_chars
         uri += add_uri
     if current:
-        statements.append(f"{prefix}({', '.join(current)}){suffix}")
-    return statements
+        groups.append((f"{prefix}({', '.join(current)}){suffix}", covered))
+    return groups

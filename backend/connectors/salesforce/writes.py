@@ -24,6 +24,7 @@ from backend.connectors.salesforce.batches import (
     relation_subs,
 )
 from backend.connectors.salesforce.client import SalesforceClient
+from backend.connectors.salesforce.lookup import LookupUnit, empty_rows
 from backend.connectors.salesforce.records import (
     CANCELLED_PREFIX,
     cancelled_subject,
@@ -35,6 +36,7 @@ from backend.connectors.salesforce.records import (
     event_update,
     sender_relation,
 )
+from backend.connectors.salesforce.soql import query_url
 
 # Writes of 1,000 records can take a while on a busy org; reads use the default timeout.
 WRITE_TIMEOUT_SECONDS = 180.0
@@ -62,22 +64,44 @@ def safe_reason(error: dict[str, Any]) -> str:
 
 
 def write_plan(client: SalesforceClient, plan: WritePlan, caps: Capabilities,
-               configured_key_field: str) -> tuple[WriteResult, list[Unit]]:
+               configured_key_field: str, ahead: list[LookupUnit] | None = None) -> tuple[WriteResult, list[Unit]]:
     """Write a plan in Composite requests of up to 5 collections of up to 200 records each.
 
     New records travel with their relation rows (:func:`pack_creates`); updates, deletes and
-    relations of records that already exist fill the free collections. Returns the result and the
-    records that were to be created (so the lookup caches can learn what now exists).
+    relations of records that already exist fill the free collections; look-ups prepared for the
+    next batch (``ahead``) fill the slots still free, so they cost no call of their own. Returns the
+    result and the records that were to be created (so the lookup caches can learn what now exists).
     """
     result = WriteResult()
     units = _units(plan, caps, configured_key_field, result)
     groups, overflow = pack_creates(units)
     pending = pack_requests(groups, _standalone(plan, caps, result), overflow)
+    _ride_along(pending, list(ahead or ()), client.path)
     while pending:
         group, pending = pending[0], pending[1:]
         retry = _send_group(client, group, result)
         pending = [list(part) for part in chunks(retry, COMPOSITE_MAX_HEAVY)] + pending
     return result, units
+
+
+def _ride_along(requests: list[list[Sub]], ahead: list[LookupUnit], path: str) -> None:
+    """Put whole look-up units into the free query slots of ``requests`` (a unit that does not fit waits)."""
+    for group in requests:
+        while ahead and len(ahead[0].queries) <= COMPOSITE_MAX_HEAVY - len(group):
+            unit = ahead.pop(0)
+            group.extend(Sub("GET", role="query", url=query_url(f"{path}/query", soql), unit=unit)
+                         for _, soql in unit.queries)
+
+
+def _read_along(client: SalesforceClient, answered: dict[int, tuple[LookupUnit, list[Any]]]) -> None:
+    """Fill the caches from look-ups that rode along, each unit only when all its queries were answered."""
+    for unit, bodies in answered.values():
+        if len(bodies) != len(unit.queries) or any(b is None for b in bodies):
+            continue  # asked again by the next lookup
+        rows = empty_rows()
+        for (kind, _), body in zip(unit.queries, bodies, strict=True):
+            rows[kind].extend(client.all_records(body))
+        unit.read(rows)
 
 
 def _units(plan: WritePlan, caps: Capabilities, configured_key_field: str, result: WriteResult) -> list[Unit]:
@@ -159,6 +183,8 @@ def _key_of(plan: WritePlan, event_id: str) -> str:
 def _subrequest(sub: Sub, path: str, in_group: set[int]) -> dict[str, Any]:
     """The Composite subrequest for ``sub`` (relation rows get their parents' ids or references first)."""
     collection = f"{path}/composite/sobjects"
+    if sub.role == "query":
+        return {"method": "GET", "url": sub.url, "referenceId": sub.ref}
     if sub.role == "delete":
         query = urlencode({"ids": ",".join(sub.ids), "allOrNone": "false"})
         return {"method": "DELETE", "url": f"{collection}?{query}", "referenceId": sub.ref}
@@ -198,12 +224,17 @@ def _send_group(client: SalesforceClient, group: list[Sub], result: WriteResult)
     responses = client.composite(body, timeout=WRITE_TIMEOUT_SECONDS)
     by_ref = {r.get("referenceId"): r for r in responses}
     resend: list[Sub] = []
+    answered: dict[int, tuple[LookupUnit, list[Any]]] = {}
     for sub in group:
         if sub.role == "noop":
             continue
         response = by_ref.get(sub.ref) or {}
         status = int(response.get("httpStatusCode") or 0)
         items = response.get("body")
+        if sub.role == "query":
+            ok = status < 300 and isinstance(items, dict)
+            answered.setdefault(id(sub.unit), (sub.unit, []))[1].append(items if ok else None)
+            continue
         if status >= 300 or not isinstance(items, list) or len(items) != max(len(sub.records), len(sub.ids)):
             code = ""
             if isinstance(items, list) and items and isinstance(items[0], dict):
@@ -225,6 +256,7 @@ def _send_group(client: SalesforceClient, group: list[Sub], result: WriteResult)
         again_rows = _record_results(sub, items, result)
         if again_rows:
             resend.append(Sub("POST", relations=again_rows, role="relation", retried=True))
+    _read_along(client, answered)
     return resend
 
 

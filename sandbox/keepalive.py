@@ -1,4 +1,9 @@
-"""The keep-alive HTTPS server the fake EWS runs on (NTLM authenticates a connection, so it must stay open)."""
+"""A keep-alive HTTP/1.1 HTTPS server for the fakes: connections stay open between requests, as real services keep them.
+
+The fake EWS needs it (NTLM authenticates a connection, so it must stay open); the fake Graph and
+Salesforce run on it too, so that a benchmark pays for TLS handshakes as production does (once per
+connection, not once per request: werkzeug's development server answers ``Connection: close``).
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,16 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
 
-from sandbox.ews.soap import DRIP_LIMIT_SECONDS
 from sandbox.server import FakeServer, Recorder
 from sandbox.tls import CertPair
 
+# A dripping response (the fake EWS's ``drip`` failure) gives up (and closes) after this long, so a
+# client without a deadline ends too.
+DRIP_LIMIT_SECONDS = 15.0
+
 
 class _KeepAliveHandler(BaseHTTPRequestHandler):
-    """A small HTTP/1.1 WSGI handler that keeps connections open, as IIS does.
+    """A small HTTP/1.1 WSGI handler that keeps connections open, as IIS and Graph do.
 
     Keep-alive matters: NTLM authenticates a *connection* (its three messages must share one), and
     exchangelib reads ``Connection: close`` on an error response as "server busy". Werkzeug's
@@ -34,6 +42,9 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     timeout = 30
+    # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm holds the body
+    # back until the client's delayed ACK (40 ms a response on a kept-alive connection).
+    disable_nagle_algorithm = True
     _ids = itertools.count(1)
     _broken = False
     server: _KeepAliveServer
@@ -59,10 +70,14 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
             super().handle()
 
     def finish(self) -> None:
-        """Flush and close (nothing to flush after a failed handshake)."""
+        """Flush and close the connection (nothing to flush after a failed handshake)."""
         if not self._broken:
             with suppress(OSError):
                 super().finish()
+            # The TLS socket replaced the accepted one (which socketserver would close): close it
+            # here, or the client may find it open and send its next request into the void.
+            with suppress(OSError):
+                self.request.close()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the recorder keeps what tests need."""
@@ -103,6 +118,9 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
             names.add(key.lower())
         if "content-length" not in names:
             self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection and "connection" not in names:
+            # The client asked to close (or spoke HTTP/1.0): say so, as servers do.
+            self.send_header("Connection", "close")
         self.end_headers()
         drip = environ.get("fake.drip")
         if drip is not None and self.command != "HEAD":
@@ -155,4 +173,4 @@ class KeepAliveFakeServer(FakeServer):
         self._server = _KeepAliveServer((host, port), self.recorder, cert.server_context())  # type: ignore[assignment]
         self.host = host
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"fake-ews:{self.port}", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"fake-ka:{self.port}", daemon=True)
