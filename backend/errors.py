@@ -84,3 +84,9 @@ class SetupFailed(ConnectorError):
         super().__init__(message)
         self.code = code
         self.retry_after = retry_after
+
+
+class NotPreauthorized(AuthRevoked):
+    """The service will not sign this person in for us: no administrator pre-authorised them for our app."""
+
+    code = "salesforce_not_authorized"
