@@ -33,6 +33,8 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P audit:{org}``                      list: the org's administrator actions, newest first (``audit.py``)
 ``P console:{sid}``                    string: JSON uid + CSRF token of an admin console session (``consoles.py``)
 ``P console:by-user:{uid}``            set: console session ids of a user, to end them all (``consoles.py``)
+``P orgaccess:{org}``                  hash: an org's mailbox access: tenant, breakage (``org_access.py``)
+``P activation:{id}``                  hash, lists ``:addresses`` ``:results``: 7 days (``activations.py``)
 ``P trail:{mid}:{hmac}``               string: sync's decision on one item: codes, ids, times; 30 days (``trail.py``)
 =====================================  ==========================================================
 
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from backend.security.crypto import SecretBox, keyed_hash
+from backend.store.activations import ActivationRepo
 from backend.store.audit import AuditLog
 from backend.store.capabilities import CapabilityRepo
 from backend.store.claims import EmailClaimRepo
@@ -55,6 +58,7 @@ from backend.store.keys import Keys
 from backend.store.mailboxes import MailboxRepo
 from backend.store.meetings import MeetingMapRepo
 from backend.store.once import OnceStore
+from backend.store.org_access import OrgAccessRepo
 from backend.store.orgs import OrgRepo
 from backend.store.quarantine import QuarantineRepo
 from backend.store.ratelimit import RateLimiter
@@ -95,6 +99,8 @@ class Store:
     audit: AuditLog
     consoles: ConsoleSessionRepo
     trail: ItemTrailRepo
+    org_access: OrgAccessRepo
+    activations: ActivationRepo
 
     @classmethod
     def build(cls, client: Redis, prefix: str, box: SecretBox, hash_key: str) -> Store:
@@ -129,4 +135,6 @@ class Store:
             audit=AuditLog(client, keys),
             consoles=ConsoleSessionRepo(client, keys),
             trail=ItemTrailRepo(client, keys, item_hash),
+            org_access=OrgAccessRepo(client, keys, secrets),
+            activations=ActivationRepo(client, keys),
         )
