@@ -41,7 +41,7 @@ EXPECTED = {
     "ivan": "already_active", "jill": "activated",
 }
 ADMIN_ADDRESS = "it-admin@acme.example"
-_KEYS = jwt_key_pair()
+JWT_KEYS = jwt_key_pair()
 
 
 def address(name: str) -> str:
@@ -97,7 +97,7 @@ def seed(sf: Any, graph: GraphHarness) -> None:
         if name != "hank":
             sf.state.preauthorized.add(address(name))
     sf.state.users[address("dave")].is_active = False
-    sf.state.jwt_certificates.append(_KEYS[1])
+    sf.state.jwt_certificates.append(JWT_KEYS[1])
     for name in ("bob", "dave", "gina", "hank", "ivan", "jill"):
         graph.ms.add_user(address(name), tid)
         graph.graph.mailbox(address(name))
@@ -117,7 +117,7 @@ def graph(server_cert: CertPair, ca: TestCA) -> Iterator[GraphHarness]:
 @pytest.fixture
 def mass_config(app_config: dict[str, Any], graph: GraphHarness, smtp_sink: SmtpSink) -> dict[str, Any]:
     """Settings pointing at the fakes, with the JWT key and an SMTP sink."""
-    return {**app_config, **graph.settings_overrides(), "SALESFORCE_JWT_PRIVATE_KEY": _KEYS[0],
+    return {**app_config, **graph.settings_overrides(), "SALESFORCE_JWT_PRIVATE_KEY": JWT_KEYS[0],
             "SMTP_URL": smtp_sink.url, "MAIL_FROM": "sync@sidebar.example"}
 
 
