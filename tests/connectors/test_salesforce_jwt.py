@@ -11,7 +11,8 @@ import jwt
 import pytest
 from flask import Flask
 
-from backend.config import Settings
+from backend import create_app
+from backend.config import ConfigError, Settings
 from backend.connectors.crm import EmailDraft, WritePlan
 from backend.connectors.salesforce import JwtBearer, JwtCredentials, SalesforceOAuth, open_crm
 from backend.connectors.salesforce.jwt_bearer import ASSERTION_LIFETIME_SECONDS, assertion, private_key_pem
@@ -56,13 +57,16 @@ def test_the_assertion_has_the_claims_salesforce_requires(keys: tuple[str, str])
     assert jwt.get_unverified_header(signed)["alg"] == "RS256"
 
 
-def test_the_key_setting_takes_pem_text_or_a_path(keys: tuple[str, str], tmp_path: Any) -> None:
+def test_the_key_setting_takes_pem_text_or_a_path(keys: tuple[str, str], tmp_path: Any,
+                                                  app_config: dict[str, Any]) -> None:
     path = tmp_path / "key.pem"
     path.write_text(keys[0])
     assert private_key_pem(str(path)) == keys[0]
     assert private_key_pem(keys[0].replace("\n", "\\n")) == keys[0]
-    with pytest.raises(ServiceMisconfigured):
+    with pytest.raises(ConfigError):
         private_key_pem(str(tmp_path / "missing.pem"))
+    with pytest.raises(ConfigError, match="PEM private key"):
+        create_app({**app_config, "SALESFORCE_JWT_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\\nnot a key"})
 
 
 def test_a_preauthorised_person_gets_a_token_with_no_refresh_token(bearer: JwtBearer, fake_salesforce: Any) -> None:

@@ -20,7 +20,7 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from backend.config import Settings
+from backend.config import ConfigError, Settings
 from backend.connectors.salesforce.credentials import SalesforceCredentials
 from backend.connectors.salesforce.hosts import LoginHostRefused, check_salesforce_url
 from backend.connectors.salesforce.oauth import SalesforceOAuth, TokenSet, token_set
@@ -43,7 +43,7 @@ def private_key_pem(value: str) -> str:
         with open(value, encoding="ascii") as fh:
             return fh.read()
     except (OSError, UnicodeDecodeError):
-        raise ServiceMisconfigured("SALESFORCE_JWT_PRIVATE_KEY names a file that cannot be read.") from None
+        raise ConfigError("SALESFORCE_JWT_PRIVATE_KEY names a file that cannot be read.") from None
 
 
 def assertion(client_id: str, key: Any, username: str, audience: str, now: float | None = None) -> str:
@@ -61,7 +61,8 @@ class JwtBearer:
         try:
             self._key = load_pem_private_key(pem.encode("ascii"), password=None) if pem else None
         except (ValueError, TypeError):
-            raise ServiceMisconfigured("SALESFORCE_JWT_PRIVATE_KEY is not an unencrypted PEM private key.") from None
+            # Checked when the app is built: a bad key stops the web and worker processes at start.
+            raise ConfigError("SALESFORCE_JWT_PRIVATE_KEY is not an unencrypted PEM private key.") from None
         self.settings = settings
         self.oauth = oauth
         # Assertions traded (the bench and tests count them).
