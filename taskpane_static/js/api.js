@@ -349,6 +349,11 @@ export async function adminActivateCsv(text) {
   return data;
 }
 
+/** POST /api/admin/deactivate: turn sync off for mass-activated people. */
+export function adminDeactivate(ids) {
+  return request("POST", "/api/admin/deactivate", { console: true, body: { ids } });
+}
+
 /** GET /api/admin/activations/<id>: progress and results. */
 export function getAdminActivation(id) {
   return request("GET", `/api/admin/activations/${encodeURIComponent(id)}`, { console: true });

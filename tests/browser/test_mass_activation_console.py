@@ -1,5 +1,6 @@
 """The console's Mailbox access and Activate views in Chromium: the tenant's consent state and scoping guidance,
-three people activated by pasting their addresses, progress n of N, the results table and CSV link; axe-core
+three people activated by pasting their addresses, progress n of N, the results table and CSV link, the
+activated ones turned off again; axe-core
 reports no violation on either view.
 """
 
@@ -72,5 +73,7 @@ def test_mailbox_access_and_activate_views(make_pane: Callable[..., Pane], serve
         "href", f"/api/admin/activations/{key.rsplit(':', 1)[-1]}/results.csv")
     found = axe_violations(page, "#activate")
     assert found == [], found
+    page.get_by_role("button", name="Turn sync off again for the people activated").click()
+    expect(page.locator("#activate-undo-status")).to_have_text("Sync turned off for 1 person.")
     page.screenshot(path=str(SCREENSHOTS / "admin-activate.png"), full_page=False)
     console.assert_clean(allowed_statuses=(401,))  # /api/admin/session before signing in

@@ -16,6 +16,7 @@ const RESULT_NAMES = {
 };
 const POLL_MS = 1000;
 let hooks = { refreshUsers: () => {} };
+let activatedIds = [];
 
 function show(activation) {
   const bar = byId("activate-bar");
@@ -34,6 +35,20 @@ function show(activation) {
   const link = byId("activate-download");
   link.href = `/api/admin/activations/${encodeURIComponent(activation.id)}/results.csv`;
   setVisible(link, activation.state === "done");
+  activatedIds = activation.results.filter((row) => row.result === "activated").map((row) => row.user_id);
+  setVisible(byId("activate-undo"), activation.state === "done" && activatedIds.length > 0);
+}
+
+async function undo() {
+  const status = byId("activate-undo-status");
+  try {
+    const answer = await api.adminDeactivate(activatedIds);
+    setText(status, `Sync turned off for ${answer.done} ${answer.done === 1 ? "person" : "people"}.`);
+    setVisible(byId("activate-undo"), false);
+    hooks.refreshUsers();
+  } catch (error) {
+    showActionError(byId("activate-error"), error.message, byId("activate-undo"));
+  }
 }
 
 async function follow(id) {
@@ -54,13 +69,20 @@ async function start(event) {
   showActionError(error, "");
   const file = byId("activate-file").files[0];
   const pasted = byId("activate-addresses").value.split(/[\s,;]+/).map((a) => a.trim()).filter(Boolean);
-  if (!file && !pasted.length) {
+  const everyone = byId("activate-all").checked;
+  if (!everyone && !file && !pasted.length) {
     showActionError(error, "Paste at least one address or choose a CSV file.", byId("activate-addresses"));
     return;
   }
   byId("activate-start").disabled = true;
   try {
-    const { job_id: id } = file ? await api.adminActivateCsv(await file.text()) : await api.adminActivate(pasted);
+    let started;
+    if (everyone) {
+      started = await api.adminActivate("all");
+    } else {
+      started = file ? await api.adminActivateCsv(await file.text()) : await api.adminActivate(pasted);
+    }
+    const id = started.job_id;
     setText(byId("activate-progress"), "Queued\u2026");
     await follow(id);
   } catch (failure) {
@@ -74,4 +96,5 @@ async function start(event) {
 export function initActivate(given) {
   hooks = { ...hooks, ...given };
   byId("activate-form").addEventListener("submit", start);
+  byId("activate-undo").addEventListener("click", undo);
 }
