@@ -151,7 +151,7 @@ def table_rows(quick: bool) -> list[dict[str, Any]]:
          TARGETS["graph_requests_per_person"],
          f"{figures['graph_requests']} $batch calls, {figures['graph_subrequests_per_person']} sub-requests each"),
         ("mass.identity", "identity platform token calls (whole job)", figures["identity_token_calls"], None,
-         "client credentials, one per slice of 200"),
+         "client credentials, one per activation (the token is reused)"),
         ("mass.memory", "peak worker memory (MB, RSS)", figures["peak_worker_mb"], TARGETS["peak_worker_mb"],
          "largest RSS of the rq worker and its work horse"),
         ("mass.spread", "first runs spread over (s)", figures["first_runs_spread_seconds"], None,

@@ -51,9 +51,12 @@ def run_activation(activation_id: str) -> dict[str, Any]:
             done = len(store.activations.results(activation_id))  # a retried job goes on where it stopped
             ctx = SliceContext(admin=admin, tenant=access.microsoft_tenant, started=time.time(),
                                total=len(addresses))
-            for start in range(done, len(addresses), SLICE):
-                results = activate_slice(store, settings, clients, ctx, addresses[start:start + SLICE], start)
-                store.activations.add_results(activation_id, results)
+            try:
+                for start in range(done, len(addresses), SLICE):
+                    results = activate_slice(store, settings, clients, ctx, addresses[start:start + SLICE], start)
+                    store.activations.add_results(activation_id, results)
+            finally:
+                ctx.close()
         except BaseException:
             store.activations.set_state(activation_id, "failed")
             raise

@@ -54,12 +54,26 @@ MESSAGES = {
 
 @dataclass
 class SliceContext:
-    """What every slice of one activation shares: who asked, the tenant, and where first runs go."""
+    """What every slice of one activation shares: who asked, the tenant, where first runs go, the two clients."""
 
     admin: User
     tenant: str
     started: float
     total: int
+    # Built once per activation (one Salesforce session, one application token), closed by :meth:`close`.
+    salesforce: SalesforceClient | None = None
+    directory: TenantDirectory | None = None
+
+    def open(self, settings: Settings, store: Store, clients: Clients) -> None:
+        """Build the admin's Salesforce client and the tenant's directory."""
+        self.salesforce = admin_client(settings, store, clients, self.admin)
+        self.directory = TenantDirectory(settings, clients.microsoft_auth, self.tenant)
+
+    def close(self) -> None:
+        """Release both clients' connections."""
+        for client in (self.salesforce, self.directory):
+            if client is not None:
+                client.close()
 
 
 def result(address: str, code: str, uid: str = "") -> dict[str, Any]:
@@ -82,15 +96,12 @@ def first_run_at(ctx: SliceContext, settings: Settings, index: int) -> float:
 def activate_slice(store: Store, settings: Settings, clients: Clients, ctx: SliceContext, addresses: list[str],
                    first_index: int) -> list[dict[str, Any]]:
     """Decide and apply one slice of addresses; one result each, in order."""
-    sf = admin_client(settings, store, clients, ctx.admin)
-    directory = TenantDirectory(settings, clients.microsoft_auth, ctx.tenant)
-    try:
-        people = users_by_email(sf, addresses)
-        wanted = [a for a in addresses if _pick(people.get(a.lower(), [])) is not None]
-        mailboxes = directory.find(wanted) if wanted else {}
-    finally:
-        sf.close()
-        directory.close()
+    if ctx.salesforce is None or ctx.directory is None:
+        ctx.open(settings, store, clients)
+    assert ctx.salesforce is not None and ctx.directory is not None
+    people = users_by_email(ctx.salesforce, addresses)
+    wanted = [a for a in addresses if _pick(people.get(a.lower(), [])) is not None]
+    mailboxes = ctx.directory.find(wanted) if wanted else {}
     return [_one(store, settings, clients, ctx, address, people.get(address.lower(), []),
                  mailboxes.get(address.lower()), first_index + n)
             for n, address in enumerate(addresses)]
