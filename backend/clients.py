@@ -16,7 +16,7 @@ from backend.config import Settings
 from backend.connectors.google import GoogleAuth
 from backend.connectors.google.push import PushVerifier
 from backend.connectors.graph import MicrosoftAuth
-from backend.connectors.salesforce import SalesforceOAuth
+from backend.connectors.salesforce import JwtBearer, SalesforceOAuth
 from backend.net import Resolver
 from backend.security.exchange_identity import ExchangeIdentityVerifier
 from backend.security.identity import NaaVerifier, ProofVerifier
@@ -39,12 +39,16 @@ class Clients:
     crm_factory: Callable[[Any, Any], Any] | None = None
     # Checks Gmail's Pub/Sub pushes (their OIDC token); None: built on first use.
     pubsub_verifier: PushVerifier | None = None
+    # Signs mass-activated people in to Salesforce (JWT bearer flow); unconfigured without SALESFORCE_JWT_PRIVATE_KEY.
+    salesforce_jwt: JwtBearer | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Clients:
         """Build every client from the settings."""
+        salesforce_oauth = SalesforceOAuth(settings)
         return cls(
-            salesforce_oauth=SalesforceOAuth(settings),
+            salesforce_oauth=salesforce_oauth,
+            salesforce_jwt=JwtBearer(settings, salesforce_oauth),
             microsoft_auth=MicrosoftAuth(settings),
             google_auth=GoogleAuth(settings),
             naa_verifier=NaaVerifier(settings),

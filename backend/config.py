@@ -167,6 +167,7 @@ class Settings:
     # Extra login hosts (beyond Salesforce's own domains) a person may type as "My Domain".
     SALESFORCE_ALLOWED_HOSTS: tuple[str, ...] = ()
     SALESFORCE_API_VERSION: str = "62.0"
+    SALESFORCE_JWT_PRIVATE_KEY: str = ""  # PEM or a PEM file's path (connectors/salesforce/jwt_bearer)
 
     MS_CLIENT_ID: str = ""
     MS_CLIENT_SECRET: str = ""

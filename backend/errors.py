@@ -91,3 +91,9 @@ class NotAuthentic(ConnectorError):
 
     transient = False
     code = "not_authentic"
+
+
+class NotPreauthorized(AuthRevoked):
+    """The service will not sign this person in for us: no administrator pre-authorised them for our app."""
+
+    code = "salesforce_not_authorized"

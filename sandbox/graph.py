@@ -342,6 +342,11 @@ class FakeGraphState:
                 return 404, {}, {"error": {"code": "ErrorInvalidUser", "message": "The requested user is invalid."}}
             if info.kind == "delegated" and user.oid != info.oid:
                 return 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}}
+            scope = self.ms.tenant(info.tid).app_access_scope
+            if info.kind == "app" and segments[2:] and scope is not None and user.mail.lower() not in scope:
+                # Exchange's RBAC for Applications: the directory entry is readable, the mailbox is not.
+                return 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Access to OData is disabled: "
+                                                                                  "the application is not in scope."}}
         else:
             return 400, {}, {"error": {"code": "BadRequest", "message": f"Unsupported segment {segments[0]}."}}
         assert user is not None
@@ -350,13 +355,15 @@ class FakeGraphState:
         if len(rest) == 4 and rest[0] == "mailFolders" and rest[2:] == ["messages", "delta"]:
             if rest[1].lower() not in MAIL_FOLDERS:
                 return 404, {}, {"error": {"code": "ErrorInvalidIdMalformed", "message": "Unknown folder."}}
-            if info.kind == "delegated" and "Mail.Read" not in info.scopes:
+            if "Mail.Read" not in info.scopes:
                 return 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Mail.Read is required."}}
             return self._delta(user, prefix, rest[1].lower(), query, headers)
+        if len(rest) == 2 and rest[0] == "mailFolders":
+            return 200, {}, {"id": f"{user.oid}-{rest[1]}", "displayName": rest[1]}
         if len(rest) == 2 and rest[0] == "messages":
             return self._one(user, rest[0], rest[1], query)
         if rest == ["calendarView", "delta"] or (len(rest) == 2 and rest[0] == "events"):
-            if info.kind == "delegated" and "Calendars.Read" not in info.scopes:
+            if "Calendars.Read" not in info.scopes:
                 return 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Calendars.Read is required."}}
             if rest[0] == "events":
                 return self._event(user, rest[1], headers)

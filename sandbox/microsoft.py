@@ -91,6 +91,11 @@ class MsTenant:
     # False: the app registration lists only application permissions, so admin consent does not
     # cover delegated (on-behalf-of) access.
     admin_consent_covers_delegated: bool = True
+    # The application permissions (app roles) admin consent granted: they go into app tokens' roles.
+    app_roles: frozenset[str] = frozenset({"Mail.Read", "Calendars.Read"})
+    # RBAC for Applications / an ApplicationAccessPolicy: the mailboxes (addresses, lower case) app
+    # tokens may read; None is the whole tenant. Graph answers 403 for a mailbox outside it.
+    app_access_scope: frozenset[str] | None = None
 
 
 @dataclass
@@ -187,6 +192,8 @@ class FakeMicrosoftState:
         """A user by mail, UPN, alias or object id."""
         key = name.strip().lower()
         with self.lock:
+            if key in self.users:  # by mail: one lookup, so a 10,000-person tenant stays fast
+                return self.users[key]
             for user in self.users.values():
                 if key in {user.mail, user.upn, user.oid, *user.aliases}:
                     return user
@@ -494,7 +501,7 @@ def create_app(state: FakeMicrosoftState) -> Flask:
             if tenant in MULTI_TENANT or not state.tenant(tenant).admin_consented:
                 return _error("unauthorized_client", "AADSTS700016: Application with identifier was not found in the "
                                                      "directory (no admin consent in this tenant).")
-            token_ = state._access_token(TokenInfo("app", tenant, client_id, frozenset({"Mail.Read.All"}),
+            token_ = state._access_token(TokenInfo("app", tenant, client_id, state.tenant(tenant).app_roles,
                                                    time.time() + state.access_token_lifetime))
             return jsonify({"token_type": "Bearer", "expires_in": state.access_token_lifetime,
                             "ext_expires_in": state.access_token_lifetime, "access_token": token_})

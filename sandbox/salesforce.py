@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from flask import Flask, Response, jsonify, request
 
 API_VERSION = "62.0"
@@ -33,6 +36,7 @@ class SfUser:
     email: str
     name: str
     is_admin: bool = False
+    is_active: bool = True
 
 
 @dataclass
@@ -61,6 +65,16 @@ class FakeSalesforceState:
     token_requests: list[str] = field(default_factory=list)
     # Permission sets assigned beyond the profile, by username (e.g. "Sidebar_Sync_Admin").
     permission_sets: dict[str, list[str]] = field(default_factory=dict)
+    # The JWT bearer flow: PEM certificates (or public keys) uploaded to the connected app, and the
+    # usernames an administrator pre-authorised ("Admin approved users are pre-authorized").
+    jwt_certificates: list[str] = field(default_factory=list)
+    preauthorized: set[str] = field(default_factory=set)
+
+    def user_rows(self) -> list[dict[str, Any]]:
+        """User rows as SOQL sees them (Id, Username, Email, Name, IsActive)."""
+        with self.lock:
+            return [{"Id": u.user_id, "Username": u.username, "Email": u.email, "Name": u.name,
+                     "IsActive": u.is_active} for u in self.users.values()]
 
     def permission_assignments(self) -> list[dict[str, Any]]:
         """PermissionSetAssignment rows: each user's profile (Modify All Data when is_admin), then the rest."""
@@ -118,6 +132,39 @@ class FakeSalesforceState:
             return None
         with self.lock:
             return self.access_tokens.get(token.strip())
+
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+def check_assertion(state: FakeSalesforceState, assertion: str) -> dict[str, Any] | Response:
+    """The claims of a JWT bearer assertion, or the error Salesforce answers (signature, iss, aud, exp)."""
+    for pem in state.jwt_certificates:
+        key = _public_key(pem)
+        try:
+            claims: dict[str, Any] = jwt.decode(assertion, key, algorithms=["RS256"], options={
+                "verify_aud": False, "require": ["iss", "sub", "aud", "exp"]})
+        except jwt.ExpiredSignatureError:
+            return _oauth_error("invalid_grant", "expired authorization code")
+        except jwt.PyJWTError:
+            continue
+        break
+    else:
+        return _oauth_error("invalid_grant", "invalid assertion")
+    if claims.get("iss") != state.client_id:
+        return _oauth_error("invalid_client_id", "client identifier invalid")
+    if claims.get("aud") != state.base_url:
+        return _oauth_error("invalid_grant", "audience is invalid")
+    if float(claims["exp"]) - time.time() > 180 + 5:
+        return _oauth_error("invalid_grant", "expiration is too far in the future")
+    return claims
+
+
+def _public_key(pem: str) -> Any:
+    """The public key of a PEM certificate or public key (the connected app keeps a certificate)."""
+    if "CERTIFICATE" in pem:
+        return x509.load_pem_x509_certificate(pem.encode()).public_key()
+    return serialization.load_pem_public_key(pem.encode())
 
 
 def _s256(verifier: str) -> str:
@@ -206,6 +253,9 @@ def create_app(state: FakeSalesforceState) -> Flask:
         form = request.form
         grant_type = form.get("grant_type", "")
         state.token_requests.append(grant_type)
+        if grant_type == JWT_BEARER:
+            # No client secret: the assertion's signature is the app's proof.
+            return jwt_bearer(form.get("assertion", ""))
         if form.get("client_id") != state.client_id or form.get("client_secret") != state.client_secret:
             return _oauth_error("invalid_client", "invalid client credentials")
         if grant_type == "authorization_code":
@@ -231,6 +281,20 @@ def create_app(state: FakeSalesforceState) -> Flask:
                 return _oauth_error("invalid_grant", "expired access/refresh token")
             return jsonify(token_payload(user, state.issue_access_token(user), None))
         return _oauth_error("unsupported_grant_type", "grant type not supported")
+
+    def jwt_bearer(assertion: str) -> Response:
+        claims = check_assertion(state, assertion)
+        if isinstance(claims, Response):
+            return claims
+        with state.lock:
+            user = state.users.get(str(claims.get("sub", "")))
+            allowed = user is not None and user.username in state.preauthorized
+        if user is None or not allowed:
+            # Salesforce answers the same for an unknown username and one not pre-authorised.
+            return _oauth_error("invalid_grant", "user hasn't approved this consumer")
+        if not user.is_active:
+            return _oauth_error("invalid_grant", "inactive user")
+        return jsonify(token_payload(user, state.issue_access_token(user), None))
 
     @app.post("/services/oauth2/revoke")
     def revoke() -> Any:

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 # The route modules register their views on ``bp`` when imported.
-from backend.api import admin, admin_openapi, exchange, items, openapi, session, sync  # noqa: F401
+from backend.api import (  # noqa: F401
+    admin,
+    admin_activate,
+    admin_activate_openapi,
+    admin_openapi,
+    exchange,
+    items,
+    openapi,
+    session,
+    sync,
+)
 from backend.api.blueprint import bp
 
 __all__ = ["bp"]

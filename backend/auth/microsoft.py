@@ -52,6 +52,7 @@ from backend.jobs.sync import enqueue_sync
 from backend.security.crypto import fingerprint
 from backend.store.users import User
 from backend.sync.activation import activate, check_mailbox_match
+from backend.sync.org_access import resume_org
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth_microsoft", __name__, url_prefix="/auth/microsoft")
@@ -165,6 +166,16 @@ def _check_tenant(user: User, tenant_id: str) -> None:
 # --- tenant-wide admin consent ---------------------------------------------------------------
 
 
+def _bind_org(tenant: str, by: str) -> None:
+    """Started by an org's admin from the console: the org's mass activation uses this tenant (a fix resumes all)."""
+    store = services().store
+    admin = store.users.get(by) if by else None
+    if admin is None or not admin.is_admin:
+        return
+    if store.org_access.connect_microsoft(admin.org_id, tenant, by):
+        resume_org(store, admin.org_id)
+
+
 @bp.get("/admin-consent")
 def admin_consent() -> Any:
     """Send a tenant administrator to Entra's admin-consent endpoint (``?tenant=`` optional)."""
@@ -212,6 +223,7 @@ def _admin_consent_callback() -> Response:
     except Unavailable:
         raise DialogError("microsoft_unavailable", _UNAVAILABLE, 502) from None
     services().store.tenants.record_consent(tenant, f"{settings.GRAPH_URL}/.default", str(ours.get("by", "")))
+    _bind_org(tenant, str(ours.get("by", "")))
     log.info("microsoft admin consent recorded tenant=%s", tenant)
     return dialog_result(
         {"status": "ok", "provider": PROVIDER, "tenant_id": tenant, "admin_consent": True},

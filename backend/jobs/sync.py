@@ -360,6 +360,24 @@ def enqueue_notice(mailbox_id: str, incident: str) -> bool:
         return False
 
 
+def org_access_failed(mailbox_id: str, error: Exception) -> bool:
+    """For a mailbox read with its org's access: whether the org's access itself failed (then handled once)."""
+    from backend.jobs.org_notify import enqueue_org_notice
+    from backend.sync.org_access import break_org, org_access_refused, uses_org_access
+
+    svc = services()
+    mailbox = svc.store.mailboxes.get(mailbox_id)
+    if mailbox is None or not uses_org_access(mailbox) or getattr(error, "source", "mailbox") != "mailbox":
+        return False
+    reason = org_access_refused(svc.clients.microsoft_auth, str(mailbox.connection.get("tenant_id", "")))
+    if reason is None:
+        return False  # the org's access works: this mailbox's own problem
+    incident = break_org(svc.store, mailbox, reason)
+    if incident is not None:
+        enqueue_org_notice(mailbox.org_id, "microsoft", incident)
+    return True
+
+
 def sync_mailbox(mailbox_id: str, interactive: bool = False) -> dict[str, Any]:
     """RQ job: run sync once for ``mailbox_id`` (errors propagate so RQ retries or records them)."""
     with worker_app().app_context():
@@ -369,7 +387,14 @@ def sync_mailbox(mailbox_id: str, interactive: bool = False) -> dict[str, Any]:
             result = services().engine.run(mailbox_id, interactive=interactive)
             after_run(mailbox_id)
             return result
-        except AuthRevoked as exc:
+        except (AuthRevoked, ServiceMisconfigured) as exc:
+            if org_access_failed(mailbox_id, exc):
+                # The org's access, not this person's: no auth failure counted, no retry.
+                _set_retry(AuthRevoked())
+                raise
+            if not isinstance(exc, AuthRevoked):
+                _set_retry(exc)
+                raise
             source = str(getattr(exc, "source", "mailbox"))
             if source == "salesforce":
                 end_sessions_after_salesforce_refusal(mailbox_id, exc)

@@ -34,6 +34,8 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P audit:{org}``                      list: the org's administrator actions, newest first (``audit.py``)
 ``P console:{sid}``                    string: JSON uid + CSRF token of an admin console session (``consoles.py``)
 ``P console:by-user:{uid}``            set: console session ids of a user, to end them all (``consoles.py``)
+``P orgaccess:{org}``                  hash: an org's mailbox access: tenant, breakage (``org_access.py``)
+``P activation:{id}``                  hash, lists ``:addresses`` ``:results``: 7 days (``activations.py``)
 ``P trail:{mid}:{hmac}``               string: sync's decision on one item: codes, ids, times; 30 days (``trail.py``)
 ``P push:subs:{mid}``                  hash: subscription id -> JSON: kind, resource, expiry, state hash (``push.py``)
 ``P push:sub:{subscription}``          hash: ``mid`` and ``state`` (clientState hash) of a subscription id (``push.py``)
@@ -52,6 +54,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from backend.security.crypto import SecretBox, keyed_hash
+from backend.store.activations import ActivationRepo
 from backend.store.audit import AuditLog
 from backend.store.batch import Batch
 from backend.store.capabilities import CapabilityRepo
@@ -62,6 +65,7 @@ from backend.store.keys import Keys
 from backend.store.mailboxes import MailboxRepo
 from backend.store.meetings import MeetingMapRepo
 from backend.store.once import OnceStore
+from backend.store.org_access import OrgAccessRepo
 from backend.store.orgs import OrgRepo
 from backend.store.push import PushRepo
 from backend.store.quarantine import QuarantineRepo
@@ -104,6 +108,8 @@ class Store:
     consoles: ConsoleSessionRepo
     trail: ItemTrailRepo
     push: PushRepo
+    org_access: OrgAccessRepo
+    activations: ActivationRepo
 
     def batch(self) -> Batch:
         """A batch of reads of several repositories, sent as one pipeline (``backend.store.batch``)."""
@@ -148,4 +154,6 @@ class Store:
             consoles=ConsoleSessionRepo(client, keys),
             trail=ItemTrailRepo(client, keys, item_hash),
             push=PushRepo(client, keys, state_hash),
+            org_access=OrgAccessRepo(client, keys, secrets),
+            activations=ActivationRepo(client, keys),
         )

@@ -38,6 +38,9 @@ class User:
     # How the add-in mailbox was proven: "naa:{tid}:{oid}" or "exchange:{amurl host}:{port}/{msexchuid}", or "".
     addin_identity: str = ""
     salesforce_status: str = "connected"
+    # How the server signs in to Salesforce for this person: "" their own login (refresh token), or
+    # "jwt_bearer" (mass-activated by an admin; their own login takes over once they make one).
+    salesforce_access: str = ""
     salesforce_status_reason: str = ""
     # An administrator of the org's Sidebar Sync (backend.admin.roles), and when Salesforce last said so.
     is_admin: bool = False

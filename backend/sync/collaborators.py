@@ -9,10 +9,13 @@ from backend.config import Settings
 from backend.connectors import MailboxContext, MailboxSecrets, open_mailbox
 from backend.connectors.crm import ApiUsage, Crm
 from backend.connectors.mailbox import Mailbox
-from backend.connectors.salesforce import SalesforceCredentials, open_crm
+from backend.connectors.salesforce import JwtCredentials, SalesforceCredentials, open_crm
 from backend.store import Store
 from backend.store.mailboxes import SyncMailbox
 from backend.store.users import User
+
+# User.salesforce_access of a mass-activated person.
+JWT_BEARER = "jwt_bearer"
 
 
 def crm_for(settings: Settings, store: Store, clients: Clients, user: User,
@@ -21,10 +24,18 @@ def crm_for(settings: Settings, store: Store, clients: Clients, user: User,
     if clients.crm_factory is not None:
         crm: Crm = clients.crm_factory(user, on_usage)
         return crm
-    credentials = SalesforceCredentials(clients.salesforce_oauth, store.secrets, user.id, user.login_url,
-                                        user.instance_url)
+    credentials = credentials_for_run(store, clients, user)
     return open_crm(settings, credentials, user.org_id, user.sf_user_id, caps_cache=store.capabilities,
                     on_usage=on_usage)
+
+
+def credentials_for_run(store: Store, clients: Clients, user: User) -> SalesforceCredentials:
+    """The person's own login when they made one, else the JWT bearer flow for a mass-activated person."""
+    own = store.secrets.get(SalesforceCredentials.SECRET_KIND, user.id, SalesforceCredentials.REFRESH)
+    if user.salesforce_access == JWT_BEARER and not own and clients.salesforce_jwt is not None:
+        return JwtCredentials(clients.salesforce_jwt, store.secrets, user.id, user.username, user.login_url,
+                              user.instance_url)
+    return SalesforceCredentials(clients.salesforce_oauth, store.secrets, user.id, user.login_url, user.instance_url)
 
 
 def context_for(settings: Settings, store: Store, clients: Clients, mailbox: SyncMailbox) -> MailboxContext:

@@ -110,8 +110,10 @@ def register(app: Flask, state: Any) -> None:
         call = RestCall(kind=kind, method=request.method, path=path)
         result: Any
         try:
-            if state.user_for_bearer(request.headers.get("Authorization")) is None:
+            signed_in = state.user_for_bearer(request.headers.get("Authorization"))
+            if signed_in is None:
                 raise ApiFailure(401, "INVALID_SESSION_ID", "Session expired or invalid")
+            data.acting.user_id = signed_in.user_id
             with data.lock:
                 if data.limit_exceeded:
                     raise ApiFailure(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")

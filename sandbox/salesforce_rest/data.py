@@ -87,6 +87,10 @@ class SalesforceData:
     user_ids: Callable[[], set[str]] = lambda: set()
     # PermissionSetAssignment rows (AssigneeId, PermissionSet{Name, PermissionsModifyAllData, IsOwnedByProfile}).
     permission_assignments: Callable[[], list[dict[str, Any]]] = lambda: []
+    # User rows (from the fake's users) and the user a request was signed in as (per serving thread):
+    # records created get CreatedById (and OwnerId unless given) of that user.
+    user_rows: Callable[[], list[dict[str, Any]]] = lambda: []
+    acting: threading.local = field(default_factory=threading.local)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _cursors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -147,6 +151,7 @@ def data_of(state: Any) -> SalesforceData:
         data = SalesforceData()
         data.user_ids = lambda: {u.user_id for u in state.users.values()}
         data.permission_assignments = lambda: state.permission_assignments()
+        data.user_rows = lambda: state.user_rows()
         state.rest = data
     return data
 

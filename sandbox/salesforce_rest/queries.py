@@ -58,6 +58,8 @@ def run_query(data: SalesforceData, soql: str, version: str) -> dict[str, Any]:
         table = data.records.get(sobject, {}).values()
         if sobject == "PermissionSetAssignment":
             table = data.permission_assignments()  # type: ignore[assignment]
+        elif sobject == "User":
+            table = data.user_rows()  # type: ignore[assignment]
         rows = [r for r in table if matches(r, query.conditions)]
         if query.order_by:
             rows.sort(key=lambda r: str(r.get(query.order_by or "") or ""), reverse=query.descending)

@@ -127,6 +127,10 @@ def create(data: SalesforceData, records: list[dict[str, Any]], all_or_none: boo
             data.records.setdefault(sobject, {})[rid] = {"Id": rid, **normalise(
                 {k: v for k, v in fields.items() if k not in JUNCTION_TYPES})}
             data.records[sobject][rid]["CreatedDate"] = datetime.now(tz=UTC).isoformat()
+            creator = getattr(data.acting, "user_id", "")
+            if creator:
+                data.records[sobject][rid]["CreatedById"] = creator
+                data.records[sobject][rid].setdefault("OwnerId", creator)
             derive_activity_date(data, sobject, data.records[sobject][rid], fields)
             if sobject == "EmailMessage":
                 for junction, relation_type in JUNCTION_TYPES.items():

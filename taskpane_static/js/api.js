@@ -316,6 +316,49 @@ export function getAdminAudit() {
   return request("GET", "/api/admin/audit", { console: true });
 }
 
+/** GET /api/admin/connections/microsoft: the org's Microsoft 365 app-only access (no secret). */
+export function getAdminMicrosoftAccess() {
+  return request("GET", "/api/admin/connections/microsoft", { console: true });
+}
+
+/** POST /api/admin/connections/microsoft/consent: the admin-consent URL bound to this org. */
+export function adminMicrosoftConsentUrl() {
+  return request("POST", "/api/admin/connections/microsoft/consent", { console: true });
+}
+
+/** POST /api/admin/connections/microsoft/check: check the access now (everyone it stopped resumes). */
+export function checkAdminMicrosoftAccess() {
+  return request("POST", "/api/admin/connections/microsoft/check", { console: true });
+}
+
+/** POST /api/admin/activate: mass activation of addresses; {job_id}. */
+export function adminActivate(users) {
+  return request("POST", "/api/admin/activate", { console: true, body: { provider: "microsoft", users } });
+}
+
+/** POST /api/admin/activate with a CSV file's text; {job_id}. */
+export async function adminActivateCsv(text) {
+  const response = await send("/api/admin/activate?provider=microsoft", {
+    method: "POST", credentials: "same-origin", cache: "no-store", body: text,
+    headers: { Accept: "application/json", "Content-Type": "text/csv", "X-CSRF-Token": consoleCsrf },
+  });
+  const data = await jsonOf(response);
+  if (!response.ok) {
+    throw new ApiError(response.status, data && data.error);
+  }
+  return data;
+}
+
+/** POST /api/admin/deactivate: turn sync off for mass-activated people. */
+export function adminDeactivate(ids) {
+  return request("POST", "/api/admin/deactivate", { console: true, body: { ids } });
+}
+
+/** GET /api/admin/activations/<id>: progress and results. */
+export function getAdminActivation(id) {
+  return request("GET", `/api/admin/activations/${encodeURIComponent(id)}`, { console: true });
+}
+
 /** POST /admin/logout: end the console session. */
 export async function consoleLogout() {
   const response = await send("/admin/logout", {

@@ -10,6 +10,7 @@ One module a concern, each layer using only those below it::
     capabilities what an org supports (Enhanced Email, our key field), cached per org
     batches      collections and Composite requests: how records travel with their relations
     records      drafts packed into sObject records, fields cut to their (UTF-16) lengths
+    jwt_bearer   the JWT bearer flow: mass-activated people signed in with the server's key, no refresh token
     lookup       people by address, existing emails and meetings by key, cached per run
     writes       a write plan sent, each record's outcome counted (written, rejected, transient)
     permissions  who administers Sidebar Sync in the org (permission sets)
@@ -32,6 +33,7 @@ from backend.connectors.salesforce.hosts import (
     is_salesforce_host,
     login_url_for,
 )
+from backend.connectors.salesforce.jwt_bearer import JwtBearer, JwtCredentials
 from backend.connectors.salesforce.lookup import EMAIL_LOOKUP_PREFIX, address_variants
 from backend.connectors.salesforce.oauth import Identity, SalesforceOAuth, TokenExpired, TokenSet
 from backend.connectors.salesforce.permissions import ADMIN_PERMISSION_SET, grants_admin
@@ -54,6 +56,8 @@ __all__ = [
     "WRITE_TIMEOUT_SECONDS",
     "CapabilityCache",
     "Identity",
+    "JwtBearer",
+    "JwtCredentials",
     "LoginHostRefused",
     "SalesforceClient",
     "SalesforceCredentials",

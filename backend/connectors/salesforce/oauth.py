@@ -103,7 +103,7 @@ class SalesforceOAuth(OAuthApp):
             {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri,
              "code_verifier": code_verifier},
         )
-        return self._checked(_token_set(body))
+        return self._checked(token_set(body))
 
     def _checked(self, tokens: TokenSet) -> TokenSet:
         # The instance receives the access token and answers who the user is: it must be Salesforce.
@@ -117,7 +117,7 @@ class SalesforceOAuth(OAuthApp):
         """A new access token from the refresh token (Salesforce issues no new refresh token)."""
         body = self._token_call(login_url, {"grant_type": "refresh_token", "refresh_token": refresh_token})
         log.info("salesforce token refreshed refresh=%s", fingerprint(refresh_token))
-        return self._checked(_token_set(body))
+        return self._checked(token_set(body))
 
     def revoke(self, login_url: str, token: str) -> None:
         """Revoke a token (logout); failures are ignored: the token is deleted on our side anyway."""
@@ -152,7 +152,7 @@ class SalesforceOAuth(OAuthApp):
             raise Unavailable("Salesforce userinfo answered something unexpected.") from None
 
 
-def _token_set(body: dict[str, Any]) -> TokenSet:
+def token_set(body: dict[str, Any]) -> TokenSet:
     instance = str(body.get("instance_url", ""))
     if urlsplit(instance).scheme != "https":
         raise Unavailable("Salesforce returned an instance URL that is not https.")

@@ -2,6 +2,8 @@
 
 import * as api from "../api.js";
 import { byId, focus, setText, setVisible, showActionError } from "../dom.js";
+import { initAccess, loadAccess } from "./access.js";
+import { initActivate } from "./activate.js";
 import { initAudit, loadAudit } from "./audit.js";
 import { initPolicy, loadPolicy } from "./policy.js";
 import { initUsers, loadUsers } from "./users.js";
@@ -83,7 +85,10 @@ async function boot() {
   initUsers({ refreshSummary: () => loadSummary().catch(consoleError), refreshAudit: () => loadAudit() });
   initPolicy({ refreshAudit: () => loadAudit() });
   initAudit();
-  await Promise.all([loadSummary(), loadUsers(), loadPolicy(), loadAudit()].map((p) => p.catch(consoleError)));
+  initAccess();
+  initActivate({ refreshUsers: () => { loadUsers().catch(consoleError); loadSummary().catch(consoleError); } });
+  await Promise.all([loadSummary(), loadUsers(), loadPolicy(), loadAudit(), loadAccess()]
+    .map((p) => p.catch(consoleError)));
 }
 
 boot();

@@ -1,0 +1,192 @@
+"""Mass activation and the org's mailbox access (``/api/admin/activate``, ``/activations``, ``/connections``).
+
+An administrator posts addresses (JSON, or a CSV upload: one address a line, or a header ``email``)
+or ``"all"``; a job decides each person (:mod:`backend.sync.mass`) and the console polls its progress.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from typing import Any
+
+from flask import Response, jsonify, request
+
+from backend.api.admin_auth import Caller, require_admin
+from backend.api.blueprint import bp
+from backend.api.errors import ApiError
+from backend.api.sync import iso
+from backend.api.validation import json_body
+from backend.auth.common import issue_ticket
+from backend.extensions import services
+from backend.jobs.activation import ALL, enqueue_activation
+from backend.store.activations import Activation
+from backend.sync.mass import deactivate_mass
+from backend.sync.org_access import org_access_refused, resume_org
+
+MAX_PEOPLE = 10_000
+MAX_BODY = 1024 * 1024
+_ADDRESS = re.compile(r"[^@\s,;<>\"']{1,64}@[^@\s,;<>\"']{1,255}\.[^@\s,;<>\"'.]{2,63}")
+PROVIDERS = ("microsoft", "exchange", "google")
+
+
+def _addresses_from_csv(text: str) -> list[str]:
+    """One address a line, or a CSV with an ``email`` column."""
+    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    if not rows:
+        return []
+    header = [c.strip().lower() for c in rows[0]]
+    if "email" in header:
+        column = header.index("email")
+        return [r[column].strip() for r in rows[1:] if len(r) > column and r[column].strip()]
+    return [r[0].strip() for r in rows if r and r[0].strip()]
+
+
+def _request_people() -> tuple[str, list[str]]:
+    """(provider, addresses or [ALL]) from a JSON body, a CSV body or a CSV file upload."""
+    if request.files.get("file") is not None:
+        upload = request.files["file"]
+        raw = upload.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            raise ApiError(413, "payload_too_large", f"The file is larger than {MAX_BODY} bytes.")
+        return request.form.get("provider", "microsoft"), _addresses_from_csv(raw.decode("utf-8-sig", "replace"))
+    if (request.mimetype or "") == "text/csv":
+        if (request.content_length or 0) > MAX_BODY:
+            raise ApiError(413, "payload_too_large", f"The file is larger than {MAX_BODY} bytes.")
+        return request.args.get("provider", "microsoft"), _addresses_from_csv(request.get_data(as_text=True))
+    data = json_body(max_bytes=MAX_BODY)
+    unknown = set(data) - {"provider", "users"}
+    if unknown:
+        raise ApiError(400, "invalid_input", f"Unknown field: {', '.join(sorted(unknown))}.")
+    users = data.get("users")
+    if users == "all":
+        return str(data.get("provider", "")), [ALL]
+    if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
+        raise ApiError(400, "invalid_input", 'users must be a list of email addresses or "all".', field="users")
+    return str(data.get("provider", "")), [u.strip() for u in users]
+
+
+@bp.post("/admin/activate")
+def admin_activate() -> Any:
+    """Start a mass activation: ``{"provider": "microsoft", "users": [...] | "all"}`` or CSV; 202 ``{"job_id"}``."""
+    caller = require_admin()
+    provider, addresses = _request_people()
+    if provider not in PROVIDERS:
+        raise ApiError(400, "invalid_input", f"provider must be one of: {', '.join(PROVIDERS)}.", field="provider")
+    if provider != "microsoft":
+        raise ApiError(400, "provider_not_supported", "Mass activation supports Microsoft 365 for now.",
+                       field="provider")
+    if addresses != [ALL]:
+        bad = [a for a in addresses if not _ADDRESS.fullmatch(a)]
+        if bad:
+            raise ApiError(400, "invalid_input", f"Not an email address: {bad[0][:100]}.", field="users")
+        addresses = list(dict.fromkeys(a.lower() for a in addresses))
+        if not addresses:
+            raise ApiError(400, "invalid_input", "Give at least one email address.", field="users")
+        if len(addresses) > MAX_PEOPLE:
+            raise ApiError(413, "too_many_people", f"Activate at most {MAX_PEOPLE} people at a time.",
+                           field="users")
+    svc = services()
+    jwt = svc.clients.salesforce_jwt
+    if jwt is None or not jwt.configured:
+        raise ApiError(409, "salesforce_jwt_not_configured", "This server has no SALESFORCE_JWT_PRIVATE_KEY, so it "
+                       "cannot sign people in to Salesforce without their own login.")
+    access = svc.store.org_access.get(caller.user.org_id)
+    if not access.microsoft_tenant:
+        raise ApiError(409, "org_access_missing", "Connect Microsoft 365 first (Mailbox access: a tenant "
+                       "administrator grants admin consent).")
+    activation = svc.store.activations.create(caller.user.org_id, caller.user.id, provider, addresses)
+    enqueue_activation(activation.id)
+    return jsonify({"job_id": activation.id}), 202
+
+
+def _activation(caller: Caller, aid: str) -> Activation:
+    found = services().store.activations.get(aid) if re.fullmatch(r"act[0-9a-f]{20}", aid) else None
+    if found is None or found.org_id != caller.user.org_id:
+        raise ApiError(404, "not_found", "There is no such activation in your organisation.")
+    return found
+
+
+@bp.get("/admin/activations/<aid>")
+def admin_activation(aid: str) -> Response:
+    """An activation's progress (n of N) and the results so far."""
+    caller = require_admin()
+    activation = _activation(caller, aid)
+    return jsonify({"id": activation.id, "state": activation.state, "provider": activation.provider,
+                    "done": activation.done, "total": activation.total, "created_at": iso(activation.created_at),
+                    "results": services().store.activations.results(aid)})
+
+
+@bp.get("/admin/activations/<aid>/results.csv")
+def admin_activation_csv(aid: str) -> Response:
+    """The results as CSV (address, result, message)."""
+    caller = require_admin()
+    _activation(caller, aid)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["address", "result", "message"])
+    for row in services().store.activations.results(aid):
+        writer.writerow([row["address"], row["result"], row["message"]])
+    return Response(out.getvalue(), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="activation-{aid}.csv"'})
+
+
+@bp.post("/admin/deactivate")
+def admin_deactivate() -> Response:
+    """Turn sync off for mass-activated people: ``{"ids": [...]}``; the outcome per id."""
+    caller = require_admin()
+    data = json_body(max_bytes=MAX_BODY)
+    ids = data.get("ids")
+    if not isinstance(ids, list) or not ids or len(ids) > MAX_PEOPLE or \
+            not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids):
+        raise ApiError(400, "invalid_input", f"ids must be a list of at most {MAX_PEOPLE} user ids.", field="ids")
+    store = services().store
+    outcome = deactivate_mass(store, caller.user.org_id, list(dict.fromkeys(ids)))
+    done = [uid for uid, status in outcome.items() if status == "deactivated"]
+    store.audit.record(caller.user.org_id, caller.user.id, "mass_deactivate", done)
+    return jsonify({"results": [{"id": uid, "status": status} for uid, status in outcome.items()],
+                    "done": len(done)})
+
+
+def _microsoft_view(org_id: str) -> dict[str, Any]:
+    access = services().store.org_access.get(org_id)
+    broken = access.broken.get("microsoft")
+    return {"provider": "microsoft", "connected": bool(access.microsoft_tenant),
+            "tenant_id": access.microsoft_tenant or None, "connected_at": iso(access.microsoft_connected_at),
+            "state": "broken" if broken else ("ok" if access.microsoft_tenant else "not_connected"),
+            "error": {"code": broken["code"], "message": broken["message"], "since": iso(broken["since"])}
+            if broken else None}
+
+
+@bp.get("/admin/connections/microsoft")
+def admin_connection_microsoft() -> Response:
+    """The org's Microsoft 365 app-only access: the tenant that consented, and whether it works (no secret)."""
+    caller = require_admin()
+    return jsonify(_microsoft_view(caller.user.org_id))
+
+
+@bp.post("/admin/connections/microsoft/consent")
+def admin_connection_consent() -> Response:
+    """The URL that sends a tenant administrator to admin consent, bound to this org's admin."""
+    caller = require_admin()
+    settings = services().settings
+    url = f"{settings.PUBLIC_BASE_URL}/auth/microsoft/admin-consent?ticket={issue_ticket(caller.user.id, 'microsoft')}"
+    return jsonify({"url": url})
+
+
+@bp.post("/admin/connections/microsoft/check")
+def admin_connection_check() -> Response:
+    """Check the org's access now; when it works again, everyone it stopped resumes from their cursors."""
+    caller = require_admin()
+    svc = services()
+    org_id = caller.user.org_id
+    access = svc.store.org_access.get(org_id)
+    if not access.microsoft_tenant:
+        raise ApiError(409, "org_access_missing", "Microsoft 365 is not connected for your organisation.")
+    reason = org_access_refused(svc.clients.microsoft_auth, access.microsoft_tenant)
+    resumed = 0
+    if reason is None and svc.store.org_access.clear_broken(org_id, "microsoft"):
+        resumed = resume_org(svc.store, org_id)
+    return jsonify({**_microsoft_view(org_id), "check": "ok" if reason is None else "refused",
+                    "check_message": reason, "resumed": resumed})

@@ -1,0 +1,100 @@
+"""An org's mailbox access for mass activation: which Microsoft 365 tenant consented, and whether it works.
+
+``P orgaccess:{org}`` is a hash of non-secret facts (the tenant id, who connected it and when, the
+open breakage per provider). Secrets an org's connection needs (a service account's password or
+key) go only through the secret store (kind ``org``), encrypted, and are never read back for display.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from backend.store.keys import Keys
+from backend.store.secrets import SecretStore
+
+PROVIDERS = ("microsoft", "exchange", "google")
+
+# Marks the org connection broken unless it already is; returns 1 when this call opened the incident.
+_BREAK = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+@dataclass
+class OrgAccess:
+    """The org's mailbox access as the console shows it (never a secret)."""
+
+    org_id: str
+    microsoft_tenant: str = ""
+    microsoft_connected_at: float = 0.0
+    microsoft_connected_by: str = ""
+    # provider -> {"code", "message", "since", "incident"} while that connection is broken.
+    broken: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def is_broken(self, provider: str) -> bool:
+        """True while ``provider``'s org connection is marked broken."""
+        return provider in self.broken
+
+
+class OrgAccessRepo:
+    """Reads and writes org connections (``P orgaccess:{org}``; secrets as ``secret:org:{org}:{name}``)."""
+
+    SECRET_KIND = "org"  # noqa: S105 - a key name
+
+    def __init__(self, client: redis.Redis, keys: Keys, secrets: SecretStore) -> None:
+        self._r = client
+        self._keys = keys
+        self._secrets = secrets
+
+    def _key(self, org_id: str) -> str:
+        return self._keys("orgaccess", org_id)
+
+    def get(self, org_id: str) -> OrgAccess:
+        """The org's access (empty when nothing is connected)."""
+        raw: dict[str, str] = self._r.hgetall(self._key(org_id))  # type: ignore[assignment]
+        access = OrgAccess(org_id=org_id, microsoft_tenant=raw.get("microsoft_tenant", ""),
+                           microsoft_connected_at=float(raw.get("microsoft_connected_at") or 0),
+                           microsoft_connected_by=raw.get("microsoft_connected_by", ""))
+        for provider in PROVIDERS:
+            if f"broken:{provider}" in raw:
+                access.broken[provider] = json.loads(raw[f"broken:{provider}"])
+        return access
+
+    def connect_microsoft(self, org_id: str, tenant_id: str, by: str) -> bool:
+        """Record the tenant whose admin consented for this org; True when it ends a breakage (people resume)."""
+        with self._r.pipeline() as pipe:
+            pipe.hset(self._key(org_id), mapping={"microsoft_tenant": tenant_id,
+                                                  "microsoft_connected_at": str(time.time()),
+                                                  "microsoft_connected_by": by})
+            pipe.hdel(self._key(org_id), "broken:microsoft")
+            _, cleared = pipe.execute()
+        return bool(cleared)
+
+    def mark_broken(self, org_id: str, provider: str, code: str, message: str) -> str | None:
+        """Mark ``provider``'s org connection broken; the new incident id, or None when it already was."""
+        now = time.time()
+        incident = f"{provider}-{int(now)}"
+        details = json.dumps({"code": code, "message": message, "since": now, "incident": incident})
+        opened = self._r.eval(_BREAK, 1, self._key(org_id), f"broken:{provider}", details)
+        return incident if opened else None
+
+    def clear_broken(self, org_id: str, provider: str) -> bool:
+        """End a breakage (the connection works again); True when one was open."""
+        return bool(self._r.hdel(self._key(org_id), f"broken:{provider}"))
+
+    def put_secret(self, org_id: str, name: str, value: str) -> None:
+        """Keep one of the org connection's secrets, encrypted (it is never shown back)."""
+        self._secrets.put(self.SECRET_KIND, org_id, name, value)
+
+    def has_secret(self, org_id: str, name: str) -> bool:
+        """Whether a secret is kept (what the console may say instead of showing it)."""
+        return self._secrets.get(self.SECRET_KIND, org_id, name) is not None

@@ -1,0 +1,179 @@
+"""Mass activation: an administrator turns Microsoft 365 sync on for many people of their org at once.
+
+For a slice of addresses (the job calls :func:`activate_slice` slice by slice):
+
+1. the org's Salesforce users by ``User.Email`` (batched SOQL through the admin's own login);
+2. the mailboxes at Graph, app-only in the org's consented tenant (``$batch``: directory entry + probe);
+3. per person: left alone when sync already runs (a personal connection is kept); otherwise a JWT
+   bearer sign-in proves Salesforce will let the server act as them (records are created as them);
+   then the user and the sync mailbox are stored with access type app-only and the first run is
+   spread over the interval, so 10,000 people do not start at once.
+
+Every person gets one result (:data:`RESULTS`); running it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from backend.clients import Clients
+from backend.config import Settings
+from backend.connectors.graph.directory import FoundMailbox, TenantDirectory
+from backend.connectors.salesforce import JwtCredentials, SalesforceClient, SalesforceCredentials
+from backend.connectors.salesforce.directory import DirectoryUser, users_by_email
+from backend.errors import AuthRevoked, NotPreauthorized
+from backend.store import Store
+from backend.store.mailboxes import SyncState
+from backend.store.users import User, user_id_for
+from backend.sync.activation import activate
+from backend.sync.collaborators import JWT_BEARER
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "microsoft"
+RESULTS = ("activated", "already_active", "no_salesforce_user", "salesforce_user_inactive", "no_mailbox",
+           "mailbox_mismatch", "not_allowed_by_tenant", "salesforce_not_authorized")
+# What the connection of a mass-activated mailbox says about how it came to be.
+VIA = "mass_activation"
+MESSAGES = {
+    "activated": "Sync is on; the first run is scheduled.",
+    "already_active": "Sync was already on for this person; left as it was.",
+    "no_salesforce_user": "No Salesforce user of your organisation has this email address.",
+    "salesforce_user_inactive": "The Salesforce user with this email address is inactive.",
+    "no_mailbox": "Microsoft 365 has no mailbox for this address.",
+    "mailbox_mismatch": "The Microsoft 365 account found for this address does not receive mail at it.",
+    "not_allowed_by_tenant": "Your Microsoft 365 tenant does not let Sidebar Sync read this mailbox "
+                             "(outside the app's RBAC scope or access policy).",
+    "salesforce_not_authorized": "Salesforce has not pre-authorised this person for Sidebar Sync: add them "
+                                 "to the connected app's permission set.",
+}
+
+
+@dataclass
+class SliceContext:
+    """What every slice of one activation shares: who asked, the tenant, where first runs go, the two clients."""
+
+    admin: User
+    tenant: str
+    started: float
+    total: int
+    # Built once per activation (one Salesforce session, one application token), closed by :meth:`close`.
+    salesforce: SalesforceClient | None = None
+    directory: TenantDirectory | None = None
+
+    def open(self, settings: Settings, store: Store, clients: Clients) -> None:
+        """Build the admin's Salesforce client and the tenant's directory."""
+        self.salesforce = admin_client(settings, store, clients, self.admin)
+        self.directory = TenantDirectory(settings, clients.microsoft_auth, self.tenant)
+
+    def close(self) -> None:
+        """Release both clients' connections."""
+        for client in (self.salesforce, self.directory):
+            if client is not None:
+                client.close()
+
+
+def result(address: str, code: str, uid: str = "") -> dict[str, Any]:
+    """One person's result as the API returns it."""
+    return {"address": address, "result": code, "message": MESSAGES[code], "user_id": uid}
+
+
+def admin_client(settings: Settings, store: Store, clients: Clients, admin: User) -> SalesforceClient:
+    """A REST client over the administrator's own Salesforce login (the directory lookups count for the org)."""
+    credentials = SalesforceCredentials(clients.salesforce_oauth, store.secrets, admin.id, admin.login_url,
+                                        admin.instance_url)
+    return SalesforceClient(settings, credentials)
+
+
+def first_run_at(ctx: SliceContext, settings: Settings, index: int) -> float:
+    """Person ``index`` of ``total``'s first run: spread evenly over one sync interval from the start."""
+    return ctx.started + settings.SYNC_INTERVAL_SECONDS * index / max(1, ctx.total)
+
+
+def activate_slice(store: Store, settings: Settings, clients: Clients, ctx: SliceContext, addresses: list[str],
+                   first_index: int) -> list[dict[str, Any]]:
+    """Decide and apply one slice of addresses; one result each, in order."""
+    if ctx.salesforce is None or ctx.directory is None:
+        ctx.open(settings, store, clients)
+    assert ctx.salesforce is not None and ctx.directory is not None
+    people = users_by_email(ctx.salesforce, addresses)
+    wanted = [a for a in addresses if _pick(people.get(a.lower(), [])) is not None]
+    mailboxes = ctx.directory.find(wanted) if wanted else {}
+    return [_one(store, settings, clients, ctx, address, people.get(address.lower(), []),
+                 mailboxes.get(address.lower()), first_index + n)
+            for n, address in enumerate(addresses)]
+
+
+def _pick(rows: Iterable[DirectoryUser]) -> DirectoryUser | None:
+    """The active user of an address (None when there is none)."""
+    return next((r for r in rows if r.active), None)
+
+
+def _one(store: Store, settings: Settings, clients: Clients, ctx: SliceContext, address: str,
+         rows: list[DirectoryUser], found: FoundMailbox | None, index: int) -> dict[str, Any]:
+    person = _pick(rows)
+    if person is None:
+        return result(address, "salesforce_user_inactive" if rows else "no_salesforce_user")
+    org_id = ctx.admin.org_id
+    uid = user_id_for(org_id, person.user_id)
+    existing = store.users.get(uid)
+    mailbox = store.mailboxes.get(uid) if existing is not None else None
+    if mailbox is not None and mailbox.state in (SyncState.RUNNING, SyncState.PAUSED, SyncState.DISABLED_ERROR):
+        return result(address, "already_active", uid)
+    if found is not None and found.status == "forbidden":
+        return result(address, "not_allowed_by_tenant")
+    if found is None or found.status == "missing" or found.identity is None:
+        return result(address, "no_mailbox")
+    if found.status == "mismatch":
+        return result(address, "mailbox_mismatch")
+    user = existing or User(id=uid, org_id=org_id, sf_user_id=person.user_id)
+    user.username, user.email, user.display_name = person.username, person.email, person.name
+    user.login_url, user.instance_url = ctx.admin.login_url, ctx.admin.instance_url
+    user.environment = ctx.admin.environment
+    user.salesforce_access = JWT_BEARER
+    if existing is None:
+        user.salesforce_status = "connected"
+    try:
+        _prove_salesforce(store, clients, user)
+    except NotPreauthorized:
+        return result(address, "salesforce_not_authorized")
+    except AuthRevoked:
+        # Salesforce will not sign them in (inactive meanwhile, frozen): as good as inactive.
+        return result(address, "salesforce_user_inactive")
+    store.users.save(user)
+    connection = {"app_only": True, "tenant_id": ctx.tenant, "user_id": found.object_id, "via": VIA,
+                  "activated_by": ctx.admin.id}
+    activate(store, user, PROVIDER, found.identity, connection, {})
+    store.schedule.set_next(uid, first_run_at(ctx, settings, index))
+    log.info("mass activation: sync on uid=%s by=%s", uid, ctx.admin.id)
+    return result(address, "activated", uid)
+
+
+def _prove_salesforce(store: Store, clients: Clients, user: User) -> None:
+    """One JWT bearer sign-in (kept for the first run) unless the person has their own login."""
+    own = store.secrets.get(SalesforceCredentials.SECRET_KIND, user.id, SalesforceCredentials.REFRESH)
+    if own:
+        return
+    if clients.salesforce_jwt is None:
+        raise NotPreauthorized("SALESFORCE_JWT_PRIVATE_KEY is not set.")
+    JwtCredentials(clients.salesforce_jwt, store.secrets, user.id, user.username, user.login_url,
+                   user.instance_url).refresh()
+
+
+def deactivate_mass(store: Store, org_id: str, uids: Iterable[str]) -> dict[str, str]:
+    """Turn sync off for mass-activated people of ``org_id``; per uid ``deactivated`` or why it was left alone."""
+    outcome: dict[str, str] = {}
+    for uid in uids:
+        mailbox = store.mailboxes.get(uid) if len(uid) <= 64 else None
+        if mailbox is None or mailbox.org_id != org_id:
+            outcome[uid] = "not_found"
+        elif mailbox.connection.get("via") != VIA or not mailbox.activated:
+            outcome[uid] = "not_mass_activated"
+        else:
+            store.mailboxes.deactivate(uid)
+            store.schedule.remove(uid)
+            outcome[uid] = "deactivated"
+    return outcome
