@@ -118,4 +118,4 @@ def test_config_imports_nothing_from_the_package() -> None:
     code = "import sys, backend.config; print(sorted(m for m in sys.modules if m.startswith('backend')))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
                           cwd=str(Path(__file__).parent.parent))
-    assert proc.stdout.strip() == "['backend', 'backend.config']"
+    assert proc.stdout.strip() == "['backend', 'backend.config', 'backend.config.syntax']"

@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import zlib
 from datetime import UTC, datetime
 from functools import partial
@@ -35,11 +34,11 @@ from rq.registry import ScheduledJobRegistry
 
 from backend.connectors.crm import ApiLimitExceeded
 from backend.errors import AuthRevoked, ConnectorError, ServiceMisconfigured, Throttled
-from backend.extensions import QUEUE_INTERACTIVE, QUEUE_NOTIFY, QUEUE_SYNC, services
+from backend.extensions import QUEUE_INTERACTIVE, QUEUE_SYNC, services
 from backend.jobs.context import worker_app
+from backend.jobs.failures import end_sessions_after_salesforce_refusal, org_access_failed, record_auth_failure
 from backend.jobs.push import after_run
 from backend.store.batch import Batch, Deferred
-from backend.store.mailboxes import InvalidTransition
 
 log = logging.getLogger(__name__)
 
@@ -286,96 +285,6 @@ def _set_retry(error: BaseException) -> None:
         wait = int(min(MAX_RETRY_WAIT_SECONDS, max(1.0, error.retry_after)))
         intervals = job.retry_intervals or [int(v) for v in services().settings.SYNC_RETRY_SECONDS]
         job.retry_intervals = [max(wait, int(i)) for i in intervals]
-
-
-def record_auth_failure(mailbox_id: str, error: AuthRevoked, source: str) -> int:
-    """Count a run refused on authentication; disable sync and notify after MAX_AUTH_FAILURES in a row."""
-    svc = services()
-    store, settings = svc.store, svc.settings
-    count = store.mailboxes.incr_auth_failures(mailbox_id)
-    mailbox = store.mailboxes.get(mailbox_id)
-    if mailbox is None:
-        return count
-    code = "mailbox_auth_failed" if source == "mailbox" else "salesforce_auth_failed"
-    previous = mailbox.error or {}
-    first = float(previous.get("first_failed_at") or 0) if previous.get("code") == code else 0.0
-    first = first or time.time()
-    where = "your mail server" if source == "mailbox" else "Salesforce"
-    message = (f"{where.capitalize()} refused the saved sign-in {count} time(s) in a row "
-               f"({error.message})")
-    details = {"code": code, "message": message, "since": first, "first_failed_at": first, "failures": count,
-               "source": source}
-    if count < settings.MAX_AUTH_FAILURES:
-        store.mailboxes.update(mailbox_id, error=details)
-        return count
-    try:
-        store.mailboxes.disable(mailbox_id, code, message)
-    except InvalidTransition:
-        # Paused or already disabled meanwhile: nothing more to do, and no second email.
-        return count
-    # "since" is when the failures began, not when we gave up.
-    store.mailboxes.update(mailbox_id, error=details)
-    store.schedule.remove(mailbox_id)
-    incident = f"{int(first)}"
-    log.warning("sync disabled after %d auth failures mid=%s source=%s", count, mailbox_id, source)
-    enqueue_notice(mailbox_id, incident)
-    return count
-
-
-def end_sessions_after_salesforce_refusal(mailbox_id: str, error: AuthRevoked) -> None:
-    """Salesforce refused the user's login: mark it revoked and end every task pane session now.
-
-    The web checks on requests too, but only every ``SALESFORCE_CHECK_SECONDS``; a stolen bearer
-    token must not keep working until then. The stored tokens are kept (they are refused anyway).
-    """
-    store = services().store
-    mailbox = store.mailboxes.get(mailbox_id)
-    if mailbox is None:
-        return
-    store.users.update(mailbox.user_id, salesforce_status="revoked",
-                       salesforce_status_reason=f"Salesforce no longer accepts your login ({error.message})")
-    ended = store.sessions.revoke_all(mailbox.user_id)
-    store.consoles.end_all(mailbox.user_id)  # the admin console's sessions too
-    log.warning("salesforce refused the login in a run: sessions ended uid=%s count=%d", mailbox.user_id, ended)
-
-
-def enqueue_notice(mailbox_id: str, incident: str) -> bool:
-    """Queue the one email of an incident (a unique job id per incident)."""
-    from backend.jobs.notify import send_disabled_notice
-
-    try:
-        services().queue(QUEUE_NOTIFY).enqueue(
-            send_disabled_notice,
-            args=(mailbox_id, incident),
-            job_id=f"notify-{mailbox_id}-{incident}",
-            unique=True,
-            job_timeout=120,
-            result_ttl=7 * 24 * 3600,
-            failure_ttl=7 * 24 * 3600,
-            retry=Retry(max=5, interval=[60, 300, 900, 3600, 3600]),
-            description=f"notify {mailbox_id}",
-        )
-        return True
-    except DuplicateJobError:
-        return False
-
-
-def org_access_failed(mailbox_id: str, error: Exception) -> bool:
-    """For a mailbox read with its org's access: whether the org's access itself failed (then handled once)."""
-    from backend.jobs.org_notify import enqueue_org_notice
-    from backend.sync.org_access import break_org, org_access_refused, uses_org_access
-
-    svc = services()
-    mailbox = svc.store.mailboxes.get(mailbox_id)
-    if mailbox is None or not uses_org_access(mailbox) or getattr(error, "source", "mailbox") != "mailbox":
-        return False
-    reason = org_access_refused(svc.clients.microsoft_auth, str(mailbox.connection.get("tenant_id", "")))
-    if reason is None:
-        return False  # the org's access works: this mailbox's own problem
-    incident = break_org(svc.store, mailbox, reason)
-    if incident is not None:
-        enqueue_org_notice(mailbox.org_id, "microsoft", incident)
-    return True
 
 
 def sync_mailbox(mailbox_id: str, interactive: bool = False) -> dict[str, Any]:

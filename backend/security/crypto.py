@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from backend.config import fernet_key_problem
+from backend.config.syntax import fernet_key_problem
 
 
 class InvalidKey(ValueError):

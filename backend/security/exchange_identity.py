@@ -57,7 +57,8 @@ import jwt
 import requests
 from cryptography import x509
 
-from backend.config import Settings, parse_identity_host
+from backend.config import Settings
+from backend.config.syntax import parse_identity_host
 from backend.net.adapter import guarded_session
 from backend.net.deadline import RequestBudget
 from backend.net.guard import HostGuard, HostNotAllowed

@@ -12,8 +12,8 @@ from flask import Flask
 from backend import create_app
 from backend.extensions import QUEUE_NOTIFY, services
 from backend.jobs.context import use_app
+from backend.jobs.failures import record_auth_failure
 from backend.jobs.notify import MailNotConfigured, send_disabled_notice, smtp_target
-from backend.jobs.sync import record_auth_failure
 from backend.store.mailboxes import SyncState
 from backend.store.users import User
 from sandbox.https_client import HttpsClient
