@@ -34,6 +34,11 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P console:{sid}``                    string: JSON uid + CSRF token of an admin console session (``consoles.py``)
 ``P console:by-user:{uid}``            set: console session ids of a user, to end them all (``consoles.py``)
 ``P trail:{mid}:{hmac}``               string: sync's decision on one item: codes, ids, times; 30 days (``trail.py``)
+``P dir:{org}:{sort}``                 zset: ``{key}\x00{uid}`` for a sort; per state/provider too (``directory.py``)
+``P dir:{org}:terms``                  zset: ``{word-start text}\x00{uid}``: the console's search (``directory.py``)
+``P dir:{org}:rows``                   hash: uid -> JSON of its index entries (``directory.py``)
+``P dir:{org}:success`` / ``:fresh``   sorted sets: running uids by last success / or activation (``directory.py``)
+``P dir:{org}:built``                  string: the index version the org's index was built with (``directory.py``)
 =====================================  ==========================================================
 
 Mail content (subjects, bodies, attachments) is never written here.
@@ -50,6 +55,7 @@ from backend.store.audit import AuditLog
 from backend.store.capabilities import CapabilityRepo
 from backend.store.claims import EmailClaimRepo
 from backend.store.consoles import ConsoleSessionRepo
+from backend.store.directory import DirectoryIndex
 from backend.store.exchange_ids import ExchangeIdentityRepo
 from backend.store.keys import Keys
 from backend.store.mailboxes import MailboxRepo
@@ -95,6 +101,7 @@ class Store:
     audit: AuditLog
     consoles: ConsoleSessionRepo
     trail: ItemTrailRepo
+    directory: DirectoryIndex
 
     @classmethod
     def build(cls, client: Redis, prefix: str, box: SecretBox, hash_key: str) -> Store:
@@ -129,4 +136,5 @@ class Store:
             audit=AuditLog(client, keys),
             consoles=ConsoleSessionRepo(client, keys),
             trail=ItemTrailRepo(client, keys, item_hash),
+            directory=DirectoryIndex(client, keys),
         )

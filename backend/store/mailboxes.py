@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from backend.store.codec import decode, encode, encode_value
+from backend.store.directory_script import MAILBOX_FIELDS, reindex
 from backend.store.keys import Keys
 from backend.store.secrets import SecretStore
 
@@ -151,8 +152,11 @@ class MailboxRepo:
         if self._r.hsetnx(self._key(uid), "id", encode_value(uid)):
             mapping = encode(fresh)
             mapping.pop("id")
-            self._r.hset(self._key(uid), mapping=mapping)  # type: ignore[arg-type]
-            self._r.sadd(self._keys("mailboxes"), uid)
+            with self._r.pipeline() as pipe:
+                pipe.hset(self._key(uid), mapping=mapping)  # type: ignore[arg-type]
+                pipe.sadd(self._keys("mailboxes"), uid)
+                reindex(pipe, self._keys.prefix, uid)
+                pipe.execute()
         return self.get(uid) or fresh
 
     def all_ids(self) -> list[str]:
@@ -186,6 +190,7 @@ class MailboxRepo:
                     changes["updated_at"] = time.time()
                     pipe.multi()
                     pipe.hset(key, mapping={k: encode_value(v) for k, v in changes.items()})
+                    reindex(pipe, self._keys.prefix, mid)
                     pipe.execute()
                     break
                 except redis.WatchError:
@@ -273,12 +278,28 @@ class MailboxRepo:
         return self._transition(mid, "enable", {"state": SyncState.RUNNING, "error": None, "auth_failures": 0,
                                                 "notified_incident": "", "paused_at": 0.0})
 
+    def delete(self, mid: str) -> None:
+        """Forget a sync mailbox entirely (state, cursors, secrets); its user's row shows not activated."""
+        self._secrets.delete("mailbox", mid)
+        with self._r.pipeline() as pipe:
+            pipe.delete(self._key(mid), self._keys("cursors", mid))
+            pipe.srem(self._keys("mailboxes"), mid)
+            reindex(pipe, self._keys.prefix, mid)
+            pipe.execute()
+
     def update(self, mid: str, **changes: object) -> None:
         """Change fields that are not the state (settings, last run, counters)."""
         if "state" in changes:
             raise ValueError("state changes go through the transition methods")
         changes["updated_at"] = time.time()
-        self._r.hset(self._key(mid), mapping={k: encode_value(v) for k, v in changes.items()})
+        mapping: dict[Any, Any] = {k: encode_value(v) for k, v in changes.items()}
+        if MAILBOX_FIELDS.isdisjoint(changes):
+            self._r.hset(self._key(mid), mapping=mapping)
+            return
+        with self._r.pipeline() as pipe:  # the console's index follows in the same MULTI
+            pipe.hset(self._key(mid), mapping=mapping)
+            reindex(pipe, self._keys.prefix, mid)
+            pipe.execute()
 
     def incr_auth_failures(self, mid: str) -> int:
         """Count one more run in a row that failed on authentication."""
