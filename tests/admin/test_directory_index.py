@@ -128,3 +128,15 @@ def test_round_trips_per_page_do_not_grow_with_the_org(app: Flask, query: dict[s
                 directory.list_users(store, ORG, directory.Query(per_page=50, **query))
             counted.append(trips.count)
     assert counted[0] == counted[1] <= 4, counted
+
+
+def test_flask_directory_rebuild_indexes_existing_users(app: Flask) -> None:
+    with app.app_context():
+        store = services().store
+        uid = seed_user(ORG, 1)
+        for key in store.redis.scan_iter(store.keys("dir", "*")):
+            store.redis.delete(key)
+    result = app.test_cli_runner().invoke(args=["directory", "rebuild", ORG])
+    assert result.exit_code == 0 and f"{ORG}: 1 user(s) indexed" in result.output
+    with app.app_context():
+        assert store.redis.get(store.keys("dir", ORG, "built")) and _ids(store, search="user1") == [uid]
