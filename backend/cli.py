@@ -1,4 +1,4 @@
-"""Flask commands: ``flask keys``, ``flask manifest render``, ``flask sync run-once``, ``flask org``, ``flask directory``."""
+"""Flask commands: ``flask keys``, ``manifest render``, ``sync run-once``, ``org``, ``directory rebuild``."""
 
 from __future__ import annotations
 
