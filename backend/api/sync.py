@@ -11,9 +11,11 @@ from backend.api.blueprint import bp
 from backend.api.errors import ApiError
 from backend.api.tokens import current_user
 from backend.api.validation import bool_field, choice_field, json_body
+from backend.errors import SetupFailed
 from backend.extensions import services
 from backend.jobs.sync import job_status
 from backend.store.mailboxes import InvalidTransition, SyncMailbox, SyncState
+from backend.sync import activation
 from backend.sync.cadence import QUIET_FACTORS
 from backend.sync.policy import PERSONAL_NAMES, chosen_by_person, effective_settings, person_view
 from backend.sync.settings import normalise_blocklist
@@ -161,7 +163,7 @@ def _transition(action: str) -> Response:
             mailbox = repo.pause(mailbox.id)
             services().store.schedule.remove(mailbox.id)
         elif action == "resume":
-            mailbox = repo.resume(mailbox.id)
+            mailbox = activation.resume(services().store, mailbox.id)
             _schedule_now(mailbox.id)
         elif action == "deactivate":
             google_token = _google_refresh_token(mailbox)
@@ -172,6 +174,8 @@ def _transition(action: str) -> Response:
                 services().clients.google_auth.revoke(google_token)
     except InvalidTransition as exc:
         raise ApiError(409, "invalid_state", _transition_message(exc.current, action)) from None
+    except SetupFailed as exc:  # locked_by_admin: an administrator turned sync off
+        raise ApiError(403, exc.code, exc.message) from None
     return jsonify(sync_view(mailbox))
 
 

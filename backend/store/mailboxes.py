@@ -32,6 +32,14 @@ class SyncState(StrEnum):
     DEACTIVATED = "deactivated"
 
 
+class LockedByAdmin(Exception):
+    """The person tried to reconnect or resume a mailbox an administrator disabled (only Enable undoes it)."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(f"cannot {action}: an administrator turned sync off")
+        self.action = action
+
+
 class InvalidTransition(Exception):
     """The requested change does not apply to the mailbox's current state."""
 
@@ -79,6 +87,9 @@ class SyncMailbox:
     # Seconds between background runs now (stretched after quiet runs).
     interval_seconds: int = 0
     quiet_runs: int = 0
+    # An administrator's Disable holds the mailbox off: the person's reconnect and Resume are refused
+    # until an administrator's Enable (kept through the person's Deactivate, so that is no way around).
+    admin_hold: bool = False
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 
@@ -123,7 +134,11 @@ _FROM: dict[str, frozenset[SyncState]] = {
     # An administrator's Disable also stops a paused mailbox; Enable retries a disabled one.
     "admin_disable": frozenset({SyncState.RUNNING, SyncState.PAUSED}),
     "enable": frozenset({SyncState.DISABLED_ERROR}),
+    # An administrator's Enable of a held mailbox the person deactivated: the hold goes, the state stays.
+    "release": frozenset({SyncState.DEACTIVATED}),
 }
+# The person's own ways back to running: refused while an administrator holds the mailbox off.
+_HELD_OFF = frozenset({"activate", "resume"})
 
 
 class MailboxRepo:
@@ -181,10 +196,12 @@ class MailboxRepo:
             while True:
                 try:
                     pipe.watch(key)
-                    raw = pipe.hget(key, "state")
+                    raw, held = pipe.hmget(key, ["state", "admin_hold"])
                     if raw is None:
                         raise KeyError(mid)
                     current = SyncState(json.loads(raw))
+                    if action in _HELD_OFF and held is not None and json.loads(held):
+                        raise LockedByAdmin(action)
                     if current not in allowed:
                         raise InvalidTransition(current, action)
                     changes["updated_at"] = time.time()
@@ -270,13 +287,20 @@ class MailboxRepo:
     def admin_disable(self, mid: str, message: str) -> SyncMailbox:
         """Stop sync at an administrator's request (credentials and cursors kept; Enable undoes it)."""
         return self._transition(mid, "admin_disable", {
-            "state": SyncState.DISABLED_ERROR,
+            "state": SyncState.DISABLED_ERROR, "admin_hold": True,
             "error": {"code": "disabled_by_admin", "message": message, "since": time.time()}})
 
     def enable(self, mid: str) -> SyncMailbox:
-        """Run a disabled mailbox again with its saved connection (errors and failure streak cleared)."""
+        """Run a disabled mailbox again with its saved connection (errors, failure streak, admin hold cleared).
+
+        A held mailbox the person deactivated has no connection left: the hold is lifted, it stays
+        deactivated, and the person may connect it again.
+        """
+        current = self.get(mid)
+        if current is not None and current.state is SyncState.DEACTIVATED and current.admin_hold:
+            return self._transition(mid, "release", {"admin_hold": False})
         return self._transition(mid, "enable", {"state": SyncState.RUNNING, "error": None, "auth_failures": 0,
-                                                "notified_incident": "", "paused_at": 0.0})
+                                                "notified_incident": "", "paused_at": 0.0, "admin_hold": False})
 
     def delete(self, mid: str) -> None:
         """Forget a sync mailbox entirely (state, cursors, secrets); its user's row shows not activated."""
