@@ -28,7 +28,8 @@ def app_config(app_config: dict[str, Any], ews: ExchangeHarness, fake_graph: Run
 
 
 @pytest.fixture
-def alice(app: Flask, client: FlaskClient, ca: TestCA, fake_microsoft: RunningFake, fake_google: GoogleFake) -> LoggedIn:
+def alice(app: Flask, client: FlaskClient, ca: TestCA, fake_microsoft: RunningFake,
+          fake_google: GoogleFake) -> LoggedIn:
     """Alice, connected to Exchange, then disabled by her administrator."""
     fake_microsoft.state.add_user(ADDRESS)
     fake_google.google.add_user(ADDRESS)
