@@ -2,7 +2,8 @@
 
 ``store.directory`` (``backend/store/directory.py``) keeps per-org sorted sets per sort key, per
 state and per provider, and a search term index, maintained in the same MULTI as every write of
-those fields. A page is one round trip for its user ids (two for a search) and one for its rows
+those fields. A page is a check of the index's version, one round trip for its user ids (two for a
+search) and one for its rows
 (HMGET of at most 200 users and mailboxes): neither the round trips nor the Redis work grow with the
 org, so no process keeps a copy of the rows.
 """
