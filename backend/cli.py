@@ -1,4 +1,4 @@
-"""Flask commands: ``flask keys``, ``flask manifest render``, ``flask sync run-once``, ``flask org``."""
+"""Flask commands: ``flask keys``, ``manifest render``, ``sync run-once``, ``org``, ``directory rebuild``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ keys_cli = AppGroup("keys", help="Encryption keys for secrets at rest.")
 manifest_cli = AppGroup("manifest", help="The Outlook add-in manifest.")
 sync_cli = AppGroup("sync", help="Sync runs.")
 org_cli = AppGroup("org", help="The policy of a Salesforce org (the same as the admin console's).")
+directory_cli = AppGroup("directory", help="The admin console's index of each org's users.")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -190,9 +191,20 @@ def _org_id_18(org_id: str) -> str:
     return org_id[:15] + suffix
 
 
+@directory_cli.command("rebuild")
+@click.argument("org_id", required=False)
+def directory_rebuild(org_id: str | None) -> None:
+    """Rebuild the console's index of ORG_ID's users (every org with users when omitted); idempotent."""
+    store = services().store
+    orgs = [org_id] if org_id else sorted({u.org_id for u in map(store.users.get, store.users.all_ids()) if u})
+    for org in orgs:
+        click.echo(f"{org}: {store.directory.rebuild(org)} user(s) indexed")
+
+
 def register_commands(app: Flask) -> None:
     """Attach the command groups to ``app``."""
     app.cli.add_command(keys_cli)
     app.cli.add_command(manifest_cli)
     app.cli.add_command(sync_cli)
     app.cli.add_command(org_cli)
+    app.cli.add_command(directory_cli)

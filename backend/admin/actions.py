@@ -66,7 +66,8 @@ def act(store: Store, uid: str, action: str, now: float | None = None) -> Outcom
             store.schedule.remove(uid)
         elif action == "enable":
             mailbox = repo.enable(uid)
-            return Outcome(uid, "ok", mailbox.state.value, run_now=True)
+            # A held mailbox the person had deactivated is only released: nothing to run yet.
+            return Outcome(uid, "ok", mailbox.state.value, run_now=mailbox.state is SyncState.RUNNING)
         elif action in ("sync", "reset"):
             if mailbox.state is not SyncState.RUNNING:
                 raise InvalidTransition(mailbox.state, action)

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from backend.admin.directory import STALE_SECONDS, read_org_rows
+from backend.admin.directory import STALE_SECONDS, rows
 from backend.store import Store
 from backend.store.mailboxes import SyncState
 
@@ -44,14 +44,11 @@ def digest_for(store: Store, org_id: str, now: float | None = None) -> Digest:
     """The org's mailboxes disabled by an error, and those running without a successful run for 24 h."""
     now = time.time() if now is None else now
     disabled: list[dict[str, Any]] = []
-    stale: list[dict[str, Any]] = []
-    for row in read_org_rows(store, org_id):
-        if row["state"] == SyncState.DISABLED_ERROR.value and (row["error"] or {}).get("code") != "disabled_by_admin":
+    index = store.directory
+    for row in rows(store, index.state_members(org_id, SyncState.DISABLED_ERROR.value)):
+        if (row["error"] or {}).get("code") != "disabled_by_admin":
             disabled.append(row)
-        elif row["state"] == SyncState.RUNNING.value:
-            since = row["last_success_at"] or row["activated_at"] or now
-            if now - since > STALE_SECONDS:
-                stale.append(row)
+    stale: list[dict[str, Any]] = rows(store, index.stale_members(org_id, now - STALE_SECONDS))
     return Digest(org_id, store.orgs.get(org_id).admin_email, disabled, stale)
 
 

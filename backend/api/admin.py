@@ -128,7 +128,6 @@ def _run(outcomes: list[actions.Outcome], action: str) -> None:
 def _act(caller: Caller, uids: list[str], action: str) -> list[actions.Outcome]:
     store = services().store
     outcomes = [actions.act(store, uid, action) for uid in uids]
-    directory.forget_rows(store, caller.user.org_id)
     _run(outcomes, action)
     actions.record(store, caller.user.org_id, caller.user.id, action, outcomes)
     return outcomes

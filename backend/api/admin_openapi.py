@@ -39,7 +39,8 @@ PATHS.update({
         "The org's users: filter, search, sort, pages",
         _json({"type": "object", "properties": {
             "total": {"type": "integer"}, "page": {"type": "integer"}, "per_page": {"type": "integer"},
-            "pages": {"type": "integer"}, "users": {"type": "array", "items": _USER}}}), 400,
+            "pages": {"type": "integer"}, "truncated": {"type": "boolean"},
+            "users": {"type": "array", "items": _USER}}}), 400,
         parameters=[
             _query("state", {"type": "string", "enum": _STATES}),
             _query("provider", {"type": "string", "enum": ["exchange", "microsoft", "google", "none"]}),

@@ -49,7 +49,7 @@ from backend.errors import SetupFailed
 from backend.extensions import services
 from backend.jobs.sync import enqueue_sync
 from backend.security.crypto import keyed_hash
-from backend.sync.activation import activate, check_mailbox_match, confirm_exchange_identity
+from backend.sync.activation import activate, check_mailbox_match, confirm_exchange_identity, refuse_if_held
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ _DOMAIN_LOGIN = re.compile(r"^[^\\/\s@:*?\"<>|]{1,64}\\[^\\/\s:*?\"<>|]{1,104}$"
 # HTTP status for each failure the pane shows; anything unexpected is an ews_error (502), never a 500.
 _STATUS = {
     "invalid_input": 400,
+    "locked_by_admin": 403,
     "login_not_allowed": 400,
     "host_not_allowed": 400,
     "auth_failed": 422,
@@ -184,6 +185,10 @@ def connect_exchange() -> Response:
     user = current_user()
     _check_login_domain(login, user.addin_mailbox)
     svc = services()
+    try:
+        refuse_if_held(svc.store, user.id)  # before any attempt is counted or a password sent
+    except SetupFailed as exc:
+        raise _failed(exc) from None
     limits = svc.store.ratelimit
     login_key = _login_key(svc.settings.SECRET_KEY, login)
     # Counted first (so concurrent attempts cannot slip past a limit), refunded when nothing was sent.
@@ -219,8 +224,11 @@ def connect_exchange() -> Response:
             # The password was right for someone else's mailbox: answer as for a wrong one (no oracle).
             raise ApiError(_STATUS["auth_failed"], "auth_failed", exchange.AUTH_FAILED_MESSAGE) from None
         raise _failed(exc) from None
-    mailbox = activate(svc.store, user, exchange.PROVIDER, result.identity, connection=result.connection(),
-                       secrets={exchange.SECRET_PASSWORD: password})
+    try:
+        mailbox = activate(svc.store, user, exchange.PROVIDER, result.identity, connection=result.connection(),
+                           secrets={exchange.SECRET_PASSWORD: password})
+    except SetupFailed as exc:  # an administrator's Disable landed meanwhile
+        raise _failed(exc) from None
     # Only this login's counters: the per-user count stands.
     limits.reset("exchange-connect-login", f"{user.id}:{login_key}")
     limits.reset("exchange-connect-login-all", login_key)

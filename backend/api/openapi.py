@@ -74,7 +74,10 @@ PATHS: dict[str, dict[str, Any]] = {
         "responses": {"200": _json(_SYNC), **_err(400, 401)},
     }},
     "/api/sync/pause": {"post": {"summary": "Pause sync", "responses": {"200": _json(_SYNC), **_err(401, 409)}}},
-    "/api/sync/resume": {"post": {"summary": "Resume sync", "responses": {"200": _json(_SYNC), **_err(401, 409)}}},
+    "/api/sync/resume": {"post": {"summary": "Resume sync",
+                                  "description": "403 locked_by_admin while an administrator has disabled the mailbox "
+                                                 "(only the administrator's Enable undoes it).",
+                                  "responses": {"200": _json(_SYNC), **_err(401, 403, 409)}}},
     "/api/sync/deactivate": {"post": {"summary": "Deactivate sync",
                                       "responses": {"200": _json(_SYNC), **_err(401, 409)}}},
     "/api/sync/run": {"post": {"summary": "Sync now", "responses": {"202": _json(_SYNC), **_err(401, 409)}}},
@@ -85,14 +88,15 @@ PATHS: dict[str, dict[str, Any]] = {
                        "timeout, ews_error, mailbox_not_found, mailbox_unknown, login_not_allowed (an email login "
                        "outside "
                        "the add-in mailbox's domain), ews_host_unconfirmed (Autodiscover named a host outside "
-                       "the login's domain: confirm it by sending it as ews_url). A mailbox that is not the add-in's "
-                       "answers auth_failed.",
+                       "the login's domain: confirm it by sending it as ews_url), locked_by_admin (403: an "
+                       "administrator disabled this mailbox; only their Enable undoes it). A mailbox that is not "
+                       "the add-in's answers auth_failed.",
         "requestBody": _body({"type": "object", "required": ["login", "password"], "properties": {
             "login": {"type": "string", "maxLength": 256, "description": "email address or DOMAIN\\user"},
             "password": {"type": "string", "maxLength": 256, "writeOnly": True},
             "ews_url": {"type": "string", "format": "uri", "maxLength": 2048,
                         "description": "https://host/EWS/Exchange.asmx (optional)"}}}),
-        "responses": {"200": _json(_SYNC), **_err(400, 401, 413, 415, 422, 429, 502, 504)},
+        "responses": {"200": _json(_SYNC), **_err(400, 401, 403, 413, 415, 422, 429, 502, 504)},
     }},
     "/api/openapi.json": {"get": {"summary": "This document", "security": [],
                                   "responses": {"200": _json({"type": "object"})}}},

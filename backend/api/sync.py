@@ -12,6 +12,7 @@ from backend.api.blueprint import bp
 from backend.api.errors import ApiError
 from backend.api.tokens import current_user
 from backend.api.validation import bool_field, choice_field, json_body
+from backend.errors import SetupFailed
 from backend.extensions import services
 from backend.jobs.push import drop_push_now
 from backend.jobs.sync import job_status_in
@@ -20,6 +21,7 @@ from backend.store.mailboxes import InvalidTransition, SyncMailbox, SyncState
 from backend.store.orgs import OrgSettings
 from backend.store.push import PushHealth
 from backend.store.users import User
+from backend.sync import activation
 from backend.sync.cadence import QUIET_FACTORS
 from backend.sync.policy import PERSONAL_NAMES, chosen_by_person, effective_settings, person_view
 from backend.sync.push import instant_sync_view
@@ -209,7 +211,7 @@ def _transition(action: str) -> Response:
             mailbox = repo.pause(mailbox.id)
             services().store.schedule.remove(mailbox.id)
         elif action == "resume":
-            mailbox = repo.resume(mailbox.id)
+            mailbox = activation.resume(services().store, mailbox.id)
             _schedule_now(mailbox.id)
         elif action == "deactivate":
             google_token = _google_refresh_token(mailbox)
@@ -221,6 +223,8 @@ def _transition(action: str) -> Response:
                 services().clients.google_auth.revoke(google_token)
     except InvalidTransition as exc:
         raise ApiError(409, "invalid_state", _transition_message(exc.current, action)) from None
+    except SetupFailed as exc:  # locked_by_admin: an administrator turned sync off
+        raise ApiError(403, exc.code, exc.message) from None
     return jsonify(sync_view(mailbox))
 
 

@@ -33,7 +33,7 @@ from backend.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
 from backend.extensions import services
 from backend.jobs.sync import enqueue_sync
 from backend.security.crypto import fingerprint
-from backend.sync.activation import activate, check_mailbox_match
+from backend.sync.activation import activate, check_mailbox_match, refuse_if_held
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth_google", __name__, url_prefix="/auth/google")
@@ -59,6 +59,10 @@ def start() -> Any:
     try:
         _require_configured()
         user = dialog_user(PROVIDER)
+        try:
+            refuse_if_held(services().store, user.id)  # before Google asks for consent
+        except SetupFailed as exc:
+            raise DialogError(exc.code, exc.message, 403) from None
     except DialogError as exc:
         return dialog_error(exc)
     state = begin_state(PROVIDER, uid=user.id)
@@ -106,8 +110,12 @@ def _callback() -> Response:
     except (Unavailable, Throttled):
         auth.revoke(grant.refresh_token)
         raise DialogError("google_unavailable", _UNAVAILABLE, 502) from None
-    mailbox = activate(store, user, PROVIDER, identity, grant.connection("consent"),
-                       {REFRESH_SECRET: grant.refresh_token})
+    try:
+        mailbox = activate(store, user, PROVIDER, identity, grant.connection("consent"),
+                           {REFRESH_SECRET: grant.refresh_token})
+    except SetupFailed as exc:  # held off by an administrator: nothing was stored, Google forgets the grant
+        auth.revoke(grant.refresh_token)
+        raise DialogError(exc.code, exc.message, 403) from None
     enqueue_sync(mailbox.id, interactive=True)
     log.info("google consent uid=%s mid=%s token=%s", user.id, mailbox.id, fingerprint(grant.refresh_token))
     return dialog_result(

@@ -51,7 +51,7 @@ from backend.extensions import services
 from backend.jobs.sync import enqueue_sync
 from backend.security.crypto import fingerprint
 from backend.store.users import User
-from backend.sync.activation import activate, check_mailbox_match
+from backend.sync.activation import activate, check_mailbox_match, refuse_if_held
 from backend.sync.org_access import resume_org
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,10 @@ def start() -> Any:
     try:
         _require_configured()
         user = dialog_user(PROVIDER)
+        try:
+            refuse_if_held(services().store, user.id)  # before Microsoft asks for consent
+        except SetupFailed as exc:
+            raise DialogError(exc.code, exc.message, 403) from None
         state = begin_state(PROVIDER, uid=user.id)
         try:
             flow = microsoft_auth().start_consent(state, login_hint=user.addin_mailbox)
@@ -137,7 +141,10 @@ def _callback() -> Response:
                                                "administrator whether the mailbox is enabled.") from None
     except (Unavailable, Throttled):
         raise DialogError("microsoft_unavailable", _UNAVAILABLE, 502) from None
-    mailbox = activate(store, user, PROVIDER, identity, grant.connection("consent"), {CACHE_SECRET: grant.cache})
+    try:
+        mailbox = activate(store, user, PROVIDER, identity, grant.connection("consent"), {CACHE_SECRET: grant.cache})
+    except SetupFailed as exc:  # held off by an administrator (nothing was stored)
+        raise DialogError(exc.code, exc.message, 403) from None
     enqueue_sync(mailbox.id, interactive=True)
     log.info("microsoft consent uid=%s tenant=%s mid=%s cache=%s", user.id, grant.tenant_id, mailbox.id,
              fingerprint(grant.cache))

@@ -42,6 +42,11 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P push:renew``                       sorted set: mid scored by its earliest subscription's renewal time (``push.py``)
 ``P push:planned:{mid}``               string: when a notification-triggered run is planned, TTL (``push.py``)
 ``P push:last:{mid}``                  string: when the last notification-triggered run was planned, TTL (``push.py``)
+``P dir:{org}:{sort}``                 zset: ``{key}\x00{uid}`` for a sort; per state/provider too (``directory.py``)
+``P dir:{org}:terms``                  zset: ``{word-start text}\x00{uid}``: the console's search (``directory.py``)
+``P dir:{org}:rows``                   hash: uid -> JSON of its index entries (``directory.py``)
+``P dir:{org}:success`` / ``:fresh``   sorted sets: running uids by last success / or activation (``directory.py``)
+``P dir:{org}:built``                  string: the index version the org's index was built with (``directory.py``)
 =====================================  ==========================================================
 
 Mail content (subjects, bodies, attachments) is never written here.
@@ -60,6 +65,7 @@ from backend.store.batch import Batch
 from backend.store.capabilities import CapabilityRepo
 from backend.store.claims import EmailClaimRepo
 from backend.store.consoles import ConsoleSessionRepo
+from backend.store.directory import DirectoryIndex
 from backend.store.exchange_ids import ExchangeIdentityRepo
 from backend.store.keys import Keys
 from backend.store.mailboxes import MailboxRepo
@@ -110,6 +116,7 @@ class Store:
     push: PushRepo
     org_access: OrgAccessRepo
     activations: ActivationRepo
+    directory: DirectoryIndex
 
     def batch(self) -> Batch:
         """A batch of reads of several repositories, sent as one pipeline (``backend.store.batch``)."""
@@ -156,4 +163,5 @@ class Store:
             push=PushRepo(client, keys, state_hash),
             org_access=OrgAccessRepo(client, keys, secrets),
             activations=ActivationRepo(client, keys),
+            directory=DirectoryIndex(client, keys),
         )

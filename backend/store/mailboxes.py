@@ -18,6 +18,7 @@ import redis
 
 from backend.store.batch import Batch, Deferred
 from backend.store.codec import decode, encode, encode_value
+from backend.store.directory_script import MAILBOX_FIELDS, reindex
 from backend.store.keys import Keys
 from backend.store.secrets import SecretStore
 
@@ -30,6 +31,14 @@ class SyncState(StrEnum):
     PAUSED = "paused"
     DISABLED_ERROR = "disabled_error"
     DEACTIVATED = "deactivated"
+
+
+class LockedByAdmin(Exception):
+    """The person tried to reconnect or resume a mailbox an administrator disabled (only Enable undoes it)."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(f"cannot {action}: an administrator turned sync off")
+        self.action = action
 
 
 class InvalidTransition(Exception):
@@ -79,6 +88,9 @@ class SyncMailbox:
     # Seconds between background runs now (stretched after quiet runs).
     interval_seconds: int = 0
     quiet_runs: int = 0
+    # An administrator's Disable holds the mailbox off: the person's reconnect and Resume are refused
+    # until an administrator's Enable (kept through the person's Deactivate, so that is no way around).
+    admin_hold: bool = False
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 
@@ -123,7 +135,11 @@ _FROM: dict[str, frozenset[SyncState]] = {
     # An administrator's Disable also stops a paused mailbox; Enable retries a disabled one.
     "admin_disable": frozenset({SyncState.RUNNING, SyncState.PAUSED}),
     "enable": frozenset({SyncState.DISABLED_ERROR}),
+    # An administrator's Enable of a held mailbox the person deactivated: the hold goes, the state stays.
+    "release": frozenset({SyncState.DEACTIVATED}),
 }
+# The person's own ways back to running: refused while an administrator holds the mailbox off.
+_HELD_OFF = frozenset({"activate", "resume"})
 
 
 class MailboxRepo:
@@ -157,8 +173,11 @@ class MailboxRepo:
         if self._r.hsetnx(self._key(uid), "id", encode_value(uid)):
             mapping = encode(fresh)
             mapping.pop("id")
-            self._r.hset(self._key(uid), mapping=mapping)  # type: ignore[arg-type]
-            self._r.sadd(self._keys("mailboxes"), uid)
+            with self._r.pipeline() as pipe:
+                pipe.hset(self._key(uid), mapping=mapping)  # type: ignore[arg-type]
+                pipe.sadd(self._keys("mailboxes"), uid)
+                reindex(pipe, self._keys.prefix, uid)
+                pipe.execute()
         return self.get(uid) or fresh
 
     def all_ids(self) -> list[str]:
@@ -183,15 +202,18 @@ class MailboxRepo:
             while True:
                 try:
                     pipe.watch(key)
-                    raw = pipe.hget(key, "state")
+                    raw, held = pipe.hmget(key, ["state", "admin_hold"])
                     if raw is None:
                         raise KeyError(mid)
                     current = SyncState(json.loads(raw))
+                    if action in _HELD_OFF and held is not None and json.loads(held):
+                        raise LockedByAdmin(action)
                     if current not in allowed:
                         raise InvalidTransition(current, action)
                     changes["updated_at"] = time.time()
                     pipe.multi()
                     pipe.hset(key, mapping={k: encode_value(v) for k, v in changes.items()})
+                    reindex(pipe, self._keys.prefix, mid)
                     pipe.execute()
                     break
                 except redis.WatchError:
@@ -271,20 +293,43 @@ class MailboxRepo:
     def admin_disable(self, mid: str, message: str) -> SyncMailbox:
         """Stop sync at an administrator's request (credentials and cursors kept; Enable undoes it)."""
         return self._transition(mid, "admin_disable", {
-            "state": SyncState.DISABLED_ERROR,
+            "state": SyncState.DISABLED_ERROR, "admin_hold": True,
             "error": {"code": "disabled_by_admin", "message": message, "since": time.time()}})
 
     def enable(self, mid: str) -> SyncMailbox:
-        """Run a disabled mailbox again with its saved connection (errors and failure streak cleared)."""
+        """Run a disabled mailbox again with its saved connection (errors, failure streak, admin hold cleared).
+
+        A held mailbox the person deactivated has no connection left: the hold is lifted, it stays
+        deactivated, and the person may connect it again.
+        """
+        current = self.get(mid)
+        if current is not None and current.state is SyncState.DEACTIVATED and current.admin_hold:
+            return self._transition(mid, "release", {"admin_hold": False})
         return self._transition(mid, "enable", {"state": SyncState.RUNNING, "error": None, "auth_failures": 0,
-                                                "notified_incident": "", "paused_at": 0.0})
+                                                "notified_incident": "", "paused_at": 0.0, "admin_hold": False})
+
+    def delete(self, mid: str) -> None:
+        """Forget a sync mailbox entirely (state, cursors, secrets); its user's row shows not activated."""
+        self._secrets.delete("mailbox", mid)
+        with self._r.pipeline() as pipe:
+            pipe.delete(self._key(mid), self._keys("cursors", mid))
+            pipe.srem(self._keys("mailboxes"), mid)
+            reindex(pipe, self._keys.prefix, mid)
+            pipe.execute()
 
     def update(self, mid: str, **changes: object) -> None:
         """Change fields that are not the state (settings, last run, counters)."""
         if "state" in changes:
             raise ValueError("state changes go through the transition methods")
         changes["updated_at"] = time.time()
-        self._r.hset(self._key(mid), mapping={k: encode_value(v) for k, v in changes.items()})
+        mapping: dict[Any, Any] = {k: encode_value(v) for k, v in changes.items()}
+        if MAILBOX_FIELDS.isdisjoint(changes):
+            self._r.hset(self._key(mid), mapping=mapping)
+            return
+        with self._r.pipeline() as pipe:  # the console's index follows in the same MULTI
+            pipe.hset(self._key(mid), mapping=mapping)
+            reindex(pipe, self._keys.prefix, mid)
+            pipe.execute()
 
     def incr_auth_failures(self, mid: str) -> int:
         """Count one more run in a row that failed on authentication."""

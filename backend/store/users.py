@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import redis
 
 from backend.store.batch import Batch, Deferred
 from backend.store.codec import decode, encode, encode_value
+from backend.store.directory_script import USER_FIELDS, reindex
 from backend.store.keys import Keys
 
 
@@ -87,12 +89,31 @@ class UserRepo:
             pipe.set(self._keys("user", "by-sf", user.org_id, user.sf_user_id), user.id)
             pipe.sadd(self._keys("users"), user.id)
             pipe.sadd(self._keys("org", "users", user.org_id), user.id)
+            reindex(pipe, self._keys.prefix, user.id)
             pipe.execute()
 
     def update(self, uid: str, **changes: object) -> None:
-        """Change some fields of an existing user."""
+        """Change some fields of an existing user (the console's index follows in the same MULTI)."""
         changes["updated_at"] = time.time()
-        self._r.hset(self._keys("user", uid), mapping={k: encode_value(v) for k, v in changes.items()})
+        mapping: dict[Any, Any] = {k: encode_value(v) for k, v in changes.items()}
+        if USER_FIELDS.isdisjoint(changes):
+            self._r.hset(self._keys("user", uid), mapping=mapping)
+            return
+        with self._r.pipeline() as pipe:
+            pipe.hset(self._keys("user", uid), mapping=mapping)
+            reindex(pipe, self._keys.prefix, uid)
+            pipe.execute()
+
+    def remove(self, user: User) -> None:
+        """Forget a user: the user, their sync mailbox's hash, the indexes (secrets are the caller's)."""
+        with self._r.pipeline() as pipe:
+            pipe.delete(self._keys("user", user.id), self._keys("mailbox", user.id))
+            pipe.delete(self._keys("user", "by-sf", user.org_id, user.sf_user_id))
+            pipe.srem(self._keys("users"), user.id)
+            pipe.srem(self._keys("org", "users", user.org_id), user.id)
+            pipe.srem(self._keys("mailboxes"), user.id)
+            reindex(pipe, self._keys.prefix, user.id, org=user.org_id)
+            pipe.execute()
 
     def all_ids(self) -> list[str]:
         """Every user id."""

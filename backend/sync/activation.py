@@ -4,6 +4,12 @@ Each provider's connect flow proves the credentials, reads the mailbox identity,
 :func:`check_mailbox_match` and :func:`activate`, so the order "check, then store, then run" is the
 same everywhere. The caller (a view) then enqueues the first run: this layer never reaches up into
 the jobs.
+
+An administrator's Disable holds a mailbox off (``SyncMailbox.admin_hold``): every way the person
+has back to running (Exchange connect, Microsoft 365 consent or on-behalf-of, Google consent, Resume)
+comes through :func:`refuse_if_held`, :func:`activate` or :func:`resume` here and is refused with
+``locked_by_admin`` (the store's transition checks the hold atomically, so a Disable pressed during a
+connect still wins). An administrator's Pause is an ordinary pause: the person may resume it.
 """
 
 from __future__ import annotations
@@ -16,10 +22,35 @@ from typing import Any
 from backend.connectors.mailbox import MailboxIdentity
 from backend.errors import SetupFailed
 from backend.store import Store
-from backend.store.mailboxes import SyncMailbox
+from backend.store.mailboxes import LockedByAdmin, SyncMailbox
 from backend.store.users import User
 
 log = logging.getLogger(__name__)
+
+LOCKED_CODE = "locked_by_admin"
+LOCKED_MESSAGE = "Your administrator turned sync off for this mailbox. Ask them to turn it back on."
+
+
+def held_off() -> SetupFailed:
+    """The refusal of the person's reconnect or Resume while an administrator holds the mailbox off."""
+    failed = SetupFailed(LOCKED_CODE, LOCKED_MESSAGE)
+    failed.credentials_sent = False
+    return failed
+
+
+def refuse_if_held(store: Store, uid: str) -> None:
+    """Refuse before a connect flow starts (no password sent, no consent asked) when the mailbox is held off."""
+    mailbox = store.mailboxes.get(uid)
+    if mailbox is not None and mailbox.admin_hold:
+        raise held_off()
+
+
+def resume(store: Store, mid: str) -> SyncMailbox:
+    """The person's Resume (InvalidTransition when not paused; ``locked_by_admin`` when held off)."""
+    try:
+        return store.mailboxes.resume(mid)
+    except LockedByAdmin:
+        raise held_off() from None
 
 
 def check_mailbox_match(addin_mailbox: str, identity: MailboxIdentity) -> None:
@@ -44,14 +75,19 @@ def activate(
 ) -> SyncMailbox:
     """Store the credentials encrypted, mark sync running and schedule it now (the caller enqueues the run)."""
     mailbox = store.mailboxes.ensure(user.id, user.org_id)
+    if mailbox.admin_hold:
+        raise held_off()  # before any credential is stored
     if mailbox.provider and mailbox.provider != provider:
         # Switching provider: the old provider's credentials must not linger.
         store.secrets.delete("mailbox", mailbox.id)
     for name, value in secrets.items():
         store.secrets.put("mailbox", mailbox.id, name, value)
-    mailbox = store.mailboxes.activate(
-        mailbox.id, provider, identity.primary, identity.aliases, dict(connection)
-    )
+    try:
+        mailbox = store.mailboxes.activate(
+            mailbox.id, provider, identity.primary, identity.aliases, dict(connection)
+        )
+    except LockedByAdmin:  # an administrator's Disable landed meanwhile: it wins
+        raise held_off() from None
     store.schedule.set_next(mailbox.id, time.time())
     log.info("sync activated mid=%s provider=%s", mailbox.id, provider)
     return mailbox

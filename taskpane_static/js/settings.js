@@ -37,8 +37,17 @@ const EXCHANGE_FIELDS = { login: "exchange-login", password: "exchange-password"
 const ADMIN_HINT = "Tell your Microsoft 365 administrator: \u201cPlease grant admin consent for Sidebar Sync in "
   + "Microsoft Entra ID (Enterprise applications) so I can connect my mailbox.\u201d";
 
-/** An error message with "when to try again" for rate limits. */
-function errorText(error) {
+// Words for what refuses connecting or resuming the mailbox, whatever the server's message
+// (locked_by_admin on a setting is the policy's lock: its own message is shown there).
+const MAILBOX_CODE_TEXT = {
+  locked_by_admin: "Your administrator turned sync off for this mailbox. Ask them to turn it back on.",
+};
+
+/** An error message with "when to try again" for rate limits; ``codes`` gives words for some codes. */
+function errorText(error, codes = {}) {
+  if (error && typeof error.code === "string" && Object.hasOwn(codes, error.code)) {
+    return codes[error.code];
+  }
   if (error instanceof api.ApiError && error.code === "rate_limited" && error.retryAfter) {
     return `${error.message} ${retryText(error.retryAfter)}`.trim();
   }
@@ -176,7 +185,7 @@ export function initSettings(app) {
         if (error.endsSession) {
           return;
         }
-        let message = errorText(error);
+        let message = errorText(error, MAILBOX_CODE_TEXT);
         if (ewsUrl) {
           // The EWS URL was entered: advice to enter it is no advice.
           message = message.replace(/,? or enter the EWS URL under More( \([^)]*\))?\./, ".")
@@ -246,7 +255,7 @@ export function initSettings(app) {
   }
 
   function showConsentError(errorElement, button, error) {
-    const message = error instanceof DialogError ? error.message : errorText(error);
+    const message = error instanceof DialogError ? error.message : errorText(error, MAILBOX_CODE_TEXT);
     showActionError(errorElement, message, button);
     if (error.code === "admin_approval_required") {
       // What it is, and what to tell the admin (with the consent link when the server gave one).
@@ -300,7 +309,7 @@ export function initSettings(app) {
         }
       } catch (error) {
         if (!error.endsSession) {
-          showActionError(el.controlsError, errorText(error), button);
+          showActionError(el.controlsError, errorText(error, MAILBOX_CODE_TEXT), button);
           if (error.code === "invalid_state") {
             // The state changed elsewhere (another device, the engine): show what it is now.
             await app.refreshSync();

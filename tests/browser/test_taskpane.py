@@ -554,3 +554,24 @@ def test_gmail_is_offered_only_when_the_server_can_sync_it(
     expect(gmail).to_be_visible() if google else expect(gmail).to_be_hidden()
     expect(page.get_by_role("button", name="Connect Microsoft 365")).to_be_visible()
     pane.assert_clean()
+
+
+def test_a_mailbox_held_off_by_the_administrator_says_so(pane: Pane, live_server: LiveServer) -> None:
+    """The administrator disabled the mailbox: reconnecting says who turned sync off and whom to ask."""
+    page = pane.open("#sync-settings")
+    pane.login()
+    from backend.extensions import services
+
+    with live_server.app.app_context():
+        store = services().store
+        (uid,) = store.users.all_ids()
+        store.mailboxes.ensure(uid, store.users.get(uid).org_id)  # type: ignore[union-attr]
+        store.mailboxes.activate(uid, "exchange", "alice@acme.example")
+        store.mailboxes.admin_disable(uid, "Your administrator turned sync off for this mailbox.")
+    page = pane.open("#sync-settings")
+    page.get_by_role("textbox", name="Login").fill("alice@acme.example")
+    page.get_by_label("Password").fill("Correct-Horse-42!")
+    page.get_by_role("button", name="Connect to Exchange").click()
+    expect(page.locator("#exchange-error")).to_have_text(
+        "Your administrator turned sync off for this mailbox. Ask them to turn it back on.")
+    pane.assert_clean(allowed_statuses=(403,))
