@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from backend.admin.directory import read_org_rows, user_row
+from backend.admin.directory import Query, list_users, user_row
 from backend.extensions import services
 from sandbox.graph_push import GraphPush
 from sandbox.harness.graph import GraphHarness
@@ -226,7 +226,8 @@ def test_a_failed_renewal_turns_instant_sync_off_and_polls_every_30_minutes(push
     with push_env.env.app.app_context():
         store = services().store
         row = user_row(store, push_env.env.uid)
-        listed = [r for r in read_org_rows(store, push_env.env.mailbox().org_id) if r["id"] == push_env.env.uid]
+        page = list_users(store, push_env.env.mailbox().org_id, Query(per_page=200))
+        listed = [r for r in page["users"] if r["id"] == push_env.env.uid]
     for found in (row, *listed):
         assert found is not None and found["instant_sync"]["on"] is False
         assert found["instant_sync"]["reason"].startswith("Instant sync could not be renewed")
