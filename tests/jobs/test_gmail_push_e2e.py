@@ -172,5 +172,10 @@ def test_pause_stops_the_watch(gmail_env: GmailPushEnv) -> None:
     assert gmail_env.env.client.post("/api/sync/pause", headers=headers).status_code == 200
     wait_until(lambda: gmail_env.harness.address not in gmail_env.pubsub.watches, 30, "the watch stopped",
                gmail_env.env.workers[-1])
-    with gmail_env.env.app.app_context():
-        assert services().store.push.of(gmail_env.env.uid) == []
+
+    def forgotten() -> bool:
+        # The job stops the watch at Google first, then forgets it here: wait for both.
+        with gmail_env.env.app.app_context():
+            return services().store.push.of(gmail_env.env.uid) == []
+
+    wait_until(forgotten, 10, "the watch forgotten", gmail_env.env.workers[-1])
