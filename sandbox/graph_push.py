@@ -15,7 +15,6 @@ Deliveries go over https with the test CA. ``routes`` maps an origin the app cla
 
 from __future__ import annotations
 
-import queue
 import re
 import threading
 import time
@@ -23,10 +22,11 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import requests
 from flask import Flask, Response, request
+
+from sandbox.outbox import Outbox, routed
 
 if TYPE_CHECKING:
     from sandbox.graph import FakeGraphState, Item
@@ -88,23 +88,19 @@ class GraphPush:
     lifetime_seconds: float | None = None
     drop_notifications: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
-    _outbox: queue.Queue[tuple[str, str, Any] | None] = field(default_factory=queue.Queue)
-    _thread: threading.Thread | None = None
     _session: requests.Session | None = None
 
-    # --- delivery ---------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self._outbox: Outbox[tuple[str, str, Any]] = Outbox("fake-graph-push", self._deliver)
 
-    def _url(self, url: str) -> str:
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        return self.routes.get(origin, origin) + url[len(origin):]
+    # --- delivery ---------------------------------------------------------------------------------
 
     def _post(self, url: str, kind: str, body: Any, params: dict[str, str] | None = None) -> requests.Response | None:
         if self._session is None:
             self._session = requests.Session()
         started = time.monotonic()
         try:
-            resp = self._session.post(self._url(url), json=body, params=params, timeout=VALIDATION_TIMEOUT,
+            resp = self._session.post(routed(self.routes, url), json=body, params=params, timeout=VALIDATION_TIMEOUT,
                                       verify=self.ca_path or True,
                                       headers={"Content-Type": "text/plain"} if body is None else None)
         except requests.RequestException:
@@ -121,36 +117,19 @@ class GraphPush:
         return (resp is not None and resp.status_code == 200 and resp.text == token
                 and resp.headers.get("Content-Type", "").startswith("text/plain"))
 
-    def _run(self) -> None:
-        while True:
-            job = self._outbox.get()
-            try:
-                if job is None:
-                    return
-                url, kind, body = job
-                self._post(url, kind, body)
-            finally:
-                self._outbox.task_done()
+    def _deliver(self, job: tuple[str, str, Any]) -> None:
+        self._post(*job)
 
     def _send(self, url: str, kind: str, body: Any) -> None:
-        with self.lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="fake-graph-push", daemon=True)
-                self._thread.start()
         self._outbox.put((url, kind, body))
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every queued delivery was made."""
-        deadline = time.monotonic() + timeout
-        while self._outbox.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.02)
+        self._outbox.flush(timeout)
 
     def close(self) -> None:
         """Stop the delivery thread."""
-        if self._thread is not None:
-            self._outbox.put(None)
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._outbox.close()
 
     # --- what the mailbox fake calls ----------------------------------------------------------------
 

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import base64
 import json
-import queue
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import jwt
 import requests
 from flask import Flask, Response, request
+
+from sandbox.outbox import Outbox, routed
 
 if TYPE_CHECKING:
     from sandbox.gmail import FakeGmailState
@@ -63,8 +63,10 @@ class FakePubSub:
     pushes: list[tuple[str, int]] = field(default_factory=list)  # (address, status)
     lifetime_seconds: float | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
-    _outbox: queue.Queue[tuple[str, dict[str, Any], PushSubscription] | None] = field(default_factory=queue.Queue)
-    _thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        self._session = requests.Session()
+        self._outbox: Outbox[tuple[str, dict[str, Any], PushSubscription]] = Outbox("fake-pubsub", self._push)
 
     def subscribe(self, topic: str, endpoint: str, account: str, audience: str = "") -> None:
         """Create a push subscription on ``topic`` (as the operator does in the Cloud console)."""
@@ -90,9 +92,7 @@ class FakePubSub:
 
     def url(self, url: str) -> str:
         """Where a URL really goes (``routes``)."""
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        return self.routes.get(origin, origin) + url[len(origin):]
+        return routed(self.routes, url)
 
     def recorded(self, address: str, history_id: int, labels: set[str]) -> None:
         """A history record of ``address``: push it if a live watch covers one of its labels."""
@@ -103,42 +103,26 @@ class FakePubSub:
             sub = self.topics.get(watch.topic)
             if sub is None:
                 return
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="fake-pubsub", daemon=True)
-                self._thread.start()
         self._outbox.put((address, self.body_for(address, history_id, sub), sub))
 
-    def _run(self) -> None:
-        session = requests.Session()
-        while True:
-            job = self._outbox.get()
-            try:
-                if job is None:
-                    return
-                address, body, sub = job
-                try:
-                    resp = session.post(self.url(sub.endpoint), json=body, timeout=10, verify=self.ca_path or True,
-                                        headers={"Authorization": f"Bearer {self.push_token(sub)}"})
-                    status = resp.status_code
-                except requests.RequestException:
-                    status = 0
-                with self.lock:
-                    self.pushes.append((address, status))
-            finally:
-                self._outbox.task_done()
+    def _push(self, job: tuple[str, dict[str, Any], PushSubscription]) -> None:
+        address, body, sub = job
+        try:
+            resp = self._session.post(self.url(sub.endpoint), json=body, timeout=10, verify=self.ca_path or True,
+                                      headers={"Authorization": f"Bearer {self.push_token(sub)}"})
+            status = resp.status_code
+        except requests.RequestException:
+            status = 0
+        with self.lock:
+            self.pushes.append((address, status))
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every queued push was made."""
-        deadline = time.monotonic() + timeout
-        while self._outbox.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.02)
+        self._outbox.flush(timeout)
 
     def close(self) -> None:
         """Stop the delivery thread."""
-        if self._thread is not None:
-            self._outbox.put(None)
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._outbox.close()
 
 
 def register_pubsub(app: Flask, pubsub: FakePubSub) -> None:
