@@ -23,7 +23,8 @@ from backend.extensions import services
 from backend.jobs.activation import ALL, enqueue_activation
 from backend.store.activations import Activation
 from backend.sync.mass import deactivate_mass
-from backend.sync.org_access import org_access_refused, resume_org
+from backend.sync.org_access import resume_org
+from backend.sync.org_providers import MICROSOFT, ORG_PROVIDERS
 
 MAX_PEOPLE = 10_000
 MAX_BODY = 1024 * 1024
@@ -74,8 +75,9 @@ def admin_activate() -> Any:
     provider, addresses = _request_people()
     if provider not in PROVIDERS:
         raise ApiError(400, "invalid_input", f"provider must be one of: {', '.join(PROVIDERS)}.", field="provider")
-    if provider != "microsoft":
-        raise ApiError(400, "provider_not_supported", "Mass activation supports Microsoft 365 for now.",
+    if provider not in ORG_PROVIDERS:
+        supported = ", ".join(p.label for p in ORG_PROVIDERS.values())
+        raise ApiError(400, "provider_not_supported", f"Mass activation supports {supported} for now.",
                        field="provider")
     if addresses != [ALL]:
         bad = [a for a in addresses if not _ADDRESS.fullmatch(a)]
@@ -93,9 +95,8 @@ def admin_activate() -> Any:
         raise ApiError(409, "salesforce_jwt_not_configured", "This server has no SALESFORCE_JWT_PRIVATE_KEY, so it "
                        "cannot sign people in to Salesforce without their own login.")
     access = svc.store.org_access.get(caller.user.org_id)
-    if not access.microsoft_tenant:
-        raise ApiError(409, "org_access_missing", "Connect Microsoft 365 first (Mailbox access: a tenant "
-                       "administrator grants admin consent).")
+    if not ORG_PROVIDERS[provider].ready(access):
+        raise ApiError(409, "org_access_missing", ORG_PROVIDERS[provider].missing)
     activation = svc.store.activations.create(caller.user.org_id, caller.user.id, provider, addresses)
     enqueue_activation(activation.id)
     return jsonify({"job_id": activation.id}), 202
@@ -184,9 +185,9 @@ def admin_connection_check() -> Response:
     access = svc.store.org_access.get(org_id)
     if not access.microsoft_tenant:
         raise ApiError(409, "org_access_missing", "Microsoft 365 is not connected for your organisation.")
-    reason = org_access_refused(svc.clients.microsoft_auth, access.microsoft_tenant)
+    reason = MICROSOFT.refused(svc.settings, svc.clients, svc.store, access)
     resumed = 0
-    if reason is None and svc.store.org_access.clear_broken(org_id, "microsoft"):
-        resumed = resume_org(svc.store, org_id)
+    if reason is None and svc.store.org_access.clear_broken(org_id, MICROSOFT.name):
+        resumed = resume_org(svc.store, org_id, MICROSOFT.name)
     return jsonify({**_microsoft_view(org_id), "check": "ok" if reason is None else "refused",
                     "check_message": reason, "resumed": resumed})

@@ -180,7 +180,7 @@ def _bind_org(tenant: str, by: str) -> None:
     if admin is None or not admin.is_admin:
         return
     if store.org_access.connect_microsoft(admin.org_id, tenant, by):
-        resume_org(store, admin.org_id)
+        resume_org(store, admin.org_id, "microsoft")
 
 
 @bp.get("/admin-consent")

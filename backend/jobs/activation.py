@@ -10,6 +10,7 @@ from backend.connectors.salesforce.directory import active_users
 from backend.extensions import QUEUE_SYNC, services
 from backend.jobs.context import worker_app
 from backend.sync.mass import SliceContext, activate_slice, admin_client
+from backend.sync.org_providers import ORG_PROVIDERS
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ def run_activation(activation_id: str) -> dict[str, Any]:
             return {"status": "skipped"}
         admin = store.users.get(activation.admin_uid)
         access = store.org_access.get(activation.org_id)
-        if admin is None or admin.org_id != activation.org_id or not access.microsoft_tenant:
+        provider = ORG_PROVIDERS.get(activation.provider)
+        if admin is None or admin.org_id != activation.org_id or provider is None or not provider.ready(access):
             store.activations.set_state(activation_id, "failed")
             return {"status": "failed", "reason": "no admin or no org access"}
         store.activations.set_state(activation_id, "running")
@@ -49,7 +51,7 @@ def run_activation(activation_id: str) -> dict[str, Any]:
                 addresses = _everyone(admin)
                 store.activations.set_total(activation_id, len(addresses))
             done = len(store.activations.results(activation_id))  # a retried job goes on where it stopped
-            ctx = SliceContext(admin=admin, tenant=access.microsoft_tenant, started=time.time(),
+            ctx = SliceContext(admin=admin, provider=provider, access=access, started=time.time(),
                                total=len(addresses))
             try:
                 for start in range(done, len(addresses), SLICE):

@@ -93,16 +93,18 @@ def enqueue_notice(mailbox_id: str, incident: str) -> bool:
 def org_access_failed(mailbox_id: str, error: Exception) -> bool:
     """For a mailbox read with its org's access: whether the org's access itself failed (then handled once)."""
     from backend.jobs.org_notify import enqueue_org_notice
-    from backend.sync.org_access import break_org, org_access_refused, uses_org_access
+    from backend.sync.org_access import break_org
+    from backend.sync.org_providers import ORG_PROVIDERS, uses_org_access
 
     svc = services()
     mailbox = svc.store.mailboxes.get(mailbox_id)
     if mailbox is None or not uses_org_access(mailbox) or getattr(error, "source", "mailbox") != "mailbox":
         return False
-    reason = org_access_refused(svc.clients.microsoft_auth, str(mailbox.connection.get("tenant_id", "")))
+    provider = ORG_PROVIDERS[mailbox.provider]
+    reason = provider.refused(svc.settings, svc.clients, svc.store, svc.store.org_access.get(mailbox.org_id))
     if reason is None:
         return False  # the org's access works: this mailbox's own problem
     incident = break_org(svc.store, mailbox, reason)
     if incident is not None:
-        enqueue_org_notice(mailbox.org_id, "microsoft", incident)
+        enqueue_org_notice(mailbox.org_id, provider.name, incident)
     return True

@@ -1,9 +1,10 @@
-"""Mass activation: an administrator turns Microsoft 365 sync on for many people of their org at once.
+"""Mass activation: an administrator turns sync on for many people of their org at once.
 
 For a slice of addresses (the job calls :func:`activate_slice` slice by slice):
 
 1. the org's Salesforce users by ``User.Email`` (batched SOQL through the admin's own login);
-2. the mailboxes at Graph, app-only in the org's consented tenant (``$batch``: directory entry + probe);
+2. the mailboxes at the provider, with the org's access (:mod:`backend.sync.org_providers`: for
+   Microsoft 365 Graph app-only in the consented tenant, ``$batch`` directory entry + probe);
 3. per person: left alone when sync already runs (a personal connection is kept); otherwise a JWT
    bearer sign-in proves Salesforce will let the server act as them (records are created as them);
    then the user and the sync mailbox are stored with access type app-only and the first run is
@@ -21,19 +22,20 @@ from typing import Any
 
 from backend.clients import Clients
 from backend.config import Settings
-from backend.connectors.graph.directory import FoundMailbox, TenantDirectory
+from backend.connectors.graph.directory import FoundMailbox
 from backend.connectors.salesforce import JwtCredentials, SalesforceClient, SalesforceCredentials
 from backend.connectors.salesforce.directory import DirectoryUser, users_by_email
 from backend.errors import AuthRevoked, NotPreauthorized
 from backend.store import Store
 from backend.store.mailboxes import SyncState
+from backend.store.org_access import OrgAccess
 from backend.store.users import User, user_id_for
 from backend.sync.activation import activate
 from backend.sync.collaborators import JWT_BEARER
+from backend.sync.org_providers import OrgDirectory, OrgProvider
 
 log = logging.getLogger(__name__)
 
-PROVIDER = "microsoft"
 RESULTS = ("activated", "already_active", "no_salesforce_user", "salesforce_user_inactive", "no_mailbox",
            "mailbox_mismatch", "not_allowed_by_tenant", "salesforce_not_authorized")
 # What the connection of a mass-activated mailbox says about how it came to be.
@@ -43,10 +45,9 @@ MESSAGES = {
     "already_active": "Sync was already on for this person; left as it was.",
     "no_salesforce_user": "No Salesforce user of your organisation has this email address.",
     "salesforce_user_inactive": "The Salesforce user with this email address is inactive.",
-    "no_mailbox": "Microsoft 365 has no mailbox for this address.",
-    "mailbox_mismatch": "The Microsoft 365 account found for this address does not receive mail at it.",
-    "not_allowed_by_tenant": "Your Microsoft 365 tenant does not let Sidebar Sync read this mailbox "
-                             "(outside the app's RBAC scope or access policy).",
+    "no_mailbox": "The mail provider has no mailbox for this address.",
+    "mailbox_mismatch": "The account found for this address does not receive mail at it.",
+    "not_allowed_by_tenant": "Your organisation's mail provider does not let Sidebar Sync read this mailbox.",
     "salesforce_not_authorized": "Salesforce has not pre-authorised this person for Sidebar Sync: add them "
                                  "to the connected app's permission set.",
 }
@@ -54,20 +55,21 @@ MESSAGES = {
 
 @dataclass
 class SliceContext:
-    """What every slice of one activation shares: who asked, the tenant, where first runs go, the two clients."""
+    """What every slice of one activation shares: who asked, the provider and org access, where first runs go."""
 
     admin: User
-    tenant: str
+    provider: OrgProvider
+    access: OrgAccess
     started: float
     total: int
     # Built once per activation (one Salesforce session, one application token), closed by :meth:`close`.
     salesforce: SalesforceClient | None = None
-    directory: TenantDirectory | None = None
+    directory: OrgDirectory | None = None
 
     def open(self, settings: Settings, store: Store, clients: Clients) -> None:
-        """Build the admin's Salesforce client and the tenant's directory."""
+        """Build the admin's Salesforce client and the provider's directory of the org's mailboxes."""
         self.salesforce = admin_client(settings, store, clients, self.admin)
-        self.directory = TenantDirectory(settings, clients.microsoft_auth, self.tenant)
+        self.directory = self.provider.directory(settings, clients, store, self.access)
 
     def close(self) -> None:
         """Release both clients' connections."""
@@ -76,9 +78,10 @@ class SliceContext:
                 client.close()
 
 
-def result(address: str, code: str, uid: str = "") -> dict[str, Any]:
-    """One person's result as the API returns it."""
-    return {"address": address, "result": code, "message": MESSAGES[code], "user_id": uid}
+def result(address: str, code: str, uid: str = "", provider: OrgProvider | None = None) -> dict[str, Any]:
+    """One person's result as the API returns it (the provider's wording where it has its own)."""
+    message = (provider.messages.get(code) if provider is not None else None) or MESSAGES[code]
+    return {"address": address, "result": code, "message": message, "user_id": uid}
 
 
 def admin_client(settings: Settings, store: Store, clients: Clients, admin: User) -> SalesforceClient:
@@ -116,19 +119,19 @@ def _one(store: Store, settings: Settings, clients: Clients, ctx: SliceContext, 
          rows: list[DirectoryUser], found: FoundMailbox | None, index: int) -> dict[str, Any]:
     person = _pick(rows)
     if person is None:
-        return result(address, "salesforce_user_inactive" if rows else "no_salesforce_user")
+        return result(address, "salesforce_user_inactive" if rows else "no_salesforce_user", provider=ctx.provider)
     org_id = ctx.admin.org_id
     uid = user_id_for(org_id, person.user_id)
     existing = store.users.get(uid)
     mailbox = store.mailboxes.get(uid) if existing is not None else None
     if mailbox is not None and mailbox.state in (SyncState.RUNNING, SyncState.PAUSED, SyncState.DISABLED_ERROR):
-        return result(address, "already_active", uid)
+        return result(address, "already_active", uid, provider=ctx.provider)
     if found is not None and found.status == "forbidden":
-        return result(address, "not_allowed_by_tenant")
+        return result(address, "not_allowed_by_tenant", provider=ctx.provider)
     if found is None or found.status == "missing" or found.identity is None:
-        return result(address, "no_mailbox")
+        return result(address, "no_mailbox", provider=ctx.provider)
     if found.status == "mismatch":
-        return result(address, "mailbox_mismatch")
+        return result(address, "mailbox_mismatch", provider=ctx.provider)
     user = existing or User(id=uid, org_id=org_id, sf_user_id=person.user_id)
     user.username, user.email, user.display_name = person.username, person.email, person.name
     user.login_url, user.instance_url = ctx.admin.login_url, ctx.admin.instance_url
@@ -139,17 +142,16 @@ def _one(store: Store, settings: Settings, clients: Clients, ctx: SliceContext, 
     try:
         _prove_salesforce(store, clients, user)
     except NotPreauthorized:
-        return result(address, "salesforce_not_authorized")
+        return result(address, "salesforce_not_authorized", provider=ctx.provider)
     except AuthRevoked:
         # Salesforce will not sign them in (inactive meanwhile, frozen): as good as inactive.
-        return result(address, "salesforce_user_inactive")
+        return result(address, "salesforce_user_inactive", provider=ctx.provider)
     store.users.save(user)
-    connection = {"app_only": True, "tenant_id": ctx.tenant, "user_id": found.object_id, "via": VIA,
-                  "activated_by": ctx.admin.id}
-    activate(store, user, PROVIDER, found.identity, connection, {})
+    connection = {**ctx.provider.connection(ctx.access, found), "via": VIA, "activated_by": ctx.admin.id}
+    activate(store, user, ctx.provider.name, found.identity, connection, {})
     store.schedule.set_next(uid, first_run_at(ctx, settings, index))
-    log.info("mass activation: sync on uid=%s by=%s", uid, ctx.admin.id)
-    return result(address, "activated", uid)
+    log.info("mass activation: sync on uid=%s provider=%s by=%s", uid, ctx.provider.name, ctx.admin.id)
+    return result(address, "activated", uid, provider=ctx.provider)
 
 
 def _prove_salesforce(store: Store, clients: Clients, user: User) -> None:

@@ -1,0 +1,98 @@
+"""The providers an org's own mailbox access can read, for mass activation: one explicit map.
+
+Each :class:`OrgProvider` says, for one provider, whether the org's access is set up, how to look up
+people's mailboxes with it (a directory with ``find(addresses)`` and ``close()``), what the connection
+of a mailbox activated through it holds, whether a sync mailbox is read with it, and why the org's
+access is refused right now (None when it works). :mod:`backend.sync.mass`, :mod:`backend.sync.org_access`,
+the activation job and the console's API go through :data:`ORG_PROVIDERS` only; a provider is added by
+adding an entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from backend.clients import Clients
+from backend.config import Settings
+from backend.connectors.graph import check_app_only
+from backend.connectors.graph.directory import FoundMailbox, TenantDirectory
+from backend.errors import AuthRevoked, ServiceMisconfigured
+from backend.store import Store
+from backend.store.mailbox_record import SyncMailbox
+from backend.store.org_access import OrgAccess
+
+
+class OrgDirectory(Protocol):
+    """Looks up people's mailboxes with the org's access."""
+
+    def find(self, addresses: Iterable[str]) -> dict[str, FoundMailbox]:
+        """What the provider says of each address (keyed by the lower-cased address)."""
+
+    def close(self) -> None:
+        """Release the directory's connections."""
+
+
+@dataclass(frozen=True)
+class OrgProvider:
+    """One provider's org access, as mass activation and the broken-org path use it."""
+
+    name: str
+    label: str
+    # The org's access is set up (else the API answers ``org_access_missing`` with ``missing``).
+    ready: Callable[[OrgAccess], bool]
+    missing: str
+    directory: Callable[[Settings, Clients, Store, OrgAccess], OrgDirectory]
+    # The connection fields (besides ``via`` and ``activated_by``) of a mailbox activated through it.
+    connection: Callable[[OrgAccess, FoundMailbox], dict[str, Any]]
+    # The sync mailbox is read with this org access (not a person's own connection).
+    uses: Callable[[SyncMailbox], bool]
+    # Mailboxes read with the same access as this one (a break disables those only).
+    scope: Callable[[SyncMailbox], str]
+    # Why the org's access is refused now; None when it works.
+    refused: Callable[[Settings, Clients, Store, OrgAccess], str | None]
+    # Per-person result messages that differ from :data:`backend.sync.mass.MESSAGES`.
+    messages: dict[str, str] = field(default_factory=dict)
+
+
+def _microsoft_directory(settings: Settings, clients: Clients, store: Store, access: OrgAccess) -> OrgDirectory:
+    return TenantDirectory(settings, clients.microsoft_auth, access.microsoft_tenant)
+
+
+def _microsoft_refused(settings: Settings, clients: Clients, store: Store, access: OrgAccess) -> str | None:
+    """Why the tenant refuses our application token now (one client-credentials request), or None."""
+    try:
+        check_app_only(clients.microsoft_auth, access.microsoft_tenant)
+    except (AuthRevoked, ServiceMisconfigured) as exc:
+        return exc.message
+    return None
+
+
+MICROSOFT = OrgProvider(
+    name="microsoft",
+    label="Microsoft 365",
+    ready=lambda access: bool(access.microsoft_tenant),
+    missing="Connect Microsoft 365 first (Mailbox access: a tenant administrator grants admin consent).",
+    directory=_microsoft_directory,
+    connection=lambda access, found: {"app_only": True, "tenant_id": access.microsoft_tenant,
+                                      "user_id": found.object_id},
+    uses=lambda mailbox: mailbox.provider == "microsoft" and bool(mailbox.connection.get("app_only")),
+    scope=lambda mailbox: str(mailbox.connection.get("tenant_id", "")),
+    refused=_microsoft_refused,
+    messages={
+        "no_mailbox": "Microsoft 365 has no mailbox for this address.",
+        "mailbox_mismatch": "The Microsoft 365 account found for this address does not receive mail at it.",
+        "not_allowed_by_tenant": "Your Microsoft 365 tenant does not let Sidebar Sync read this mailbox "
+                                 "(outside the app's RBAC scope or access policy).",
+    },
+)
+
+# The explicit provider map (no discovery): what mass activation supports.
+ORG_PROVIDERS: dict[str, OrgProvider] = {MICROSOFT.name: MICROSOFT}
+
+
+def uses_org_access(mailbox: SyncMailbox) -> bool:
+    """True when the mailbox is read with its org's access (of any provider), not a person's own."""
+    provider = ORG_PROVIDERS.get(mailbox.provider)
+    return provider is not None and provider.uses(mailbox)
