@@ -6,8 +6,9 @@
   the kept hash (compared in constant time); then the mailbox's run is planned. Unknown or wrong
   entries are logged and answered 202 like the rest (the sender learns nothing); a body that is
   not a JSON object of entries is a 4xx. Nothing here is a 5xx for anything a sender can send.
-* Lifecycle: ``reauthorizationRequired`` renews the subscription; ``subscriptionRemoved`` and
-  ``missed`` recreate it, then a delta run reads what the lost notifications would have said.
+* Lifecycle: ``reauthorizationRequired`` renews the subscriptions; ``subscriptionRemoved`` recreates
+  them, then a delta run reads what was missed; ``missed`` (notifications lost, subscription alive) is
+  a delta run. Entries are grouped per mailbox: one job each.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from backend.api.errors import ApiError
 from backend.api.validation import json_body
 from backend.extensions import services
 from backend.jobs.push import enqueue_push_job, ensure_push, plan_push_run, renew_push
+from backend.jobs.sync import enqueue_sync
 from backend.security.crypto import constant_time_equal, fingerprint
 
 log = logging.getLogger(__name__)
@@ -93,12 +95,30 @@ def graph_lifecycle() -> Any:
     answer = _handshake()
     if answer is not None:
         return answer
+    # Graph batches entries: one job per mailbox and event carries all of its subscriptions
+    # (jobs are unique per mailbox, so one job per entry would drop all but the first).
+    renew: dict[str, list[str]] = {}
+    removed: dict[str, list[str]] = {}
+    missed: set[str] = set()
     for mid, sub_id, entry in _verified(_entries()):
         event = entry.get("lifecycleEvent")
         if event == "reauthorizationRequired":
-            enqueue_push_job(renew_push, mid, "renew", (sub_id,))
-        elif event in ("subscriptionRemoved", "missed"):
-            enqueue_push_job(ensure_push, mid, "ensure", (sub_id,))
+            renew.setdefault(mid, []).append(sub_id)
+        elif event == "subscriptionRemoved":
+            removed.setdefault(mid, []).append(sub_id)
+        elif event == "missed":
+            missed.add(mid)
         else:
             log.info("graph lifecycle event ignored event=%s", str(event)[:40])
+    store = services().store
+    for mid, subs in renew.items():
+        enqueue_push_job(renew_push, mid, "renew", tuple(subs))
+    for mid, subs in removed.items():
+        # Gone at Graph: forgotten here at once, so whichever ensure job runs next makes it again.
+        for sub_id in subs:
+            store.push.forget(mid, sub_id)
+        enqueue_push_job(ensure_push, mid, "ensure")
+    for mid in missed - set(removed):
+        # The subscription still works; only notifications were lost: a delta run reads what they said.
+        enqueue_sync(mid)
     return Response(status=202)

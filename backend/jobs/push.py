@@ -29,6 +29,8 @@ RENEW_LEASE_SECONDS = 300
 # At most one notification-triggered run per mailbox per minute.
 MIN_GAP_SECONDS = 60
 JOB_TIMEOUT = 120
+# After push was refused for a mailbox, the runs that follow do not ask again for this long.
+ENSURE_RETRY_SECONDS = 3600
 
 
 def manager() -> PushManager:
@@ -94,7 +96,11 @@ def after_run(mid: str) -> bool:
     if not push_wanted(svc.settings, mailbox):
         return False
     assert mailbox is not None
-    if len(svc.store.push.of(mid)) >= len(kinds_for(svc.settings, mailbox.provider)) and svc.store.push.healthy(mid):
+    health = svc.store.push.health(mid)
+    if health is not None and not health.on and time.time() - health.since < ENSURE_RETRY_SECONDS:
+        return False  # refused lately (consent, handshake): not again at every run
+    if len(svc.store.push.of(mid)) >= len(kinds_for(svc.settings, mailbox.provider)) and health is not None \
+            and health.on:
         return False
     return enqueue_push_job(ensure_push, mid, "ensure")
 

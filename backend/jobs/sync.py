@@ -294,8 +294,6 @@ def sync_mailbox(mailbox_id: str, interactive: bool = False) -> dict[str, Any]:
         services().store.push.run_started(mailbox_id)
         try:
             result = services().engine.run(mailbox_id, interactive=interactive)
-            after_run(mailbox_id)
-            return result
         except (AuthRevoked, ServiceMisconfigured) as exc:
             if org_access_failed(mailbox_id, exc):
                 # The org's access, not this person's: no auth failure counted, no retry.
@@ -313,3 +311,10 @@ def sync_mailbox(mailbox_id: str, interactive: bool = False) -> dict[str, Any]:
         except Exception as exc:
             _set_retry(exc)
             raise
+        try:
+            after_run(mailbox_id)
+        except Exception:
+            # The run itself is done and recorded: failing the job would run it again. The next run
+            # asks for push again (after_run is idempotent), so this is logged, not retried here.
+            log.exception("push: ensure not queued after the run mid=%s", mailbox_id)
+        return result

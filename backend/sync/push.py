@@ -59,14 +59,18 @@ def push_wanted(settings: Settings, mailbox: SyncMailbox | None) -> bool:
 
 
 def poll_interval(store: Store, mid: str, interval: int) -> int:
-    """The background interval given push health: 2 hours while push is healthy, else ``interval``."""
-    return PUSH_POLL_SECONDS if store.push.healthy(mid) else interval
+    """The background interval: 2 hours (or a longer ``interval``) while push is healthy, else ``interval``."""
+    # Never shorter than the base interval: a long one (set by the org or the engineer) stays.
+    return max(PUSH_POLL_SECONDS, interval) if store.push.healthy(mid) else interval
 
 
 def fall_back(store: Store, settings: Settings, mid: str, reason: str, now: float | None = None) -> None:
-    """Push is off for the mailbox: say why, and poll at the base interval from now on."""
+    """Push is off for the mailbox: say why; when it was on, poll at the base interval from now on."""
     now = time.time() if now is None else now
+    was = store.push.health(mid)
     store.push.set_health(mid, False, reason, now)
+    if was is None or not was.on:
+        return  # push was not on: polling is at the base interval already, its cadence is left alone
     mailbox = store.mailboxes.get(mid)
     if mailbox is None or mailbox.state is not SyncState.RUNNING:
         return

@@ -140,3 +140,52 @@ def test_the_client_state_is_kept_only_as_a_hash(app: Flask, known: Subscription
         dump = " ".join(str(store.redis.hgetall(k)) for k in store.redis.keys(store.keys.pattern("push", "*"))
                         if store.redis.type(k) == "hash")
     assert STATE not in dump and known.state_hash in dump
+
+
+SUB2 = "3f1e6a52-0000-4000-8000-000000000002"
+
+
+@pytest.fixture
+def two(app: Flask, known: Subscription) -> Subscription:
+    """A second subscription of the same mailbox (Graph batches lifecycle entries of both)."""
+    with app.app_context():
+        store = services().store
+        sub = Subscription(SUB2, MID, "sentitems", "me/mailFolders('SentItems')/messages", time.time() + 3600,
+                           store.push.hash_state(STATE), time.time())
+        store.push.save(sub)
+        return sub
+
+
+def lifecycle(event: str, *subs: str) -> dict[str, Any]:
+    """A lifecycle notification body with one entry per subscription."""
+    return {"value": [{"subscriptionId": s, "clientState": STATE, "lifecycleEvent": event} for s in subs]}
+
+
+def queued_jobs(app: Flask) -> dict[str, tuple[Any, ...]]:
+    """The sync queue's jobs of MID: job id -> its args."""
+    with app.app_context():
+        svc = services()
+        return {j.id: tuple(j.args) for j in svc.queue(QUEUE_SYNC).get_jobs()}
+
+
+def test_batched_removals_are_all_recreated_by_one_job(app: Flask, client: FlaskClient, two: Subscription) -> None:
+    assert client.post("/hooks/graph/lifecycle", json=lifecycle("subscriptionRemoved", SUB, SUB2)).status_code == 202
+    with app.app_context():
+        # Both forgotten at once: whichever ensure job runs next makes both kinds again.
+        assert services().store.push.of(MID) == []
+    assert queued_jobs(app) == {f"push-ensure-{MID}": (MID,)}
+
+
+def test_batched_reauthorizations_renew_every_subscription_named(app: Flask, client: FlaskClient,
+                                                                 two: Subscription) -> None:
+    body = lifecycle("reauthorizationRequired", SUB, SUB2)
+    assert client.post("/hooks/graph/lifecycle", json=body).status_code == 202
+    assert queued_jobs(app) == {f"push-renew-{MID}": (MID, (SUB, SUB2))}
+
+
+def test_missed_notifications_plan_a_delta_run_and_keep_the_subscription(app: Flask, client: FlaskClient,
+                                                                        known: Subscription) -> None:
+    assert client.post("/hooks/graph/lifecycle", json=lifecycle("missed", SUB)).status_code == 202
+    with app.app_context():
+        assert [s.id for s in services().store.push.of(MID)] == [SUB]
+    assert list(queued_jobs(app)) == [job_id_for(MID)]
