@@ -13,17 +13,9 @@ import pytest
 from backend.extensions import services
 from backend.store.mailboxes import SyncState
 from backend.sync.mass_controls import CONTROL_POLICY, MESSAGES
-from sandbox.login import LoggedIn, login
-from tests.mass_env import MassEnv, address
+from tests.mass_env import MassEnv, pane_login
 
 DONE = {"pause": SyncState.PAUSED, "deactivate": SyncState.DEACTIVATED}
-
-
-def pane_login(mass: MassEnv, ca: Any, name: str) -> LoggedIn:
-    """``name`` logs in in the sidebar (the real Salesforce dialog) in the add-in mailbox of their address."""
-    mass.sf.state.users[address(name)].password = f"{name}-pw"
-    return login(mass.app.test_client(), ca.ca_path, mailbox=address(name), username=address(name),
-                 password=f"{name}-pw")
 
 
 def set_policy(mass: MassEnv, body: dict[str, Any]) -> Any:
