@@ -2,7 +2,7 @@
 
 A test sets up the provider's access in the console its own way, then::
 
-    worker = start_worker_for(server, tmp_path)            # a real ``rq worker`` process
+    with running_worker(server, tmp_path) as worker:       # a real ``rq worker`` process
     add_salesforce_person(sf, "kim@acme.example", "Kim")   # plus the person's mailbox in the provider's fake
     start_activation(page, addresses)                      # the console's Activate view
     wait_for_progress(page, len(addresses), worker)        # "Done: 3 of 3 people"
@@ -26,8 +26,8 @@ from tests.browser.conftest import LiveServer, Pane
 from tests.browser.test_admin_console import console_sign_in
 from tests.e2e import Worker, start_worker, wait_until
 
-__all__ = ["add_salesforce_person", "assert_created_by", "console_sign_in", "results_table", "running_worker",
-           "start_activation", "sync_now_from_console", "wait_for_progress", "wait_for_runs"]
+__all__ = ["add_salesforce_person", "assert_created_by", "console_sign_in", "open_view", "pane_for", "results_table",
+           "running_worker", "start_activation", "sync_now_from_console", "wait_for_progress", "wait_for_runs"]
 
 
 @contextmanager
