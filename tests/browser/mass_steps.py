@@ -2,14 +2,16 @@
 
 A test sets up the provider's access in the console its own way, then::
 
-    with running_worker(server, tmp_path) as worker:       # a real ``rq worker`` process
     add_salesforce_person(sf, "kim@acme.example", "Kim")   # plus the person's mailbox in the provider's fake
-    start_activation(page, addresses)                      # the console's Activate view
-    wait_for_progress(page, len(addresses), worker)        # "Done: 3 of 3 people"
-    results_table(page)                                    # [(address, result, message)]
-    sync_now_from_console(page, names)                     # Users: select, Sync now
-    wait_for_runs(server, uids, worker)                    # the worker ran each person's first run
+    console = console_sign_in(make_pane, server, admin, password)
+    with running_worker(server, tmp_path) as worker:       # a real ``rq worker`` process
+        start_activation(page, addresses)                  # the console's Activate view
+        wait_for_progress(page, len(addresses), worker)    # "Done: 3 of 3 people"
+        results_table(page)                                # [(address, result, message)]
+        sync_now_from_console(page, names)                 # Users: select, Sync now
+        wait_for_runs(server, uids, worker)                # the worker ran each person's first run
     assert_created_by(sf, {subject: sf_user_id})           # each record created by its person
+    pane_for(make_pane, server, address, password)         # the person's task pane, logged in
 """
 
 from __future__ import annotations
