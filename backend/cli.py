@@ -118,6 +118,10 @@ def org_show(org_id: str) -> None:
 @click.option("--cancelled-events", type=click.Choice(["mark", "delete"]), default=None,
               help="What a cancelled meeting does to its Salesforce event.")
 @click.option("--backfill-days", type=int, default=None, help="Days a first run reads (-1: the server's default).")
+@click.option("--mass-activated-may-pause/--no-mass-activated-may-pause", "may_pause", default=None,
+              help="Whether people may pause a mailbox an administrator mass-activated (default: yes).")
+@click.option("--mass-activated-may-deactivate/--no-mass-activated-may-deactivate", "may_deactivate", default=None,
+              help="Whether people may deactivate a mailbox an administrator mass-activated (default: no).")
 @click.option("--lock", "lock", multiple=True, help="A policy name people may not change (repeatable).")
 @click.option("--unlock", "unlock", multiple=True, help="A policy name that becomes a default again (repeatable).")
 def org_set(
@@ -130,6 +134,8 @@ def org_set(
     sync_events: bool | None,
     cancelled_events: str | None,
     backfill_days: int | None,
+    may_pause: bool | None,
+    may_deactivate: bool | None,
     lock: tuple[str, ...],
     unlock: tuple[str, ...],
 ) -> None:
@@ -148,7 +154,8 @@ def org_set(
     if free_mail is not None:
         body["block_free_mail"] = not free_mail
     for name, value in (("sync_emails", sync_emails), ("sync_events", sync_events),
-                        ("cancelled_events", cancelled_events), ("backfill_days", backfill_days)):
+                        ("cancelled_events", cancelled_events), ("backfill_days", backfill_days),
+                        ("mass_activated_may_pause", may_pause), ("mass_activated_may_deactivate", may_deactivate)):
         if value is not None:
             body[name] = value
     for name, locked in [*((n, True) for n in lock), *((n, False) for n in unlock)]:

@@ -28,6 +28,7 @@ from backend.jobs.activation import run_activation
 from backend.jobs.context import use_app
 from backend.store.users import User, user_id_for
 from sandbox.harness.graph import GraphHarness
+from sandbox.login import LoggedIn, login
 from sandbox.salesforce_jwt import jwt_key_pair
 from sandbox.smtp import SmtpSink
 from sandbox.tls import CertPair, TestCA
@@ -87,6 +88,13 @@ class MassEnv:
         answer = self.client.get(f"/api/admin/activations/{job_id}")
         assert answer.status_code == 200, answer.get_data(as_text=True)
         return dict(answer.json)
+
+
+def pane_login(mass: MassEnv, ca: Any, name: str) -> LoggedIn:
+    """``name`` logs in in the sidebar (the real Salesforce dialog) in the add-in mailbox of their address."""
+    mass.sf.state.users[address(name)].password = f"{name}-pw"
+    return login(mass.app.test_client(), ca.ca_path, mailbox=address(name), username=address(name),
+                 password=f"{name}-pw")
 
 
 def seed(sf: Any, graph: GraphHarness) -> None:

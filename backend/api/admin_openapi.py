@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from backend.api.openapi import COMPONENTS, PATHS, _body, _err, _json
+from backend.sync.policy import POLICY_NAMES, UNLOCKABLE
 
 _CALLER = ("Accepts the console's session cookie (state-changing calls also need the session's "
            "X-CSRF-Token header) or an administrator's pane bearer token. Errors: 401 unauthorized, "
@@ -82,9 +83,10 @@ PATHS.update({
 
 _VALUE = {"type": "object", "properties": {"value": {}, "locked": {"type": "boolean"}}}
 COMPONENTS["securitySchemes"]["console"] = {"type": "apiKey", "in": "cookie", "name": "__Host-sidebar-console"}
-COMPONENTS["schemas"]["OrgPolicy"] = {"type": "object", "properties": {name: _VALUE for name in (
-    "blocklist", "block_free_mail", "internal_domains", "sync_emails", "sync_events", "cancelled_events",
-    "backfill_days", "admin_email")}}
+COMPONENTS["schemas"]["OrgPolicy"] = {"type": "object", "properties": {name: _VALUE for name in POLICY_NAMES}}
+for _rule in UNLOCKABLE:  # booleans without a lock: what a person may do with a mass-activated mailbox
+    COMPONENTS["schemas"]["OrgPolicy"]["properties"][_rule] = {"type": "object", "properties": {
+        "value": {"type": "boolean"}, "locked": {"type": "boolean", "enum": [False]}}}
 COMPONENTS["schemas"]["AdminUser"] = {"type": "object", "properties": {
     "id": {"type": "string"}, "name": {"type": "string"}, "username": {"type": "string"},
     "email": {"type": "string"}, "mailbox": {"type": ["string", "null"]}, "provider": {"type": ["string", "null"]},

@@ -73,13 +73,19 @@ PATHS: dict[str, dict[str, Any]] = {
             "blocklist": {"type": "array", "items": {"type": "string"}}}}),
         "responses": {"200": _json(_SYNC), **_err(400, 401)},
     }},
-    "/api/sync/pause": {"post": {"summary": "Pause sync", "responses": {"200": _json(_SYNC), **_err(401, 409)}}},
+    "/api/sync/pause": {"post": {"summary": "Pause sync",
+                                 "description": "403 locked_by_policy for a mass-activated mailbox when the org "
+                                                "policy's mass_activated_may_pause is false.",
+                                 "responses": {"200": _json(_SYNC), **_err(401, 403, 409)}}},
     "/api/sync/resume": {"post": {"summary": "Resume sync",
                                   "description": "403 locked_by_admin while an administrator has disabled the mailbox "
                                                  "(only the administrator's Enable undoes it).",
                                   "responses": {"200": _json(_SYNC), **_err(401, 403, 409)}}},
     "/api/sync/deactivate": {"post": {"summary": "Deactivate sync",
-                                      "responses": {"200": _json(_SYNC), **_err(401, 409)}}},
+                                      "description": "403 locked_by_policy for a mass-activated mailbox unless the "
+                                                     "org policy's mass_activated_may_deactivate is true (it is "
+                                                     "false by default).",
+                                      "responses": {"200": _json(_SYNC), **_err(401, 403, 409)}}},
     "/api/sync/run": {"post": {"summary": "Sync now", "responses": {"202": _json(_SYNC), **_err(401, 409)}}},
     "/api/sync/exchange": {"post": {
         "summary": "Connect on-premises Exchange (EWS) with a login and password, and activate sync",
@@ -152,6 +158,9 @@ COMPONENTS: dict[str, Any] = {
             "next_run": {"type": ["string", "null"], "format": "date-time"},
             "error": {"type": ["object", "null"]},
             "settings": {"type": "object"},
+            "locked_controls": {"type": "object", "description": "pause / deactivate refused by the org policy "
+                                "(mass-activated mailbox): the reason to show, per control",
+                                "properties": {"pause": {"type": "string"}, "deactivate": {"type": "string"}}},
             "job": {"type": ["string", "null"], "enum": ["queued", "running", "retry_scheduled", None]},
             "running_now": {"type": "boolean"},
             "recent_runs": {"type": "array", "items": {"type": "object"}},

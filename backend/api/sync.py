@@ -23,6 +23,7 @@ from backend.store.push import PushHealth
 from backend.store.users import User
 from backend.sync import activation
 from backend.sync.cadence import QUIET_FACTORS
+from backend.sync.mass_controls import LOCKED_BY_POLICY, locked_controls
 from backend.sync.policy import PERSONAL_NAMES, chosen_by_person, effective_settings, person_view
 from backend.sync.push import instant_sync_view
 from backend.sync.settings import normalise_blocklist
@@ -148,6 +149,8 @@ def view_of(mailbox: SyncMailbox, reads: ViewReads, user: User) -> dict[str, Any
         # What applies: the person's choices, with the org's defaults and locked values.
         "settings": {k: v for k, v in effective_settings(org, mailbox.settings).items() if k in PERSONAL_NAMES},
         "policy": person_view(org),
+        # Pause / Deactivate the org policy refuses for a mass-activated mailbox: {action: reason to show}.
+        "locked_controls": locked_controls(org, mailbox),
         "connection": {k: v for k, v in mailbox.connection.items() if k in ("login", "ews_url", "tenant_id")},
     }
 
@@ -206,6 +209,9 @@ def put_sync_settings() -> Response:
 def _transition(action: str) -> Response:
     mailbox = _mailbox()
     repo = services().store.mailboxes
+    refused = locked_controls(services().store.orgs.get(mailbox.org_id), mailbox).get(action)
+    if refused:
+        raise ApiError(403, LOCKED_BY_POLICY, refused)
     try:
         if action == "pause":
             mailbox = repo.pause(mailbox.id)

@@ -30,6 +30,10 @@ class OrgSettings:
     cancelled_events: str = "mark"
     # Days of mail a first run reads; -1 keeps the server's BACKFILL_DAYS.
     backfill_days: int = -1
+    # What a person may do with a mailbox an administrator mass-activated (``backend.sync.mass_controls``):
+    # pausing is harmless (Resume is theirs too), deactivating undoes the admin's decision.
+    mass_activated_may_pause: bool = True
+    mass_activated_may_deactivate: bool = False
     # Policy names people may not change: their value is the org's (``backend.sync.policy``).
     locked: list[str] = field(default_factory=list)
     # Last API usage Salesforce reported (Sforce-Limit-Info) and when.

@@ -5,6 +5,8 @@ in ``OrgSettings.locked``: the person's own choice is then ignored, the API refu
 (``locked_by_admin``) and the run uses the org's value. An unlocked value is a default: it applies
 until the person chooses otherwise (``settings["chosen"]`` names what they chose).
 The console's ``PUT /api/admin/settings`` and ``flask org set`` both go through :func:`policy_changes`.
+Two values (:data:`UNLOCKABLE`) are rules, not defaults: whether a person may pause or deactivate a
+mailbox their administrator mass-activated (enforced by ``backend.sync.mass_controls``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from backend.sync.settings import normalise_blocklist
 
 # Every policy value, in the order the console shows them.
 POLICY_NAMES = ("blocklist", "block_free_mail", "internal_domains", "sync_emails", "sync_events",
-                "cancelled_events", "backfill_days", "admin_email")
+                "cancelled_events", "backfill_days", "admin_email", "mass_activated_may_pause",
+                "mass_activated_may_deactivate")
+# Rules about mass-activated mailboxes rather than defaults of a preference: nothing to lock.
+UNLOCKABLE = ("mass_activated_may_pause", "mass_activated_may_deactivate")
 # Policy values a person also has a preference for (Sync settings in the pane).
 PERSONAL_NAMES = ("sync_emails", "sync_events", "cancelled_events", "blocklist")
 _BUILT_IN = {"sync_emails": True, "sync_events": True, "cancelled_events": "mark", "blocklist": []}
@@ -90,7 +95,7 @@ def _value(name: str, value: Any) -> Any:
             raise PolicyError(name, str(exc)) from None
     if name == "internal_domains":
         return _domains(value, name)
-    if name in ("block_free_mail", "sync_emails", "sync_events"):
+    if name in ("block_free_mail", "sync_emails", "sync_events", *UNLOCKABLE):
         if not isinstance(value, bool):
             raise PolicyError(name, f"{name} must be true or false.")
         return value
@@ -135,6 +140,8 @@ def policy_changes(current: OrgSettings, body: dict[str, Any]) -> dict[str, Any]
             if "locked" in raw:
                 if not isinstance(raw["locked"], bool):
                     raise PolicyError(name, f"{name}.locked must be true or false.")
+                if raw["locked"] and name in UNLOCKABLE:
+                    raise PolicyError(name, f"{name} is a rule for mass-activated mailboxes: it has no lock.")
                 (locked.add if raw["locked"] else locked.discard)(name)
         else:
             changes[name] = _value(name, raw)

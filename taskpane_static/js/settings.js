@@ -310,8 +310,8 @@ export function initSettings(app) {
       } catch (error) {
         if (!error.endsSession) {
           showActionError(el.controlsError, errorText(error, MAILBOX_CODE_TEXT), button);
-          if (error.code === "invalid_state") {
-            // The state changed elsewhere (another device, the engine): show what it is now.
+          if (error.code === "invalid_state" || error.code === "locked_by_policy") {
+            // The state or the org policy changed elsewhere (another device, the engine, the admin): show it now.
             await app.refreshSync();
           }
         }
@@ -503,13 +503,20 @@ export function initSettings(app) {
     setText(byId("next-run"), text);
   }
 
-  function renderControls(state) {
+  function renderControls(sync) {
+    const state = sync.state;
+    // Pause / Deactivate the org policy refuses for a mass-activated mailbox: hidden, and the reason said.
+    const locked = sync.locked_controls || {};
     setVisible(el.syncNow, state === "running");
-    setVisible(el.pause, state === "running");
+    setVisible(el.pause, state === "running" && !locked.pause);
     setVisible(el.resume, state === "paused");
-    setVisible(el.deactivate, isSetUp(state));
+    setVisible(el.deactivate, isSetUp(state) && !locked.deactivate);
     setVisible(byId("sync-controls"), isSetUp(state));
-    if (!isSetUp(state)) {
+    const reasons = [...new Set([state === "running" ? locked.pause : "", locked.deactivate]
+      .filter((reason) => isSetUp(state) && reason))];
+    setText(byId("controls-policy"), reasons.join(" "));
+    setVisible(byId("controls-policy"), reasons.length > 0);
+    if (!isSetUp(state) || locked.deactivate) {
       setConfirmOpen(false);
     }
   }
@@ -589,7 +596,7 @@ export function initSettings(app) {
       renderProgress(sync);
       renderLastRun(sync.last_run);
       renderNextRun(sync);
-      renderControls(sync.state);
+      renderControls(sync);
       renderConnect(sync, config);
       fillSettings(sync.settings);
       renderPolicy(sync.policy);

@@ -34,3 +34,17 @@ def test_org_set_refuses_what_the_console_refuses(app_config: dict[str, Any], re
                           (["--backfill-days", "400"], "backfill_days must be")):
         result = runner.invoke(args=["org", "set", ORG, *args])
         assert result.exit_code != 0 and message in result.output, result.output
+
+
+def test_org_set_decides_what_people_may_do_with_mass_activated_mailboxes(app_config: dict[str, Any],
+                                                                          redis_client: redis.Redis) -> None:
+    runner = create_app(app_config).test_cli_runner()
+    shown = json.loads(runner.invoke(args=["org", "show", ORG]).output)
+    assert shown["mass_activated_may_pause"] is True and shown["mass_activated_may_deactivate"] is False
+    result = runner.invoke(args=["org", "set", ORG, "--no-mass-activated-may-pause",
+                                 "--mass-activated-may-deactivate"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(runner.invoke(args=["org", "show", ORG]).output)
+    assert shown["mass_activated_may_pause"] is False and shown["mass_activated_may_deactivate"] is True
+    refused = runner.invoke(args=["org", "set", ORG, "--lock", "mass_activated_may_pause"])
+    assert refused.exit_code != 0 and "has no lock" in refused.output, refused.output

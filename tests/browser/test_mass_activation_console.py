@@ -1,12 +1,19 @@
-"""The console's Mailbox access and Activate views in Chromium: the tenant's consent state and scoping guidance,
-three people activated by pasting their addresses, progress n of N, the results table and CSV link, the
-activated ones turned off again; axe-core
-reports no violation on either view.
+"""The console's Mailbox access and Activate views in Chromium, for Microsoft 365.
+
+The whole path (issue 12's done-when): the admin grants the tenant's consent in the console,
+activates three people, watches the progress and the per-person results; a real ``rq worker``
+process runs the activation and then each person's first run against the fakes; the fake
+Salesforce holds each person's email created by that person. One of them then sees in the task
+pane why Deactivate (and, once the admin's policy says so, Pause) is not offered.
+
+A second test covers the other results, the CSV link and turning sync off again; axe-core reports
+no violation on either view.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +23,28 @@ from backend.extensions import services
 from backend.jobs.activation import run_activation
 from backend.jobs.context import use_app
 from backend.store.users import user_id_for
+from backend.sync.mass import MESSAGES
+from backend.sync.mass_controls import MESSAGES as LOCKED
 from sandbox.harness.graph import GraphHarness
 from sandbox.tls import CertPair, TestCA
 from tests.browser.conftest import SCREENSHOTS, LiveServer, Pane, axe_violations
-from tests.browser.test_admin_console import console_sign_in
-from tests.mass_env import JWT_KEYS, ORG, seed
+from tests.browser.mass_steps import (
+    add_salesforce_person,
+    assert_created_by,
+    console_sign_in,
+    open_view,
+    pane_for,
+    results_table,
+    running_worker,
+    start_activation,
+    sync_now_from_console,
+    wait_for_progress,
+    wait_for_runs,
+)
+from tests.mass_env import JWT_KEYS, ORG, address, seed
 
 pytestmark = pytest.mark.browser
+CUSTOMER = "customer@client.example"
 
 
 @pytest.fixture
@@ -31,6 +53,85 @@ def tenant(server_cert: CertPair, ca: TestCA) -> Iterator[GraphHarness]:
     harness = GraphHarness(server_cert, ca.ca_path, app_only=True)
     yield harness
     harness.close()
+
+
+def add_m365_person(sf: Any, tenant: GraphHarness, name: str) -> str:
+    """A person in Salesforce and in the tenant, inside the app's RBAC scope; returns their Salesforce user id."""
+    sf_id = add_salesforce_person(sf, address(name), name.capitalize())
+    tenant.ms.add_user(address(name), tenant.user.tid)
+    tenant.graph.mailbox(address(name))
+    scoped = tenant.ms.tenant(tenant.user.tid)
+    scoped.app_access_scope = frozenset({*scoped.app_access_scope, address(name)})
+    return sf_id
+
+
+def test_three_people_activated_in_the_console_are_synced_by_a_worker_as_themselves(
+        make_pane: Callable[..., Pane], serve_app: Callable[..., LiveServer], fake_salesforce: Any,
+        tenant: GraphHarness, tmp_path: Path) -> None:
+    fake_salesforce.state.add_user("ada@acme.example", "ada-pw", name="Ada Admin", is_admin=True)
+    seed(fake_salesforce, tenant)  # bob and jill are in the tenant's scope
+    add_m365_person(fake_salesforce, tenant, "kim")
+    names = ["bob", "jill", "kim"]
+    fake_salesforce.state.rest.add_contact(CUSTOMER)
+    for name in names:
+        tenant.graph.add_message(address(name), subject=f"Quote for {name}", sender=CUSTOMER, to=[address(name)])
+    server = serve_app(**tenant.settings_overrides(), SALESFORCE_JWT_PRIVATE_KEY=JWT_KEYS[0])
+    console = console_sign_in(make_pane, server, "ada@acme.example", "ada-pw")
+    page = console.page
+
+    # Mailbox access: the tenant administrator's consent, from the console.
+    open_view(page, "Mailbox access")
+    expect(page.locator("#access-ms-state")).to_have_text("Not granted yet")
+    tenant.ms.auto_user = tenant.user.mail  # the fake's consent page: this tenant administrator accepts
+    page.get_by_role("button", name="Grant admin consent").click()
+    page.wait_for_url("**/auth/microsoft/admin-consent/callback**")
+    page.goto(f"{server.url}/admin")
+    open_view(page, "Mailbox access")
+    expect(page.locator("#access-ms-state")).to_have_text("Granted: mailboxes can be read app-only")
+    expect(page.locator("#access-ms-tenant")).to_have_text(tenant.user.tid)
+
+    with running_worker(server, tmp_path) as worker:
+        start_activation(page, [address(n) for n in names])
+        seen = wait_for_progress(page, 3, worker)
+        assert seen[-1] == "Done: 3 of 3 people" and all(" of 3 people" in line for line in seen), seen
+        assert sorted(results_table(page)) == [(address(n), "Activated", MESSAGES["activated"]) for n in names]
+        sync_now_from_console(page, [n.capitalize() for n in names])
+        uids = [user_id_for(ORG, str(fake_salesforce.state.users[address(n)].user_id)) for n in names]
+        runs = wait_for_runs(server, uids, worker)
+    assert all(run["counts"]["written"] == 1 for run in runs.values()), runs
+    assert_created_by(fake_salesforce, {f"Quote for {n}": str(fake_salesforce.state.users[address(n)].user_id)
+                                        for n in names})
+
+    # Bob's pane: Deactivate is not his to press (the default policy), and the pane says why.
+    fake_salesforce.state.users[address("bob")].password = "bob-pw"
+    bob = pane_for(make_pane, server, address("bob"), "bob-pw")
+
+    def bob_settings() -> Any:
+        bob.page.get_by_role("button", name="Menu").click()
+        bob.page.get_by_role("menuitem", name="Sync settings").click()
+        expect(bob.page.locator("#settings-state-label")).to_have_text("Sync is running \u2014 every 30 minutes")
+        return bob.page
+
+    pane = bob_settings()
+    expect(pane.locator("#controls-policy")).to_have_text(LOCKED["deactivate"])
+    expect(pane.locator("#sync-deactivate")).to_be_hidden()
+    expect(pane.locator("#sync-pause")).to_be_visible()
+    found = axe_violations(pane, "#view-settings")
+    assert found == [], found
+
+    # The admin's policy form: mass-activated people may not pause either.
+    open_view(page, "Policy")
+    page.get_by_label("They may pause sync").uncheck()
+    page.get_by_role("button", name="Save policy").click()
+    expect(page.locator("#policy-status")).to_have_text("Policy saved.")
+    pane.reload()
+    expect(pane.locator("#view-loading")).to_be_hidden()
+    pane = bob_settings()
+    expect(pane.locator("#sync-pause")).to_be_hidden()
+    expect(pane.locator("#controls-policy")).to_have_text(f"{LOCKED['pause']} {LOCKED['deactivate']}")
+    expect(pane.locator("#sync-now")).to_be_visible()
+    bob.assert_clean()
+    console.assert_clean(allowed_statuses=(401,))  # /api/admin/session before signing in
 
 
 def test_mailbox_access_and_activate_views(make_pane: Callable[..., Pane], serve_app: Callable[..., LiveServer],
@@ -43,32 +144,26 @@ def test_mailbox_access_and_activate_views(make_pane: Callable[..., Pane], serve
     console = console_sign_in(make_pane, server, "ada@acme.example", "ada-pw")
     page = console.page
 
-    page.get_by_role("link", name="Mailbox access").click()
+    open_view(page, "Mailbox access")
     expect(page.locator("#access-ms-state")).to_have_text("Granted: mailboxes can be read app-only")
-    expect(page.locator("#access-ms-tenant")).to_have_text(tenant.user.tid)
     expect(page.locator("#access")).to_contain_text("New-ManagementRoleAssignment")
     expect(page.locator("#access")).to_contain_text("defeats that scope")
     found = axe_violations(page, "#access")
     assert found == [], found
 
-    page.get_by_role("link", name="Activate").click()
-    page.get_by_label("Email addresses").fill("bob@acme.example\ncarol@acme.example, hank@acme.example")
-    page.get_by_role("button", name="Activate", exact=True).click()
-    expect(page.locator("#activate-progress")).to_contain_text("of 3 people")
+    start_activation(page, ["bob@acme.example", "carol@acme.example", "hank@acme.example"])
     with server.app.app_context():
         store = services().store
         (key,) = [k for k in store.redis.keys(store.keys("activation", "act*")) if not k.endswith(("s",))]
         use_app(server.app)
         try:
-            run_activation(key.rsplit(":", 1)[-1])
+            run_activation(key.rsplit(":", 1)[-1])  # in this process: this test is about the views
         finally:
             use_app(None)
-    expect(page.locator("#activate-progress")).to_have_text("Done: 3 of 3 people")
-    rows = page.locator("#activate-body tr")
-    expect(rows).to_have_count(3)
-    expect(rows.nth(0)).to_contain_text("Activated")
-    expect(rows.nth(1)).to_contain_text("No Salesforce user")
-    expect(rows.nth(2)).to_contain_text("Not authorised in Salesforce")
+    wait_for_progress(page, 3)
+    assert [(a, r) for a, r, _ in results_table(page)] == [
+        ("bob@acme.example", "Activated"), ("carol@acme.example", "No Salesforce user"),
+        ("hank@acme.example", "Not authorised in Salesforce")]
     expect(page.get_by_role("link", name="Download the results (CSV)")).to_have_attribute(
         "href", f"/api/admin/activations/{key.rsplit(':', 1)[-1]}/results.csv")
     found = axe_violations(page, "#activate")

@@ -4,8 +4,11 @@ import * as api from "../api.js";
 import { byId, setText, showActionError } from "../dom.js";
 
 const NAMES = ["sync_emails", "sync_events", "cancelled_events", "backfill_days", "blocklist", "block_free_mail",
-  "internal_domains", "admin_email"];
-const CHECKBOXES = new Set(["sync_emails", "sync_events", "block_free_mail"]);
+  "internal_domains", "admin_email", "mass_activated_may_pause", "mass_activated_may_deactivate"];
+const CHECKBOXES = new Set(["sync_emails", "sync_events", "block_free_mail", "mass_activated_may_pause",
+  "mass_activated_may_deactivate"]);
+// Rules about mass-activated mailboxes, not defaults of a person's preference: no lock to set.
+const UNLOCKABLE = new Set(["mass_activated_may_pause", "mass_activated_may_deactivate"]);
 const LISTS = new Set(["blocklist", "internal_domains"]);
 let hooks = { refreshAudit: () => {} };
 
@@ -22,7 +25,9 @@ function fill(policy) {
     } else {
       control.value = entry.value || "";
     }
-    byId(`lock-${name}`).checked = Boolean(entry.locked);
+    if (!UNLOCKABLE.has(name)) {
+      byId(`lock-${name}`).checked = Boolean(entry.locked);
+    }
   });
 }
 
@@ -40,7 +45,7 @@ function read() {
     } else {
       value = control.value.trim();
     }
-    body[name] = { value, locked: byId(`lock-${name}`).checked };
+    body[name] = UNLOCKABLE.has(name) ? { value } : { value, locked: byId(`lock-${name}`).checked };
   });
   return body;
 }
