@@ -38,6 +38,10 @@ LAYER_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
                           "backend.connectors", "backend.extensions", "backend.clients")),
     ("backend.net", ("backend.store", "backend.sync", "backend.jobs", "backend.api", "backend.auth",
                      "backend.connectors", "backend.security", "backend.extensions", "backend.clients")),
+    # What an operator sees sits under everything that records into it (net/, sync/, jobs/, hooks/).
+    ("backend.observability", ("backend.net", "backend.store", "backend.security", "backend.sync", "backend.jobs",
+                               "backend.api", "backend.auth", "backend.connectors", "backend.admin", "backend.hooks",
+                               "backend.web", "backend.cli", "backend.extensions", "backend.clients")),
     # Product code never leans on the fakes: they serve tests, scripts/dev and bench only.
     ("backend", ("sandbox", "bench", "scripts")),
     ("backend.config", ("backend",)),
