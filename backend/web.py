@@ -18,7 +18,7 @@ import redis
 from flask import Blueprint, Flask, Response, abort, jsonify, request, send_from_directory
 
 from backend.extensions import QUEUE_NAMES, Services, services
-from backend.observability.metrics import exposition
+from backend.observability.metrics import ScrapeGauge, exposition
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "taskpane_static")
 # Hosts that frame the task pane in Outlook on the web and the Office web apps.
@@ -166,7 +166,7 @@ def metrics() -> Any:
             pipe.llen(svc.queue(name).key)
         pipe.zcard(svc.store.schedule.key)
         *depths, scheduled = pipe.execute()
-    gauges = [
+    gauges: list[ScrapeGauge] = [
         ("queue_depth", "Jobs waiting in each RQ queue",
          {(n,): float(d) for n, d in zip(QUEUE_NAMES, depths, strict=True)}, ("queue",)),
         ("most_overdue_seconds", "How overdue the most overdue mailbox is", {(): lag}, ()),

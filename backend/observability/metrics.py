@@ -28,6 +28,9 @@ THROTTLED = Counter(PREFIX + "throttled", "Outside answers that said slow down (
 WEBHOOKS = Counter(PREFIX + "webhook_notifications", "Push notifications received", ["source", "outcome"])
 API_BUDGET = Counter(PREFIX + "salesforce_api_calls", "Salesforce API calls the runs spent (the org budget)")
 
+# A gauge computed at scrape time: (name, help, {label values: value}, label names).
+ScrapeGauge = tuple[str, str, Mapping[tuple[str, ...], float], tuple[str, ...]]
+
 # The run counts exported as ITEMS (result label): a fixed set, so the label cannot grow.
 ITEM_RESULTS = ("read", "written", "duplicates", "filtered", "quarantined", "deletions")
 
@@ -63,7 +66,7 @@ def record_webhook(source: str, outcome: str, n: int = 1) -> None:
 class _Gauges:
     """A collector of values computed at scrape time (queue depth, overdue age, clock tick)."""
 
-    def __init__(self, gauges: Iterable[tuple[str, str, Mapping[tuple[str, ...], float], tuple[str, ...]]]) -> None:
+    def __init__(self, gauges: Iterable[ScrapeGauge]) -> None:
         self.gauges = list(gauges)
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
@@ -75,7 +78,7 @@ class _Gauges:
             yield family
 
 
-def exposition(gauges: Iterable[tuple[str, str, Mapping[tuple[str, ...], float], tuple[str, ...]]] = ()) -> bytes:
+def exposition(gauges: Iterable[ScrapeGauge] = ()) -> bytes:
     """The text a scrape answers: every process's counters (merged in multiprocess mode) and ``gauges``."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
@@ -85,5 +88,5 @@ def exposition(gauges: Iterable[tuple[str, str, Mapping[tuple[str, ...], float],
     else:
         text = generate_latest(REGISTRY)
     extra = CollectorRegistry()
-    extra.register(_Gauges(gauges))  # type: ignore[arg-type]
+    extra.register(_Gauges(gauges))
     return text + generate_latest(extra)

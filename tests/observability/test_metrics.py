@@ -1,0 +1,89 @@
+"""GET /metrics: hidden without METRICS_TOKEN, bearer-protected, parseable, merged across processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
+
+from backend import create_app
+from backend.extensions import services
+from backend.observability.metrics import exposition
+from sandbox.https_client import HttpsClient
+
+TOKEN = "the-operators-metrics-token-0123456789"
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+@pytest.fixture
+def metrics_app(app_config: dict[str, Any], redis_client: redis.Redis) -> Flask:
+    """The app with METRICS_TOKEN set."""
+    app = create_app({**app_config, "METRICS_TOKEN": TOKEN})
+    app.test_client_class = HttpsClient
+    return app
+
+
+def parsed(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text through prometheus_client's parser: {(sample, sorted labels): value}."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_is_not_there_without_a_token(client: Any) -> None:
+    assert client.get("/metrics", headers={"Authorization": "Bearer anything"}).status_code == 404
+
+
+@pytest.mark.parametrize("header", [None, "", f"Bearer {TOKEN}x", f"bearer{TOKEN}", TOKEN, f"Basic {TOKEN}",
+                                    f"Bearer {TOKEN[:-1]}", "Bearer "])
+def test_metrics_refuses_a_wrong_token(metrics_app: Flask, header: str | None) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    resp = metrics_app.test_client().get("/metrics", headers=headers)
+    assert resp.status_code == 401 and resp.headers["WWW-Authenticate"] == "Bearer"
+    assert b"sidebar_sync" not in resp.data
+
+
+def test_metrics_answers_parseable_text_with_the_gauges_read_from_redis(metrics_app: Flask) -> None:
+    now = time.time()
+    with metrics_app.app_context():
+        svc = services()
+        svc.store.schedule.set_next("mbx-overdue", now - 120)
+        svc.store.schedule.set_next("mbx-later", now + 600)
+        svc.redis.set(svc.store.schedule.tick_key, repr(now - 30))
+    resp = metrics_app.test_client().get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status_code == 200 and resp.mimetype == "text/plain"
+    values = parsed(resp.get_data(as_text=True))
+    assert values[("sidebar_sync_scheduled_mailboxes", ())] == 2
+    assert 119 <= values[("sidebar_sync_most_overdue_seconds", ())] < 180
+    assert values[("sidebar_sync_clock_last_tick_timestamp_seconds", ())] == pytest.approx(now - 30)
+    assert values[("sidebar_sync_queue_depth", (("queue", "sync"),))] == 0
+
+
+RECORD = """
+import sys
+from backend.observability import metrics
+metrics.record_outbound("graph", int(sys.argv[1]))
+metrics.record_run("ok", "microsoft", 2.0, {"written": 3, "filtered_by": {"blocklist": 1}}, 4)
+"""
+
+
+def test_counters_of_two_processes_are_merged_in_multiprocess_mode(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    for status in (200, 429):
+        subprocess.run([sys.executable, "-c", RECORD, str(status)], env=env, check=True, cwd=ROOT, timeout=60)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    values = parsed(exposition().decode())
+    assert values[("sidebar_sync_outbound_requests_total", (("service", "graph"), ("status", "2xx")))] == 1
+    assert values[("sidebar_sync_outbound_requests_total", (("service", "graph"), ("status", "4xx")))] == 1
+    assert values[("sidebar_sync_throttled_total", (("service", "graph"),))] == 1
+    assert values[("sidebar_sync_runs_total", (("outcome", "ok"), ("provider", "microsoft")))] == 2
+    assert values[("sidebar_sync_items_total", (("result", "written"),))] == 6
+    assert values[("sidebar_sync_items_skipped_total", (("reason", "blocklist"),))] == 2
+    assert values[("sidebar_sync_salesforce_api_calls_total", ())] == 8
