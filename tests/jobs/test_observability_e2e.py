@@ -7,11 +7,11 @@ import logging
 from collections.abc import Callable, Iterator
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from backend.extensions import services
 from backend.observability.logs import JsonFormatter, mailbox_hash
 from tests.e2e import SyncEnv
+from tests.helpers import prometheus_samples
 from tests.jobs.conftest import jobs_in_process
 from tests.runs import run_mailbox
 
@@ -37,8 +37,7 @@ def samples(env: SyncEnv) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
     """The scrape of /metrics, parsed by prometheus_client's own parser: {(sample, labels): value}."""
     resp = env.client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert resp.status_code == 200, resp.status_code
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(resp.get_data(as_text=True)) for s in family.samples}
+    return prometheus_samples(resp.get_data(as_text=True))
 
 
 def value(scrape: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import redis
 from flask import Flask
-from prometheus_client.parser import text_string_to_metric_families
 
 from backend import create_app
 from backend.extensions import services
 from backend.observability.metrics import exposition
 from sandbox.https_client import HttpsClient
+from tests.helpers import prometheus_samples
 
 TOKEN = "the-operators-metrics-token-0123456789"
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -28,12 +28,6 @@ def metrics_app(app_config: dict[str, Any], redis_client: redis.Redis) -> Flask:
     app = create_app({**app_config, "METRICS_TOKEN": TOKEN})
     app.test_client_class = HttpsClient
     return app
-
-
-def parsed(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Prometheus text through prometheus_client's parser: {(sample, sorted labels): value}."""
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def test_metrics_is_not_there_without_a_token(client: Any) -> None:
@@ -58,7 +52,7 @@ def test_metrics_answers_parseable_text_with_the_gauges_read_from_redis(metrics_
         svc.redis.set(svc.store.schedule.tick_key, repr(now - 30))
     resp = metrics_app.test_client().get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert resp.status_code == 200 and resp.mimetype == "text/plain"
-    values = parsed(resp.get_data(as_text=True))
+    values = prometheus_samples(resp.get_data(as_text=True))
     assert values[("sidebar_sync_scheduled_mailboxes", ())] == 2
     assert 119 <= values[("sidebar_sync_most_overdue_seconds", ())] < 180
     assert values[("sidebar_sync_clock_last_tick_timestamp_seconds", ())] == pytest.approx(now - 30)
@@ -79,7 +73,7 @@ def test_counters_of_two_processes_are_merged_in_multiprocess_mode(tmp_path: Pat
     for status in (200, 429):
         subprocess.run([sys.executable, "-c", RECORD, str(status)], env=env, check=True, cwd=ROOT, timeout=60)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    values = parsed(exposition().decode())
+    values = prometheus_samples(exposition().decode())
     assert values[("sidebar_sync_outbound_requests_total", (("service", "graph"), ("status", "2xx")))] == 1
     assert values[("sidebar_sync_outbound_requests_total", (("service", "graph"), ("status", "4xx")))] == 1
     assert values[("sidebar_sync_throttled_total", (("service", "graph"),))] == 1
