@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -27,6 +27,9 @@ OUTBOUND = Counter(PREFIX + "outbound_requests", "Outside calls by service and s
 THROTTLED = Counter(PREFIX + "throttled", "Outside answers that said slow down (429, 503)", ["service"])
 WEBHOOKS = Counter(PREFIX + "webhook_notifications", "Push notifications received", ["source", "outcome"])
 API_BUDGET = Counter(PREFIX + "salesforce_api_calls", "Salesforce API calls the runs spent (the org budget)")
+# One series per org (a bounded set: the customers), the last reading any process saw.
+API_USED = Gauge(PREFIX + "org_api_budget_used_ratio", "The org's Salesforce API use in 24 h over its limit",
+                 ["org_id"], multiprocess_mode="mostrecent")
 
 # A gauge computed at scrape time: (name, help, {label values: value}, label names).
 ScrapeGauge = tuple[str, str, Mapping[tuple[str, ...], float], tuple[str, ...]]
@@ -47,6 +50,12 @@ def record_run(outcome: str, provider: str, seconds: float, counts: Mapping[str,
         SKIPPED.labels(reason).inc(n)
     if salesforce_calls:
         API_BUDGET.inc(salesforce_calls)
+
+
+def record_api_usage(org_id: str, used: int, limit: int) -> None:
+    """Note an org's Salesforce API usage as Salesforce last reported it."""
+    if limit > 0:
+        API_USED.labels(org_id).set(used / limit)
 
 
 def record_outbound(service: str, status: int | None) -> None:

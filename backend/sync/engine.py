@@ -138,6 +138,8 @@ class SyncEngine:
         self.store.runs.record(mid, record)
         metrics.record_run(status, run.mailbox.provider, record["duration_ms"] / 1000, record["counts"],
                            run.salesforce_calls)
+        if run.usage is not None:
+            metrics.record_api_usage(run.mailbox.org_id, run.usage.used, run.usage.limit)
         changes: dict[str, Any] = {"last_run": record}
         if failure is None:
             # A run that got through clears the failure streak and the error shown in the pane.

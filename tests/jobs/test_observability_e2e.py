@@ -67,6 +67,8 @@ def test_a_run_moves_the_counters_and_its_json_lines_carry_ids_but_no_secret(
     for svc_name in (service, "salesforce"):
         assert value(after, "sidebar_sync_outbound_requests_total", service=svc_name, status="2xx") > \
             value(before, "sidebar_sync_outbound_requests_total", service=svc_name, status="2xx"), svc_name
+    if record["salesforce_calls"]:  # Salesforce reports the org's usage on its answers
+        assert 0 < value(after, "sidebar_sync_org_api_budget_used_ratio", org_id=mailbox.org_id) < 1
     assert value(after, "sidebar_sync_queue_depth", queue="sync") >= 0
     assert ("sidebar_sync_most_overdue_seconds", ()) in after
 

@@ -64,6 +64,7 @@ import sys
 from backend.observability import metrics
 metrics.record_outbound("graph", int(sys.argv[1]))
 metrics.record_run("ok", "microsoft", 2.0, {"written": 3, "filtered_by": {"blocklist": 1}}, 4)
+metrics.record_api_usage("00Dorg", int(sys.argv[1]), 1000)  # the later process's reading wins
 """
 
 
@@ -81,3 +82,4 @@ def test_counters_of_two_processes_are_merged_in_multiprocess_mode(tmp_path: Pat
     assert values[("sidebar_sync_items_total", (("result", "written"),))] == 6
     assert values[("sidebar_sync_items_skipped_total", (("reason", "blocklist"),))] == 2
     assert values[("sidebar_sync_salesforce_api_calls_total", ())] == 8
+    assert values[("sidebar_sync_org_api_budget_used_ratio", (("org_id", "00Dorg"),))] == pytest.approx(0.429)
