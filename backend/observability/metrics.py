@@ -13,9 +13,30 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+
+# RQ forks a work-horse per job: keyed by its pid, the multiprocess directory would gain a file set
+# per job (and every scrape reads them all). A horse writes under its worker's name instead
+# (:func:`write_as`): a worker runs one horse at a time and records nothing itself, and the name
+# differs from the worker's pid, so prometheus_client reopens the files in each horse (re-reading
+# what the worker's earlier horses wrote) rather than writing through the worker's stale maps.
+_names: dict[int, str] = {}
+
+
+def _process_identifier() -> int | str:
+    return _names.get(os.getpid()) or os.getpid()
+
+
+def write_as(name: str) -> None:
+    """Record this process's metrics under ``name`` (an RQ work-horse: its worker's) in multiprocess mode."""
+    _names[os.getpid()] = name
+
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Before any metric exists: the value class is taken when a metric is made.
+    values.ValueClass = values.MultiProcessValue(_process_identifier)
 
 PREFIX = "sidebar_sync_"
 RUNS = Counter(PREFIX + "runs", "Sync runs by outcome and provider", ["outcome", "provider"])
@@ -80,9 +101,9 @@ class _Gauges:
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         """One gauge family per (name, help, {labels: value}, label names)."""
-        for name, doc, values, labels in self.gauges:
+        for name, doc, samples, labels in self.gauges:
             family = GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
-            for key, value in values.items():
+            for key, value in samples.items():
                 family.add_metric(list(key), value)
             yield family
 

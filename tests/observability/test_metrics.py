@@ -83,3 +83,41 @@ def test_counters_of_two_processes_are_merged_in_multiprocess_mode(tmp_path: Pat
     assert values[("sidebar_sync_items_skipped_total", (("reason", "blocklist"),))] == 2
     assert values[("sidebar_sync_salesforce_api_calls_total", ())] == 8
     assert values[("sidebar_sync_org_api_budget_used_ratio", (("org_id", "00Dorg"),))] == pytest.approx(0.429)
+
+
+# A worker forking one horse after another, as RQ does, each horse recording a run.
+HORSES = """
+import os
+from backend.jobs.worker import Worker
+from backend.observability import metrics
+
+class Horse(Worker):
+    def __init__(self):  # no app: only the horse's entry point is under test
+        pass
+
+def perform(*args, **kwargs):
+    metrics.record_run("ok", "exchange", 1.0, {"read": 1}, 0)
+    os._exit(0)
+
+Worker.__bases__[0].main_work_horse = perform  # what RQ's own entry point would run
+for _ in range(3):
+    child = os.fork()
+    if child == 0:
+        Horse().main_work_horse(None, None)
+    os.waitpid(child, 0)
+print(os.getpid())
+"""
+
+
+def test_an_rq_worker_s_horses_share_one_file_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", HORSES], env=env, check=True, cwd=ROOT, timeout=60,
+                          capture_output=True, text=True)
+    worker_pid = proc.stdout.split()[-1]
+    # The worker's own (its unlabelled counters exist from import) and its horses' one set: none per horse.
+    assert {p.name for p in tmp_path.glob("counter_*.db")} == {f"counter_{worker_pid}.db",
+                                                               f"counter_rq-{worker_pid}.db"}
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    values = prometheus_samples(exposition().decode())
+    assert values[("sidebar_sync_runs_total", (("outcome", "ok"), ("provider", "exchange")))] == 3
+    assert values[("sidebar_sync_items_total", (("result", "read"),))] == 3
