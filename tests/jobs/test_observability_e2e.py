@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from backend.extensions import services
 from backend.observability.logs import JsonFormatter, mailbox_hash
+from backend.observability.metrics import exposition
 from tests.e2e import SyncEnv
 from tests.helpers import prometheus_samples
 from tests.jobs.conftest import jobs_in_process
@@ -78,4 +80,28 @@ def test_a_run_moves_the_counters_and_its_json_lines_carry_ids_but_no_secret(
     assert run_line["run_id"] == record["id"] and run_line["mailbox"] == mailbox_hash(env.uid)
     assert run_line["org_id"] == mailbox.org_id and run_line["counts"]["written"] == 1
     text = "\n".join(formatter.format(r) for r in caplog.records)
+    assert env.uid not in text and SUBJECT not in text and env.session.token not in text
+
+
+@pytest.mark.parametrize("env_factory", ["microsoft"], indirect=True)
+def test_a_worker_process_s_run_is_in_the_merged_scrape_and_its_json_log(
+        env_factory: Callable[..., SyncEnv], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    env = env_factory(PROMETHEUS_MULTIPROC_DIR=str(directory), LOG_FORMAT="json")
+    env.sf.add_contact(CONTACT, "Carol")
+    env.harness.add_email("inbox", subject=SUBJECT, sender=CONTACT, to=[env.harness.address])
+    env.log_in()
+    env.activate()
+    worker = env.worker()
+    record = env.wait_runs(1)
+    assert record["status"] == "ok" and record["counts"]["written"] == 1
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+    scrape = prometheus_samples(exposition().decode())
+    assert value(scrape, "sidebar_sync_runs_total", outcome="ok", provider="microsoft") == 1
+    assert value(scrape, "sidebar_sync_outbound_requests_total", service="graph", status="2xx") > 0
+    lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    (run_line,) = [line for line in lines if line.get("event") == "sync_run"]
+    assert run_line["run_id"] == record["id"] and run_line["mailbox"] == mailbox_hash(env.uid)
+    text = json.dumps(lines)
     assert env.uid not in text and SUBJECT not in text and env.session.token not in text
