@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,10 +19,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app from ``config`` (a mapping of setting names), or from the environment."""
     settings = Settings.load(config) if config is not None else Settings.from_environ()
     app = Flask(__name__, static_folder=None, instance_relative_config=True)
-    logging.basicConfig(
-        level=getattr(logging, settings.LOG_LEVEL.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from backend.observability.logs import configure
+
+    configure(settings.LOG_LEVEL, settings.LOG_FORMAT)
     # Bodies larger than this are refused before a view reads them (413); views set tighter limits.
     app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024
     app.config["PREFERRED_URL_SCHEME"] = "https"

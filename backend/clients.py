@@ -18,6 +18,7 @@ from backend.connectors.google.push import PushVerifier
 from backend.connectors.graph import MicrosoftAuth
 from backend.connectors.salesforce import JwtBearer, SalesforceOAuth
 from backend.net import Resolver
+from backend.net.outbound import register_services
 from backend.security.exchange_identity import ExchangeIdentityVerifier
 from backend.security.identity import NaaVerifier, ProofVerifier
 
@@ -45,6 +46,12 @@ class Clients:
     @classmethod
     def from_settings(cls, settings: Settings) -> Clients:
         """Build every client from the settings."""
+        register_services({
+            settings.SALESFORCE_LOGIN_URL: "salesforce", settings.SALESFORCE_SANDBOX_URL: "salesforce",
+            settings.MS_AUTHORITY: "microsoft_identity", settings.GRAPH_URL: "graph",
+            settings.GOOGLE_TOKEN_URL: "google", settings.GMAIL_API_URL: "google",
+            settings.GOOGLE_CALENDAR_API_URL: "google", settings.GOOGLE_CERTS_URL: "google",
+        })
         salesforce_oauth = SalesforceOAuth(settings)
         return cls(
             salesforce_oauth=salesforce_oauth,

@@ -7,14 +7,18 @@ There is no inline script anywhere: ``script-src`` lists our origin and Microsof
 
 from __future__ import annotations
 
+import hmac
 import os
+import time
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 from flask import Blueprint, Flask, Response, abort, jsonify, request, send_from_directory
 
-from backend.extensions import services
+from backend.extensions import QUEUE_NAMES, Services, services
+from backend.observability.metrics import ScrapeGauge, exposition
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "taskpane_static")
 # Hosts that frame the task pane in Outlook on the web and the Office web apps.
@@ -30,6 +34,8 @@ FRAME_ANCESTORS = (
     "https://*.cloud.microsoft",
     "https://*.officeapps.live.com",
 )
+# /healthz answers 503 when the clock has not ticked for this long (it ticks every minute).
+CLOCK_LATE_SECONDS = 180
 # office.js and MSAL.js come from Microsoft's CDNs.
 SCRIPT_HOSTS = ("https://appsforoffice.microsoft.com", "https://alcdn.msauth.net")
 _STATIC_DIRS = {"js", "css", "img", "assets"}
@@ -110,11 +116,62 @@ def static_file(folder: str, filename: str) -> Any:
     return resp
 
 
+def clock_and_lag(svc: Services, now: float) -> tuple[float | None, float]:
+    """The clock's last tick and the queue lag (how overdue the most overdue mailbox is), one round trip."""
+    last_tick, first_due = svc.store.schedule.health()
+    return last_tick, max(0.0, now - first_due) if first_due is not None else 0.0
+
+
 @bp.get("/healthz")
 def healthz() -> Any:
-    """``{"status": "ok", "redis": "ok"}``, or 503 when Redis does not answer."""
+    """Redis, the clock's last tick, the queue lag; 503: Redis down, clock late or lag over an interval.
+
+    A clock that never ticked (a deployment's first minute) is reported as ``never``, not a failure.
+    """
+    svc = services()
     try:
-        services().redis.ping()
+        svc.redis.ping()
+        now = time.time()
+        last_tick, lag = clock_and_lag(svc, now)
     except (redis.RedisError, OSError):
         return jsonify({"status": "error", "redis": "unreachable"}), 503
-    return jsonify({"status": "ok", "redis": "ok"})
+    age = None if last_tick is None else max(0.0, now - last_tick)
+    clock = "never" if age is None else ("late" if age > CLOCK_LATE_SECONDS else "ok")
+    lagging = lag > svc.settings.SYNC_INTERVAL_SECONDS
+    body = {
+        "status": "error" if clock == "late" or lagging else "ok",
+        "redis": "ok",
+        "clock": clock,
+        "clock_last_tick": None if last_tick is None else datetime.fromtimestamp(last_tick, UTC).isoformat(),
+        "queue_lag_seconds": round(lag, 1),
+        "queue_lag": "late" if lagging else "ok",
+    }
+    return jsonify(body), 503 if body["status"] == "error" else 200
+
+
+@bp.get("/metrics")
+def metrics() -> Any:
+    """Prometheus text: the counters of every process, and the gauges read from Redis now (bearer METRICS_TOKEN)."""
+    svc = services()
+    token = svc.settings.METRICS_TOKEN
+    if not token:
+        abort(404)
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return Response("unauthorized\n", status=401, headers={"WWW-Authenticate": "Bearer"}, mimetype="text/plain")
+    now = time.time()
+    last_tick, lag = clock_and_lag(svc, now)
+    with svc.redis_raw.pipeline(transaction=False) as pipe:
+        for name in QUEUE_NAMES:
+            pipe.llen(svc.queue(name).key)
+        pipe.zcard(svc.store.schedule.key)
+        *depths, scheduled = pipe.execute()
+    gauges: list[ScrapeGauge] = [
+        ("queue_depth", "Jobs waiting in each RQ queue",
+         {(n,): float(d) for n, d in zip(QUEUE_NAMES, depths, strict=True)}, ("queue",)),
+        ("most_overdue_seconds", "How overdue the most overdue mailbox is", {(): lag}, ()),
+        ("scheduled_mailboxes", "Mailboxes on the clock's schedule", {(): float(scheduled)}, ()),
+    ]
+    if last_tick is not None:
+        gauges.append(("clock_last_tick_timestamp_seconds", "When the clock last ticked", {(): last_tick}, ()))
+    return Response(exposition(gauges), mimetype="text/plain; version=0.0.4; charset=utf-8")

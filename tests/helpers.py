@@ -12,3 +12,11 @@ def run_queued(*names: str) -> None:
     svc = services()
     queues = [svc.queue(name) for name in (names or (QUEUE_INTERACTIVE, QUEUE_SYNC))]
     SimpleWorker(queues, connection=svc.redis_raw).work(burst=True)
+
+
+def prometheus_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text through prometheus_client's own parser: {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}

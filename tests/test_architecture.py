@@ -38,6 +38,10 @@ LAYER_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
                           "backend.connectors", "backend.extensions", "backend.clients")),
     ("backend.net", ("backend.store", "backend.sync", "backend.jobs", "backend.api", "backend.auth",
                      "backend.connectors", "backend.security", "backend.extensions", "backend.clients")),
+    # What an operator sees sits under everything that records into it (net/, sync/, jobs/, hooks/).
+    ("backend.observability", ("backend.net", "backend.store", "backend.security", "backend.sync", "backend.jobs",
+                               "backend.api", "backend.auth", "backend.connectors", "backend.admin", "backend.hooks",
+                               "backend.web", "backend.cli", "backend.extensions", "backend.clients")),
     # Product code never leans on the fakes: they serve tests, scripts/dev and bench only.
     ("backend", ("sandbox", "bench", "scripts")),
     ("backend.config", ("backend",)),
@@ -271,6 +275,8 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
     ({"sandbox/ews.py": "from tests.helpers import login\n"}, "sandbox.ews:1 imports tests.helpers"),
     ({"backend/x.py": "import tests.conftest\n"}, "backend.x:1 imports tests.conftest"),
     ({"backend/web.py": "from sandbox.ews import serve\n", "sandbox/ews.py": ""}, "backend.web:1 imports sandbox.ews"),
+    ({"backend/observability/metrics.py": "from backend.store import Store\n", "backend/store/__init__.py": ""},
+     "backend.observability.metrics:1 imports backend.store"),
 ])
 def test_a_layer_violation_is_reported(tmp_path: Path, files: dict[str, str], expected: str) -> None:
     problems = layer_violations(_tree(tmp_path, files))

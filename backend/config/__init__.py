@@ -166,6 +166,10 @@ class Settings:
     API_SESSION_IDLE_SECONDS: int = 8 * 3600
     SALESFORCE_CHECK_SECONDS: int = 60
     LOG_LEVEL: str = "INFO"
+    # ``text`` for development; ``json``: one object a line (backend/observability/logs.py).
+    LOG_FORMAT: str = "text"
+    # Bearer token GET /metrics requires; unset, /metrics answers 404.
+    METRICS_TOKEN: str = ""
 
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -254,6 +258,8 @@ class Settings:
                 raise ConfigError(f"ENCRYPTION_KEYS: {problem}")
         if self.OUTBOUND_CA_BUNDLE and not os.path.isfile(self.OUTBOUND_CA_BUNDLE):
             raise ConfigError(f"OUTBOUND_CA_BUNDLE is not a readable file: {self.OUTBOUND_CA_BUNDLE}")
+        if self.LOG_FORMAT not in ("text", "json"):
+            raise ConfigError(f"LOG_FORMAT must be text or json (got {self.LOG_FORMAT!r})")
         if self.SMTP_URL and not self.MAIL_FROM:
             raise ConfigError("MAIL_FROM is required when SMTP_URL is set")
         try:

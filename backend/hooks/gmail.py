@@ -23,6 +23,7 @@ from backend.errors import NotAuthentic, Unavailable
 from backend.extensions import services
 from backend.hooks.graph import bp
 from backend.jobs.push import plan_push_run
+from backend.observability.metrics import record_webhook
 from backend.security.crypto import constant_time_equal
 from backend.sync.push import GMAIL_STATE, gmail_sub_id
 
@@ -57,6 +58,7 @@ def gmail_push() -> Any:
         verifier.verify(request.headers.get("Authorization"))
     except NotAuthentic as exc:
         log.warning("gmail push refused: %s", exc.message)
+        record_webhook("gmail", "refused")
         return error_response(403, "not_authentic", "The push did not prove it came from Google.")
     except Unavailable:
         # Our side cannot check it now: Pub/Sub redelivers after a 503.
@@ -65,6 +67,8 @@ def gmail_push() -> Any:
     known = svc.store.push.lookup(gmail_sub_id(address))
     if known is None or not constant_time_equal(svc.store.push.hash_state(GMAIL_STATE), known[1]):
         log.info("gmail push for a mailbox not watched")
+        record_webhook("gmail", "unknown")
         return Response(status=204)
+    record_webhook("gmail", "accepted")
     plan_push_run(known[0])
     return Response(status=204)

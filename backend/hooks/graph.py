@@ -23,6 +23,7 @@ from backend.api.validation import json_body
 from backend.extensions import services
 from backend.jobs.push import enqueue_push_job, ensure_push, plan_push_run, renew_push
 from backend.jobs.sync import enqueue_sync
+from backend.observability.metrics import record_webhook
 from backend.security.crypto import constant_time_equal, fingerprint
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,11 @@ def graph_notification() -> Any:
     answer = _handshake()
     if answer is not None:
         return answer
-    for mid in sorted({mid for mid, _, _ in _verified(_entries())}):
+    entries = _entries()
+    verified = _verified(entries)
+    record_webhook("graph", "accepted", len(verified))
+    record_webhook("graph", "refused", len(entries) - len(verified))
+    for mid in sorted({mid for mid, _, _ in verified}):
         plan_push_run(mid)
     return Response(status=202)
 
@@ -100,7 +105,9 @@ def graph_lifecycle() -> Any:
     renew: dict[str, list[str]] = {}
     removed: dict[str, list[str]] = {}
     missed: set[str] = set()
-    for mid, sub_id, entry in _verified(_entries()):
+    verified = _verified(_entries())
+    record_webhook("graph_lifecycle", "accepted", len(verified))
+    for mid, sub_id, entry in verified:
         event = entry.get("lifecycleEvent")
         if event == "reauthorizationRequired":
             renew.setdefault(mid, []).append(sub_id)

@@ -7,6 +7,7 @@ start with one clear line, as the web process does.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -14,6 +15,7 @@ import rq
 
 from backend.config import ConfigError
 from backend.jobs.context import use_app
+from backend.observability.metrics import write_as
 
 
 class Worker(rq.Worker):
@@ -28,3 +30,8 @@ class Worker(rq.Worker):
             print(f"sidebar-sync worker: configuration error: {exc}", file=sys.stderr)
             raise SystemExit(3) from None
         super().__init__(*args, **kwargs)
+
+    def main_work_horse(self, *args: Any, **kwargs: Any) -> None:
+        """As RQ does, with the horse's metrics written under its worker's name (one file set a worker)."""
+        write_as(f"rq-{os.getppid()}")
+        super().main_work_horse(*args, **kwargs)

@@ -131,6 +131,9 @@ class GuardedAdapter(SharedTlsMixin):
     by default just ``deadline``), and ``on_send`` counts requests.
     """
 
+    # Guarded sessions reach user-influenced hosts: the Exchange servers (EWS, Autodiscover).
+    service = "ews"
+
     def __init__(
         self,
         guard: HostGuard,

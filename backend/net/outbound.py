@@ -24,15 +24,47 @@ import stat
 import tempfile
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import certifi
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.ssl_ import create_urllib3_context
 
+from backend.observability.metrics import record_outbound
+
 _bundle_lock = threading.Lock()
 _bundles: dict[str, str] = {}
 _contexts: dict[str, ssl.SSLContext] = {}
+# host[:port] -> service, for the outside-call metrics: our configured endpoints (register_services),
+# then the public suffixes; whatever else is "other".
+_service_hosts: dict[str, str] = {}
+_SERVICE_SUFFIXES = (
+    ("graph.microsoft.com", "graph"), ("login.microsoftonline.com", "microsoft_identity"),
+    ("salesforce.com", "salesforce"), ("force.com", "salesforce"),
+    ("googleapis.com", "google"), ("google.com", "google"),
+)
+
+
+def register_services(urls: dict[str, str]) -> None:
+    """Name the service of each configured endpoint ``{url: service}`` for the outside-call metrics."""
+    for url, service in urls.items():
+        netloc = urlsplit(url).netloc.lower()
+        if netloc:
+            _service_hosts[netloc] = service
+
+
+def service_of(url: str) -> str:
+    """Which outside service a request URL goes to (a bounded label: never the host itself)."""
+    parts = urlsplit(url)
+    known = _service_hosts.get(parts.netloc.lower())
+    if known:
+        return known
+    host = (parts.hostname or "").lower()
+    for suffix, service in _SERVICE_SUFFIXES:
+        if host == suffix or host.endswith("." + suffix):
+            return service
+    return "other"
 
 
 def trust_bundle(extra_ca_file: str) -> str | bool:
@@ -101,7 +133,24 @@ def tls_context(bundle: str) -> ssl.SSLContext:
 
 
 class SharedTlsMixin(HTTPAdapter):
-    """Pools get the process's shared TLS context for a bundle path instead of the path itself."""
+    """Pools get the process's shared TLS context for a bundle path instead of the path itself.
+
+    Every outside call passes :meth:`send` here, so it is counted here, once (service, status class).
+    """
+
+    # The service every request of this adapter goes to; empty: told by the request's host.
+    service: str = ""
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        """Send, counting the call by service and status class (an exception counts as ``error``)."""
+        service = self.service or service_of(str(request.url))
+        try:
+            response = super().send(request, *args, **kwargs)
+        except Exception:
+            record_outbound(service, None)
+            raise
+        record_outbound(service, response.status_code)
+        return response
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None

@@ -16,11 +16,12 @@ from backend.store.keys import Keys
 
 # One clock tick, atomically: take up to ARGV[3] members due by ARGV[1]; unschedule the ones no
 # longer running; move those of an org backing off to the end of its backoff; lease the rest until
-# ARGV[2] and sort them by their run job (KEYS: schedule, claims; ARGV[4..6]: key prefixes of
+# ARGV[2] and sort them by their run job (KEYS: schedule, claims, the clock's last tick; ARGV[4..6]: key prefixes of
 # mailboxes, orgs and run jobs; ARGV[7]: the job statuses that mean "finished", comma-separated).
 # A member whose score is still our own lease (the clock crashed or its run never rescheduled) keeps
 # its planned start; so does one whose run is still on its way (that run's slot is the one it serves).
 _CLAIM_TICK = """
+redis.call('SET', KEYS[3], ARGV[1])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
 local now = tonumber(ARGV[1])
 local finished = {}
@@ -130,13 +131,14 @@ class ScheduleRepo:
                    finished: tuple[str, ...]) -> TickClaim:
         """One clock tick's claim, in one round trip: up to ``limit`` due mailboxes, sorted (see :class:`TickClaim`).
 
+        It also notes the tick's time (:meth:`health`).
         The claimed ones are leased until ``now + lease`` (the next tick does not take them again
         while their job waits; a crash before the enqueue loses nothing: the lease runs out). A
         mailbox's run job is the hash at ``run_key_prefix + mid``, finished when its ``status`` is
         one of ``finished``.
         """
         lists = self._claim_tick(
-            keys=[self.key, self.claims_key],
+            keys=[self.key, self.claims_key, self.tick_key],
             args=[repr(now), repr(now + lease_seconds), str(limit), self._keys("mailbox", ""),
                   self._keys("org", ""), run_key_prefix, ",".join(finished)],
         )
@@ -160,6 +162,19 @@ class ScheduleRepo:
         if score is not None and float(score) <= now:
             return float(score)
         return float(planned) if planned else None
+
+    @property
+    def tick_key(self) -> str:
+        """When the clock last ticked (set by :meth:`claim_tick`; ``/healthz`` and the metrics read it)."""
+        return self._keys("clock", "last_tick")
+
+    def health(self) -> tuple[float | None, float | None]:
+        """The clock's last tick and the earliest scheduled time (the most overdue mailbox's), one round trip."""
+        with self._r.pipeline(transaction=False) as pipe:
+            pipe.get(self.tick_key)
+            pipe.zrange(self.key, 0, 0, withscores=True)
+            tick, first = pipe.execute()
+        return (float(tick) if tick else None), (float(first[0][1]) if first else None)
 
     def count(self) -> int:
         """How many mailboxes are scheduled."""

@@ -22,6 +22,8 @@ from backend.clients import Clients
 from backend.config import Settings
 from backend.connectors.crm import ApiLimitExceeded
 from backend.errors import AuthRevoked, ConnectorError
+from backend.observability import metrics
+from backend.observability.logs import mailbox_hash
 from backend.store import Store
 from backend.store.mailboxes import SyncState
 from backend.sync.budget import backoff_before_run, end_backoff, enter_backoff, iso
@@ -134,6 +136,10 @@ class SyncEngine:
         status = "error" if failure is not None else ("partial" if run.stopped else "ok")
         record = run_record(run, started, int((time.monotonic() - clock) * 1000), status, error)
         self.store.runs.record(mid, record)
+        metrics.record_run(status, run.mailbox.provider, record["duration_ms"] / 1000, record["counts"],
+                           run.salesforce_calls)
+        if run.usage is not None:
+            metrics.record_api_usage(run.mailbox.org_id, run.usage.used, run.usage.limit)
         changes: dict[str, Any] = {"last_run": record}
         if failure is None:
             # A run that got through clears the failure streak and the error shown in the pane.
@@ -157,4 +163,7 @@ class SyncEngine:
         log.info("sync run mid=%s status=%s read=%d written=%d dup=%d filtered=%d quarantined=%d sf_calls=%d "
                  "mailbox_calls=%d ms=%d", mid, record["status"], counts["read"], counts["written"],
                  counts["duplicates"], counts["filtered"], counts["quarantined"], record["salesforce_calls"],
-                 record["mailbox_calls"], record["duration_ms"])
+                 record["mailbox_calls"], record["duration_ms"],
+                 extra={"event": "sync_run", "run_id": record["id"], "mailbox": mailbox_hash(mid),
+                        "org_id": run.mailbox.org_id, "status": record["status"],
+                        "counts": {k: counts[k] for k in metrics.ITEM_RESULTS}})
