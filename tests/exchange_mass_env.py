@@ -21,7 +21,7 @@ from sandbox.smtp import SmtpSink
 from tests.mass_env import DOMAIN, JWT_KEYS, MassEnv, address
 
 SERVICE = f"svc-sync@{DOMAIN}"
-SERVICE_PASSWORD = "svc-Passw0rd"  # noqa: S105 - the fake's password
+SERVICE_PASSWORD = "svc-Passw0rd"
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from backend.errors import AuthRevoked
@@ -113,7 +111,7 @@ def test_a_changed_password_breaks_the_org_once_and_everyone_resumes_after_the_f
         assert sync_mailbox(exch.uid(name))["counts"]["written"] == 1
     cursors = {name: store.mailboxes.cursors(exch.uid(name)) for name in ("bob", "jill")}
 
-    ews.state.users[SERVICE].password = "rotated-Passw0rd"  # noqa: S105
+    ews.state.users[SERVICE].password = "rotated-Passw0rd"
     with pytest.raises(AuthRevoked):
         sync_mailbox(exch.uid("bob"))
     access = store.org_access.get(ORG)
@@ -121,14 +119,16 @@ def test_a_changed_password_breaks_the_org_once_and_everyone_resumes_after_the_f
     for name in ("bob", "jill"):
         mailbox = store.mailboxes.get(exch.uid(name))
         assert mailbox is not None and mailbox.state is SyncState.DISABLED_ERROR
-        assert mailbox.error is not None and mailbox.error["message"] == "Disabled due to an error (organisation connection)"
+        assert mailbox.error is not None
+        assert mailbox.error["message"] == "Disabled due to an error (organisation connection)"
         assert mailbox.auth_failures == 0
     queue = services().queue(QUEUE_NOTIFY)
     assert queue.job_ids == [f"orgnotify-{ORG}-{access.broken['exchange']['incident']}"]
     job = queue.fetch_job(queue.job_ids[0])
     assert job is not None and send_org_notice(*job.args)
     (sent,) = exch.sink.messages
-    assert sent.rcpt_tos == [ADMIN_ADDRESS] and "Exchange" in sent.message["Subject"] and SERVICE in sent.message.get_content()
+    assert sent.rcpt_tos == [ADMIN_ADDRESS] and "Exchange" in sent.message["Subject"]
+    assert SERVICE in sent.message.get_content()
     assert "Microsoft 365" not in sent.message.get_content()
 
     still = exch.post("/api/admin/connections/exchange/check", json={"address": address("bob")}).json
