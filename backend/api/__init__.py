@@ -6,6 +6,7 @@ from __future__ import annotations
 from backend.api import (  # noqa: F401
     admin,
     admin_access_exchange,
+    admin_access_exchange_openapi,
     admin_activate,
     admin_activate_openapi,
     admin_openapi,
