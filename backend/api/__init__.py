@@ -5,6 +5,8 @@ from __future__ import annotations
 # The route modules register their views on ``bp`` when imported.
 from backend.api import (  # noqa: F401
     admin,
+    admin_access_exchange,
+    admin_access_exchange_openapi,
     admin_activate,
     admin_activate_openapi,
     admin_openapi,

@@ -76,6 +76,8 @@ class MailboxContext:
     # (split DNS, or a test's fake); the HTTP session is shared by a connector's requests.
     resolver: Resolver | None = None
     http_session: requests.Session | None = None
+    # The org's connection secrets (by name), for a mailbox read with its org's access (mass activation).
+    org_secret: Callable[[str], str | None] | None = None
 
 
 def _exchange(ctx: MailboxContext) -> Mailbox:

@@ -18,22 +18,35 @@ from backend.store.org_access import OrgAccess
 log = logging.getLogger(__name__)
 
 
+# Per provider: what the org's access is, and how the administrator fixes it (in the console).
+_WORDING = {
+    "microsoft": ("the Microsoft 365 app-only access your tenant ({access.microsoft_tenant}) granted",
+                  "a Microsoft 365 administrator grants admin consent again in the Sidebar Sync console "
+                  "(Mailbox access > Microsoft 365):"),
+    "exchange": ("the on-premises Exchange service account ({access.exchange_login})",
+                 "enter the service account's new password in the Sidebar Sync console and press Test "
+                 "(Mailbox access > On-premises Exchange):"),
+}
+_LABELS = {"microsoft": "Microsoft 365", "exchange": "on-premises Exchange"}
+
+
 def org_broken_message(settings: Settings, access: OrgAccess, provider: str, to: str) -> EmailMessage:
     """The "organisation connection broken" email (no secrets, no mail content)."""
     details = access.broken.get(provider, {})
+    what, fix = _WORDING.get(provider, _WORDING["microsoft"])
     text = (
         "Hello,\n\n"
-        "Sidebar Sync can no longer read your organisation's Microsoft 365 mailboxes with the app-only "
-        f"access your tenant ({access.microsoft_tenant}) granted: {details.get('message', 'access refused')}.\n\n"
+        f"Sidebar Sync can no longer read your organisation's mailboxes with {what.format(access=access)}: "
+        f"{details.get('message', 'access refused')}.\n\n"
         "Sync is paused for every person activated through it; it does not count against their own sign-in, "
         "and nothing is lost.\n\n"
-        "How to fix it: a Microsoft 365 administrator grants admin consent again in the Sidebar Sync console "
-        f"(Mailbox access > Microsoft 365): {settings.PUBLIC_BASE_URL}/admin#access\n"
+        f"How to fix it: {fix} {settings.PUBLIC_BASE_URL}/admin#access\n"
         "Everyone resumes where they stopped as soon as the connection works.\n\n"
         "- Sidebar Sync\n"
     )
     message = EmailMessage()
-    message["Subject"] = "Sidebar Sync: your organisation's Microsoft 365 connection stopped working"
+    label = _LABELS.get(provider, "Microsoft 365")
+    message["Subject"] = f"Sidebar Sync: your organisation's {label} connection stopped working"
     message["From"] = settings.MAIL_FROM
     message["To"] = to
     message["Date"] = formatdate(localtime=False)

@@ -37,6 +37,14 @@ class OrgAccess:
     microsoft_tenant: str = ""
     microsoft_connected_at: float = 0.0
     microsoft_connected_by: str = ""
+    # On-premises Exchange: the service account (ApplicationImpersonation) and where EWS is.
+    exchange_login: str = ""
+    exchange_ews_url: str = ""
+    exchange_auth_type: str = ""
+    exchange_version: str = ""
+    exchange_autodiscovered: bool = False
+    exchange_connected_at: float = 0.0
+    exchange_connected_by: str = ""
     # provider -> {"code", "message", "since", "incident"} while that connection is broken.
     broken: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -64,6 +72,10 @@ class OrgAccessRepo:
         access = OrgAccess(org_id=org_id, microsoft_tenant=raw.get("microsoft_tenant", ""),
                            microsoft_connected_at=float(raw.get("microsoft_connected_at") or 0),
                            microsoft_connected_by=raw.get("microsoft_connected_by", ""))
+        for name in ("login", "ews_url", "auth_type", "version", "connected_by"):
+            setattr(access, f"exchange_{name}", raw.get(f"exchange_{name}", ""))
+        access.exchange_autodiscovered = raw.get("exchange_autodiscovered") == "1"
+        access.exchange_connected_at = float(raw.get("exchange_connected_at") or 0)
         for provider in PROVIDERS:
             if f"broken:{provider}" in raw:
                 access.broken[provider] = json.loads(raw[f"broken:{provider}"])
@@ -78,6 +90,12 @@ class OrgAccessRepo:
             pipe.hdel(self._key(org_id), "broken:microsoft")
             _, cleared = pipe.execute()
         return bool(cleared)
+
+    def connect_exchange(self, org_id: str, by: str, **facts: str) -> None:
+        """Record the org's Exchange service account (login, ews_url, auth_type, version, autodiscovered; no secret)."""
+        self._r.hset(self._key(org_id), mapping={**{f"exchange_{k}": v for k, v in facts.items()},
+                                                 "exchange_connected_at": str(time.time()),
+                                                 "exchange_connected_by": by})
 
     def mark_broken(self, org_id: str, provider: str, code: str, message: str) -> str | None:
         """Mark ``provider``'s org connection broken; the new incident id, or None when it already was."""
@@ -94,6 +112,10 @@ class OrgAccessRepo:
     def put_secret(self, org_id: str, name: str, value: str) -> None:
         """Keep one of the org connection's secrets, encrypted (it is never shown back)."""
         self._secrets.put(self.SECRET_KIND, org_id, name, value)
+
+    def get_secret(self, org_id: str, name: str) -> str | None:
+        """One of the org connection's secrets, for the connector that uses it (never for display)."""
+        return self._secrets.get(self.SECRET_KIND, org_id, name)
 
     def has_secret(self, org_id: str, name: str) -> bool:
         """Whether a secret is kept (what the console may say instead of showing it)."""

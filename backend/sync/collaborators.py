@@ -49,6 +49,7 @@ def context_for(settings: Settings, store: Store, clients: Clients, mailbox: Syn
         # reconnected while the run goes: Deactivate must not be undone by a run.
         secrets=MailboxSecrets(store.secrets, mailbox.id, guard=store.mailboxes, generation=mailbox.activated_at),
         resolver=clients.dns_resolver,
+        org_secret=lambda name: store.org_access.get_secret(mailbox.org_id, name),
     )
 
 

@@ -22,6 +22,7 @@ from backend.errors import AuthRevoked, ServiceMisconfigured
 from backend.store import Store
 from backend.store.mailbox_record import SyncMailbox
 from backend.store.org_access import OrgAccess
+from backend.sync.org_exchange import service_directory, service_refused
 
 
 class OrgDirectory(Protocol):
@@ -88,8 +89,28 @@ MICROSOFT = OrgProvider(
     },
 )
 
+EXCHANGE = OrgProvider(
+    name="exchange",
+    label="On-premises Exchange",
+    ready=lambda access: bool(access.exchange_login),
+    missing="Set up the Exchange service account first (Mailbox access > On-premises Exchange).",
+    directory=service_directory,
+    connection=lambda access, found: {"impersonation": True, "ews_url": access.exchange_ews_url,
+                                      "login": access.exchange_login, "auth_type": access.exchange_auth_type,
+                                      "version": access.exchange_version},
+    uses=lambda mailbox: mailbox.provider == "exchange" and bool(mailbox.connection.get("impersonation")),
+    scope=lambda mailbox: str(mailbox.connection.get("login", "")),
+    refused=service_refused,
+    messages={
+        "no_mailbox": "Exchange has no mailbox for this address.",
+        "mailbox_mismatch": "The Exchange mailbox found for this address does not receive mail at it.",
+        "not_allowed_by_tenant": "The service account may not impersonate this mailbox (outside the "
+                                 "ApplicationImpersonation role's management scope).",
+    },
+)
+
 # The explicit provider map (no discovery): what mass activation supports.
-ORG_PROVIDERS: dict[str, OrgProvider] = {MICROSOFT.name: MICROSOFT}
+ORG_PROVIDERS: dict[str, OrgProvider] = {MICROSOFT.name: MICROSOFT, EXCHANGE.name: EXCHANGE}
 
 
 def uses_org_access(mailbox: SyncMailbox) -> bool:

@@ -22,6 +22,7 @@ from sandbox.ews.soap import (
     M,
     Response,
     S,
+    T,
     el,
     envelope,
     fault_element,
@@ -177,6 +178,26 @@ class FakeEws(EwsOperations):
             self.state._ntlm_authed[conn] = user.email
         return user
 
+    def _impersonated(self, user: EwsUser, root: Any) -> tuple[EwsUser, Response | None]:
+        """Who a request acts as: its ExchangeImpersonation mailbox, when the caller holds the role for it."""
+        header = root.find(S + "Header")
+        target = header.findtext(f"{T}ExchangeImpersonation/{T}ConnectingSID/{T}PrimarySmtpAddress") \
+            if header is not None else None
+        if not target:
+            return user, None
+        target = target.strip().lower()
+        with self.state.lock:
+            granted = self.state.impersonation.get(user.email, set())
+            other = self.state.users.get(target)
+        if other is None:
+            fault = fault_element("ErrorNonExistentMailbox", f"No mailbox with such guid or SMTP address {target}.")
+            return user, xml_response("500 Internal Server Error", envelope(self.state.version, fault))
+        if "*" not in granted and target not in granted:
+            fault = fault_element("ErrorImpersonateUserDenied", "The account does not have permission to "
+                                                                "impersonate the requested user.")
+            return user, xml_response("500 Internal Server Error", envelope(self.state.version, fault))
+        return other, None
+
     def _server_busy(self, retry_after: float) -> Response:
         with self.state.lock:
             self.state.operations.append("ErrorServerBusy")
@@ -195,9 +216,12 @@ class FakeEws(EwsOperations):
         if handler is None:
             fault = fault_element("ErrorInvalidRequest", f"{op} is not supported")
             return xml_response("500 Internal Server Error", envelope(self.state.version, fault))
+        acting, refused = self._impersonated(user, root)
+        if refused is not None:
+            return refused
         response = el(M + f"{op}Response", None)
         messages = el(M + "ResponseMessages", response)
         with self.state.lock:
-            handler(user, request, messages)
+            handler(acting, request, messages)
         return xml_response("200 OK", envelope(self.state.version, response))
 

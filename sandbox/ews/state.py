@@ -153,6 +153,8 @@ class FakeEwsState:
     autodiscover_v2: bool = False
     # Raw bytes served as the metadata document instead of the real one.
     metadata_override: bytes | None = None
+    # ApplicationImpersonation: service account email -> the mailboxes it may impersonate ("*": all).
+    impersonation: dict[str, set[str]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: Iterable[int] = field(default_factory=lambda: itertools.count(1))
     _secret: bytes = field(default_factory=lambda: os.urandom(16))

@@ -119,7 +119,7 @@ def test_deactivate_only_turns_off_mass_activated_people(mass: MassEnv) -> None:
 @pytest.mark.parametrize(("body", "status", "code"), [
     ({"provider": "microsoft", "users": ["not an address"]}, 400, "invalid_input"),
     ({"provider": "microsoft", "users": []}, 400, "invalid_input"),
-    ({"provider": "exchange", "users": ["bob@acme.example"]}, 400, "provider_not_supported"),
+    ({"provider": "exchange", "users": ["bob@acme.example"]}, 409, "org_access_missing"),
     ({"provider": "fax", "users": ["bob@acme.example"]}, 400, "invalid_input"),
     ({"provider": "microsoft", "users": [f"p{n}@acme.example" for n in range(10_001)]}, 413, "too_many_people"),
 ])

@@ -36,7 +36,7 @@ def resolve_identity(protocol: Protocol, login: str) -> MailboxIdentity:
     """
     is_address = "@" in login and "\\" not in login
     entry = login.split("\\", 1)[1] if "\\" in login else login
-    candidates = _directory_candidates(protocol, entry)
+    candidates = directory_candidates(protocol, entry)
     if is_address:
         exact = [c for c in candidates if c.matches(entry)]
         if len(exact) == 1:
@@ -51,7 +51,7 @@ def resolve_identity(protocol: Protocol, login: str) -> MailboxIdentity:
     return own
 
 
-def _directory_candidates(protocol: Protocol, entry: str) -> list[MailboxIdentity]:
+def directory_candidates(protocol: Protocol, entry: str) -> list[MailboxIdentity]:
     """Mailboxes ResolveNames finds for ``entry`` in the directory, with their SMTP aliases."""
     results = protocol.resolve_names([entry], return_full_contact_data=True, search_scope="ActiveDirectory")
     candidates: list[MailboxIdentity] = []

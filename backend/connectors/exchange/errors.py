@@ -63,7 +63,7 @@ def translate(exc: BaseException) -> ConnectorError:
         # The stored host now resolves to a refused address: no data flows; a later run may work.
         return Unavailable("The Exchange server's address is not allowed any more; sync waits until it is.")
     if isinstance(exc, ews_errors.UnauthorizedError | ews_errors.ErrorAccessDenied
-                  | ews_errors.ErrorNonExistentMailbox):
+                  | ews_errors.ErrorNonExistentMailbox | ews_errors.ErrorImpersonateUserDenied):
         return AuthRevoked("Exchange no longer accepts the saved login and password.")
     if isinstance(exc, ews_errors.ErrorServerBusy):
         return Throttled("Exchange is busy and asked us to wait.",

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from exchangelib import Account
+from exchangelib import DELEGATE, IMPERSONATION, Account
 from exchangelib import errors as ews_errors
 from exchangelib.folders import Calendar, Inbox, SentItems
 from exchangelib.items import ID_ONLY, CalendarItem, Message
@@ -92,7 +92,8 @@ class ExchangeMailbox:
     provider: ClassVar[str] = PROVIDER
 
     def __init__(self, settings: Settings, address: str, login: str, password: str, ews_url: str,
-                 auth_type: str, version: str | None, resolver: Resolver | None = None) -> None:
+                 auth_type: str, version: str | None, resolver: Resolver | None = None,
+                 access_type: str = DELEGATE) -> None:
         self.settings = settings
         self.address = address.lower()
         self.login = login
@@ -100,6 +101,8 @@ class ExchangeMailbox:
         self.ews_url = ews_url
         self.auth_type = auth_type or NTLM
         self.version = version
+        # IMPERSONATION: ``login`` is the org's service account acting as ``address`` (mass activation).
+        self.access_type = access_type
         self._transport = Transport(settings, resolver)
         self._protocol: Protocol | None = None
         self._account_obj: Account | None = None
@@ -123,7 +126,7 @@ class ExchangeMailbox:
         if self._account_obj is None:
             self._protocol = self._transport.protocol(self.ews_url, self.login, self._password, self.auth_type,
                                                       version_of(self.version))
-            self._account_obj = account_for(self._protocol, self.address)
+            self._account_obj = account_for(self._protocol, self.address, self.access_type)
         return self._account_obj
 
     def identity(self) -> MailboxIdentity:
@@ -131,7 +134,8 @@ class ExchangeMailbox:
         try:
             self._account()
             assert self._protocol is not None
-            return resolve_identity(self._protocol, self.login)
+            return resolve_identity(self._protocol, self.address if self.access_type == IMPERSONATION
+                                    else self.login)
         except SetupFailed as exc:
             if self._transport.timed_out():
                 raise self._timeout_or(exc) from None
@@ -286,10 +290,13 @@ class ExchangeMailbox:
 
 def open_mailbox(ctx: MailboxContext) -> ExchangeMailbox:
     """The Exchange connector for a stored connection (see ``ExchangeConnection.connection``)."""
-    password = ctx.secrets.get(SECRET_PASSWORD)
+    conn = ctx.connection
+    impersonated = bool(conn.get("impersonation"))
+    # A mass-activated mailbox is read with the org's service account (its password is the org's secret).
+    password = (ctx.org_secret(SECRET_PASSWORD) if ctx.org_secret is not None else None) if impersonated \
+        else ctx.secrets.get(SECRET_PASSWORD)
     if not password:
         raise AuthRevoked("No Exchange password is saved for this mailbox. Connect to Exchange again.")
-    conn = ctx.connection
     return ExchangeMailbox(
         ctx.settings,
         address=ctx.address,
@@ -299,4 +306,5 @@ def open_mailbox(ctx: MailboxContext) -> ExchangeMailbox:
         auth_type=str(conn.get("auth_type") or NTLM),
         version=conn.get("version"),
         resolver=ctx.resolver,
+        access_type=IMPERSONATION if impersonated else DELEGATE,
     )

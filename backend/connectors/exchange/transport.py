@@ -167,10 +167,10 @@ class Transport:
         return type.__call__(_SidebarProtocol, config=config)
 
 
-def account_for(protocol: Protocol, address: str) -> Account:
-    """An exchangelib Account over ``protocol`` (delegate access: the login's own mailbox)."""
+def account_for(protocol: Protocol, address: str, access_type: str = DELEGATE) -> Account:
+    """An exchangelib Account over ``protocol`` (delegate: the login's own mailbox; or impersonation)."""
     account = Account(primary_smtp_address=address, config=protocol.config, autodiscover=False,
-                      access_type=DELEGATE, default_timezone=EWS_UTC)
+                      access_type=access_type, default_timezone=EWS_UTC)
     # Account() registered a plain Protocol in exchangelib's process-wide cache; drop it and use ours.
     with suppress(KeyError):
         del Protocol[protocol.config]
