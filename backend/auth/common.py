@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 STATE_MAX_AGE = 15 * 60
 TICKET_MAX_AGE = 5 * 60
 DIALOG_CODE_MAX_AGE = 5 * 60
+# Sign-in starts that write a dialog session (one per STATE_MAX_AGE window): per client address, and
+# in all, so an anonymous flood of /auth/salesforce/start cannot fill Redis with 15-minute sessions.
+DIALOG_STARTS_PER_ADDRESS = 30
+DIALOG_STARTS_OVERALL = 3000
 # SHA-256 in unpadded base64url: what the pane sends as pane_challenge.
 _PANE_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _NOT_THIS_SIGN_IN = "The sign-in answer was not for this sign-in. Start the sign-in again."
@@ -45,11 +49,12 @@ SEALED_NOT_OURS = "The sign-in answer was not for this sign-in. Start again."
 class DialogError(Exception):
     """Ends a sign-in dialog with an error page (and the same error sent to the task pane)."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(self, code: str, message: str, status: int = 400, retry_after: int = 0) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.retry_after = retry_after
 
 
 def dialog_result(payload: dict[str, Any], status: int = 200, heading: str = "", message: str = "") -> Response:
@@ -69,7 +74,24 @@ def dialog_result(payload: dict[str, Any], status: int = 200, heading: str = "",
 
 def dialog_error(exc: DialogError) -> Response:
     """The error page for a failed dialog."""
-    return dialog_result({"status": "error", "error": {"code": exc.code, "message": exc.message}}, status=exc.status)
+    resp = dialog_result({"status": "error", "error": {"code": exc.code, "message": exc.message}}, status=exc.status)
+    if exc.status == 429 and exc.retry_after:
+        resp.headers["Retry-After"] = str(exc.retry_after)
+    return resp
+
+
+def bound_dialog_starts() -> None:
+    """Refuse (429) a sign-in start that would write one dialog session too many, per address or overall."""
+    limits = services().store.ratelimit
+    # The address is Werkzeug's remote_addr: the proxy's client address when the deployment wraps
+    # the app in ProxyFix, the peer's otherwise. The overall counter bounds the live sessions: each
+    # lives STATE_MAX_AGE, the window's length, so at most two windows' worth exist at once.
+    for name, who, limit in (("dialog-start", request.remote_addr or "unknown", DIALOG_STARTS_PER_ADDRESS),
+                             ("dialog-start-all", "all", DIALOG_STARTS_OVERALL)):
+        allowed, retry_after = limits.hit(name, who, limit, STATE_MAX_AGE)
+        if not allowed:
+            raise DialogError("rate_limited", "Too many sign-ins were started. Try again in a few minutes.",
+                              429, retry_after=retry_after)
 
 
 def begin_state(provider: str, **extra: Any) -> str:

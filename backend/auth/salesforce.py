@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from backend.auth.common import (
     DialogError,
     begin_state,
+    bound_dialog_starts,
     dialog_error,
     dialog_result,
     finish_state,
@@ -84,6 +85,8 @@ def start() -> Any:
             login_url = login_url_for(settings, environment, request.args.get("domain", ""))
         except LoginHostRefused as exc:
             raise DialogError("login_host_refused", str(exc)) from None
+        # Last, so only a start that would write a dialog session is counted.
+        bound_dialog_starts()
     except DialogError as exc:
         return dialog_error(exc)
     verifier, challenge = pkce_pair()
