@@ -87,9 +87,17 @@ def main() -> None:
     """Simulate and print."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="5,000 mailboxes for 6 virtual hours")
+    parser.add_argument("--mailboxes", type=int, help="how many mailboxes (default 50,000)")
+    parser.add_argument("--hours", type=float, help="virtual hours (default 24)")
+    parser.add_argument("--start-hour", type=int, default=0, help="the virtual clock's hour at the start")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args()
-    figures = run(args.quick, progress=not args.json)
+    config = DayConfig(mailboxes=5000, hours=6, workers=8) if args.quick else DayConfig()
+    config.mailboxes = args.mailboxes or config.mailboxes
+    config.hours = args.hours or config.hours
+    config.start_hour = args.start_hour
+    with own_database() as redis_url:
+        figures = simulate(redis_url, config, progress=not args.json)
     print(json.dumps(figures, indent=None if args.json else 2))
 
 

@@ -41,7 +41,7 @@ class DayConfig:
 
     mailboxes: int = 50_000
     hours: float = 24.0
-    workers: int = 64
+    workers: int = 80
     # Share of mailboxes that get mail at all; the rest only ever have quiet runs.
     active_share: float = 0.6
     # Chance that an active mailbox has something new on a run, in working hours and outside them.
@@ -49,7 +49,7 @@ class DayConfig:
     busy_night: float = 0.05
     # Run durations in seconds: a run with nothing new, and one that logs mail.
     quiet_run: tuple[float, float] = (0.3, 2.0)
-    busy_run: tuple[float, float] = (2.0, 30.0)
+    busy_run: tuple[float, float] = (1.0, 8.0)
     start_hour: int = 0
     seed: int = 7
 
