@@ -15,7 +15,7 @@ from flask import Response, jsonify
 from backend.api.admin_auth import require_admin
 from backend.api.blueprint import bp
 from backend.api.errors import ApiError
-from backend.api.exchange import _ews_url, _failed, _login, _password
+from backend.api.exchange import ews_url_field, login_field, password_field, setup_error
 from backend.api.sync import iso
 from backend.api.validation import json_body, text_field
 from backend.connectors.exchange.connect import connect
@@ -55,7 +55,7 @@ def admin_connection_exchange_put() -> Response:
     unknown = set(data) - {"login", "password", "ews_url", "address"}
     if unknown:
         raise ApiError(400, "invalid_input", f"Unknown field: {', '.join(sorted(unknown))}.")
-    login, password, ews_url = _login(data), _password(data), _ews_url(data)
+    login, password, ews_url = login_field(data), password_field(data), ews_url_field(data)
     # Autodiscover needs an address of the org when the login is DOMAIN\\user.
     hint = text_field(data, "address", required=False, max_len=320, label="Address") or caller.user.email
     svc = services()
@@ -63,7 +63,7 @@ def admin_connection_exchange_put() -> Response:
         found = connect(svc.settings, login, password, ews_url or None, email_hint=hint,
                         resolver=svc.clients.dns_resolver)
     except SetupFailed as exc:
-        raise _failed(exc) from None
+        raise setup_error(exc) from None
     org_id = caller.user.org_id
     svc.store.org_access.put_secret(org_id, SECRET_PASSWORD, password)
     svc.store.org_access.connect_exchange(org_id, caller.user.id, login=login, ews_url=found.ews_url,

@@ -84,7 +84,8 @@ _STATUS = {
 }
 
 
-def _password(data: dict[str, Any]) -> str:
+def password_field(data: dict[str, Any]) -> str:
+    """The password of a connect body (checked, never logged)."""
     value = data.get("password")
     if not isinstance(value, str) or not value:
         raise ApiError(400, "invalid_input", "Password is required.", field="password")
@@ -96,14 +97,16 @@ def _password(data: dict[str, Any]) -> str:
     return value  # not stripped: spaces can be part of a password
 
 
-def _login(data: dict[str, Any]) -> str:
+def login_field(data: dict[str, Any]) -> str:
+    """The login of a connect body (checked)."""
     value = text_field(data, "login", max_len=MAX_LOGIN, label="Login")
     if not (is_email(value) or _DOMAIN_LOGIN.match(value)):
         raise ApiError(400, "invalid_input", "Login must be your email address or DOMAIN\\user.", field="login")
     return value
 
 
-def _ews_url(data: dict[str, Any]) -> str:
+def ews_url_field(data: dict[str, Any]) -> str:
+    """The optional EWS URL of a connect body ("" means Autodiscover)."""
     value = text_field(data, "ews_url", required=False, max_len=MAX_URL, label="EWS URL")
     if not value:
         return ""
@@ -168,7 +171,8 @@ def _rate_limited(retry_after: int, for_login: bool) -> NoReturn:
                                         f"{minutes} minute{'s' if minutes != 1 else ''}.", retry_after=retry_after)
 
 
-def _failed(exc: SetupFailed) -> ApiError:
+def setup_error(exc: SetupFailed) -> ApiError:
+    """A failed Exchange setup as the API's error (its status by code)."""
     status = _STATUS.get(exc.code, 502)
     # ews_host_unconfirmed carries the URL Autodiscover named: the pane shows it, and sending it
     # back as ews_url is the person's confirmation.
@@ -179,16 +183,16 @@ def _failed(exc: SetupFailed) -> ApiError:
 def connect_exchange() -> Response:
     """Connect on-premises Exchange (login, password, optional EWS URL) and activate sync."""
     data = json_body()
-    login = _login(data)
-    password = _password(data)
-    ews_url = _ews_url(data)
+    login = login_field(data)
+    password = password_field(data)
+    ews_url = ews_url_field(data)
     user = current_user()
     _check_login_domain(login, user.addin_mailbox)
     svc = services()
     try:
         refuse_if_held(svc.store, user.id)  # before any attempt is counted or a password sent
     except SetupFailed as exc:
-        raise _failed(exc) from None
+        raise setup_error(exc) from None
     limits = svc.store.ratelimit
     login_key = _login_key(svc.settings.SECRET_KEY, login)
     # Counted first (so concurrent attempts cannot slip past a limit), refunded when nothing was sent.
@@ -223,12 +227,12 @@ def connect_exchange() -> Response:
         if exc.code == "mailbox_mismatch":
             # The password was right for someone else's mailbox: answer as for a wrong one (no oracle).
             raise ApiError(_STATUS["auth_failed"], "auth_failed", exchange.AUTH_FAILED_MESSAGE) from None
-        raise _failed(exc) from None
+        raise setup_error(exc) from None
     try:
         mailbox = activate(svc.store, user, exchange.PROVIDER, result.identity, connection=result.connection(),
                            secrets={exchange.SECRET_PASSWORD: password})
     except SetupFailed as exc:  # an administrator's Disable landed meanwhile
-        raise _failed(exc) from None
+        raise setup_error(exc) from None
     # Only this login's counters: the per-user count stands.
     limits.reset("exchange-connect-login", f"{user.id}:{login_key}")
     limits.reset("exchange-connect-login-all", login_key)

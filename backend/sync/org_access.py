@@ -15,14 +15,12 @@ import time
 
 from backend.store import Store
 from backend.store.mailboxes import InvalidTransition, SyncMailbox, SyncState
-from backend.sync.org_providers import ORG_PROVIDERS, uses_org_access
+from backend.sync.org_providers import ORG_PROVIDERS
 
 log = logging.getLogger(__name__)
 
 ORG_ERROR = "org_connection"
 ORG_MESSAGE = "Disabled due to an error (organisation connection)"
-
-__all__ = ["ORG_ERROR", "ORG_MESSAGE", "break_org", "resume_org", "uses_org_access"]
 
 
 def _disable(store: Store, uid: str, reason: str) -> bool:
