@@ -150,6 +150,19 @@ def admin_deactivate() -> Response:
                     "done": len(done)})
 
 
+@bp.get("/admin/connections")
+def admin_connections() -> Response:
+    """Each provider mass activation supports, and whether the org's access to it is set up (the Activate picker)."""
+    caller = require_admin()
+    access = services().store.org_access.get(caller.user.org_id)
+    # From the provider map, so a provider added there shows up in the console with no change here.
+    return jsonify({"providers": [
+        {"provider": p.name, "label": p.label, "ready": p.ready(access),
+         "state": "broken" if p.name in access.broken else ("ok" if p.ready(access) else "not_connected"),
+         "missing": None if p.ready(access) else p.missing}
+        for p in ORG_PROVIDERS.values()]})
+
+
 def _microsoft_view(org_id: str) -> dict[str, Any]:
     access = services().store.org_access.get(org_id)
     broken = access.broken.get("microsoft")

@@ -53,6 +53,13 @@ PATHS.update({
                     "deactivated", "not_mass_activated", "not_found"]}}}}}}), 400, 413, 415,
         requestBody=_body({"type": "object", "required": ["ids"], "properties": {
             "ids": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {"type": "string"}}}}))},
+    "/api/admin/connections": {"get": _op(
+        "The providers mass activation supports and whether the org's access to each is set up",
+        _json({"type": "object", "properties": {"providers": {"type": "array", "items": {
+            "type": "object", "properties": {
+                "provider": {"type": "string"}, "label": {"type": "string"}, "ready": {"type": "boolean"},
+                "state": {"type": "string", "enum": ["not_connected", "ok", "broken"]},
+                "missing": {"type": ["string", "null"]}}}}}}))},
     "/api/admin/connections/microsoft": {"get": _op(
         "The org's Microsoft 365 app-only access: consented tenant and state (never a secret)", _json(_CONNECTION))},
     "/api/admin/connections/microsoft/consent": {"post": _op(

@@ -9,6 +9,7 @@ from backend.extensions import QUEUE_NOTIFY, services
 from backend.jobs.org_notify import send_org_notice
 from backend.jobs.sync import sync_mailbox
 from backend.store.mailboxes import SyncState
+from backend.sync.org_providers import EXCHANGE, ORG_PROVIDERS
 from sandbox.harness.exchange import ExchangeHarness
 from tests.exchange_mass_env import (
     SERVICE,
@@ -154,3 +155,35 @@ def test_one_mailbox_taken_out_of_scope_is_not_the_orgs_breakage(exch: MassEnv, 
     assert not services().store.org_access.get(ORG).is_broken("exchange")
 
 
+
+
+def _picker(mass: MassEnv) -> dict[str, tuple[bool, str, str | None]]:
+    answer = mass.client.get("/api/admin/connections")
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    return {row["provider"]: (row["ready"], row["state"], row["missing"]) for row in answer.json["providers"]}
+
+
+def test_the_activate_picker_says_which_providers_are_set_up(mass: MassEnv, ews: ExchangeHarness) -> None:
+    store = services().store
+    # The provider map, not a hard-coded list: every provider mass activation supports is listed.
+    assert sorted(_picker(mass)) == sorted(ORG_PROVIDERS)
+    assert _picker(mass)["microsoft"] == (True, "ok", None)
+    assert _picker(mass)["exchange"] == (False, "not_connected", EXCHANGE.missing)
+
+    seed_exchange(ews)
+    assert set_up_service_account(mass, ews).status_code == 200
+    assert _picker(mass)["exchange"] == (True, "ok", None)
+    store.org_access.mark_broken(ORG, "exchange", "auth_failed", "The password was changed.")
+    assert _picker(mass)["exchange"] == (True, "broken", None)
+    assert _picker(mass)["microsoft"] == (True, "ok", None)
+
+
+def test_the_picker_list_is_for_admins_only(mass: MassEnv) -> None:
+    anonymous = mass.app.test_client().get("/api/admin/connections")
+    assert anonymous.status_code == 401, anonymous.get_data(as_text=True)
+
+
+def test_the_users_list_says_a_mass_activated_mailbox_is_read_with_the_service_account(exch: MassEnv) -> None:
+    activate_exchange(exch, ["bob"])
+    rows = exch.client.get("/api/admin/users", query_string={"provider": "exchange"}).json["users"]
+    assert [(r["id"], r["access_type"]) for r in rows] == [(exch.uid("bob"), "impersonation")], rows
