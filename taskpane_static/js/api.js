@@ -331,14 +331,42 @@ export function checkAdminMicrosoftAccess() {
   return request("POST", "/api/admin/connections/microsoft/check", { console: true });
 }
 
-/** POST /api/admin/activate: mass activation of addresses; {job_id}. */
-export function adminActivate(users) {
-  return request("POST", "/api/admin/activate", { console: true, body: { provider: "microsoft", users } });
+/** GET /api/admin/connections/exchange: the org's Exchange service account (never its password). */
+export function getAdminExchangeAccess() {
+  return request("GET", "/api/admin/connections/exchange", { console: true });
 }
 
-/** POST /api/admin/activate with a CSV file's text; {job_id}. */
-export async function adminActivateCsv(text) {
-  const response = await send("/api/admin/activate?provider=microsoft", {
+/** PUT /api/admin/connections/exchange: save the service account once its login is proved. */
+export function saveAdminExchangeAccess({ login, password, ewsUrl, address }) {
+  const body = { login, password };
+  // Empty means "not given": the server then uses Autodiscover and the admin's own address.
+  if (ewsUrl) {
+    body.ews_url = ewsUrl;
+  }
+  if (address) {
+    body.address = address;
+  }
+  return request("PUT", "/api/admin/connections/exchange", { console: true, body });
+}
+
+/** POST /api/admin/connections/exchange/check: Test the service account against one mailbox. */
+export function checkAdminExchangeAccess(address) {
+  return request("POST", "/api/admin/connections/exchange/check", { console: true, body: { address } });
+}
+
+/** GET /api/admin/connections: the providers mass activation supports, each set up or not (the picker). */
+export function getAdminConnections() {
+  return request("GET", "/api/admin/connections", { console: true });
+}
+
+/** POST /api/admin/activate: mass activation of addresses through `provider`; {job_id}. */
+export function adminActivate(users, provider = "microsoft") {
+  return request("POST", "/api/admin/activate", { console: true, body: { provider, users } });
+}
+
+/** POST /api/admin/activate with a CSV file's text, through `provider`; {job_id}. */
+export async function adminActivateCsv(text, provider = "microsoft") {
+  const response = await send(`/api/admin/activate?provider=${encodeURIComponent(provider)}`, {
     method: "POST", credentials: "same-origin", cache: "no-store", body: text,
     headers: { Accept: "application/json", "Content-Type": "text/csv", "X-CSRF-Token": consoleCsrf },
   });

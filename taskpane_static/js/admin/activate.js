@@ -1,4 +1,5 @@
-// Activate: addresses pasted or a CSV file, the job's progress n of N, the results per person.
+// Activate: where the mailboxes are (the provider picker), addresses pasted or a CSV file, the job's
+// progress n of N, the results per person.
 
 import * as api from "../api.js";
 import { byId, setText, setVisible, showActionError } from "../dom.js";
@@ -15,8 +16,53 @@ const RESULT_NAMES = {
   salesforce_not_authorized: "Not authorised in Salesforce",
 };
 const POLL_MS = 1000;
+// The picker's providers, in the order offered when none is chosen.
+const PROVIDERS = ["microsoft", "exchange", "google"];
 let hooks = { refreshUsers: () => {} };
 let activatedIds = [];
+// Per provider: its row of GET /api/admin/connections, or null when this server does not offer it.
+let access = {};
+// Once the admin picks a provider, loading the access states no longer moves the choice.
+let pickedByHand = false;
+
+function picked() {
+  const radio = document.querySelector('input[name="activate-provider"]:checked');
+  return radio ? radio.value : "microsoft";
+}
+
+function stateText(row) {
+  if (!row) {
+    return "Not available on this server yet";
+  }
+  if (row.state === "broken") {
+    return "Set up, but broken: see Mailbox access";
+  }
+  return row.ready ? "Set up" : "Not set up yet: see Mailbox access";
+}
+
+function explain() {
+  const row = access[picked()];
+  // The server has the last word (409 org_access_missing, shown as it says); this warns before Activate.
+  setText(byId("activate-provider-note"), row && !row.ready ? row.missing : "");
+}
+
+/** Show next to the picker whether each provider's org access is set up. */
+export async function loadProviders() {
+  const { providers } = await api.getAdminConnections();
+  access = Object.fromEntries(providers.map((row) => [row.provider, row]));
+  PROVIDERS.forEach((name) => {
+    setText(byId(`activate-provider-${name}-state`), stateText(access[name]));
+    // A provider this server cannot mass-activate is not offered; one merely not set up stays pickable.
+    byId(`activate-provider-${name}`).disabled = !access[name];
+  });
+  // Until the admin chooses, offer the first provider that is set up.
+  const first = PROVIDERS.find((name) => access[name] && access[name].ready);
+  const current = access[picked()];
+  if (!pickedByHand && first && !(current && current.ready)) {
+    byId(`activate-provider-${first}`).checked = true;
+  }
+  explain();
+}
 
 function show(activation) {
   const bar = byId("activate-bar");
@@ -77,10 +123,11 @@ async function start(event) {
   byId("activate-start").disabled = true;
   try {
     let started;
+    const provider = picked();
     if (everyone) {
-      started = await api.adminActivate("all");
+      started = await api.adminActivate("all", provider);
     } else {
-      started = file ? await api.adminActivateCsv(await file.text()) : await api.adminActivate(pasted);
+      started = file ? await api.adminActivateCsv(await file.text(), provider) : await api.adminActivate(pasted, provider);
     }
     const id = started.job_id;
     setText(byId("activate-progress"), "Queued\u2026");
@@ -97,4 +144,8 @@ export function initActivate(given) {
   hooks = { ...hooks, ...given };
   byId("activate-form").addEventListener("submit", start);
   byId("activate-undo").addEventListener("click", undo);
+  byId("activate-providers").addEventListener("change", () => {
+    pickedByHand = true;
+    explain();
+  });
 }

@@ -3,7 +3,8 @@
 import * as api from "../api.js";
 import { byId, focus, setText, setVisible, showActionError } from "../dom.js";
 import { initAccess, loadAccess } from "./access.js";
-import { initActivate } from "./activate.js";
+import { initExchangeAccess, loadExchangeAccess } from "./access_exchange.js";
+import { initActivate, loadProviders } from "./activate.js";
 import { initAudit, loadAudit } from "./audit.js";
 import { initPolicy, loadPolicy } from "./policy.js";
 import { initUsers, loadUsers } from "./users.js";
@@ -86,8 +87,10 @@ async function boot() {
   initPolicy({ refreshAudit: () => loadAudit() });
   initAudit();
   initAccess();
+  initExchangeAccess({ changed: () => loadProviders().catch(consoleError) });
   initActivate({ refreshUsers: () => { loadUsers().catch(consoleError); loadSummary().catch(consoleError); } });
-  await Promise.all([loadSummary(), loadUsers(), loadPolicy(), loadAudit(), loadAccess()]
+  await Promise.all([loadSummary(), loadUsers(), loadPolicy(), loadAudit(), loadAccess(),
+    loadExchangeAccess(), loadProviders()]
     .map((p) => p.catch(consoleError)));
 }
 

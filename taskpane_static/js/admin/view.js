@@ -10,7 +10,9 @@ export const STATE_NAMES = {
   deactivated: "Deactivated",
 };
 
-const ACCESS_NAMES = { delegated: "delegated", app_only: "app-only (admin consent)", password: "password" };
+const ACCESS_NAMES = {
+  delegated: "delegated", app_only: "app-only (admin consent)", impersonation: "service account", password: "password",
+};
 
 export const ACTION_NAMES = {
   sync: "Sync now", pause: "Pause", resume: "Resume", disable: "Disable", enable: "Enable", reset: "Reset",
