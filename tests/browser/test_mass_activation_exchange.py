@@ -5,6 +5,8 @@ message is shown), tests it against a mailbox outside the ApplicationImpersonati
 refusal is shown) and one inside, picks On-premises Exchange in Activate and activates three people;
 a real ``rq worker`` process runs the activation and each person's first run against the fake EWS
 (impersonating each of them); the fake Salesforce holds each person's email created by that person.
+Then the service account's password changes: the console shows the connection broken since when,
+and after the new password is saved, Test says all three resumed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from backend.extensions import services
+from backend.jobs.sync import enqueue_sync
+from backend.store.mailboxes import SyncState
 from backend.store.users import user_id_for
 from backend.sync.mass import MESSAGES
 from backend.sync.org_providers import EXCHANGE
@@ -36,6 +41,7 @@ from tests.browser.mass_steps import (
     wait_for_runs,
 )
 from tests.browser.test_admin_console import WIDE
+from tests.e2e import wait_until
 from tests.exchange_mass_env import SERVICE, SERVICE_PASSWORD
 from tests.mass_env import JWT_KEYS, ORG, address
 
@@ -43,6 +49,14 @@ pytestmark = pytest.mark.browser
 CUSTOMER = "customer@client.example"
 NAMES = ["bob", "jill", "kim"]
 OUTSIDE = "gina"  # a mailbox on the server, outside the role's management scope
+ROTATED = "rotated-Passw0rd"
+
+
+def state_of(server: LiveServer, uid: str) -> SyncState | None:
+    """A person's sync state as the store holds it."""
+    with server.app.app_context():
+        mailbox = services().store.mailboxes.get(uid)
+    return mailbox.state if mailbox else None
 
 
 def seed_org(sf: Any, ews: ExchangeHarness) -> None:
@@ -183,8 +197,32 @@ def test_three_people_activated_through_the_exchange_service_account_are_synced_
         expect(page.locator("#users-body")).to_contain_text("Exchange \u00b7 service account")
         uids = [user_id_for(ORG, str(fake_salesforce.state.users[address(n)].user_id)) for n in NAMES]
         runs = wait_for_runs(server, uids, worker)
-    assert all(run["counts"]["written"] == 1 for run in runs.values()), runs
+        assert all(run["counts"]["written"] == 1 for run in runs.values()), runs
+
+        # The service account's password changes on the Exchange side: Bob's next background run (as the
+        # clock would queue it; Sync now is once a minute) proves the org's access broken.
+        ews.state.users[SERVICE].password = ROTATED
+        with server.app.app_context():
+            assert enqueue_sync(uids[0])
+        wait_until(lambda: all(state_of(server, uid) is SyncState.DISABLED_ERROR for uid in uids), 60,
+                   "everyone disabled by the broken org connection", worker)
     assert_created_by(fake_salesforce, {f"Quote for {n}": str(fake_salesforce.state.users[address(n)].user_id)
                                         for n in NAMES})
+    with server.app.app_context():
+        broken = services().store.org_access.get(ORG).broken["exchange"]
+    page.reload()  # the admin comes back to the console
+    open_view(page, "Activate")
+    expect(page.locator("#activate-provider-exchange-state")).to_have_text("Set up, but broken: see Mailbox access")
+    open_view(page, "Mailbox access")
+    expect(page.locator("#access-ex-state")).to_have_text("Broken: sync is stopped for the people activated through it")
+    expect(page.locator("#access-ex-broken")).to_contain_text(f"{broken['message']} (since ")
+    # The admin saves the new password and presses Test: everyone it stopped resumes.
+    assert save_service_account(page, ROTATED, ews.ews_url)["state"] == "broken"  # until a Test proves it
+    fixed = press_test(page, address("jill"))
+    assert fixed["check"] == "ok" and fixed["resumed"] == 3 and fixed["state"] == "ok", fixed
+    expect(page.locator("#access-ex-test-status")).to_have_text(
+        "The service account can read this mailbox. 3 people resumed.")
+    expect(page.locator("#access-ex-broken")).to_be_empty()
+    assert all(state_of(server, uid) is SyncState.RUNNING for uid in uids)
     # 401: /api/admin/session before signing in; 409: Activate before setup; 422: the wrong password.
     console.assert_clean(allowed_statuses=(401, 409, 422))

@@ -22,8 +22,11 @@ export async function loadAccess() {
   fill(await api.getAdminMicrosoftAccess());
 }
 
-/** Wire the consent and check buttons. */
-export function initAccess() {
+let hooks = { changed: () => {} };
+
+/** Wire the consent and check buttons ({changed}: the org's access changed, e.g. for the Activate picker). */
+export function initAccess(given) {
+  hooks = { ...hooks, ...given };
   byId("access-ms-consent").addEventListener("click", async () => {
     try {
       const { url } = await api.adminMicrosoftConsentUrl();
@@ -37,6 +40,7 @@ export function initAccess() {
     try {
       const view = await api.checkAdminMicrosoftAccess();
       fill(view);
+      hooks.changed();
       setText(byId("access-ms-status"), view.check === "ok"
         ? `The connection works. ${view.resumed} people resumed.` : `Microsoft refused: ${view.check_message}`);
     } catch (error) {

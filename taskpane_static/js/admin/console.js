@@ -86,8 +86,9 @@ async function boot() {
   initUsers({ refreshSummary: () => loadSummary().catch(consoleError), refreshAudit: () => loadAudit() });
   initPolicy({ refreshAudit: () => loadAudit() });
   initAudit();
-  initAccess();
-  initExchangeAccess({ changed: () => loadProviders().catch(consoleError) });
+  const accessChanged = () => loadProviders().catch(consoleError);
+  initAccess({ changed: accessChanged });
+  initExchangeAccess({ changed: accessChanged });
   initActivate({ refreshUsers: () => { loadUsers().catch(consoleError); loadSummary().catch(consoleError); } });
   await Promise.all([loadSummary(), loadUsers(), loadPolicy(), loadAudit(), loadAccess(),
     loadExchangeAccess(), loadProviders()]
