@@ -46,6 +46,9 @@ ITEMS = Counter(PREFIX + "items", "Items a run handled, by what became of them",
 SKIPPED = Counter(PREFIX + "items_skipped", "Items never logged, by reason", ["reason"])
 OUTBOUND = Counter(PREFIX + "outbound_requests", "Outside calls by service and status class", ["service", "status"])
 THROTTLED = Counter(PREFIX + "throttled", "Outside answers that said slow down (429, 503)", ["service"])
+# Runs the engine did not start (paused, disabled, the org's API back-off...): a bounded reason set.
+RUNS_NOT_STARTED = Counter(PREFIX + "runs_not_started", "Sync jobs that ended before a run, by reason",
+                           ["reason", "provider"])
 WEBHOOKS = Counter(PREFIX + "webhook_notifications", "Push notifications received", ["source", "outcome"])
 API_BUDGET = Counter(PREFIX + "salesforce_api_calls", "Salesforce API calls the runs spent (the org budget)")
 # One series per org (a bounded set: the customers), the last reading any process saw.
@@ -71,6 +74,11 @@ def record_run(outcome: str, provider: str, seconds: float, counts: Mapping[str,
         SKIPPED.labels(reason).inc(n)
     if salesforce_calls:
         API_BUDGET.inc(salesforce_calls)
+
+
+def record_not_started(reason: str, provider: str) -> None:
+    """Count a sync job that ended without a run (the mailbox paused, disabled, gone, or backing off)."""
+    RUNS_NOT_STARTED.labels(reason, provider or "unknown").inc()
 
 
 def record_api_usage(org_id: str, used: int, limit: int) -> None:

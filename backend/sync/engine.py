@@ -70,6 +70,12 @@ def run_record(run: MailboxRun, started: float, duration_ms: int, status: str,
     }
 
 
+def skipped(reason: str, provider: str) -> dict[str, Any]:
+    """The answer of a job that ran no sync (counted by reason, so an operator sees paused or backed-off work)."""
+    metrics.record_not_started(reason, provider)
+    return {"status": "skipped", "reason": reason}
+
+
 @dataclass(frozen=True)
 class SyncEngine:
     """Runs sync for one mailbox at a time, with what it is given."""
@@ -85,21 +91,21 @@ class SyncEngine:
         clock = time.monotonic()
         mailbox = store.mailboxes.get(mailbox_id)
         if mailbox is None:
-            return {"status": "skipped", "reason": "unknown_mailbox"}
+            return skipped("unknown_mailbox", "")
         if mailbox.state is not SyncState.RUNNING:
             if mailbox.state is not SyncState.PAUSED:
                 store.schedule.remove(mailbox_id)
-            return {"status": "skipped", "reason": mailbox.state.value}
+            return skipped(mailbox.state.value, mailbox.provider)
         user = store.users.get(mailbox.user_id)
         if user is None:
-            return {"status": "skipped", "reason": "unknown_user"}
+            return skipped("unknown_user", mailbox.provider)
         org = store.orgs.get(mailbox.org_id)
         mailbox.settings = effective_settings(org, mailbox.settings)  # the org's locked values win
         if not interactive:
             until = backoff_before_run(store, self.settings, org, started)
             if until is not None:
                 store.schedule.set_next(mailbox_id, until)
-                return {"status": "skipped", "reason": "api_backoff", "until": iso(until)}
+                return {**skipped("api_backoff", mailbox.provider), "until": iso(until)}
 
         run = MailboxRun(store, self.settings, self.clients, mailbox, user, org, interactive)
         error: dict[str, Any] | None = None

@@ -105,3 +105,20 @@ def test_a_worker_process_s_run_is_in_the_merged_scrape_and_its_json_log(
     assert run_line["run_id"] == record["id"] and run_line["mailbox"] == mailbox_hash(env.uid)
     text = json.dumps(lines)
     assert env.uid not in text and SUBJECT not in text and env.session.token not in text
+
+
+@pytest.mark.parametrize("env_factory", ["microsoft"], indirect=True)
+def test_a_job_that_runs_nothing_is_counted_by_why(env: SyncEnv) -> None:
+    with env.app.app_context():
+        store = services().store
+        before = samples(env)
+        store.mailboxes.pause(env.uid)
+        record = run_mailbox(env.uid)
+        after = samples(env)
+    assert record == {"status": "skipped", "reason": "paused"}
+    labels = {"reason": "paused", "provider": "microsoft"}
+    assert value(after, "sidebar_sync_runs_not_started_total", **labels) == \
+        value(before, "sidebar_sync_runs_not_started_total", **labels) + 1
+    # Not a run: the outcome counters are left alone.
+    assert value(after, "sidebar_sync_runs_total", outcome="ok", provider="microsoft") == \
+        value(before, "sidebar_sync_runs_total", outcome="ok", provider="microsoft")
