@@ -303,8 +303,11 @@ def register_oauth(app: Flask, state: FakeGoogleState) -> None:
         if not verified.subject or verified.subject == verified.client_email:
             user = GoogleUser(email=verified.client_email, sub=verified.client_id, display_name="")
         else:
+            # Google signs in an alias address (or a nickname) as the account it belongs to.
             primary = state.delegation.nicknames.get(verified.subject, verified.subject)
-            user_ = state.find_user(primary)
+            with state.lock:
+                user_ = state.users.get(primary) or next(
+                    (u for u in state.users.values() if primary in u.aliases), None)
             if user_ is None or not state.delegation.in_domain(user_.email):
                 return _error("invalid_grant", UNKNOWN_USER)
             user = user_

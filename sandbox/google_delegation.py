@@ -4,8 +4,8 @@ The token endpoint (:mod:`sandbox.google`) hands a ``urn:ietf:params:oauth:grant
 grant to :meth:`Delegation.verify`, which checks it as Google does:
 
 * the ``assertion`` is an RS256 JWT whose ``kid`` names a registered, unrevoked key of the service
-  account in ``iss``, signed by it, with ``aud`` the token URL and ``exp`` at most one hour after
-  ``iat``: otherwise 400 ``invalid_grant`` ("Invalid JWT Signature." for an unknown, revoked or
+  account in ``iss``, signed by it, with ``aud`` Google's token URL (or the fake's own) and ``exp``
+  at most one hour after ``iat``: otherwise 400 ``invalid_grant`` ("Invalid JWT Signature." for an unknown, revoked or
   foreign key);
 * with a ``sub``, every requested scope must be authorised for the account's client id in the
   Workspace admin's Security > API controls > Domain-wide delegation (:meth:`Delegation.authorise`):
@@ -40,6 +40,9 @@ SHORT_LIVED = ("Invalid JWT: Token must be a short-lived token (60 minutes) and 
 MAX_LIFETIME = 3600
 # Google tolerates a little clock skew on iat/exp.
 LEEWAY = 300
+# The audiences Google's token endpoint accepts (google-auth always signs the first, whatever token_uri is).
+AUDIENCES = ("https://oauth2.googleapis.com/token", "https://www.googleapis.com/oauth2/v4/token",
+             "https://accounts.google.com/o/oauth2/token")
 
 
 class DelegationRefused(Exception):
@@ -127,7 +130,8 @@ class Delegation:
                 str(claims.get("iss", "")).lower() != key.client_email:
             raise DelegationRefused(400, "invalid_grant", BAD_SIGNATURE)
         try:
-            claims = jwt.decode(assertion, key.public_pem, algorithms=["RS256"], audience=audience, leeway=LEEWAY,
+            claims = jwt.decode(assertion, key.public_pem, algorithms=["RS256"], audience=[*AUDIENCES, audience],
+                                leeway=LEEWAY,
                                 options={"require": ["iss", "aud", "iat", "exp"]})
         except jwt.InvalidSignatureError:
             raise DelegationRefused(400, "invalid_grant", BAD_SIGNATURE) from None
