@@ -33,7 +33,8 @@ def access_type(provider: str, connection: dict[str, Any]) -> str | None:
     """How the mailbox is read: ``app_only`` (admin consent), ``delegated`` (the person's consent), ``password``."""
     if not provider:
         return None
-    if connection.get("app_only"):
+    if connection.get("app_only") or connection.get("delegated"):
+        # Google's domain-wide delegation is the org's access too, like Graph app-only.
         return "app_only"
     return "password" if provider == "exchange" else "delegated"
 
