@@ -32,6 +32,7 @@ PATHS.update({
                        "address": {"type": "string", "format": "email"}}}))},
     "/api/admin/connections/google/check": {"post": _op(
         "Test: a delegated token reads one mailbox; when it works again everyone resumes",
-        _json(_CHECKED), 400, 409, 413, 415, 502, requestBody=_body({"type": "object", "required": ["address"], "properties": {
+        _json(_CHECKED), 400, 409, 413, 415, 502,
+        requestBody=_body({"type": "object", "required": ["address"], "properties": {
             "address": {"type": "string", "format": "email"}}}))},
 })

@@ -79,7 +79,8 @@ def test_a_bad_key_or_domain_is_not_saved(mass: MassEnv, key: dict[str, str], ch
     assert not services().store.org_access.has_secret(ORG, SECRET_KEY)
 
 
-@pytest.mark.parametrize(("breakage", "code"), [("revoke", "key_refused"), ("unauthorise", "delegation_not_authorised")])
+@pytest.mark.parametrize(("breakage", "code"), [
+    ("revoke", "key_refused"), ("unauthorise", "delegation_not_authorised")])
 def test_googles_refusal_is_the_setup_error(mass: MassEnv, key: dict[str, str], fake_google: GoogleFake,
                                             breakage: str, code: str) -> None:
     if breakage == "revoke":
