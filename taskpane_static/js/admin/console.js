@@ -3,6 +3,7 @@
 import * as api from "../api.js";
 import { byId, focus, setText, setVisible, showActionError } from "../dom.js";
 import { initAccess, loadAccess } from "./access.js";
+import { initGoogleAccess, loadGoogleAccess } from "./access_google.js";
 import { initActivate } from "./activate.js";
 import { initAudit, loadAudit } from "./audit.js";
 import { initPolicy, loadPolicy } from "./policy.js";
@@ -86,8 +87,9 @@ async function boot() {
   initPolicy({ refreshAudit: () => loadAudit() });
   initAudit();
   initAccess();
+  initGoogleAccess();
   initActivate({ refreshUsers: () => { loadUsers().catch(consoleError); loadSummary().catch(consoleError); } });
-  await Promise.all([loadSummary(), loadUsers(), loadPolicy(), loadAudit(), loadAccess()]
+  await Promise.all([loadSummary(), loadUsers(), loadPolicy(), loadAudit(), loadAccess(), loadGoogleAccess()]
     .map((p) => p.catch(consoleError)));
 }
 
