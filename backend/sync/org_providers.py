@@ -120,7 +120,8 @@ GOOGLE = OrgProvider(
                                       "client_email": access.google_client_email,
                                       "domain": found.address.rpartition("@")[2]},
     uses=lambda mailbox: mailbox.provider == "google" and bool(mailbox.connection.get("delegated")),
-    scope=lambda mailbox: str(mailbox.connection.get("client_id", "")),
+    # One key per org reads every delegated mailbox (whichever client id activated it): a break stops them all.
+    scope=lambda mailbox: "org_key",
     refused=delegation_refused_now,
     messages={
         "no_mailbox": "Google Workspace has no user with this address.",

@@ -62,6 +62,16 @@ def test_the_console_saves_the_key_but_never_shows_it(gws: MassEnv, key: dict[st
     assert [g["sub"] for g in fake_google.google.delegation.grants] == ["alice@acme.example"]
 
 
+@pytest.mark.parametrize("form", ["key", "service_account"])
+def test_the_key_file_text_or_the_parsed_key_is_accepted(mass: MassEnv, key: dict[str, str], form: str) -> None:
+    value: Any = json.dumps(key) if form == "key" else key
+    answer = mass.client.put("/api/admin/connections/google", headers={"X-CSRF-Token": mass.csrf},
+                             json={form: value, "domain": f"{DOMAIN.upper()}, other.example"})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.json["domains"] == [DOMAIN, "other.example"] and answer.json["address"] == "alice@acme.example"
+    assert services().store.org_access.get(ORG).google_domains == (DOMAIN, "other.example")
+
+
 @pytest.mark.parametrize(("change", "status", "code"), [
     ({"key": "{not json"}, 400, "invalid_input"),
     ({"key": json.dumps({"type": "authorized_user"})}, 400, "invalid_input"),
