@@ -257,3 +257,15 @@ def test_their_own_gmail_consent_takes_over_without_a_duplicate(gws: MassEnv, fa
     assert sorted(m["Subject"] for m in messages) == ["Order", "Quote"]
     assert {m["CreatedById"] for m in messages} == {gws.sf_id("bob")}
     assert len(fake_google.google.delegation.grants) == grants  # read with his own token now
+
+
+def test_google_is_asked_three_times_a_person(gws: MassEnv, fake_google: GoogleFake) -> None:
+    recorder = fake_google.server.recorder
+    before = len(recorder.calls)
+    assert [r["result"] for r in activate_google(gws, ["bob", "jill", "erin"])["results"]] == [
+        "activated", "activated", "no_mailbox"]
+    paths = [c.path for c in recorder.calls[before:]]
+    # bob and jill: a delegated token, the profile, the send-as list; erin: the token request Google refuses.
+    assert paths.count("/token") == 3
+    assert paths.count("/gmail/v1/users/me/profile") == 2 and paths.count("/gmail/v1/users/me/settings/sendAs") == 2
+    assert len(paths) == 7, paths
