@@ -205,6 +205,11 @@ class FakeGmailState:
         user, rest = match.group(1), match.group(2)
         if user not in ("me", info.email):
             return 403, {}, google_error(403, "forbidden", "Delegation denied for " + info.email)
+        account = self.google.find_user(info.email)
+        if account is not None and not account.gmail_enabled:
+            # Gmail turned off for the person's organisational unit: Google's answer to every call.
+            return 400, {}, google_error(400, "failedPrecondition", "Mail service not enabled",
+                                         "FAILED_PRECONDITION")
         box = self.mailbox(info.email)
         metadata_only = GMAIL_METADATA in info.scopes
         if rest == "profile":

@@ -10,6 +10,8 @@ Served on loopback https; the product reaches it only through ``GOOGLE_AUTH_URL`
 * ``POST /token``: ``authorization_code`` (PKCE checked, single use, bound to its client and
   redirect URI; a refresh token only with ``access_type=offline``, and again only with
   ``prompt=consent``) and ``refresh_token``; errors as Google words them (``invalid_grant`` ...);
+* ``POST /token`` with ``urn:ietf:params:oauth:grant-type:jwt-bearer``: a service account's signed
+  assertion, with ``sub`` for domain-wide delegation (:mod:`sandbox.google_delegation`);
 * ``POST /revoke``: revokes a refresh or access token.
 
 Access tokens are opaque; :mod:`sandbox.gmail` and :mod:`sandbox.google_calendar` look them up
@@ -32,6 +34,7 @@ from urllib.parse import urlencode
 import jwt
 from flask import Flask, Response, jsonify, redirect, request
 
+from sandbox.google_delegation import JWT_BEARER, UNKNOWN_USER, Delegation, DelegationRefused
 from sandbox.microsoft import SigningKey, new_key
 
 GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
@@ -51,6 +54,8 @@ class GoogleUser:
     aliases: list[str] = field(default_factory=list)
     # Scopes this person granted our client earlier (include_granted_scopes adds them back).
     granted: set[str] = field(default_factory=set)
+    # False: Gmail is turned off for the person's organisational unit (the API answers failedPrecondition).
+    gmail_enabled: bool = True
 
 
 @dataclass
@@ -107,6 +112,20 @@ class FakeGoogleState:
     token_requests: list[str] = field(default_factory=list)
     authorize_requests: list[dict[str, str]] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
+    # Service accounts, their keys and the Workspace admin's domain-wide delegation entries.
+    delegation: Delegation = field(default_factory=Delegation)
+
+    def add_service_account(self, client_email: str, client_id: str, public_pem: bytes, key_id: str = "") -> str:
+        """Register a service account's key (see :class:`Delegation`); returns the key id."""
+        return self.delegation.add_service_account(client_email, client_id, public_pem, key_id)
+
+    def authorise_delegation(self, client_id: str, scopes: list[str] | tuple[str, ...] | set[str]) -> None:
+        """The Workspace admin authorises ``scopes`` for ``client_id`` (an empty list removes the entry)."""
+        self.delegation.authorise(client_id, scopes)
+
+    def revoke_key(self, key_id_or_email: str) -> None:
+        """Delete a service account key (or all of one account's keys)."""
+        self.delegation.revoke_key(key_id_or_email)
 
     def add_user(self, email: str, *, aliases: list[str] | tuple[str, ...] = (),
                  display_name: str | None = None) -> GoogleUser:
@@ -275,11 +294,33 @@ def register_oauth(app: Flask, state: FakeGoogleState) -> None:
             pending[params["_grant"]] = params  # the page again (unknown account)
         return response
 
+    def delegated(assertion: str) -> Response:
+        # A service account needs no client secret: its signed assertion is the credential.
+        try:
+            verified = state.delegation.verify(assertion, f"{state.base_url}/token")
+        except DelegationRefused as exc:
+            return _error(exc.error, exc.description, exc.status)
+        if not verified.subject or verified.subject == verified.client_email:
+            user = GoogleUser(email=verified.client_email, sub=verified.client_id, display_name="")
+        else:
+            # Google signs in an alias address (or a nickname) as the account it belongs to.
+            primary = state.delegation.nicknames.get(verified.subject, verified.subject)
+            with state.lock:
+                user_ = state.users.get(primary) or next(
+                    (u for u in state.users.values() if primary in u.aliases), None)
+            if user_ is None or not state.delegation.in_domain(user_.email):
+                return _error("invalid_grant", UNKNOWN_USER)
+            user = user_
+        answer = state.tokens_for(user, verified.client_id, list(verified.scopes), refresh=False)
+        return jsonify({k: answer[k] for k in ("access_token", "expires_in", "token_type")})
+
     @app.post("/token")
     def token() -> Any:
         form = request.form
         grant_type = form.get("grant_type", "")
         state.token_requests.append(grant_type)
+        if grant_type == JWT_BEARER:
+            return delegated(form.get("assertion", ""))
         client_id = form.get("client_id", "")
         if client_id != state.client_id or form.get("client_secret") != state.client_secret:
             return _error("invalid_client", "The OAuth client was not found.", 401)

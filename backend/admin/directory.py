@@ -31,11 +31,14 @@ __all__ = ["SORTS", "Query", "list_users", "rows", "summary", "user_row"]
 
 def access_type(provider: str, connection: dict[str, Any]) -> str | None:
     """How the mailbox is read: ``app_only`` (admin consent), ``impersonation`` (the org's Exchange service
-    account), ``delegated`` (the person's consent), ``password``."""
+    account), ``domain_wide`` (the org's Google service account), ``delegated`` (the person's consent), ``password``."""
     if not provider:
         return None
     if connection.get("app_only"):
         return "app_only"
+    if connection.get("delegated"):
+        # Google's domain-wide delegation: the org's access, not the person's consent.
+        return "domain_wide"
     if connection.get("impersonation"):
         return "impersonation"
     return "password" if provider == "exchange" else "delegated"

@@ -7,6 +7,8 @@ from backend.api import (  # noqa: F401
     admin,
     admin_access_exchange,
     admin_access_exchange_openapi,
+    admin_access_google,
+    admin_access_google_openapi,
     admin_activate,
     admin_activate_openapi,
     admin_openapi,

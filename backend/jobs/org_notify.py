@@ -26,8 +26,13 @@ _WORDING = {
     "exchange": ("the on-premises Exchange service account ({access.exchange_login})",
                  "enter the service account's new password in the Sidebar Sync console and press Test "
                  "(Mailbox access > On-premises Exchange):"),
+    "google": ("the Google Workspace service account ({access.google_client_email}) and its domain-wide "
+               "delegation",
+               "upload a new JSON key of the service account, or have a Workspace administrator authorise client id "
+               "{access.google_client_id} again under Security > API controls > Domain-wide delegation, then press "
+               "Test in the Sidebar Sync console (Mailbox access > Google Workspace):"),
 }
-_LABELS = {"microsoft": "Microsoft 365", "exchange": "on-premises Exchange"}
+_LABELS = {"microsoft": "Microsoft 365", "exchange": "on-premises Exchange", "google": "Google Workspace"}
 
 
 def org_broken_message(settings: Settings, access: OrgAccess, provider: str, to: str) -> EmailMessage:
@@ -40,7 +45,7 @@ def org_broken_message(settings: Settings, access: OrgAccess, provider: str, to:
         f"{details.get('message', 'access refused')}.\n\n"
         "Sync is paused for every person activated through it; it does not count against their own sign-in, "
         "and nothing is lost.\n\n"
-        f"How to fix it: {fix} {settings.PUBLIC_BASE_URL}/admin#access\n"
+        f"How to fix it: {fix.format(access=access)} {settings.PUBLIC_BASE_URL}/admin#access\n"
         "Everyone resumes where they stopped as soon as the connection works.\n\n"
         "- Sidebar Sync\n"
     )

@@ -1,7 +1,8 @@
 """An org's mailbox access for mass activation: which Microsoft 365 tenant consented, and whether it works.
 
-``P orgaccess:{org}`` is a hash of non-secret facts (the tenant id, who connected it and when, the
-open breakage per provider). Secrets an org's connection needs (a service account's password or
+``P orgaccess:{org}`` is a hash of non-secret facts (the tenant id, the Exchange service account's
+login, the Google service account's client email and id and the Workspace domains, who connected
+each and when, the open breakage per provider). Secrets an org's connection needs (a service account's password or
 key) go only through the secret store (kind ``org``), encrypted, and are never read back for display.
 """
 
@@ -45,6 +46,15 @@ class OrgAccess:
     exchange_autodiscovered: bool = False
     exchange_connected_at: float = 0.0
     exchange_connected_by: str = ""
+    # Google Workspace: the service account (domain-wide delegation; its key only in the secret store).
+    google_client_email: str = ""
+    google_client_id: str = ""
+    google_project_id: str = ""
+    google_domains: tuple[str, ...] = ()
+    # The address the key was proved with (the broken-org check signs in as it again).
+    google_address: str = ""
+    google_connected_at: float = 0.0
+    google_connected_by: str = ""
     # provider -> {"code", "message", "since", "incident"} while that connection is broken.
     broken: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -76,6 +86,10 @@ class OrgAccessRepo:
             setattr(access, f"exchange_{name}", raw.get(f"exchange_{name}", ""))
         access.exchange_autodiscovered = raw.get("exchange_autodiscovered") == "1"
         access.exchange_connected_at = float(raw.get("exchange_connected_at") or 0)
+        for name in ("client_email", "client_id", "project_id", "address", "connected_by"):
+            setattr(access, f"google_{name}", raw.get(f"google_{name}", ""))
+        access.google_domains = tuple(d for d in raw.get("google_domains", "").split(",") if d)
+        access.google_connected_at = float(raw.get("google_connected_at") or 0)
         for provider in PROVIDERS:
             if f"broken:{provider}" in raw:
                 access.broken[provider] = json.loads(raw[f"broken:{provider}"])
@@ -96,6 +110,13 @@ class OrgAccessRepo:
         self._r.hset(self._key(org_id), mapping={**{f"exchange_{k}": v for k, v in facts.items()},
                                                  "exchange_connected_at": str(time.time()),
                                                  "exchange_connected_by": by})
+
+    def connect_google(self, org_id: str, by: str, domains: tuple[str, ...], **facts: str) -> None:
+        """Record the org's Google service account (client_email, client_id, project_id, address; no key)."""
+        self._r.hset(self._key(org_id), mapping={**{f"google_{k}": v for k, v in facts.items()},
+                                                 "google_domains": ",".join(domains),
+                                                 "google_connected_at": str(time.time()),
+                                                 "google_connected_by": by})
 
     def mark_broken(self, org_id: str, provider: str, code: str, message: str) -> str | None:
         """Mark ``provider``'s org connection broken; the new incident id, or None when it already was."""

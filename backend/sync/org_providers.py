@@ -23,6 +23,7 @@ from backend.store import Store
 from backend.store.mailbox_record import SyncMailbox
 from backend.store.org_access import OrgAccess
 from backend.sync.org_exchange import service_directory, service_refused
+from backend.sync.org_google import delegation_refused_now, workspace_directory
 
 
 class OrgDirectory(Protocol):
@@ -109,8 +110,30 @@ EXCHANGE = OrgProvider(
     },
 )
 
+GOOGLE = OrgProvider(
+    name="google",
+    label="Google Workspace",
+    ready=lambda access: bool(access.google_client_id),
+    missing="Set up the Google Workspace service account first (Mailbox access > Google Workspace).",
+    directory=workspace_directory,
+    connection=lambda access, found: {"delegated": True, "client_id": access.google_client_id,
+                                      "client_email": access.google_client_email,
+                                      "domain": found.address.rpartition("@")[2]},
+    uses=lambda mailbox: mailbox.provider == "google" and bool(mailbox.connection.get("delegated")),
+    # One key per org reads every delegated mailbox (whichever client id activated it): a break stops them all.
+    scope=lambda mailbox: "org_key",
+    refused=delegation_refused_now,
+    messages={
+        "no_mailbox": "Google Workspace has no user with this address.",
+        "mailbox_mismatch": "Google signs this address in as another account (an alias or a former address): "
+                            "activate the account's primary address.",
+        "not_allowed_by_tenant": "This address is outside your Google Workspace domain, or Gmail is turned off "
+                                 "for the person's organisational unit.",
+    },
+)
+
 # The explicit provider map (no discovery): what mass activation supports.
-ORG_PROVIDERS: dict[str, OrgProvider] = {MICROSOFT.name: MICROSOFT, EXCHANGE.name: EXCHANGE}
+ORG_PROVIDERS: dict[str, OrgProvider] = {MICROSOFT.name: MICROSOFT, EXCHANGE.name: EXCHANGE, GOOGLE.name: GOOGLE}
 
 
 def uses_org_access(mailbox: SyncMailbox) -> bool:

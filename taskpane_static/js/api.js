@@ -417,3 +417,24 @@ export function logItem(body) {
 export function blockEntry(entry) {
   return request("POST", "/api/items/block", { body: { entry } });
 }
+
+// --- The admin console: the org's Google Workspace service account --------------------------
+
+/** GET /api/admin/connections/google: the service account, the domain and what to authorise (never the key). */
+export function getAdminGoogleAccess() {
+  return request("GET", "/api/admin/connections/google", { console: true });
+}
+
+/** PUT /api/admin/connections/google: save the JSON key's text and the domain after Google accepts them. */
+export function saveAdminGoogleAccess({ key, domain, address }) {
+  const body = { key, domain };
+  if (address) {
+    body.address = address;
+  }
+  return request("PUT", "/api/admin/connections/google", { console: true, body });
+}
+
+/** POST /api/admin/connections/google/check: a delegated token for one mailbox (everyone it stopped resumes). */
+export function checkAdminGoogleAccess(address) {
+  return request("POST", "/api/admin/connections/google/check", { console: true, body: { address } });
+}

@@ -36,6 +36,10 @@ RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaEx
 Params = Sequence[tuple[str, str]]
 
 
+class GmailDisabled(AuthRevoked):
+    """Gmail is turned off for this account (its organisational unit): every call answers failedPrecondition."""
+
+
 class GoogleResponse(HttpAnswer):
     """A Google answer (a whole HTTP response or one batch part)."""
 
@@ -68,6 +72,8 @@ def check(resp: GoogleResponse) -> GoogleResponse:
                         retry_after=retry_after_seconds(resp.header("Retry-After"), 60.0))
     if resp.status == 401:
         raise AuthRevoked(f"Google refused access to the mailbox{detail}. Connect Gmail again.")
+    if resp.status == 400 and resp.reason == "failedPrecondition":
+        raise GmailDisabled(f"Gmail is turned off for this account in the Google Admin console{detail}.")
     if resp.status == 403:
         if resp.reason in ("accessNotConfigured", "SERVICE_DISABLED"):
             log.error("google api not enabled for our project%s", detail)

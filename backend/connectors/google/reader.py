@@ -16,12 +16,13 @@ import requests
 from backend.config import Settings
 from backend.connectors.common import TokenSource
 from backend.connectors.google.calendar import CalendarRead
+from backend.connectors.google.delegation import SECRET_KEY, DelegatedTokens, ServiceAccountKey, parse_key
 from backend.connectors.google.http import GoogleClient
 from backend.connectors.google.items import identity_from, parse_message
 from backend.connectors.google.mail import GET_UNITS, MESSAGE_FIELDS, USER_PATH, FolderRead
 from backend.connectors.google.tokens import MailboxTokens, StaticToken
 from backend.connectors.mailbox import FOLDERS, ChangePage, EmailItem, EventItem, Folder, MailboxIdentity, SyncWindow
-from backend.errors import Unavailable
+from backend.errors import AuthRevoked, SetupFailed, Unavailable
 from backend.net.outbound import make_session
 from backend.security.crypto import fingerprint
 
@@ -114,4 +115,21 @@ def open_mailbox(ctx: Any) -> GmailMailbox:
     """The Gmail connector for a sync mailbox (``ctx`` is a :class:`backend.connectors.MailboxContext`)."""
     settings: Settings = ctx.settings
     session = ctx.http_session or make_session(settings.OUTBOUND_CA_BUNDLE, settings.OUTBOUND_TIMEOUT_SECONDS)
-    return GmailMailbox(settings, MailboxTokens(settings, ctx.secrets, session), ctx.mailbox_id, session)
+    tokens: TokenSource
+    if (ctx.connection or {}).get("delegated"):
+        # Mass activation: the org's service account signs in as the person (domain-wide delegation).
+        tokens = DelegatedTokens(settings, _org_key(ctx), ctx.address, session)
+    else:
+        tokens = MailboxTokens(settings, ctx.secrets, session)
+    return GmailMailbox(settings, tokens, ctx.mailbox_id, session)
+
+
+def _org_key(ctx: Any) -> ServiceAccountKey:
+    """The org's service account key for a delegated mailbox (AuthRevoked when none is kept)."""
+    raw = ctx.org_secret(SECRET_KEY) if ctx.org_secret is not None else None
+    if not raw:
+        raise AuthRevoked("No Google Workspace service account key is saved for this organisation.")
+    try:
+        return parse_key(raw)
+    except SetupFailed as exc:
+        raise AuthRevoked(exc.message) from None

@@ -4,6 +4,7 @@ import * as api from "../api.js";
 import { byId, focus, setText, setVisible, showActionError } from "../dom.js";
 import { initAccess, loadAccess } from "./access.js";
 import { initExchangeAccess, loadExchangeAccess } from "./access_exchange.js";
+import { initGoogleAccess, loadGoogleAccess } from "./access_google.js";
 import { initActivate, loadProviders } from "./activate.js";
 import { initAudit, loadAudit } from "./audit.js";
 import { initPolicy, loadPolicy } from "./policy.js";
@@ -89,9 +90,10 @@ async function boot() {
   const accessChanged = () => loadProviders().catch(consoleError);
   initAccess({ changed: accessChanged });
   initExchangeAccess({ changed: accessChanged });
+  initGoogleAccess({ changed: accessChanged });
   initActivate({ refreshUsers: () => { loadUsers().catch(consoleError); loadSummary().catch(consoleError); } });
   await Promise.all([loadSummary(), loadUsers(), loadPolicy(), loadAudit(), loadAccess(),
-    loadExchangeAccess(), loadProviders()]
+    loadExchangeAccess(), loadGoogleAccess(), loadProviders()]
     .map((p) => p.catch(consoleError)));
 }
 

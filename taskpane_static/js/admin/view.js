@@ -11,7 +11,7 @@ export const STATE_NAMES = {
 };
 
 const ACCESS_NAMES = {
-  delegated: "delegated", app_only: "app-only (admin consent)", impersonation: "service account", password: "password",
+  delegated: "delegated", app_only: "app-only (admin consent)", impersonation: "service account", domain_wide: "domain-wide delegation", password: "password",
 };
 
 export const ACTION_NAMES = {
