@@ -88,7 +88,7 @@ def save_service_account(page: Page, password: str, ews_url: str) -> dict[str, A
 
 def press_test(page: Page, mailbox: str) -> dict[str, Any]:
     """Type one mailbox in Test and press it (keyboard: Enter submits); the API's answer."""
-    field = page.get_by_label("Mailbox to test with")
+    field = page.get_by_label("Exchange mailbox to test with")
     field.fill(mailbox)
     with page.expect_response("**/api/admin/connections/exchange/check") as answer:
         field.press("Enter")
@@ -143,7 +143,7 @@ def test_three_people_activated_through_the_exchange_service_account_are_synced_
         "Connected: the service account can impersonate the people you activate")
     expect(page.locator("#access-ex-account")).to_have_text(SERVICE)
     expect(page.locator("#access-ex-ews")).to_have_text(ews.ews_url)
-    expect(page.get_by_label("Password")).to_have_value("")  # write-only: never filled back
+    expect(page.locator("#access-exchange").get_by_label("Password")).to_have_value("")  # write-only: never filled back
     expect(page.locator("#access-ex-password-hint")).to_contain_text("A password is saved")
 
     # Test: outside the scope the refusal is shown; inside it works.
@@ -177,7 +177,7 @@ def test_three_people_activated_through_the_exchange_service_account_are_synced_
     found = axe_violations(page, "#activate")
     assert found == [], found
     open_view(page, "Mailbox access")
-    expect(page.get_by_label("Password")).to_have_value("")
+    expect(page.locator("#access-exchange").get_by_label("Password")).to_have_value("")
     expect(page.get_by_label("Service account login")).to_have_value(SERVICE)
 
     with running_worker(server, tmp_path) as worker:

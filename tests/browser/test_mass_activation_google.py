@@ -88,12 +88,12 @@ def test_the_admin_sets_up_google_and_three_people_are_synced_as_themselves(
     other.write_text(json.dumps({"type": "authorized_user", "client_id": "1"}))
     page.get_by_label("Service account key (JSON file)").set_input_files(str(other))
     page.get_by_label("Workspace domain").fill(DOMAIN)
-    page.get_by_role("button", name="Save", exact=True).click()
+    page.get_by_role("button", name="Save the key", exact=True).click()
     expect(page.locator("#access-google-key-error")).to_contain_text("not a service account key")
     expect(page.locator("#access-google-state")).to_have_text("Not set up yet")
 
     page.get_by_label("Service account key (JSON file)").set_input_files(str(key))
-    page.get_by_role("button", name="Save", exact=True).click()
+    page.get_by_role("button", name="Save the key", exact=True).click()
     expect(page.locator("#access-google-status")).to_have_text("Saved: Google accepted the key for this domain.")
     expect(page.locator("#access-google-state")).to_have_text(
         "Set up: mailboxes are read through domain-wide delegation")
@@ -101,8 +101,8 @@ def test_the_admin_sets_up_google_and_three_people_are_synced_as_themselves(
     expect(page.locator("#access-google-authorise-client")).to_have_text(CLIENT_ID)
     expect(page.locator("#access-google-email")).to_have_text(SA_EMAIL)
     assert "PRIVATE KEY" not in page.content()
-    page.get_by_label("Mailbox to test with").fill(address("bob"))
-    page.get_by_role("button", name="Test", exact=True).click()
+    page.get_by_label("Workspace mailbox to test with").fill(address("bob"))
+    page.get_by_role("button", name="Test the key", exact=True).click()
     expect(page.locator("#access-google-status")).to_have_text("The connection works. 0 people resumed.")
     found = axe_violations(page, "#access")
     assert found == [], found
