@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from backend.extensions import services
+from backend.jobs import activation as activation_job
 from backend.jobs.activation import run_activation
 from backend.store.mailboxes import SyncState
 from tests.mass_env import EXPECTED, ORG, MassEnv, address
@@ -158,3 +159,43 @@ def test_the_connection_view_never_shows_a_secret_and_says_the_state(mass: MassE
     view = mass.client.get("/api/admin/connections/microsoft").json
     assert view["connected"] is True and view["state"] == "ok" and view["tenant_id"] == mass.tenant
     assert set(view) == {"provider", "connected", "tenant_id", "connected_at", "state", "error"}
+
+
+def test_progress_is_saved_slice_by_slice_and_a_retried_job_goes_on_where_it_stopped(
+        mass: MassEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = services().store
+    names = sorted(EXPECTED)  # 9 people: slices of 2, 2, 2, 2, 1
+    started = mass.post("/api/admin/activate", json={"provider": "microsoft", "users": [address(n) for n in names]})
+    job_id = started.json["job_id"]
+    monkeypatch.setattr(activation_job, "SLICE", 2)
+    seen: list[tuple[str, int, int]] = []
+    real_slice = activation_job.activate_slice
+    calls: list[int] = []
+    cut = [True]
+
+    def watched(*args: Any) -> list[dict[str, Any]]:
+        # What the console's progress poll answers while the job is between two slices.
+        answer = mass.client.get(f"/api/admin/activations/{job_id}").json
+        seen.append((answer["state"], answer["done"], answer["total"]))
+        calls.append(args[-1])
+        if len(calls) == 3 and cut and cut.pop():
+            raise ConnectionError("the worker lost its network after two slices")
+        return real_slice(*args)
+
+    monkeypatch.setattr(activation_job, "activate_slice", watched)
+    with pytest.raises(ConnectionError):
+        run_activation(job_id)
+    assert seen == [("running", 0, 9), ("running", 2, 9), ("running", 4, 9)]
+    assert mass.client.get(f"/api/admin/activations/{job_id}").json["state"] == "failed"
+
+    # RQ retries the job: it starts at the third slice, and no one is decided twice.
+    seen.clear()
+    calls.clear()
+    run_activation(job_id)
+    assert seen == [("running", 4, 9), ("running", 6, 9), ("running", 8, 9)]
+    assert calls == [4, 6, 8]
+    answer = mass.client.get(f"/api/admin/activations/{job_id}").json
+    assert answer["state"] == "done" and answer["done"] == 9
+    assert sorted(r["address"] for r in answer["results"]) == sorted(address(n) for n in names)
+    assert {r["address"]: r["result"] for r in answer["results"]} == {address(n): EXPECTED[n] for n in names}
+    assert store.activations.get(job_id) is not None
