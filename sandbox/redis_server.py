@@ -95,7 +95,11 @@ def _pid_alive(pid: int) -> bool:
 def claim_database(base_url: str) -> tuple[str, str]:
     """Claim a free database (1..15) on the server at ``base_url``; returns (url, claim token)."""
     token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-    for db in range(1, 16):
+    named = urlsplit(base_url).path.strip("/")
+    # A URL naming a database (redis://host/3) claims that one only: several people sharing one
+    # server each keep to the number they were given, and never flush another's.
+    candidates = [int(named)] if named.isdigit() and int(named) > 0 else list(range(1, 16))
+    for db in candidates:
         url = _with_db(base_url, db)
         client = redis.Redis.from_url(url, decode_responses=True)
         if client.set(CLAIM_KEY, token, nx=True, ex=6 * 3600):
@@ -110,7 +114,7 @@ def claim_database(base_url: str) -> tuple[str, str]:
             client.flushdb()
             client.set(CLAIM_KEY, token, ex=6 * 3600)
             return url, token
-    raise RuntimeError("no free Redis database (1..15) for the test run")
+    raise RuntimeError(f"no free Redis database ({', '.join(map(str, candidates))}) for the test run")
 
 
 def release_database(url: str, token: str) -> None:
