@@ -41,28 +41,49 @@ def free_port() -> int:
 
 
 class PrivateRedis:
-    """A redis-server child process on a free port, stopped by :meth:`stop`."""
+    """A redis-server child process on a free port, stopped by :meth:`stop`.
 
-    def __init__(self) -> None:
+    With ``persistent`` it keeps an append-only file written on every command, so :meth:`kill` then
+    :meth:`start` is a Redis restart that keeps its data (the fault suite restarts it mid-run).
+    """
+
+    def __init__(self, persistent: bool = False) -> None:
         self.dir = tempfile.mkdtemp(prefix="ss-test-redis-")
         self.port = free_port()
+        self.persistent = persistent
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again: on the same port, from its data directory) and wait until it answers."""
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else \
+            ["--appendonly", "no"]
         self.proc = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
+             "--dir", self.dir],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port)
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
+        try:
+            for _ in range(200):
+                try:
+                    if client.ping():
+                        return
+                except redis.exceptions.BusyLoadingError:
+                    pass  # replaying its append-only file
+                except redis.ConnectionError:
+                    pass
                 time.sleep(0.05)
-        else:
-            self.stop()
-            raise RuntimeError("private redis-server did not start")
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        finally:
+            client.close()
+        self.stop()
+        raise RuntimeError("private redis-server did not start")
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crashed machine would (what it wrote to its append-only file stays)."""
+        self.proc.kill()
+        self.proc.wait(timeout=5)
 
     def stop(self) -> None:
         """Stop the server and remove its directory."""

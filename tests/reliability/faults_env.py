@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from rq.registry import StartedJobRegistry
 
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_SYNC, services
+from sandbox.redis_server import PrivateRedis
 from tests.e2e import SyncEnv, wait_until
 from tests.jobs.conftest import env_factory, smtp_sink  # noqa: F401 - fixtures for the fault tests
 
@@ -92,3 +95,11 @@ def scheduled_at(env: SyncEnv) -> float | None:
     """When the env's mailbox runs next (None: unscheduled)."""
     with env.app.app_context():
         return services().store.schedule.next_of(env.uid)
+
+
+@pytest.fixture
+def restartable_redis() -> Iterator[PrivateRedis]:
+    """A private redis-server that keeps its data across a SIGKILL and restart (append-only, fsync always)."""
+    server = PrivateRedis(persistent=True)
+    yield server
+    server.stop()
