@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import socket
 import socketserver
 import ssl
 import threading
@@ -110,6 +111,12 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
             return lambda data: None
 
         payload = b"".join(self.server.app(environ, start_response))
+        if environ.get("fake.cut"):
+            # The request was processed, its answer is lost: close without a byte of response.
+            self.close_connection = True
+            with suppress(OSError):
+                self.request.shutdown(socket.SHUT_RDWR)
+            return
         code, _, reason = captured["status"].partition(" ")
         self.send_response(int(code), reason)
         names = set()

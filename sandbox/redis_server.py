@@ -41,28 +41,49 @@ def free_port() -> int:
 
 
 class PrivateRedis:
-    """A redis-server child process on a free port, stopped by :meth:`stop`."""
+    """A redis-server child process on a free port, stopped by :meth:`stop`.
 
-    def __init__(self) -> None:
+    With ``persistent`` it keeps an append-only file written on every command, so :meth:`kill` then
+    :meth:`start` is a Redis restart that keeps its data (the fault suite restarts it mid-run).
+    """
+
+    def __init__(self, persistent: bool = False) -> None:
         self.dir = tempfile.mkdtemp(prefix="ss-test-redis-")
         self.port = free_port()
+        self.persistent = persistent
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again: on the same port, from its data directory) and wait until it answers."""
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else \
+            ["--appendonly", "no"]
         self.proc = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
+             "--dir", self.dir],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port)
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
+        try:
+            for _ in range(200):
+                try:
+                    if client.ping():
+                        return
+                except redis.exceptions.BusyLoadingError:
+                    pass  # replaying its append-only file
+                except redis.ConnectionError:
+                    pass
                 time.sleep(0.05)
-        else:
-            self.stop()
-            raise RuntimeError("private redis-server did not start")
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        finally:
+            client.close()
+        self.stop()
+        raise RuntimeError("private redis-server did not start")
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crashed machine would (what it wrote to its append-only file stays)."""
+        self.proc.kill()
+        self.proc.wait(timeout=5)
 
     def stop(self) -> None:
         """Stop the server and remove its directory."""
@@ -95,7 +116,11 @@ def _pid_alive(pid: int) -> bool:
 def claim_database(base_url: str) -> tuple[str, str]:
     """Claim a free database (1..15) on the server at ``base_url``; returns (url, claim token)."""
     token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-    for db in range(1, 16):
+    named = urlsplit(base_url).path.strip("/")
+    # A URL naming a database (redis://host/3) claims that one only: several people sharing one
+    # server each keep to the number they were given, and never flush another's.
+    candidates = [int(named)] if named.isdigit() and int(named) > 0 else list(range(1, 16))
+    for db in candidates:
         url = _with_db(base_url, db)
         client = redis.Redis.from_url(url, decode_responses=True)
         if client.set(CLAIM_KEY, token, nx=True, ex=6 * 3600):
@@ -110,7 +135,7 @@ def claim_database(base_url: str) -> tuple[str, str]:
             client.flushdb()
             client.set(CLAIM_KEY, token, ex=6 * 3600)
             return url, token
-    raise RuntimeError("no free Redis database (1..15) for the test run")
+    raise RuntimeError(f"no free Redis database ({', '.join(map(str, candidates))}) for the test run")
 
 
 def release_database(url: str, token: str) -> None:

@@ -103,7 +103,11 @@ class Worker:
                 pass
 
 
-def start_worker(config: dict[str, Any], log_dir: Path, name: str = "w") -> Worker:
+WORKER_QUEUES = ("interactive", "sync", "notify")
+
+
+def start_worker(config: dict[str, Any], log_dir: Path, name: str = "w",
+                 queues: tuple[str, ...] = WORKER_QUEUES) -> Worker:
     """Start the Procfile's worker (our Worker class, ``--with-scheduler``) with ``config`` as its environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALESFORCE_") and k != "REDIS_URL"}
     env.update({k: env_value(v) for k, v in config.items()})
@@ -113,7 +117,7 @@ def start_worker(config: dict[str, Any], log_dir: Path, name: str = "w") -> Work
     proc = subprocess.Popen(
         [RQ, "worker", "-w", "backend.jobs.worker.Worker", "--with-scheduler", "--url", config["REDIS_URL"],
          "--name", f"{name}-{os.getpid()}-"
-         f"{time.monotonic_ns()}", "--job-monitoring-interval", "1", "interactive", "sync", "notify"],
+         f"{time.monotonic_ns()}", "--job-monitoring-interval", "1", *queues],
         cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
     )
     handle.close()

@@ -132,6 +132,13 @@ def register(app: Flask, state: Any) -> None:
                 if request.method != "POST":
                     raise ApiFailure(405, "METHOD_NOT_ALLOWED", "use POST")
                 status, result = 200, composite(body, call)
+                if _writes(body):
+                    with data.lock:
+                        if data.lose_write_answers > 0:
+                            # Committed above; the keep-alive server now cuts the connection unanswered.
+                            data.lose_write_answers -= 1
+                            call.answered = False
+                            request.environ["fake.cut"] = True
             else:
                 status, result = dispatch(request.method, request.full_path.rstrip("?"), body, call)
                 call.kind = call.subrequests[0][1] if call.subrequests else "other"

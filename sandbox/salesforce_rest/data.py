@@ -41,6 +41,7 @@ class RestCall:
     records_written: int = 0
     queries: list[str] = field(default_factory=list)
     status: int = 200
+    answered: bool = True  # False: committed, then the connection was cut (``lose_write_answers``)
 
     @property
     def is_write(self) -> bool:
@@ -79,6 +80,9 @@ class SalesforceData:
     # Let this many write calls through, then answer the next one 503 (once); None: off.
     fail_write_after: int | None = None
     write_delay: float = 0.0
+    # The answer lost: this many write calls are processed (their records committed), then their
+    # connection is cut without a response, as when a network drops the reply (keep-alive server only).
+    lose_write_answers: int = 0
     # The signed-in user's time zone (TimeZoneSidKey): an Event written without ActivityDate gets
     # the date of its StartDateTime there, as Salesforce derives it.
     user_timezone: str = "UTC"

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 import redis
-from rq.registry import StartedJobRegistry
 
-from backend.extensions import QUEUE_INTERACTIVE, services
+from backend.extensions import services
 from backend.store.mailboxes import SyncState
 from sandbox.smtp import SmtpSink
 from tests.e2e import SyncEnv, renewed_secrets, wait_until
@@ -149,42 +148,6 @@ def test_same_email_in_two_mailboxes_is_logged_once(env_factory: Callable[..., S
     assert len(second.sf.all("EmailMessage")) == 3
     # One lookup (capabilities are cached for the org), no write.
     assert len(second.sf.calls) == 1 and second.sf.write_calls == []
-
-
-def test_worker_killed_mid_run_then_rerun_has_no_duplicate_and_nothing_missing(
-        env_factory: Callable[..., SyncEnv], fake_salesforce: Any) -> None:
-    # Retries without a wait: RQ requeues the abandoned job at once instead of through a scheduler
-    # (the dead worker's scheduler lock would hold the new one off for up to two minutes).
-    env = env_factory(SYNC_BATCH_ITEMS=10, SYNC_RETRY_SECONDS="0,0,0")
-    people = seed_people(env)
-    env.log_in()
-    seeded = seed_mail(env, 60, prefix="kill")
-    env.sf.write_delay = 0.7  # each collection takes a while: the kill lands mid-run
-    env.activate()
-    worker = env.worker("doomed")
-    wait_until(lambda: len(env.sf.write_calls) >= 2, 60, "two batches written", worker)
-    worker.kill()
-    written_at_kill = len(env.sf.all("EmailMessage"))
-    assert 0 < written_at_kill < 60
-    # The killed request may still be running inside "Salesforce"; the rerun comes after it, as
-    # RQ's abandoned-job detection (after the job's heartbeat expires) does.
-    wait_until(lambda: not any(fake_salesforce.calls.in_flight.values()), 30, "in-flight requests to end")
-    with env.app.app_context():
-        registry = StartedJobRegistry(QUEUE_INTERACTIVE, connection=services().redis_raw)
-        # What a worker's maintenance does once the dead worker's heartbeat has expired.
-        registry.cleanup(timestamp=time.time() + 600)
-    before_rerun = len(env.sf.all("EmailMessage"))
-    env.sf.write_delay = 0.0
-    env.worker("rescuer")
-    record = env.wait_runs(1)
-    assert record["status"] == "ok"
-    keys = [m["MessageIdentifier"] for m in env.sf.all("EmailMessage")]
-    assert sorted(keys) == sorted(seeded)  # nothing missing, nothing twice
-    counted = relations(env)
-    assert all(n == 1 for n in counted.values())
-    assert {(k, r) for k, r, t in counted if t == "FromAddress"} == {(k, people[s]) for k, s in seeded.items()}
-    # The rerun (and any retry of it) wrote exactly what was missing.
-    assert sum(r["counts"]["written"] for r in env.runs()) == 60 - before_rerun
 
 
 def test_auth_failures_disable_sync_email_once_and_reconnect_resumes(
