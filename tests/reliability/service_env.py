@@ -161,10 +161,12 @@ def background_run(env: SyncEnv) -> bool:
         return enqueue_sync(env.uid)
 
 
-def retries_due(mailbox_id: str) -> list[float]:
-    """Move the mailbox's scheduled retry (if any) to its queue, as RQ's scheduler does once it is due.
+def retries_due(mailbox_id: str, max_wait: float = 15.0) -> list[float]:
+    """Wait until the mailbox's scheduled retry is due, then queue it, as RQ's scheduler does.
 
-    Returns the retry's scheduled time(s) (epoch seconds), so a test can check the wait it was given.
+    Real time passes (bounded by ``max_wait``): the connectors' process-wide gates remember a
+    service's Retry-After, so a retry that jumped ahead in time would be refused by the gate, not
+    by the service. Returns the retries' scheduled times (epoch seconds) for a test to check.
     """
     svc = services()
     due: list[float] = []
@@ -173,7 +175,11 @@ def retries_due(mailbox_id: str) -> list[float]:
         for job_id in registry.get_job_ids():
             if job_id != job_id_for(mailbox_id):
                 continue
-            due.append(registry.get_scheduled_time(job_id).timestamp())
+            at = registry.get_scheduled_time(job_id).timestamp()
+            wait = at - time.time()
+            assert wait <= max_wait, f"retry {wait:.1f} s away"
+            time.sleep(max(0.0, wait))
+            due.append(at)
             registry.requeue(job_id)
     return due
 

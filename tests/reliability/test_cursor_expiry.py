@@ -13,16 +13,19 @@ from datetime import UTC, datetime, timedelta
 
 from backend.extensions import services
 from tests.e2e import SyncEnv
-from tests.reliability.service_env import (  # noqa: F401 - fixtures
+from tests.reliability import service_env as shared
+from tests.reliability.service_env import (
     CONTACT,
     assert_logged_once,
-    provider,
     run_jobs,
     seed_mail,
     seed_meeting,
-    service_env,
-    service_env_factory,
 )
+
+# The shared fixtures, bound here so pytest finds them for this module's tests.
+provider = shared.provider
+service_env = shared.service_env
+service_env_factory = shared.service_env_factory
 
 
 def test_an_expired_cursor_is_a_bounded_resync_that_writes_nothing_twice(service_env: SyncEnv) -> None:
