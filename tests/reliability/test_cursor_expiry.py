@@ -10,6 +10,7 @@ every email and meeting exactly once.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from backend.extensions import services
 from tests.e2e import SyncEnv
@@ -26,6 +27,20 @@ from tests.reliability.service_env import (
 provider = shared.provider
 service_env = shared.service_env
 service_env_factory = shared.service_env_factory
+
+
+def expiry_answers(env: SyncEnv) -> dict[str, int]:
+    """How often the fake Google said "that cursor is gone": history 404, Calendar syncToken 410.
+
+    Graph's 410 comes inside a ``$batch`` answer and EWS's ErrorInvalidSyncStateData inside a SOAP
+    body, which their recorders do not keep; there the resynced pages are the evidence.
+    """
+    h: Any = env.harness
+    if env.harness.provider == "google":
+        calls = h.server.recorder.calls
+        return {"history 404": sum(1 for c in calls if "/history" in c.path and c.status == 404),
+                "syncToken 410": sum(1 for c in calls if c.path.startswith("/calendar/") and c.status == 410)}
+    return {}
 
 
 def test_an_expired_cursor_is_a_bounded_resync_that_writes_nothing_twice(service_env: SyncEnv) -> None:
@@ -53,6 +68,7 @@ def test_an_expired_cursor_is_a_bounded_resync_that_writes_nothing_twice(service
 
     record = env.mailbox().last_run
     assert record is not None and record["status"] == "ok", record
+    assert all(n >= 1 for n in expiry_answers(env).values()), expiry_answers(env)
     counts = record["counts"]
     assert counts["resynced_pages"] >= 3  # each folder started over from the window
     assert counts["emails_written"] == 2 and counts["events_written"] == 1
