@@ -4,6 +4,8 @@
   for EWS a byte now and then, so the read never idles long enough to time out): the run ends
   within the request's bound plus a margin, as ``unavailable``, is retried, and the retry logs
   everything, once.
+* Salesforce slower than the timeout over a write it then commits: the run ends in time, and the
+  retry finds the late write by dedup and writes nothing twice.
 * A mail server slow on every request, each under the request timeout but together past the run's
   deadline (the job timeout): the run is stopped at the deadline, says ``timeout``, is retried, and
   the retry logs everything, once.
@@ -22,12 +24,14 @@ from typing import Any
 import pytest
 
 from backend.connectors.exchange.transport import REQUEST_DEADLINE_FACTOR
+from backend.connectors.salesforce import writes as sf_writes
+from backend.extensions import services
 from backend.jobs import sync as sync_jobs
 from backend.jobs.sync import job_status
 from backend.store.mailboxes import SyncState
-from tests.e2e import SyncEnv
+from tests.e2e import SyncEnv, wait_until
 from tests.reliability import service_env as shared
-from tests.reliability.service_env import assert_logged_once, retries_due, run_jobs, seed_mail
+from tests.reliability.service_env import assert_logged_once, logged_keys, retries_due, run_jobs, seed_mail
 
 # The shared fixtures, bound here so pytest finds them for this module's tests.
 provider = shared.provider
@@ -136,4 +140,36 @@ def test_a_run_slower_than_its_deadline_is_stopped_at_the_deadline_and_the_retry
     done = env.mailbox().last_run
     assert done is not None and done["status"] == "ok", done
     assert env.mailbox().state is SyncState.RUNNING
+    assert_logged_once(env, seeded)
+
+
+@pytest.mark.parametrize("provider", ["microsoft"], indirect=True)
+def test_a_salesforce_slower_than_the_timeout_ends_the_run_in_time_and_the_retry_writes_nothing_twice(
+        service_env_factory: Callable[..., SyncEnv], monkeypatch: pytest.MonkeyPatch) -> None:
+    # A write call waits longer than a read (180 s in production: 1,000 records on a busy org).
+    monkeypatch.setattr(sf_writes, "WRITE_TIMEOUT_SECONDS", float(TIMEOUT))
+    env = service_env_factory(OUTBOUND_TIMEOUT_SECONDS=TIMEOUT)
+    seeded = seed_mail(env, 4, "sf-slow")
+    env.activate()
+    # Salesforce takes twice our timeout over each write, and commits it after we stopped waiting.
+    env.sf.write_delay = TIMEOUT * 2
+    began = time.monotonic()
+    run_jobs(env)
+    took = time.monotonic() - began
+    record = env.mailbox().last_run
+    assert record is not None and record["status"] == "error", record
+    assert record["error"]["code"] == "unavailable" and record["error"]["source"] == "salesforce", record
+    assert took < TIMEOUT + MARGIN, f"{took:.1f} s"
+    with env.app.app_context():
+        assert job_status(env.uid) == "retry_scheduled"
+        assert "inbox" not in services().store.mailboxes.cursors(env.uid)  # the batch is read again
+    # The write the run gave up on lands in Salesforce meanwhile.
+    wait_until(lambda: len(logged_keys(env)) == len(seeded), 15, "the late write to commit")
+    env.sf.write_delay = 0.0
+    with env.app.app_context():
+        assert retries_due(env.uid)
+    run_jobs(env)
+    done = env.mailbox().last_run
+    assert done is not None and done["status"] == "ok", done
+    assert done["counts"]["emails_written"] == 0 and done["counts"]["duplicates"] == len(seeded), done["counts"]
     assert_logged_once(env, seeded)
