@@ -50,18 +50,32 @@ def throttles_seen(env: SyncEnv) -> int:
     if env.harness.provider == "microsoft":
         return len(h.graph.throttled_at)
     if env.harness.provider == "google":
-        return sum(rule.hits for rule in h.gmail.faults.rules if rule.kind == "429")
+        return sum(rule.hits for rule in h.gmail.faults.rules if rule.kind in ("429", "503"))
     return h.state.operations.count("ErrorServerBusy")
 
 
+def busy_twice(env: SyncEnv, kind: str) -> None:
+    """The next two answers say "busy, come back in RETRY_AFTER seconds"."""
+    h: Any = env.harness
+    if kind == "ErrorServerBusy":
+        h.inject_failure("throttle", times=2, retry_after=RETRY_AFTER)  # BackOffMilliseconds
+    elif env.harness.provider == "microsoft":
+        h.graph.inject(kind, 2, retry_after=RETRY_AFTER)
+    else:
+        h.gmail.faults.inject(kind, 2, retry_after=RETRY_AFTER)
+
+
+@pytest.mark.parametrize(("provider", "kind"), [("exchange", "ErrorServerBusy"), ("microsoft", "429"),
+                                                ("microsoft", "503"), ("google", "429")],
+                         indirect=["provider"])
 def test_a_throttling_storm_is_retried_no_sooner_than_asked_and_a_later_run_logs_everything(
-        provider: str, service_env_factory: Callable[..., SyncEnv]) -> None:
+        provider: str, kind: str, service_env_factory: Callable[..., SyncEnv]) -> None:
     env = service_env_factory(harness_kwargs=None if provider == "exchange" else {"max_wait": MAX_WAIT})
     seeded = seed_mail(env, 4, "storm") + seed_mail(env, 2, "storm-sent", folder="sent")
     env.activate()
-    # Two answers in a row say "busy, come back in 3 s" (429 + Retry-After, or ErrorServerBusy +
-    # BackOffMilliseconds): longer than the run may wait, so each attempt ends and is retried.
-    env.harness.inject_failure("throttle", times=2, retry_after=RETRY_AFTER)
+    # Two answers in a row say "busy, come back in 3 s": longer than the run may wait, so each
+    # attempt ends and is retried.
+    busy_twice(env, kind)
     attempts: list[tuple[float, float, float]] = []  # (attempt started, ended, retry scheduled at)
     began = time.monotonic()
     for _ in range(4):
