@@ -21,12 +21,20 @@ from typing import Any
 import pytest
 
 from backend.connectors.mailbox import MAX_BODY_CHARS
+from backend.connectors.salesforce.records import activity_key
 from backend.extensions import services
 from backend.store.trail import ItemDecision
 from backend.sync.trail import ALREADY_LOGGED, LOGGED, REFUSED
 from tests.e2e import SyncEnv
 from tests.reliability import service_env as shared
-from tests.reliability.service_env import CONTACT, assert_logged_once, logged_keys, run_jobs, seed_mail
+from tests.reliability.service_env import (
+    CONTACT,
+    KEY_FIELD,
+    assert_logged_once,
+    logged_keys,
+    run_jobs,
+    seed_mail,
+)
 
 # The shared fixtures, bound here so pytest finds them for this module's tests.
 provider = shared.provider
@@ -186,3 +194,37 @@ def test_malformed_headers_and_wrong_charsets_never_crash_a_run(service_env: Syn
     logged = check_accounted_for(env, accounted)
     assert "<wrong-charset@customer.example>" in logged and "<unknown-charset@customer.example>" in logged
     assert_logged_once(env, plain + sorted(logged))
+
+
+def test_hostile_meetings_are_logged_or_skipped_with_a_reason(service_env: SyncEnv) -> None:
+    env = service_env
+    h = env.harness
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
+    crowd = [f"person{i}@crowd.example" for i in range(10_000)]
+    odd = {
+        "uid-town-hall": dict(subject="Town hall", attendees=[CONTACT, *crowd]),
+        "uid-no-subject": dict(subject="", attendees=[CONTACT]),
+        "uid-odd-text": dict(subject=ODD_TEXT, attendees=[CONTACT], body=ODD_TEXT * 20),
+        "U" * 1000: dict(subject="Long UID", attendees=[CONTACT]),
+    }
+    for i, (uid, fields) in enumerate(odd.items()):
+        begins = start + timedelta(hours=i)
+        h.add_event(start=begins, end=begins + timedelta(minutes=30), organizer=h.address, uid=uid,
+                    **fields)  # type: ignore[arg-type]
+    plain = seed_mail(env, 2, "beside-meetings")
+    env.activate()
+    run_jobs(env)
+    record = env.mailbox().last_run
+    assert record is not None and record["status"] == "ok", record
+    keys = {e.get(KEY_FIELD) for e in env.sf.all("Event")}
+    for uid in odd:
+        decision = decision_of(env, uid)
+        assert decision is not None, f"{uid[:20]}: no decision recorded"
+        if decision.decision in (LOGGED, ALREADY_LOGGED):
+            assert activity_key(uid) in keys  # a UID longer than the key field is stored as its hash
+        else:
+            assert decision.reason and activity_key(uid) not in keys
+    assert {"uid-town-hall", "uid-no-subject", "uid-odd-text", activity_key("U" * 1000)} <= keys
+    assert_logged_once(env, plain, events=keys)
+    by_key = {e.get(KEY_FIELD): e for e in env.sf.all("Event")}
+    assert by_key["uid-odd-text"]["Subject"] == ODD_TEXT
