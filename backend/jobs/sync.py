@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from datetime import UTC, datetime
 from functools import partial
@@ -282,7 +283,9 @@ def _set_retry(error: BaseException) -> None:
         job.retries_left = 0
         return
     if isinstance(error, Throttled):
-        wait = int(min(MAX_RETRY_WAIT_SECONDS, max(1.0, error.retry_after)))
+        # Rounded up: a retry a fraction of a second early meets the mailbox's gate still holding
+        # off (the hint left after the wait began) and fails again, spending a retry for nothing.
+        wait = math.ceil(min(MAX_RETRY_WAIT_SECONDS, max(1.0, error.retry_after)))
         intervals = job.retry_intervals or [int(v) for v in services().settings.SYNC_RETRY_SECONDS]
         job.retry_intervals = [max(wait, int(i)) for i in intervals]
 

@@ -37,17 +37,34 @@ API_BUDGET_ERROR = {"code": "api_budget", "message": "Your organisation's Salesf
                     "background sync continues later.", "source": "salesforce"}
 
 
+def deadline_passed(exc: BaseException) -> bool:
+    """Whether the job's own deadline (RQ's ``JobTimeoutException``) is behind ``exc``.
+
+    The signal that stops an overrunning job lands wherever the run is, often inside a connector
+    whose boundary turns every failure into a domain error ("Exchange answered with an error"); the
+    original stays the translated error's context, so the run still says it took too long.
+    """
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        if type(current).__name__ == "JobTimeoutException":
+            return True
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def error_of(exc: BaseException, phase: str) -> dict[str, Any]:
     """The error a run record and the pane show for ``exc`` raised in ``phase`` ("mailbox" or "salesforce")."""
+    if deadline_passed(exc):
+        return {"code": "timeout", "message": "The run took too long and was stopped; the next run continues.",
+                "source": phase}
     if isinstance(exc, AuthRevoked):
         where = "the mail server" if phase == "mailbox" else "Salesforce"
         return {"code": "mailbox_auth_failed" if phase == "mailbox" else "salesforce_auth_failed",
                 "message": f"{where} no longer accepts the saved sign-in ({exc.message})", "source": phase}
     if isinstance(exc, ConnectorError):
         return {"code": exc.code, "message": exc.message, "source": phase}
-    if type(exc).__name__ == "JobTimeoutException":
-        return {"code": "timeout", "message": "The run took too long and was stopped; the next run continues.",
-                "source": phase}
     return {"code": "internal_error", "message": "Something went wrong on our side; the next run tries again.",
             "source": phase}
 

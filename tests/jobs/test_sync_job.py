@@ -70,6 +70,16 @@ def test_throttling_is_retried_after_retry_after(sf: SalesforceUser, box: ListMa
     assert job_status(sf.uid) == "retry_scheduled"
 
 
+def test_a_fractional_retry_after_is_rounded_up_not_down(sf: SalesforceUser, box: ListMailbox) -> None:
+    # A mailbox gate's hold-off is what is left of a Retry-After: rarely whole seconds. Rounded
+    # down, the retry comes before the hold-off ends and is refused again, costing an attempt.
+    box.error = Throttled("busy", retry_after=300.2)
+    assert enqueue_sync(sf.uid)
+    run_queued()
+    job = Job.fetch(job_id_for(sf.uid), connection=services().redis_raw)
+    assert job.retry_intervals == [301, 301, 600]
+
+
 def test_transient_errors_never_count_as_auth_failures(sf: SalesforceUser, box: ListMailbox) -> None:
     box.error = Unavailable("down")
     for _ in range(8):
