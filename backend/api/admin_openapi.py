@@ -90,7 +90,8 @@ for _rule in UNLOCKABLE:  # booleans without a lock: what a person may do with a
 COMPONENTS["schemas"]["AdminUser"] = {"type": "object", "properties": {
     "id": {"type": "string"}, "name": {"type": "string"}, "username": {"type": "string"},
     "email": {"type": "string"}, "mailbox": {"type": ["string", "null"]}, "provider": {"type": ["string", "null"]},
-    "access_type": {"type": ["string", "null"], "enum": ["delegated", "app_only", "impersonation", "domain_wide", "password", None]},
+    "access_type": {"type": ["string", "null"],
+                    "enum": ["delegated", "app_only", "impersonation", "domain_wide", "password", None]},
     "state": {"type": "string", "enum": _STATES}, "error": {"type": ["object", "null"]},
     "last_run": {"type": ["object", "null"]}, "last_success_at": {"type": ["string", "null"]},
     "issues": {"type": "integer"}, "last_seen_at": {"type": ["string", "null"]},
