@@ -239,11 +239,12 @@ def table_rows(quick: bool) -> list[dict[str, Any]]:
     return [
         {"id": "P7", "measure": "freshness, push on: arrival in the mailbox -> record in Salesforce",
          "value": f"median {f['on_median']:.1f} s, worst {f['on_worst']:.1f} s",
-         "target": "median < 30 s, worst < 120 s",
+         "target": "median < 30 s, worst < 120 s", "met": f["on_median"] < 30 and f["on_worst"] < 120,
          "detail": f"{f['arrivals']} emails at random 2-45 s gaps, default debounce; waits {f['waits']}"},
         {"id": "P7-off", "measure": "freshness, push off (interval + run)",
          "value": f"median {f['off_median'] / 60:.1f} min, worst {f['off_worst'] / 60:.1f} min",
-         "target": "(the baseline)",
+         "target": "worst ≤ interval + one tick + run",
+         "met": f["off_worst"] <= f["interval"] + 60 + f["run_seconds"],
          "detail": f"computed: poll every {f['interval']} s (+ up to one 60 s clock tick), "
                    f"run {f['run_seconds']:.1f} s measured"},
         {"id": "P8", "measure": "burst: notifications answered without a 5xx",
@@ -253,6 +254,7 @@ def table_rows(quick: bool) -> list[dict[str, Any]]:
          "target": f"<= {b['mailboxes']} (mailboxes)", "detail": "scheduled sync jobs after the burst"},
         {"id": "P8-p95", "measure": "burst: webhook time per request (server side)",
          "value": f"p50 {b['p50_ms']:.1f} ms, p95 {b['p95_ms']:.1f} ms", "target": "p95 < 50 ms",
+         "met": b["p95_ms"] < 50,
          "detail": "one notification per POST, from the server's receipt of the request to its answer"},
     ]
 
