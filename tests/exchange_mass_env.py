@@ -32,6 +32,15 @@ def mass_config(app_config: dict[str, Any], graph: GraphHarness, smtp_sink: Smtp
             "SALESFORCE_JWT_PRIVATE_KEY": JWT_KEYS[0], "SMTP_URL": smtp_sink.url, "MAIL_FROM": "sync@sidebar.example"}
 
 
+@pytest.fixture
+def exch(mass: MassEnv, ews: ExchangeHarness) -> MassEnv:
+    """The org's service account set up through the console API."""
+    seed_exchange(ews)
+    saved = set_up_service_account(mass, ews)
+    assert saved.status_code == 200, saved.get_data(as_text=True)
+    return mass
+
+
 def seed_exchange(ews: ExchangeHarness) -> None:
     """The service account, the people's mailboxes, and which of them the role's scope covers."""
     state = ews.state

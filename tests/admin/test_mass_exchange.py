@@ -24,15 +24,6 @@ from tests.mass_env import ADMIN_ADDRESS, EXPECTED, ORG, MassEnv, address
 CUSTOMER = "customer@client.example"
 
 
-@pytest.fixture
-def exch(mass: MassEnv, ews: ExchangeHarness) -> MassEnv:
-    """The org's service account set up through the console API."""
-    seed_exchange(ews)
-    saved = set_up_service_account(mass, ews)
-    assert saved.status_code == 200, saved.get_data(as_text=True)
-    return mass
-
-
 def test_the_console_saves_the_service_account_but_never_shows_the_password(exch: MassEnv,
                                                                             ews: ExchangeHarness) -> None:
     view = exch.client.get("/api/admin/connections/exchange").json
