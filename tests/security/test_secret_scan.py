@@ -2,9 +2,11 @@
 
 Searched for: the Exchange passwords used (a wrong one too), every refresh and access token the fakes
 issued (asked of the fakes, which keep them), the Salesforce JWT private key, the Fernet keys, the
-signing key, the OAuth apps' client secrets and the pane's bearer token; in every Redis key and value
-(RQ's packed job data, results and tracebacks unpacked) and in the worker's and this process's logs,
-in ``LOG_FORMAT`` ``text`` and ``json``. The scan itself is proven first on planted secrets.
+signing key, the OAuth apps' client secrets, the pane's bearer token, and a Google service account's
+private key sent to the console (Google Workspace is no org provider yet: refused, and kept nowhere).
+Searched in: every Redis key and value (RQ's packed job data, results and tracebacks unpacked), the
+worker's log and this process's, in ``LOG_FORMAT`` ``text`` and ``json``. The scan itself is proven
+first on planted secrets.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from backend.extensions import QUEUE_SYNC, services
 from backend.jobs.sync import sync_mailbox
 from sandbox.harness import HARNESSES
 from sandbox.harness.exchange import ExchangeHarness
+from sandbox.salesforce_jwt import jwt_key_pair
 from sandbox.smtp import SmtpSink
 from sandbox.tls import CertPair, TestCA
 from tests.conftest import RunningFake
@@ -255,8 +258,18 @@ def test_mass_activation_and_its_runs_leave_no_secret(mass: MassEnv, mass_config
     for name in ("bob", "jill"):
         mass.graph.graph.add_message(address(name), subject="Quote", sender=CUSTOMER, to=[address(name)])
         assert sync_mailbox(mass.uid(name))["counts"]["written"] == 1
+    # Google Workspace is not an org provider yet: an administrator sending the service account's JSON
+    # key anyway is refused, and its private key is kept nowhere (not in a log of the refusal either).
+    google_key = jwt_key_pair("Google service account")[0]
+    sent = mass.client.put("/api/admin/connections/google", headers={"X-CSRF-Token": mass.csrf}, json={
+        "service_account": {"type": "service_account", "private_key": google_key, "private_key_id": "k1",
+                            "client_email": "sync@acme-project.iam.gserviceaccount.com"}, "domain": "acme.example"})
+    assert 400 <= sent.status_code < 500 and google_key not in sent.get_data(as_text=True)
+    refused = mass.post("/api/admin/activate", json={"provider": "google", "users": [address("bob")]})
+    assert refused.json["error"]["code"] == "provider_not_supported", refused.get_data(as_text=True)
     texts = {**redis_texts(redis_client), **app_logs.texts()}
-    assert assert_no_secret(texts, _mass_secrets(mass, mass_config)) >= 5
+    secrets = _mass_secrets(mass, mass_config) | {Secret("google service account private key", google_key)}
+    assert assert_no_secret(texts, secrets) >= 6
 
 
 @pytest.mark.slow
