@@ -5,6 +5,10 @@ another spelling, so a spelling that slipped past the guard would really be answ
 checks that the fake received nothing. ``tests/net/test_guard.py`` holds the guard's address table
 (private ranges, 6to4, NAT64, zone ids...); this matrix adds the spellings, names, userinfo tricks,
 rebinding and redirects, each through the API as well.
+
+Where ``127.0.0.1:<port>`` is allowed, names that resolve to it (``localhost``, its IDN spellings,
+``127.0.0.1.``) are admitted, with a warning: an address rule admits any name resolving into it, as
+``backend/net/guard.py`` documents. Numeric spellings are not: they are refused outright.
 """
 
 from __future__ import annotations
