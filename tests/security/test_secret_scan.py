@@ -224,6 +224,13 @@ def test_full_runs_leave_no_secret_in_redis_or_the_logs(env: SyncEnv, redis_clie
     second = env.wait_runs(2)
     assert second["status"] == "ok" and second["counts"]["written"] == 3, second
     assert len(env.sf.all("EmailMessage")) == 8
+    secrets |= issued(env)
+    # The credentials refused at the provider: the failing run's error, its log lines and the job's
+    # traceback in RQ's results must not quote them either.
+    env.harness.revoke_credentials()
+    env.run_now()
+    third = env.wait_runs(3)
+    assert third["status"] != "ok", third
     secrets |= issued(env) | server_secrets(env.config)
     secrets.add(Secret("pane bearer token", env.session.token if env.session else ""))
     if env.harness.provider == "exchange":
