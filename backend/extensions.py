@@ -81,20 +81,28 @@ class PartitionedRedisSessionInterface(RedisSessionInterface):
 
     Flask-Session 0.8 ignores ``SESSION_COOKIE_PARTITIONED``. The sign-in dialog is a top-level
     window, so the cookie is first-party there; Partitioned keeps it usable where a browser would
-    otherwise treat it as third-party.
+    otherwise treat it as third-party. Flask-Session also clears an emptied session's cookie
+    without ``Secure``, ``HttpOnly`` or ``SameSite``; browsers refuse a Partitioned cookie without
+    Secure, so that clearing would never land: the missing attributes are added to it too.
     """
 
     def save_session(self, app: Flask, session: Any, response: Any) -> None:
-        """Save as Flask-Session does, then mark our session cookie Partitioned."""
+        """Save as Flask-Session does, then mark our session cookie Partitioned (and Secure, HttpOnly, SameSite)."""
         super().save_session(app, session, response)
         name = app.config["SESSION_COOKIE_NAME"]
         cookies = response.headers.getlist("Set-Cookie")
         if not cookies:
             return
         response.headers.remove("Set-Cookie")
+        wanted = [("secure", "Secure", app.config["SESSION_COOKIE_SECURE"]),
+                  ("httponly", "HttpOnly", app.config["SESSION_COOKIE_HTTPONLY"]),
+                  ("samesite", f"SameSite={app.config['SESSION_COOKIE_SAMESITE']}",
+                   bool(app.config["SESSION_COOKIE_SAMESITE"])),
+                  ("partitioned", "Partitioned", True)]
         for cookie in cookies:
-            if cookie.startswith(f"{name}=") and "partitioned" not in cookie.lower():
-                cookie = f"{cookie}; Partitioned"
+            if cookie.startswith(f"{name}="):
+                present = {part.strip().split("=", 1)[0].lower() for part in cookie.split(";")[1:]}
+                cookie = "; ".join([cookie, *(attr for key, attr, on in wanted if on and key not in present)])
             response.headers.add("Set-Cookie", cookie)
 
 

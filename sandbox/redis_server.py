@@ -1,8 +1,8 @@
 """Real Redis for the test suite: ``REDIS_URL`` when set, otherwise a private server.
 
 Tests never use a fake Redis. With ``REDIS_URL`` (this machine runs Redis on 127.0.0.1:6379) the
-suite claims a database of its own (1..15), so several test runs, and development data in db 0,
-can share one server; it flushes only the database it claimed.
+suite claims a database of its own (1..15, or exactly the one the URL names, as ``/5``), so several
+test runs, and development data in db 0, can share one server; it flushes only the database it claimed.
 """
 
 from __future__ import annotations
@@ -116,10 +116,9 @@ def _pid_alive(pid: int) -> bool:
 def claim_database(base_url: str) -> tuple[str, str]:
     """Claim a free database (1..15) on the server at ``base_url``; returns (url, claim token)."""
     token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+    # A URL that names a database (1..15) is that run's own: claim it alone, never a neighbour's.
     named = urlsplit(base_url).path.strip("/")
-    # A URL naming a database (redis://host/3) claims that one only: several people sharing one
-    # server each keep to the number they were given, and never flush another's.
-    candidates = [int(named)] if named.isdigit() and int(named) > 0 else list(range(1, 16))
+    candidates = [int(named)] if named.isdigit() and 1 <= int(named) <= 15 else list(range(1, 16))
     for db in candidates:
         url = _with_db(base_url, db)
         client = redis.Redis.from_url(url, decode_responses=True)

@@ -34,7 +34,11 @@ PROVIDERS = ("microsoft", "exchange", "google")
 
 def _addresses_from_csv(text: str) -> list[str]:
     """One address a line, or a CSV with an ``email`` column."""
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    try:
+        # newline="": the csv module reads \r, \n and \r\n line ends itself (a lone \r raised before).
+        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in r)]
+    except csv.Error as exc:  # a field past the csv module's limit, a NUL byte...: not a list of people
+        raise ApiError(400, "invalid_input", f"The file is not a CSV we can read ({exc}).") from None
     if not rows:
         return []
     header = [c.strip().lower() for c in rows[0]]

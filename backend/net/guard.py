@@ -7,8 +7,9 @@ else picked, so before any byte leaves:
 * only ``https`` is allowed, and a URL must not carry credentials (``user:pw@host``);
 * the host's addresses must be public (:func:`backend.net.resolve.is_public_address`). Exceptions
   are only what ``EWS_ALLOWED_HOSTS`` admits (:class:`backend.net.hosts.HostRule`);
-* ambiguous numeric host spellings (``2130706433``, ``0177.0.0.1``, ``0x7f.1``, ``127.1``) are refused
-  outright: resolvers read them as IP addresses while people (and allow lists) do not.
+* ambiguous numeric host spellings (``2130706433``, ``0177.0.0.1``, ``0x7f.1``, ``127.1``, and Unicode
+  digits that IDNA maps to such a number) are refused outright: resolvers read them as IP addresses
+  while people (and allow lists) do not.
 
 The guard decides; :mod:`backend.net.adapter` enforces it inside each connection.
 

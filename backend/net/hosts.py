@@ -27,7 +27,19 @@ def is_numeric_spelling(host: str) -> bool:
     Resolvers read such spellings as IPv4 addresses while people (and allow lists) do not, so the
     guard refuses every one that is not a canonical address.
     """
-    return _NUMERIC_HOST.match(host) is not None
+    if _NUMERIC_HOST.match(host) is not None:
+        return True
+    # Resolvers map a Unicode name through IDNA first (NFKC: 127.0.0.1 in fullwidth digits is 127.0.0.1):
+    # a name that becomes a number there is a number spelled so an allow list would not see it.
+    return not host.isascii() and _NUMERIC_HOST.match(idna_spelling(host)) is not None
+
+
+def idna_spelling(host: str) -> str:
+    """``host`` as a resolver looks it up (IDNA-mapped); unchanged when it has no such form."""
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host
 
 
 @dataclass(frozen=True)

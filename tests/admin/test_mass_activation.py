@@ -84,6 +84,19 @@ def test_a_plain_list_csv_body(mass: MassEnv) -> None:
     assert [r["result"] for r in results] == ["activated", "no_mailbox"]
 
 
+def test_old_mac_line_ends_are_read_and_an_unreadable_csv_is_a_400(mass: MassEnv) -> None:
+    # Found by the schemathesis run: a lone \r inside an upload was a 500 (the csv module's error).
+    started = mass.post("/api/admin/activate?provider=microsoft", data="jill@acme.example\rerin@acme.example\r",
+                        content_type="text/csv")
+    assert started.status_code == 202, started.get_data(as_text=True)
+    run_activation(started.json["job_id"])
+    assert [r["address"] for r in services().store.activations.results(started.json["job_id"])] == [
+        "jill@acme.example", "erin@acme.example"]
+    huge = mass.post("/api/admin/activate", data={"file": (io.BytesIO(b"x" * 200_000), "people.csv")},
+                     content_type="multipart/form-data")
+    assert (huge.status_code, huge.json["error"]["code"]) == (400, "invalid_input"), huge.get_data(as_text=True)
+
+
 def test_all_activates_every_active_salesforce_user(mass: MassEnv) -> None:
     answer = mass.activate("all")
     results = {r["address"]: r["result"] for r in answer["results"]}

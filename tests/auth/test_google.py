@@ -227,14 +227,6 @@ def test_a_tampered_answer_is_refused(client: FlaskClient, ca: TestCA, google: G
     assert status in (400, 401) and payload["error"]["code"] == code
 
 
-def test_an_answer_is_used_once(client: FlaskClient, ca: TestCA, google: GoogleFake) -> None:
-    who = login(client, ca.ca_path, mailbox=ALICE)
-    answer = authorize(start_consent(client, who), ca.ca_path)
-    assert finish(client, answer)[1]["status"] == "ok"
-    status, payload = finish(client, answer)
-    assert status == 400 and payload["error"]["code"] == "state_replayed"
-
-
 def test_without_a_google_client_the_dialog_is_refused(
     app_config: dict[str, Any], redis_client: Any, ca: TestCA
 ) -> None:

@@ -81,15 +81,6 @@ def test_callback_with_wrong_state_is_refused(client: FlaskClient, state: str) -
     assert "Start the sign-in again" in resp.get_data(as_text=True)
 
 
-def test_replayed_state_is_refused(client: FlaskClient, ca: TestCA) -> None:
-    location, _ = _start(client)
-    callback = fake_authorize(location, ca.ca_path, "alice@acme.example", "alice-pw")
-    assert client.get(local_path(callback)).status_code == 200
-    again = client.get(local_path(callback))
-    assert again.status_code == 400
-    assert _error_of(again)["code"] == "state_replayed"
-
-
 def test_state_from_another_dialog_is_refused(app: Flask, ca: TestCA) -> None:
     first, other = app.test_client(), app.test_client()
     location, _ = _start(first)
