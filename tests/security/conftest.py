@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
 from backend.observability.logs import TEXT_FORMAT, JsonFormatter
-from sandbox.smtp import smtp_sink  # noqa: F401 - fixture
-from tests.exchange_mass_env import mass_config  # noqa: F401 - fixture: Graph's and Exchange's settings both
-from tests.mass_env import graph, mass  # noqa: F401 - fixtures
+from sandbox.harness.exchange import ExchangeHarness
+from sandbox.harness.graph import GraphHarness
+from sandbox.smtp import SmtpSink, smtp_sink  # noqa: F401 - fixture
+from tests.conftest import GoogleFake
+from tests.mass_env import JWT_KEYS, graph, mass  # noqa: F401 - fixtures
+
+
+@pytest.fixture
+def mass_config(app_config: dict[str, Any], graph: GraphHarness,  # noqa: F811 - the fixtures imported above
+                ews: ExchangeHarness, fake_google: GoogleFake, smtp_sink: SmtpSink) -> dict[str, Any]:  # noqa: F811
+    """Mass activation's settings for every org provider: Graph, the fake Exchange and the fake Google."""
+    return {**app_config, **graph.settings_overrides(), **ews.settings_overrides(), **fake_google.settings(),
+            "SALESFORCE_JWT_PRIVATE_KEY": JWT_KEYS[0], "SMTP_URL": smtp_sink.url, "MAIL_FROM": "sync@sidebar.example"}
 
 
 class AppLogs:

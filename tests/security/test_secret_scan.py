@@ -3,7 +3,7 @@
 Searched for: the Exchange passwords used (a wrong one too), every refresh and access token the fakes
 issued (asked of the fakes, which keep them), the Salesforce JWT private key, the Fernet keys, the
 signing key, the OAuth apps' client secrets, the pane's bearer token, and a Google service account's
-private key sent to the console (Google Workspace is no org provider yet: refused, and kept nowhere).
+private key of the org's Google Workspace access (and one Google refused).
 Searched in: every Redis key and value (RQ's packed job data, results and tracebacks unpacked), the
 worker's log and this process's, in ``LOG_FORMAT`` ``text`` and ``json``. The scan itself is proven
 first on planted secrets.
@@ -31,9 +31,10 @@ from sandbox.harness.exchange import ExchangeHarness
 from sandbox.salesforce_jwt import jwt_key_pair
 from sandbox.smtp import SmtpSink
 from sandbox.tls import CertPair, TestCA
-from tests.conftest import RunningFake
+from tests.conftest import GoogleFake, RunningFake
 from tests.e2e import SyncEnv
 from tests.exchange_mass_env import SERVICE_PASSWORD, activate_exchange, seed_exchange, set_up_service_account
+from tests.google_mass_env import activate_google, seed_workspace, set_up_key
 from tests.helpers import run_queued
 from tests.jobs.conftest import make_env
 from tests.mass_env import JWT_KEYS, MassEnv, address
@@ -265,18 +266,33 @@ def test_mass_activation_and_its_runs_leave_no_secret(mass: MassEnv, mass_config
     for name in ("bob", "jill"):
         mass.graph.graph.add_message(address(name), subject="Quote", sender=CUSTOMER, to=[address(name)])
         assert sync_mailbox(mass.uid(name))["counts"]["written"] == 1
-    # Google Workspace is not an org provider yet: an administrator sending the service account's JSON
-    # key anyway is refused, and its private key is kept nowhere (not in a log of the refusal either).
-    google_key = jwt_key_pair("Google service account")[0]
-    sent = mass.client.put("/api/admin/connections/google", headers={"X-CSRF-Token": mass.csrf}, json={
-        "service_account": {"type": "service_account", "private_key": google_key, "private_key_id": "k1",
-                            "client_email": "sync@acme-project.iam.gserviceaccount.com"}, "domain": "acme.example"})
-    assert 400 <= sent.status_code < 500 and google_key not in sent.get_data(as_text=True)
-    refused = mass.post("/api/admin/activate", json={"provider": "google", "users": [address("bob")]})
-    assert refused.json["error"]["code"] == "provider_not_supported", refused.get_data(as_text=True)
     texts = {**redis_texts(redis_client), **app_logs.texts()}
-    secrets = _mass_secrets(mass, mass_config) | {Secret("google service account private key", google_key)}
-    assert assert_no_secret(texts, secrets) >= 6
+    assert assert_no_secret(texts, _mass_secrets(mass, mass_config)) >= 6
+
+
+@pytest.mark.slow
+def test_google_mass_activation_and_its_runs_leave_no_secret(
+        mass: MassEnv, mass_config: dict[str, Any], fake_google: GoogleFake, redis_client: redis.Redis,
+        app_logs: AppLogs) -> None:
+    mass.sf.state.rest.add_contact(CUSTOMER)
+    key = seed_workspace(fake_google)
+    wrong = {**key, "private_key": jwt_key_pair("a key Google does not know")[0]}
+    assert set_up_key(mass, wrong).status_code >= 400  # refused: and its private key kept nowhere either
+    assert set_up_key(mass, key).status_code == 200
+    results = {row["address"]: row["result"] for row in activate_google(mass, ["bob", "jill", "carol"])["results"]}
+    assert results[address("bob")] == results[address("jill")] == "activated", results
+    for name in ("bob", "jill"):
+        fake_google.gmail.add_message(address(name), ["INBOX"], subject="Quote", sender=CUSTOMER, to=[address(name)])
+        assert sync_mailbox(mass.uid(name))["counts"]["written"] == 1
+    fake_google.google.expire_access_tokens()  # the next runs sign new assertions
+    for name in ("bob", "jill"):
+        assert sync_mailbox(mass.uid(name))["status"] == "ok"
+    secrets = _mass_secrets(mass, mass_config)
+    secrets |= {Secret("google service account private key", key["private_key"]),
+                Secret("a refused service account private key", wrong["private_key"])}
+    secrets |= {Secret("google delegated access token", t) for t in fake_google.google.access_tokens}
+    texts = {**redis_texts(redis_client), **app_logs.texts()}
+    assert assert_no_secret(texts, secrets) >= 8
 
 
 @pytest.mark.slow
