@@ -77,30 +77,41 @@ def _readable(stored: bytes | str) -> str:
     return "\n".join(form.decode("utf-8", "replace") for form in forms)
 
 
-def redis_text(raw: redis.Redis) -> str:
-    """Every value in the test database, as one text (RQ's keys included, compressed job data unpacked)."""
+def values_of(client: redis.Redis, key: bytes) -> list[Any]:
+    """Everything one key holds, whatever its type (a key that expired since SCAN holds nothing)."""
+    kind = client.type(key)
+    if kind == b"string":
+        return [client.get(key) or b""]
+    if kind == b"hash":
+        return [v for pair in client.hgetall(key).items() for v in pair]
+    if kind == b"list":
+        return list(client.lrange(key, 0, -1))
+    if kind == b"set":
+        return sorted(client.smembers(key))
+    if kind == b"zset":
+        return list(client.zrange(key, 0, -1))
+    if kind == b"stream":
+        return [v for _, entry in client.xrange(key) or [] for pair in (entry or {}).items() for v in pair]
+    if kind != b"none":  # a type no scan reads would hide what it holds
+        raise AssertionError(f"the scan cannot read {kind!r} key {key!r}")
+    return []
+
+
+def bytes_client(raw: redis.Redis) -> redis.Redis:
+    """A client of the same database that answers bytes (the scans read RQ's packed data too)."""
     kwargs = dict(raw.connection_pool.connection_kwargs)
     kwargs["decode_responses"] = False
-    client: redis.Redis = redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))
+    return redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))
+
+
+def redis_text(raw: redis.Redis) -> str:
+    """Every value in the test database, as one text (RQ's keys included, compressed job data unpacked)."""
+    client = bytes_client(raw)
     parts: list[str] = []
     try:
         for key in client.scan_iter(count=1000):
-            kind = client.type(key)
-            values: list[Any] = []
-            if kind == b"string":
-                values = [client.get(key) or b""]
-            elif kind == b"hash":
-                values = [v for pair in client.hgetall(key).items() for v in pair]
-            elif kind == b"list":
-                values = client.lrange(key, 0, -1)
-            elif kind == b"set":
-                values = sorted(client.smembers(key))
-            elif kind == b"zset":
-                values = client.zrange(key, 0, -1)
-            elif kind == b"stream":
-                values = [v for _, entry in client.xrange(key) or [] for pair in (entry or {}).items() for v in pair]
             parts.append(key.decode("utf-8", "replace"))
-            parts.extend(_readable(v) for v in values)
+            parts.extend(_readable(v) for v in values_of(client, key))
     finally:
         client.close()
     return "\n".join(parts)

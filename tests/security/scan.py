@@ -22,6 +22,8 @@ from urllib.parse import quote, quote_plus
 
 import redis
 
+from tests.sfhelpers import bytes_client, values_of
+
 # Shorter values would match by chance (ids, words); the secrets this product handles are longer.
 MIN_SECRET = 8
 PEM_MARKERS = ("-----BEGIN PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN EC PRIVATE KEY-----")
@@ -119,30 +121,12 @@ def _strings(value: Any) -> Iterable[str]:
 
 def redis_texts(client: redis.Redis) -> dict[str, str]:
     """Every key of the client's database -> the text of everything it holds (all types, unpacked)."""
-    kwargs = dict(client.connection_pool.connection_kwargs)
-    kwargs["decode_responses"] = False
-    raw: Any = redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))  # bytes in, bytes out
+    raw = bytes_client(client)
     found: dict[str, str] = {}
     try:
         for key in raw.scan_iter(count=1000):
-            kind = raw.type(key)
-            values: list[Any] = []
-            if kind == b"string":
-                values = [raw.get(key) or b""]
-            elif kind == b"hash":
-                values = [v for pair in raw.hgetall(key).items() for v in pair]
-            elif kind == b"list":
-                values = raw.lrange(key, 0, -1)
-            elif kind == b"set":
-                values = sorted(raw.smembers(key))
-            elif kind == b"zset":
-                values = raw.zrange(key, 0, -1)
-            elif kind == b"stream":
-                values = [v for _, entry in raw.xrange(key) or [] for pair in (entry or {}).items() for v in pair]
-            elif kind != b"none":  # a key that expired between SCAN and TYPE is gone, not unread
-                raise AssertionError(f"the scan cannot read {kind!r} key {key!r}")
             name = key.decode("utf-8", "replace")
-            found[name] = "\n".join([name, *(text for v in values for text in readable(v))])
+            found[name] = "\n".join([name, *(text for v in values_of(raw, key) for text in readable(v))])
     finally:
         raw.close()
     return found
