@@ -18,6 +18,19 @@ URI_MAX_CHARS = 15_500
 QUERY_SAFE = "'(),@"
 
 
+# Bytes quote_plus leaves as one character: its always-safe set, our safe set, and the space (a "+").
+_ONE_CHAR_BYTES = (b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~ "
+                   + QUERY_SAFE.encode("ascii"))
+
+
+def encoded_length(text: str) -> int:
+    """``len(quote_plus(text, safe=QUERY_SAFE))``, counted without building the string."""
+    # Every other UTF-8 byte becomes "%XX". This runs once per address and Message-ID of every
+    # batch, and quote_plus builds its result one character at a time.
+    raw = text.encode("utf-8")
+    return len(raw) + 2 * len(raw.translate(None, _ONE_CHAR_BYTES))
+
+
 def encode_query(soql: str) -> str:
     """The ``q=...`` query string of a SOQL statement, as sent."""
     return urlencode({"q": soql}, safe=QUERY_SAFE)
@@ -51,18 +64,20 @@ def chunk_groups(prefix: str, values: list[str], suffix: str = "", *, path: str 
     groups: list[tuple[str, list[str]]] = []
     base_chars = len(prefix) + len(suffix) + 2
     base_uri = len(path) + 3 + len(encode_query(prefix + suffix + "()")) - 2
+    separator_uri = encoded_length(", ")
     current: list[str] = []
     covered: list[str] = []
     chars, uri = base_chars, base_uri
     for value in values:
         literal = soql_quote(value)
+        literal_uri = encoded_length(literal)
         add_chars = len(literal) + (2 if current else 0)
-        add_uri = len(encode_query(literal)) - 2 + (len(encode_query(", ")) - 2 if current else 0)
+        add_uri = literal_uri + (separator_uri if current else 0)
         if current and (chars + add_chars > SOQL_MAX_CHARS or uri + add_uri > URI_MAX_CHARS):
             groups.append((f"{prefix}({', '.join(current)}){suffix}", covered))
             current, covered, chars, uri = [], [], base_chars, base_uri
             add_chars = len(literal)
-            add_uri = len(encode_query(literal)) - 2
+            add_uri = literal_uri
         current.append(literal)
         covered.append(value)
         chars += add_chars
