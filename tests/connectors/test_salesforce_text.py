@@ -11,6 +11,7 @@ from backend.connectors.salesforce.soql import (
     QUERY_SAFE,
     URI_MAX_CHARS,
     chunk_in_list,
+    encode_query,
     encoded_length,
     query_url,
     soql_quote,
@@ -52,11 +53,19 @@ def test_chunking_respects_uri_and_statement_limits() -> None:
     "", "plain", "'<bench-1@customer.example>'", "a b", "100% ~_.-", "o'brien, (x)", "é", "日本語", "😀 mail",
     "&=+?#/", "\n\t\x00", "'<CAF=x+y/z@mail.gmail.com>'",
 ])
-def test_encoded_length_is_the_length_urlencode_sends(text: str) -> None:
+def test_encoded_length_and_the_query_are_what_urlencode_sends(text: str) -> None:
     from urllib.parse import quote_plus, urlencode
 
     assert encoded_length(text) == len(quote_plus(text, safe=QUERY_SAFE))
     assert encoded_length(text) == len(urlencode({"q": text}, safe=QUERY_SAFE)) - 2
+    assert encode_query(text) == urlencode({"q": text}, safe=QUERY_SAFE)
+
+
+def test_every_byte_is_encoded_as_urlencode_encodes_it() -> None:
+    from urllib.parse import urlencode
+
+    text = "".join(chr(c) for c in range(1, 0x800)) + "\U0001F600"
+    assert encode_query(text) == urlencode({"q": text}, safe=QUERY_SAFE)
 
 
 def test_chunking_cuts_at_the_uri_limit_exactly_for_values_that_need_encoding() -> None:
