@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -173,3 +174,24 @@ def test_trail_record_keeps_every_decision_with_its_ttl_in_a_round_trip_per_chun
     key = store.trail._key("mbx", rows[1 if count > 1 else 0][0])
     assert module.TRAIL_TTL_SECONDS - 60 < store.redis.ttl(key) <= module.TRAIL_TTL_SECONDS
     store.trail.record("mbx", [])  # nothing to keep: nothing sent
+
+
+@pytest.mark.parametrize("decision, stored", [
+    ({"decision": "logged", "at": 1.23456, "object": "EmailMessage", "record_id": "02s000000000001AAA",
+      "people": ["003000000000001", "not an id"], "trigger": "background"},
+     {"d": "logged", "at": 1.235, "o": "EmailMessage", "id": "02s000000000001AAA", "p": ["003000000000001"],
+      "t": "background"}),
+    ({"decision": "refused", "at": 2.0, "reason": "INVALID_EMAIL_ADDRESS", "object": "Nope", "record_id": "x y"},
+     {"d": "refused", "at": 2.0, "r": "INVALID_EMAIL_ADDRESS"}),
+    ({"decision": "filtered", "at": 3.0, "reason": "a reason with <content>", "trigger": "elsewhere"},
+     {"d": "filtered", "at": 3.0}),
+])
+def test_a_decision_is_stored_compact_sorted_and_with_codes_and_ids_only(decision: dict[str, Any],
+                                                                         stored: dict[str, Any]) -> None:
+    import json
+
+    from backend.store.trail import ItemDecision
+
+    text = ItemDecision(**decision).as_json()
+    assert text == json.dumps(stored, separators=(",", ":"), sort_keys=True)
+    assert ItemDecision.from_json(text).as_json() == text
