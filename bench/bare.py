@@ -1,6 +1,6 @@
 """The bare download: the client library alone pulling the benchmark's mail from the same fakes, no engine.
 
-The fakes answer from their own process (``bench/fakes.py``), this process only downloads.
+The fakes answer from processes of their own (``bench/fakes.py``), this process only downloads.
 The baseline of P4 (backfill wall time ÷ bare download) and of the CPU ratio: what reading the same
 items costs at the least, with the same client library, page sizes and fields as the connector,
 but no mapping, filtering, Salesforce, Redis or cursors.
@@ -92,7 +92,7 @@ DOWNLOADS: dict[str, Callable[[dict[str, Any], SyncWindow], int]] = {
 
 
 def bare_download(target: dict[str, Any], backfill_days: int) -> dict[str, Any] | None:
-    """Time the bare download of ``target`` (``BenchFakes.bare_target``; None when its provider has none).
+    """Time the bare download of ``target`` (``BenchMailbox.bare_target``; None when its provider has none).
 
     Items, wall seconds, and CPU ms per item: this process's CPU (every thread), as for the run;
     the fakes answer from their own process.

@@ -1,10 +1,11 @@
-"""The sync benchmark's fakes, built and seeded in a process of their own (``sandbox.serve_process``).
+"""The sync benchmark's fakes, built and seeded in processes of their own (``sandbox.serve_process``).
 
-:class:`BenchFakes` lives in the child: the fake Salesforce (keep-alive https) and a mailbox
-harness (its fake mail server and identity platform), the seeding, and what the benchmark reads
-back (call counts, the fake Salesforce's answering time). The engine and the bare download run in
-the parent and reach the fakes over loopback https, as production reaches the real services: the
-fakes' CPU is no longer counted against the run, nor do they compete with it for the GIL.
+:class:`BenchSalesforce` (the fake Salesforce) and :class:`BenchMailbox` (a mailbox harness: its
+fake mail server and identity platform) each live in a child process, with their seeding and what
+the benchmark reads back (call counts, the fake Salesforce's answering time). The engine and the
+bare download run in the parent and reach them over loopback https, as production reaches the real
+services on other machines: the fakes' CPU is not counted against the run, they do not compete
+with it for the GIL, nor with each other (a run reading Graph while it writes to Salesforce).
 """
 
 from __future__ import annotations
@@ -29,44 +30,82 @@ class CaPath:
     ca_path: str
 
 
-class BenchFakes:
-    """The fake Salesforce and one provider's mailbox harness, in the fakes' process."""
+def bench_people(people: int) -> list[str]:
+    """The benchmark's Contact and Lead addresses."""
+    return [f"person{i:03d}@customer{i % 17}.example" for i in range(people)]
 
-    def __init__(self, provider: str, ca_path: str, cert: CertPair) -> None:
+
+class BenchSalesforce:
+    """The fake Salesforce (keep-alive https), in a process of its own."""
+
+    def __init__(self, cert: CertPair) -> None:
         # The fakes' request logs (werkzeug's) would drown the benchmark's figures.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.state = fake_sf.FakeSalesforceState()
         self.state.add_user("alice@acme.example", "alice-pw", email="alice@acme.example", name="Alice Example")
-        self.sf_server = KeepAliveFakeServer(fake_sf.create_app(self.state), cert).start()
-        self.state.base_url = self.sf_server.url
+        self.server = KeepAliveFakeServer(fake_sf.create_app(self.state), cert).start()
+        self.state.base_url = self.server.url
         self.data = data_of(self.state)
-        self.harness: Any = HARNESSES[provider](HarnessContext(cast(TestCA, CaPath(ca_path)), cert))
 
     def info(self) -> dict[str, Any]:
-        """What the app's settings and the activation need: hosts, client ids, the mailbox's connection."""
-        h = self.harness
-        return {
-            "sf_url": self.sf_server.url, "sf_host": self.sf_server.host, "sf_port": self.sf_server.port,
-            "sf_client_id": self.state.client_id, "sf_client_secret": self.state.client_secret,
-            "provider": h.provider, "address": h.address, "aliases": sorted(h.aliases),
-            "settings_overrides": h.settings_overrides(), "connection": h.connection(),
-            "has_quota_units": callable(getattr(h, "quota_units", None)),
-        }
+        """What the app's settings need: the host and the connected app's client id and secret."""
+        return {"sf_url": self.server.url, "sf_host": self.server.host, "sf_port": self.server.port,
+                "sf_client_id": self.state.client_id, "sf_client_secret": self.state.client_secret}
 
-    def secrets(self) -> dict[str, str]:
-        """The mailbox's secrets as activation stores them."""
-        return dict(self.harness.secrets())
-
-    def seed(self, emails: int, people: int) -> dict[str, list[str]]:
-        """Seed ``people`` Contacts and Leads and ``emails`` emails over five days; their addresses, Message-IDs."""
-        h = self.harness
-        rng = random.Random(7)
-        addresses = [f"person{i:03d}@customer{i % 17}.example" for i in range(people)]
+    def seed(self, people: int) -> list[str]:
+        """``people`` Contacts (three in five) and Leads; their addresses."""
+        addresses = bench_people(people)
         for i, address in enumerate(addresses):
             if i % 5 < 3:
                 self.data.add_contact(address, f"Contact {i}")
             else:
                 self.data.add_lead(address, f"Lead {i}")
+        return addresses
+
+    def reset_calls(self) -> None:
+        """Forget the calls recorded so far (the REST calls and the server's requests)."""
+        self.data.reset_calls()
+        self.server.recorder.reset()
+
+    def summary(self) -> dict[str, Any]:
+        """The REST calls since the last reset: writes, look-ups, queries, records, and the fake's answering time."""
+        calls = list(self.data.calls)
+        return {
+            "calls": len(calls),
+            "write_calls": sum(1 for c in calls if c.is_write),
+            "lookup_calls": sum(1 for c in calls if not c.is_write),
+            "queries": sum(sum(1 for _, k in c.subrequests if k == "query") for c in calls),
+            "records_written": sum(c.records_written for c in calls),
+            "answer_seconds": sum(c.finished - c.started for c in self.server.recorder.calls if c.finished),
+        }
+
+    def close(self) -> None:
+        """Stop the fake."""
+        self.server.stop()
+
+
+class BenchMailbox:
+    """One provider's mailbox harness (its fake mail server and identity platform), in a process of its own."""
+
+    def __init__(self, provider: str, ca_path: str, cert: CertPair) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.harness: Any = HARNESSES[provider](HarnessContext(cast(TestCA, CaPath(ca_path)), cert))
+
+    def info(self) -> dict[str, Any]:
+        """What the app's settings and the activation need: the mailbox, its settings and connection."""
+        h = self.harness
+        return {"provider": h.provider, "address": h.address, "aliases": sorted(h.aliases),
+                "settings_overrides": h.settings_overrides(), "connection": h.connection()}
+
+    def secrets(self) -> dict[str, str]:
+        """The mailbox's secrets as activation stores them."""
+        return dict(self.harness.secrets())
+
+    def seed(self, emails: int, people: int) -> list[str]:
+        """``emails`` emails over the last five days to and from the benchmark's people; their Message-IDs."""
+        h = self.harness
+        rng = random.Random(7)
+        addresses = bench_people(people)
         now = datetime.now(tz=UTC)
         message_ids = []
         for i in range(emails):
@@ -81,14 +120,9 @@ class BenchFakes:
             else:
                 h.add_email("inbox", subject=f"Question {i}", sender=person, to=[h.address], cc=cc,
                             body=f"Body {i} " + "y" * 400, message_id=message_id, when=when)
-        return {"people": addresses, "message_ids": message_ids}
+        return message_ids
 
-    def reset_calls(self) -> None:
-        """Forget the calls recorded so far (Salesforce's REST calls and its server's requests)."""
-        self.data.reset_calls()
-        self.sf_server.recorder.reset()
-
-    def mail_requests(self) -> int:
+    def requests(self) -> int:
         """Requests the mail server received so far, as the provider counts them."""
         return int(self.harness.request_count())
 
@@ -96,18 +130,6 @@ class BenchFakes:
         """Gmail's quota units counted so far (None for other providers)."""
         units = getattr(self.harness, "quota_units", None)
         return int(units()) if callable(units) else None
-
-    def salesforce_summary(self) -> dict[str, Any]:
-        """The REST calls since the last reset: writes, look-ups, queries, records, and the fake's answering time."""
-        calls = list(self.data.calls)
-        return {
-            "calls": len(calls),
-            "write_calls": sum(1 for c in calls if c.is_write),
-            "lookup_calls": sum(1 for c in calls if not c.is_write),
-            "queries": sum(sum(1 for _, k in c.subrequests if k == "query") for c in calls),
-            "records_written": sum(c.records_written for c in calls),
-            "answer_seconds": sum(c.finished - c.started for c in self.sf_server.recorder.calls if c.finished),
-        }
 
     def bare_target(self) -> dict[str, Any]:
         """What the bare download needs to read the same mailbox with the client library alone."""
@@ -126,4 +148,3 @@ class BenchFakes:
     def close(self) -> None:
         """Stop the fakes."""
         self.harness.close()
-        self.sf_server.stop()

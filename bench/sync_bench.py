@@ -2,7 +2,7 @@
 
 1. Backfill: a mailbox (real connector against its wire-level fake) holding ``--emails`` emails to
    and from ``--people`` Contacts and Leads in the fake Salesforce; one run of the engine, in this
-   process, the fakes served from a process of their own (``bench/fakes.py``). Prints Salesforce
+   process, the fakes served from processes of their own (``bench/fakes.py``). Prints Salesforce
    calls made against the minimum the limits allow (record writes ÷ 200 plus the lookups), mail
    server calls, the run's CPU per item (this process's CPU: the fakes' is not in it), and the
    calls of a second run with nothing new (must be 0).
@@ -45,7 +45,7 @@ from backend.jobs import worker as worker_module  # noqa: E402
 from backend.jobs.schedule import run_tick  # noqa: E402
 from backend.store.users import User  # noqa: E402
 from bench.bare import bare_download  # noqa: E402
-from bench.fakes import BenchFakes  # noqa: E402
+from bench.fakes import BenchMailbox, BenchSalesforce  # noqa: E402
 from sandbox.harness import HARNESSES  # noqa: E402
 from sandbox.https_client import HttpsClient  # noqa: E402
 from sandbox.login import login  # noqa: E402
@@ -88,7 +88,8 @@ def rss_mb() -> float:
 
 def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) -> dict[str, Any]:
     """Seed, run once, run again; returns the figures (the fakes answer from a process of their own)."""
-    fakes = FakesProcess(BenchFakes, args.provider, ca.ca_path, cert).start()
+    salesforce = FakesProcess(BenchSalesforce, cert).start()
+    mailbox = FakesProcess(BenchMailbox, args.provider, ca.ca_path, cert).start()
     # The engine runs as in a work horse (its garbage collector thresholds); the bare download
     # below runs under the same.
     gc_before = gc.get_threshold()
@@ -96,7 +97,7 @@ def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) ->
     if callable(tune_gc):
         tune_gc()
     try:
-        info = fakes.call("info")
+        info = {**salesforce.call("info"), **mailbox.call("info")}
         config = {
             "SIDEBAR_ENV": "production", "SECRET_KEY": "bench-secret-key-" + "x" * 32,
             "ENCRYPTION_KEYS": Fernet.generate_key().decode(), "REDIS_URL": redis_url, "KEY_PREFIX": "ssbench:",
@@ -111,21 +112,21 @@ def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) ->
         app.test_client_class = HttpsClient
         session = login(app.test_client(), ca.ca_path, mailbox=info["address"])
         seed_started = time.monotonic()
-        seeded = fakes.call("seed", args.emails, args.people)
+        people = salesforce.call("seed", args.people)
+        message_ids = mailbox.call("seed", args.emails, args.people)
         seeded_in = time.monotonic() - seed_started
-        people, message_ids = seeded["people"], seeded["message_ids"]
         with app.app_context():
             store = services().store
-            for name, value in fakes.call("secrets").items():
+            for name, value in mailbox.call("secrets").items():
                 store.secrets.put("mailbox", session.uid, name, value)
             store.mailboxes.activate(session.uid, info["provider"], info["address"], frozenset(info["aliases"]),
                                      info["connection"])
-            fakes.call("reset_calls")
-            mail_before = fakes.call("mail_requests")
-            units_before = fakes.call("quota_units")  # Gmail: units as Google counts them
-            # The run's CPU is this whole process's (the engine and any thread it starts); the fakes
-            # answer from their own process and are not in it.
-            profiler = cProfile.Profile(time.process_time) if getattr(args, "profile", None) else None
+            salesforce.call("reset_calls")
+            mail_before = mailbox.call("requests")
+            units_before = mailbox.call("quota_units")  # Gmail: units as Google counts them
+            # The run's CPU is this whole process's (the engine and its reader thread); the fakes
+            # answer from their own processes and are not in it.
+            profiler = cProfile.Profile() if getattr(args, "profile", None) else None
             cpu0, wall0 = time.process_time(), time.monotonic()
             if profiler is not None:
                 profiler.enable()
@@ -135,17 +136,17 @@ def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) ->
             cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
             if profiler is not None:
                 profiler.dump_stats(args.profile)  # the figures of a profiled run are not the record
-            mail_calls = fakes.call("mail_requests") - mail_before
-            units_after = fakes.call("quota_units")
+            mail_calls = mailbox.call("requests") - mail_before
+            units_after = mailbox.call("quota_units")
             units = units_after - units_before if units_after is not None else None
-            sf = fakes.call("salesforce_summary")
+            sf = salesforce.call("summary")
             written_records = sf["records_written"]
-            fakes.call("reset_calls")
-            mail_before_quiet = fakes.call("mail_requests")
+            salesforce.call("reset_calls")
+            mail_before_quiet = mailbox.call("requests")
             quiet = services().engine.run(session.uid, interactive=True)
-            quiet_mail_requests = fakes.call("mail_requests") - mail_before_quiet
+            quiet_mail_requests = mailbox.call("requests") - mail_before_quiet
         # The baseline, in the same run: the client library alone reading the same items from the same fakes.
-        bare = bare_download(fakes.call("bare_target"), 6)
+        bare = bare_download(mailbox.call("bare_target"), 6)
         addresses = sorted(set(people))
         lookups_min = minimum_lookups(addresses, message_ids)
         minimum = math.ceil(written_records / COLLECTION_MAX) + lookups_min
@@ -201,7 +202,8 @@ def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) ->
         }
     finally:
         gc.set_threshold(*gc_before)
-        fakes.stop()
+        mailbox.stop()
+        salesforce.stop()
 
 
 def clock(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
