@@ -56,6 +56,11 @@ def split_page(page: ChangePage, room: int) -> tuple[ChangePage, ChangePage]:
     return head, tail
 
 
+def page_weight(page: ChangePage) -> int:
+    """What a page read ahead counts against the reader's bound: its changes, at least 1."""
+    return max(1, len(page.emails) + len(page.events) + len(page.deletions))
+
+
 class MailboxRun:
     """The state of one run while it goes."""
 
@@ -147,9 +152,10 @@ class MailboxRun:
         self.phase = "mailbox"
         self.connector = mailbox_for(self.settings, self.store, self.clients, self.mailbox)
         # Read ahead: while a batch is written, the next one (the look-ahead's) waits read and the
-        # one after it is on its way; at most a batch of items waits (plus a page).
+        # one after it is on its way; at most a batch of items waits (plus a page). A page weighs
+        # its changes, deletions too, and at least 1, so pages of nothing cannot pile up either.
         pages = ReadAhead(iter(self.connector.read_changes(cursors, window, folders)), limit=self.batch_items,
-                          weight=lambda page: len(page.emails) + len(page.events), name=f"read-ahead:{self.run_id}")
+                          weight=page_weight, name=f"read-ahead:{self.run_id}")
         try:
             current = self.read_batch(pages)
             while current:

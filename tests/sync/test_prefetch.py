@@ -93,3 +93,14 @@ def test_close_mid_way_stops_the_reader_and_closes_the_source() -> None:
 def test_a_limit_below_one_is_refused(limit: int) -> None:
     with pytest.raises(ValueError):
         ReadAhead(iter([1]), limit=limit)
+
+
+@pytest.mark.parametrize("emails, deletions, weight", [(0, 0, 1), (50, 0, 50), (3, 4, 7), (0, 20, 20)])
+def test_a_page_weighs_its_changes_and_at_least_one(emails: int, deletions: int, weight: int) -> None:
+    from backend.connectors.mailbox import ChangePage, Deletion, Folder
+    from backend.sync.run import page_weight
+    from tests.sync.items import mail
+
+    page = ChangePage(folder=Folder.INBOX, emails=[mail() for _ in range(emails)],
+                      deletions=[Deletion(folder=Folder.INBOX, remote_id=f"r{i}") for i in range(deletions)])
+    assert page_weight(page) == weight
