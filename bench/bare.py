@@ -1,5 +1,6 @@
 """The bare download: the client library alone pulling the benchmark's mail from the same fakes, no engine.
 
+The fakes answer from processes of their own (``bench/fakes.py``), this process only downloads.
 The baseline of P4 (backfill wall time ÷ bare download) and of the CPU ratio: what reading the same
 items costs at the least, with the same client library, page sizes and fields as the connector,
 but no mapping, filtering, Salesforce, Redis or cursors.
@@ -21,6 +22,7 @@ from typing import Any
 from exchangelib.items import ID_ONLY, Message
 from exchangelib.services import GetItem, SyncFolderItems
 
+from backend.config import Settings
 from backend.connectors.exchange.cursor import Cursor
 from backend.connectors.exchange.items import MAIL_FIELDS, MAIL_SYNC_FIELDS, field_paths, in_bounds
 from backend.connectors.exchange.transport import Transport, account_for, version_of
@@ -29,18 +31,15 @@ from backend.connectors.mailbox import Folder, SyncWindow
 from backend.net.outbound import make_session
 
 
-def graph_download(harness: Any, window: SyncWindow) -> int:
+def graph_download(target: dict[str, Any], window: SyncWindow) -> int:
     """Messages of Inbox and Sent Items read with requests; returns how many."""
-    user = harness.user
-    token = harness.ms.user_tokens(user, harness.ms.client_id, ["Mail.Read", "Calendars.Read", "User.Read"],
-                                   refresh=False)["access_token"]
-    session = make_session(harness.ca_path, timeout=60)
-    prefer = f'odata.maxpagesize={harness.page_size}, outlook.body-content-type="text"'
-    headers = {"Authorization": f"Bearer {token}", "Prefer": prefer}
+    session = make_session(target["ca_path"], timeout=60)
+    prefer = f'odata.maxpagesize={target["page_size"]}, outlook.body-content-type="text"'
+    headers = {"Authorization": f"Bearer {target['token']}", "Prefer": prefer}
     count = 0
     try:
         for folder in (Folder.INBOX, Folder.SENT):
-            url: str | None = f"{harness.graph_server.url}/v1.0{messages_delta_path('/me', folder, window)}"
+            url: str | None = f"{target['graph_url']}/v1.0{messages_delta_path('/me', folder, window)}"
             while url:
                 page = session.get(url, headers=headers).json()
                 count += len(page.get("value") or [])
@@ -50,17 +49,17 @@ def graph_download(harness: Any, window: SyncWindow) -> int:
     return count
 
 
-def exchange_download(harness: Any, window: SyncWindow) -> int:
+def exchange_download(target: dict[str, Any], window: SyncWindow) -> int:
     """Messages of Inbox and Sent Items read with exchangelib (SyncFolderItems + GetItem); returns how many."""
     from exchangelib.folders import Inbox, SentItems
     from exchangelib.properties import DistinguishedFolderId
     from exchangelib.properties import Mailbox as EwsMailbox
 
-    transport = Transport(harness.settings())
-    connection = harness.connection()
-    protocol = transport.protocol(harness.ews_url, connection["login"], harness.password, "NTLM",
+    transport = Transport(Settings.load({"SIDEBAR_ENV": "development", **target["settings_overrides"]}))
+    connection = target["connection"]
+    protocol = transport.protocol(target["ews_url"], connection["login"], target["password"], "NTLM",
                                   version_of(connection["version"]))
-    account = account_for(protocol, harness.address)
+    account = account_for(protocol, target["address"])
     sync_fields = field_paths(Message, MAIL_SYNC_FIELDS, account.version)
     fields = field_paths(Message, MAIL_FIELDS, account.version, with_body=True)
     bounds = Cursor.fresh(Folder.INBOX, window)  # the connector's window rule for mail
@@ -68,7 +67,7 @@ def exchange_download(harness: Any, window: SyncWindow) -> int:
     try:
         for cls in (Inbox, SentItems):
             folder = DistinguishedFolderId(id=cls.DISTINGUISHED_FOLDER_ID,
-                                           mailbox=EwsMailbox(email_address=harness.address))
+                                           mailbox=EwsMailbox(email_address=target["address"]))
             state = None
             while True:
                 svc = SyncFolderItems(account=account)
@@ -88,16 +87,21 @@ def exchange_download(harness: Any, window: SyncWindow) -> int:
     return count
 
 
-DOWNLOADS: dict[str, Callable[[Any, SyncWindow], int]] = {"microsoft": graph_download, "exchange": exchange_download}
+DOWNLOADS: dict[str, Callable[[dict[str, Any], SyncWindow], int]] = {
+    "microsoft": graph_download, "exchange": exchange_download}
 
 
-def bare_download(provider: str, harness: Any, backfill_days: int) -> dict[str, Any] | None:
-    """Time the bare download for ``provider`` (None when there is none for it): items, wall s, CPU ms/item."""
-    download = DOWNLOADS.get(provider)
+def bare_download(target: dict[str, Any], backfill_days: int) -> dict[str, Any] | None:
+    """Time the bare download of ``target`` (``BenchMailbox.bare_target``; None when its provider has none).
+
+    Items, wall seconds, and CPU ms per item: this process's CPU (every thread), as for the run;
+    the fakes answer from their own process.
+    """
+    download = DOWNLOADS.get(target["provider"])
     if download is None:
         return None
     window = SyncWindow.starting(datetime.now(tz=UTC), backfill_days)
-    cpu0, wall0 = time.thread_time(), time.monotonic()
-    items = download(harness, window)
-    cpu, wall = time.thread_time() - cpu0, time.monotonic() - wall0
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    items = download(target, window)
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     return {"items": items, "seconds": round(wall, 2), "cpu_ms_per_item": round(1000 * cpu / max(1, items), 3)}

@@ -2,29 +2,30 @@
 
 1. Backfill: a mailbox (real connector against its wire-level fake) holding ``--emails`` emails to
    and from ``--people`` Contacts and Leads in the fake Salesforce; one run of the engine, in this
-   process. Prints Salesforce calls made against the minimum the limits allow (record writes ÷ 200
-   plus the lookups), mail server calls, the run's CPU per item (the run's own thread: the fakes run
-   in other threads), and the calls of a second run with nothing new (must be 0).
+   process, the fakes served from processes of their own (``bench/fakes.py``). Prints Salesforce
+   calls made against the minimum the limits allow (record writes ÷ 200 plus the lookups), mail
+   server calls, the run's CPU per item (this process's CPU: the fakes' is not in it), and the
+   calls of a second run with nothing new (must be 0).
 2. Clock: ``--due`` mailboxes due at once among ``--idle`` scheduled later; one tick, timed.
 
 Run from the repository root:
-    REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/sync_bench.py
+    REDIS_URL=redis://127.0.0.1:6379/6 .venv/bin/python bench/sync_bench.py
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import gc
 import json
 import logging
 import math
 import os
-import random
 import resource
 import shutil
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,16 +41,16 @@ from backend.connectors.salesforce import (  # noqa: E402
     chunk_in_list,
 )
 from backend.extensions import QUEUE_NAMES, services  # noqa: E402
+from backend.jobs import worker as worker_module  # noqa: E402
 from backend.jobs.schedule import run_tick  # noqa: E402
 from backend.store.users import User  # noqa: E402
 from bench.bare import bare_download  # noqa: E402
-from sandbox import salesforce as fake_sf  # noqa: E402
-from sandbox.harness import HARNESSES, HarnessContext  # noqa: E402
+from bench.fakes import BenchMailbox, BenchSalesforce  # noqa: E402
+from sandbox.harness import HARNESSES  # noqa: E402
 from sandbox.https_client import HttpsClient  # noqa: E402
-from sandbox.keepalive import KeepAliveFakeServer  # noqa: E402
 from sandbox.login import login  # noqa: E402
 from sandbox.redis_server import own_database  # noqa: E402
-from sandbox.salesforce_rest import data_of  # noqa: E402
+from sandbox.serve_process import FakesProcess  # noqa: E402
 from sandbox.tls import TestCA  # noqa: E402
 
 API_VERSION = "62.0"
@@ -86,78 +87,66 @@ def rss_mb() -> float:
 
 
 def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) -> dict[str, Any]:
-    """Seed, run once, run again; returns the figures."""
-    state = fake_sf.FakeSalesforceState()
-    state.add_user("alice@acme.example", "alice-pw", email="alice@acme.example", name="Alice Example")
-    sf_server = KeepAliveFakeServer(fake_sf.create_app(state), cert).start()
-    state.base_url = sf_server.url
-    data = data_of(state)
-    harness = HARNESSES[args.provider](HarnessContext(ca, cert))
+    """Seed, run once, run again; returns the figures (the fakes answer from a process of their own)."""
+    salesforce = FakesProcess(BenchSalesforce, cert).start()
+    mailbox = FakesProcess(BenchMailbox, args.provider, ca.ca_path, cert).start()
+    # The engine runs as in a work horse (its garbage collector thresholds); the bare download
+    # below runs under the same.
+    gc_before = gc.get_threshold()
+    tune_gc = getattr(worker_module, "tune_gc_for_jobs", None)
+    if callable(tune_gc):
+        tune_gc()
     try:
+        info = {**salesforce.call("info"), **mailbox.call("info")}
         config = {
             "SIDEBAR_ENV": "production", "SECRET_KEY": "bench-secret-key-" + "x" * 32,
             "ENCRYPTION_KEYS": Fernet.generate_key().decode(), "REDIS_URL": redis_url, "KEY_PREFIX": "ssbench:",
-            "SALESFORCE_CLIENT_ID": state.client_id, "SALESFORCE_CLIENT_SECRET": state.client_secret,
-            "SALESFORCE_LOGIN_URL": sf_server.url, "SALESFORCE_SANDBOX_URL": sf_server.url,
-            "SALESFORCE_ALLOWED_HOSTS": f"{sf_server.host}:{sf_server.port}", "OUTBOUND_CA_BUNDLE": ca.ca_path,
+            "SALESFORCE_CLIENT_ID": info["sf_client_id"], "SALESFORCE_CLIENT_SECRET": info["sf_client_secret"],
+            "SALESFORCE_LOGIN_URL": info["sf_url"], "SALESFORCE_SANDBOX_URL": info["sf_url"],
+            "SALESFORCE_ALLOWED_HOSTS": f"{info['sf_host']}:{info['sf_port']}", "OUTBOUND_CA_BUNDLE": ca.ca_path,
             "REQUIRE_MAILBOX_PROOF": "off", "LOG_LEVEL": "WARNING", "BACKFILL_DAYS": "6",
             **({"SYNC_BATCH_ITEMS": str(args.batch_items)} if args.batch_items else {}),
-            **harness.settings_overrides(),
+            **info["settings_overrides"],
         }
         app = create_app(config)
         app.test_client_class = HttpsClient
-        session = login(app.test_client(), ca.ca_path, mailbox=harness.address)
-        rng = random.Random(7)
-        people = [f"person{i:03d}@customer{i % 17}.example" for i in range(args.people)]
-        for i, address in enumerate(people):
-            if i % 5 < 3:
-                data.add_contact(address, f"Contact {i}")
-            else:
-                data.add_lead(address, f"Lead {i}")
-        now = datetime.now(tz=UTC)
-        message_ids = []
+        session = login(app.test_client(), ca.ca_path, mailbox=info["address"])
         seed_started = time.monotonic()
-        for i in range(args.emails):
-            when = now - timedelta(minutes=1 + (i * 5 * 24 * 60) // args.emails)
-            person = people[i % len(people)]
-            cc = [people[rng.randrange(len(people))]] if i % 4 == 0 else None
-            message_id = f"<bench-{i}@customer.example>"
-            message_ids.append(message_id)
-            if i % 3 == 0:
-                harness.add_email("sent", subject=f"Proposal {i}", sender=harness.address, to=[person], cc=cc,
-                                  body=f"Body {i} " + "x" * 400, message_id=message_id, when=when)
-            else:
-                harness.add_email("inbox", subject=f"Question {i}", sender=person, to=[harness.address], cc=cc,
-                                  body=f"Body {i} " + "y" * 400, message_id=message_id, when=when)
+        people = salesforce.call("seed", args.people)
+        message_ids = mailbox.call("seed", args.emails, args.people)
         seeded_in = time.monotonic() - seed_started
         with app.app_context():
             store = services().store
-            for name, value in harness.secrets().items():
+            for name, value in mailbox.call("secrets").items():
                 store.secrets.put("mailbox", session.uid, name, value)
-            store.mailboxes.activate(session.uid, harness.provider, harness.address, harness.aliases,
-                                     harness.connection())
-            data.reset_calls()
-            sf_server.recorder.reset()
-            mail_before = harness.request_count()
-            units_of = getattr(harness, "quota_units", None)  # Gmail: units as Google counts them
-            units_before = units_of() if callable(units_of) else 0
-            cpu0, wall0 = time.thread_time(), time.monotonic()
+            store.mailboxes.activate(session.uid, info["provider"], info["address"], frozenset(info["aliases"]),
+                                     info["connection"])
+            salesforce.call("reset_calls")
+            mail_before = mailbox.call("requests")
+            units_before = mailbox.call("quota_units")  # Gmail: units as Google counts them
+            # The run's CPU is this whole process's (the engine and its reader thread); the fakes
+            # answer from their own processes and are not in it.
+            profiler = cProfile.Profile() if getattr(args, "profile", None) else None
+            cpu0, wall0 = time.process_time(), time.monotonic()
+            if profiler is not None:
+                profiler.enable()
             record = services().engine.run(session.uid, interactive=True)
-            cpu, wall = time.thread_time() - cpu0, time.monotonic() - wall0
-            mail_calls = harness.request_count() - mail_before
-            units = (units_of() - units_before) if callable(units_of) else None
-            calls = list(data.calls)
-            # Time the fake Salesforce spent answering (in this process: it shares the interpreter).
-            sf_seconds = sum(c.finished - c.started for c in sf_server.recorder.calls if c.finished)
-            written_records = sum(c.records_written for c in calls)
-            lookups_made = sum(1 for c in calls if not c.is_write)
-            queries = sum(sum(1 for _, k in c.subrequests if k == "query") for c in calls)
-            data.reset_calls()
-            mail_before_quiet = harness.request_count()
+            if profiler is not None:
+                profiler.disable()
+            cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+            if profiler is not None:
+                profiler.dump_stats(args.profile)  # the figures of a profiled run are not the record
+            mail_calls = mailbox.call("requests") - mail_before
+            units_after = mailbox.call("quota_units")
+            units = units_after - units_before if units_after is not None else None
+            sf = salesforce.call("summary")
+            written_records = sf["records_written"]
+            salesforce.call("reset_calls")
+            mail_before_quiet = mailbox.call("requests")
             quiet = services().engine.run(session.uid, interactive=True)
-            quiet_mail_requests = harness.request_count() - mail_before_quiet
+            quiet_mail_requests = mailbox.call("requests") - mail_before_quiet
         # The baseline, in the same run: the client library alone reading the same items from the same fakes.
-        bare = bare_download(harness.provider, harness, 6)
+        bare = bare_download(mailbox.call("bare_target"), 6)
         addresses = sorted(set(people))
         lookups_min = minimum_lookups(addresses, message_ids)
         minimum = math.ceil(written_records / COLLECTION_MAX) + lookups_min
@@ -173,14 +162,14 @@ def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) ->
         lower_bound = composite_lower_bound(written_records, lookups_min)
         read = max(1, counts["read"])
         return {
-            "provider": harness.provider,
+            "provider": info["provider"],
             "lower_bound": lower_bound,
             "ratio_to_lower_bound": round(record["salesforce_calls"] / lower_bound, 3),
             "bare": bare,
             "wall_ratio": round(wall / bare["seconds"], 2) if bare else None,
             "cpu_ratio": round(1000 * cpu / read / max(bare["cpu_ms_per_item"], 1e-6), 2) if bare else None,
             "quiet_run_mailbox_http_requests": quiet_mail_requests,
-            "salesforce_fake_seconds": round(sf_seconds, 2),
+            "salesforce_fake_seconds": round(sf["answer_seconds"], 2),
             "rss_peak_mb": rss_mb(),
             "emails": args.emails,
             "people": args.people,
@@ -188,9 +177,9 @@ def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) ->
             "written_emails": counts["emails_written"],
             "written_records": written_records,
             "salesforce_calls": record["salesforce_calls"],
-            "salesforce_write_calls": sum(1 for c in calls if c.is_write),
-            "salesforce_lookup_calls": lookups_made,
-            "soql_queries": queries,
+            "salesforce_write_calls": sf["write_calls"],
+            "salesforce_lookup_calls": sf["lookup_calls"],
+            "soql_queries": sf["queries"],
             "minimum_calls": minimum,
             "minimum_breakdown": f"{written_records} records / 200 = {math.ceil(written_records / 200)} + "
                                  f"{lookups_min} lookup queries",
@@ -212,8 +201,13 @@ def backfill(args: argparse.Namespace, ca: TestCA, cert: Any, redis_url: str) ->
             "filtered": counts["filtered_by"],
         }
     finally:
-        harness.close()
-        sf_server.stop()
+        mailbox.stop()
+        salesforce.stop()
+        gc.set_threshold(*gc_before)
+        # A work horse ends with its job, and what the job left goes with it; here the next
+        # backfill shares the process, so its garbage is collected now (with the horse's rarer
+        # old-generation collections it would otherwise raise the next backfill's peak).
+        gc.collect()
 
 
 def clock(args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
@@ -320,7 +314,7 @@ def table_rows(quick: bool) -> list[dict[str, Any]]:
         rows.append({"id": "P4", "measure": f"{emails:,}-email backfill wall time ÷ the bare download ({provider})",
                      "value": b["wall_ratio"], "target": "≤ 1.5",
                      "detail": f"{b['run_seconds']} s vs {bare['seconds']} s ({bare['items']} items); the fake "
-                               f"Salesforce (same process) answered for {b['salesforce_fake_seconds']} s"})
+                               f"Salesforce (own process) answered for {b['salesforce_fake_seconds']} s"})
         rows.append({"id": "P4", "measure": f"run CPU per item ÷ the bare client's ({provider})",
                      "value": b["cpu_ratio"], "target": "≤ 2",
                      "detail": f"{b['worker_cpu_ms_per_item']} ms vs {bare['cpu_ms_per_item']} ms"})
@@ -341,6 +335,7 @@ def main() -> None:
     parser.add_argument("--provider", default="microsoft", choices=sorted({*HARNESSES, *PROVIDER_ALIASES}))
     parser.add_argument("--batch-items", type=int, default=0, help="SYNC_BATCH_ITEMS (default: the setting's)")
     parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--profile", default="", help="write the backfill run's cProfile stats to this file")
     parser.add_argument("--repeat", type=int, default=1, help="backfills in a row (memory must stay flat)")
     args = parser.parse_args()
     args.provider = PROVIDER_ALIASES.get(args.provider, args.provider)
@@ -386,7 +381,7 @@ def main() -> None:
               f"({b['bare']['items']} items)")
         print(f"  run ÷ bare download        wall {b['wall_ratio']} (target <= 1.5), CPU per item {b['cpu_ratio']} "
               f"(target <= 2)")
-    print(f"  fake Salesforce busy       {b['salesforce_fake_seconds']} s of the run (same process)")
+    print(f"  fake Salesforce busy       {b['salesforce_fake_seconds']} s of the run (its own process)")
     print(f"  peak memory                {b['rss_peak_mb']} MB")
     if "memory_mb" in figures:
         print(f"  peak memory per backfill   {' / '.join(str(m) for m in figures['memory_mb'])} MB")

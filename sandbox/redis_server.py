@@ -113,13 +113,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def first_database(url: str) -> int:
+    """The lowest database a claim may take: the one ``url`` names (1..15), else 1."""
+    parts = urlsplit(url)
+    named = parts.path.strip("/") if parts.scheme != "unix" else next(
+        (p[3:] for p in parts.query.split("&") if p.startswith("db=")), "")
+    return int(named) if named.isdigit() and 1 <= int(named) <= 15 else 1
+
+
 def claim_database(base_url: str) -> tuple[str, str]:
-    """Claim a free database (1..15) on the server at ``base_url``; returns (url, claim token)."""
+    """Claim a free database on the server at ``base_url`` (the one it names, else the next free up to 15).
+
+    Engineers sharing one server each name their own database in REDIS_URL: a claim never goes
+    below it, so it cannot flush a lower-numbered database someone else uses without a claim.
+    """
     token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-    # A URL that names a database (1..15) is that run's own: claim it alone, never a neighbour's.
-    named = urlsplit(base_url).path.strip("/")
-    candidates = [int(named)] if named.isdigit() and 1 <= int(named) <= 15 else list(range(1, 16))
-    for db in candidates:
+    for db in range(first_database(base_url), 16):
         url = _with_db(base_url, db)
         client = redis.Redis.from_url(url, decode_responses=True)
         if client.set(CLAIM_KEY, token, nx=True, ex=6 * 3600):
@@ -134,7 +143,7 @@ def claim_database(base_url: str) -> tuple[str, str]:
             client.flushdb()
             client.set(CLAIM_KEY, token, ex=6 * 3600)
             return url, token
-    raise RuntimeError(f"no free Redis database ({', '.join(map(str, candidates))}) for the test run")
+    raise RuntimeError(f"no free Redis database ({first_database(base_url)}..15) for the test run")
 
 
 def release_database(url: str, token: str) -> None:

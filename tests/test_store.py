@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -148,3 +149,49 @@ def test_transient_refusals_are_counted_per_item(store: Store) -> None:
     assert store.retries.count("m1", ["<a@x>"]) == {"<a@x>": 2}
     store.retries.forget("m1", ["<a@x>"])
     assert store.retries.count("m1", ["<a@x>", "<b@x>"]) == {"<a@x>": 1, "<b@x>": 2}
+
+
+@pytest.mark.parametrize("count", [1, 5])
+def test_trail_record_keeps_every_decision_with_its_ttl_in_a_round_trip_per_chunk(
+        store: Store, count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.store import trail as module
+    from sandbox.redis_trips import round_trips
+
+    monkeypatch.setattr(module, "RECORD_CHUNK", 2)
+    rows = [(f"<m{i}@customer.example>", module.ItemDecision(decision="logged", at=1000.0 + i, object="EmailMessage",
+                                                              record_id=f"02s{i:012d}"))
+            for i in range(count)]
+    # The same identifier twice in a batch: the later decision wins, as a SET after a SET.
+    rows.append((rows[0][0].upper(), module.ItemDecision(decision="refused", at=2000.0, reason="INVALID_FIELD")))
+    # The connection opened and the script loaded (a first call's NOSCRIPT + SCRIPT LOAD) outside the count.
+    store.trail.record("mbx", [("<warm-up@customer.example>", rows[0][1])])
+    with round_trips() as trips:
+        store.trail.record("mbx", rows)
+    assert trips.count == -(-len(rows) // 2)  # one per chunk of 2
+    assert store.trail.get("mbx", rows[0][0]) == rows[-1][1]
+    for identifier, decision in rows[1:-1]:
+        assert store.trail.get("mbx", identifier) == decision
+    key = store.trail._key("mbx", rows[1 if count > 1 else 0][0])
+    assert module.TRAIL_TTL_SECONDS - 60 < store.redis.ttl(key) <= module.TRAIL_TTL_SECONDS
+    store.trail.record("mbx", [])  # nothing to keep: nothing sent
+
+
+@pytest.mark.parametrize("decision, stored", [
+    ({"decision": "logged", "at": 1.23456, "object": "EmailMessage", "record_id": "02s000000000001AAA",
+      "people": ["003000000000001", "not an id"], "trigger": "background"},
+     {"d": "logged", "at": 1.235, "o": "EmailMessage", "id": "02s000000000001AAA", "p": ["003000000000001"],
+      "t": "background"}),
+    ({"decision": "refused", "at": 2.0, "reason": "INVALID_EMAIL_ADDRESS", "object": "Nope", "record_id": "x y"},
+     {"d": "refused", "at": 2.0, "r": "INVALID_EMAIL_ADDRESS"}),
+    ({"decision": "filtered", "at": 3.0, "reason": "a reason with <content>", "trigger": "elsewhere"},
+     {"d": "filtered", "at": 3.0}),
+])
+def test_a_decision_is_stored_compact_sorted_and_with_codes_and_ids_only(decision: dict[str, Any],
+                                                                         stored: dict[str, Any]) -> None:
+    import json
+
+    from backend.store.trail import ItemDecision
+
+    text = ItemDecision(**decision).as_json()
+    assert text == json.dumps(stored, separators=(",", ":"), sort_keys=True)
+    assert ItemDecision.from_json(text).as_json() == text

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import ClassVar, Protocol, runtime_checkable
 
 # Bodies are cut before they leave the connector: Salesforce's EmailMessage.TextBody holds 128 KB
@@ -93,7 +94,8 @@ class EmailItem:
         """The moment that dates the email (sent for Sent Items, received otherwise)."""
         return self.sent_at if self.folder is Folder.SENT and self.sent_at else (self.received_at or self.sent_at)
 
-    @property
+    # Cached (the item never changes): filters, matching and mapping ask for it five times an email.
+    @cached_property
     def participants(self) -> tuple[Address, ...]:
         """Sender and recipients, each address once."""
         seen: dict[str, Address] = {}
@@ -138,7 +140,7 @@ class EventItem:
     # Attendees left out past MAX_RECIPIENTS (counted in the run record).
     recipients_cut: int = 0
 
-    @property
+    @cached_property
     def participants(self) -> tuple[Address, ...]:
         """Organizer and attendees, each address once."""
         seen: dict[str, Address] = {}

@@ -9,6 +9,7 @@ claims after the write; a key claimed by another run waits (``backend.sync.claim
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 import redis
 
@@ -45,6 +46,13 @@ return released
 """
 
 
+# Cached: a run claims, asks about and releases each email key up to four times.
+@lru_cache(maxsize=16_384)
+def key_digest(email_key: str) -> str:
+    """The claim key's digest of an email key (Message-IDs are long and may hold any character)."""
+    return hashlib.sha256(email_key.encode("utf-8")).hexdigest()[:40]
+
+
 class EmailClaimRepo:
     """Claims on email keys, held by ``{mailbox}:{run}`` with a TTL (a dead run's claims expire)."""
 
@@ -53,9 +61,7 @@ class EmailClaimRepo:
         self._keys = keys
 
     def _key(self, org_id: str, email_key: str) -> str:
-        # A digest: Message-IDs are long and may hold any character; the key stays short and plain.
-        digest = hashlib.sha256(email_key.encode("utf-8")).hexdigest()[:40]
-        return self._keys("claim", org_id, digest)
+        return self._keys("claim", org_id, key_digest(email_key))
 
     def claim(self, org_id: str, email_keys: list[str], holder: str, ttl_seconds: int) -> set[str]:
         """Claim ``email_keys`` for ``holder`` ("{mailbox}:{run}"); returns the keys another mailbox's run holds."""

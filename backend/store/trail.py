@@ -26,6 +26,20 @@ _SF_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 # Decision and reason codes are short words; a reason Salesforce gave is kept as its error code only.
 _CODE = re.compile(r"^[a-z0-9_]{1,40}$")
 _SF_CODE = re.compile(r"^[A-Z0-9_]{1,60}$")
+# json.dumps(data, separators=(",", ":"), sort_keys=True), with its encoder built once (dumps with
+# options builds one a call: a tenth of a decision's cost).
+_COMPACT = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+# SET key value EX ttl for every key (ARGV[1] = ttl, ARGV[i + 1] = the value of KEYS[i]): a batch's
+# decisions in one command, one reply to parse instead of one per item (redis-py parses replies in
+# pure Python: 10,000 of them were a tenth of a backfill's own CPU).
+_RECORD = """
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+end
+return #KEYS
+"""
+# Keys per script call: a long script call blocks Redis for others; 1,000 SETs take about a millisecond.
+RECORD_CHUNK = 1000
 
 
 @dataclass
@@ -54,7 +68,7 @@ class ItemDecision:
             data["p"] = people
         if self.trigger in ("background", "interactive", "log_now"):
             data["t"] = self.trigger
-        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+        return _COMPACT.encode(data)
 
     @staticmethod
     def from_json(raw: str) -> ItemDecision:
@@ -73,20 +87,19 @@ class ItemTrailRepo:
         self._r = client
         self._keys = keys
         self._hash = hasher
+        self._record = client.register_script(_RECORD)
 
     def _key(self, mid: str, identifier: str) -> str:
         # Message-IDs compare without case (some servers change it); UIDs are kept as given.
         return self._keys("trail", mid, self._hash(identifier.strip().lower()))
 
     def record(self, mid: str, decisions: Iterable[tuple[str, ItemDecision]]) -> None:
-        """Keep the latest decision per identifier (one round trip for a batch)."""
+        """Keep the latest decision per identifier (one round trip for a batch of up to ``RECORD_CHUNK``)."""
         rows = list(decisions)
-        if not rows:
-            return
-        with self._r.pipeline(transaction=False) as pipe:
-            for identifier, decision in rows:
-                pipe.set(self._key(mid, identifier), decision.as_json(), ex=TRAIL_TTL_SECONDS)
-            pipe.execute()
+        for start in range(0, len(rows), RECORD_CHUNK):
+            chunk = rows[start:start + RECORD_CHUNK]
+            keys = [self._key(mid, identifier) for identifier, _ in chunk]
+            self._record(keys=keys, args=[TRAIL_TTL_SECONDS, *(decision.as_json() for _, decision in chunk)])
 
     def get(self, mid: str, identifier: str) -> ItemDecision | None:
         """The latest decision about ``identifier`` in this mailbox, or None."""

@@ -116,9 +116,28 @@ class Blocklist:
         return f"{local}@{domain}" in self.addresses or _domain_in(domain, self.domains)
 
 
-@dataclass
+# A run's filters remember each address's verdict (a 10,000-email backfill asks about the same few
+# hundred addresses 500,000 times); past this many they start over, so memory stays bounded.
+VERDICTS_MAX = 65_536
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the filters say about one address."""
+
+    internal: bool  # the owner or a colleague
+    blocked_org: bool  # on the org's blocklist
+    blocked: bool  # on the org's or the person's blocklist
+    free_mail: bool  # at a free-mail provider
+
+    def matchable(self, block_free_mail: bool) -> bool:
+        """Worth looking up in the CRM: external, not blocked, not free mail when that is blocked."""
+        return not (self.internal or self.blocked or (block_free_mail and self.free_mail))
+
+
+@dataclass(frozen=True)
 class Filters:
-    """The filters of one run: the mailbox owner, the org's and user's settings."""
+    """The filters of one run: the mailbox owner, the org's and user's settings (never changed once built)."""
 
     own_addresses: frozenset[str]
     internal_domains: frozenset[str]
@@ -128,6 +147,7 @@ class Filters:
     org_blocklist: Blocklist = field(default_factory=Blocklist)
     sync_emails: bool = True
     sync_events: bool = True
+    _verdicts: dict[str, Verdict] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @staticmethod
     def build(
@@ -175,29 +195,41 @@ class Filters:
         """True for an address at a free-mail provider."""
         return _domain_in(split_address(address)[1], FREE_MAIL_DOMAINS)
 
+    def verdict(self, address: str) -> Verdict:
+        """What these filters say about ``address`` (worked out once per address and run)."""
+        found = self._verdicts.get(address)
+        if found is None:
+            if len(self._verdicts) >= VERDICTS_MAX:
+                self._verdicts.clear()
+            found = Verdict(internal=self.is_internal(address), blocked_org=self.org_blocklist.blocks(address),
+                            blocked=self.blocklist.blocks(address), free_mail=self.is_free_mail(address))
+            self._verdicts[address] = found
+        return found
+
+    def is_matchable(self, address: str) -> bool:
+        """True when ``address`` is worth looking up in the CRM (see :meth:`matchable`)."""
+        return self.verdict(address).matchable(self.block_free_mail)
+
     def external(self, participants: Iterable[Address]) -> list[str]:
         """Addresses that are neither the owner nor colleagues."""
-        return [p.email for p in participants if not self.is_internal(p.email)]
+        return [p.email for p in participants if not self.verdict(p.email).internal]
 
     def matchable(self, participants: Iterable[Address]) -> list[str]:
         """External addresses worth looking up in the CRM (not blocked, not free mail when that is blocked)."""
-        return [
-            a for a in self.external(participants)
-            if not self.blocklist.blocks(a) and not (self.block_free_mail and self.is_free_mail(a))
-        ]
+        return [p.email for p in participants if self.is_matchable(p.email)]
 
     def _people_reason(self, participants: tuple[Address, ...]) -> Reason | None:
         if not participants:
             return Reason.NO_PARTICIPANTS
-        external = self.external(participants)
+        external = [v for v in (self.verdict(p.email) for p in participants) if not v.internal]
         if not external:
             return Reason.INTERNAL
         # Any blocked participant keeps the whole item out: a blocklist is a privacy promise.
-        if any(self.org_blocklist.blocks(a) for a in external):
+        if any(v.blocked_org for v in external):
             return Reason.BLOCKED_ORG
-        if any(self.blocklist.blocks(a) for a in external):
+        if any(v.blocked for v in external):
             return Reason.BLOCKED
-        if self.block_free_mail and all(self.is_free_mail(a) for a in external):
+        if self.block_free_mail and all(v.free_mail for v in external):
             return Reason.FREE_MAIL
         return None
 

@@ -48,7 +48,7 @@ def _ids(addresses: tuple[Address, ...], people: Mapping[str, Person], filters: 
 
 def _unmatched(addresses: tuple[Address, ...], people: Mapping[str, Person], filters: Filters) -> list[str]:
     """Addresses not linked by id (Salesforce wants linked people only in the *Ids lists)."""
-    linked = {a.email for a in addresses if a.email in people and a.email in filters.matchable([a])}
+    linked = {a.email for a in addresses if a.email in people and filters.is_matchable(a.email)}
     return [a.email for a in addresses if a.email not in linked and not filters.is_own(a.email)]
 
 

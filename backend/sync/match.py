@@ -41,6 +41,6 @@ def people_of(addresses: Iterable[Address | None], people: Mapping[str, Person],
         if address is None:
             continue
         person = people.get(address.email)
-        if person is not None and person.id not in result and address.email in filters.matchable([address]):
+        if person is not None and person.id not in result and filters.is_matchable(address.email):
             result[person.id] = person
     return list(result.values())

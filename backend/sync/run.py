@@ -32,6 +32,7 @@ from backend.sync.counts import RunCounts
 from backend.sync.filters import Filters, Reason
 from backend.sync.match import addresses_to_match, lookup_batch
 from backend.sync.plan import cancelled_action, plan_emails, plan_events, relation_changes
+from backend.sync.prefetch import ReadAhead
 from backend.sync.refusals import settle_refusals
 from backend.sync.trail import TrailRecorder
 
@@ -53,6 +54,11 @@ def split_page(page: ChangePage, room: int) -> tuple[ChangePage, ChangePage]:
     head = ChangePage(folder=page.folder, emails=emails, events=events)
     tail = dataclasses.replace(page, emails=page.emails[len(emails):], events=page.events[len(events):])
     return head, tail
+
+
+def page_weight(page: ChangePage) -> int:
+    """What a page read ahead counts against the reader's bound: its changes, at least 1."""
+    return max(1, len(page.emails) + len(page.events) + len(page.deletions))
 
 
 class MailboxRun:
@@ -145,7 +151,11 @@ class MailboxRun:
         window = SyncWindow.starting(datetime.now(tz=UTC), backfill_days, self.mailbox.caught_up_at)
         self.phase = "mailbox"
         self.connector = mailbox_for(self.settings, self.store, self.clients, self.mailbox)
-        pages = iter(self.connector.read_changes(cursors, window, folders))
+        # Read ahead: while a batch is written, the next one (the look-ahead's) waits read and the
+        # one after it is on its way; at most a batch of items waits (plus a page). A page weighs
+        # its changes, deletions too, and at least 1, so pages of nothing cannot pile up either.
+        pages = ReadAhead(iter(self.connector.read_changes(cursors, window, folders)), limit=self.batch_items,
+                          weight=page_weight, name=f"read-ahead:{self.run_id}")
         try:
             current = self.read_batch(pages)
             while current:
@@ -166,6 +176,7 @@ class MailboxRun:
             self.store.mailboxes.clear_cursors(self.mailbox.id)
             raise
         finally:
+            pages.close()
             self.claims.release_ahead()
 
     def read_batch(self, pages: Iterator[ChangePage]) -> list[ChangePage]:

@@ -7,7 +7,15 @@ import pytest
 from backend.connectors.crm import clip, join_addresses
 from backend.connectors.salesforce.lookup import address_variants
 from backend.connectors.salesforce.records import activity_key
-from backend.connectors.salesforce.soql import URI_MAX_CHARS, chunk_in_list, query_url, soql_quote
+from backend.connectors.salesforce.soql import (
+    QUERY_SAFE,
+    URI_MAX_CHARS,
+    chunk_in_list,
+    encode_query,
+    encoded_length,
+    query_url,
+    soql_quote,
+)
 from backend.connectors.salesforce.writes import safe_reason
 from sandbox.salesforce_rest import parse_soql
 
@@ -39,6 +47,36 @@ def test_chunking_respects_uri_and_statement_limits() -> None:
         assert len(soql) <= 100_000
         seen.extend(parse_soql(soql).conditions[0][2])
     assert seen == values  # nothing lost, nothing twice, order kept
+
+
+@pytest.mark.parametrize("text", [
+    "", "plain", "'<bench-1@customer.example>'", "a b", "100% ~_.-", "o'brien, (x)", "é", "日本語", "😀 mail",
+    "&=+?#/", "\n\t\x00", "'<CAF=x+y/z@mail.gmail.com>'",
+])
+def test_encoded_length_and_the_query_are_what_urlencode_sends(text: str) -> None:
+    from urllib.parse import quote_plus, urlencode
+
+    assert encoded_length(text) == len(quote_plus(text, safe=QUERY_SAFE))
+    assert encoded_length(text) == len(urlencode({"q": text}, safe=QUERY_SAFE)) - 2
+    assert encode_query(text) == urlencode({"q": text}, safe=QUERY_SAFE)
+
+
+def test_every_byte_is_encoded_as_urlencode_encodes_it() -> None:
+    from urllib.parse import urlencode
+
+    text = "".join(chr(c) for c in range(1, 0x800)) + "\U0001F600"
+    assert encode_query(text) == urlencode({"q": text}, safe=QUERY_SAFE)
+
+
+def test_chunking_cuts_at_the_uri_limit_exactly_for_values_that_need_encoding() -> None:
+    # Spaces, non-ASCII and reserved characters encode to more than themselves: the cut must count them.
+    values = [f"<id {i} é&x@host.example>" for i in range(2000)]
+    path = "/services/data/v62.0/query"
+    statements = chunk_in_list("SELECT Id FROM EmailMessage WHERE MessageIdentifier IN ", values, path=path)
+    lengths = [len(query_url(path, soql)) for soql in statements]
+    assert all(n <= URI_MAX_CHARS for n in lengths)
+    # Each statement but the last is full: one more value would not have fitted.
+    assert all(n > URI_MAX_CHARS - len(query_url(path, soql_quote(values[0]))) for n in lengths[:-1])
 
 
 def test_chunking_single_value_longer_than_a_chunk_still_goes_alone() -> None:

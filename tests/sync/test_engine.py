@@ -635,3 +635,39 @@ def test_a_backfill_looks_up_once_and_fills_its_write_calls(sf: SalesforceUser, 
     # A second run finds everything and writes nothing.
     sf.data.reset_calls()
     assert run_mailbox(sf.uid)["salesforce_calls"] == 0
+
+
+def test_the_mailbox_is_read_ahead_while_a_batch_is_written(sf: SalesforceUser, box: ListMailbox,
+                                                            monkeypatch: Any) -> None:
+    # Batches of 100 from pages of 50: when batch 1 is written, batch 2 is already read (its
+    # look-ups ride in batch 1's write) and the reader is on batch 3 without waiting for the write.
+    contacts(sf, 10)
+    inbox(box, 400)
+    pin_batch_items(monkeypatch, 100)
+    yielded: list[int] = []
+    original_read = box.read_changes
+
+    def counting(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for page in original_read(*args, **kwargs):
+            yielded.append(len(page.emails))
+            yield page
+
+    monkeypatch.setattr(box, "read_changes", counting)
+    original_write = MailboxRun.write
+    seen_at_first_write: list[int] = []
+
+    def write(self: MailboxRun, emails: Any, events: Any) -> None:
+        if not seen_at_first_write:
+            deadline = time.monotonic() + 5
+            while sum(yielded) <= 200 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen_at_first_write.append(sum(yielded))
+        original_write(self, emails, events)
+
+    monkeypatch.setattr(MailboxRun, "write", write)
+    record = run_mailbox(sf.uid)
+    assert seen_at_first_write[0] > 200  # read beyond the two batches the run holds
+    assert seen_at_first_write[0] <= 200 + 100 + 50  # at most a batch (and a page) waits
+    assert record["counts"]["written"] == 400
+    assert services().store.mailboxes.cursors(sf.uid)["inbox"] == "400"
+    assert box.closed

@@ -139,3 +139,52 @@ def test_a_domain_costs_one_set_lookup_per_label_not_one_comparison_per_listed_d
     assert not module._domain_in("x.y.other.example", listed)
     # a.b.customer.example, b.customer.example, customer.example; then 4 labels of the miss.
     assert _CountingSet.asked == 3 + 4
+
+
+@pytest.mark.parametrize("address", [
+    "bob@customer.example", OWNER, "r.ep@acme.example", "colleague@sub.acme.example", "friend@gmail.com",
+    "boss@blocked.example", "x@org-blocked.example", "me@blocked-person.example", "Carol@Prospect.example",
+])
+@pytest.mark.parametrize("block_free_mail", [True, False])
+def test_a_remembered_verdict_is_the_one_worked_out_afresh(address: str, block_free_mail: bool) -> None:
+    made = filters(user_blocklist=["blocked.example", "me@blocked-person.example"],
+                   org_blocklist=["org-blocked.example"], block_free_mail=block_free_mail)
+    email = address.lower()
+    expected = (not made.is_internal(email) and not made.blocklist.blocks(email)
+                and not (block_free_mail and made.is_free_mail(email)))
+    first = made.is_matchable(email)
+    again = made.is_matchable(email)  # from the memo
+    assert first is again is expected
+    item = mail(sender=address)
+    assert made.email(item) is filters(user_blocklist=["blocked.example", "me@blocked-person.example"],
+                                       org_blocklist=["org-blocked.example"],
+                                       block_free_mail=block_free_mail).email(item)
+
+
+def test_an_address_is_judged_once_per_run_and_the_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.sync import filters as module
+
+    made = filters()
+    calls: list[str] = []
+    original = Filters.is_internal
+
+    def counting(self: Filters, address: str) -> bool:
+        calls.append(address)
+        return original(self, address)
+
+    monkeypatch.setattr(Filters, "is_internal", counting)
+    item = mail(sender="bob@customer.example", cc=("carol@prospect.example",))
+    for _ in range(50):
+        made.email(item)
+        made.matchable(item.participants)
+    assert sorted(set(calls)) == sorted(calls)  # each address worked out once
+    monkeypatch.setattr(module, "VERDICTS_MAX", 3)
+    for i in range(10):
+        made.is_matchable(f"p{i}@customer.example")
+    assert len(made._verdicts) <= 3
+
+
+def test_the_memo_is_not_part_of_a_filters_identity() -> None:
+    one, two = filters(), filters()
+    one.is_matchable("bob@customer.example")
+    assert one == two
