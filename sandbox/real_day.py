@@ -88,6 +88,7 @@ class RealDayFigures:
     queue_waits: list[float] = field(default_factory=list)
     starved: int = 0
     never_ran: int = 0
+    unserved: int = 0  # mailboxes whose claimed slot had no run started by the end (their wait: a lag)
     max_gap_over_scheduled: float = 0.0
     emails_sent: int = 0
     lost: int = 0
@@ -268,6 +269,8 @@ class RealDay:
                 provider = PROVIDERS[n % len(PROVIDERS)]
                 address = f"rd{n:05d}@{DOMAINS[provider]}"
                 self.sf.add_user(address, f"sf-pw-{n}", email=address, name=f"Person {n}")
+                # Each person signs in from a machine of their own (sign-in starts are limited per address).
+                client.environ_base["REMOTE_ADDR"] = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
                 session = login(client, self.ca.ca_path, mailbox=address, username=address, password=f"sf-pw-{n}")
                 user = store.users.get(session.uid)
                 assert user is not None, address
@@ -395,9 +398,7 @@ class RealDay:
             figures.truncated_histories += len(history) >= MAX_RUNS
             runs = sorted((start_bound(r), r) for r in history if r.get("started_at"))
             runs = [(s, r) for s, r in runs if start <= s < end]
-            if not runs:
-                figures.never_ran += 1
-                continue
+            figures.never_ran += not runs
             previous: tuple[float, float] | None = None
             for started, record in runs:
                 figures.runs += 1
@@ -414,10 +415,18 @@ class RealDay:
                     figures.max_gap_over_scheduled = max(figures.max_gap_over_scheduled, gap / scheduled)
                     figures.starved += gap > scheduled + base
                 previous = (started, planned)
-            due = svc.store.schedule.next_of(mid)
-            # Still waiting at the end, an interval past its due time, with no run since: starved too.
-            if due is not None and due < end - base and runs[-1][0] < due:
-                figures.starved += 1
+            # A slot claimed and not yet served at the end (still queued, or running and not recorded yet)
+            # has waited at least until the end: counted, so a backlog cannot hide by never starting.
+            waiting = [p for p in self.slots[mid] if previous is None or p > previous[1]]
+            if waiting:
+                oldest = min(waiting)
+                figures.due_lags.append(end - oldest)
+                figures.unserved += 1
+                figures.starved += end - oldest > base
+            else:
+                due = svc.store.schedule.next_of(mid)
+                # Due for more than an interval at the end and never claimed: starved too.
+                figures.starved += due is not None and due < end - base
 
     def _catch_up(self, svc: Any, end: float) -> float:
         """Stop the mail, then let every mailbox read its last email (Sync now for a stretched interval)."""

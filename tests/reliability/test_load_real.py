@@ -40,7 +40,7 @@ def test_every_mailbox_runs_every_interval_without_waiting_an_interval(figures: 
     assert figures.never_ran == 0
     # Every mailbox ran once an interval (its first run in the first, the next one interval later).
     assert figures.runs >= CONFIG.mailboxes * CONFIG.intervals - CONFIG.mailboxes // 10, figures.runs_per_interval
-    assert len(figures.due_lags) == figures.runs
+    assert len(figures.due_lags) == figures.runs + figures.unserved
     assert figures.worst(figures.due_lags) < CONFIG.interval_seconds
     assert figures.worst(figures.queue_waits) < CONFIG.interval_seconds
     assert figures.starved == 0
