@@ -11,15 +11,21 @@ page; its cursor is saved after the writes that cover it, as without the reader.
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
-# How long the run waits for the reader to end once it stops reading (one mailbox request at most).
+# How long the run waits for the reader to end once the source has ended (it is on its way out).
 JOIN_SECONDS = 30.0
+# How long a run that stops early (an error, its deadline) waits for a reader still in a request:
+# briefly, so the run's deadline holds; the daemon reader drops what it gets and ends by itself
+# (its request may last up to the request timeout, far past a deadline that has just fired).
+CLOSE_JOIN_SECONDS = 0.5
 
 
 class _End:
@@ -61,7 +67,10 @@ class ReadAhead(Generic[T]):
         finally:
             close = getattr(self._source, "close", None)
             if callable(close) and self._stopped:
-                close()  # a generator left mid-way: its finally blocks run here, in its own thread
+                try:
+                    close()  # a generator left mid-way: its finally blocks run here, in its own thread
+                except Exception as exc:  # noqa: BLE001 - the run has stopped: nothing waits for this
+                    log.debug("read-ahead source failed while closing: %s", type(exc).__name__)
         self._put(end, 0)
 
     def _put(self, item: T | _End, weight: int) -> bool:
@@ -112,5 +121,5 @@ class ReadAhead(Generic[T]):
             self._held = 0
             self._cond.notify_all()
         if self._thread is not threading.current_thread():
-            self._thread.join(JOIN_SECONDS)
+            self._thread.join(CLOSE_JOIN_SECONDS)
         self._ended = True

@@ -89,6 +89,26 @@ def test_close_mid_way_stops_the_reader_and_closes_the_source() -> None:
         next(reader)
 
 
+def test_close_does_not_wait_out_a_slow_request() -> None:
+    # A run stopped by its deadline must not wait for the reader's request in flight (up to the
+    # request timeout): close returns at once, and the reader drops what it gets and ends by itself.
+    release = threading.Event()
+
+    def slow() -> Iterator[int]:
+        yield 0
+        release.wait(10)  # a mail server that takes its time with the next page
+        yield 1
+
+    reader = ReadAhead(slow(), limit=5)
+    assert next(reader) == 0
+    began = time.monotonic()
+    reader.close()
+    assert time.monotonic() - began < 1.5
+    release.set()
+    with pytest.raises(StopIteration):
+        next(reader)
+
+
 @pytest.mark.parametrize("limit", [0, -1])
 def test_a_limit_below_one_is_refused(limit: int) -> None:
     with pytest.raises(ValueError):
