@@ -55,6 +55,21 @@ def log_in(app: Flask, client: FlaskClient, ca_path: str, fake_salesforce: Any, 
     return SalesforceUser(app, session, data_of(fake_salesforce.state))
 
 
+def unpacked_forms(stored: bytes) -> list[bytes]:
+    """A stored value as is, base64-decoded when it is base64, and each of those zlib-decompressed when it is."""
+    forms = [stored]
+    try:
+        forms.append(base64.b64decode(stored, validate=True))
+    except (binascii.Error, ValueError):
+        pass
+    for form in list(forms):
+        try:
+            forms.append(zlib.decompress(form))
+        except zlib.error:
+            pass
+    return forms
+
+
 def _readable(stored: bytes | str) -> str:
     """A stored value as text, with what RQ packs inside it unpacked too.
 
@@ -64,16 +79,7 @@ def _readable(stored: bytes | str) -> str:
     decompressed bytes decoded leniently show them.
     """
     value = stored.encode("utf-8") if isinstance(stored, str) else stored
-    forms = [value]
-    try:
-        forms.append(base64.b64decode(value, validate=True))
-    except (binascii.Error, ValueError):
-        pass
-    for form in list(forms):
-        try:
-            forms.append(zlib.decompress(form))
-        except zlib.error:
-            pass
+    forms = unpacked_forms(value)
     return "\n".join(form.decode("utf-8", "replace") for form in forms)
 
 

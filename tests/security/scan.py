@@ -11,10 +11,8 @@ none of these forms. PEM keys are searched by each line of their base64 body.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import pickle
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +20,7 @@ from urllib.parse import quote, quote_plus
 
 import redis
 
-from tests.sfhelpers import bytes_client, values_of
+from tests.sfhelpers import bytes_client, unpacked_forms, values_of
 
 # Shorter values would match by chance (ids, words); the secrets this product handles are longer.
 MIN_SECRET = 8
@@ -77,16 +75,7 @@ def needles(secret: Secret) -> dict[str, str]:
 
 def readable(stored: bytes) -> list[str]:
     """A stored value as the texts it holds: as is, base64-decoded, decompressed, unpickled."""
-    forms: list[bytes] = [stored]
-    try:
-        forms.append(base64.b64decode(stored, validate=True))
-    except (binascii.Error, ValueError):
-        pass
-    for form in list(forms):
-        try:
-            forms.append(zlib.decompress(form))
-        except zlib.error:
-            pass
+    forms = unpacked_forms(stored)
     texts = [form.decode("utf-8", "replace") for form in forms]
     for form in forms:
         texts.extend(_unpickled(form))
