@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+import msgspec
 import requests
 
 from backend.config import Settings
@@ -82,7 +83,16 @@ class HttpAnswer:
 
 def json_body(raw: requests.Response) -> Any:
     """A response's JSON body; ``{}`` when it is empty or not JSON (the status still tells what happened)."""
+    content = raw.content
+    if not content:
+        return {}
     try:
-        return raw.json() if raw.content else {}
+        # msgspec parses UTF-8 JSON in about half the time of the json module (a backfill reads
+        # 200 pages of mail); anything it refuses (another charset, NaN) gets the lenient parser.
+        return msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        pass
+    try:
+        return raw.json()
     except ValueError:
         return {}

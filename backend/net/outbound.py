@@ -184,12 +184,35 @@ class TimeoutAdapter(SharedTlsMixin):
 
 
 class OutboundSession(requests.Session):
-    """A session whose ``verify`` the environment cannot override."""
+    """A session whose ``verify`` the environment cannot override, reading proxies from it once per host.
+
+    requests' ``trust_env`` scans the whole environment and looks for ``~/.netrc`` on every request
+    (a tenth of a Graph backfill's reader CPU); here it is off, so netrc credentials never ride on
+    our calls, and the environment's proxies (``HTTPS_PROXY``, ``NO_PROXY``) are read once per host.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trust_env = False
+        self._env_proxies: dict[str, dict[str, str]] = {}
+
+    def _proxies_for(self, url: str) -> dict[str, str]:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        found = self._env_proxies.get(origin)
+        if found is None:
+            if len(self._env_proxies) >= 256:
+                self._env_proxies.clear()
+            found = requests.utils.get_environ_proxies(origin)
+            self._env_proxies[origin] = found
+        return found
 
     def merge_environment_settings(
         self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> Any:
-        """Merge as requests does, then put our trust back (env CA variables must not win)."""
+        """Merge as requests does with ``trust_env`` (the env's proxies); env CA variables never win over ours."""
+        text = url.decode("utf-8") if isinstance(url, bytes) else str(url or "")
+        proxies = requests.sessions.merge_setting(proxies, self._proxies_for(text))
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
         if verify is None or verify is True:
             settings["verify"] = self.verify

@@ -77,10 +77,14 @@ class OrgRepo:
 
     def update(self, org_id: str, **changes: object) -> OrgSettings:
         """Change some settings and return the result."""
+        self.put(org_id, **changes)
+        return self.get(org_id)
+
+    def put(self, org_id: str, **changes: object) -> None:
+        """Change some settings (one round trip: a run notes the API usage after each Salesforce call)."""
         changes["updated_at"] = time.time()
         changes["org_id"] = org_id
         self._r.hset(self._keys("org", org_id), mapping={k: encode_value(v) for k, v in changes.items()})
-        return self.get(org_id)
 
     def backoff_until(self, org_ids: list[str]) -> dict[str, float]:
         """Each org's ``api_backoff_until`` (0 when none), in one round trip (for the clock)."""

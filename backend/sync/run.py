@@ -108,7 +108,7 @@ class MailboxRun:
     # -- collaborators ----------------------------------------------------------------------------
     def _on_usage(self, usage: ApiUsage) -> None:
         self.usage = usage
-        self.store.orgs.update(self.org.org_id, api_used=usage.used, api_max=usage.limit, api_seen_at=time.time())
+        self.store.orgs.put(self.org.org_id, api_used=usage.used, api_max=usage.limit, api_seen_at=time.time())
 
     def crm_client(self) -> Crm:
         """The CRM connector, built on first need (a run with nothing to log never touches Salesforce)."""

@@ -73,3 +73,35 @@ def test_a_tampered_bundle_is_rewritten(ca: TestCA) -> None:
     Path(path).write_bytes(b"not the bundle")
     outbound._bundles.clear()
     assert trust_bundle(ca.ca_path) == path and Path(path).read_bytes() == expected
+
+
+def test_environment_proxies_still_apply_read_once_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "inside.example")
+    session = outbound.make_session()
+    reads: list[str] = []
+    real = outbound.requests.utils.get_environ_proxies
+
+    def counted(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        reads.append(url)
+        return real(url, no_proxy)
+
+    monkeypatch.setattr(outbound.requests.utils, "get_environ_proxies", counted)
+    for _ in range(3):
+        merged = session.merge_environment_settings("https://graph.example/v1.0/me", {}, None, None, None)
+        assert merged["proxies"]["https"] == "http://proxy.example:3128"
+    assert reads == ["https://graph.example"]
+    inside = session.merge_environment_settings("https://inside.example/x", {}, None, None, None)
+    assert "https" not in inside["proxies"]
+    # A proxy the caller names wins over the environment's.
+    given = session.merge_environment_settings("https://graph.example/x", {"https": "http://mine:1"}, None, None, None)
+    assert given["proxies"]["https"] == "http://mine:1"
+
+
+def test_netrc_credentials_never_ride_on_our_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine graph.example login someone password hunter2\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    prepared = outbound.make_session().prepare_request(outbound.requests.Request("GET", "https://graph.example/x"))
+    assert "Authorization" not in prepared.headers

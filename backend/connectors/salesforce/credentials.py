@@ -33,20 +33,29 @@ class SalesforceCredentials:
         self.login_url = login_url
         self.instance_url = instance_url
         self.refreshes = 0
+        # The token read (or refreshed) last and when it was issued: a run makes dozens of calls,
+        # and each read of the store is a round trip and a decryption.
+        self._held: tuple[float, str] | None = None
 
     def store_tokens(self, tokens: TokenSet) -> None:
         """Save a fresh token set (encrypted)."""
         if tokens.refresh_token:
             self.secrets.put(self.SECRET_KIND, self.uid, self.REFRESH, tokens.refresh_token)
-        self.secrets.put(self.SECRET_KIND, self.uid, self.ACCESS, f"{int(time.time())}|{tokens.access_token}")
+        issued = int(time.time())
+        self.secrets.put(self.SECRET_KIND, self.uid, self.ACCESS, f"{issued}|{tokens.access_token}")
+        self._held = (float(issued), tokens.access_token)
         self.instance_url = tokens.instance_url
 
     def access_token(self) -> str:
         """A cached access token, or a freshly refreshed one."""
+        held = self._held
+        if held is not None and time.time() - held[0] < ACCESS_TOKEN_CACHE_SECONDS:
+            return held[1]
         cached = self.secrets.get(self.SECRET_KIND, self.uid, self.ACCESS)
         if cached:
             stamp, _, token = cached.partition("|")
             if token and stamp.isdigit() and time.time() - int(stamp) < ACCESS_TOKEN_CACHE_SECONDS:
+                self._held = (float(stamp), str(token))
                 return str(token)
         return self.refresh()
 
@@ -75,3 +84,4 @@ class SalesforceCredentials:
         """Delete the stored tokens (logout or revoked)."""
         self.secrets.delete(self.SECRET_KIND, self.uid, self.REFRESH)
         self.secrets.delete(self.SECRET_KIND, self.uid, self.ACCESS)
+        self._held = None
