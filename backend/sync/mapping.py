@@ -26,6 +26,8 @@ def clean_text(value: str | None) -> str:
     """Text safe to send: lone surrogates replaced, control characters removed."""
     if not value:
         return ""
+    if value.isascii():
+        return _CONTROL.sub("", value)  # no surrogates in ASCII
     # A string decoded with errors="surrogateescape" (odd charsets) holds lone surrogates that
     # cannot be encoded as UTF-8; replace them instead of failing the whole batch.
     text = value.encode("utf-8", "replace").decode("utf-8")
@@ -42,31 +44,44 @@ def is_outgoing(item: EmailItem, filters: Filters) -> bool:
     return item.folder is Folder.SENT or (item.sender is not None and filters.is_own(item.sender.email))
 
 
-def _ids(addresses: tuple[Address, ...], people: Mapping[str, Person], filters: Filters) -> list[str]:
-    return [p.id for p in people_of(addresses, people, filters)]
+def _ids(addresses: tuple[Address, ...], linked: Mapping[str, Person]) -> list[str]:
+    """The ids of the people ``addresses`` are linked to, in order, each once."""
+    ids: dict[str, None] = {}
+    for address in addresses:
+        person = linked.get(address.email)
+        if person is not None:
+            ids[person.id] = None
+    return list(ids)
 
 
-def _unmatched(addresses: tuple[Address, ...], people: Mapping[str, Person], filters: Filters) -> list[str]:
+def _unmatched(addresses: tuple[Address, ...], linked: Mapping[str, Person], filters: Filters) -> list[str]:
     """Addresses not linked by id (Salesforce wants linked people only in the *Ids lists)."""
-    linked = {a.email for a in addresses if a.email in people and filters.is_matchable(a.email)}
     return [a.email for a in addresses if a.email not in linked and not filters.is_own(a.email)]
 
 
 def email_draft(item: EmailItem, people: Mapping[str, Person], filters: Filters, owner_id: str) -> EmailDraft | None:
     """The draft of an email, or None when none of its participants is a Contact or Lead."""
-    matched = people_of(item.participants, people, filters)
-    if not matched:
+    # Each participant's matched person, worked out once (blocked and internal ones never): the
+    # To, Cc, sender and unmatched lists below are read from it.
+    linked: dict[str, Person] = {}
+    for address in item.participants:
+        person = people.get(address.email)
+        if person is not None and filters.is_matchable(address.email):
+            linked[address.email] = person
+    if not linked:
         return None
+    people_ids = list(dict.fromkeys(p.id for p in linked.values()))
     outgoing = is_outgoing(item, filters)
-    to_ids = _ids(item.to, people, filters)
-    cc_ids = [i for i in _ids(item.cc, people, filters) if i not in to_ids]
+    to_ids = _ids(item.to, linked)
+    cc_ids = [i for i in _ids(item.cc, linked) if i not in to_ids]
     bcc_ids: list[str] = []
     from_id = ""
+    sender = item.sender
     if outgoing:
         from_id = owner_id
     else:
-        senders = people_of([item.sender], people, filters)
-        from_id = senders[0].id if senders else ""
+        found = linked.get(sender.email) if sender is not None else None
+        from_id = found.id if found is not None else ""
         # The owner received it: as To, Cc, or (not listed) Bcc.
         if owner_id:
             if any(filters.is_own(a.email) for a in item.to):
@@ -75,22 +90,21 @@ def email_draft(item: EmailItem, people: Mapping[str, Person], filters: Filters,
                 cc_ids.append(owner_id)
             else:
                 bcc_ids.append(owner_id)
-    sender = item.sender
     return EmailDraft(
         key=item.dedup_key,
         subject=clean_line(item.subject),
         body=clean_text(item.body_text),
         from_address=sender.email if sender else "",
         from_name=clean_line(sender.name) if sender else "",
-        to_addresses=_unmatched(item.to, people, filters),
-        cc_addresses=_unmatched(item.cc, people, filters),
+        to_addresses=_unmatched(item.to, linked, filters),
+        cc_addresses=_unmatched(item.cc, linked, filters),
         message_date=item.when,
         outgoing=outgoing,
         to_ids=to_ids,
         cc_ids=cc_ids,
         bcc_ids=bcc_ids,
         from_id=from_id,
-        people_ids=[p.id for p in matched],
+        people_ids=people_ids,
     )
 
 
