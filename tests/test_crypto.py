@@ -64,3 +64,13 @@ def test_malformed_signed_values(bad: str) -> None:
 def test_fingerprint_does_not_reveal_the_token() -> None:
     fp = fingerprint("secret-token")
     assert fp == fingerprint("secret-token") and "secret" not in fp and len(fp) == 16
+
+
+@pytest.mark.parametrize("value", ["", "<a@b>", "é" * 300, "x" * 5000])
+def test_keyed_hasher_gives_keyed_hash(value: str) -> None:
+    from backend.security.crypto import keyed_hash, keyed_hasher
+
+    hasher = keyed_hasher("server-key")
+    assert hasher(value) == keyed_hash("server-key", value)
+    assert hasher(value) == hasher(value)  # the keyed state is copied, never consumed
+    assert keyed_hasher("other-key")(value) != hasher(value)

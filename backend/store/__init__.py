@@ -58,7 +58,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from backend.security.crypto import SecretBox, keyed_hash
+from backend.security.crypto import SecretBox, keyed_hash, keyed_hasher
 from backend.store.activations import ActivationRepo
 from backend.store.audit import AuditLog
 from backend.store.batch import Batch
@@ -128,10 +128,10 @@ class Store:
         keys = Keys(prefix)
         secrets = SecretStore(client, keys, box)
         # Item identifiers are stored only as keyed hashes: a separate key per purpose.
-        item_key = keyed_hash(hash_key, "sidebar-sync item trail")
+        item_keyed = keyed_hasher(keyed_hash(hash_key, "sidebar-sync item trail"))
 
         def item_hash(identifier: str) -> str:
-            return keyed_hash(item_key, identifier)[:40]
+            return item_keyed(identifier)[:40]
 
         push_key = keyed_hash(hash_key, "sidebar-sync push client state")
 
