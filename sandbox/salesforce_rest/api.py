@@ -42,7 +42,7 @@ def register(app: Flask, state: Any) -> None:
         if rest == "sobjects" and method == "GET":
             call.subrequests.append(("GET", "describe"))
             return 200, describe_global(data, version)
-        describe_match = re.match(r"^sobjects/(\w+)/describe$", rest)
+        describe_match = _DESCRIBE.match(rest)
         if describe_match and method == "GET":
             call.subrequests.append(("GET", "describe"))
             return 200, describe(data, describe_match.group(1))
@@ -51,32 +51,19 @@ def register(app: Flask, state: Any) -> None:
             return 200, limits(data)
         raise ApiFailure(404, "NOT_FOUND", f"no fake for {method} {rest}")
 
-    ref_pattern = re.compile(r"@\{([A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+|\[\d+\])*)\}")
-
     def resolve(value: Any, results: dict[str, Any]) -> Any:
-        if isinstance(value, dict):
-            return {k: resolve(v, results) for k, v in value.items()}
-        if isinstance(value, list):
-            return [resolve(v, results) for v in value]
-        if not isinstance(value, str) or "@{" not in value:
-            return value
-
-        def lookup(match: re.Match[str]) -> str:
-            current: Any = results.get(match.group(1), _MISSING)
-            for step in re.findall(r"\.([A-Za-z0-9_]+)|\[(\d+)\]", match.group(2)):
-                if current is _MISSING or current is None:
-                    break
-                name, index = step
-                if name:
-                    current = current.get(name, _MISSING) if isinstance(current, dict) else _MISSING
-                else:
-                    current = current[int(index)] if isinstance(current, list) and int(index) < len(current) \
-                        else _MISSING
-            if current is _MISSING or current is None:
-                raise ApiFailure(400, "PROCESSING_HALTED", f"Invalid reference specification: {match.group(0)}")
-            return str(current)
-
-        return ref_pattern.sub(lookup, value)
+        # Rewritten in place (the parsed request is not read again), and only text holding "@{":
+        # a collection's records are walked without a call for each plain value.
+        if isinstance(value, str):
+            return _REF.sub(lambda match: _lookup(match, results), value) if "@{" in value else value
+        if isinstance(value, (dict, list)):
+            for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+                if isinstance(item, str):
+                    if "@{" in item:
+                        value[key] = _REF.sub(lambda match: _lookup(match, results), item)
+                elif isinstance(item, (dict, list)):
+                    resolve(item, results)
+        return value
 
     def composite(body: Any, call: RestCall) -> dict[str, Any]:
         subrequests = body.get("compositeRequest") if isinstance(body, dict) else None
@@ -84,8 +71,7 @@ def register(app: Flask, state: Any) -> None:
             raise ApiFailure(400, "INVALID_REQUEST", "compositeRequest is required")
         if len(subrequests) > 25:
             raise ApiFailure(400, "INVALID_REQUEST", "at most 25 subrequests")
-        heavy = sum(1 for s in subrequests if re.search(r"/(query|queryAll|composite/sobjects)(\?|/|$)",
-                                                         str(s.get("url", ""))))
+        heavy = sum(1 for s in subrequests if _HEAVY.search(str(s.get("url", ""))))
         if heavy > 5:
             raise ApiFailure(400, "INVALID_REQUEST", "at most 5 query or sObject Collection subrequests")
         results: dict[str, Any] = {}
@@ -155,6 +141,26 @@ def register(app: Flask, state: Any) -> None:
 
 
 _MISSING = object()
+_REF = re.compile(r"@\{([A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+|\[\d+\])*)\}")
+_REF_STEP = re.compile(r"\.([A-Za-z0-9_]+)|\[(\d+)\]")
+_HEAVY = re.compile(r"/(query|queryAll|composite/sobjects)(\?|/|$)")
+_DESCRIBE = re.compile(r"^sobjects/(\w+)/describe$")
+
+
+def _lookup(match: re.Match[str], results: dict[str, Any]) -> str:
+    """The text an ``@{ref.path}`` reference stands for, from the earlier subrequests' results."""
+    current: Any = results.get(match.group(1), _MISSING)
+    for name, index in _REF_STEP.findall(match.group(2)):
+        if current is _MISSING or current is None:
+            break
+        if name:
+            current = current.get(name, _MISSING) if isinstance(current, dict) else _MISSING
+        else:
+            current = current[int(index)] if isinstance(current, list) and int(index) < len(current) \
+                else _MISSING
+    if current is _MISSING or current is None:
+        raise ApiFailure(400, "PROCESSING_HALTED", f"Invalid reference specification: {match.group(0)}")
+    return str(current)
 
 
 def _writes(body: Any) -> bool:

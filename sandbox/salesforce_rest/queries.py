@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sandbox.salesforce_rest.data import CHILD_RELATIONSHIPS, FIELD_LENGTHS, ApiFailure, SalesforceData
-from sandbox.salesforce_rest.soql import Query, SoqlError, matches, parse_soql
+from sandbox.salesforce_rest.soql import Query, SoqlError, matches, matching, parsed
 
 
 def attributes(sobject: str, rid: str, version: str) -> dict[str, str]:
@@ -13,8 +13,10 @@ def attributes(sobject: str, rid: str, version: str) -> dict[str, str]:
     return {"type": sobject, "url": f"/services/data/v{version}/sobjects/{sobject}/{rid}"}
 
 
-def project(data: SalesforceData, record: dict[str, Any], query: Query, sobject: str, version: str) -> dict[str, Any]:
-    """One result row: the selected fields and child relationship subqueries."""
+def project(data: SalesforceData, record: dict[str, Any], query: Query, sobject: str, version: str,
+            children: dict[str, dict[Any, list[dict[str, Any]]]] | None = None) -> dict[str, Any]:
+    """One result row: the selected fields and child relationship subqueries (``children``: their
+    records by parent id, as :func:`children_by_parent` groups them, instead of a scan a row)."""
     row: dict[str, Any] = {"attributes": attributes(sobject, record["Id"], version)}
     for name in query.fields:
         parent, dot, child = name.partition(".")
@@ -31,9 +33,11 @@ def project(data: SalesforceData, record: dict[str, Any], query: Query, sobject:
         if key not in CHILD_RELATIONSHIPS:
             raise SoqlError(f"unknown relationship {child.child_name}")
         child_type, parent_field = CHILD_RELATIONSHIPS[key]
+        candidates = data.records.get(child_type, {}).values() if children is None \
+            else children[child.child_name].get(record["Id"], [])
         rows = [
             {"attributes": attributes(child_type, r["Id"], version), **{f: r.get(f) for f in child.fields}}
-            for r in data.records.get(child_type, {}).values()
+            for r in candidates
             if r.get(parent_field) == record["Id"] and matches(r, child.conditions)
         ]
         row[child.child_name] = {"totalSize": len(rows), "done": True, "records": rows} if rows else None
@@ -43,7 +47,7 @@ def project(data: SalesforceData, record: dict[str, Any], query: Query, sobject:
 def run_query(data: SalesforceData, soql: str, version: str) -> dict[str, Any]:
     """Run a SOQL query (its first page)."""
     try:
-        query = parse_soql(soql)
+        query = parsed(soql)
     except SoqlError as exc:
         raise ApiFailure(400, "MALFORMED_QUERY", str(exc)) from None
     if len(soql) > 100_000:
@@ -60,16 +64,35 @@ def run_query(data: SalesforceData, soql: str, version: str) -> dict[str, Any]:
             table = data.permission_assignments()  # type: ignore[assignment]
         elif sobject == "User":
             table = data.user_rows()  # type: ignore[assignment]
-        rows = [r for r in table if matches(r, query.conditions)]
+        rows = matching(table, query.conditions)
         if query.order_by:
             rows.sort(key=lambda r: str(r.get(query.order_by or "") or ""), reverse=query.descending)
         if query.limit is not None:
             rows = rows[: query.limit]
         try:
-            projected = [project(data, r, query, sobject, version) for r in rows]
+            children = children_by_parent(data, query, sobject) if rows and query.children else None
+            projected = [project(data, r, query, sobject, version, children) for r in rows]
         except SoqlError as exc:
             raise ApiFailure(400, "INVALID_TYPE", str(exc)) from None
     return page(data, projected, version)
+
+
+def children_by_parent(data: SalesforceData, query: Query, sobject: str) -> dict[str, dict[Any, list[dict[str, Any]]]]:
+    """Each child subquery's records by parent id, in table order: one pass over a child table, not one a row."""
+    groups: dict[str, dict[Any, list[dict[str, Any]]]] = {}
+    for child in query.children:
+        key = (sobject, child.child_name)
+        if key not in CHILD_RELATIONSHIPS:
+            raise SoqlError(f"unknown relationship {child.child_name}")
+        child_type, parent_field = CHILD_RELATIONSHIPS[key]
+        by_parent: dict[Any, list[dict[str, Any]]] = {}
+        for r in data.records.get(child_type, {}).values():
+            try:
+                by_parent.setdefault(r.get(parent_field), []).append(r)
+            except TypeError:  # unhashable: equal to no record's Id
+                continue
+        groups[child.child_name] = by_parent
+    return groups
 
 
 def page(data: SalesforceData, rows: list[dict[str, Any]], version: str) -> dict[str, Any]:

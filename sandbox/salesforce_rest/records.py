@@ -18,48 +18,88 @@ from sandbox.salesforce_rest.data import (
 )
 
 
-def reference_error(data: SalesforceData, name: str, value: Any) -> dict[str, Any] | None:
-    """The error for a reference field naming a deleted or unknown record, or None."""
+def reference_error(data: SalesforceData, name: str, value: Any,
+                    users: set[str] | None = None) -> dict[str, Any] | None:
+    """The error for a reference field naming a deleted or unknown record, or None (``users``: the
+    user ids, when the caller read them once for many records)."""
     ids = value if isinstance(value, list) else [value]
-    known = data.user_ids()
     for rid in ids:
         if not rid:
             continue
         rid = str(rid)
         if rid in data.deleted_ids:
             return {"statusCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": [name]}
-        exists = rid in known or any(rid in table for table in data.records.values())
-        if not exists:
+        if not _exists(data, rid, users):
             return {"statusCode": "INVALID_CROSS_REFERENCE_KEY",
                     "message": "invalid cross reference id", "fields": [name]}
     return None
 
 
-def validate(data: SalesforceData, sobject: str, record: dict[str, Any], creating: bool) -> dict[str, Any] | None:
-    """The first error a record write would meet (field, length, reference, rule, duplicate), or None."""
+def _exists(data: SalesforceData, rid: str, users: set[str] | None) -> bool:
+    """Whether ``rid`` names a record or a user (the users' set is built only when needed)."""
+    if users is not None and rid in users:
+        return True
+    for table in data.records.values():
+        if rid in table:
+            return True
+    return users is None and rid in data.user_ids()
+
+
+# What a write checks once per call, not per record: compiled once, looked up once per sObject.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_NO_LENGTHS: dict[str, int] = {}
+_STORED_FORM = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d\.000\+0000")
+_PLANS: dict[tuple[str, str | None], dict[str, tuple[int | None, bool] | None]] = {}
+_UNSEEN: Any = object()
+_SUBTYPES = frozenset(("Email", "Task", "Call", "ListEmail", "Cadence", "LinkedIn"))
+
+
+def _field_plan(sobject: str, key_field: str | None) -> dict[str, tuple[int | None, bool] | None]:
+    """The fields of ``sobject`` met so far and what a write checks of each (see :func:`_field_meta`)."""
+    plan = _PLANS.get((sobject, key_field))
+    if plan is None:
+        plan = _PLANS[(sobject, key_field)] = {}
+    return plan
+
+
+def _field_meta(sobject: str, key_field: str | None, name: str) -> tuple[int | None, bool] | None:
+    """A field's (length limit, is a reference), or None for a custom field the org lacks."""
+    if name == key_field:
+        return 255, name in REFERENCE_FIELDS
+    if name.endswith("__c"):
+        return None
+    return FIELD_LENGTHS.get(sobject, _NO_LENGTHS).get(name), name in REFERENCE_FIELDS
+
+
+def validate(data: SalesforceData, sobject: str, record: dict[str, Any], creating: bool,
+             users: set[str] | None = None) -> dict[str, Any] | None:
+    """The first error a record write would meet (field, length, reference, rule, duplicate), or None
+    (``users``: as :func:`reference_error` takes them)."""
     if sobject == "EmailMessageRelation" and not data.enhanced_email:
         return {"statusCode": "INVALID_TYPE", "message": "sObject type not supported", "fields": []}
-    if sobject == "Task" and creating and "TaskSubtype" in record and record["TaskSubtype"] not in (
-            "Email", "Task", "Call", "ListEmail", "Cadence", "LinkedIn"):
+    if sobject == "Task" and creating and "TaskSubtype" in record and record["TaskSubtype"] not in _SUBTYPES:
         return {"statusCode": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "message": "bad value", "fields": []}
+    plan = _field_plan(sobject, data.key_field)
     for name, value in record.items():
-        if name.endswith("__c") and name != data.key_field:
+        meta = plan.get(name, _UNSEEN)
+        if meta is _UNSEEN:
+            meta = plan[name] = _field_meta(sobject, data.key_field, name)
+        if meta is None:
             return {"statusCode": "INVALID_FIELD", "message": f"No such column '{name}'", "fields": [name]}
-        limit = FIELD_LENGTHS.get(sobject, {}).get(name)
-        if name == data.key_field:
-            limit = 255
-        # Salesforce measures Java strings: UTF-16 code units, so an emoji counts twice.
-        if limit is not None and isinstance(value, str) and len(value.encode("utf-16-le")) // 2 > limit:
-            # Salesforce quotes the value that did not fit, as here.
-            return {"statusCode": "STRING_TOO_LONG",
-                    "message": f"{name}: data value too large: {value[:300]} (max length={limit})",
-                    "fields": [name]}
-        if name in REFERENCE_FIELDS and value:
-            error = reference_error(data, name, value)
-            if error:
+        limit, reference = meta
+        if isinstance(value, str):
+            # Salesforce measures Java strings: UTF-16 code units, so an emoji counts twice (ASCII: one a character).
+            if limit is not None and (len(value) if value.isascii() else len(value.encode("utf-16-le")) // 2) > limit:
+                # Salesforce quotes the value that did not fit, as here.
+                return {"statusCode": "STRING_TOO_LONG",
+                        "message": f"{name}: data value too large: {value[:300]} (max length={limit})",
+                        "fields": [name]}
+            if reference and value and (error := reference_error(data, name, value, users)):
                 return error
-        if isinstance(value, str) and ("\x00" in value or re.search(r"[\ud800-\udfff]", value)):
-            return {"statusCode": "INVALID_FIELD", "message": "invalid characters", "fields": [name]}
+            if "\x00" in value or (not value.isascii() and _SURROGATE.search(value)):
+                return {"statusCode": "INVALID_FIELD", "message": "invalid characters", "fields": [name]}
+        elif reference and value and (error := reference_error(data, name, value, users)):
+            return error
     for rule in data.rules:
         if rule.sobject == sobject and rule.predicate(record) and (rule.times is None or rule.times > 0):
             if rule.times is not None:
@@ -76,13 +116,21 @@ def validate(data: SalesforceData, sobject: str, record: dict[str, Any], creatin
 
 def normalise(record: dict[str, Any]) -> dict[str, Any]:
     """Date-times in the form Salesforce stores them."""
-    out = {}
+    out = dict(record)
+    if DATETIME_FIELDS.isdisjoint(record):  # most records carry none: one set operation, not a test a field
+        return out
     for name, value in record.items():
         if name in DATETIME_FIELDS and isinstance(value, str):
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("+0000", "+00:00"))
-            value = parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
-        out[name] = value
+            out[name] = _stored_datetime(value)
     return out
+
+
+def _stored_datetime(value: str) -> str:
+    """A date-time as Salesforce stores it (in UTC, milliseconds, ``+0000``)."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("+0000", "+00:00"))
+    if _STORED_FORM.fullmatch(value):  # already so (what the engine sends): parsed above only to refuse a bad one
+        return value
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
 def derive_activity_date(data: SalesforceData, sobject: str, record: dict[str, Any], given: dict[str, Any]) -> None:
@@ -98,11 +146,17 @@ def derive_activity_date(data: SalesforceData, sobject: str, record: dict[str, A
 def create(data: SalesforceData, records: list[dict[str, Any]], all_or_none: bool) -> list[dict[str, Any]]:
     """Insert records (sObject Collections POST), all or none when asked."""
     results: list[dict[str, Any]] = []
+    creator = getattr(data.acting, "user_id", "")
+    tables = data.records
+    # One request is one transaction: its records share the time they were created at.
+    created = datetime.now(tz=UTC).isoformat()
+    users = data.user_ids()  # once a request, not once a reference
     with data.lock:
         staged: list[tuple[str, dict[str, Any]] | None] = []
         for record in records:
             sobject = str((record.get("attributes") or {}).get("type") or "")
-            fields = {k: v for k, v in record.items() if k != "attributes"}
+            fields = dict(record)
+            fields.pop("attributes", None)
             if not sobject:
                 results.append({"success": False, "errors": [
                     {"statusCode": "INVALID_TYPE", "message": "attributes.type is required", "fields": []}]})
@@ -114,29 +168,34 @@ def create(data: SalesforceData, records: list[dict[str, Any]], all_or_none: boo
                      "fields": ["Id"]}]})
                 staged.append(None)
                 continue
-            error = validate(data, sobject, fields, creating=True)
+            error = validate(data, sobject, fields, creating=True, users=users)
             if error:
                 results.append({"success": False, "errors": [error]})
                 staged.append(None)
                 continue
             staged.append((sobject, fields))
-            results.append({"success": True, "errors": []})
             # Visible to the duplicate check of later records in the same request.
             rid = data.new_id(sobject)
-            results[-1]["id"] = rid
-            data.records.setdefault(sobject, {})[rid] = {"Id": rid, **normalise(
-                {k: v for k, v in fields.items() if k not in JUNCTION_TYPES})}
-            data.records[sobject][rid]["CreatedDate"] = datetime.now(tz=UTC).isoformat()
-            creator = getattr(data.acting, "user_id", "")
+            results.append({"success": True, "errors": [], "id": rid})
+            stored = {"Id": rid, **fields}
+            for junction in JUNCTION_TYPES:
+                stored.pop(junction, None)
+            if not DATETIME_FIELDS.isdisjoint(stored):
+                stored = normalise(stored)
+            stored["CreatedDate"] = created
             if creator:
-                data.records[sobject][rid]["CreatedById"] = creator
-                data.records[sobject][rid].setdefault("OwnerId", creator)
-            derive_activity_date(data, sobject, data.records[sobject][rid], fields)
+                stored["CreatedById"] = creator
+                stored.setdefault("OwnerId", creator)
+            table = tables.get(sobject)
+            if table is None:
+                table = tables[sobject] = {}
+            table[rid] = stored
+            derive_activity_date(data, sobject, stored, fields)
             if sobject == "EmailMessage":
                 for junction, relation_type in JUNCTION_TYPES.items():
                     for rel in fields.get(junction) or []:
                         rel_id = data.new_id("EmailMessageRelation")
-                        data.records.setdefault("EmailMessageRelation", {})[rel_id] = {
+                        tables.setdefault("EmailMessageRelation", {})[rel_id] = {
                             "Id": rel_id, "EmailMessageId": rid, "RelationId": rel,
                             "RelationType": relation_type}
         if all_or_none and any(not r["success"] for r in results):
@@ -152,6 +211,7 @@ def create(data: SalesforceData, records: list[dict[str, Any]], all_or_none: boo
 def update(data: SalesforceData, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Update records (sObject Collections PATCH)."""
     results: list[dict[str, Any]] = []
+    users = data.user_ids()
     with data.lock:
         for record in records:
             sobject = str((record.get("attributes") or {}).get("type") or "")
@@ -163,7 +223,7 @@ def update(data: SalesforceData, records: list[dict[str, Any]]) -> list[dict[str
                     {"statusCode": code, "message": "no such record", "fields": ["Id"]}]})
                 continue
             fields = {k: v for k, v in record.items() if k not in ("attributes", "Id")}
-            error = validate(data, sobject, {**fields, "Id": rid}, creating=False)
+            error = validate(data, sobject, {**fields, "Id": rid}, creating=False, users=users)
             if error:
                 results.append({"id": rid, "success": False, "errors": [error]})
                 continue

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 _TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^'\\]|\\.)*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op>!=|<=|>=|[(),=<>])|"
                     r"(?P<word>[A-Za-z_][A-Za-z0-9_.]*))")
+_ESCAPE = re.compile(r"\\(.)")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", "'": "'", '"': '"', "\\": "\\"}
 
 
@@ -26,7 +29,9 @@ def _tokens(soql: str) -> list[tuple[str, Any]]:
         pos = match.end()
         if match.group("str") is not None:
             raw = match.group("str")[1:-1]
-            out.append(("str", re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), raw)))
+            if "\\" in raw:
+                raw = _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), raw)
+            out.append(("str", raw))
         elif match.group("num") is not None:
             out.append(("num", float(match.group("num"))))
         elif match.group("op") is not None:
@@ -152,6 +157,12 @@ def parse_soql(soql: str) -> Query:
     return _Parser(_tokens(soql)).query()
 
 
+@lru_cache(maxsize=256)
+def parsed(soql: str) -> Query:
+    """:func:`parse_soql`, remembered for repeated text (the fake's query path): the result is shared, not to change."""
+    return parse_soql(soql)
+
+
 class InList(list[Any]):
     """The values of an ``IN`` list, with the text ones lower-cased in a set (a row is one lookup, not a scan)."""
 
@@ -187,3 +198,23 @@ def matches(record: dict[str, Any], conditions: list[tuple[str, str, Any]]) -> b
         elif op == "!=" and _equal(current, value):
             return False
     return True
+
+
+def matching(table: Iterable[dict[str, Any]], conditions: list[tuple[str, str, Any]]) -> list[dict[str, Any]]:
+    """The records of ``table`` that :func:`matches`, in order: one pass a condition, text ``IN`` as set lookups."""
+    rows = table
+    for name, op, value in conditions:
+        if op == "IN" and isinstance(value, InList):
+            texts, holds = value.texts, value.holds
+            if value.others:
+                rows = [r for r in rows if holds(r.get(name))]
+            else:  # only text values: a text field is one set lookup (anything else as holds() says)
+                rows = [r for r in rows if ((c := r.get(name)).__class__ is str and c.lower() in texts)
+                        or (c.__class__ is not str and holds(c))]
+        elif op == "=" and isinstance(value, str):
+            text = value.lower()
+            rows = [r for r in rows if ((c := r.get(name)).__class__ is str and c.lower() == text)
+                    or (c.__class__ is not str and _equal(c, value))]
+        else:
+            rows = [r for r in rows if matches(r, [(name, op, value)])]
+    return list(rows)
