@@ -39,6 +39,7 @@ from backend.extensions import QUEUE_INTERACTIVE, QUEUE_SYNC, services
 from backend.jobs.context import worker_app
 from backend.jobs.failures import end_sessions_after_salesforce_refusal, org_access_failed, record_auth_failure
 from backend.jobs.push import after_run
+from backend.observability.logs import mailbox_hash
 from backend.store.batch import Batch, Deferred
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,8 @@ def run_job_data(mailbox_id: str, interactive: bool, retry: Retry) -> EnqueueDat
         result_ttl=0,
         failure_ttl=24 * 3600,
         retry=retry,
-        description=f"sync {mailbox_id}",
+        # Not the id: RQ logs the description and stores it in clear (the id is in the job's packed args).
+        description=f"sync mailbox={mailbox_hash(mailbox_id)}",
     )
 
 
