@@ -408,7 +408,8 @@ def register_gmail(app: Flask, state: FakeGmailState) -> None:
             url = rest.rsplit(" HTTP/", 1)[0]
             status, headers, body = state.handle(method, url, info, in_batch=True)
             reason = {200: "OK", 404: "Not Found", 401: "Unauthorized", 403: "Forbidden",
-                      429: "Too Many Requests"}.get(status, "Error")
+                      429: "Too Many Requests", 500: "Internal Server Error",
+                      503: "Service Unavailable"}.get(status, "Error")
             extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             response_id = content_id.replace("<", "<response-", 1) if content_id else ""
             chunks.append(f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: {response_id}\r\n\r\n"

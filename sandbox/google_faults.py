@@ -1,8 +1,9 @@
 """Fault injection and quota accounting shared by the fake Gmail and the fake Calendar.
 
 A :class:`Faults` holds rules ("the next N matching requests answer 429 / 403 rateLimitExceeded /
-500 / 503, or are slow") and counts quota units per user per minute as Google does. Errors use
-Google's JSON error shape (``{"error": {"code", "message", "errors": [{"reason"}], "status"}}``).
+500 / 503 backendError, with or without Retry-After, or are slow") and counts quota units per user
+per minute as Google does. Errors use Google's JSON error shape
+(``{"error": {"code", "message", "errors": [{"reason"}], "status"}}``).
 """
 
 from __future__ import annotations

@@ -67,6 +67,34 @@ def test_malformed_settings_are_refused_naming_the_setting(name: str, value: str
     assert name in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"SYNC_RUN_DEADLINE_SECONDS": "0"}, "SYNC_RUN_DEADLINE_SECONDS"),
+        ({"SYNC_RUN_DEADLINE_SECONDS": "-5"}, "SYNC_RUN_DEADLINE_SECONDS"),
+        ({"SYNC_RUN_DEADLINE_SECONDS": "twenty minutes"}, "SYNC_RUN_DEADLINE_SECONDS"),
+        ({"SYNC_RUN_DEADLINE_SECONDS": "1.5"}, "SYNC_RUN_DEADLINE_SECONDS"),
+        ({"SALESFORCE_WRITE_TIMEOUT_SECONDS": "0"}, "SALESFORCE_WRITE_TIMEOUT_SECONDS"),
+        ({"SALESFORCE_WRITE_TIMEOUT_SECONDS": "-1"}, "SALESFORCE_WRITE_TIMEOUT_SECONDS"),
+        ({"SALESFORCE_WRITE_TIMEOUT_SECONDS": "3 min"}, "SALESFORCE_WRITE_TIMEOUT_SECONDS"),
+        # The run's deadline must outlast its longest request (else a slow write ends as a run timeout).
+        ({"SYNC_RUN_DEADLINE_SECONDS": "180"}, "SALESFORCE_WRITE_TIMEOUT_SECONDS"),
+        ({"SYNC_RUN_DEADLINE_SECONDS": "60", "SALESFORCE_WRITE_TIMEOUT_SECONDS": "120"}, "SYNC_RUN_DEADLINE_SECONDS"),
+    ],
+)
+def test_the_run_deadline_and_the_write_timeout_are_positive_and_ordered(values: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        Settings.load({**GOOD, **values})
+    assert named in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_the_run_deadline_and_the_write_timeout_default_to_20_and_3_minutes() -> None:
+    s = Settings.load(GOOD)
+    assert (s.SYNC_RUN_DEADLINE_SECONDS, s.SALESFORCE_WRITE_TIMEOUT_SECONDS) == (1200, 180)
+    small = Settings.load({**GOOD, "SYNC_RUN_DEADLINE_SECONDS": "3", "SALESFORCE_WRITE_TIMEOUT_SECONDS": "2"})
+    assert (small.SYNC_RUN_DEADLINE_SECONDS, small.SALESFORCE_WRITE_TIMEOUT_SECONDS) == (3, 2)
+
+
 def test_lists_and_booleans_are_parsed() -> None:
     s = Settings.load({**GOOD, "EWS_ALLOWED_HOSTS": " mail.corp.example, *.lab.example ,",
                        "REQUIRE_MAILBOX_PROOF": "off", "ENCRYPTION_KEYS": f"{GOOD['ENCRYPTION_KEYS']},"

@@ -155,6 +155,12 @@ class Settings:
     # Waits (seconds) before retrying a run that failed on a transient error (Retry-After wins
     # when longer); after the last one the next scheduled run tries again.
     SYNC_RETRY_SECONDS: tuple[str, ...] = ("30", "120", "600")
+    # A run's deadline: the sync job's RQ timeout, past which the run is stopped (recorded as
+    # "timeout") and retried. A run reads at most a few thousand items; longer is stuck, not slow.
+    SYNC_RUN_DEADLINE_SECONDS: int = 20 * 60
+    # One Salesforce write call's timeout (Composite, up to 1,000 records on a busy org); reads use
+    # OUTBOUND_TIMEOUT_SECONDS. Shorter than the run's deadline, so a slow write ends as itself.
+    SALESFORCE_WRITE_TIMEOUT_SECONDS: int = 180
     # Custom text field (External ID, unique, 255) on Activity that holds our dedup key: the
     # meeting's iCalendar UID on Events, the Message-ID on email Tasks (orgs without Enhanced Email).
     SF_ACTIVITY_KEY_FIELD: str = "Sidebar_Sync_Key__c"
@@ -271,6 +277,10 @@ class Settings:
             if (parts.scheme != "https" or not parts.hostname or "*" in origin
                     or parts.path not in ("", "/") or parts.query or parts.fragment):
                 raise ConfigError(f"ADDIN_APP_DOMAINS entries must be https origins without wildcards (got {origin!r})")
+        if self.SYNC_RUN_DEADLINE_SECONDS <= self.SALESFORCE_WRITE_TIMEOUT_SECONDS:
+            # Else every slow write would be cut by the run's deadline, never by its own timeout.
+            raise ConfigError(f"SYNC_RUN_DEADLINE_SECONDS ({self.SYNC_RUN_DEADLINE_SECONDS}) must be longer than "
+                              f"SALESFORCE_WRITE_TIMEOUT_SECONDS ({self.SALESFORCE_WRITE_TIMEOUT_SECONDS})")
         retry = self.SYNC_RETRY_SECONDS
         if not retry or not all(v.isdigit() and 0 <= int(v) <= 86400 for v in retry):
             raise ConfigError("SYNC_RETRY_SECONDS must be a comma list of waits in seconds, e.g. 30,120,600")
@@ -304,6 +314,8 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "API_SESSION_IDLE_SECONDS": (1, 90 * 24 * 3600),
     "SALESFORCE_CHECK_SECONDS": (1, 3600),
     "OUTBOUND_TIMEOUT_SECONDS": (1, 600),
+    "SYNC_RUN_DEADLINE_SECONDS": (1, 24 * 3600),
+    "SALESFORCE_WRITE_TIMEOUT_SECONDS": (1, 3600),
     "GRAPH_MAX_WAIT_SECONDS": (0, 600),
     "GRAPH_PAGE_SIZE": (1, 1000),
 }

@@ -13,6 +13,7 @@ from rq.exceptions import DuplicateJobError
 
 from backend.errors import AuthRevoked
 from backend.extensions import QUEUE_NOTIFY, services
+from backend.observability.logs import mailbox_hash
 from backend.store.mailboxes import InvalidTransition
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def enqueue_notice(mailbox_id: str, incident: str) -> bool:
             result_ttl=7 * 24 * 3600,
             failure_ttl=7 * 24 * 3600,
             retry=Retry(max=5, interval=[60, 300, 900, 3600, 3600]),
-            description=f"notify {mailbox_id}",
+            description=f"notify {incident} mailbox={mailbox_hash(mailbox_id)}",
         )
         return True
     except DuplicateJobError:

@@ -20,6 +20,7 @@ from rq.exceptions import DuplicateJobError
 from backend.errors import ConnectorError
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_SYNC, services
 from backend.jobs.context import worker_app
+from backend.observability.logs import mailbox_hash
 from backend.sync.push import PushManager, kinds_for, push_wanted
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def enqueue_push_job(func: Any, mid: str, name: str, *args: Any) -> bool:
     try:
         services().queue(QUEUE_SYNC).enqueue(
             func, args=(mid, *args), job_id=f"push-{name}-{mid}", unique=True, job_timeout=JOB_TIMEOUT,
-            result_ttl=0, failure_ttl=24 * 3600, description=f"push {name} {mid}")
+            result_ttl=0, failure_ttl=24 * 3600, description=f"push {name} mailbox={mailbox_hash(mid)}")
         return True
     except DuplicateJobError:
         from backend.jobs.sync import delete_if_finished
@@ -70,7 +71,8 @@ def plan_push_run(mid: str, now: float | None = None) -> bool:
         # The run in progress may have read its folders already: plan again after it.
         try:
             svc.queue(QUEUE_INTERACTIVE).enqueue_at(_moment(at), replan_push_run, args=(mid,),
-                                                    job_id=f"push-replan-{mid}", unique=True, result_ttl=0)
+                                                    job_id=f"push-replan-{mid}", unique=True, result_ttl=0,
+                                                    description=f"push replan mailbox={mailbox_hash(mid)}")
         except DuplicateJobError:
             pass
     return False

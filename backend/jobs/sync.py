@@ -7,7 +7,8 @@
 * Sync now overtakes: a background run still waiting in the ``sync`` queue (behind a backlog) or
   scheduled for a retry (up to an hour away) moves to the front of the ``interactive`` queue and
   runs as interactive. A run already started is left alone.
-* Timeout: :data:`JOB_TIMEOUT_SECONDS`; a run that overruns is stopped and retried.
+* Timeout: the run's deadline, ``SYNC_RUN_DEADLINE_SECONDS`` (RQ's job timeout enforces it); a run
+  that overruns is stopped, recorded as ``timeout`` and retried.
 * Retries: transient errors (mail server or Salesforce down, throttled) are retried with backoff
   that honours the service's Retry-After; permanent ones are not retried (the next scheduled run
   tries again). The job never swallows an error: RQ records every failure.
@@ -39,12 +40,11 @@ from backend.extensions import QUEUE_INTERACTIVE, QUEUE_SYNC, services
 from backend.jobs.context import worker_app
 from backend.jobs.failures import end_sessions_after_salesforce_refusal, org_access_failed, record_auth_failure
 from backend.jobs.push import after_run
+from backend.observability.logs import mailbox_hash
 from backend.store.batch import Batch, Deferred
 
 log = logging.getLogger(__name__)
 
-# A run reads at most a few thousand items; anything longer is stuck, not slow.
-JOB_TIMEOUT_SECONDS = 20 * 60
 # Transient failures (Salesforce or the mail server briefly down) are retried with backoff
 # (SYNC_RETRY_SECONDS, default 30 s, 2 min, 10 min); after that the next scheduled run tries again.
 # Never wait longer than this for a retry, whatever Retry-After says: the schedule takes over.
@@ -185,11 +185,12 @@ def run_job_data(mailbox_id: str, interactive: bool, retry: Retry) -> EnqueueDat
         args=(mailbox_id,),
         kwargs={"interactive": interactive},
         job_id=job_id_for(mailbox_id),
-        timeout=JOB_TIMEOUT_SECONDS,
+        timeout=services().settings.SYNC_RUN_DEADLINE_SECONDS,
         result_ttl=0,
         failure_ttl=24 * 3600,
         retry=retry,
-        description=f"sync {mailbox_id}",
+        # Not the id: RQ logs the description and stores it in clear (the id is in the job's packed args).
+        description=f"sync mailbox={mailbox_hash(mailbox_id)}",
     )
 
 

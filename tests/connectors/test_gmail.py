@@ -187,6 +187,34 @@ def test_server_errors_are_unavailable(h: GmailHarness, kind: str) -> None:
         read(connector)
 
 
+@pytest.mark.parametrize("kind", ["500", "503"])
+def test_server_errors_with_a_short_retry_after_are_waited_out(h: GmailHarness, kind: str) -> None:
+    h.add_email("inbox", subject="hello", sender=CAROL, to=[ADDRESS])
+    connector = h.connector()
+    connector.identity()
+    h.gmail.faults.inject(kind, 2, retry_after=0.2)
+    assert subjects(read(connector, folders=(Folder.INBOX,))) == ["hello"]
+    assert h.gmail.faults.rules[-1].hits == 2
+
+
+@pytest.mark.parametrize("kind", ["500", "503"])
+def test_server_errors_with_a_long_retry_after_raise_throttled_with_it(h: GmailHarness, kind: str) -> None:
+    connector = h.connector()
+    connector.identity()
+    h.gmail.faults.inject(kind, retry_after=90)
+    with pytest.raises(Throttled) as caught:
+        read(connector)
+    assert caught.value.retry_after == pytest.approx(90, abs=1)
+
+
+def test_a_batch_part_unavailable_with_retry_after_is_sent_again(h: GmailHarness) -> None:
+    for i in range(3):
+        h.add_email("inbox", subject=f"m{i}", sender=CAROL, to=[ADDRESS])
+    h.gmail.faults.inject("503", retry_after=0.1, in_batch=True)
+    assert sorted(subjects(read(h.connector(), folders=(Folder.INBOX,)))) == ["m0", "m1", "m2"]
+    assert h.gmail.batch_sizes == [3, 1]
+
+
 def test_an_expired_access_token_is_refreshed_once(h: GmailHarness) -> None:
     h.add_email("inbox", subject="hello", sender=CAROL, to=[ADDRESS])
     connector = h.connector()

@@ -105,6 +105,9 @@ def test_a_worker_process_s_run_is_in_the_merged_scrape_and_its_json_log(
     assert run_line["run_id"] == record["id"] and run_line["mailbox"] == mailbox_hash(env.uid)
     text = json.dumps(lines)
     assert env.uid not in text and SUBJECT not in text and env.session.token not in text
+    # RQ's own lines too (plain text, its handlers): the job's description and id name the mailbox's hash.
+    whole = worker.log()
+    assert "sync mailbox=" + mailbox_hash(env.uid) in whole and env.uid not in whole
 
 
 @pytest.mark.parametrize("env_factory", ["microsoft"], indirect=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,9 +15,8 @@ from rq.registry import ScheduledJobRegistry
 
 from backend.errors import Throttled, Unavailable
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_NOTIFY, QUEUE_SYNC, services
-from backend.jobs import sync as sync_jobs
 from backend.jobs.context import use_app
-from backend.jobs.sync import JOB_TIMEOUT_SECONDS, enqueue_sync, job_id_for, job_status
+from backend.jobs.sync import enqueue_sync, job_id_for, job_status
 from backend.store.mailboxes import SyncState
 from tests.helpers import run_queued
 from tests.sfhelpers import SalesforceUser, log_in
@@ -49,7 +49,8 @@ def test_a_run_returns_its_record(sf: SalesforceUser, box: ListMailbox) -> None:
     box.add("inbox", mail())
     assert enqueue_sync(sf.uid, interactive=True)
     assert job_status(sf.uid) == "queued"
-    assert Job.fetch(job_id_for(sf.uid), connection=services().redis_raw).timeout == JOB_TIMEOUT_SECONDS
+    timeout = Job.fetch(job_id_for(sf.uid), connection=services().redis_raw).timeout
+    assert timeout == services().settings.SYNC_RUN_DEADLINE_SECONDS == 1200
     run_queued()
     assert job_status(sf.uid) is None  # result_ttl 0: nothing left behind
     mailbox = services().store.mailboxes.get(sf.uid)
@@ -149,8 +150,11 @@ def test_sync_now_brings_a_scheduled_retry_forward(sf: SalesforceUser, box: List
 
 def test_a_run_that_takes_too_long_is_stopped_and_says_so(sf: SalesforceUser, box: ListMailbox,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sync_jobs, "JOB_TIMEOUT_SECONDS", 1)
-    box.delay = 3.0
+    svc = services()
+    # The run's deadline from the settings (a write timeout under it, as the start check demands).
+    monkeypatch.setattr(svc, "settings", replace(svc.settings, SYNC_RUN_DEADLINE_SECONDS=2,
+                                                 SALESFORCE_WRITE_TIMEOUT_SECONDS=1))
+    box.delay = 4.0
     box.add("inbox", mail())
     assert enqueue_sync(sf.uid)
     run_queued()

@@ -1,8 +1,8 @@
 """Storms: the services say "slow down" and the run does as it is told, then a later run logs everything.
 
-* Graph 429 / 503 and Gmail 429 with a short Retry-After: waited out inside the run (bounded by
+* Graph 429 / 503 and Gmail 429 / 503 with a short Retry-After: waited out inside the run (bounded by
   ``GRAPH_MAX_WAIT_SECONDS`` / ``GOOGLE_MAX_WAIT_SECONDS``).
-* A longer hint (Graph, Gmail) or EWS ``ErrorServerBusy`` with its ``BackOffMilliseconds``: the run
+* A longer hint (Graph 429 / 503, Gmail 429 / 503) or EWS ``ErrorServerBusy`` with its ``BackOffMilliseconds``: the run
   ends at once with ``throttled``, the job's retry waits at least what the service asked, and the
   retry completes.
 * Salesforce ``REQUEST_LIMIT_EXCEEDED``: the org's background runs back off, the pane still answers,
@@ -66,7 +66,7 @@ def busy_twice(env: SyncEnv, kind: str) -> None:
 
 
 @pytest.mark.parametrize(("provider", "kind"), [("exchange", "ErrorServerBusy"), ("microsoft", "429"),
-                                                ("microsoft", "503"), ("google", "429")],
+                                                ("microsoft", "503"), ("google", "429"), ("google", "503")],
                          indirect=["provider"])
 def test_a_throttling_storm_is_retried_no_sooner_than_asked_and_a_later_run_logs_everything(
         provider: str, kind: str, service_env_factory: Callable[..., SyncEnv]) -> None:
@@ -107,7 +107,8 @@ def test_a_throttling_storm_is_retried_no_sooner_than_asked_and_a_later_run_logs
     assert_logged_once(env, seeded)
 
 
-@pytest.mark.parametrize(("provider", "kind"), [("microsoft", "429"), ("microsoft", "503"), ("google", "429")],
+@pytest.mark.parametrize(("provider", "kind"), [("microsoft", "429"), ("microsoft", "503"), ("google", "429"),
+                                                ("google", "503")],
                          indirect=["provider"])
 def test_a_short_retry_after_is_waited_out_within_the_run(provider: str, kind: str,
                                                           service_env_factory: Callable[..., SyncEnv]) -> None:

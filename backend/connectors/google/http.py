@@ -5,8 +5,9 @@ from a :class:`~backend.connectors.google.tokens.TokenSource`. Every request pas
 :class:`~backend.connectors.google.gate.UserGate` with its quota units. 429 and 403
 ``rateLimitExceeded`` / ``userRateLimitExceeded`` are waited out when ``Retry-After`` (or the
 backoff) is at most ``GOOGLE_MAX_WAIT_SECONDS``, and otherwise end the read with ``Throttled``;
-5xx is ``Unavailable``; a 401 gets one token refresh, then ``AuthRevoked``. Vendor answers become
-domain errors in :func:`check`.
+a 5xx (``backendError``, 503 "service unavailable") with ``Retry-After`` is treated the same way,
+as Graph treats its 503; a 5xx without one is ``Unavailable`` at once (the job's retry backs off);
+a 401 gets one token refresh, then ``AuthRevoked``. Vendor answers become domain errors in :func:`check`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ class GoogleResponse(HttpAnswer):
         """True for Google's "slow down" answers (429, or 403 with a rate-limit reason)."""
         return self.status == 429 or (self.status == 403 and self.reason in RATE_REASONS)
 
+    @property
+    def busy(self) -> bool:
+        """True when Google said when to come back: a rate limit, or a server error with ``Retry-After``."""
+        return self.rate_limited or (500 <= self.status < 600 and bool(self.header("Retry-After")))
+
 
 def check(resp: GoogleResponse) -> GoogleResponse:
     """Map an error answer to a domain error; return successful ones."""
@@ -69,6 +75,10 @@ def check(resp: GoogleResponse) -> GoogleResponse:
         raise CursorExpired(f"Google's sync token expired{detail}.")
     if resp.rate_limited:
         raise Throttled(f"Google asked us to slow down{detail}.",
+                        retry_after=retry_after_seconds(resp.header("Retry-After"), 60.0))
+    if resp.busy:
+        # A 5xx that says when to come back: the job's retry waits that long, not its own backoff.
+        raise Throttled(f"Google is unavailable for now{detail}.",
                         retry_after=retry_after_seconds(resp.header("Retry-After"), 60.0))
     if resp.status == 401:
         raise AuthRevoked(f"Google refused access to the mailbox{detail}. Connect Gmail again.")
@@ -126,8 +136,8 @@ class GoogleClient:
         log.info("google %s %s: waiting %.1f s (attempt %d)", resp.status, resp.reason, wait, attempt + 1)
 
     def _again(self, resp: GoogleResponse, attempt: int, refreshed: bool) -> bool:
-        """Whether to send a request again: a rate limit waited out (or Throttled raised), or a first 401."""
-        if resp.rate_limited:
+        """Whether to send a request again: a "come back later" waited out (or Throttled raised), or a first 401."""
+        if resp.busy:
             self._wait(resp, attempt)
             return True
         # A 401 is never a rate limit, so the caller refreshes the token exactly when the status says 401.
@@ -177,7 +187,8 @@ class GoogleClient:
     def batch(self, paths: list[str], units_each: int) -> list[GoogleResponse]:
         """GETs on ``paths`` (under the Gmail host) in batches of at most 50; parts returned unchecked, in order.
 
-        Rate-limited parts are sent again after the wait; a 401 on a part gets one token refresh.
+        Rate-limited parts (and 5xx parts with Retry-After) are sent again after the wait; a 401 on a part
+        gets one token refresh.
         """
         results: dict[int, GoogleResponse] = {}
         for start in range(0, len(paths), batches.MAX_PARTS):
@@ -200,7 +211,7 @@ class GoogleClient:
                     break
                 if any(w.status == 401 for w in waits):
                     refresh = True
-                limited = [w for w in waits if w.rate_limited]
+                limited = [w for w in waits if w.busy]
                 if limited:
                     self._wait(max(limited, key=lambda w: retry_after_seconds(w.header("Retry-After"), 0.0)),
                                attempt)
@@ -211,7 +222,7 @@ class GoogleClient:
     @staticmethod
     def _settle(order: list[int], answers: dict[int, batches.PartAnswer], pending: dict[int, str],
                 results: dict[int, GoogleResponse], refreshed: bool) -> list[GoogleResponse]:
-        """Move final part answers to ``results``; return the ones to send again (rate limits, a first 401)."""
+        """Move final part answers to ``results``; return the ones to send again (busy answers, a first 401)."""
         again: list[GoogleResponse] = []
         for position, index in enumerate(order):
             answer = answers.get(position)
@@ -219,7 +230,7 @@ class GoogleClient:
                 again.append(GoogleResponse(503, {}, {}))
                 continue
             resp = GoogleResponse(answer.status, answer.headers, answer.body)
-            if resp.rate_limited or (resp.status == 401 and not refreshed):
+            if resp.busy or (resp.status == 401 and not refreshed):
                 again.append(resp)
                 continue
             results[index] = resp

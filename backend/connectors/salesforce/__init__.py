@@ -39,7 +39,7 @@ from backend.connectors.salesforce.oauth import Identity, SalesforceOAuth, Token
 from backend.connectors.salesforce.permissions import ADMIN_PERMISSION_SET, grants_admin
 from backend.connectors.salesforce.records import CANCELLED_PREFIX, FIELD_LIMITS, KEY_FIELD_MAX, activity_key
 from backend.connectors.salesforce.soql import SOQL_MAX_CHARS, URI_MAX_CHARS, chunk_in_list, soql_quote
-from backend.connectors.salesforce.writes import WRITE_TIMEOUT_SECONDS, safe_reason
+from backend.connectors.salesforce.writes import safe_reason
 
 __all__ = [
     "ACCESS_TOKEN_CACHE_SECONDS",
@@ -53,7 +53,6 @@ __all__ = [
     "SALESFORCE_DOMAINS",
     "SOQL_MAX_CHARS",
     "URI_MAX_CHARS",
-    "WRITE_TIMEOUT_SECONDS",
     "CapabilityCache",
     "Identity",
     "JwtBearer",

@@ -38,8 +38,6 @@ from backend.connectors.salesforce.records import (
 )
 from backend.connectors.salesforce.soql import query_url
 
-# Writes of 1,000 records can take a while on a busy org; reads use the default timeout.
-WRITE_TIMEOUT_SECONDS = 180.0
 # Per-record error codes that mean "already there" (our key field is a unique external id).
 _DUPLICATE_CODES = {"DUPLICATE_VALUE", "DUPLICATE_EXTERNAL_ID"}
 _GONE_CODES = {"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"}
@@ -221,7 +219,8 @@ def _send_group(client: SalesforceClient, group: list[Sub], result: WriteResult)
         body.append(_subrequest(sub, client.path, in_group))
     if all(s.role == "noop" for s in group):
         return []
-    responses = client.composite(body, timeout=WRITE_TIMEOUT_SECONDS)
+    # Writes of 1,000 records can take a while on a busy org; reads use the default timeout.
+    responses = client.composite(body, timeout=float(client.settings.SALESFORCE_WRITE_TIMEOUT_SECONDS))
     by_ref = {r.get("referenceId"): r for r in responses}
     resend: list[Sub] = []
     answered: dict[int, tuple[LookupUnit, list[Any]]] = {}
