@@ -29,7 +29,7 @@ from typing import Any
 
 import redis
 from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus, get_current_job
 from rq.queue import EnqueueData
 from rq.registry import ScheduledJobRegistry
@@ -259,9 +259,10 @@ def enqueue_sync(mailbox_id: str, interactive: bool = False, at: float | None = 
         except DuplicateJobError:
             try:
                 job = Job.fetch(job_id, connection=svc.redis_raw)
-            except NoSuchJobError:
-                continue
-            if job.get_status(refresh=True) in _FINISHED:
+                status = job.get_status(refresh=True)
+            except (NoSuchJobError, InvalidJobOperation):
+                continue  # the run ended and its job went away between the refusal and this look: queue again
+            if status in _FINISHED:
                 # A finished or failed run leaves its job hash behind; it is history, not a run.
                 # Deleted only if still finished: a racing enqueuer's fresh job stays.
                 if delete_if_finished(job_id):

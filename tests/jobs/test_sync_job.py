@@ -165,3 +165,26 @@ def test_a_run_that_takes_too_long_is_stopped_and_says_so(sf: SalesforceUser, bo
     assert "took too long" in mailbox.last_run["error"]["message"]
     assert mailbox.state is SyncState.RUNNING  # a slow run never disables sync
     assert services().store.mailboxes.cursors(sf.uid) == {}  # nothing was saved past what was written
+
+
+def test_a_run_whose_job_goes_away_while_it_is_enqueued_again_is_queued_afresh(
+        sf: SalesforceUser, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The race the real day met: the enqueue is refused (the job exists), then the run ends and its
+    # job (result_ttl 0) is deleted before the enqueuer reads its status.
+    assert enqueue_sync(sf.uid)
+    from backend.jobs import sync as sync_jobs
+
+    real_fetch = Job.fetch
+    vanished: list[str] = []
+
+    def fetch_then_vanish(job_id: str, connection: Any = None, serializer: Any = None) -> Job:
+        job = real_fetch(job_id, connection=connection, serializer=serializer)
+        if not vanished:
+            vanished.append(job_id)
+            job.delete()  # the run finished meanwhile
+        return job
+
+    monkeypatch.setattr(sync_jobs.Job, "fetch", staticmethod(fetch_then_vanish))
+    assert enqueue_sync(sf.uid) is True
+    assert vanished == [job_id_for(sf.uid)]
+    assert job_status(sf.uid) == "queued"
