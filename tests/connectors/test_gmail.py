@@ -160,8 +160,8 @@ def test_rate_limits_with_a_short_hint_are_waited_out(h: GmailHarness, kind: str
     assert subjects(read(connector, folders=(Folder.INBOX,))) == ["hello"]
 
 
-@pytest.mark.parametrize("kind", ["429", "403rate", "403user"])
-def test_rate_limits_with_a_long_hint_raise_throttled(h: GmailHarness, kind: str) -> None:
+@pytest.mark.parametrize("kind", ["429", "403rate", "403user", "500", "503"])
+def test_rate_limits_and_server_errors_with_a_long_hint_raise_throttled_with_it(h: GmailHarness, kind: str) -> None:
     connector = h.connector()
     connector.identity()
     h.gmail.faults.inject(kind, retry_after=90)
@@ -170,10 +170,11 @@ def test_rate_limits_with_a_long_hint_raise_throttled(h: GmailHarness, kind: str
     assert caught.value.retry_after == pytest.approx(90, abs=1)
 
 
-def test_a_rate_limited_batch_part_is_sent_again(h: GmailHarness) -> None:
+@pytest.mark.parametrize("kind", ["429", "503"])
+def test_a_batch_part_rate_limited_or_unavailable_with_retry_after_is_sent_again(h: GmailHarness, kind: str) -> None:
     for i in range(3):
         h.add_email("inbox", subject=f"m{i}", sender=CAROL, to=[ADDRESS])
-    h.gmail.faults.inject("429", retry_after=0.1, in_batch=True)
+    h.gmail.faults.inject(kind, retry_after=0.1, in_batch=True)
     assert sorted(subjects(read(h.connector(), folders=(Folder.INBOX,)))) == ["m0", "m1", "m2"]
     assert h.gmail.batch_sizes == [3, 1]
 
@@ -197,22 +198,6 @@ def test_server_errors_with_a_short_retry_after_are_waited_out(h: GmailHarness, 
     assert h.gmail.faults.rules[-1].hits == 2
 
 
-@pytest.mark.parametrize("kind", ["500", "503"])
-def test_server_errors_with_a_long_retry_after_raise_throttled_with_it(h: GmailHarness, kind: str) -> None:
-    connector = h.connector()
-    connector.identity()
-    h.gmail.faults.inject(kind, retry_after=90)
-    with pytest.raises(Throttled) as caught:
-        read(connector)
-    assert caught.value.retry_after == pytest.approx(90, abs=1)
-
-
-def test_a_batch_part_unavailable_with_retry_after_is_sent_again(h: GmailHarness) -> None:
-    for i in range(3):
-        h.add_email("inbox", subject=f"m{i}", sender=CAROL, to=[ADDRESS])
-    h.gmail.faults.inject("503", retry_after=0.1, in_batch=True)
-    assert sorted(subjects(read(h.connector(), folders=(Folder.INBOX,)))) == ["m0", "m1", "m2"]
-    assert h.gmail.batch_sizes == [3, 1]
 
 
 def test_an_expired_access_token_is_refreshed_once(h: GmailHarness) -> None:

@@ -1,4 +1,5 @@
-"""Fixtures for job tests: the end-to-end environment for every mailbox harness, and the SMTP sink."""
+"""Fixtures for job tests: the end-to-end environment for every mailbox harness, the SMTP sink, and Alice
+with an in-memory mailbox (``sf``, ``box``) for jobs run in this process."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from typing import Any
 
 import pytest
 import redis
+from flask import Flask
+from flask.testing import FlaskClient
 
 from backend import create_app
+from backend.extensions import services
 from backend.jobs.context import use_app
 from sandbox.harness import HARNESSES, HarnessContext
 from sandbox.https_client import HttpsClient
@@ -18,6 +22,8 @@ from sandbox.smtp import SmtpSink, smtp_sink, smtp_sink_tls  # noqa: F401 - fixt
 from sandbox.tls import CertPair, TestCA
 from tests.conftest import RunningFake
 from tests.e2e import SyncEnv
+from tests.sfhelpers import SalesforceUser, log_in
+from tests.sync.items import OWNER, ListMailbox
 
 MAIL_FROM = "sync@sidebar.example"
 
@@ -72,3 +78,24 @@ def env_factory(
         for env in made:
             env.close()
             env.harness.close()
+
+
+@pytest.fixture
+def box() -> ListMailbox:
+    """The in-memory mailbox."""
+    return ListMailbox()
+
+
+@pytest.fixture
+def sf(app: Flask, client: FlaskClient, ca: Any, fake_salesforce: Any, box: ListMailbox) -> Iterator[SalesforceUser]:
+    """Alice with a running mailbox; the app is the process's worker app."""
+    user = log_in(app, client, ca.ca_path, fake_salesforce)
+    use_app(app)
+    try:
+        with app.app_context():
+            svc = services()
+            svc.clients.mailbox_factory = lambda provider, ctx: box
+            svc.store.mailboxes.activate(user.uid, "list", OWNER, [], {})
+            yield user
+    finally:
+        use_app(None)

@@ -7,45 +7,19 @@ job loggers), read as messages, as the captured text (tracebacks included) and a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 from rq.job import Job
 
 from backend.errors import Unavailable
 from backend.extensions import QUEUE_NOTIFY, QUEUE_SYNC, services
-from backend.jobs.context import use_app
 from backend.jobs.failures import enqueue_notice
 from backend.jobs.push import enqueue_push_job, ensure_push
 from backend.jobs.sync import enqueue_sync, job_id_for
 from backend.observability.logs import JsonFormatter, mailbox_hash
 from tests.helpers import run_queued
-from tests.sfhelpers import SalesforceUser, log_in
-from tests.sync.items import OWNER, ListMailbox, mail
-
-
-@pytest.fixture
-def box() -> ListMailbox:
-    """The in-memory mailbox."""
-    return ListMailbox()
-
-
-@pytest.fixture
-def sf(app: Flask, client: FlaskClient, ca: Any, fake_salesforce: Any, box: ListMailbox) -> Iterator[SalesforceUser]:
-    """Alice with a running mailbox; the app is the process's worker app."""
-    user = log_in(app, client, ca.ca_path, fake_salesforce)
-    use_app(app)
-    try:
-        with app.app_context():
-            svc = services()
-            svc.clients.mailbox_factory = lambda provider, ctx: box
-            svc.store.mailboxes.activate(user.uid, "list", OWNER, [], {})
-            yield user
-    finally:
-        use_app(None)
+from tests.sfhelpers import SalesforceUser
+from tests.sync.items import ListMailbox, mail
 
 
 def _logged(caplog: pytest.LogCaptureFixture) -> str:

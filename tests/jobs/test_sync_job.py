@@ -3,45 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
 from backend.errors import Throttled, Unavailable
 from backend.extensions import QUEUE_INTERACTIVE, QUEUE_NOTIFY, QUEUE_SYNC, services
-from backend.jobs.context import use_app
 from backend.jobs.sync import enqueue_sync, job_id_for, job_status
 from backend.store.mailboxes import SyncState
 from tests.helpers import run_queued
-from tests.sfhelpers import SalesforceUser, log_in
-from tests.sync.items import OWNER, ListMailbox, mail
-
-
-@pytest.fixture
-def box() -> ListMailbox:
-    """The in-memory mailbox."""
-    return ListMailbox()
-
-
-@pytest.fixture
-def sf(app: Flask, client: FlaskClient, ca: Any, fake_salesforce: Any, box: ListMailbox) -> Iterator[SalesforceUser]:
-    """Alice with a running mailbox; the app is the process's worker app."""
-    user = log_in(app, client, ca.ca_path, fake_salesforce)
-    use_app(app)
-    try:
-        with app.app_context():
-            svc = services()
-            svc.clients.mailbox_factory = lambda provider, ctx: box
-            svc.store.mailboxes.activate(user.uid, "list", OWNER, [], {})
-            yield user
-    finally:
-        use_app(None)
+from tests.sfhelpers import SalesforceUser
+from tests.sync.items import ListMailbox, mail
 
 
 def test_a_run_returns_its_record(sf: SalesforceUser, box: ListMailbox) -> None:
