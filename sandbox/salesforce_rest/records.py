@@ -115,10 +115,10 @@ def validate(data: SalesforceData, sobject: str, record: dict[str, Any], creatin
 
 
 def normalise(record: dict[str, Any]) -> dict[str, Any]:
-    """Date-times in the form Salesforce stores them."""
-    out = dict(record)
+    """Date-times in the form Salesforce stores them (``record`` itself when it holds none)."""
     if DATETIME_FIELDS.isdisjoint(record):  # most records carry none: one set operation, not a test a field
-        return out
+        return record
+    out = dict(record)
     for name, value in record.items():
         if name in DATETIME_FIELDS and isinstance(value, str):
             out[name] = _stored_datetime(value)
@@ -180,8 +180,7 @@ def create(data: SalesforceData, records: list[dict[str, Any]], all_or_none: boo
             stored = {"Id": rid, **fields}
             for junction in JUNCTION_TYPES:
                 stored.pop(junction, None)
-            if not DATETIME_FIELDS.isdisjoint(stored):
-                stored = normalise(stored)
+            stored = normalise(stored)
             stored["CreatedDate"] = created
             if creator:
                 stored["CreatedById"] = creator
