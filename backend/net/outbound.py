@@ -132,6 +132,21 @@ def tls_context(bundle: str) -> ssl.SSLContext:
         return context
 
 
+# Trust bundle files this process has seen: requests looks at the bundle path up to three times a
+# request (exists, isdir, twice): each a system call that lets the GIL go, per Graph page.
+_bundle_files: set[str] = set()
+
+
+def _is_bundle_file(path: str) -> bool:
+    """True when ``path`` is a CA file (not a directory); checked on the disk once per path and process."""
+    if path in _bundle_files:
+        return True
+    if os.path.isfile(path):
+        _bundle_files.add(path)
+        return True
+    return False
+
+
 class SharedTlsMixin(HTTPAdapter):
     """Pools get the process's shared TLS context for a bundle path instead of the path itself.
 
@@ -156,6 +171,11 @@ class SharedTlsMixin(HTTPAdapter):
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
     ) -> Any:  # requests' (host params, pool kwargs) pair; its TypedDicts are not public
         """requests' pool key, with ``ca_certs`` turned into the shared ``ssl_context`` (requests' documented hook)."""
+        if isinstance(verify, str) and _is_bundle_file(verify):
+            # As for ``verify=True`` (certificates required), with the bundle's shared context.
+            host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, True, cert)
+            pool_kwargs["ssl_context"] = tls_context(verify)
+            return host_params, pool_kwargs
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
         bundle = pool_kwargs.pop("ca_certs", None)
         if bundle:
@@ -164,6 +184,10 @@ class SharedTlsMixin(HTTPAdapter):
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         """As requests does, but leave the bundle to the pool's context (a path would be loaded per connection)."""
+        if isinstance(verify, str) and not cert and url.lower().startswith("https") and _is_bundle_file(verify):
+            conn.cert_reqs = "CERT_REQUIRED"
+            conn.ca_certs = None
+            return
         super().cert_verify(conn, url, verify, cert)
         if isinstance(verify, str) and not os.path.isdir(verify) and getattr(conn, "ca_certs", None) == verify:
             conn.ca_certs = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,26 @@ def test_many_connections_load_the_bundle_once(ca: TestCA, server: FakeServer, l
         assert guarded.get(f"https://ews.test.example:{server.port}/hello",
                            headers={"Connection": "close"}).text == "hello"
     assert len(loads) == 1
+
+
+def test_a_request_does_not_look_at_the_bundle_on_disk_again(ca: TestCA, server: FakeServer,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    session = make_session(ca.ca_path, timeout=5)
+    bundle = str(session.verify)
+    assert session.get(f"https://localhost:{server.port}/hello").text == "hello"
+    looks: list[str] = []
+    real_stat = os.stat
+
+    def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if os.fspath(path) == bundle:
+            looks.append(bundle)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counted)
+    for _ in range(3):
+        assert session.get(f"https://localhost:{server.port}/hello").text == "hello"
+        assert session.get(f"https://localhost:{server.port}/hello", headers={"Connection": "close"}).text == "hello"
+    assert looks == []
 
 
 def test_the_shared_context_still_checks_names_and_trust(ca: TestCA, server: FakeServer, tmp_path: Path) -> None:
