@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 
 from backend.connectors.crm import clip, join_addresses
 from backend.connectors.salesforce.lookup import address_variants
-from backend.connectors.salesforce.records import activity_key
+from backend.connectors.salesforce.records import activity_key, iso
 from backend.connectors.salesforce.soql import (
     QUERY_SAFE,
     URI_MAX_CHARS,
@@ -135,3 +137,13 @@ def test_the_fake_salesforce_matches_an_in_list_without_regard_to_case_and_by_a_
     assert matches({"MessageIdentifier": "<a@X>"}, query.conditions)
     assert not matches({"MessageIdentifier": "<c@x>"}, query.conditions)
     assert not matches({}, query.conditions)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (datetime(2026, 12, 7, 14, 5, 9, 987654, tzinfo=UTC), "2026-12-07T14:05:09.000+0000"),
+    (datetime(2026, 12, 7, 1, 5, 9, tzinfo=timezone(timedelta(hours=5, minutes=30))), "2026-12-06T19:35:09.000+0000"),
+    (datetime(2026, 12, 31, 20, 0, 0, 1, tzinfo=timezone(timedelta(hours=-7))), "2027-01-01T03:00:00.000+0000"),
+    (datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC), "0999-01-02T03:04:05.000+0000"),
+])
+def test_date_times_are_written_in_utc_as_salesforce_writes_them(value: datetime, expected: str) -> None:
+    assert iso(value) == expected

@@ -32,8 +32,10 @@ def activity_key(key: str) -> str:
 
 
 def iso(value: datetime) -> str:
-    """A datetime as Salesforce writes it (UTC, milliseconds, ``+0000``)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    """A datetime as Salesforce writes it (UTC, whole seconds as milliseconds, ``+0000``)."""
+    # isoformat is a third of strftime's cost (a date-time for every record written).
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    return utc.isoformat(timespec="seconds")[:19] + ".000+0000"
 
 
 def sender_relation(draft: EmailDraft) -> dict[str, Any]:
