@@ -11,6 +11,7 @@ with it for the GIL, nor with each other (a run reading Graph while it writes to
 from __future__ import annotations
 
 import logging
+import os
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,22 @@ class CaPath:
     """The one part of a :class:`TestCA` the harnesses use (a CA's key does not cross processes)."""
 
     ca_path: str
+
+
+def process_cpu_seconds(*pids: int | None) -> float | None:
+    """CPU seconds (user + system, every thread) of the processes ``pids`` so far; None without /proc."""
+    total = 0.0
+    for pid in pids:
+        if pid is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                # Fields after the command (which may hold spaces): utime and stime are the 12th and 13th.
+                fields = fh.read().rpartition(")")[2].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def bench_people(people: int) -> list[str]:
