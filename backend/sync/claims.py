@@ -9,6 +9,7 @@ by then it wrote them (duplicates here) or failed (ours to write).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -18,17 +19,24 @@ from backend.store.claims import EmailClaimRepo
 
 log = logging.getLogger(__name__)
 
-# An email claim outlives the lookup and write of one batch (a few Composite calls of at most
-# 180 s each); a run that dies leaves claims that expire after this (its own mailbox's rerun takes
-# them over at once).
+# An email claim outlives the lookup and write of one batch (write_lease: longer when the writes
+# may take longer); a run that dies leaves claims that expire after this (its own mailbox's rerun
+# takes them over at once).
 CLAIM_TTL_SECONDS = 15 * 60
 # How long a run waits for a colleague's run to finish writing emails both hold, and how often it
 # looks. Longer waits fail the run transiently: the job retries and the cursors stay put.
 CLAIM_WAIT_SECONDS = 60.0
 CLAIM_POLL_SECONDS = 0.25
-# A claim taken ahead of its batch is trusted at the batch's write while it is younger than this
-# (half its TTL): claiming its keys again is a script call of 800 keys a batch, 10,000 a backfill.
-CLAIM_FRESH_SECONDS = CLAIM_TTL_SECONDS / 2
+# Emails a write call carries with their sender relations (the no-split rule).
+EMAILS_PER_WRITE_CALL = 400
+
+
+def write_lease(batch_items: int, write_timeout: float) -> float:
+    """The longest a batch's write may hold its claims: each of its Salesforce calls at its timeout.
+
+    A batch is a write call per 400 emails, one more for relation rows sent again, and its look-up.
+    """
+    return (math.ceil(batch_items / EMAILS_PER_WRITE_CALL) + 2) * write_timeout
 
 
 class ClaimWaitTimeout(Unavailable):
@@ -40,11 +48,17 @@ class ClaimWaitTimeout(Unavailable):
 class ClaimedWrites:
     """Writes a batch under org-wide claims of its emails, for one run (``holder`` = "{mailbox}:{run}")."""
 
-    def __init__(self, claims: EmailClaimRepo, org_id: str, holder: str, mailbox_id: str) -> None:
+    def __init__(self, claims: EmailClaimRepo, org_id: str, holder: str, mailbox_id: str, lease: float) -> None:
         self.claims = claims
         self.org_id = org_id
         self.holder = holder
         self.mailbox_id = mailbox_id
+        # A claim lives at least a batch's write (``lease``, see write_lease) from when it is taken.
+        self.ttl = max(CLAIM_TTL_SECONDS, math.ceil(lease))
+        # A claim taken ahead is trusted at its batch's write while a whole lease of its life is
+        # left (it cannot expire before the write ends): claiming again is a script call of 800
+        # keys a batch. Older, it is claimed again, which renews it.
+        self.fresh_for = self.ttl - lease
         # Times this run waited for a colleague's run writing the same emails.
         self.waits = 0
         # Keys claimed ahead of their batch (claim_ahead) and when, released by their batch's write
@@ -54,7 +68,7 @@ class ClaimedWrites:
     def claim_ahead(self, keys: list[str]) -> set[str]:
         """Claim the next batch's email keys now (before they are looked up); returns those this run holds."""
         wanted = sorted(set(keys))
-        held = self.claims.claim(self.org_id, wanted, self.holder, CLAIM_TTL_SECONDS)
+        held = self.claims.claim(self.org_id, wanted, self.holder, self.ttl)
         mine = {k for k in wanted if k not in held}
         now = time.monotonic()
         self.ahead.update(dict.fromkeys(mine, now))
@@ -78,9 +92,9 @@ class ClaimedWrites:
         deadline = 0.0
         while True:
             keys = sorted({e.dedup_key for e in pending if e.dedup_key not in skip})
-            fresh_since = time.monotonic() - CLAIM_FRESH_SECONDS
+            fresh_since = time.monotonic() - self.fresh_for
             stale = [k for k in keys if k not in self.ahead or self.ahead[k] <= fresh_since]
-            held = self.claims.claim(self.org_id, stale, self.holder, CLAIM_TTL_SECONDS)
+            held = self.claims.claim(self.org_id, stale, self.holder, self.ttl)
             mine = [k for k in keys if k not in held]
             try:
                 write([e for e in pending if e.dedup_key not in held], events if first else [])

@@ -26,7 +26,7 @@ from backend.store import Store
 from backend.store.mailboxes import SyncMailbox, SyncState
 from backend.store.orgs import OrgSettings
 from backend.store.users import User
-from backend.sync.claims import ClaimedWrites
+from backend.sync.claims import ClaimedWrites, write_lease
 from backend.sync.collaborators import crm_for, mailbox_for
 from backend.sync.counts import RunCounts
 from backend.sync.filters import Filters, Reason
@@ -76,7 +76,8 @@ class MailboxRun:
         self.run_id = uuid.uuid4().hex[:12]
         self.counts = RunCounts()
         # Holder of this run's email claims: "{mailbox}:{run}".
-        self.claims = ClaimedWrites(store.claims, org.org_id, f"{mailbox.id}:{self.run_id}", mailbox.id)
+        self.claims = ClaimedWrites(store.claims, org.org_id, f"{mailbox.id}:{self.run_id}", mailbox.id,
+                                    write_lease(settings.SYNC_BATCH_ITEMS, settings.SALESFORCE_WRITE_TIMEOUT_SECONDS))
         self.crm: Crm | None = None
         self.connector: Mailbox | None = None
         self.stopped = ""

@@ -55,7 +55,7 @@ def spy(repo: EmailClaimRepo) -> Iterator[Spy]:
 
 
 def writes(spy: Spy) -> ClaimedWrites:
-    return ClaimedWrites(spy, ORG, "mb1:run1", "mb1")  # type: ignore[arg-type]
+    return ClaimedWrites(spy, ORG, "mb1:run1", "mb1", claims.write_lease(800, 180))  # type: ignore[arg-type]
 
 
 def test_fresh_claims_taken_ahead_are_not_claimed_again_and_are_released_by_their_write(spy: Spy) -> None:
@@ -72,13 +72,30 @@ def test_fresh_claims_taken_ahead_are_not_claimed_again_and_are_released_by_thei
     assert len(spy.released) == 1  # nothing left to release at the end of the run
 
 
-def test_stale_claims_taken_ahead_are_claimed_again_before_the_write(spy: Spy, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("age", "claimed_again"), [(-1.0, False), (+1.0, True)])
+def test_a_claim_taken_ahead_is_trusted_only_while_a_whole_write_is_left_of_its_life(
+        spy: Spy, monkeypatch: pytest.MonkeyPatch, age: float, claimed_again: bool) -> None:
     batch = emails(2)
-    claimed_writes = writes(spy)
+    lease = claims.write_lease(800, 180)  # 4 calls of 180 s: two write calls, a resend, the look-up
+    claimed_writes = ClaimedWrites(spy, ORG, "mb1:run1", "mb1", lease)  # type: ignore[arg-type]
+    assert (lease, claimed_writes.ttl, claimed_writes.fresh_for) == (720, claims.CLAIM_TTL_SECONDS, 180)
+    now = 1000.0
+    monkeypatch.setattr(claims.time, "monotonic", lambda: now)
     claimed_writes.claim_ahead([e.dedup_key for e in batch])
-    monkeypatch.setattr(claims, "CLAIM_FRESH_SECONDS", 0.0)
+    # The batch before took this long: the claim has less than (or still more than) a lease to live.
+    now += claimed_writes.fresh_for + age
     claimed_writes.write(batch, [], set(), lambda es, _: None, lambda _: None)
-    assert sorted(spy.claimed[1]) == sorted(e.dedup_key for e in batch)
+    assert spy.claimed[1:] == ([sorted(e.dedup_key for e in batch)] if claimed_again else [[]])
+
+
+def test_claims_live_as_long_as_a_write_may_take(spy: Spy, repo: EmailClaimRepo, redis_client: redis.Redis) -> None:
+    # Write calls allowed an hour each (SALESFORCE_WRITE_TIMEOUT_SECONDS): the claims outlive them.
+    lease = claims.write_lease(800, 3600)
+    claimed_writes = ClaimedWrites(spy, ORG, "mb1:run1", "mb1", lease)  # type: ignore[arg-type]
+    claimed_writes.claim_ahead(["<long@x>"])
+    ttls = [redis_client.ttl(key) for key in redis_client.scan_iter(match="sstest:*")]
+    assert ttls and all(lease - 5 <= ttl <= lease for ttl in ttls)
+    assert claimed_writes.fresh_for == 0  # so each batch claims its emails again at its write
 
 
 def test_a_key_another_run_took_is_never_trusted_from_the_ahead_list(spy: Spy, repo: EmailClaimRepo) -> None:
