@@ -62,10 +62,10 @@ class Address:
     @staticmethod
     def of(email: str | None, name: str | None = None) -> Address | None:
         """Normalise an address, or None when there is none."""
-        value = (email or "").strip().strip("<>").strip()
+        value = valid_text((email or "").strip().strip("<>").strip())
         if not value or "@" not in value:
             return None
-        return Address(email=value.lower(), name=(name or "").strip())
+        return Address(email=value.lower(), name=valid_text((name or "").strip()))
 
 
 @dataclass(frozen=True)
@@ -276,9 +276,20 @@ def bound_text(text: str | None, limit: int = MAX_BODY_CHARS) -> tuple[str, bool
     return value[:keep] + BODY_TRUNCATION_MARKER, True
 
 
+def valid_text(value: str) -> str:
+    """``value`` with lone surrogates replaced by "?" (it encodes as UTF-8 then, which keys, hashes and JSON need).
+
+    Headers in odd charsets decode with ``surrogateescape`` into lone surrogates, and a JSON answer
+    may hold one as an escape; an identifier holding one would fail every encode downstream.
+    """
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
 def normalise_message_id(value: str | None) -> str:
     """Internet Message-IDs compare as ``<local@domain>``, stripped of whitespace."""
-    raw = (value or "").strip()
+    raw = valid_text((value or "").strip())
     if not raw:
         return ""
     if not raw.startswith("<"):

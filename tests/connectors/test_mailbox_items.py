@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from backend.connectors.mailbox import Folder
+import pytest
+
+from backend.connectors.mailbox import Address, Folder, normalise_message_id
 from tests.sync.items import addr, mail, meeting
 
 
@@ -25,3 +27,14 @@ def test_event_participants_follow_the_attendees_of_each_copy() -> None:
     changed = dataclasses.replace(event, attendees=(addr("dave@partner.example"),))
     emails = [a.email for a in changed.participants]
     assert "dave@partner.example" in emails and "carol@prospect.example" not in emails
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("<a@customer.example>", "<a@customer.example>"), ("<é@customer.example>", "<é@customer.example>"),
+    ("<odd\udc80id@customer.example>", "<odd?id@customer.example>"), (" odd\ud800@x.example ", "<odd?@x.example>"),
+])
+def test_ids_and_addresses_hold_no_lone_surrogate(raw: str, clean: str) -> None:
+    assert normalise_message_id(raw) == clean
+    clean.encode("utf-8")  # keys, hashes and JSON all encode it
+    address = Address.of(raw.strip(" <>"), "Na\udc80me")
+    assert address is not None and address.email == clean.strip("<>").lower() and address.name == "Na?me"

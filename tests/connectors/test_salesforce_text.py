@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from backend.connectors.crm import clip, join_addresses
+from backend.connectors.salesforce.client import encode_body
 from backend.connectors.salesforce.lookup import address_variants
 from backend.connectors.salesforce.records import activity_key, iso
 from backend.connectors.salesforce.soql import (
@@ -147,3 +149,12 @@ def test_the_fake_salesforce_matches_an_in_list_without_regard_to_case_and_by_a_
 ])
 def test_date_times_are_written_in_utc_as_salesforce_writes_them(value: datetime, expected: str) -> None:
     assert iso(value) == expected
+
+
+@pytest.mark.parametrize(("value", "sent"), [
+    ("plain", "plain"), ("Ünïcödé ✓ 漢字", "Ünïcödé ✓ 漢字"), ("odd\udc80id", "odd?id"), ("\ud800", "?"),
+])
+def test_a_composite_body_always_encodes_and_a_lone_surrogate_becomes_a_question_mark(value: str, sent: str) -> None:
+    body = {"compositeRequest": [{"body": {"records": [{"MessageIdentifier": value, "Subject": "s"}]}}]}
+    decoded = json.loads(encode_body(body))
+    assert decoded["compositeRequest"][0]["body"]["records"][0] == {"MessageIdentifier": sent, "Subject": "s"}

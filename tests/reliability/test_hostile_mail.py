@@ -228,3 +228,22 @@ def test_hostile_meetings_are_logged_or_skipped_with_a_reason(service_env: SyncE
     assert_logged_once(env, plain, events=keys)
     by_key = {e.get(KEY_FIELD): e for e in env.sf.all("Event")}
     assert by_key["uid-odd-text"]["Subject"] == ODD_TEXT
+
+
+@pytest.mark.parametrize("provider", ["microsoft"], indirect=True)
+def test_lone_surrogates_in_an_id_and_an_address_never_crash_a_run(service_env: SyncEnv) -> None:
+    # Graph's JSON may carry a lone surrogate as an escape; it would fail every key, hash and write.
+    env = service_env
+    h: Any = env.harness
+    plain = seed_mail(env, 2, "plain-surrogates")
+    h.add_email("inbox", subject="odd \udc80 subject", sender=CONTACT, to=[h.address, "odd\udc80@customer.example"],
+                body="odd \ud800 body", message_id="<odd\udc80id@customer.example>", when=when(5))
+    env.activate()
+    run_jobs(env)
+    record = env.mailbox().last_run
+    assert record is not None and record["status"] == "ok", record
+    assert_logged_once(env, [*plain, "<odd?id@customer.example>"])
+    decision = decision_of(env, "<odd?id@customer.example>")
+    assert decision is not None and decision.decision == LOGGED
+    odd = next(m for m in env.sf.all("EmailMessage") if m["MessageIdentifier"] == "<odd?id@customer.example>")
+    assert "odd?@customer.example" in (odd.get("ToAddress") or "")

@@ -27,6 +27,7 @@ from backend.connectors.mailbox import (
     Sensitivity,
     bound_text,
     normalise_message_id,
+    valid_text,
 )
 
 _TAGS = re.compile(r"<[^>]+>")
@@ -166,7 +167,7 @@ def event_item(item: Any, cursor: Cursor) -> EventItem | None:
     start, end = event_times(item)
     return EventItem(
         remote_id=item.id,
-        uid=item.uid or item.id,
+        uid=valid_text(item.uid or item.id),
         subject=item.subject or "",
         body_text=body,
         location=str(item.location or ""),

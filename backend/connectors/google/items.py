@@ -29,6 +29,7 @@ from backend.connectors.mailbox import (
     Sensitivity,
     bound_text,
     normalise_message_id,
+    valid_text,
 )
 from backend.errors import Unavailable
 
@@ -197,7 +198,7 @@ def parse_event(data: Mapping[str, Any], calendar_zone: str = "UTC") -> EventIte
     cut = max(0, len(found) - MAX_RECIPIENTS)
     return EventItem(
         remote_id=remote_id,
-        uid=str(data.get("iCalUID") or remote_id),
+        uid=valid_text(str(data.get("iCalUID") or remote_id)),
         subject=str(data.get("summary") or ""),
         body_text=text,
         location=str(data.get("location") or ""),

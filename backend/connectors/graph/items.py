@@ -21,6 +21,7 @@ from backend.connectors.mailbox import (
     Sensitivity,
     bound_text,
     normalise_message_id,
+    valid_text,
 )
 from backend.errors import Unavailable
 
@@ -129,7 +130,7 @@ def parse_event(data: Mapping[str, Any]) -> EventItem:
     all_day = bool(data.get("isAllDay", False))
     return EventItem(
         remote_id=str(data["id"]),
-        uid=str(data.get("iCalUId") or data["id"]),
+        uid=valid_text(str(data.get("iCalUId") or data["id"])),
         subject=str(data.get("subject") or ""),
         body_text=body,
         location=str(location.get("displayName", "") if isinstance(location, dict) else ""),
