@@ -5,7 +5,8 @@ the caller gives them (``extra=``), never a secret or mail content. No line, in 
 carries a mailbox id in clear: :func:`configure` installs a record factory that rewrites every
 record of the process (ours, RQ's, a library's) as it is made, ``mid=<id>`` becoming
 ``mailbox=<hash>`` and any other mailbox id (RQ's job ids ``sync-<id>``, ``push-ensure-<id>``,
-``uid=<id>``: a user's id is its mailbox's) its bare hash. Tracebacks are rewritten when formatted.
+``uid=<id>``: a user's id is its mailbox's) its bare hash; a record's traceback is rendered and
+rewritten then too.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ _IDS = re.compile(r"\bmid=([^\s,)]+)|\bu[0-9a-f]{24}\b")
 
 def mailbox_hash(mailbox_id: str) -> str:
     """A short stable hash of a mailbox id, to follow one mailbox through the logs without naming it."""
-    return hashlib.sha256(mailbox_id.encode()).hexdigest()[:16]
+    # surrogatepass: whatever follows a "mid=" in a message hashes (a log call must never raise).
+    return hashlib.sha256(mailbox_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _hashed(match: re.Match[str]) -> str:
@@ -40,6 +42,10 @@ def _hashed(match: re.Match[str]) -> str:
 def redact(text: str) -> str:
     """``text`` with every mailbox id in it replaced by its hash."""
     return _IDS.sub(_hashed, text)
+
+
+# Renders tracebacks for the record factory (as logging.Formatter does by default).
+_TRACEBACKS = logging.Formatter()
 
 
 class RedactingRecordFactory:
@@ -63,6 +69,10 @@ class RedactingRecordFactory:
         if clean != message:
             # Only then: records without an id keep their template and arguments (grouping by template).
             record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            # The traceback too, rendered once here: every formatter uses a record's exc_text as it
+            # is, so RQ's own handlers (formatters of their own) print it hashed as well.
+            record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
         return record
 
 

@@ -80,3 +80,17 @@ def test_a_traceback_naming_a_mailbox_is_hashed_in_both_formats() -> None:
         record = logging.LogRecord("backend.x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
     assert MID not in TextFormatter().format(record) and mailbox_hash(MID) in TextFormatter().format(record)
     assert MID not in JsonFormatter().format(record)
+
+
+def test_a_traceback_is_hashed_for_any_handler_and_an_odd_id_never_breaks_a_log_call() -> None:
+    factory = RedactingRecordFactory(logging.LogRecord)
+    try:
+        raise KeyError(MID)
+    except KeyError:
+        import sys
+
+        record = factory("rq.worker", logging.ERROR, __file__, 1, "job failed mid=%s", ("odd\udc80",), sys.exc_info())
+    # A formatter of RQ's own (not ours) prints the traceback the factory already rewrote.
+    text = logging.Formatter("%(message)s").format(record)
+    assert MID not in text and mailbox_hash(MID) in text
+    assert "odd" not in record.getMessage() and "mailbox=" + mailbox_hash("odd\udc80") in record.getMessage()
