@@ -284,61 +284,6 @@ def backfills(provider: str, emails: int, repeat: int = 1, batch_items: int = 0)
     return results
 
 
-# Quiet-run calls need only a small mailbox; Gmail's backfill waits for Google's quota (15,000 units
-# a minute), so it is measured at this size for P2/P3 only.
-GMAIL_EMAILS = 200
-
-
-def table_rows(quick: bool) -> list[dict[str, Any]]:
-    """Rows P1-P4 of the issue-16 table (ids, measure, value, target, detail), measured now.
-
-    ``quick``: 2,000-email backfills; otherwise 10,000 (the record), and Microsoft 365 three times
-    over to show memory stays flat.
-    """
-    emails = 2000 if quick else 10_000
-    rows: list[dict[str, Any]] = []
-    figures: dict[str, dict[str, Any]] = {}
-    memory: list[float] = []
-    for provider in ("microsoft", "exchange"):
-        runs = backfills(provider, emails, repeat=1 if quick or provider != "microsoft" else 3)
-        figures[provider] = runs[0]
-        if len(runs) > 1:
-            memory = [r["rss_peak_mb"] for r in runs]
-    figures["google"] = backfills("google", GMAIL_EMAILS)[0]
-    for provider in ("microsoft", "exchange"):
-        b = figures[provider]
-        rows.append({"id": "P1", "measure": f"Salesforce calls for the {emails:,}-email backfill ÷ the Composite-aware "
-                     f"minimum ({provider})", "value": b["ratio_to_lower_bound"], "target": "≤ 1.2",
-                     "detail": f"{b['salesforce_calls']} calls ({b['salesforce_write_calls']} write) / "
-                               f"{b['lower_bound']} ({b['written_records']} records, "
-                               f"{b['minimum_breakdown'].split('+ ')[-1]})"})
-    for provider in ("microsoft", "exchange", "google"):
-        b = figures[provider]
-        rows.append({"id": "P2", "measure": f"Salesforce calls on a run with nothing new ({provider})",
-                     "value": b["quiet_run_salesforce_calls"], "target": "0", "detail": ""})
-    for provider in ("microsoft", "exchange", "google"):
-        b = figures[provider]
-        rows.append({"id": "P3", "measure": f"mailbox calls on a run with nothing new ({provider})",
-                     "value": b["quiet_run_mailbox_calls"], "target": "≤ 3",
-                     "detail": f"{b['quiet_run_mailbox_http_requests']} HTTP requests at the fake"})
-    for provider in ("microsoft", "exchange"):
-        b = figures[provider]
-        bare = b["bare"]
-        rows.append({"id": "P4", "measure": f"{emails:,}-email backfill wall time ÷ the bare download ({provider})",
-                     "value": b["wall_ratio"], "target": "≤ 1.5",
-                     "detail": f"{b['run_seconds']} s vs {bare['seconds']} s ({bare['items']} items); the fake "
-                               f"Salesforce (own process) answered for {b['salesforce_fake_seconds']} s; "
-                               f"this machine's floor {b['floor_ratio']} (see bench/README.md)"})
-        rows.append({"id": "P4", "measure": f"run CPU per item ÷ the bare client's ({provider})",
-                     "value": b["cpu_ratio"], "target": "≤ 2",
-                     "detail": f"{b['worker_cpu_ms_per_item']} ms vs {bare['cpu_ms_per_item']} ms"})
-    if memory:
-        rows.append({"id": "P4", "measure": "peak memory after each of three 10,000-email backfills (microsoft)",
-                     "value": round(memory[-1] - memory[0], 1), "target": "flat",
-                     "detail": " / ".join(f"{m} MB" for m in memory) + " (growth from the first)"})
-    return rows
-
-
 def main() -> None:
     """Run both parts and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
