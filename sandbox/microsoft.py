@@ -404,7 +404,7 @@ def create_app(state: FakeMicrosoftState) -> Flask:
             return back(params, error="invalid_request",
                         error_description="AADSTS50020: User account from another tenant cannot sign in here.")
         if not state.may_use(user):
-            if not state.tenant(user.tid).user_consent_allowed:
+            if not state.tenant(user.tid).user_consent_allowed and not user.is_admin:
                 # The "Need admin approval" screen: the person cannot consent for themselves.
                 return back(params, error="consent_required",
                             error_description="AADSTS90094: The grant requires admin permission.")

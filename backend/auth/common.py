@@ -101,6 +101,15 @@ def begin_state(provider: str, **extra: Any) -> str:
     return services().signer.sign(Purpose.OAUTH_STATE, {"n": nonce, "p": provider})
 
 
+def state_flow() -> str:
+    """The flow the callback's ``state`` was signed for ("" when it is none of ours); nothing is consumed."""
+    try:
+        payload = services().signer.unsign(Purpose.OAUTH_STATE, request.args.get("state", ""), max_age=STATE_MAX_AGE)
+    except (SignatureTooOld, SignatureInvalid):
+        return ""
+    return str(payload.get("p", "")) if isinstance(payload, dict) else ""
+
+
 def finish_state(provider: str) -> dict[str, Any]:
     """Check the callback's ``state`` (signature, this dialog's flow, used once); return the flow."""
     raw = request.args.get("state", "")

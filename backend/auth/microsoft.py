@@ -8,9 +8,12 @@ window, used once), lets msal check its state and nonce, redeems the code, reads
 the Graph connector, checks the mailbox match and the tenant, and only then activates sync, so an
 earlier working connection survives every failure.
 
-``/auth/microsoft/admin-consent`` sends a tenant administrator to Entra's admin-consent endpoint;
-its return (``/auth/microsoft/admin-consent/callback``) proves the consent with a client-credential
-token and records it (``backend.store.tenants``).
+``/auth/microsoft/admin-consent`` first has the administrator sign in (the same callback URL,
+told apart by its state), which proves the tenant they are of, then sends them to Entra's
+admin-consent endpoint for that tenant; its return (``/auth/microsoft/admin-consent/callback``)
+must name the same tenant, proves the consent with a client-credential token and records it
+(``backend.store.tenants``). The answer's ``tenant`` alone proves nothing: anyone can write it, and
+a client-credential token only shows that *some* administrator of that tenant consented.
 
 Sync started on-behalf-of right after the Salesforce login is :mod:`backend.sync.microsoft`.
 """
@@ -35,6 +38,7 @@ from backend.auth.common import (
     flow_user,
     redeem_ticket,
     require_configured,
+    state_flow,
     unseal_session,
 )
 from backend.connectors.graph import (
@@ -50,6 +54,7 @@ from backend.errors import AuthRevoked, SetupFailed, Throttled, Unavailable
 from backend.extensions import services
 from backend.jobs.sync import enqueue_sync
 from backend.security.crypto import fingerprint
+from backend.store.org_access import TenantTaken
 from backend.store.users import User
 from backend.sync.activation import activate, check_mailbox_match, refuse_if_held
 from backend.sync.org_access import resume_org
@@ -59,8 +64,11 @@ bp = Blueprint("auth_microsoft", __name__, url_prefix="/auth/microsoft")
 
 PROVIDER = "microsoft"
 ADMIN_FLOW = "microsoft-admin"
+# The administrator's sign-in before admin consent (it returns to the consent dialog's callback).
+ADMIN_SIGNIN_FLOW = "microsoft-admin-signin"
 # msal's flow dict (PKCE verifier, nonce) for the sign-in in progress, sealed with the secret box.
 FLOW_SESSION_KEY = "microsoft:flow"
+ADMIN_FLOW_SESSION_KEY = "microsoft:admin-flow"
 _UNAVAILABLE = "Microsoft could not be reached. Try again in a moment."
 
 
@@ -102,12 +110,17 @@ def start() -> Any:
 
 @bp.get("/callback")
 def callback() -> Response:
-    """Finish consent: check everything, then activate sync (nothing is stored before that)."""
+    """Finish consent: check everything, then activate sync (nothing is stored before that).
+
+    The administrator's sign-in before admin consent returns here too (one registered redirect URI).
+    """
+    if state_flow() == ADMIN_SIGNIN_FLOW:
+        return finish_dialog(_admin_signed_in, log, "microsoft admin sign-in")
     return finish_dialog(_callback, log, "microsoft consent")
 
 
-def _sealed_flow() -> dict[str, Any]:
-    sealed = unseal_session(FLOW_SESSION_KEY)
+def _sealed_flow(key: str = FLOW_SESSION_KEY) -> dict[str, Any]:
+    sealed = unseal_session(key)
     try:
         flow = json.loads(sealed)
     except ValueError:
@@ -179,13 +192,26 @@ def _bind_org(tenant: str, by: str) -> None:
     admin = store.users.get(by) if by else None
     if admin is None or not admin.is_admin:
         return
-    if store.org_access.connect_microsoft(admin.org_id, tenant, by):
+    try:
+        resumed = store.org_access.connect_microsoft(admin.org_id, tenant, by)
+    except TenantTaken:
+        raise DialogError("tenant_taken", "This Microsoft 365 organisation is connected to another Salesforce "
+                                          "organisation in Sidebar Sync. Disconnect it there first.", 409) from None
+    if resumed:
         resume_org(store, admin.org_id, "microsoft")
+
+
+def _taken_by_another_org(tenant: str, by: str) -> bool:
+    """True when ``tenant`` is connected to an org other than that of the console admin ``by``."""
+    store = services().store
+    admin = store.users.get(by) if by else None
+    owner = store.org_access.tenant_owner(tenant)
+    return bool(admin and admin.is_admin and owner and owner != admin.org_id)
 
 
 @bp.get("/admin-consent")
 def admin_consent() -> Any:
-    """Send a tenant administrator to Entra's admin-consent endpoint (``?tenant=`` optional)."""
+    """Have a tenant administrator sign in (which proves their tenant), then consent (``?tenant=`` optional)."""
     settings = services().settings
     try:
         _require_configured()
@@ -195,10 +221,41 @@ def admin_consent() -> Any:
         by = ""
         if request.args.get("ticket"):
             by = redeem_ticket(PROVIDER, request.args.get("ticket", ""))
+        state = begin_state(ADMIN_SIGNIN_FLOW, by=by)
+        try:
+            flow = microsoft_auth().start_admin_signin(state, tenant)
+        except Unavailable:
+            raise DialogError("microsoft_unavailable", _UNAVAILABLE, 502) from None
     except DialogError as exc:
         return dialog_error(exc)
-    state = begin_state(ADMIN_FLOW, by=by)
-    return redirect(microsoft_auth().admin_consent_url(tenant, state), code=302)
+    session[ADMIN_FLOW_SESSION_KEY] = services().box.encrypt(json.dumps(flow))
+    return redirect(str(flow["auth_uri"]), code=302)
+
+
+def _admin_signed_in() -> Response:
+    """The administrator signed in: their tenant is known, so send them to consent for exactly that one."""
+    _require_configured()
+    ours = finish_state(ADMIN_SIGNIN_FLOW)
+    flow = _sealed_flow(ADMIN_FLOW_SESSION_KEY)
+    if request.args.get("error"):
+        raise DialogError("admin_consent_denied", "You did not sign in, so Sidebar Sync cannot be approved for your "
+                                                  "organisation. Start again from the console.")
+    settings = services().settings
+    try:
+        tenant = microsoft_auth().signed_in_tenant(flow, request.args.to_dict())
+    except SetupFailed as exc:
+        raise DialogError(exc.code, exc.message) from None
+    except (Unavailable, Throttled):
+        raise DialogError("microsoft_unavailable", _UNAVAILABLE, 502) from None
+    if settings.MS_ALLOWED_TENANTS and tenant not in settings.MS_ALLOWED_TENANTS:
+        raise DialogError("tenant_not_allowed", "Your organisation's Microsoft tenant is not allowed to use this "
+                                                "add-in.")
+    by = str(ours.get("by", ""))
+    if _taken_by_another_org(tenant, by):
+        raise DialogError("tenant_taken", "This Microsoft 365 organisation is connected to another Salesforce "
+                                          "organisation in Sidebar Sync. Disconnect it there first.", 409)
+    state = begin_state(ADMIN_FLOW, by=by, tenant=tenant)
+    return Response(status=302, headers={"Location": microsoft_auth().admin_consent_url(tenant, state)})
 
 
 @bp.get("/admin-consent/callback")
@@ -218,9 +275,10 @@ def _admin_consent_callback() -> Response:
     tenant = request.args.get("tenant", "").strip()
     if request.args.get("admin_consent", "").lower() != "true" or not valid_tenant(tenant) or tenant in MULTI_TENANT:
         raise DialogError("admin_consent_denied", "Microsoft did not confirm the admin consent. Try again.")
-    if settings.MS_ALLOWED_TENANTS and tenant not in settings.MS_ALLOWED_TENANTS:
-        raise DialogError("tenant_not_allowed",
-                          "Your organisation's Microsoft tenant is not allowed to use this add-in.")
+    if tenant != str(ours.get("tenant", "")):
+        # The tenant the administrator signed in to is the only one this consent may be for.
+        raise DialogError("wrong_tenant", "The consent was given for another Microsoft 365 organisation than the "
+                                          "one you signed in to. Start again from the console.")
     try:
         # The answer's parameters could be forged; an application token for the tenant cannot.
         check_app_only(microsoft_auth(), tenant)
@@ -229,8 +287,8 @@ def _admin_consent_callback() -> Response:
                                                        "yet. Wait a minute and try again.") from None
     except Unavailable:
         raise DialogError("microsoft_unavailable", _UNAVAILABLE, 502) from None
-    services().store.tenants.record_consent(tenant, f"{settings.GRAPH_URL}/.default", str(ours.get("by", "")))
     _bind_org(tenant, str(ours.get("by", "")))
+    services().store.tenants.record_consent(tenant, f"{settings.GRAPH_URL}/.default", str(ours.get("by", "")))
     log.info("microsoft admin consent recorded tenant=%s", tenant)
     return dialog_result(
         {"status": "ok", "provider": PROVIDER, "tenant_id": tenant, "admin_consent": True},

@@ -30,6 +30,7 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P fsession:{sid}``                   Flask-Session data of the sign-in dialog windows (``backend/extensions.py``)
 ``P mstenant:{tid}``                   hash: a Microsoft 365 tenant's admin consent (``tenants.py``)
 ``P mstenants``                        set: tenant ids with a recorded admin consent (``tenants.py``)
+``P mstenant-org:{tid}``               string: the org a tenant is connected to, one org a tenant (``org_access.py``)
 ``P exid:{sha256}``                    string: JSON addresses an Exchange user id proved (``exchange_ids.py``)
 ``P audit:{org}``                      list: the org's administrator actions, newest first (``audit.py``)
 ``P console:{sid}``                    string: JSON uid + CSRF token of an admin console session (``consoles.py``)

@@ -63,6 +63,10 @@ class OrgAccess:
         return provider in self.broken
 
 
+class TenantTaken(Exception):
+    """The Microsoft 365 tenant is connected to another org."""
+
+
 class OrgAccessRepo:
     """Reads and writes org connections (``P orgaccess:{org}``; secrets as ``secret:org:{org}:{name}``)."""
 
@@ -95,15 +99,28 @@ class OrgAccessRepo:
                 access.broken[provider] = json.loads(raw[f"broken:{provider}"])
         return access
 
+    def tenant_owner(self, tenant_id: str) -> str:
+        """The org a Microsoft 365 tenant is connected to, or ""."""
+        return str(self._r.get(self._keys("mstenant-org", tenant_id)) or "")
+
     def connect_microsoft(self, org_id: str, tenant_id: str, by: str) -> bool:
-        """Record the tenant whose admin consented for this org; True when it ends a breakage (people resume)."""
+        """Record the tenant whose admin consented for this org; True when it ends a breakage (people resume).
+
+        A tenant serves one org: TenantTaken when another org has it (its mailboxes are that org's to log).
+        """
+        owner_key = self._keys("mstenant-org", tenant_id)
+        if not self._r.set(owner_key, org_id, nx=True) and self.tenant_owner(tenant_id) != org_id:
+            raise TenantTaken(tenant_id)
+        previous = self.get(org_id).microsoft_tenant
         with self._r.pipeline() as pipe:
             pipe.hset(self._key(org_id), mapping={"microsoft_tenant": tenant_id,
                                                   "microsoft_connected_at": str(time.time()),
                                                   "microsoft_connected_by": by})
             pipe.hdel(self._key(org_id), "broken:microsoft")
-            _, cleared = pipe.execute()
-        return bool(cleared)
+            if previous and previous != tenant_id:
+                pipe.delete(self._keys("mstenant-org", previous))  # the org moved on: that tenant is free
+            results = pipe.execute()
+        return bool(results[1])
 
     def connect_exchange(self, org_id: str, by: str, **facts: str) -> None:
         """Record the org's Exchange service account (login, ews_url, auth_type, version, autodiscovered; no secret)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
@@ -12,7 +13,7 @@ from backend.extensions import QUEUE_NOTIFY, services
 from backend.jobs.org_notify import send_org_notice
 from backend.jobs.sync import sync_mailbox
 from backend.store.mailboxes import SyncState
-from sandbox.login import local_path, login
+from sandbox.login import dialog_payload, local_path, login
 from tests.mass_env import ADMIN_ADDRESS, ORG, MassEnv, address
 
 JWT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -132,14 +133,48 @@ def test_one_mailbox_taken_out_of_scope_is_not_the_orgs_breakage(mass: MassEnv, 
     assert services().queue(QUEUE_NOTIFY).job_ids == []
 
 
+def console_consent(mass: MassEnv, tenant_param: str = "") -> Any:
+    """Admin consent started from the console: the administrator's sign-in, then Entra's consent; our last answer."""
+    mass.graph.ms.auto_user = mass.graph.user.mail
+    mass.graph.ms.authorize_mode = "approve"
+    url = mass.post("/api/admin/connections/microsoft/consent").json["url"]
+    answer = mass.client.get(local_path(url) + tenant_param)
+    for _ in range(2):  # Microsoft's sign-in, back to us; Entra's consent, back to us (unless we refused)
+        if answer.status_code != 302:
+            break
+        hop = requests.get(answer.headers["Location"], allow_redirects=False, verify=mass.graph.ca_path, timeout=10)
+        answer = mass.client.get(local_path(hop.headers["Location"]))
+    return answer
+
+
 def test_consent_granted_from_the_console_binds_the_tenant_to_the_org(mass: MassEnv) -> None:
     store = services().store
-    store.redis.delete(store.keys("orgaccess", ORG))
-    mass.graph.ms.auto_user = mass.graph.user.mail
-    url = mass.post("/api/admin/connections/microsoft/consent").json["url"]
-    start = mass.client.get(local_path(url))
-    assert start.status_code == 302
-    answer = requests.get(start.headers["Location"], allow_redirects=False, verify=mass.graph.ca_path, timeout=10)
-    done = mass.client.get(local_path(answer.headers["Location"]))
+    store.redis.delete(store.keys("orgaccess", ORG), store.keys("mstenant-org", mass.tenant))
+    done = console_consent(mass)
     assert done.status_code == 200, done.get_data(as_text=True)
     assert store.org_access.get(ORG).microsoft_tenant == mass.tenant
+
+
+def test_a_forged_consent_answer_cannot_bind_another_orgs_tenant(mass: MassEnv) -> None:
+    # The admin copies the state of a consent they started and writes the answer themselves, naming
+    # a tenant that consented for its own org (found in review: that tenant's mail was theirs to read).
+    store = services().store
+    store.redis.delete(store.keys("orgaccess", ORG), store.keys("mstenant-org", mass.tenant))
+    url = mass.post("/api/admin/connections/microsoft/consent").json["url"]
+    start = mass.client.get(local_path(url))
+    state = parse_qs(urlsplit(start.headers["Location"]).query)["state"][0]
+    forged = {"state": state, "admin_consent": "True", "tenant": mass.tenant}
+    done = mass.client.get(f"/auth/microsoft/admin-consent/callback?{urlencode(forged)}")
+    assert dialog_payload(done.get_data(as_text=True))["error"]["code"] == "state_invalid"
+    assert not store.org_access.get(ORG).microsoft_tenant
+    refused = mass.post("/api/admin/activate", json={"provider": "microsoft", "users": [address("bob")]})
+    assert refused.json is not None and refused.json["error"]["code"] == "org_access_missing"
+
+
+def test_a_tenant_connected_to_another_org_is_refused(mass: MassEnv) -> None:
+    store = services().store
+    store.redis.delete(store.keys("orgaccess", ORG))
+    store.redis.set(store.keys("mstenant-org", mass.tenant), "00DOTHERORG0000")
+    done = console_consent(mass)
+    assert dialog_payload(done.get_data(as_text=True))["error"]["code"] == "tenant_taken"
+    assert not store.org_access.get(ORG).microsoft_tenant

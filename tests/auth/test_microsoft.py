@@ -333,11 +333,22 @@ def test_start_needs_a_ticket(client: FlaskClient, query: str, code: str, status
 # --- admin consent --------------------------------------------------------------------------------
 
 
-def admin_consent(client: FlaskClient, ca: TestCA, query: str = "?tenant=tenant-contoso") -> tuple[str, str]:
-    """Start admin consent; returns (the adminconsent URL, the redirect back to our callback)."""
+def admin_signed_in(client: FlaskClient, ca: TestCA, ms: Any, query: str = "?tenant=tenant-contoso") -> Any:
+    """Start admin consent and sign in as the fake's auto user; returns our answer to that sign-in."""
+    ms.authorize_mode = "approve"
     start = client.get(f"/auth/microsoft/admin-consent{query}")
     assert start.status_code == 302, start.get_data(as_text=True)
-    location = str(start.headers["Location"])
+    assert "/oauth2/v2.0/authorize?" in start.headers["Location"]  # a sign-in first: it proves the tenant
+    signed_in = requests.get(str(start.headers["Location"]), verify=ca.ca_path, timeout=10, allow_redirects=False)
+    assert signed_in.status_code == 302, signed_in.text
+    return client.get(local_path(str(signed_in.headers["Location"])))
+
+
+def admin_consent(client: FlaskClient, ca: TestCA, ms: Any, query: str = "?tenant=tenant-contoso") -> tuple[str, str]:
+    """Start admin consent (the sign-in, then consent); returns (the adminconsent URL, the redirect back to us)."""
+    consent = admin_signed_in(client, ca, ms, query)
+    assert consent.status_code == 302, consent.get_data(as_text=True)
+    location = str(consent.headers["Location"])
     back = requests.get(location, verify=ca.ca_path, timeout=10, allow_redirects=False)
     assert back.status_code == 302, back.text
     return location, str(back.headers["Location"])
@@ -349,7 +360,7 @@ def test_admin_consent_is_recorded_for_the_tenant(
     ms = fake_microsoft.state
     ms.add_user("admin@acme.example", is_admin=True)
     ms.auto_user = "admin@acme.example"
-    location, back = admin_consent(client, ca)
+    location, back = admin_consent(client, ca, ms)
     query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
     assert location.startswith(f"{fake_microsoft.url}/tenant-contoso/v2.0/adminconsent?")
     assert query["scope"] == f"{fake_graph.url}/.default" and query["client_id"] == ms.client_id
@@ -357,7 +368,7 @@ def test_admin_consent_is_recorded_for_the_tenant(
     resp = client.get(local_path(back))
     payload = dialog_payload(resp.get_data(as_text=True))
     assert payload == {"status": "ok", "provider": "microsoft", "tenant_id": "tenant-contoso", "admin_consent": True}
-    assert ms.token_requests == ["client_credentials"]
+    assert ms.token_requests == ["authorization_code", "client_credentials"]  # the sign-in, then the proof
     with app.app_context():
         assert services().store.tenants.has_consent("tenant-contoso")
         assert services().store.tenants.all_ids() == ["tenant-contoso"]
@@ -365,8 +376,11 @@ def test_admin_consent_is_recorded_for_the_tenant(
 
 def test_declined_admin_consent_records_nothing(app: Flask, client: FlaskClient, ca: TestCA,
                                                 fake_microsoft: RunningFake) -> None:
-    fake_microsoft.state.admin_consent_mode = "deny"
-    _, back = admin_consent(client, ca)
+    ms = fake_microsoft.state
+    ms.add_user("admin@acme.example", is_admin=True)
+    ms.auto_user = "admin@acme.example"
+    ms.admin_consent_mode = "deny"
+    _, back = admin_consent(client, ca, ms)
     payload = dialog_payload(client.get(local_path(back)).get_data(as_text=True))
     assert payload["error"]["code"] == "admin_consent_denied"
     with app.app_context():
@@ -378,12 +392,13 @@ def test_forged_admin_consent_answer_is_not_recorded(app: Flask, client: FlaskCl
     ms = fake_microsoft.state
     ms.add_user("admin@acme.example", is_admin=True)
     ms.auto_user = "admin@acme.example"
-    _, back = admin_consent(client, ca)
-    # Keep our (valid) state but claim another tenant consented.
+    _, back = admin_consent(client, ca, ms)
+    # Keep our (valid) state but claim another tenant consented, one that did (for its own org).
+    ms.tenant("tenant-victim").admin_consented = True
     params = {k: v[0] for k, v in parse_qs(urlsplit(back).query).items()}
     params["tenant"] = "tenant-victim"
     resp = client.get(f"/auth/microsoft/admin-consent/callback?{urlencode(params)}")
-    assert dialog_payload(resp.get_data(as_text=True))["error"]["code"] == "admin_consent_unconfirmed"
+    assert dialog_payload(resp.get_data(as_text=True))["error"]["code"] == "wrong_tenant"
     with app.app_context():
         assert not services().store.tenants.has_consent("tenant-victim")
 

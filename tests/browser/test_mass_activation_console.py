@@ -83,6 +83,7 @@ def test_three_people_activated_in_the_console_are_synced_by_a_worker_as_themsel
     open_view(page, "Mailbox access")
     expect(page.locator("#access-ms-state")).to_have_text("Not granted yet")
     tenant.ms.auto_user = tenant.user.mail  # the fake's consent page: this tenant administrator accepts
+    tenant.ms.authorize_mode = "approve"  # and signs in first (which proves the tenant)
     page.get_by_role("button", name="Grant admin consent").click()
     page.wait_for_url("**/auth/microsoft/admin-consent/callback**")
     page.goto(f"{server.url}/admin")

@@ -29,6 +29,7 @@ import msal
 from backend.connectors.common import OAuthApp
 from backend.connectors.graph.entra import (
     GRAPH_SCOPES,
+    MULTI_TENANT,
     authority_for,
     authority_origin,
     is_microsoft_authority,
@@ -167,6 +168,40 @@ class MicrosoftAuth(OAuthApp):
             object_id=oid,
             username=str(account.get("username", "") or claims.get("preferred_username", "")),
         )
+
+    # --- the administrator's sign-in before tenant-wide consent -----------------------------------
+
+    def start_admin_signin(self, state: str, tenant: str | None = None) -> dict[str, Any]:
+        """Begin a sign-in (auth-code flow, profile only) proving which tenant the administrator is of."""
+        app = self.build_app(tenant)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*form_post.*", category=UserWarning)
+            flow: dict[str, Any] = app.initiate_auth_code_flow(
+                ["User.Read"], redirect_uri=self.redirect_uri, state=state, prompt="select_account")
+        return flow
+
+    def signed_in_tenant(self, flow: dict[str, Any], response: Mapping[str, str]) -> str:
+        """The tenant of the account that finished :meth:`start_admin_signin` (msal checks state, PKCE, nonce)."""
+        app = self.build_app()
+        try:
+            with signin_reachable():
+                result = app.acquire_token_by_auth_code_flow(dict(flow), dict(response))
+        except ValueError:
+            raise SetupFailed("state_invalid", "The Microsoft sign-in answer was not for this sign-in. "
+                                               "Start again from the console.") from None
+        except RuntimeError:
+            raise SetupFailed("nonce_mismatch", "Microsoft's answer did not match this sign-in (nonce). "
+                                                "Start again from the console.") from None
+        if "error" in result:
+            raise consent_error(self.settings, str(result.get("error", "")), str(result.get("error_description", "")))
+        claims = result.get("id_token_claims") or {}
+        tid = str(claims.get("tid", ""))
+        if claims.get("aud") != self.settings.MS_CLIENT_ID or not valid_tenant(tid) or tid in MULTI_TENANT:
+            raise SetupFailed("code_rejected", "Microsoft's answer did not name your organisation. Start again.")
+        issuer = str(claims.get("iss", ""))
+        if issuer and not issuer.rstrip("/").endswith(f"/{tid}/v2.0"):
+            raise SetupFailed("wrong_tenant", "Microsoft's answer names two different organisations. Start again.")
+        return tid
 
     # --- on-behalf-of ---------------------------------------------------------------------------
 
