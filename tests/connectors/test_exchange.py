@@ -669,3 +669,39 @@ def test_a_sync_request_against_a_dripping_server_is_cut(harness: ExchangeHarnes
     assert time.monotonic() - started < ex.REQUEST_DEADLINE_FACTOR * 1 + MARGIN
     # The connector works again on the next request (a new connection).
     assert _pages(mailbox, folders=(Folder.SENT,))
+
+
+@pytest.mark.parametrize(("code", "outcome"), [
+    ("ErrorItemCorrupt", "unreadable"), ("ErrorMimeContentConversionFailed", "unreadable"),
+    ("ErrorBatchProcessingStopped", "not now"), ("ErrorServerBusy", "not now"), ("ErrorItemNotFound", "gone"),
+])
+def test_an_item_the_server_answers_with_an_error_is_never_dropped_silently(
+        harness: ExchangeHarness, monkeypatch: pytest.MonkeyPatch, code: str, outcome: str) -> None:
+    from sandbox.ews import operations as ops
+    from sandbox.ews.soap import message
+
+    bad = harness.add_email("inbox", subject="bad", sender=CUSTOMER, to=[ADDRESS], message_id="<bad@x>")
+    harness.add_email("inbox", subject="good", sender=CUSTOMER, to=[ADDRESS], message_id="<good@x>")
+    original = ops.EwsOperations._op_GetItem
+
+    def one_item_fails(self: Any, user: Any, request: Any, messages: Any) -> Any:
+        ids = request.find(ops.M + "ItemIds")
+        for item_id in [i for i in ids if i.get("Id") == bad]:
+            ids.remove(item_id)
+            answer = message(messages, "GetItem", code, "the server says no")
+            if code == "ErrorBatchProcessingStopped":
+                answer.set("ResponseClass", "Warning")  # as Exchange sends it
+        return original(self, user, request, messages)
+
+    monkeypatch.setattr(ops.EwsOperations, "_op_GetItem", one_item_fails)
+    if outcome == "not now":
+        # The page is read again by the rerun (its sync state is not saved): nothing lost.
+        with pytest.raises((Unavailable, Throttled)):  # exchangelib raises ErrorServerBusy itself
+            _pages(_mailbox(harness), folders=(Folder.INBOX,))
+        monkeypatch.setattr(ops.EwsOperations, "_op_GetItem", original)
+        pages = _pages(_mailbox(harness), folders=(Folder.INBOX,))
+        assert sorted(e.subject for p in pages for e in p.emails) == ["bad", "good"]
+        return
+    pages = _pages(_mailbox(harness), folders=(Folder.INBOX,))
+    assert [e.subject for p in pages for e in p.emails] == ["good"]
+    assert sum(p.unreadable for p in pages) == (1 if outcome == "unreadable" else 0)

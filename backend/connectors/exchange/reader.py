@@ -253,6 +253,7 @@ class ExchangeMailbox:
         wanted: list[Any] = []
         for change, item in changes:
             if isinstance(item, Exception):
+                page.unreadable += item_error(item)
                 continue
             if change == SyncFolderItems.DELETE:
                 page.deletions.append(Deletion(remote_id=item.id, folder=folder))
@@ -264,7 +265,8 @@ class ExchangeMailbox:
             for full in GetItem(account=account, chunk_size=GET_ITEM_CHUNK).call(
                     items=wanted, additional_fields=fields, shape=ID_ONLY):
                 if isinstance(full, Exception):
-                    continue  # gone between the sync and the fetch: its Delete comes next time
+                    page.unreadable += item_error(full)
+                    continue
                 if calendar and isinstance(full, CalendarItem) and full.type == "RecurringMaster":
                     masters.append(full)  # read as its occurrences, below
                 elif calendar and isinstance(full, CalendarItem):
@@ -286,6 +288,27 @@ class ExchangeMailbox:
             checked=plan.checked_at if last and plan is not None else cursor.checked)
         page.cursor = next_cursor.encode()
         return page, next_cursor
+
+
+# Per-item answers that mean "not now": the page is read again by the rerun (its sync state is not
+# saved), as for the whole call failing. ErrorBatchProcessingStopped is what the items after a
+# failed one of the same GetItem get.
+_ITEM_NOT_NOW = (ews_errors.ErrorBatchProcessingStopped, ews_errors.ErrorServerBusy, ews_errors.ErrorTimeoutExpired,
+                 ews_errors.ErrorInternalServerTransientError, ews_errors.ErrorMailboxMoveInProgress,
+                 ews_errors.ErrorMailboxStoreUnavailable, ews_errors.ErrorConnectionFailed,
+                 ews_errors.ErrorTooManyObjectsOpened, ews_errors.ErrorExceededConnectionCount)
+
+
+def item_error(error: Exception) -> int:
+    """What one item's error answer counts as unreadable: 0 for an item gone meanwhile (its Delete
+    comes next time), 1 for one the server cannot give (corrupt, unconvertible: counted, never
+    silently dropped); a "not now" raises Unavailable, so the page is read again."""
+    if isinstance(error, ews_errors.ErrorItemNotFound):
+        return 0
+    if isinstance(error, _ITEM_NOT_NOW):
+        raise Unavailable(f"Exchange could not give some items just now ({type(error).__name__}).")
+    log.warning("exchange item unreadable error=%s", type(error).__name__)
+    return 1
 
 
 def open_mailbox(ctx: MailboxContext) -> ExchangeMailbox:
