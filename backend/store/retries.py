@@ -38,6 +38,11 @@ class RetryCountRepo:
             counts = pipe.execute()[:-1]
         return {k: int(c) for k, c in zip(unique, counts, strict=True)}
 
+    def forget_counted(self, mid: str, keys: list[str]) -> None:
+        """As :meth:`forget`, asking Redis first whether the mailbox counts any (most never have one)."""
+        if keys and self._r.exists(self._keys("retries", mid)):
+            self.forget(mid, keys)
+
     def forget(self, mid: str, keys: list[str]) -> None:
         """Drop the transient-refusal counts of ``keys`` (written or quarantined now)."""
         if keys:

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import time
 
-from backend.connectors.crm import WriteResult
+from backend.connectors.crm import WritePlan, WriteResult
 from backend.errors import Unavailable
 from backend.store import Store
 from backend.sync.budget import iso
@@ -24,17 +24,36 @@ log = logging.getLogger(__name__)
 MAX_TRANSIENT_ATTEMPTS = 8
 
 
-def settle_refusals(store: Store, mailbox_id: str, result: WriteResult, counts: RunCounts) -> None:
-    """Quarantine what Salesforce refused; raise ``Unavailable`` when some records may succeed later."""
+def plan_keys(plan: WritePlan) -> list[str]:
+    """The keys of the items a plan writes (created, changed, cancelled or repaired)."""
+    return [*(d.key for d in plan.emails), *(d.key for d in plan.new_events),
+            *(e.key for e, _ in plan.changed_events), *(e.key for e, _ in plan.cancelled_events),
+            *(r.draft.key for r in plan.sender_repairs), *(r.event.key for r in plan.removed_relations)]
+
+
+def settle_refusals(store: Store, mailbox_id: str, result: WriteResult, counts: RunCounts,
+                    written: list[str] | None = None) -> None:
+    """Quarantine what Salesforce refused; raise ``Unavailable`` when some records may succeed later.
+
+    ``written`` are the keys the write carried: those not refused "not now" this time start their
+    count afresh (a lock met once a month must not add up to a quarantine).
+    """
     refused = list(result.rejected)
     transient = result.transient
+    if written:
+        again = {r.key for r in transient}
+        store.retries.forget_counted(mailbox_id, [k for k in written if k not in again])
     if transient:
         attempts = store.retries.count(mailbox_id, [r.key for r in transient])
         exhausted = [r for r in transient if attempts[r.key] >= MAX_TRANSIENT_ATTEMPTS]
-        transient = [r for r in transient if attempts[r.key] < MAX_TRANSIENT_ATTEMPTS]
-        store.retries.forget(mailbox_id, [r.key for r in exhausted])
-        refused += [dataclasses.replace(r, reason=f"{r.reason} (on {MAX_TRANSIENT_ATTEMPTS} attempts)")
-                    for r in exhausted]
+        if len(exhausted) == len(transient):
+            # Quarantined only by a run that then goes on: while others of the batch fail the run
+            # anyway, the rerun reads them all again and may write these too (quarantined and
+            # written would both be said of them).
+            transient = []
+            store.retries.forget(mailbox_id, [r.key for r in exhausted])
+            refused += [dataclasses.replace(r, reason=f"{r.reason} (on {MAX_TRANSIENT_ATTEMPTS} attempts)")
+                        for r in exhausted]
     now = iso(time.time())
     entries = []
     for rejected in refused:

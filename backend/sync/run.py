@@ -33,7 +33,7 @@ from backend.sync.filters import Filters, Reason
 from backend.sync.match import addresses_to_match, lookup_batch
 from backend.sync.plan import cancelled_action, plan_emails, plan_events, relation_changes
 from backend.sync.prefetch import ReadAhead
-from backend.sync.refusals import settle_refusals
+from backend.sync.refusals import plan_keys, settle_refusals
 from backend.sync.trail import TrailRecorder
 
 log = logging.getLogger(__name__)
@@ -320,7 +320,7 @@ class MailboxRun:
         self.store.meetings.note_relations(self.org.org_id, *relation_changes(plan, result.written_keys))
         self.counts.add_writes(result)
         self.trail.written(plan, result)
-        settle_refusals(self.store, self.mailbox.id, result, self.counts)
+        settle_refusals(self.store, self.mailbox.id, result, self.counts, plan_keys(plan))
         if not self.interactive and self.usage is not None and \
                 self.usage.percent >= self.settings.SF_API_BUDGET_PERCENT:
             # The rest waits: the org's other work in Salesforce matters more than our backlog.

@@ -606,6 +606,53 @@ def test_a_record_refused_as_transient_every_time_is_quarantined_after_a_few_run
     assert [m["MessageIdentifier"] for m in sf.data.all("EmailMessage")] == ["<m0@customer.example>"]
 
 
+def test_a_record_written_after_a_lock_starts_counting_afresh(sf: SalesforceUser, box: ListMailbox,
+                                                             monkeypatch: Any) -> None:
+    # Found in review: counts outlived the incident, so a later single lock quarantined an update.
+    monkeypatch.setattr(refusals, "MAX_TRANSIENT_ATTEMPTS", 3)
+    sf.data.add_contact("bob@customer.example")
+    box.add("calendar", meeting(uid="m-1", subject="Demo"))
+    assert run_mailbox(sf.uid)["counts"]["events_written"] == 1
+    sf.data.rules.append(Rule("Event", lambda r: r.get("Subject") == "Demo v2", "locked", code="UNABLE_TO_LOCK_ROW",
+                              times=2))
+    box.add("calendar", meeting(uid="m-1", subject="Demo v2"))
+    for _ in range(2):
+        with pytest.raises(Unavailable):
+            run_mailbox(sf.uid)
+    assert run_mailbox(sf.uid)["counts"]["events_updated"] == 1
+    # Weeks later, the next update meets one lock: it is retried, not quarantined.
+    sf.data.rules.append(Rule("Event", lambda r: r.get("Subject") == "Demo v3", "locked", code="UNABLE_TO_LOCK_ROW",
+                              times=1))
+    box.add("calendar", meeting(uid="m-1", subject="Demo v3"))
+    with pytest.raises(Unavailable):
+        run_mailbox(sf.uid)
+    assert run_mailbox(sf.uid)["counts"]["events_updated"] == 1
+    assert sf.data.all("Event")[0]["Subject"] == "Demo v3" and services().store.quarantine.recent(sf.uid) == []
+
+
+def test_a_record_is_never_both_quarantined_and_written(sf: SalesforceUser, box: ListMailbox, monkeypatch: Any) -> None:
+    # Found in review: one record out of attempts was quarantined while another failed the run,
+    # and the rerun (the same page) wrote it.
+    monkeypatch.setattr(refusals, "MAX_TRANSIENT_ATTEMPTS", 3)
+    sf.data.add_contact("c0@customer.example")
+    sf.data.rules.append(Rule("EmailMessage", lambda r: r.get("MessageIdentifier") == "<m1@x>", "locked",
+                              code="UNABLE_TO_LOCK_ROW", times=3))
+    sf.data.rules.append(Rule("EmailMessage", lambda r: r.get("MessageIdentifier") == "<m2@x>", "locked",
+                              code="UNABLE_TO_LOCK_ROW"))
+    box.add("inbox", mail(sender="c0@customer.example", subject="one", message_id="<m1@x>"))
+    with pytest.raises(Unavailable):
+        run_mailbox(sf.uid)
+    box.add("inbox", mail(sender="c0@customer.example", subject="two", message_id="<m2@x>"))
+    for _ in range(2):
+        with pytest.raises(Unavailable):
+            run_mailbox(sf.uid)
+    record = run_mailbox(sf.uid)
+    store = services().store
+    quarantined = {e["key"] for e in store.quarantine.recent(sf.uid)}
+    assert [m["MessageIdentifier"] for m in sf.data.all("EmailMessage")] == ["<m1@x>"]
+    assert quarantined == {store.quarantine.ref("<m2@x>")} and record["status"] == "ok"
+
+
 def _lower_bound(records: int, queries: int) -> int:
     """The fewest Composite calls for ``records`` creates and ``queries`` look-ups (25 subrequests a call, 5 of
     them collections of 200 or queries, the other 20 single records)."""
