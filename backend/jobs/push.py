@@ -15,6 +15,7 @@ import logging
 import time
 from typing import Any
 
+from rq import get_current_job
 from rq.exceptions import DuplicateJobError
 
 from backend.errors import ConnectorError
@@ -68,13 +69,19 @@ def plan_push_run(mid: str, now: float | None = None) -> bool:
     if enqueue_sync(mid, at=at):
         return True
     if job_status(mid) == "running":
-        # The run in progress may have read its folders already: plan again after it.
+        # The run in progress may have read its folders already: plan again after it. A replan
+        # job finding the run still going plans the next under the other of two ids (its own is
+        # taken while it runs, and a duplicate would end the chain until the next poll).
+        replan_id = f"push-replan-{mid}"
+        current = get_current_job()
+        if current is not None and current.id == replan_id:
+            replan_id += "-again"
         try:
             svc.queue(QUEUE_INTERACTIVE).enqueue_at(_moment(at), replan_push_run, args=(mid,),
-                                                    job_id=f"push-replan-{mid}", unique=True, result_ttl=0,
+                                                    job_id=replan_id, unique=True, result_ttl=0,
                                                     description=f"push replan mailbox={mailbox_hash(mid)}")
         except DuplicateJobError:
-            pass
+            pass  # a replan is planned already: it reads this change too
     return False
 
 
