@@ -705,3 +705,29 @@ def test_an_item_the_server_answers_with_an_error_is_never_dropped_silently(
     pages = _pages(_mailbox(harness), folders=(Folder.INBOX,))
     assert [e.subject for p in pages for e in p.emails] == ["good"]
     assert sum(p.unreadable for p in pages) == (1 if outcome == "unreadable" else 0)
+
+
+def test_meetings_beyond_the_first_horizon_are_read_once_they_come_near(harness: ExchangeHarness) -> None:
+    # Found in review: SyncFolderItems never reports again a meeting the first pass left beyond its
+    # ceiling, nor a series' later occurrences; the horizon rolls forward as Graph's view does.
+    now = datetime.now(UTC)
+    harness.state.add_event(ADDRESS, subject="far", start=now + timedelta(days=120),
+                            end=now + timedelta(days=120, hours=1), organizer=ADDRESS, attendees=[CUSTOMER])
+    harness.state.add_event(ADDRESS, subject="Weekly", start=now - timedelta(days=1),
+                            end=now - timedelta(days=1, minutes=-30), organizer=ADDRESS, attendees=[CUSTOMER],
+                            uid="weekly-uid", recurring=True)
+    first = _pages(_mailbox(harness), folders=(Folder.CALENDAR,), now=now)
+    assert "far" not in {e.subject for p in first for e in p.events}
+    first_last = max(e.start for p in first for e in p.events if e.subject == "Weekly" and e.start)
+    cursors = {"calendar": [p.cursor for p in first if p.cursor][-1]}
+    later = now + timedelta(days=60)
+    second = _pages(_mailbox(harness), cursors, (Folder.CALENDAR,), now=later)
+    events = [e for p in second for e in p.events]
+    assert [e.subject for e in events if e.subject == "far"] == ["far"]
+    weekly = sorted(e.start for e in events if e.subject == "Weekly" and e.start)
+    assert weekly and weekly[0] > first_last and weekly[-1] > later + timedelta(days=80)
+    # The same day again: the horizon is where the window ends, no roll (nor its two calls).
+    cursors = {"calendar": [p.cursor for p in second if p.cursor][-1]}
+    before = _ops(harness, "FindItem")
+    third = _pages(_mailbox(harness), cursors, (Folder.CALENDAR,), now=later + timedelta(hours=2))
+    assert [e for p in third for e in p.events] == [] and _ops(harness, "FindItem") == before

@@ -45,6 +45,7 @@ from exchangelib.transport import NTLM
 
 from backend.config import Settings
 from backend.connectors import MailboxContext
+from backend.connectors.exchange import horizon
 from backend.connectors.exchange.cursor import Cursor
 from backend.connectors.exchange.directory import resolve_identity
 from backend.connectors.exchange.errors import translate
@@ -163,9 +164,27 @@ class ExchangeMailbox:
             skipped = plan.unchanged.get(folder)
             if skipped is not None:
                 # Nothing changed: the same sync state, now known good through the new hierarchy state.
+                last = skipped
                 yield ChangePage(folder=folder, last=True, cursor=skipped.encode())
-                continue
-            yield from self._read_folder(folder, cursors.get(folder.value, ""), window)
+            else:
+                last = None
+                for page in self._read_folder(folder, cursors.get(folder.value, ""), window):
+                    last = Cursor.decode(page.cursor) if page.cursor else last
+                    yield page
+            if folder is Folder.CALENDAR and last is not None:
+                rolled = self._call(self._roll, last, window)
+                if rolled is not None:
+                    yield rolled
+
+    def _roll(self, cursor: Cursor, window: SyncWindow) -> ChangePage | None:
+        """The meetings that came within the window since the horizon, as a page moving it (see horizon.py)."""
+        end = window.events_to.astimezone(UTC)
+        start = horizon.behind(cursor, window.events_from.astimezone(UTC), end)
+        if start is None:
+            return None
+        events = horizon.roll(self._account(), self._folder(Folder.CALENDAR), start, end, cursor)
+        return ChangePage(folder=Folder.CALENDAR, events=events, last=True,
+                          cursor=dataclasses.replace(cursor, horizon=end).encode())
 
     def _read_folder(self, folder: Folder, raw_cursor: str, window: SyncWindow) -> Iterator[ChangePage]:
         cursor = Cursor.decode(raw_cursor) if raw_cursor else None

@@ -1,0 +1,59 @@
+"""The calendar's horizon on Exchange: meetings already there beyond it are read once they come near.
+
+SyncFolderItems reports changes, not dates: a meeting that was in the calendar beyond the first
+pass's ceiling (90 days ahead) is never reported again unless it changes, and a series' occurrences
+are expanded over the window only when its master changes. Graph's and Google's calendar views roll
+their range forward; this does the same for Exchange: once a day at most, one FindItem with a
+``CalendarView`` over the days that came within the window since (singles and occurrences alike,
+Exchange expands the recurrences), and GetItem for those starting in them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from exchangelib.ewsdatetime import EWSDateTime
+from exchangelib.items import ID_ONLY, CalendarItem
+from exchangelib.properties import CalendarView
+from exchangelib.services import FindItem, GetItem
+
+from backend.connectors.exchange.cursor import Cursor
+from backend.connectors.exchange.items import event_item, field_paths, utc_of
+from backend.connectors.exchange.series import GET_ITEM_CHUNK, OCCURRENCE_FIELDS, SERIES_FIELDS, VIEW_PAGE
+from backend.connectors.mailbox import EventItem
+
+# The horizon moves when it is at least this far behind the window's end (a roll is two calls).
+ROLL_STEP = timedelta(days=1)
+
+
+def behind(cursor: Cursor, window_start: datetime, window_end: datetime) -> datetime | None:
+    """Where a roll of ``cursor`` starts, or None when none is due (first pass not done, or a day yet to go)."""
+    if cursor.ceiling is not None or not cursor.state:
+        return None  # the first pass reads up to its ceiling itself
+    # An older cursor does not know its horizon: the window is read once.
+    start = max(cursor.horizon or window_start, window_start)
+    return start if window_end - start >= ROLL_STEP else None
+
+
+def roll(account: Any, folder: Any, start: datetime, end: datetime, cursor: Cursor) -> list[EventItem]:
+    """The meetings (singles and occurrences) starting in ``[start, end)``, as the first pass reads them."""
+    version = account.version
+    view = CalendarView(start=EWSDateTime.from_datetime(start), end=EWSDateTime.from_datetime(end),
+                        max_items=VIEW_PAGE)
+    listed = FindItem(account=account, page_size=VIEW_PAGE).call(
+        folders=[folder], additional_fields=field_paths(CalendarItem, SERIES_FIELDS, version), restriction=None,
+        order_fields=None, shape=ID_ONLY, query_string=None, depth="Shallow", calendar_view=view, max_items=None,
+        offset=0)
+    # Only those starting in the new days: one that started earlier was inside the horizon already.
+    wanted = [i for i in listed if isinstance(i, CalendarItem) and (utc_of(i.start) or end) >= start]
+    events: list[EventItem] = []
+    if wanted:
+        fields = field_paths(CalendarItem, OCCURRENCE_FIELDS, version, with_body=True)
+        for full in GetItem(account=account, chunk_size=GET_ITEM_CHUNK).call(items=wanted, additional_fields=fields,
+                                                                            shape=ID_ONLY):
+            if isinstance(full, CalendarItem):
+                event = event_item(full, cursor)
+                if event is not None:
+                    events.append(event)
+    return events
