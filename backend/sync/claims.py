@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # An email claim outlives the lookup and write of one batch (write_lease: longer when the writes
 # may take longer); a run that dies leaves claims that expire after this (its own mailbox's rerun
 # takes them over at once).
-CLAIM_TTL_SECONDS = 15 * 60
+CLAIM_TTL_SECONDS = 20 * 60
 # How long a run waits for a colleague's run to finish writing emails both hold, and how often it
 # looks. Longer waits fail the run transiently: the job retries and the cursors stay put.
 CLAIM_WAIT_SECONDS = 60.0
@@ -34,9 +34,10 @@ EMAILS_PER_WRITE_CALL = 400
 def write_lease(batch_items: int, write_timeout: float) -> float:
     """The longest a batch's write may hold its claims: each of its Salesforce calls at its timeout.
 
-    A batch is a write call per 400 emails, one more for relation rows sent again, and its look-up.
+    A batch is a write call per 400 emails, one more for relation rows sent again, and its look-up;
+    it holds up to a quarter more than ``batch_items`` (a small remainder joins the last batch).
     """
-    return (math.ceil(batch_items / EMAILS_PER_WRITE_CALL) + 2) * write_timeout
+    return (math.ceil(batch_items * 1.25 / EMAILS_PER_WRITE_CALL) + 2) * write_timeout
 
 
 class ClaimWaitTimeout(Unavailable):

@@ -731,3 +731,30 @@ def test_meetings_beyond_the_first_horizon_are_read_once_they_come_near(harness:
     before = _ops(harness, "FindItem")
     third = _pages(_mailbox(harness), cursors, (Folder.CALENDAR,), now=later + timedelta(hours=2))
     assert [e for p in third for e in p.events] == [] and _ops(harness, "FindItem") == before
+
+
+def test_a_meeting_the_roll_cannot_get_just_now_is_read_by_the_next_roll(
+        harness: ExchangeHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.ews import operations as ops
+    from sandbox.ews.soap import message
+
+    now = datetime.now(UTC)
+    far = harness.state.add_event(ADDRESS, subject="far", start=now + timedelta(days=120),
+                                  end=now + timedelta(days=120, hours=1), organizer=ADDRESS, attendees=[CUSTOMER])
+    first = _pages(_mailbox(harness), folders=(Folder.CALENDAR,), now=now)
+    cursors = {"calendar": [p.cursor for p in first if p.cursor][-1]}
+    original = ops.EwsOperations._op_GetItem
+
+    def busy(self: Any, user: Any, request: Any, messages: Any) -> Any:
+        ids = request.find(ops.M + "ItemIds")
+        for item_id in [i for i in ids if i.get("Id") == far]:
+            ids.remove(item_id)
+            message(messages, "GetItem", "ErrorBatchProcessingStopped", "stopped").set("ResponseClass", "Warning")
+        return original(self, user, request, messages)
+
+    monkeypatch.setattr(ops.EwsOperations, "_op_GetItem", busy)
+    with pytest.raises(Unavailable):
+        _pages(_mailbox(harness), cursors, (Folder.CALENDAR,), now=now + timedelta(days=60))
+    monkeypatch.setattr(ops.EwsOperations, "_op_GetItem", original)
+    again = _pages(_mailbox(harness), cursors, (Folder.CALENDAR,), now=now + timedelta(days=60))
+    assert [e.subject for p in again for e in p.events] == ["far"]

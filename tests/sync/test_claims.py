@@ -76,9 +76,10 @@ def test_fresh_claims_taken_ahead_are_not_claimed_again_and_are_released_by_thei
 def test_a_claim_taken_ahead_is_trusted_only_while_a_whole_write_is_left_of_its_life(
         spy: Spy, monkeypatch: pytest.MonkeyPatch, age: float, claimed_again: bool) -> None:
     batch = emails(2)
-    lease = claims.write_lease(800, 180)  # 4 calls of 180 s: two write calls, a resend, the look-up
+    # 5 calls of 180 s: three write calls (a batch of 800 holds up to 999), a resend, the look-up.
+    lease = claims.write_lease(800, 180)
     claimed_writes = ClaimedWrites(spy, ORG, "mb1:run1", "mb1", lease)  # type: ignore[arg-type]
-    assert (lease, claimed_writes.ttl, claimed_writes.fresh_for) == (720, claims.CLAIM_TTL_SECONDS, 180)
+    assert (lease, claimed_writes.ttl, claimed_writes.fresh_for) == (900, 1200, 300)
     now = 1000.0
     monkeypatch.setattr(claims.time, "monotonic", lambda: now)
     claimed_writes.claim_ahead([e.dedup_key for e in batch])

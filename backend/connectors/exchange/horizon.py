@@ -10,6 +10,7 @@ Exchange expands the recurrences), and GetItem for those starting in them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,8 +37,13 @@ def behind(cursor: Cursor, window_start: datetime, window_end: datetime) -> date
     return start if window_end - start >= ROLL_STEP else None
 
 
-def roll(account: Any, folder: Any, start: datetime, end: datetime, cursor: Cursor) -> list[EventItem]:
-    """The meetings (singles and occurrences) starting in ``[start, end)``, as the first pass reads them."""
+def roll(account: Any, folder: Any, start: datetime, end: datetime, cursor: Cursor,
+         item_error: Callable[[Exception], int]) -> tuple[list[EventItem], int]:
+    """The meetings (singles and occurrences) starting in ``[start, end)``, and how many were unreadable.
+
+    An item answered with an error goes to ``item_error`` (the reader's: gone, "not now" raised, or
+    counted unreadable), as on the reader's own path: the horizon never moves past one in silence.
+    """
     version = account.version
     view = CalendarView(start=EWSDateTime.from_datetime(start), end=EWSDateTime.from_datetime(end),
                         max_items=VIEW_PAGE)
@@ -45,15 +51,23 @@ def roll(account: Any, folder: Any, start: datetime, end: datetime, cursor: Curs
         folders=[folder], additional_fields=field_paths(CalendarItem, SERIES_FIELDS, version), restriction=None,
         order_fields=None, shape=ID_ONLY, query_string=None, depth="Shallow", calendar_view=view, max_items=None,
         offset=0)
-    # Only those starting in the new days: one that started earlier was inside the horizon already.
-    wanted = [i for i in listed if isinstance(i, CalendarItem) and (utc_of(i.start) or end) >= start]
+    unreadable = 0
+    wanted = []
+    for item in listed:
+        if isinstance(item, Exception):
+            unreadable += item_error(item)
+        # Only those starting in the new days: one that started earlier was inside the horizon already.
+        elif isinstance(item, CalendarItem) and (utc_of(item.start) or end) >= start:
+            wanted.append(item)
     events: list[EventItem] = []
     if wanted:
         fields = field_paths(CalendarItem, OCCURRENCE_FIELDS, version, with_body=True)
         for full in GetItem(account=account, chunk_size=GET_ITEM_CHUNK).call(items=wanted, additional_fields=fields,
                                                                             shape=ID_ONLY):
-            if isinstance(full, CalendarItem):
+            if isinstance(full, Exception):
+                unreadable += item_error(full)
+            elif isinstance(full, CalendarItem):
                 event = event_item(full, cursor)
                 if event is not None:
                     events.append(event)
-    return events
+    return events, unreadable

@@ -182,8 +182,9 @@ class ExchangeMailbox:
         start = horizon.behind(cursor, window.events_from.astimezone(UTC), end)
         if start is None:
             return None
-        events = horizon.roll(self._account(), self._folder(Folder.CALENDAR), start, end, cursor)
-        return ChangePage(folder=Folder.CALENDAR, events=events, last=True,
+        events, unreadable = horizon.roll(self._account(), self._folder(Folder.CALENDAR), start, end, cursor,
+                                          item_error)
+        return ChangePage(folder=Folder.CALENDAR, events=events, last=True, unreadable=unreadable,
                           cursor=dataclasses.replace(cursor, horizon=end).encode())
 
     def _read_folder(self, folder: Folder, raw_cursor: str, window: SyncWindow) -> Iterator[ChangePage]:
