@@ -16,6 +16,8 @@ from backend.store.batch import Batch, Deferred
 from backend.store.keys import Keys
 
 MAX_QUARANTINE = 200
+# The records an entry may be about (an item's own record, or one of its relation rows).
+QUARANTINED_OBJECTS = ("EmailMessage", "Task", "Event", "EmailMessageRelation", "EventRelation")
 # Fields an entry may hold (anything else a caller passes is dropped, content included).
 _ALLOWED = ("key", "object", "reason", "at")
 
@@ -63,6 +65,25 @@ class QuarantineRepo:
         if self._r.hlen(index) > 4 * MAX_QUARANTINE:
             # Entries trimmed off the list long ago: forget them (at worst one later copy).
             self._r.delete(index)
+
+    def release(self, mid: str, keys: list[str]) -> int:
+        """Drop the entries of items since written (the rerun of a page got them in); returns how many.
+
+        One look first (EXISTS): most mailboxes have no quarantine at all.
+        """
+        index = self._keys("quarantine-idx", mid)
+        if not keys or not self._r.exists(index):
+            return 0
+        names = [f"{self._hash(k)}|{obj}" for k in sorted(set(keys)) for obj in QUARANTINED_OBJECTS]
+        found = [(name, value) for name, value in zip(names, self._r.hmget(index, names), strict=True) if value]
+        if not found:
+            return 0
+        with self._r.pipeline() as pipe:
+            for name, value in found:
+                pipe.lrem(self._keys("quarantine", mid), 0, str(value))
+                pipe.hdel(index, name)
+            pipe.execute()
+        return len(found)
 
     def recent_in(self, batch: Batch, mid: str, count: int = 20) -> Deferred[list[dict[str, Any]]]:
         """:meth:`recent`, read with the batch."""

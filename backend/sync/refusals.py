@@ -43,6 +43,10 @@ def settle_refusals(store: Store, mailbox_id: str, result: WriteResult, counts: 
     if written:
         again = {r.key for r in transient}
         store.retries.forget_counted(mailbox_id, [k for k in written if k not in again])
+        # Quarantined by an earlier run that then stopped before the page's cursor moved, and
+        # written by this rerun of the page: the entry is no longer true.
+        failed = again | {r.key for r in refused}
+        store.quarantine.release(mailbox_id, [k for k in written if k not in failed])
     if transient:
         attempts = store.retries.count(mailbox_id, [r.key for r in transient])
         exhausted = [r for r in transient if attempts[r.key] >= MAX_TRANSIENT_ATTEMPTS]

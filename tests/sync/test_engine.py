@@ -653,6 +653,30 @@ def test_a_record_is_never_both_quarantined_and_written(sf: SalesforceUser, box:
     assert quarantined == {store.quarantine.ref("<m2@x>")} and record["status"] == "ok"
 
 
+def test_a_record_quarantined_by_a_run_that_stopped_and_written_by_the_rerun_leaves_the_quarantine(
+        sf: SalesforceUser, box: ListMailbox, monkeypatch: Any) -> None:
+    # Found in review: batch 1 of a page quarantined m1, batch 2 failed the run, the rerun of the
+    # page wrote m1; it stayed listed as refused.
+    monkeypatch.setattr(refusals, "MAX_TRANSIENT_ATTEMPTS", 3)
+    pin_batch_items(monkeypatch, 1)
+    sf.data.add_contact("c0@customer.example")
+    for key in ("<m1@x>", "<m2@x>"):
+        sf.data.rules.append(Rule("EmailMessage", lambda r, k=key: r.get("MessageIdentifier") == k, "locked",
+                                  code="UNABLE_TO_LOCK_ROW", times=3))
+        box.add("inbox", mail(sender="c0@customer.example", subject=key, message_id=key))
+    for _ in range(5):
+        try:
+            run_mailbox(sf.uid)
+        except Unavailable:
+            pass
+    store = services().store
+    quarantined = {e["key"] for e in store.quarantine.recent(sf.uid)}
+    written = {m["MessageIdentifier"] for m in sf.data.all("EmailMessage")}
+    assert not {k for k in ("<m1@x>", "<m2@x>") if store.quarantine.ref(k) in quarantined and k in written}
+    assert written | {k for k in ("<m1@x>", "<m2@x>") if store.quarantine.ref(k) in quarantined} == \
+        {"<m1@x>", "<m2@x>"}  # each written or quarantined, none lost
+
+
 def _lower_bound(records: int, queries: int) -> int:
     """The fewest Composite calls for ``records`` creates and ``queries`` look-ups (25 subrequests a call, 5 of
     them collections of 200 or queries, the other 20 single records)."""
