@@ -403,6 +403,13 @@ def create_app(state: FakeMicrosoftState) -> Flask:
         if tenant not in MULTI_TENANT and tenant != user.tid:
             return back(params, error="invalid_request",
                         error_description="AADSTS50020: User account from another tenant cannot sign in here.")
+        if params.get("prompt") == "admin_consent":
+            # Consent for the whole organisation: only an administrator can give it.
+            if not user.is_admin or state.admin_consent_mode == "deny":
+                return back(params, error="access_denied",
+                            error_description="AADSTS90094: The grant requires admin permission.")
+            with state.lock:
+                state.tenant(user.tid).admin_consented = True
         if not state.may_use(user):
             if not state.tenant(user.tid).user_consent_allowed and not user.is_admin:
                 # The "Need admin approval" screen: the person cannot consent for themselves.

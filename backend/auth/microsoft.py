@@ -238,8 +238,10 @@ def _admin_signed_in() -> Response:
     ours = finish_state(ADMIN_SIGNIN_FLOW)
     flow = _sealed_flow(ADMIN_FLOW_SESSION_KEY)
     if request.args.get("error"):
-        raise DialogError("admin_consent_denied", "You did not sign in, so Sidebar Sync cannot be approved for your "
-                                                  "organisation. Start again from the console.")
+        # Declined, or not an administrator (only one can consent for the organisation).
+        raise DialogError("admin_consent_denied", "Admin consent was not granted, so sync cannot be activated for "
+                                                  "the whole organisation. A Global or Privileged Role administrator "
+                                                  "must sign in and accept the permissions.")
     settings = services().settings
     try:
         tenant = microsoft_auth().signed_in_tenant(flow, request.args.to_dict())

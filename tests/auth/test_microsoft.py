@@ -380,9 +380,23 @@ def test_declined_admin_consent_records_nothing(app: Flask, client: FlaskClient,
     ms.add_user("admin@acme.example", is_admin=True)
     ms.auto_user = "admin@acme.example"
     ms.admin_consent_mode = "deny"
-    _, back = admin_consent(client, ca, ms)
-    payload = dialog_payload(client.get(local_path(back)).get_data(as_text=True))
+    payload = dialog_payload(admin_signed_in(client, ca, ms).get_data(as_text=True))
     assert payload["error"]["code"] == "admin_consent_denied"
+    with app.app_context():
+        assert services().store.tenants.all_ids() == []
+
+
+def test_a_member_who_is_no_administrator_cannot_approve_the_tenant(
+    app: Flask, client: FlaskClient, ca: TestCA, fake_microsoft: RunningFake
+) -> None:
+    # Found in review: a sign-in only proved a tenant account; the consent prompt proves an administrator.
+    ms = fake_microsoft.state
+    ms.add_user("member@acme.example")
+    ms.auto_user = "member@acme.example"
+    ms.tenant("tenant-contoso").admin_consented = True  # its administrator consented earlier, for their org
+    payload = dialog_payload(admin_signed_in(client, ca, ms).get_data(as_text=True))
+    assert payload["error"]["code"] == "admin_consent_denied"
+    assert ms.authorize_requests[-1]["prompt"] == "admin_consent"
     with app.app_context():
         assert services().store.tenants.all_ids() == []
 

@@ -172,12 +172,14 @@ class MicrosoftAuth(OAuthApp):
     # --- the administrator's sign-in before tenant-wide consent -----------------------------------
 
     def start_admin_signin(self, state: str, tenant: str | None = None) -> dict[str, Any]:
-        """Begin a sign-in (auth-code flow, profile only) proving which tenant the administrator is of."""
+        """Begin the administrator's sign-in: consent for the organisation (only an administrator can
+        give it, so a code proves one) to the app's permissions, in the tenant it names."""
         app = self.build_app(tenant)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*form_post.*", category=UserWarning)
             flow: dict[str, Any] = app.initiate_auth_code_flow(
-                ["User.Read"], redirect_uri=self.redirect_uri, state=state, prompt="select_account")
+                [f"{self.settings.GRAPH_URL}/.default"], redirect_uri=self.redirect_uri, state=state,
+                prompt="admin_consent")
         return flow
 
     def signed_in_tenant(self, flow: dict[str, Any], response: Mapping[str, str]) -> str:
