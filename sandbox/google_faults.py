@@ -18,6 +18,7 @@ KINDS: dict[str, tuple[int, str, str]] = {
     "429": (429, "rateLimitExceeded", "RESOURCE_EXHAUSTED"),
     "403rate": (403, "rateLimitExceeded", "PERMISSION_DENIED"),
     "403user": (403, "userRateLimitExceeded", "PERMISSION_DENIED"),
+    "403daily": (403, "dailyLimitExceeded", "PERMISSION_DENIED"),
     "500": (500, "backendError", "INTERNAL"),
     "503": (503, "backendError", "UNAVAILABLE"),
 }

@@ -49,7 +49,7 @@ def run_activation(activation_id: str) -> dict[str, Any]:
             addresses = store.activations.addresses(activation_id)
             if addresses == [ALL]:
                 addresses = _everyone(admin)
-                store.activations.set_total(activation_id, len(addresses))
+                store.activations.resolve(activation_id, addresses)
             done = len(store.activations.results(activation_id))  # a retried job goes on where it stopped
             ctx = SliceContext(admin=admin, provider=provider, access=access, started=time.time(),
                                total=len(addresses))

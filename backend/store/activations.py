@@ -77,9 +77,16 @@ class ActivationRepo:
         """Move the activation to ``state``."""
         self._r.hset(self._key(aid), "state", state)
 
-    def set_total(self, aid: str, total: int) -> None:
-        """The number of people, once "everyone" is resolved to addresses."""
-        self._r.hset(self._key(aid), "total", total)
+    def resolve(self, aid: str, addresses: list[str]) -> None:
+        """"Everyone" resolved to ``addresses``: kept in place of the request, so a retried job goes on in the
+        same list (Salesforce's list may have changed meanwhile: the results so far are positions in this one)."""
+        with self._r.pipeline() as pipe:
+            pipe.delete(self._key(aid, "addresses"))
+            for start in range(0, len(addresses), 1000):
+                pipe.rpush(self._key(aid, "addresses"), *addresses[start:start + 1000])
+            pipe.expire(self._key(aid, "addresses"), TTL_SECONDS)
+            pipe.hset(self._key(aid), "total", len(addresses))
+            pipe.execute()
 
     def add_results(self, aid: str, results: list[dict[str, Any]]) -> None:
         """Append decided results and advance the progress by as many."""

@@ -37,7 +37,7 @@ from backend.sync.org_providers import OrgDirectory, OrgProvider
 log = logging.getLogger(__name__)
 
 RESULTS = ("activated", "already_active", "no_salesforce_user", "salesforce_user_inactive", "no_mailbox",
-           "mailbox_mismatch", "not_allowed_by_tenant", "salesforce_not_authorized")
+           "mailbox_mismatch", "not_allowed_by_tenant", "salesforce_not_authorized", "locked_by_admin")
 # What the connection of a mass-activated mailbox says about how it came to be.
 VIA = "mass_activation"
 MESSAGES = {
@@ -50,6 +50,7 @@ MESSAGES = {
     "not_allowed_by_tenant": "Your organisation's mail provider does not let Sidebar Sync read this mailbox.",
     "salesforce_not_authorized": "Salesforce has not pre-authorised this person for Sidebar Sync: add them "
                                  "to the connected app's permission set.",
+    "locked_by_admin": "An administrator disabled sync for this person; Enable it first in People.",
 }
 
 
@@ -126,6 +127,9 @@ def _one(store: Store, settings: Settings, clients: Clients, ctx: SliceContext, 
     mailbox = store.mailboxes.get(uid) if existing is not None else None
     if mailbox is not None and mailbox.state in (SyncState.RUNNING, SyncState.PAUSED, SyncState.DISABLED_ERROR):
         return result(address, "already_active", uid, provider=ctx.provider)
+    if mailbox is not None and mailbox.admin_hold:
+        # Held off by an administrator (Disable): this person is left alone, the others go on.
+        return result(address, "locked_by_admin", uid, provider=ctx.provider)
     if found is not None and found.status == "forbidden":
         return result(address, "not_allowed_by_tenant", provider=ctx.provider)
     if found is None or found.status == "missing" or found.identity is None:

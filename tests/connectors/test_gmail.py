@@ -170,6 +170,16 @@ def test_rate_limits_and_server_errors_with_a_long_hint_raise_throttled_with_it(
     assert caught.value.retry_after == pytest.approx(90, abs=1)
 
 
+def test_the_projects_daily_quota_used_up_is_a_long_wait_not_a_revoked_login(h: GmailHarness) -> None:
+    # Found in review: it read as a refused login (reconnect, counted towards disabling every mailbox).
+    connector = h.connector()
+    connector.identity()
+    h.gmail.faults.inject("403daily")
+    with pytest.raises(Throttled) as caught:
+        read(connector)
+    assert caught.value.retry_after >= 3600
+
+
 @pytest.mark.parametrize("kind", ["429", "503"])
 def test_a_batch_part_rate_limited_or_unavailable_with_retry_after_is_sent_again(h: GmailHarness, kind: str) -> None:
     for i in range(3):

@@ -14,14 +14,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from exchangelib.ewsdatetime import EWSDateTime
 from exchangelib.items import ID_ONLY, CalendarItem
-from exchangelib.properties import CalendarView
-from exchangelib.services import FindItem, GetItem
+from exchangelib.services import GetItem
 
 from backend.connectors.exchange.cursor import Cursor
 from backend.connectors.exchange.items import event_item, field_paths, utc_of
-from backend.connectors.exchange.series import GET_ITEM_CHUNK, OCCURRENCE_FIELDS, SERIES_FIELDS, VIEW_PAGE
+from backend.connectors.exchange.series import GET_ITEM_CHUNK, OCCURRENCE_FIELDS, calendar_view
 from backend.connectors.mailbox import EventItem
 
 # The horizon moves when it is at least this far behind the window's end (a roll is two calls).
@@ -45,12 +43,7 @@ def roll(account: Any, folder: Any, start: datetime, end: datetime, cursor: Curs
     counted unreadable), as on the reader's own path: the horizon never moves past one in silence.
     """
     version = account.version
-    view = CalendarView(start=EWSDateTime.from_datetime(start), end=EWSDateTime.from_datetime(end),
-                        max_items=VIEW_PAGE)
-    listed = FindItem(account=account, page_size=VIEW_PAGE).call(
-        folders=[folder], additional_fields=field_paths(CalendarItem, SERIES_FIELDS, version), restriction=None,
-        order_fields=None, shape=ID_ONLY, query_string=None, depth="Shallow", calendar_view=view, max_items=None,
-        offset=0)
+    listed = calendar_view(account, folder, start, end)
     unreadable = 0
     wanted = []
     for item in listed:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from exchangelib.ewsdatetime import EWSDateTime
@@ -45,12 +45,7 @@ def expand(account: Any, folder: Any, masters: Sequence[Any], window: SyncWindow
     earliest = min((s for s in (utc_of(m.start) for m in by_uid.values()) if s is not None),
                    default=window.events_from)
     view_from = max(window.events_from, earliest - timedelta(days=1))
-    view = CalendarView(start=EWSDateTime.from_datetime(min(view_from, window.events_to)),
-                        end=EWSDateTime.from_datetime(window.events_to), max_items=VIEW_PAGE)
-    listed = FindItem(account=account, page_size=VIEW_PAGE).call(
-        folders=[folder], additional_fields=field_paths(CalendarItem, SERIES_FIELDS, version), restriction=None,
-        order_fields=None, shape=ID_ONLY, query_string=None, depth="Shallow", calendar_view=view, max_items=None,
-        offset=0)
+    listed = calendar_view(account, folder, min(view_from, window.events_to), window.events_to)
     wanted = [i for i in listed if isinstance(i, CalendarItem) and i.uid in by_uid
               and i.type in ("Occurrence", "Exception")]
     events: list[EventItem] = []
@@ -66,6 +61,15 @@ def expand(account: Any, folder: Any, masters: Sequence[Any], window: SyncWindow
     for master in by_uid.values():
         events.extend(_deleted(master, window, own_address))
     return events
+
+
+def calendar_view(account: Any, folder: Any, start: datetime, end: datetime) -> Any:
+    """FindItem with a CalendarView over ``start``-``end``: singles, occurrences, exceptions (ids, starts, types)."""
+    view = CalendarView(start=EWSDateTime.from_datetime(start), end=EWSDateTime.from_datetime(end), max_items=VIEW_PAGE)
+    return FindItem(account=account, page_size=VIEW_PAGE).call(
+        folders=[folder], additional_fields=field_paths(CalendarItem, SERIES_FIELDS, account.version),
+        restriction=None, order_fields=None, shape=ID_ONLY, query_string=None, depth="Shallow", calendar_view=view,
+        max_items=None, offset=0)
 
 
 def _deleted(master: Any, window: SyncWindow, own_address: str) -> list[EventItem]:

@@ -34,6 +34,9 @@ MAX_ATTEMPTS = 5
 # Backoff for a rate-limit answer without Retry-After (seconds, per attempt), as Google advises.
 BACKOFF = (1.0, 2.0, 4.0, 8.0)
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
+# The project's daily quota is used up: no login is wrong, every mailbox waits (for hours, not seconds).
+DAILY_REASONS = frozenset({"dailyLimitExceeded"})
+DAILY_RETRY_SECONDS = 3600.0
 Params = Sequence[tuple[str, str]]
 
 
@@ -85,6 +88,10 @@ def check(resp: GoogleResponse) -> GoogleResponse:
     if resp.status == 400 and resp.reason == "failedPrecondition":
         raise GmailDisabled(f"Gmail is turned off for this account in the Google Admin console{detail}.")
     if resp.status == 403:
+        if resp.reason in DAILY_REASONS:
+            log.error("google daily quota used up%s", detail)
+            raise Throttled(f"Google's daily quota for this server is used up{detail}.",
+                            retry_after=DAILY_RETRY_SECONDS)
         if resp.reason in ("accessNotConfigured", "SERVICE_DISABLED"):
             log.error("google api not enabled for our project%s", detail)
             raise ServiceMisconfigured(f"The Gmail or Calendar API is not enabled for this server{detail}.")

@@ -120,20 +120,25 @@ class MicrosoftAuth(OAuthApp):
         """Redeem the callback's code (msal checks state, PKCE and nonce); SetupFailed says what went wrong."""
         cache = msal.SerializableTokenCache()
         app = self.build_app(cache=cache)
+        return self._grant(app, cache, self._redeem(app, flow, response, "the add-in"))
+
+    def _redeem(self, app: msal.ConfidentialClientApplication, flow: dict[str, Any], response: Mapping[str, str],
+                start_from: str) -> dict[str, Any]:
+        """msal's answer to the callback's code; SetupFailed (saying to start again from ``start_from``) otherwise."""
         try:
             with signin_reachable():  # inside, so a network error is never taken for a ValueError
-                result = app.acquire_token_by_auth_code_flow(dict(flow), dict(response))
+                result: dict[str, Any] = app.acquire_token_by_auth_code_flow(dict(flow), dict(response))
         except ValueError:
             # msal compares the state it generated the flow with against the answer's.
             raise SetupFailed("state_invalid", "The Microsoft sign-in answer was not for this sign-in. "
-                                               "Start again from the add-in.") from None
+                                               f"Start again from {start_from}.") from None
         except RuntimeError:
             # msal's id-token nonce check: the id token was minted for another sign-in request.
             raise SetupFailed("nonce_mismatch", "Microsoft's answer did not match this sign-in (nonce). "
-                                                "Start again from the add-in.") from None
+                                                f"Start again from {start_from}.") from None
         if "error" in result:
             raise consent_error(self.settings, str(result.get("error", "")), str(result.get("error_description", "")))
-        return self._grant(app, cache, result)
+        return result
 
     def _grant(self, app: msal.ConfidentialClientApplication, cache: msal.SerializableTokenCache,
                result: dict[str, Any]) -> Grant:
@@ -184,18 +189,7 @@ class MicrosoftAuth(OAuthApp):
 
     def signed_in_tenant(self, flow: dict[str, Any], response: Mapping[str, str]) -> str:
         """The tenant of the account that finished :meth:`start_admin_signin` (msal checks state, PKCE, nonce)."""
-        app = self.build_app()
-        try:
-            with signin_reachable():
-                result = app.acquire_token_by_auth_code_flow(dict(flow), dict(response))
-        except ValueError:
-            raise SetupFailed("state_invalid", "The Microsoft sign-in answer was not for this sign-in. "
-                                               "Start again from the console.") from None
-        except RuntimeError:
-            raise SetupFailed("nonce_mismatch", "Microsoft's answer did not match this sign-in (nonce). "
-                                                "Start again from the console.") from None
-        if "error" in result:
-            raise consent_error(self.settings, str(result.get("error", "")), str(result.get("error_description", "")))
+        result = self._redeem(self.build_app(), flow, response, "the console")
         claims = result.get("id_token_claims") or {}
         tid = str(claims.get("tid", ""))
         if claims.get("aud") != self.settings.MS_CLIENT_ID or not valid_tenant(tid) or tid in MULTI_TENANT:
