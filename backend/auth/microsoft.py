@@ -8,8 +8,9 @@ window, used once), lets msal check its state and nonce, redeems the code, reads
 the Graph connector, checks the mailbox match and the tenant, and only then activates sync, so an
 earlier working connection survives every failure.
 
-``/auth/microsoft/admin-consent`` first has the administrator sign in (the same callback URL,
-told apart by its state), which proves the tenant they are of, then sends them to Entra's
+``/auth/microsoft/admin-consent`` first has the administrator sign in with ``prompt=admin_consent``
+(the same callback URL, told apart by its state): only an administrator can finish it, and it proves
+the tenant they are of. It then sends them to Entra's
 admin-consent endpoint for that tenant; its return (``/auth/microsoft/admin-consent/callback``)
 must name the same tenant, proves the consent with a client-credential token and records it
 (``backend.store.tenants``). The answer's ``tenant`` alone proves nothing: anyone can write it, and
