@@ -52,14 +52,18 @@ class ActivationRepo:
             pipe.hset(self._key(aid), mapping={"org_id": org_id, "admin_uid": admin_uid, "provider": provider,
                                                "state": "queued", "done": 0, "total": len(addresses),
                                                "created_at": now})
-            for start in range(0, len(addresses), 1000):
-                pipe.rpush(self._key(aid, "addresses"), *addresses[start:start + 1000])
+            self._push_addresses(pipe, aid, addresses)
             if not addresses:
                 pipe.delete(self._key(aid, "addresses"))
             for key in (self._key(aid), self._key(aid, "addresses"), self._key(aid, "results")):
                 pipe.expire(key, TTL_SECONDS)
             pipe.execute()
         return Activation(aid, org_id, admin_uid, provider, "queued", 0, len(addresses), now)
+
+    def _push_addresses(self, pipe: Any, aid: str, addresses: list[str]) -> None:
+        """Append ``addresses`` to the activation's list in ``pipe``, a thousand a command."""
+        for start in range(0, len(addresses), 1000):
+            pipe.rpush(self._key(aid, "addresses"), *addresses[start:start + 1000])
 
     def get(self, aid: str) -> Activation | None:
         """The activation, or None."""
@@ -82,8 +86,7 @@ class ActivationRepo:
         same list (Salesforce's list may have changed meanwhile: the results so far are positions in this one)."""
         with self._r.pipeline() as pipe:
             pipe.delete(self._key(aid, "addresses"))
-            for start in range(0, len(addresses), 1000):
-                pipe.rpush(self._key(aid, "addresses"), *addresses[start:start + 1000])
+            self._push_addresses(pipe, aid, addresses)
             pipe.expire(self._key(aid, "addresses"), TTL_SECONDS)
             pipe.hset(self._key(aid), "total", len(addresses))
             pipe.execute()

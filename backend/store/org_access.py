@@ -111,7 +111,7 @@ class OrgAccessRepo:
         owner_key = self._keys("mstenant-org", tenant_id)
         if not self._r.set(owner_key, org_id, nx=True) and self.tenant_owner(tenant_id) != org_id:
             raise TenantTaken(tenant_id)
-        previous = self.get(org_id).microsoft_tenant
+        previous = str(self._r.hget(self._key(org_id), "microsoft_tenant") or "")
         with self._r.pipeline() as pipe:
             pipe.hset(self._key(org_id), mapping={"microsoft_tenant": tenant_id,
                                                   "microsoft_connected_at": str(time.time()),

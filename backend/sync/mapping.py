@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from backend.connectors.crm import EmailDraft, EventDraft, Person
-from backend.connectors.mailbox import Address, EmailItem, EventItem, Folder
+from backend.connectors.mailbox import Address, EmailItem, EventItem, Folder, valid_text
 from backend.sync.filters import Filters
 from backend.sync.match import people_of
 
@@ -26,12 +26,9 @@ def clean_text(value: str | None) -> str:
     """Text safe to send: lone surrogates replaced, control characters removed."""
     if not value:
         return ""
-    if value.isascii():
-        return _CONTROL.sub("", value)  # no surrogates in ASCII
     # A string decoded with errors="surrogateescape" (odd charsets) holds lone surrogates that
-    # cannot be encoded as UTF-8; replace them instead of failing the whole batch.
-    text = value.encode("utf-8", "replace").decode("utf-8")
-    return _CONTROL.sub("", text)
+    # cannot be encoded as UTF-8; they are replaced instead of failing the whole batch.
+    return _CONTROL.sub("", valid_text(value))
 
 
 def clean_line(value: str | None) -> str:

@@ -40,9 +40,8 @@ def activate_on_behalf_of(store: Store, settings: Settings, auth: MicrosoftAuth,
         identity = graph_identity(settings, grant.access_token, session=auth.session)
         check_mailbox_match(verified.address, identity)
     except SetupFailed as exc:
-        owner = store.org_access.tenant_owner(verified.tenant_id)
         if exc.code == "consent_required" and store.tenants.has_consent(verified.tenant_id) and \
-                owner in ("", user.org_id):
+                store.org_access.tenant_owner(verified.tenant_id) in ("", user.org_id):
             # A tenant connected to an org is that org's to read app-only, not any Salesforce org's.
             return _activate_app_only(store, settings, auth, user, verified)
         log.info("microsoft on-behalf-of not possible (%s) uid=%s", exc.code, user.id)

@@ -116,16 +116,24 @@ def test_graph_failure_leaves_the_login_working_and_sync_off(
     assert sync_of(client, who)["state"] == "not_activated"
 
 
-def test_a_tenant_connected_to_another_org_is_not_read_app_only_for_this_one(
-    app: Flask, client: FlaskClient, ca: TestCA, fake_microsoft: RunningFake, fake_graph: RunningFake
-) -> None:
-    ms = fake_microsoft.state
+def app_only_tenant(app: Flask, ms: Any) -> Any:
+    """Alice in a tenant whose admin consented (recorded here too): the app registration has application
+    permissions only, so OBO is refused and app-only works."""
     user = ms.add_user(ALICE)
     tenant = ms.tenant(user.tid)
     tenant.admin_consented, tenant.admin_consent_covers_delegated = True, False
     with app.app_context():
+        services().store.tenants.record_consent(user.tid, "https://graph/.default")
+    return user
+
+
+def test_a_tenant_connected_to_another_org_is_not_read_app_only_for_this_one(
+    app: Flask, client: FlaskClient, ca: TestCA, fake_microsoft: RunningFake, fake_graph: RunningFake
+) -> None:
+    ms = fake_microsoft.state
+    user = app_only_tenant(app, ms)
+    with app.app_context():
         store = services().store
-        store.tenants.record_consent(user.tid, "https://graph/.default")
         store.redis.set(store.keys("mstenant-org", user.tid), "00DANOTHERORG00")  # its admin connected it there
     who = login(client, ca.ca_path, mailbox=ALICE, proof=ms.naa_token(ALICE))
     assert sync_of(client, who)["state"] == "not_activated"
@@ -136,12 +144,7 @@ def test_tenant_admin_consent_activates_app_only(
     app: Flask, client: FlaskClient, ca: TestCA, fake_microsoft: RunningFake, fake_graph: RunningFake
 ) -> None:
     ms = fake_microsoft.state
-    user = ms.add_user(ALICE)
-    tenant = ms.tenant(user.tid)
-    # The app registration has application permissions only: OBO is refused, app-only works.
-    tenant.admin_consented, tenant.admin_consent_covers_delegated = True, False
-    with app.app_context():
-        services().store.tenants.record_consent(user.tid, "https://graph/.default")
+    user = app_only_tenant(app, ms)
     who = login(client, ca.ca_path, mailbox=ALICE, proof=ms.naa_token(ALICE))
     view = sync_of(client, who)
     assert (view["state"], view["provider"], view["mailbox"]) == ("running", "microsoft", ALICE)
