@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 from flask import Flask, Response, request
 
 from sandbox.google import GMAIL_METADATA, GMAIL_READONLY, FakeGoogleState, TokenInfo
-from sandbox.google_faults import Faults, google_error
+from sandbox.google_faults import Faults, Garbled, google_error
 from sandbox.pubsub import FakePubSub, register_pubsub
 from sandbox.server import Recorder
 
@@ -414,7 +414,7 @@ def register_gmail(app: Flask, state: FakeGmailState) -> None:
             response_id = content_id.replace("<", "<response-", 1) if content_id else ""
             chunks.append(f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: {response_id}\r\n\r\n"
                           f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=UTF-8\r\n{extra}"
-                          f"\r\n{json.dumps(body)}\r\n")
+                          f"\r\n{body if isinstance(body, Garbled) else json.dumps(body)}\r\n")
         payload = "".join(chunks) + f"--{boundary}--\r\n"
         return Response(payload, status=200, content_type=f"multipart/mixed; boundary={boundary}")
 

@@ -21,7 +21,13 @@ KINDS: dict[str, tuple[int, str, str]] = {
     "403daily": (403, "dailyLimitExceeded", "PERMISSION_DENIED"),
     "500": (500, "backendError", "INTERNAL"),
     "503": (503, "backendError", "UNAVAILABLE"),
+    # A 200 whose body is not JSON (a proxy's or a front end's page in place of the answer).
+    "garbled200": (200, "", ""),
 }
+
+
+class Garbled(str):
+    """A body sent as it is, not as JSON: what a ``garbled200`` fault answers."""
 
 
 def google_error(status: int, reason: str, message: str, canonical: str = "") -> dict[str, Any]:
@@ -95,6 +101,8 @@ class Faults:
                 time.sleep(rule.delay)
                 continue
             status, reason, canonical = KINDS[rule.kind]
+            if rule.kind == "garbled200":
+                return status, {}, Garbled("<html><body>Temporary glitch</body></html>")
             headers = {"Retry-After": f"{rule.retry_after:g}"} if rule.retry_after is not None else {}
             return status, headers, google_error(status, reason, f"Injected {rule.kind}.", canonical)
         return None

@@ -260,3 +260,23 @@ def test_the_batch_format_round_trips() -> None:
               f"--{boundary}--\r\n").encode()
     parts = decode(f"multipart/mixed; boundary={boundary}", answer, 2)
     assert parts[0].status == 200 and parts[0].body == {"id": "a"} and parts[1].status == 404
+
+
+def test_a_batch_part_answering_200_without_its_message_is_asked_again_not_lost(h: GmailHarness) -> None:
+    for i in range(3):
+        h.add_email("inbox", subject=f"m{i}", sender=CAROL, to=[ADDRESS])
+    h.gmail.faults.inject("garbled200", in_batch=True)
+    assert sorted(subjects(read(h.connector(), folders=(Folder.INBOX,)))) == ["m0", "m1", "m2"]
+    assert h.gmail.batch_sizes == [3, 1]
+
+
+@pytest.mark.parametrize("body", ["<html>busy</html>", "", "null", "[]", "{}", "\"text\""])
+def test_an_unreadable_success_part_is_left_out_so_it_is_sent_again(body: str) -> None:
+    boundary = "batch_x"
+    answer = (f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <response-item-0>\r\n\r\n"
+              f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{body}\r\n"
+              f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <response-item-1>\r\n\r\n"
+              "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\n\r\n<html>gone</html>\r\n"
+              f"--{boundary}--\r\n").encode()
+    parts = decode(f"multipart/mixed; boundary={boundary}", answer, 2)
+    assert 0 not in parts and parts[1].status == 404 and parts[1].body == {}

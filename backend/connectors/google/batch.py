@@ -42,6 +42,7 @@ def encode(paths: list[str]) -> tuple[str, bytes]:
 
 
 def _inner(raw: str) -> PartAnswer | None:
+    """One part's answer; None when it cannot be read, so that the part is asked again rather than lost."""
     text = raw.lstrip("\r\n")
     head, _, rest = text.partition("\r\n\r\n") if "\r\n\r\n" in text else text.partition("\n\n")
     lines = head.splitlines()
@@ -53,15 +54,23 @@ def _inner(raw: str) -> PartAnswer | None:
         name, sep, value = line.partition(":")
         if sep:
             headers[name.strip()] = value.strip()
+    status = int(match.group(1))
     try:
-        body: Any = json.loads(rest) if rest.strip() else {}
+        body: Any = json.loads(rest) if rest.strip() else None
     except ValueError:
+        body = None
+    if not isinstance(body, dict) or not body:
+        # A success must carry its resource: an empty or garbled 200 read as {} would be a message
+        # without id, payload or labels, skipped by the run and never read again. An error's body
+        # only adds detail, so the status alone still stands.
+        if 200 <= status < 300:
+            return None
         body = {}
-    return PartAnswer(int(match.group(1)), headers, body)
+    return PartAnswer(status, headers, body)
 
 
 def decode(content_type: str, raw: bytes, count: int) -> dict[int, PartAnswer]:
-    """The answers of a batch of ``count`` requests, by request index (missing or unreadable parts left out)."""
+    """The answers of a batch of ``count`` requests, by request index (unreadable parts left out: sent again)."""
     envelope = message_from_bytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw,
                                   policy=HTTP)
     answers: dict[int, PartAnswer] = {}
