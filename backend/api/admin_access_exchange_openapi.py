@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.api.admin_activate_openapi import _op
+from backend.api.admin_activate_openapi import _op, disconnect_op
 from backend.api.openapi import PATHS, _body, _json
 
 _VIEW = {"type": "object", "properties": {
@@ -17,6 +17,7 @@ _CHECKED = {"allOf": [_VIEW, {"type": "object", "properties": {
 
 PATHS.update({
     "/api/admin/connections/exchange": {
+        "delete": disconnect_op("on-premises Exchange"),
         "get": _op("The org's Exchange service account (never its password)", _json(_VIEW)),
         "put": _op("Save the service account (ApplicationImpersonation) after proving its login; the password is "
                    "write-only", _json(_VIEW), 400, 401, 413, 415, 502,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.api.admin_activate_openapi import _op
+from backend.api.admin_activate_openapi import _op, disconnect_op
 from backend.api.openapi import PATHS, _body, _json
 
 _NULLABLE = {"type": ["string", "null"]}
@@ -20,6 +20,7 @@ _CHECKED = {"allOf": [_VIEW, {"type": "object", "properties": {
 
 PATHS.update({
     "/api/admin/connections/google": {
+        "delete": disconnect_op("Google Workspace"),
         "get": _op("The org's Google Workspace service account and what to authorise (never its key)", _json(_VIEW)),
         "put": _op("Save the service account's JSON key (write-only) and the Workspace domain after a delegated "
                    "token for one address (default: the admin's) reads its mailbox", _json(_VIEW),

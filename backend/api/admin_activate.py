@@ -23,7 +23,7 @@ from backend.extensions import services
 from backend.jobs.activation import ALL, enqueue_activation
 from backend.store.activations import Activation
 from backend.sync.mass import deactivate_mass
-from backend.sync.org_access import resume_org
+from backend.sync.org_access import disconnect_org, resume_org
 from backend.sync.org_providers import MICROSOFT, ORG_PROVIDERS
 
 MAX_PEOPLE = 10_000
@@ -149,7 +149,7 @@ def admin_deactivate() -> Response:
     store = services().store
     outcome = deactivate_mass(store, caller.user.org_id, list(dict.fromkeys(ids)))
     done = [uid for uid, status in outcome.items() if status == "deactivated"]
-    store.audit.record(caller.user.org_id, caller.user.id, "mass_deactivate", done)
+    store.audit.record(caller.user.org_id, caller.user.id, "mass_deactivate", done, {"done": len(done)})
     return jsonify({"results": [{"id": uid, "status": status} for uid, status in outcome.items()],
                     "done": len(done)})
 
@@ -165,6 +165,22 @@ def admin_connections() -> Response:
          "state": "broken" if p.name in access.broken else ("ok" if p.ready(access) else "not_connected"),
          "missing": None if p.ready(access) else p.missing}
         for p in ORG_PROVIDERS.values()]})
+
+
+@bp.delete("/admin/connections/<provider>")
+def admin_connection_disconnect(provider: str) -> Response:
+    """Disconnect the org's access to ``provider``: sync off for everyone read with it, its facts and secrets gone."""
+    caller = require_admin()
+    if provider not in ORG_PROVIDERS:
+        raise ApiError(404, "not_found", "There is no such connection.")
+    store = services().store
+    org_id = caller.user.org_id
+    was_connected, stopped = disconnect_org(store, org_id, provider)
+    if was_connected or stopped:
+        store.audit.record(org_id, caller.user.id, f"disconnect_{provider}", stopped, {"done": len(stopped)})
+    # Answered whether or not it was connected: disconnecting twice leaves the same state.
+    return jsonify({"provider": provider, "connected": False, "was_connected": was_connected,
+                    "deactivated": len(stopped)})
 
 
 def _microsoft_view(org_id: str) -> dict[str, Any]:

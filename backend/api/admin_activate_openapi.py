@@ -20,6 +20,17 @@ _CONNECTION = {"type": "object", "properties": {
     "connected_at": {"type": ["string", "null"]},
     "state": {"type": "string", "enum": ["not_connected", "ok", "broken"]},
     "error": {"type": ["object", "null"]}}}
+_DISCONNECTED = _json({"type": "object", "properties": {
+    "provider": {"type": "string"}, "connected": {"type": "boolean"}, "was_connected": {"type": "boolean"},
+    "deactivated": {"type": "integer"}}}, "Disconnected (also when it was not connected)")
+
+
+def disconnect_op(label: str) -> dict[str, Any]:
+    """The DELETE of one org connection (``/api/admin/connections/{provider}``)."""
+    return _op(f"Disconnect the org's {label} access: sync turned off for everyone read with it, its secrets "
+               "forgotten", _DISCONNECTED)
+
+
 _RESULT = {"type": "object", "properties": {
     "address": {"type": "string"}, "result": {"type": "string", "enum": list(RESULTS)},
     "message": {"type": "string"}, "user_id": {"type": "string"}}}
@@ -61,10 +72,12 @@ PATHS.update({
                 "state": {"type": "string", "enum": ["not_connected", "ok", "broken"]},
                 "missing": {"type": ["string", "null"]}}}}}}))},
     "/api/admin/connections/microsoft": {"get": _op(
-        "The org's Microsoft 365 app-only access: consented tenant and state (never a secret)", _json(_CONNECTION))},
+        "The org's Microsoft 365 app-only access: consented tenant and state (never a secret)", _json(_CONNECTION)),
+        "delete": disconnect_op("Microsoft 365")},
     "/api/admin/connections/microsoft/consent": {"post": _op(
         "The admin-consent URL for a tenant administrator, bound to this org",
         _json({"type": "object", "properties": {"url": {"type": "string"}}}))},
     "/api/admin/connections/microsoft/check": {"post": _op(
         "Check the org's access now; when it works again everyone it stopped resumes", _json(_CONNECTION), 409)},
 })
+

@@ -63,6 +63,15 @@ class OrgAccess:
         return provider in self.broken
 
 
+# Frees a tenant only while this org holds it (another org may have taken it since).
+_RELEASE_TENANT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
 class TenantTaken(Exception):
     """The Microsoft 365 tenant is connected to another org."""
 
@@ -146,6 +155,21 @@ class OrgAccessRepo:
     def clear_broken(self, org_id: str, provider: str) -> bool:
         """End a breakage (the connection works again); True when one was open."""
         return bool(self._r.hdel(self._key(org_id), f"broken:{provider}"))
+
+    def disconnect(self, org_id: str, provider: str, secret_names: tuple[str, ...]) -> bool:
+        """Forget ``provider``'s org connection: its facts, breakage and secrets, and its tenant; True when one was set."""
+        raw: dict[str, str] = self._r.hgetall(self._key(org_id))  # type: ignore[assignment]
+        doomed = [name for name in raw if name.startswith(f"{provider}_") or name == f"broken:{provider}"]
+        with self._r.pipeline() as pipe:
+            if doomed:
+                pipe.hdel(self._key(org_id), *doomed)
+            for name in secret_names:
+                pipe.delete(self._secrets.key_of(self.SECRET_KIND, org_id, name))
+            tenant = raw.get("microsoft_tenant", "") if provider == "microsoft" else ""
+            if tenant:
+                pipe.eval(_RELEASE_TENANT, 1, self._keys("mstenant-org", tenant), org_id)
+            pipe.execute()
+        return bool(doomed)
 
     def put_secret(self, org_id: str, name: str, value: str) -> None:
         """Keep one of the org connection's secrets, encrypted (it is never shown back)."""

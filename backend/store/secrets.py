@@ -20,16 +20,17 @@ class SecretStore:
         self._keys = keys
         self.box = box
 
-    def _key(self, kind: str, owner: str, name: str) -> str:
+    def key_of(self, kind: str, owner: str, name: str) -> str:
+        """The Redis key of one secret (for a caller that deletes it in its own pipeline)."""
         return self._keys("secret", kind, owner, name)
 
     def put(self, kind: str, owner: str, name: str, value: str) -> None:
         """Store ``value`` encrypted."""
-        self._r.set(self._key(kind, owner, name), self.box.encrypt(value))
+        self._r.set(self.key_of(kind, owner, name), self.box.encrypt(value))
 
     def get(self, kind: str, owner: str, name: str) -> str | None:
         """The decrypted secret, or None when absent."""
-        token = self._r.get(self._key(kind, owner, name))
+        token = self._r.get(self.key_of(kind, owner, name))
         if token is None:
             return None
         return self.box.decrypt(str(token))
@@ -37,7 +38,7 @@ class SecretStore:
     def delete(self, kind: str, owner: str, name: str | None = None) -> int:
         """Delete one secret, or every secret of an owner when ``name`` is None."""
         if name is not None:
-            return int(self._r.delete(self._key(kind, owner, name)))
+            return int(self._r.delete(self.key_of(kind, owner, name)))
         doomed = list(self._r.scan_iter(match=self._keys.pattern("secret", kind, owner, "*"), count=500))
         return int(self._r.delete(*doomed)) if doomed else 0
 

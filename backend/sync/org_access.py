@@ -6,6 +6,9 @@ one more request with the org's access tells whether that access itself is refus
 the admin address), every running mailbox on it is disabled with "Disabled due to an error
 (organisation connection)" - never counted as anyone's own authentication failure - and all of them
 resume from their cursors once the admin fixes the connection (:func:`resume_org`).
+
+An admin who disconnects the org's access (:func:`disconnect_org`) turns sync off for everyone read
+with it, as a mass deactivation does, before its facts and secrets are forgotten.
 """
 
 from __future__ import annotations
@@ -74,3 +77,28 @@ def resume_org(store: Store, org_id: str, provider: str | None = None) -> int:
         resumed += 1
     log.info("org mailbox access works again org=%s provider=%s resumed=%d", org_id, provider or "all", resumed)
     return resumed
+
+
+def disconnect_org(store: Store, org_id: str, provider_name: str) -> tuple[bool, list[str]]:
+    """Turn sync off for everyone read with the org's ``provider_name`` access, then forget that access.
+
+    Returns (whether a connection was set, the people whose sync was turned off). Nobody is left
+    running on a connection whose secrets are gone: their next run would fail as a breakage and
+    email the admin about a change they made themselves.
+    """
+    provider = ORG_PROVIDERS[provider_name]
+    stopped: list[str] = []
+    for uid in store.users.org_user_ids(org_id):
+        mailbox = store.mailboxes.get(uid)
+        if mailbox is None or mailbox.org_id != org_id or not provider.uses(mailbox) or \
+                mailbox.state in (SyncState.NOT_ACTIVATED, SyncState.DEACTIVATED):
+            continue
+        try:
+            store.mailboxes.deactivate(uid)
+        except InvalidTransition:
+            continue
+        store.schedule.remove(uid)
+        stopped.append(uid)
+    connected = store.org_access.disconnect(org_id, provider.name, provider.secrets)
+    log.info("org mailbox access disconnected org=%s provider=%s stopped=%d", org_id, provider.name, len(stopped))
+    return connected, stopped

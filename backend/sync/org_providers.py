@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 from backend.clients import Clients
 from backend.config import Settings
+from backend.connectors.exchange.impersonation import SECRET_PASSWORD
+from backend.connectors.google.delegation import SECRET_KEY
 from backend.connectors.graph import check_app_only
 from backend.connectors.graph.directory import FoundMailbox, TenantDirectory
 from backend.errors import AuthRevoked, ServiceMisconfigured
@@ -56,6 +58,8 @@ class OrgProvider:
     refused: Callable[[Settings, Clients, Store, OrgAccess], str | None]
     # Per-person result messages that differ from :data:`backend.sync.mass.MESSAGES`.
     messages: dict[str, str] = field(default_factory=dict)
+    # The names of the org secrets the connection keeps (forgotten when the admin disconnects it).
+    secrets: tuple[str, ...] = ()
 
 
 def _microsoft_directory(settings: Settings, clients: Clients, store: Store, access: OrgAccess) -> OrgDirectory:
@@ -102,6 +106,7 @@ EXCHANGE = OrgProvider(
     uses=lambda mailbox: mailbox.provider == "exchange" and bool(mailbox.connection.get("impersonation")),
     scope=lambda mailbox: str(mailbox.connection.get("login", "")),
     refused=service_refused,
+    secrets=(SECRET_PASSWORD,),
     messages={
         "no_mailbox": "Exchange has no mailbox for this address.",
         "mailbox_mismatch": "The Exchange mailbox found for this address does not receive mail at it.",
@@ -123,6 +128,7 @@ GOOGLE = OrgProvider(
     # One key per org reads every delegated mailbox (whichever client id activated it): a break stops them all.
     scope=lambda mailbox: "org_key",
     refused=delegation_refused_now,
+    secrets=(SECRET_KEY,),
     messages={
         "no_mailbox": "Google Workspace has no user with this address.",
         "mailbox_mismatch": "Google signs this address in as another account (an alias or a former address): "

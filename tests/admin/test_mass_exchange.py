@@ -178,3 +178,19 @@ def test_the_users_list_says_a_mass_activated_mailbox_is_read_with_the_service_a
     activate_exchange(exch, ["bob"])
     rows = exch.client.get("/api/admin/users", query_string={"provider": "exchange"}).json["users"]
     assert [(r["id"], r["access_type"]) for r in rows] == [(exch.uid("bob"), "impersonation")], rows
+
+
+def test_disconnecting_forgets_the_service_account_and_stops_everyone_read_with_it(exch: MassEnv) -> None:
+    from backend.connectors.exchange.impersonation import SECRET_PASSWORD
+
+    activate_exchange(exch, ["bob", "jill"])
+    answer = exch.client.delete("/api/admin/connections/exchange", headers={"X-CSRF-Token": exch.csrf})
+    assert answer.status_code == 200 and answer.json["deactivated"] == 2, answer.get_data(as_text=True)
+    store = services().store
+    assert store.org_access.get_secret(ORG, SECRET_PASSWORD) is None
+    assert not store.redis.keys(store.keys("secret", "org", ORG, "*"))
+    view = exch.client.get("/api/admin/connections/exchange").json
+    assert not view["connected"] and not view["password_saved"] and view["login"] is None
+    assert all(store.mailboxes.get(exch.uid(n)).state is SyncState.DEACTIVATED  # type: ignore[union-attr]
+               for n in ("bob", "jill"))
+    assert store.org_access.get(ORG).microsoft_tenant == exch.tenant  # the other connections stay

@@ -275,3 +275,17 @@ def test_google_is_asked_three_times_a_person(gws: MassEnv, fake_google: GoogleF
     assert paths.count("/token") == 3
     assert paths.count("/gmail/v1/users/me/profile") == 2 and paths.count("/gmail/v1/users/me/settings/sendAs") == 2
     assert len(paths) == 7, paths
+
+
+def test_disconnecting_forgets_the_key_and_stops_everyone_read_with_it(gws: MassEnv) -> None:
+    activate_google(gws, ["bob", "jill"])
+    answer = gws.client.delete("/api/admin/connections/google", headers={"X-CSRF-Token": gws.csrf})
+    assert answer.status_code == 200 and answer.json["deactivated"] == 2, answer.get_data(as_text=True)
+    store = services().store
+    assert store.org_access.get_secret(ORG, SECRET_KEY) is None
+    view = gws.client.get("/api/admin/connections/google").json
+    assert not view["connected"] and not view["key_saved"] and view["domains"] == []
+    assert all(store.mailboxes.get(gws.uid(n)).state is SyncState.DEACTIVATED  # type: ignore[union-attr]
+               for n in ("bob", "jill"))
+    ivan = store.mailboxes.get(gws.uid("ivan"))  # his own Gmail consent, not the org's key
+    assert ivan is not None and ivan.state is SyncState.RUNNING
