@@ -25,6 +25,10 @@ MAX_BODY_CHARS = 32_000
 # A stray message with tens of thousands of recipients must not blow up a run.
 MAX_RECIPIENTS = 2_000
 EVENT_LOOKBACK_DAYS = 14
+# What parsing one provider item may raise on odd input: that item is counted unreadable and the
+# folder goes on (OverflowError: a date at the edge of the range with no UTC form, "9999-12-31 -1200").
+UNREADABLE_ITEM_ERRORS: tuple[type[Exception], ...] = (KeyError, TypeError, ValueError, AttributeError,
+                                                       OverflowError)
 EVENT_LOOKAHEAD_DAYS = 90
 # A resync (a lost or expired cursor) reads mail back to the last run that caught up, less this
 # margin for clocks and late delivery, but never further back than RESYNC_MAX_DAYS.

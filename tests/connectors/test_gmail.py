@@ -280,3 +280,37 @@ def test_an_unreadable_success_part_is_left_out_so_it_is_sent_again(body: str) -
               f"--{boundary}--\r\n").encode()
     parts = decode(f"multipart/mixed; boundary={boundary}", answer, 2)
     assert 0 not in parts and parts[1].status == 404 and parts[1].body == {}
+
+
+@pytest.mark.parametrize("date", ["Fri, 31 Dec 9999 23:59:59 -1200", "Fri, 31 Dec 9999 20:00:00 -0500", "garbage"])
+def test_a_date_header_without_a_utc_form_falls_back_and_the_folder_goes_on(h: GmailHarness, date: str) -> None:
+    # Anyone can send such a header: it must not stop the mailbox's every run (OverflowError).
+    h.add_email("inbox", subject="good", sender=CAROL, to=[ADDRESS])
+    odd = h.add_email("inbox", subject="odd date", sender=CAROL, to=[ADDRESS])
+    message = h.gmail.mailbox(ADDRESS).messages[odd]
+    message.headers = [(n, date if n == "Date" else v) for n, v in message.headers]
+    emails = {e.subject: e for p in read(h.connector(), folders=(Folder.INBOX,)) for e in p.emails}
+    assert sorted(emails) == ["good", "odd date"]
+    assert emails["odd date"].sent_at == emails["odd date"].received_at  # internalDate, Gmail's own clock
+
+
+def test_an_event_at_the_end_of_time_is_counted_unreadable_not_raised() -> None:
+    from backend.connectors.google.calendar import CalendarRead
+    from backend.connectors.mailbox import ChangePage
+
+    page = ChangePage(folder=Folder.CALENDAR)
+    entry = {"id": "ev1", "status": "confirmed", "summary": "x", "start": {"dateTime": "9999-12-31T20:00:00-05:00"},
+             "end": {"dateTime": "9999-12-31T21:00:00-05:00"}, "organizer": {"email": CAROL}}
+    CalendarRead._take(CalendarRead.__new__(CalendarRead), page, entry, "UTC")  # the unreadable path only
+    assert page.unreadable == 1 and not page.events
+
+
+@pytest.mark.parametrize("zone", ["America", "x" * 300, "Not/AZone"])
+def test_an_unusable_time_zone_falls_back_to_the_calendars(zone: str) -> None:
+    from backend.connectors.google.items import parse_event
+
+    entry = {"id": "ev1", "status": "confirmed", "summary": "x", "iCalUID": "ev1@google.com",
+             "start": {"dateTime": "2026-12-01T10:00:00", "timeZone": zone},
+             "end": {"dateTime": "2026-12-01T11:00:00", "timeZone": zone}, "organizer": {"email": CAROL}}
+    event = parse_event(entry, "Europe/Paris")
+    assert event is not None and getattr(event, "start").isoformat() == "2026-12-01T09:00:00+00:00"

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from backend.connectors.google.cursor import CalendarCursor, load_calendar
 from backend.connectors.google.http import GoogleClient
 from backend.connectors.google.items import parse_event
-from backend.connectors.mailbox import ChangePage, Deletion, EventItem, Folder, SyncWindow
+from backend.connectors.mailbox import UNREADABLE_ITEM_ERRORS, ChangePage, Deletion, EventItem, Folder, SyncWindow
 from backend.errors import CursorExpired, Unavailable
 from backend.security.crypto import fingerprint
 
@@ -134,7 +134,7 @@ class CalendarRead:
         remote_id = str(entry["id"])
         try:
             item = parse_event(entry, zone)
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except UNREADABLE_ITEM_ERRORS:
             log.warning("google event skipped (unreadable) id=%s", fingerprint(remote_id))
             page.unreadable += 1
             return

@@ -98,9 +98,11 @@ def _date_header(value: str) -> datetime | None:
         return None
     try:
         moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        # Inside the try: a date at the edge of the range ("31 Dec 9999 -1200") parses but has no
+        # UTC form (OverflowError); anyone can send one, so it must fall back, not fail the folder.
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def parse_message(data: Mapping[str, Any], folder: Folder) -> EmailItem | None:
@@ -137,7 +139,8 @@ def _zone(name: Any, fallback: tzinfo = UTC) -> tzinfo:
     """An IANA zone by name (Calendar's ``timeZone``), or ``fallback`` when absent or unknown."""
     try:
         return ZoneInfo(str(name)) if name else fallback
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name that is a directory of the zone database ("America") or too long for a path.
         return fallback
 
 

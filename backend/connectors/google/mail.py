@@ -19,7 +19,7 @@ from urllib.parse import quote
 from backend.connectors.google.cursor import MailCursor, load_mail
 from backend.connectors.google.http import GoogleClient, check
 from backend.connectors.google.items import FOLDER_LABELS, NEVER_LOGGED, parse_message
-from backend.connectors.mailbox import ChangePage, Deletion, EmailItem, Folder, SyncWindow
+from backend.connectors.mailbox import UNREADABLE_ITEM_ERRORS, ChangePage, Deletion, EmailItem, Folder, SyncWindow
 from backend.errors import CursorExpired, Unavailable
 from backend.security.crypto import fingerprint
 
@@ -160,7 +160,7 @@ class FolderRead:
             item: EmailItem | None
             try:
                 item = parse_message(resp.body, self.folder)
-            except (KeyError, TypeError, ValueError, AttributeError):
+            except UNREADABLE_ITEM_ERRORS:
                 log.warning("gmail message skipped (unreadable) id=%s", fingerprint(remote_id))
                 page.unreadable += 1
                 continue

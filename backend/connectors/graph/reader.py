@@ -38,6 +38,7 @@ from backend.connectors.graph.mail import messages_delta_path
 from backend.connectors.graph.tokens import AppOnlyTokens, MailboxTokens, StaticToken
 from backend.connectors.mailbox import (
     FOLDERS,
+    UNREADABLE_ITEM_ERRORS,
     ChangePage,
     Deletion,
     EmailItem,
@@ -234,7 +235,7 @@ class GraphMailbox:
                 page.events.append(parse_event(entry))
             else:
                 page.emails.append(parse_email(entry, folder))
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except UNREADABLE_ITEM_ERRORS:
             log.warning("graph item skipped (unreadable) folder=%s id=%s", folder.value, fingerprint(remote_id))
             page.unreadable += 1
             return
