@@ -43,6 +43,10 @@ class Unavailable(ConnectorError):
     code = "unavailable"
 
 
+class AnswerLate(Unavailable):
+    """The request was sent but its answer did not come in time: the service may still carry it out."""
+
+
 class ServiceMisconfigured(Unavailable):
     """The service refused *our* server's credentials (an expired app secret, a removed app), not the user's.
 

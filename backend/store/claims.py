@@ -45,6 +45,20 @@ end
 return released
 """
 
+# Keeps the claims this run still holds for ARGV[3] seconds under ARGV[2] ("doubt:" + holder), a
+# value no run's prefix matches: nobody, this mailbox's next run included, takes them over.
+_DOUBT = """
+local kept = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('SET', key, ARGV[2], 'EX', ARGV[3])
+    kept = kept + 1
+  end
+end
+return kept
+"""
+DOUBT_PREFIX = "doubt:"
+
 
 # Cached: a run claims, asks about and releases each email key up to four times.
 @lru_cache(maxsize=16_384)
@@ -78,6 +92,13 @@ class EmailClaimRepo:
             return 0
         keys = [self._key(org_id, k) for k in email_keys]
         return int(self._r.eval(_RELEASE, len(keys), *keys, holder))
+
+    def hold_in_doubt(self, org_id: str, email_keys: list[str], holder: str, seconds: int) -> int:
+        """Keep ``holder``'s claims for ``seconds`` more, held by no run (a write's outcome unknown); how many."""
+        if not email_keys:
+            return 0
+        keys = [self._key(org_id, k) for k in email_keys]
+        return int(self._r.eval(_DOUBT, len(keys), *keys, holder, DOUBT_PREFIX + holder, str(int(seconds))))
 
     def held_by_others(self, org_id: str, email_keys: list[str], holder: str) -> set[str]:
         """The keys among ``email_keys`` a run of another mailbox holds now (one round trip)."""

@@ -3,7 +3,8 @@
 Salesforce does not keep ``EmailMessage.MessageIdentifier`` unique, so before a batch is looked up
 and written, its Message-IDs are claimed for this run across the org (Redis, ``SET NX``). Emails a
 colleague's run holds are set aside, waited for, and looked up again once that run released them:
-by then it wrote them (duplicates here) or failed (ours to write).
+by then it wrote them (duplicates here) or failed (ours to write). A write whose answer came too
+late keeps its claims, held by no run, until Salesforce must have finished it (``IN_DOUBT_SECONDS``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from backend.connectors.mailbox import EmailItem, EventItem
-from backend.errors import Unavailable
+from backend.errors import AnswerLate, Unavailable
 from backend.store.claims import EmailClaimRepo
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,11 @@ CLAIM_TTL_SECONDS = 20 * 60
 # looks. Longer waits fail the run transiently: the job retries and the cursors stay put.
 CLAIM_WAIT_SECONDS = 60.0
 CLAIM_POLL_SECONDS = 0.25
+# A write whose answer did not come in time (AnswerLate) may still be committing: Salesforce ends
+# a REST call after 10 minutes at most ("API Timeout Limits"). Its emails stay claimed by no run
+# (this mailbox's next one included) that long, so nobody looks them up and writes them before the
+# call has committed or given up; then the next claimant's look-up sees which.
+IN_DOUBT_SECONDS = 10 * 60
 # Emails a write call carries with their sender relations (the no-split rule).
 EMAILS_PER_WRITE_CALL = 400
 
@@ -99,8 +105,17 @@ class ClaimedWrites:
             mine = [k for k in keys if k not in held]
             try:
                 write([e for e in pending if e.dedup_key not in held], events if first else [])
-            finally:
+            except AnswerLate:
+                self.claims.hold_in_doubt(self.org_id, mine, self.holder, IN_DOUBT_SECONDS)
+                raise
+            except BaseException:
+                # Refused as a whole, failed before sending, or answered (a cut answer comes from a
+                # call already carried out): what was written is there for the next look-up.
                 self.claims.release(self.org_id, mine, self.holder)
+                raise
+            else:
+                self.claims.release(self.org_id, mine, self.holder)
+            finally:
                 for key in mine:
                     self.ahead.pop(key, None)
             first = False

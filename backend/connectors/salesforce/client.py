@@ -26,7 +26,7 @@ from backend.config import Settings
 from backend.connectors.crm import ApiLimitExceeded, ApiUsage, CrmRequestFailed
 from backend.connectors.salesforce.credentials import SalesforceCredentials
 from backend.connectors.salesforce.oauth import TokenExpired
-from backend.errors import Throttled, Unavailable
+from backend.errors import AnswerLate, Throttled, Unavailable
 from backend.net.outbound import make_session
 
 T = TypeVar("T")
@@ -61,6 +61,9 @@ def _translated(exc: Exception) -> Exception:
     if isinstance(exc, SalesforceError):
         code, _ = _error_code(exc)
         return CrmRequestFailed(f"Salesforce refused the request ({code or exc.status}).")
+    if isinstance(exc, requests.ReadTimeout):
+        # Sent, unanswered: a write may still commit (claims stay in doubt, sync/claims.py).
+        return AnswerLate("Salesforce did not answer in time.")
     if isinstance(exc, requests.Timeout):
         return Unavailable("Salesforce did not answer in time.")
     if isinstance(exc, requests.RequestException):
