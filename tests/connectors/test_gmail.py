@@ -312,5 +312,7 @@ def test_an_unusable_time_zone_falls_back_to_the_calendars(zone: str) -> None:
     entry = {"id": "ev1", "status": "confirmed", "summary": "x", "iCalUID": "ev1@google.com",
              "start": {"dateTime": "2026-12-01T10:00:00", "timeZone": zone},
              "end": {"dateTime": "2026-12-01T11:00:00", "timeZone": zone}, "organizer": {"email": CAROL}}
+    from backend.connectors.mailbox import EventItem
+
     event = parse_event(entry, "Europe/Paris")
-    assert event is not None and getattr(event, "start").isoformat() == "2026-12-01T09:00:00+00:00"
+    assert isinstance(event, EventItem) and event.start.isoformat() == "2026-12-01T09:00:00+00:00"
