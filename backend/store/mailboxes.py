@@ -258,6 +258,29 @@ class MailboxRepo:
             reindex(pipe, self._keys.prefix, mid)
             pipe.execute()
 
+    def clear_error(self, mid: str) -> bool:
+        """A run got through: its failure streak and error cleared, unless the mailbox was disabled meanwhile.
+
+        A disable while the run went on (the org's access broke, an administrator) left the reason
+        it stopped in ``error``: ``resume_org`` and the pane read it there. False when left as it was.
+        """
+        key = self._key(mid)
+        with self._r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.hget(key, "state")
+                    if raw is None or SyncState(json.loads(raw)) is SyncState.DISABLED_ERROR:
+                        pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    pipe.hset(key, mapping={"auth_failures": encode_value(0), "error": encode_value(None),
+                                            "updated_at": encode_value(time.time())})
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
     def incr_auth_failures(self, mid: str) -> int:
         """Count one more run in a row that failed on authentication."""
         with self._r.pipeline() as pipe:

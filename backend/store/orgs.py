@@ -46,6 +46,19 @@ class OrgSettings:
     updated_at: float = 0.0
 
 
+# Resets the ladder (level and until) only while no backoff is in force (ARGV[1] = now): a
+# colleague's run may have entered one after this run read the org.
+_END_BACKOFF = """
+local till = tonumber(redis.call('HGET', KEYS[1], 'api_backoff_until') or '0') or 0
+local level = tonumber(redis.call('HGET', KEYS[1], 'api_backoff_level') or '0') or 0
+if till > tonumber(ARGV[1]) or level == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'api_backoff_level', '0', 'api_backoff_until', '0.0', 'updated_at', ARGV[1])
+return 1
+"""
+
+
 class OrgRepo:
     """Reads and writes org settings."""
 
@@ -85,6 +98,10 @@ class OrgRepo:
         changes["updated_at"] = time.time()
         changes["org_id"] = org_id
         self._r.hset(self._keys("org", org_id), mapping={k: encode_value(v) for k, v in changes.items()})
+
+    def end_backoff(self, org_id: str, now: float) -> bool:
+        """Start the backoff ladder again, unless a backoff is in force at ``now``; True when it was reset."""
+        return bool(self._r.eval(_END_BACKOFF, 1, self._keys("org", org_id), encode_value(now)))
 
     def backoff_until(self, org_ids: list[str]) -> dict[str, float]:
         """Each org's ``api_backoff_until`` (0 when none), in one round trip (for the clock)."""

@@ -16,7 +16,8 @@ from backend.store.keys import Keys
 
 # One clock tick, atomically: take up to ARGV[3] members due by ARGV[1]; unschedule the ones no
 # longer running; move those of an org backing off to the end of its backoff; lease the rest until
-# ARGV[2] and sort them by their run job (KEYS: schedule, claims, the clock's last tick; ARGV[4..6]: key prefixes of
+# ARGV[2] and sort them by their run job (KEYS: schedule, claims, the clock's last tick, the claimed members
+# by planned start (until their run schedules the next); ARGV[4..6]: key prefixes of
 # mailboxes, orgs and run jobs; ARGV[7]: the job statuses that mean "finished", comma-separated).
 # A member whose score is still our own lease (the clock crashed or its run never rescheduled) keeps
 # its planned start; so does one whose run is still on its way (that run's slot is the one it serves).
@@ -35,6 +36,7 @@ for i = 1, #due, 2 do
   if state ~= 'running' then
     redis.call('ZREM', KEYS[1], mid)
     redis.call('HDEL', KEYS[2], mid)
+    redis.call('ZREM', KEYS[4], mid)
     stopped[#stopped + 1] = mid
   else
     local org = row[2] and cjson.decode(row[2]) or ''
@@ -43,6 +45,7 @@ for i = 1, #due, 2 do
     end
     if tonumber(backoff[org]) > now then
       redis.call('ZADD', KEYS[1], backoff[org], mid)
+      redis.call('ZREM', KEYS[4], mid)
       held[#held + 1] = mid
     else
       local status = redis.call('HGET', ARGV[6] .. mid, 'status')
@@ -61,11 +64,26 @@ for i = 1, #due, 2 do
       end
       redis.call('ZADD', KEYS[1], 'XX', ARGV[2], mid)
       redis.call('HSET', KEYS[2], mid, planned .. ' ' .. redis.call('ZSCORE', KEYS[1], mid))
+      redis.call('ZADD', KEYS[4], planned, mid)
     end
   end
 end
 return {run, replace, busy, stopped, held}
 """
+
+
+# Unschedules a mailbox (KEYS: its hash, the schedule, the claims, the waiting; ARGV: its id, the running state
+# as stored) unless it is running: a Resume or Enable since the caller read its state wins.
+_REMOVE_UNLESS_RUNNING = """
+if redis.call('HGET', KEYS[1], 'state') == ARGV[2] then
+  return 0
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return 1
+"""
+_RUNNING = '"running"'  # the state as the mailbox hash stores it (JSON)
 
 
 @dataclass(frozen=True)
@@ -106,9 +124,17 @@ class ScheduleRepo:
         """The hash of each mailbox's last claimed slot: ``{planned start} {lease}``."""
         return self._keys("schedule", "claims")
 
+    @property
+    def waiting_key(self) -> str:
+        """The mailboxes the clock claimed whose run has not scheduled the next yet, by planned start."""
+        return self._keys("schedule", "waiting")
+
     def set_next(self, mid: str, when: float) -> None:
-        """Schedule the next run of ``mid`` at ``when``."""
-        self._r.zadd(self.key, {mid: when})
+        """Schedule the next run of ``mid`` at ``when`` (it no longer waits for a claimed run)."""
+        with self._r.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.key, {mid: when})
+            pipe.zrem(self.waiting_key, mid)
+            pipe.execute()
 
     def next_of(self, mid: str) -> float | None:
         """When ``mid`` runs next, or None when unscheduled."""
@@ -125,7 +151,17 @@ class ScheduleRepo:
         with self._r.pipeline() as pipe:
             pipe.zrem(self.key, mid)
             pipe.hdel(self.claims_key, mid)
+            pipe.zrem(self.waiting_key, mid)
             pipe.execute()
+
+    def remove_unless_running(self, mid: str) -> bool:
+        """Unschedule ``mid`` unless its mailbox is running by now; True when removed.
+
+        A run's end reads "paused" and unschedules: a Resume in between (state running, scheduled
+        again) must win, or the mailbox would run no more. Checked and removed in one script.
+        """
+        return bool(self._r.eval(_REMOVE_UNLESS_RUNNING, 4, self._keys("mailbox", mid), self.key, self.claims_key,
+                                 self.waiting_key, mid, _RUNNING))
 
     def claim_tick(self, now: float, lease_seconds: float, limit: int, run_key_prefix: str,
                    finished: tuple[str, ...]) -> TickClaim:
@@ -138,7 +174,7 @@ class ScheduleRepo:
         one of ``finished``.
         """
         lists = self._claim_tick(
-            keys=[self.key, self.claims_key, self.tick_key],
+            keys=[self.key, self.claims_key, self.tick_key, self.waiting_key],
             args=[repr(now), repr(now + lease_seconds), str(limit), self._keys("mailbox", ""),
                   self._keys("org", ""), run_key_prefix, ",".join(finished)],
         )
@@ -169,12 +205,18 @@ class ScheduleRepo:
         return self._keys("clock", "last_tick")
 
     def health(self) -> tuple[float | None, float | None]:
-        """The clock's last tick and the earliest scheduled time (the most overdue mailbox's), one round trip."""
+        """The clock's last tick and the earliest planned start not yet served (the most overdue mailbox's).
+
+        Due and unclaimed, or claimed and its run not done: a claimed member's score is its lease,
+        so its planned start is read from the waiting set. One round trip.
+        """
         with self._r.pipeline(transaction=False) as pipe:
             pipe.get(self.tick_key)
             pipe.zrange(self.key, 0, 0, withscores=True)
-            tick, first = pipe.execute()
-        return (float(tick) if tick else None), (float(first[0][1]) if first else None)
+            pipe.zrange(self.waiting_key, 0, 0, withscores=True)
+            tick, first, waiting = pipe.execute()
+        starts = [float(rows[0][1]) for rows in (first, waiting) if rows]
+        return (float(tick) if tick else None), (min(starts) if starts else None)
 
     def count(self) -> int:
         """How many mailboxes are scheduled."""

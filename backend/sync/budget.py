@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 
 from backend.config import Settings
+from backend.connectors.crm import ApiUsage
 from backend.store import Store
 from backend.store.orgs import OrgSettings
 
@@ -54,7 +55,11 @@ def backoff_before_run(store: Store, settings: Settings, org: OrgSettings, now: 
     return None
 
 
-def end_backoff(store: Store, org: OrgSettings) -> None:
-    """Usage is back under the budget: the next backoff starts from the first step again."""
-    if org.api_backoff_level:
-        store.orgs.update(org.org_id, api_backoff_level=0, api_backoff_until=0.0)
+def end_backoff(store: Store, settings: Settings, org: OrgSettings, usage: ApiUsage, now: float | None = None) -> None:
+    """After a background run that got through: the next backoff starts from the first step again.
+
+    Only when the usage it saw is back under the budget (a run still over it that wrote nothing
+    must not restart the ladder), and never cancelling a backoff a colleague's run entered meanwhile.
+    """
+    if org.api_backoff_level and usage.percent < settings.SF_API_BUDGET_PERCENT:
+        store.orgs.end_backoff(org.org_id, time.time() if now is None else now)

@@ -38,7 +38,7 @@ def schedule_next(store: Store, settings: Settings, mid: str, changed: bool | No
     """
     mailbox = store.mailboxes.get(mid)
     if mailbox is None or mailbox.state is not SyncState.RUNNING:
-        store.schedule.remove(mid)
+        store.schedule.remove_unless_running(mid)
         return None
     base = settings.SYNC_INTERVAL_SECONDS
     quiet = mailbox.quiet_runs

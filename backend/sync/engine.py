@@ -111,7 +111,7 @@ class SyncEngine:
             return skipped("unknown_mailbox", "")
         if mailbox.state is not SyncState.RUNNING:
             if mailbox.state is not SyncState.PAUSED:
-                store.schedule.remove(mailbox_id)
+                store.schedule.remove_unless_running(mailbox_id)
             return skipped(mailbox.state.value, mailbox.provider)
         user = store.users.get(mailbox.user_id)
         if user is None:
@@ -145,7 +145,7 @@ class SyncEngine:
             enter_backoff(store, org.org_id)
             error = dict(API_BUDGET_ERROR)
         elif failure is None and not interactive and run.usage is not None:
-            end_backoff(store, org)
+            end_backoff(store, self.settings, org, run.usage)
         record = self.record(run, started, clock, failure, error)
         self.schedule(run, record, failure)
         if failure is not None:
@@ -164,13 +164,14 @@ class SyncEngine:
         if run.usage is not None:
             metrics.record_api_usage(run.mailbox.org_id, run.usage.used, run.usage.limit)
         changes: dict[str, Any] = {"last_run": record}
-        if failure is None:
-            # A run that got through clears the failure streak and the error shown in the pane.
-            changes.update(auth_failures=0, error=None)
-            if not run.stopped:
-                # Every folder was read to its end: what arrived before this run started is handled.
-                changes["caught_up_at"] = started
+        if failure is None and not run.stopped:
+            # Every folder was read to its end: what arrived before this run started is handled.
+            changes["caught_up_at"] = started
         self.store.mailboxes.update(mid, **changes)
+        if failure is None:
+            # A run that got through clears the failure streak and the error shown in the pane,
+            # unless a disable during the run left its reason there.
+            self.store.mailboxes.clear_error(mid)
         return record
 
     def schedule(self, run: MailboxRun, record: dict[str, Any], failure: BaseException | None) -> None:

@@ -68,3 +68,27 @@ def test_a_tick_notes_its_time(app: Flask) -> None:
         run_tick(services(), time.time())
     resp = app.test_client().get("/healthz")
     assert resp.status_code == 200 and resp.json["clock"] == "ok"  # type: ignore[index]
+
+
+def test_a_claimed_run_still_waiting_for_a_worker_is_lag(app: Flask) -> None:
+    # The tick leases what it claims (score: now + lease): the planned start must still count.
+    from backend.jobs.schedule import CLAIM_LEASE_SECONDS, run_tick
+    from backend.store.users import User
+
+    now = time.time()
+    with app.app_context():
+        svc = services()
+        svc.store.users.save(User(id="u1", org_id="00DORG", sf_user_id="005u1"))
+        svc.store.mailboxes.ensure("u1", "00DORG")
+        svc.store.mailboxes.activate("u1", "exchange", "u1@acme.example")
+        svc.store.schedule.set_next("u1", now - 7200)  # due two hours ago; no worker takes its job
+        run_tick(svc, now)
+        run_tick(svc, now + CLAIM_LEASE_SECONDS + 1)  # the lease ran out, claimed again
+        svc.redis.set(svc.store.schedule.tick_key, repr(time.time()))
+    body: dict[str, Any] = app.test_client().get("/healthz").json  # type: ignore[assignment]
+    assert body["queue_lag"] == "late" and body["queue_lag_seconds"] >= 7200 - 5, body
+    with app.app_context():
+        # Its run ends and schedules the next: nothing waits any more.
+        services().store.schedule.set_next("u1", time.time() + INTERVAL)
+    body = app.test_client().get("/healthz").json  # type: ignore[assignment]
+    assert body["queue_lag"] == "ok" and body["queue_lag_seconds"] == 0, body
