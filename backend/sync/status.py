@@ -33,7 +33,7 @@ FIRM_REASONS = frozenset({"private", "draft", "blocked_org"})
 
 @dataclass(frozen=True)
 class ItemQuery:
-    """What the pane asks about: an email's Message-ID or a meeting's UID, and the item's date."""
+    """What the pane asks about: an email's Message-ID or a meeting's key (an occurrence's ``UID@start``), a date."""
 
     message_id: str = ""
     event_uid: str = ""
@@ -41,7 +41,7 @@ class ItemQuery:
 
     @property
     def identifier(self) -> str:
-        """The Message-ID or UID asked about."""
+        """The Message-ID or meeting key asked about (the trail's key and Salesforce's)."""
         return self.message_id or self.event_uid
 
     @property
