@@ -1,7 +1,7 @@
 """The pane's answer for one item (``sync/status``) and the meeting it names (``sync/item.meeting_key``).
 
 Pure logic over an in-memory trail and a stand-in CRM: each occurrence of a series answers for
-itself.
+itself, and Log it now is offered exactly for the reasons its own filters set aside.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ from typing import Any
 import pytest
 
 from backend.connectors.crm import EventDraft, ExistingEvent, Lookup, WritePlan, WriteResult
-from backend.connectors.mailbox import EventItem
+from backend.connectors.mailbox import EventItem, Sensitivity
 from backend.store.mailbox_record import SyncMailbox
 from backend.store.mailboxes import SyncState
 from backend.store.trail import ItemDecision
 from backend.store.users import User
 from backend.sync import item as item_module
 from backend.sync import status as status_module
-from backend.sync.status import ItemQuery, item_status
+from backend.sync.filters import Filters, Reason
+from backend.sync.status import FIRM_REASONS, ItemQuery, item_status
 from backend.sync.trail import TrailRecorder
-from tests.sync.items import meeting
+from tests.sync.items import OWNER, mail, meeting
 
 FIRST = datetime(2026, 12, 1, 9, tzinfo=UTC)
 SECOND = datetime(2026, 12, 8, 9, tzinfo=UTC)
@@ -137,3 +138,63 @@ def test_the_meeting_outlook_shows_is_named_by_its_dedup_key(
     engine = SimpleNamespace(settings=None, clients=None, store=SimpleNamespace(
         mailboxes=SimpleNamespace(get=lambda mid: SimpleNamespace(activated=True))))
     assert item_module.meeting_key(engine, "m1", "AAMk-occurrence") == key  # type: ignore[arg-type]
+
+
+def filtered(reason: str) -> dict[str, Any]:
+    """The answer for a meeting the trail says was filtered for ``reason``."""
+    trail = DictTrail()
+    trail.record("m1", [("UID-X", ItemDecision(decision="filtered", at=1.0, reason=reason))])
+    return answer(trail, ItemQuery(event_uid="UID-X"))
+
+
+# What Log it now's filters still refuse: the button would fail again for these.
+REFUSED_AGAIN = [
+    (mail(sensitivity=Sensitivity.PRIVATE), Reason.PRIVATE),
+    (mail(draft=True), Reason.DRAFT),
+    (mail(sender="buyer@blocked.example"), Reason.BLOCKED_ORG),
+    (mail(sender="colleague@acme.example"), Reason.INTERNAL),
+    (mail(sender="", to=()), Reason.NO_PARTICIPANTS),
+    (meeting(hours=30), Reason.TOO_LONG),
+    (meeting(start=None), Reason.NO_START),
+]
+# What Log it now sets aside: the person's own choices.
+SET_ASIDE = [
+    (mail(sender="buyer@mine.example"), Reason.BLOCKED, {}),
+    (mail(sender="friend@gmail.com"), Reason.FREE_MAIL, {}),
+    (mail(), Reason.EMAILS_OFF, {"sync_emails": False}),
+    (meeting(), Reason.EVENTS_OFF, {"sync_events": False}),
+]
+
+
+def run_filters(**kwargs: Any) -> Filters:
+    """A run's filters: the org blocks blocked.example, the person mine.example."""
+    return Filters.build([OWNER], [], ["blocked.example"], ["mine.example"], **kwargs)
+
+
+def reason_of(filters: Filters, item: Any) -> Reason | None:
+    """The filters' reason for an email or a meeting."""
+    return filters.event(item) if isinstance(item, EventItem) else filters.email(item)
+
+
+@pytest.mark.parametrize("item, reason", REFUSED_AGAIN)
+def test_log_it_now_is_not_offered_for_what_it_would_filter_again(item: Any, reason: Reason) -> None:
+    assert reason_of(run_filters().for_one_item(), item) is reason
+    assert reason in FIRM_REASONS
+    assert filtered(reason.value)["can_log_now"] is False
+
+
+@pytest.mark.parametrize("item, reason, settings", SET_ASIDE)
+def test_log_it_now_is_offered_for_what_it_sets_aside(item: Any, reason: Reason, settings: dict[str, bool]) -> None:
+    assert reason_of(run_filters(**settings), item) is reason
+    assert reason_of(run_filters(**settings).for_one_item(), item) is None
+    assert reason not in FIRM_REASONS
+    assert filtered(reason.value)["can_log_now"] is True
+
+
+def test_log_it_now_is_not_offered_for_a_cancelled_meeting_but_is_for_what_may_change() -> None:
+    """A cancelled meeting is never created; a new Contact (no_match) or a second read (unreadable) may help."""
+    assert filtered(Reason.CANCELLED.value)["can_log_now"] is False
+    assert filtered(Reason.NO_MATCH.value)["can_log_now"] is True
+    assert filtered(Reason.UNREADABLE.value)["can_log_now"] is True
+    assert {r.value for r in Reason} - FIRM_REASONS == {"blocked", "free_mail", "emails_off", "events_off",
+                                                        "no_match", "unreadable"}
