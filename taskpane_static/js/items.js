@@ -263,6 +263,8 @@ export function initItems(app) {
         el.card.setAttribute("aria-busy", "false");  // a refresh this answer outran would not clear it
         render();
         setText(el.status, answer.status === "logged" ? "Logged it now." : "It could not be logged; the reason is above.");
+        // render() may hide the button that had focus (logged): keep the keyboard user on the card.
+        focus(el.heading);
       }
       app.refreshSync();
     } catch (error) {

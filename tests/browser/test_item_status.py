@@ -191,9 +191,13 @@ def test_log_it_now_and_never_log_this_sender(
     select(page, email(blocked, "<blocked@customer.example>", CAROL))
     expect(outcome(page)).to_have_text("Not logged, because carol@customer.example is on your blocklist.")
     log_now = page.get_by_role("button", name="Log it now")
-    log_now.click()
+    log_now.focus()
+    page.keyboard.press("Enter")
     expect(outcome(page)).to_contain_text("Logged in Salesforce")
     expect(page.locator("#item-status")).to_have_text("Logged it now.")
+    # The button that had focus is hidden now: focus moves to the card's heading, not to <body>.
+    expect(log_now).to_be_hidden()
+    assert page.evaluate("document.activeElement && document.activeElement.id") == "item-heading"
     assert "<blocked@customer.example>" in {m["MessageIdentifier"] for m in data.all("EmailMessage")}
 
     select(page, email(free, "<free@gmail.example>", "friend@gmail.com"))
