@@ -19,7 +19,7 @@ from backend.api.validation import json_body, text_field
 from backend.connectors.mailbox import normalise_message_id
 from backend.extensions import services
 from backend.store.mailboxes import SyncMailbox, SyncState
-from backend.sync.item import LogItemRefused, log_item, meeting_uid
+from backend.sync.item import LogItemRefused, log_item, meeting_key
 from backend.sync.settings import normalise_blocklist
 from backend.sync.status import ItemQuery, item_status
 
@@ -36,13 +36,14 @@ def _query(data: dict[str, Any]) -> ItemQuery:
     """The item asked about, from query parameters or a JSON body.
 
     A meeting may be named by Outlook's item id alone (``kind=event``, ``item_id``): Office.js does
-    not expose the UID, so the server reads it from the mailbox.
+    not expose the UID, so the server reads the meeting from the mailbox and names it by its key (one
+    occurrence of a series by ``UID@start``, so each occurrence has its own answer).
     """
     message_id = text_field(data, "message_id", required=False, max_len=MAX_ID_CHARS, label="message_id")
     event_uid = text_field(data, "event_uid", required=False, max_len=MAX_ID_CHARS, label="event_uid")
     if not message_id and not event_uid and data.get("kind") == "event" and data.get("item_id"):
         item_id = text_field(data, "item_id", max_len=2048, label="item_id")
-        event_uid = meeting_uid(services().engine, current_user().id, item_id)
+        event_uid = meeting_key(services().engine, current_user().id, item_id)
         if not event_uid:
             raise ApiError(404, "item_not_found", "Sidebar Sync could not find this meeting in your synced mailbox.")
     if bool(message_id) == bool(event_uid):

@@ -113,7 +113,7 @@ _ITEM_QUERY = [
     {"name": "message_id", "in": "query", "schema": {"type": "string", "maxLength": 998},
      "description": "An email's Internet Message-ID (Outlook's internetMessageId)"},
     {"name": "event_uid", "in": "query", "schema": {"type": "string", "maxLength": 998},
-     "description": "A meeting's iCalendar UID"},
+     "description": "A meeting's iCalendar UID; one occurrence of a series: UID@start (UTC, yyyymmddThhmmssZ)"},
     {"name": "date", "in": "query", "schema": {"type": "string", "format": "date-time"},
      "description": "When the item was received or starts (tells \"older than the first sync\" apart)"},
 ]

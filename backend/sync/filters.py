@@ -182,6 +182,14 @@ class Filters:
                        blocklist=self.org_blocklist, block_free_mail=False, sync_emails=True, sync_events=True,
                        org_blocklist=self.org_blocklist)
 
+    def waived(self) -> frozenset[Reason]:
+        """The reasons these filters never give, because a choice they hold is off (what Log it now sets aside)."""
+        off = {Reason.EMAILS_OFF: self.sync_emails, Reason.EVENTS_OFF: self.sync_events,
+               Reason.FREE_MAIL: not self.block_free_mail,
+               # With only the org's blocklist, a blocked address is blocked_org, never "blocked".
+               Reason.BLOCKED: self.blocklist == self.org_blocklist}
+        return frozenset(reason for reason, never in off.items() if never)
+
     def is_own(self, address: str) -> bool:
         """True for the mailbox's own address or an alias."""
         local, domain = split_address(address)

@@ -96,8 +96,8 @@ def log_item(engine: SyncEngine, mailbox_id: str, identifier: str, kind: str, it
     return {"counts": run.counts.as_dict()}
 
 
-def meeting_uid(engine: SyncEngine, mailbox_id: str, item_id: str) -> str:
-    """The iCalendar UID of the meeting Outlook shows by ``item_id`` (Office.js does not expose it), or ""."""
+def meeting_key(engine: SyncEngine, mailbox_id: str, item_id: str) -> str:
+    """The key of the meeting Outlook shows by ``item_id`` (its UID, ``UID@start`` for an occurrence), or ""."""
     mailbox = engine.store.mailboxes.get(mailbox_id)
     if mailbox is None or not mailbox.activated:
         return ""
@@ -110,4 +110,6 @@ def meeting_uid(engine: SyncEngine, mailbox_id: str, item_id: str) -> str:
         return ""
     finally:
         connector.close()
-    return item.uid if isinstance(item, EventItem) else ""
+    # Office.js exposes no UID; and the series' UID alone would name every occurrence at once, so
+    # the answer is the occurrence's own key, the one its trail entry and its Salesforce Event hold.
+    return item.dedup_key if isinstance(item, EventItem) else ""

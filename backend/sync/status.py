@@ -25,15 +25,23 @@ from backend.store.trail import ItemDecision
 from backend.store.users import User
 from backend.sync.budget import iso
 from backend.sync.collaborators import crm_for
+from backend.sync.filters import Filters, Reason
 from backend.sync.trail import ALREADY_LOGGED, FILTERED, LOGGED, REFUSED
 
-# Filter reasons Log it now does not override: a privacy promise holds for a single item too.
-FIRM_REASONS = frozenset({"private", "draft", "blocked_org"})
+# What Log it now sets aside: the reasons its own filters (Filters.for_one_item) never give.
+ONE_ITEM_WAIVED = Filters.build((), (), (), ()).for_one_item().waived()
+# Reasons Log it now would meet again, so it is not offered for them: every reason but those it sets
+# aside and those a second try may change (a Contact or Lead added since: no_match; the item read
+# again: unreadable). Privacy, the org's blocklist, who takes part (internal, no_participants) and a
+# meeting's times (too_long, no_start) hold for one item too, and a cancelled meeting is never
+# created. A new reason is firm until it is known to give way.
+FIRM_REASONS = frozenset(r.value for r in Reason) - {r.value for r in ONE_ITEM_WAIVED} \
+    - {Reason.NO_MATCH.value, Reason.UNREADABLE.value}
 
 
 @dataclass(frozen=True)
 class ItemQuery:
-    """What the pane asks about: an email's Message-ID or a meeting's UID, and the item's date."""
+    """What the pane asks about: an email's Message-ID or a meeting's key (an occurrence's ``UID@start``), a date."""
 
     message_id: str = ""
     event_uid: str = ""
@@ -41,7 +49,7 @@ class ItemQuery:
 
     @property
     def identifier(self) -> str:
-        """The Message-ID or UID asked about."""
+        """The Message-ID or meeting key asked about (the trail's key and Salesforce's)."""
         return self.message_id or self.event_uid
 
     @property

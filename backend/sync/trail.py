@@ -3,8 +3,10 @@
 The run tells the recorder what it decided (filtered with a reason, already in Salesforce, no
 Contact or Lead, written with its record id, refused with Salesforce's error code); the recorder
 keeps them until the batch's writes are done and saves them through ``store.trail`` (keyed hash
-of the Message-ID / UID, codes, ids, times). Emails are keyed by Message-ID, meetings by UID (an
-occurrence of a series by its series UID as well, so the pane's look-up by UID finds it).
+of the Message-ID / UID, codes, ids, times). Emails are keyed by Message-ID, meetings by their dedup
+key: the UID, and ``UID@start`` for one occurrence of a series (never the series UID alone, which
+would let the last occurrence noted answer for all of them). A single meeting's key is its UID, as
+it always was; an occurrence was always noted under its own key too, so older entries still answer.
 """
 
 from __future__ import annotations
@@ -27,14 +29,6 @@ def refusal_code(reason: str) -> str:
     return reason.split(":", 1)[0].strip().upper()
 
 
-def identifiers(item: EmailItem | EventItem) -> list[str]:
-    """The identifiers the pane may ask about for ``item`` (its dedup key, and a meeting's UID)."""
-    key = item.dedup_key
-    if isinstance(item, EventItem) and item.uid and item.uid != key:
-        return [key, item.uid]
-    return [key]
-
-
 class TrailRecorder:
     """Collects one run's decisions per item and saves them batch by batch."""
 
@@ -49,8 +43,7 @@ class TrailRecorder:
         self._items: dict[str, EmailItem | EventItem] = {}
 
     def _note(self, item: EmailItem | EventItem, decision: ItemDecision) -> None:
-        for identifier in identifiers(item):
-            self._pending[identifier] = decision
+        self._pending[item.dedup_key] = decision
 
     def _decision(self, decision: str, **fields: object) -> ItemDecision:
         return ItemDecision(decision=decision, at=time.time(), trigger=self.trigger, **fields)  # type: ignore[arg-type]

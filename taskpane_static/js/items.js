@@ -248,18 +248,27 @@ export function initItems(app) {
   el.logNow.addEventListener("click", () => whileBusy(el.logNow, "Logging\u2026", async () => {
     setText(el.status, "");
     showActionError(el.error, "", el.logNow);
+    // Like refresh(): the person may select another item before the answer comes (a pinned pane);
+    // then the answer is about an item no longer shown and must not fill that item's card.
+    const mine = ++asked;
     try {
       const body = item.kind === "email" ? { message_id: item.messageId } : { kind: "event" };
       body.item_id = item.restId && app.sync && app.sync.provider === "microsoft" ? item.restId : item.itemId;
       if (item.kind === "event") {
         Object.assign(body, query());
       }
-      answer = await api.logItem(body);
-      render();
-      setText(el.status, answer.status === "logged" ? "Logged it now." : "It could not be logged; the reason is above.");
+      const result = await api.logItem(body);
+      if (mine === asked) {
+        answer = result;
+        el.card.setAttribute("aria-busy", "false");  // a refresh this answer outran would not clear it
+        render();
+        setText(el.status, answer.status === "logged" ? "Logged it now." : "It could not be logged; the reason is above.");
+        // render() may hide the button that had focus (logged): keep the keyboard user on the card.
+        focus(el.heading);
+      }
       app.refreshSync();
     } catch (error) {
-      if (!error.endsSession) {
+      if (!error.endsSession && mine === asked) {
         showActionError(el.error, error.message, el.logNow);
         focus(el.error);
       }

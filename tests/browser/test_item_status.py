@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from sandbox.harness.exchange import ADDRESS, PASSWORD, ExchangeHarness
 from sandbox.salesforce_rest import Rule, data_of
@@ -191,9 +191,13 @@ def test_log_it_now_and_never_log_this_sender(
     select(page, email(blocked, "<blocked@customer.example>", CAROL))
     expect(outcome(page)).to_have_text("Not logged, because carol@customer.example is on your blocklist.")
     log_now = page.get_by_role("button", name="Log it now")
-    log_now.click()
+    log_now.focus()
+    page.keyboard.press("Enter")
     expect(outcome(page)).to_contain_text("Logged in Salesforce")
     expect(page.locator("#item-status")).to_have_text("Logged it now.")
+    # The button that had focus is hidden now: focus moves to the card's heading, not to <body>.
+    expect(log_now).to_be_hidden()
+    assert page.evaluate("document.activeElement && document.activeElement.id") == "item-heading"
     assert "<blocked@customer.example>" in {m["MessageIdentifier"] for m in data.all("EmailMessage")}
 
     select(page, email(free, "<free@gmail.example>", "friend@gmail.com"))
@@ -211,6 +215,38 @@ def test_log_it_now_and_never_log_this_sender(
     expect(page.get_by_role("button", name="Never log friend@gmail.com")).to_be_hidden()
     expect(page.get_by_role("button", name="Never log gmail.com")).to_be_hidden()
     assert axe_violations(page) == []
+    pane.assert_clean()
+
+
+def test_an_answer_to_log_it_now_for_an_item_no_longer_shown_is_not_shown(
+    onprem: LiveServer, make_pane: Callable[..., Pane], ews: ExchangeHarness, fake_salesforce: RunningFake
+) -> None:
+    """Log it now on email A, then B is selected before A's answer comes: B's card keeps B's answer."""
+    data = data_of(fake_salesforce.state)
+    data.add_contact(CAROL, "Customer", FirstName="Carol")
+    stranger = seed(ews, "<stranger@stranger.example>", "x@stranger.example", "Hello")
+    pane = make_pane(onprem, office={"item": email(stranger, "<stranger@stranger.example>", "x@stranger.example")})
+    page = connect_and_run(pane, onprem, ews)
+    expect(outcome(page)).to_contain_text("nobody in it is a Contact or Lead")
+    later = seed(ews, "<later@customer.example>", CAROL, "Follow-up")
+    select(page, email(later, "<later@customer.example>", CAROL))
+    expect(outcome(page)).to_contain_text("Not yet")
+    held: list[Route] = []
+    page.route("**/api/items/log", lambda route: held.append(route))  # A's answer waits for the test
+    with page.expect_request("**/api/items/log"):
+        page.get_by_role("button", name="Log it now").click()
+    select(page, email(stranger, "<stranger@stranger.example>", "x@stranger.example"))
+    b_answer = "Not logged, because nobody in it is a Contact or Lead in Salesforce."
+    expect(outcome(page)).to_have_text(b_answer)
+    with page.expect_response("**/api/items/log") as logged:
+        held[0].continue_()
+    assert logged.value.ok and logged.value.json()["status"] == "logged"
+    assert "<later@customer.example>" in {m["MessageIdentifier"] for m in data.all("EmailMessage")}
+    # Give the pane the time to (wrongly) apply it, then check B's card and status line.
+    page.wait_for_timeout(300)
+    expect(outcome(page)).to_have_text(b_answer)
+    expect(page.locator("#item-status")).to_have_text("")
+    expect(page.locator("#item-records")).to_be_hidden()
     pane.assert_clean()
 
 

@@ -182,3 +182,34 @@ def test_never_log_this_sender_is_refused_when_the_org_locks_the_blocklist(env: 
     assert env.session is not None
     resp = env.client.post("/api/items/block", json={"entry": "friend@gmail.com"}, headers=env.session.headers)
     assert resp.status_code == 403 and resp.get_json()["error"]["code"] == "locked_by_admin"
+
+
+@pytest.mark.parametrize("env_factory", ["exchange"], indirect=True)
+def test_each_occurrence_of_a_series_answers_for_itself(env: SyncEnv) -> None:
+    """The pane names an occurrence by Outlook's item id: its own Event answers, from the trail or Salesforce."""
+    from sandbox.ews.recurrence import occurrence_id
+
+    state: Any = env.harness.state  # type: ignore[attr-defined]
+    first = (datetime.now(tz=UTC) + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    master = state.add_event(env.harness.address, subject="Weekly call", start=first, end=first + timedelta(hours=1),
+                             organizer=env.harness.address, attendees=[CAROL], uid="UID-weekly", recurring=True,
+                             recurrence_end=(first + timedelta(days=20)).date())
+    state.items[master].interval_days = 7
+    keys = [f"UID-weekly@{(first + timedelta(days=7 * n)).strftime('%Y%m%dT%H%M%SZ')}" for n in range(3)]
+    # The third occurrence is in Salesforce already (a colleague logged it); the trail knows nothing of it.
+    held = env.sf.insert("Event", Subject="Weekly call", Sidebar_Sync_Key__c=keys[2])
+    env.activate()
+    before = status(env, kind="event", item_id=occurrence_id(state.items[master], 3))
+    assert (before["status"], before["source"]) == ("logged", "salesforce")
+    assert before["records"][0]["id"] == held
+    # Log it now on the first occurrence logs that occurrence, under its own key (not the series UID).
+    assert env.session is not None
+    resp = env.client.post("/api/items/log", json={"kind": "event", "item_id": occurrence_id(state.items[master], 1)},
+                           headers=env.session.headers)
+    assert resp.status_code == 200 and resp.get_json()["status"] == "logged", resp.get_json()
+    assert {str(e["Sidebar_Sync_Key__c"]) for e in env.sf.all("Event")} == {keys[0], keys[2]}
+    run(env)
+    by_key = {str(e["Sidebar_Sync_Key__c"]): e["Id"] for e in env.sf.all("Event")}
+    for index, key in enumerate(keys, start=1):
+        answer = status(env, kind="event", item_id=occurrence_id(state.items[master], index))
+        assert answer["status"] == "logged" and answer["records"][0]["id"] == by_key[key], key

@@ -60,7 +60,7 @@ from backend.connectors.exchange.items import (
     field_paths,
     in_bounds,
 )
-from backend.connectors.exchange.series import expand
+from backend.connectors.exchange.series import OCCURRENCE_FIELDS, expand
 from backend.connectors.exchange.transport import Transport, account_for, version_of
 from backend.connectors.mailbox import (
     FOLDERS,
@@ -229,7 +229,9 @@ class ExchangeMailbox:
         account = self._account()
         calendar = kind == "event"
         model = CalendarItem if calendar else Message
-        fields = field_paths(model, EVENT_FIELDS if calendar else MAIL_FIELDS, account.version, with_body=True)
+        # An occurrence's original start is part of its key (UID@start): without it, one occurrence
+        # would be named (and logged) as the whole series.
+        fields = field_paths(model, OCCURRENCE_FIELDS if calendar else MAIL_FIELDS, account.version, with_body=True)
         for full in GetItem(account=account, chunk_size=1).call(
                 items=[ItemId(id=item_id)], additional_fields=fields, shape=ID_ONLY):
             if isinstance(full, Exception):
