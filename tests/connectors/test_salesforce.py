@@ -462,3 +462,23 @@ def test_lookup_urls_stay_under_16kb(sf: SalesforceUser, fake_salesforce: Any) -
 def test_dedup_ignores_case_as_soql_does(sf: SalesforceUser) -> None:
     sf.data.insert("EmailMessage", MessageIdentifier="<ABC.Def@Mail.Example>", Subject="x")
     assert sf.crm().existing_emails(["<abc.def@mail.example>"]) == {"<abc.def@mail.example>"}
+
+
+@pytest.mark.parametrize("held", ["lead", "50 contacts"])
+def test_a_meeting_that_cannot_take_more_people_gets_no_relation_it_would_refuse(sf: SalesforceUser,
+                                                                                held: str) -> None:
+    # Related by hand in Salesforce: a lead, or 50 contacts (the most Shared Activities allows).
+    if held == "lead":
+        who, others = sf.data.add_lead("erin@prospect.example"), []
+    else:
+        who = sf.data.add_contact("c0@customer.example")
+        others = [sf.data.add_contact(f"c{i}@customer.example") for i in range(1, 50)]
+    event_id = sf.data.insert("Event", Sidebar_Sync_Key__c="uid-1", Subject="Meeting", WhoId=who)
+    for person in others:
+        sf.data.insert("EventRelation", EventId=event_id, RelationId=person, IsParent=True, IsWhat=False)
+    bob = sf.data.add_contact("bob@customer.example")
+    crm = sf.crm()
+    existing = crm.existing_events(["uid-1"])["uid-1"]
+    result = crm.write(WritePlan(changed_events=[(existing, event("uid-1", [bob], subject="Moved"))]))
+    assert result.events_updated == 1 and not result.rejected and result.relations_written == 0
+    assert bob not in {r["RelationId"] for r in sf.data.all("EventRelation")}

@@ -22,6 +22,10 @@ FIELD_LIMITS: dict[str, dict[str, int]] = {
 }
 KEY_FIELD_MAX = 255
 CANCELLED_PREFIX = "Canceled: "
+# Key prefixes of Contact and Lead ids, and Shared Activities' rule: an event is related to up to
+# 50 contacts or one lead (EventRelation, object reference).
+CONTACT_PREFIX, LEAD_PREFIX = "003", "00Q"
+MAX_EVENT_CONTACTS = 50
 
 
 def activity_key(key: str) -> str:
@@ -146,6 +150,26 @@ def event_fields(draft: EventDraft) -> dict[str, Any]:
         fields["StartDateTime"] = iso(draft.start)
         fields["EndDateTime"] = iso(draft.end)
     return fields
+
+
+def joinable(staying: set[str], wanted: list[str]) -> list[str]:
+    """Those of ``wanted`` an event related to ``staying`` may take too (up to 50 contacts or one lead)."""
+    # Mapping keeps a draft within the rule; people related by hand (or by a colleague's run) may
+    # not be, and a relation Salesforce refuses would be sent again on every change of the meeting.
+    leads = sum(1 for p in staying if p.startswith(LEAD_PREFIX))
+    contacts = sum(1 for p in staying if p.startswith(CONTACT_PREFIX))
+    kept: list[str] = []
+    for person in wanted:
+        if person.startswith(LEAD_PREFIX):
+            if leads or contacts:
+                continue
+            leads += 1
+        elif person.startswith(CONTACT_PREFIX):
+            if leads or contacts >= MAX_EVENT_CONTACTS:
+                continue
+            contacts += 1
+        kept.append(person)
+    return kept
 
 
 def event_unit(draft: EventDraft, key_field: str) -> Unit:
