@@ -173,12 +173,15 @@ def joinable(staying: set[str], wanted: list[str]) -> list[str]:
 
 
 def event_unit(draft: EventDraft, key_field: str) -> Unit:
-    """A new Event (the first person as WhoId) with an EventRelation for each further person."""
+    """A new Event (the first person as WhoId) with an EventRelation for each further one it may take."""
     record = {"attributes": {"type": "Event"}, **event_fields(draft), key_field: activity_key(draft.key)}
-    if draft.people_ids:
-        record["WhoId"] = draft.people_ids[0]
+    # Mapping chose the people within Shared Activities' rule; kept to it here too, so that no draft
+    # makes a row Salesforce refuses.
+    people = joinable(set(), list(dict.fromkeys(draft.people_ids)))
+    if people:
+        record["WhoId"] = people[0]
     unit = Unit(draft.key, "Event", record, "event", relation_parent_field="EventId")
-    for person_id in dict.fromkeys(draft.people_ids[1:]):
+    for person_id in people[1:]:
         unit.relations.append(event_relation(person_id))
     return unit
 
