@@ -9,7 +9,7 @@ import pytest
 
 from sandbox.salesforce_rest import SalesforceData, parse_soql
 from sandbox.salesforce_rest.queries import children_by_parent, project, run_query
-from sandbox.salesforce_rest.records import _stored_datetime, create, validate
+from sandbox.salesforce_rest.records import _stored_datetime, create, update, validate
 from sandbox.salesforce_rest.soql import matches, matching
 
 
@@ -110,3 +110,47 @@ def test_created_records_keep_their_fields_in_order() -> None:
     assert stored["MessageDate"] == "2026-12-06T21:00:00.000+0000"
     relation = next(iter(data.records["EmailMessageRelation"].values()))
     assert relation == {"Id": relation["Id"], "EmailMessageId": rid, "RelationId": "005U", "RelationType": "ToAddress"}
+
+
+def _relation(event_id: str, person_id: str) -> dict[str, Any]:
+    """A parent EventRelation row, as the connector sends it."""
+    return {"attributes": {"type": "EventRelation"}, "EventId": event_id, "RelationId": person_id,
+            "IsParent": True, "IsWhat": False, "IsInvitee": False}
+
+
+@pytest.mark.parametrize(("who", "others", "refused"), [
+    ("contact", ["lead"], [True]),  # a lead beside a contact
+    ("lead", ["contact"], [True]),  # a contact beside a lead
+    ("lead", ["lead"], [True]),  # two leads
+    ("contact", ["contact"] * 50, [False] * 49 + [True]),  # the 51st contact
+    ("contact", ["contact"] * 3, [False] * 3),  # contacts only
+], ids=["contact+lead", "lead+contact", "two-leads", "51-contacts", "contacts-only"])
+def test_an_event_is_related_to_up_to_50_contacts_or_one_lead(who: str, others: list[str],
+                                                              refused: list[bool]) -> None:
+    """Shared Activities' rule, relation by relation, in one request as across requests."""
+    data = SalesforceData()
+    new = {"contact": lambda: data.add_contact("c@x.example"), "lead": lambda: data.add_lead("l@x.example")}
+    event = data.insert("Event", Subject="Review", WhoId=new[who]())
+    people = [new[kind]() for kind in others]
+    half = len(people) // 2
+    results = create(data, [_relation(event, p) for p in people[:half]], all_or_none=False)
+    results += create(data, [_relation(event, p) for p in people[half:]], all_or_none=False)
+    assert [not r["success"] for r in results] == refused
+    for result in results:
+        if not result["success"]:
+            assert result["errors"] == [{"statusCode": "FIELD_INTEGRITY_EXCEPTION", "fields": ["RelationId"],
+                                         "message": "An event can be related to up to 50 contacts or one lead"}]
+
+
+def test_an_event_with_contacts_cannot_take_a_lead_as_its_who() -> None:
+    """A WhoId replaces the one before, beside the event's relation rows."""
+    data = SalesforceData()
+    event = data.insert("Event", Subject="Review", WhoId=data.add_contact("a@x.example"))
+    create(data, [_relation(event, data.add_contact("b@x.example"))], all_or_none=False)
+    lead = data.add_lead("l@x.example")
+    (result,) = update(data, [{"attributes": {"type": "Event"}, "Id": event, "WhoId": lead}])
+    assert not result["success"] and result["errors"][0]["fields"] == ["WhoId"]
+    other = data.add_contact("c@x.example")
+    assert update(data, [{"attributes": {"type": "Event"}, "Id": event, "WhoId": other}])[0]["success"]
+    data.event_people_rule = False  # the knob a packing test turns
+    assert update(data, [{"attributes": {"type": "Event"}, "Id": event, "WhoId": lead}])[0]["success"]

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from backend.connectors.crm import EmailDraft, EventDraft, Person
+from backend.connectors.crm import EmailDraft, EventDraft, Person, PersonKind
 from backend.connectors.mailbox import Address, EmailItem, EventItem, Folder, valid_text
 from backend.sync.filters import Filters
 from backend.sync.match import people_of
@@ -20,6 +20,10 @@ from backend.sync.match import people_of
 # C0 controls other than tab, newline and carriage return, and DEL: Salesforce refuses some,
 # and none of them means anything in a subject or a plain-text body.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+# Shared Activities relates an event to up to 50 contacts or one lead (EventRelation, object
+# reference); a lead beside contacts, a second lead or a 51st contact is refused row by row.
+MAX_EVENT_CONTACTS = 50
 
 
 def clean_text(value: str | None) -> str:
@@ -105,6 +109,15 @@ def email_draft(item: EmailItem, people: Mapping[str, Person], filters: Filters,
     )
 
 
+def event_people(matched: list[Person]) -> list[str]:
+    """Who a meeting is related to: its first 50 Contacts in order, else its first Lead alone."""
+    # Contacts win over a Lead: they are the accounts' people, and a lead cannot share the event.
+    contacts = [p.id for p in matched if p.kind is PersonKind.CONTACT]
+    if contacts:
+        return contacts[:MAX_EVENT_CONTACTS]
+    return [p.id for p in matched if p.kind is PersonKind.LEAD][:1]
+
+
 def event_draft(
     item: EventItem, people: Mapping[str, Person], filters: Filters, *, allow_unmatched: bool = False
 ) -> EventDraft | None:
@@ -128,7 +141,7 @@ def event_draft(
         start=start,
         end=end,
         is_all_day=item.is_all_day,
-        people_ids=[p.id for p in matched],
+        people_ids=event_people(matched),
     )
 
 

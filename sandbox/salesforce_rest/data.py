@@ -86,6 +86,9 @@ class SalesforceData:
     # The signed-in user's time zone (TimeZoneSidKey): an Event written without ActivityDate gets
     # the date of its StartDateTime there, as Salesforce derives it.
     user_timezone: str = "UTC"
+    # Shared Activities' rule (up to 50 contacts or one lead an event) enforced; off only where a
+    # test needs a record with more relation rows than the rule allows (request packing).
+    event_people_rule: bool = True
     rules: list[Rule] = field(default_factory=list)
     calls: list[RestCall] = field(default_factory=list)
     user_ids: Callable[[], set[str]] = lambda: set()

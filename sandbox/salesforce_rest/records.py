@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sandbox.salesforce_rest.data import (
     DATETIME_FIELDS,
     FIELD_LENGTHS,
+    ID_PREFIX,
     JUNCTION_TYPES,
     REFERENCE_FIELDS,
     ApiFailure,
@@ -114,6 +115,46 @@ def validate(data: SalesforceData, sobject: str, record: dict[str, Any], creatin
     return None
 
 
+# Shared Activities: "an event can be related to up to 50 contacts or one lead" (EventRelation,
+# object reference). Salesforce documents the rule, not its error; the code and message here are
+# the shape of its other integrity refusals.
+MAX_EVENT_CONTACTS = 50
+_WHO_REFUSAL = {"statusCode": "FIELD_INTEGRITY_EXCEPTION",
+                "message": "An event can be related to up to 50 contacts or one lead", "fields": ["RelationId"]}
+
+
+def event_whos(data: SalesforceData) -> dict[str, set[str]]:
+    """Each event's related people (its parent EventRelation rows; WhoId is read from the event)."""
+    whos: dict[str, set[str]] = {}
+    for row in data.records.get("EventRelation", {}).values():
+        if row.get("IsParent") and not row.get("IsWhat") and row.get("EventId"):
+            whos.setdefault(str(row["EventId"]), set()).add(str(row.get("RelationId") or ""))
+    return whos
+
+
+def who_error(data: SalesforceData, sobject: str, record: dict[str, Any],
+              whos: dict[str, set[str]]) -> dict[str, Any] | None:
+    """The refusal of a relation or WhoId that would relate an event to a lead and others, two
+    leads or 51 contacts, or None (``whos``: :func:`event_whos`, kept up to date by the caller)."""
+    if not data.event_people_rule:
+        return None
+    if sobject == "EventRelation" and record.get("IsParent") and not record.get("IsWhat"):
+        event = data.records.get("Event", {}).get(str(record.get("EventId") or ""))
+        if event is None:
+            return None
+        people = whos.get(event["Id"], set()) | {str(event.get("WhoId") or ""), str(record.get("RelationId") or "")}
+    elif sobject == "Event" and "WhoId" in record and record.get("Id"):
+        # A new WhoId replaces the old one; the relation rows stay.
+        people = whos.get(str(record["Id"]), set()) | {str(record.get("WhoId") or "")}
+    else:
+        return None
+    leads = sum(1 for p in people if p.startswith(ID_PREFIX["Lead"]))
+    contacts = sum(1 for p in people if p.startswith(ID_PREFIX["Contact"]))
+    if leads > 1 or (leads and contacts) or contacts > MAX_EVENT_CONTACTS:
+        return dict(_WHO_REFUSAL, fields=["RelationId" if sobject == "EventRelation" else "WhoId"])
+    return None
+
+
 def normalise(record: dict[str, Any]) -> dict[str, Any]:
     """Date-times in the form Salesforce stores them (``record`` itself when it holds none)."""
     if DATETIME_FIELDS.isdisjoint(record):  # most records carry none: one set operation, not a test a field
@@ -143,6 +184,11 @@ def derive_activity_date(data: SalesforceData, sobject: str, record: dict[str, A
     record["ActivityDate"] = start.astimezone(ZoneInfo(data.user_timezone)).date().isoformat()
 
 
+def _type_of(record: Any) -> str:
+    """A record's ``attributes.type`` ("" when it has none)."""
+    return str((record.get("attributes") or {}).get("type") or "") if isinstance(record, dict) else ""
+
+
 def create(data: SalesforceData, records: list[dict[str, Any]], all_or_none: bool) -> list[dict[str, Any]]:
     """Insert records (sObject Collections POST), all or none when asked."""
     results: list[dict[str, Any]] = []
@@ -152,6 +198,8 @@ def create(data: SalesforceData, records: list[dict[str, Any]], all_or_none: boo
     created = datetime.now(tz=UTC).isoformat()
     users = data.user_ids()  # once a request, not once a reference
     with data.lock:
+        # Built once a request, and only for one that relates people to events.
+        whos = event_whos(data) if any(_type_of(r) == "EventRelation" for r in records) else {}
         staged: list[tuple[str, dict[str, Any]] | None] = []
         for record in records:
             sobject = str((record.get("attributes") or {}).get("type") or "")
@@ -168,7 +216,8 @@ def create(data: SalesforceData, records: list[dict[str, Any]], all_or_none: boo
                      "fields": ["Id"]}]})
                 staged.append(None)
                 continue
-            error = validate(data, sobject, fields, creating=True, users=users)
+            error = validate(data, sobject, fields, creating=True, users=users) or who_error(
+                data, sobject, fields, whos)
             if error:
                 results.append({"success": False, "errors": [error]})
                 staged.append(None)
@@ -189,6 +238,8 @@ def create(data: SalesforceData, records: list[dict[str, Any]], all_or_none: boo
             if table is None:
                 table = tables[sobject] = {}
             table[rid] = stored
+            if sobject == "EventRelation" and fields.get("IsParent") and not fields.get("IsWhat"):
+                whos.setdefault(str(fields.get("EventId")), set()).add(str(fields.get("RelationId") or ""))
             derive_activity_date(data, sobject, stored, fields)
             if sobject == "EmailMessage":
                 for junction, relation_type in JUNCTION_TYPES.items():
@@ -212,6 +263,7 @@ def update(data: SalesforceData, records: list[dict[str, Any]]) -> list[dict[str
     results: list[dict[str, Any]] = []
     users = data.user_ids()
     with data.lock:
+        whos = event_whos(data) if any(_type_of(r) == "Event" and "WhoId" in r for r in records) else {}
         for record in records:
             sobject = str((record.get("attributes") or {}).get("type") or "")
             rid = str(record.get("Id") or "")
@@ -222,7 +274,8 @@ def update(data: SalesforceData, records: list[dict[str, Any]]) -> list[dict[str
                     {"statusCode": code, "message": "no such record", "fields": ["Id"]}]})
                 continue
             fields = {k: v for k, v in record.items() if k not in ("attributes", "Id")}
-            error = validate(data, sobject, {**fields, "Id": rid}, creating=False, users=users)
+            error = validate(data, sobject, {**fields, "Id": rid}, creating=False, users=users) or who_error(
+                data, sobject, {**fields, "Id": rid}, whos)
             if error:
                 results.append({"id": rid, "success": False, "errors": [error]})
                 continue

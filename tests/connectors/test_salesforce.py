@@ -21,6 +21,7 @@ from backend.connectors.crm import (
     SenderRepair,
     WritePlan,
 )
+from backend.connectors.salesforce import records
 from backend.connectors.salesforce.batches import COLLECTION_MAX
 from backend.connectors.salesforce.soql import URI_MAX_CHARS
 from backend.errors import AuthRevoked, Unavailable
@@ -162,7 +163,8 @@ def test_a_record_and_its_relations_always_travel_in_one_request(sf: SalesforceU
     # The reviewer's case: 1,000 emails with a sender relation each, plus emails without one and
     # meetings with several relations, in one plan.
     drafts = [email(f"<m{i}@x>", from_id=bob if i % 7 else "", to_ids=[carol]) for i in range(1000)]
-    events = [event(f"uid-{i}", [bob, carol, sf.data.add_lead(f"l{i}@prospect.example")]) for i in range(30)]
+    # Contacts only: a lead cannot share a meeting with contacts (Shared Activities).
+    events = [event(f"uid-{i}", [bob, carol, sf.data.add_contact(f"c{i}@customer.example")]) for i in range(30)]
     result = crm.write(WritePlan(emails=drafts, new_events=events))
     assert result.emails_written == 1000 and result.events_written == 30 and not result.rejected
     bodies = composite_bodies(fake_salesforce)
@@ -186,8 +188,13 @@ def test_a_record_and_its_relations_always_travel_in_one_request(sf: SalesforceU
     assert len(bodies) == 3
 
 
-def test_a_record_with_more_relations_than_a_request_holds_still_gets_them_all(sf: SalesforceUser) -> None:
+def test_a_record_with_more_relations_than_a_request_holds_still_gets_them_all(sf: SalesforceUser,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     people = [sf.data.add_contact(f"p{i}@customer.example") for i in range(901)]
+    # The packing of one record's relation rows is under test, not Shared Activities' 50 contacts
+    # (tests/sync/test_event_people.py proves that rule end to end): both guards are off.
+    sf.data.event_people_rule = False
+    monkeypatch.setattr(records, "joinable", lambda staying, wanted: wanted)
     crm = sf.crm()
     crm.capabilities()
     sf.data.reset_calls()
@@ -333,7 +340,7 @@ def test_duplicate_key_written_meanwhile_counts_as_duplicate(sf: SalesforceUser)
 
 def test_events_with_relations_update_and_cancel(sf: SalesforceUser) -> None:
     bob = sf.data.add_contact("bob@customer.example")
-    carol = sf.data.add_lead("carol@prospect.example")
+    carol = sf.data.add_contact("carol@customer.example")  # a contact: a lead cannot join a contact's meeting
     crm = sf.crm()
     result = crm.write(WritePlan(new_events=[event("uid-1", [bob, carol])]))
     assert result.events_written == 1 and result.relations_written == 1
@@ -458,3 +465,23 @@ def test_lookup_urls_stay_under_16kb(sf: SalesforceUser, fake_salesforce: Any) -
 def test_dedup_ignores_case_as_soql_does(sf: SalesforceUser) -> None:
     sf.data.insert("EmailMessage", MessageIdentifier="<ABC.Def@Mail.Example>", Subject="x")
     assert sf.crm().existing_emails(["<abc.def@mail.example>"]) == {"<abc.def@mail.example>"}
+
+
+@pytest.mark.parametrize("held", ["lead", "50 contacts"])
+def test_a_meeting_that_cannot_take_more_people_gets_no_relation_it_would_refuse(sf: SalesforceUser,
+                                                                                held: str) -> None:
+    # Related by hand in Salesforce: a lead, or 50 contacts (the most Shared Activities allows).
+    if held == "lead":
+        who, others = sf.data.add_lead("erin@prospect.example"), []
+    else:
+        who = sf.data.add_contact("c0@customer.example")
+        others = [sf.data.add_contact(f"c{i}@customer.example") for i in range(1, 50)]
+    event_id = sf.data.insert("Event", Sidebar_Sync_Key__c="uid-1", Subject="Meeting", WhoId=who)
+    for person in others:
+        sf.data.insert("EventRelation", EventId=event_id, RelationId=person, IsParent=True, IsWhat=False)
+    bob = sf.data.add_contact("bob@customer.example")
+    crm = sf.crm()
+    existing = crm.existing_events(["uid-1"])["uid-1"]
+    result = crm.write(WritePlan(changed_events=[(existing, event("uid-1", [bob], subject="Moved"))]))
+    assert result.events_updated == 1 and not result.rejected and result.relations_written == 0
+    assert bob not in {r["RelationId"] for r in sf.data.all("EventRelation")}

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from backend.connectors.crm import clip, join_addresses
+from backend.connectors.crm import EventDraft, clip, join_addresses
 from backend.connectors.salesforce.client import encode_body
 from backend.connectors.salesforce.lookup import address_variants
-from backend.connectors.salesforce.records import activity_key, iso
+from backend.connectors.salesforce.records import activity_key, event_unit, iso
 from backend.connectors.salesforce.soql import (
     QUERY_SAFE,
     URI_MAX_CHARS,
@@ -158,3 +158,18 @@ def test_a_composite_body_always_encodes_and_a_lone_surrogate_becomes_a_question
     body = {"compositeRequest": [{"body": {"records": [{"MessageIdentifier": value, "Subject": "s"}]}}]}
     decoded = json.loads(encode_body(body))
     assert decoded["compositeRequest"][0]["body"]["records"][0] == {"MessageIdentifier": sent, "Subject": "s"}
+
+
+@pytest.mark.parametrize(("people", "related"), [
+    (["00Q000000000001AAA", "003000000000001AAA"], ["00Q000000000001AAA"]),  # a lead and a contact
+    (["00Q000000000001AAA", "00Q000000000002AAA"], ["00Q000000000001AAA"]),  # two leads
+    ([f"003{n:012d}AAA" for n in range(51)], [f"003{n:012d}AAA" for n in range(50)]),  # 51 contacts
+    ([f"003{n:012d}AAA" for n in range(3)], [f"003{n:012d}AAA" for n in range(3)]),  # contacts only
+], ids=["lead+contact", "two-leads", "51-contacts", "contacts-only"])
+def test_a_new_event_relates_no_more_than_shared_activities_allows(people: list[str], related: list[str]) -> None:
+    """The connector's own guard (mapping already prefers Contacts): the first ones the rule allows, in order."""
+    start = datetime(2026, 12, 10, 9, tzinfo=UTC)
+    draft = EventDraft(key="UID-1", subject="Review", body="", location="", start=start,
+                       end=start + timedelta(hours=1), is_all_day=False, people_ids=people)
+    unit = event_unit(draft, "Sidebar_Key__c")
+    assert [unit.record["WhoId"], *(r["RelationId"] for r in unit.relations if r["IsParent"])] == related

@@ -9,7 +9,7 @@ import pytest
 from backend.connectors.crm import Person, PersonKind
 from backend.connectors.mailbox import EmailItem, Folder, synthetic_message_id
 from backend.sync.filters import Filters
-from backend.sync.mapping import clean_line, clean_text, email_draft, event_draft
+from backend.sync.mapping import MAX_EVENT_CONTACTS, clean_line, clean_text, email_draft, event_draft
 from tests.sync.items import NOW, OWNER, mail, meeting
 
 OWNER_ID = "005OWNER0000000AAA"
@@ -110,11 +110,44 @@ def test_event_ending_before_start() -> None:
 
 
 def test_event_people_and_unmatched() -> None:
+    # A lead cannot share a meeting with contacts (Shared Activities): the contact is kept.
     draft = event_draft(meeting(attendees=("carol@prospect.example", "bob@customer.example")), PEOPLE, FILTERS)
-    assert draft is not None and draft.people_ids == [CAROL.id, BOB.id]
+    assert draft is not None and draft.people_ids == [BOB.id]
+    alone = event_draft(meeting(attendees=("carol@prospect.example",)), PEOPLE, FILTERS)
+    assert alone is not None and alone.people_ids == [CAROL.id]
     assert event_draft(meeting(attendees=("nobody@x.example",)), PEOPLE, FILTERS) is None
     kept = event_draft(meeting(attendees=("nobody@x.example",)), PEOPLE, FILTERS, allow_unmatched=True)
     assert kept is not None and kept.people_ids == []
+
+
+def _crowd(contacts: int, leads: int) -> dict[str, Person]:
+    """``contacts`` Contacts then ``leads`` Leads, by address."""
+    people = [Person(f"003{n:012d}AAA", PersonKind.CONTACT, f"c{n}@customer.example") for n in range(contacts)]
+    people += [Person(f"00Q{n:012d}AAA", PersonKind.LEAD, f"l{n}@prospect.example") for n in range(leads)]
+    return {p.email: p for p in people}
+
+
+@pytest.mark.parametrize(("contacts", "leads", "lead_first", "expected"), [
+    (1, 1, True, "contacts"),  # a lead with a contact: the contact alone
+    (0, 2, False, "one lead"),  # two leads: the first listed
+    (MAX_EVENT_CONTACTS + 1, 0, False, "contacts"),  # 51 contacts: the first 50
+    (3, 0, False, "contacts"),  # contacts only: all of them
+])
+def test_event_people_follow_the_shared_activities_rule(contacts: int, leads: int, lead_first: bool,
+                                                        expected: str) -> None:
+    people = _crowd(contacts, leads)
+    addresses = list(people)
+    if lead_first:
+        addresses.reverse()
+    # The organizer is listed first by the item (participants: organizer, then attendees).
+    draft = event_draft(meeting(attendees=tuple(addresses[1:]), organizer=addresses[0]), people, FILTERS)
+    assert draft is not None
+    in_order = [people[a].id for a in addresses]
+    if expected == "one lead":
+        assert draft.people_ids == in_order[:1]
+    else:
+        wanted = [i for i in in_order if i.startswith("003")][:MAX_EVENT_CONTACTS]
+        assert draft.people_ids == wanted and len(wanted) == min(contacts, MAX_EVENT_CONTACTS)
 
 
 def test_event_without_start_is_none() -> None:

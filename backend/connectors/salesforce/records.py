@@ -22,6 +22,10 @@ FIELD_LIMITS: dict[str, dict[str, int]] = {
 }
 KEY_FIELD_MAX = 255
 CANCELLED_PREFIX = "Canceled: "
+# Key prefixes of Contact and Lead ids, and Shared Activities' rule: an event is related to up to
+# 50 contacts or one lead (EventRelation, object reference).
+CONTACT_PREFIX, LEAD_PREFIX = "003", "00Q"
+MAX_EVENT_CONTACTS = 50
 
 
 def activity_key(key: str) -> str:
@@ -148,13 +152,36 @@ def event_fields(draft: EventDraft) -> dict[str, Any]:
     return fields
 
 
+def joinable(staying: set[str], wanted: list[str]) -> list[str]:
+    """Those of ``wanted`` an event related to ``staying`` may take too (up to 50 contacts or one lead)."""
+    # Mapping keeps a draft within the rule; people related by hand (or by a colleague's run) may
+    # not be, and a relation Salesforce refuses would be sent again on every change of the meeting.
+    leads = sum(1 for p in staying if p.startswith(LEAD_PREFIX))
+    contacts = sum(1 for p in staying if p.startswith(CONTACT_PREFIX))
+    kept: list[str] = []
+    for person in wanted:
+        if person.startswith(LEAD_PREFIX):
+            if leads or contacts:
+                continue
+            leads += 1
+        elif person.startswith(CONTACT_PREFIX):
+            if leads or contacts >= MAX_EVENT_CONTACTS:
+                continue
+            contacts += 1
+        kept.append(person)
+    return kept
+
+
 def event_unit(draft: EventDraft, key_field: str) -> Unit:
-    """A new Event (the first person as WhoId) with an EventRelation for each further person."""
+    """A new Event (the first person as WhoId) with an EventRelation for each further one it may take."""
     record = {"attributes": {"type": "Event"}, **event_fields(draft), key_field: activity_key(draft.key)}
-    if draft.people_ids:
-        record["WhoId"] = draft.people_ids[0]
+    # Mapping chose the people within Shared Activities' rule; kept to it here too, so that no draft
+    # makes a row Salesforce refuses.
+    people = joinable(set(), list(dict.fromkeys(draft.people_ids)))
+    if people:
+        record["WhoId"] = people[0]
     unit = Unit(draft.key, "Event", record, "event", relation_parent_field="EventId")
-    for person_id in dict.fromkeys(draft.people_ids[1:]):
+    for person_id in people[1:]:
         unit.relations.append(event_relation(person_id))
     return unit
 

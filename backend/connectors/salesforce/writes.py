@@ -34,6 +34,7 @@ from backend.connectors.salesforce.records import (
     event_relation,
     event_unit,
     event_update,
+    joinable,
     sender_relation,
 )
 from backend.connectors.salesforce.soql import query_url
@@ -128,8 +129,9 @@ def _standalone(plan: WritePlan, caps: Capabilities, result: WriteResult) -> lis
     extra_relations: list[tuple[Unit, dict[str, Any]]] = []
     deletes: list[tuple[str, str, str]] = []  # (key, record id, label)
     new_who: dict[str, str] = {}
+    leaving: dict[str, set[str]] = {}
     for removal in plan.removed_relations:
-        gone = set(removal.person_ids)
+        gone = leaving[removal.event.id] = set(removal.person_ids)
         deletes.extend((removal.event.key, row, "unrelate") for person, row in removal.event.relation_rows
                        if person in gone and row)
         if removal.event.who_id in gone:
@@ -146,6 +148,8 @@ def _standalone(plan: WritePlan, caps: Capabilities, result: WriteResult) -> lis
         else:
             result.events_unchanged += 1
         missing = [p for p in dict.fromkeys(changed.people_ids) if p not in existing.related_ids]
+        # Those leaving go before the relations are added (deletes precede them in the request).
+        missing = joinable(set(existing.related_ids) - leaving.get(existing.id, set()), missing)
         if missing:
             holder = Unit(existing.key, "Event", {}, "event", relation_parent_field="EventId", id=existing.id)
             extra_relations.extend((holder, event_relation(p)) for p in missing)

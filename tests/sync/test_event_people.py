@@ -1,0 +1,73 @@
+"""A meeting's people end to end: Shared Activities relates an event to up to 50 Contacts or one Lead.
+
+The fake Salesforce refuses a Lead beside Contacts, a second Lead and a 51st Contact as the org
+would, so a run that sent them would quarantine the meeting and re-send the refused relations on
+every later change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from backend.extensions import services
+from tests.runs import run_mailbox
+from tests.sfhelpers import SalesforceUser, log_in
+from tests.sync.items import OWNER, ListMailbox, meeting
+
+
+@pytest.fixture
+def box() -> ListMailbox:
+    """The in-memory mailbox."""
+    return ListMailbox(page_size=50)
+
+
+@pytest.fixture
+def sf(app: Flask, client: FlaskClient, ca: Any, fake_salesforce: Any, box: ListMailbox) -> Iterator[SalesforceUser]:
+    """Alice logged in with a running sync mailbox backed by ``box``."""
+    user = log_in(app, client, ca.ca_path, fake_salesforce)
+    with app.app_context():
+        svc = services()
+        svc.clients.mailbox_factory = lambda provider, ctx: box
+        svc.store.mailboxes.activate(user.uid, "list", OWNER, [], {})
+        user.data.reset_calls()
+        yield user
+
+
+def related(sf: SalesforceUser) -> list[str]:
+    """The people the one Event is related to: its WhoId, then its EventRelation rows."""
+    (event,) = sf.data.all("Event")
+    rows = [r["RelationId"] for r in sf.data.all("EventRelation") if r["EventId"] == event["Id"]]
+    return [event["WhoId"], *rows]
+
+
+@pytest.mark.parametrize(("leads", "contacts", "kept"), [
+    (1, 1, "contacts"),  # a lead and a contact: the contact
+    (2, 0, "first lead"),  # two leads: the first listed
+    (0, 51, "contacts"),  # 51 contacts: the first 50
+    (0, 3, "contacts"),  # contacts only: all of them
+], ids=["lead+contact", "two-leads", "51-contacts", "contacts-only"])
+def test_a_meeting_is_related_as_salesforce_allows_and_not_refused_again(
+        sf: SalesforceUser, box: ListMailbox, leads: int, contacts: int, kept: str) -> None:
+    # Leads listed first, so that a who-list taken in order would put a lead beside the contacts.
+    lead_ids = [sf.data.add_lead(f"l{i}@prospect.example") for i in range(leads)]
+    contact_ids = [sf.data.add_contact(f"c{i}@customer.example") for i in range(contacts)]
+    attendees = (*(f"l{i}@prospect.example" for i in range(leads)),
+                 *(f"c{i}@customer.example" for i in range(contacts)))
+    box.add("calendar", meeting(attendees, uid="m-1", subject="Review"))
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["events_written"] == 1 and record["counts"]["quarantined"] == 0
+    assert services().store.quarantine.recent(sf.uid) == []
+    expected = contact_ids[:50] if kept == "contacts" else lead_ids[:1]
+    assert related(sf) == expected
+
+    # A later change of the meeting sends no relation again (none was refused, none is missing).
+    box.add("calendar", meeting(attendees, uid="m-1", subject="Review (moved)", hours=2))
+    sf.data.reset_calls()
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["events_updated"] == 1 and record["counts"]["quarantined"] == 0
+    assert record["counts"]["relations_written"] == 0 and related(sf) == expected
