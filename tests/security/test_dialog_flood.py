@@ -1,12 +1,16 @@
-"""An anonymous flood of ``/auth/salesforce/start`` is bounded per client address, network and overall (429)."""
+"""An anonymous flood of ``/auth/salesforce/start`` (or ``/auth/microsoft/admin-consent``) is bounded per
+client address, network and overall (429)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 import redis
 from flask import Flask
 
 from backend.auth import common
+from backend.extensions import services
 from sandbox.login import PANE_CHALLENGE, dialog_payload
 
 START = f"/auth/salesforce/start?pane_challenge={PANE_CHALLENGE}"
@@ -86,3 +90,30 @@ def test_an_ipv4_mapped_address_counts_as_the_ipv4_client(app: Flask, redis_clie
 ])
 def test_client_buckets(remote_addr: str | None, buckets: tuple[str, str]) -> None:
     assert common.client_buckets(remote_addr) == buckets
+
+
+def test_an_admin_consent_flood_is_bounded_too(app: Flask, redis_client: redis.Redis,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review 4, finding 3: the anonymous admin-consent start is counted with the others, before any msal work."""
+    signins: list[str] = []
+    with app.app_context():
+        auth = services().clients.microsoft_auth
+    real = auth.start_admin_signin
+
+    def counted(state: str, tenant: str | None = None) -> dict[str, Any]:
+        signins.append(tenant or "")
+        return real(state, tenant)
+
+    monkeypatch.setattr(auth, "start_admin_signin", counted)
+    limit = common.DIALOG_STARTS_PER_ADDRESS
+    statuses = []
+    for n in range(limit + 20):
+        resp = app.test_client().get(f"/auth/microsoft/admin-consent?tenant=tenant-{n}.onmicrosoft.com",
+                                     environ_base={"REMOTE_ADDR": "203.0.113.7"})
+        statuses.append(resp.status_code)
+        if resp.status_code == 429:
+            assert dialog_payload(resp.get_data(as_text=True))["error"]["code"] == "rate_limited"
+    assert statuses == [302] * limit + [429] * 20
+    assert _dialog_sessions(redis_client) == limit and len(signins) == limit
+    # The same bound as the Salesforce start: that address has none left there either.
+    assert _flood(app, ["203.0.113.7", "198.51.100.9"]) == [429, 302]
