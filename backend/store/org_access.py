@@ -157,7 +157,7 @@ class OrgAccessRepo:
         return bool(self._r.hdel(self._key(org_id), f"broken:{provider}"))
 
     def disconnect(self, org_id: str, provider: str, secret_names: tuple[str, ...]) -> bool:
-        """Forget ``provider``'s org connection: its facts, breakage and secrets, and its tenant; True when one was set."""
+        """Forget ``provider``'s org connection (facts, breakage, secrets, its tenant); True when one was set."""
         raw: dict[str, str] = self._r.hgetall(self._key(org_id))  # type: ignore[assignment]
         doomed = [name for name in raw if name.startswith(f"{provider}_") or name == f"broken:{provider}"]
         with self._r.pipeline() as pipe:
