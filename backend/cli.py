@@ -23,11 +23,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @keys_cli.command("rotate")
 def keys_rotate() -> None:
-    """Re-encrypt every stored secret under the first key of ENCRYPTION_KEYS."""
-    rotated, unreadable = services().store.secrets.rotate_all()
-    click.echo(f"re-encrypted {rotated} secret(s) under the current key")
+    """Re-encrypt every stored secret and meeting key under the first key of ENCRYPTION_KEYS."""
+    store = services().store
+    rotated, unreadable = store.secrets.rotate_all()
+    # The meeting map seals each meeting's key with the same keys: left behind, its cancellations
+    # would be lost once the old key is dropped.
+    meetings, unreadable_meetings = store.meetings.rotate_all()
+    click.echo(f"re-encrypted {rotated} secret(s) and {meetings} meeting key(s) under the current key")
     if unreadable:
         click.echo(f"{unreadable} secret(s) could not be decrypted with any configured key", err=True)
+    if unreadable_meetings:
+        click.echo(f"{unreadable_meetings} meeting key(s) could not be decrypted with any configured key", err=True)
+    if unreadable or unreadable_meetings:
         raise SystemExit(1)
 
 

@@ -1,4 +1,4 @@
-"""``flask keys rotate``: every stored secret re-encrypted under the new key; users stay logged in."""
+"""``flask keys rotate``: every stored secret and meeting key re-encrypted under the new key; users stay logged in."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from cryptography.fernet import Fernet
 from flask.testing import FlaskClient
 
 from backend import create_app
+from backend.extensions import services
 from backend.security.crypto import SecretBox
 from sandbox.https_client import HttpsClient
 from sandbox.login import login
@@ -169,3 +170,37 @@ def test_rotating_before_every_process_has_the_new_keys_deletes_nothing(
     resp = fresh.test_client().get("/api/me", headers=who.headers)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert resp.json["salesforce"]["status"] == "connected"
+
+
+def test_keys_rotate_reaches_the_meeting_map(app_config: dict[str, Any], redis_client: redis.Redis) -> None:
+    """Review 4, finding 4: a logged meeting's sealed key is rotated too, so its cancellation is still found."""
+    old, new = app_config["ENCRYPTION_KEYS"], Fernet.generate_key().decode()
+    with create_app({**app_config, "ENCRYPTION_KEYS": old}).app_context():
+        services().store.meetings.remember("mbx1", {"remote-1": ("uid-123@example", 4102444800.0),
+                                                    "remote-2": ("uid-456@example", 4102444800.0)})
+        services().store.meetings.remember_series("mbx1", {"master-1": [("uid-789@example", 4102444800.0)]})
+    result = create_app({**app_config, "ENCRYPTION_KEYS": f"{new},{old}"}).test_cli_runner().invoke(
+        args=["keys", "rotate"])
+    assert result.exit_code == 0, result.output
+    assert "and 2 meeting key(s)" in result.output
+    with create_app({**app_config, "ENCRYPTION_KEYS": new}).app_context():
+        meetings = services().store.meetings
+        assert meetings.logged("mbx1", ["remote-1", "remote-2"]) == {
+            "remote-1": ("uid-123@example", 4102444800.0), "remote-2": ("uid-456@example", 4102444800.0)}
+        assert meetings.logged_series("mbx1", ["master-1"]) == {"master-1": [("uid-789@example", 4102444800.0)]}
+    assert redis_client.ttl("sstest:evmap:mbx1") > 0  # the map still goes away by itself
+
+
+def test_an_unreadable_meeting_key_is_reported_and_never_used(
+    app_config: dict[str, Any], redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    stranger = SecretBox([Fernet.generate_key().decode()]).encrypt("uid-123@example")
+    redis_client.hset("sstest:evmap:mbx1", "remote-1", f"4102444800|{stranger}")
+    app = create_app(app_config)
+    result = app.test_cli_runner().invoke(args=["keys", "rotate"])
+    assert result.exit_code == 1
+    assert "1 meeting key(s) could not be decrypted" in result.output
+    with app.app_context():
+        # Not the sealed text as if it were the meeting's key: skipped, and said.
+        assert services().store.meetings.logged("mbx1", ["remote-1"]) == {}
+    assert "cannot be decrypted" in caplog.text

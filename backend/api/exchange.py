@@ -49,6 +49,7 @@ from backend.errors import SetupFailed
 from backend.extensions import services
 from backend.jobs.sync import enqueue_sync
 from backend.security.crypto import keyed_hash
+from backend.security.exchange_identity import IssuerHosts
 from backend.sync.activation import activate, check_mailbox_match, confirm_exchange_identity, refuse_if_held
 
 log = logging.getLogger(__name__)
@@ -237,7 +238,9 @@ def connect_exchange() -> Response:
     limits.reset("exchange-connect-login", f"{user.id}:{login_key}")
     limits.reset("exchange-connect-login-all", login_key)
     # The password proved the mailbox: from now on the pane's Exchange identity token proves it too.
-    confirm_exchange_identity(svc.store, user, sorted(result.identity.addresses()))
+    # Only when the server that accepted the password speaks for the token's issuer (not any ews_url).
+    confirm_exchange_identity(svc.store, IssuerHosts(svc.settings.EXCHANGE_IDENTITY_HOSTS), user,
+                              sorted(result.identity.addresses()), result.ews_url)
     enqueue_sync(mailbox.id, interactive=True)
     log.info("exchange connected uid=%s mid=%s host=%s auth=%s autodiscovered=%s", user.id, mailbox.id,
              urlsplit(result.ews_url).hostname, result.auth_type, result.autodiscovered)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -34,9 +35,12 @@ log = logging.getLogger(__name__)
 STATE_MAX_AGE = 15 * 60
 TICKET_MAX_AGE = 5 * 60
 DIALOG_CODE_MAX_AGE = 5 * 60
-# Sign-in starts that write a dialog session (one per STATE_MAX_AGE window): per client address, and
-# in all, so an anonymous flood of /auth/salesforce/start cannot fill Redis with 15-minute sessions.
+# Sign-in starts that write a dialog session (one per STATE_MAX_AGE window): per client address (an
+# IPv6 /64 is one address: one host holds all of it), per network (IPv4 /24, IPv6 /48) and in all, so
+# an anonymous flood cannot fill Redis with 15-minute sessions, and one network cannot take more than a
+# tenth of the overall cap (which would otherwise refuse every customer's sign-in).
 DIALOG_STARTS_PER_ADDRESS = 30
+DIALOG_STARTS_PER_NETWORK = 300
 DIALOG_STARTS_OVERALL = 3000
 # SHA-256 in unpadded base64url: what the pane sends as pane_challenge.
 _PANE_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -80,13 +84,31 @@ def dialog_error(exc: DialogError) -> Response:
     return resp
 
 
+def client_buckets(remote_addr: str | None) -> tuple[str, str]:
+    """The (address, network) a client's starts count under: IPv4 /32 and /24, IPv6 /64 and /48."""
+    try:
+        ip = ipaddress.ip_address((remote_addr or "").strip())
+    except ValueError:
+        # Not an IP (a unix socket's peer, say): counted as given, bounded in length.
+        raw = (remote_addr or "unknown")[:64]
+        return raw, raw
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:a.b.c.d is the IPv4 client itself
+    if isinstance(ip, ipaddress.IPv4Address):
+        return str(ip), str(ipaddress.ip_network(f"{ip}/24", strict=False))
+    return (str(ipaddress.ip_network(f"{ip}/64", strict=False)),
+            str(ipaddress.ip_network(f"{ip}/48", strict=False)))
+
+
 def bound_dialog_starts() -> None:
-    """Refuse (429) a sign-in start that would write one dialog session too many, per address or overall."""
+    """Refuse (429) a sign-in start that would write one dialog session too many (address, network, overall)."""
     limits = services().store.ratelimit
     # The address is Werkzeug's remote_addr: the proxy's client address when the deployment wraps
     # the app in ProxyFix, the peer's otherwise. The overall counter bounds the live sessions: each
     # lives STATE_MAX_AGE, the window's length, so at most two windows' worth exist at once.
-    for name, who, limit in (("dialog-start", request.remote_addr or "unknown", DIALOG_STARTS_PER_ADDRESS),
+    address, network = client_buckets(request.remote_addr)
+    for name, who, limit in (("dialog-start", address, DIALOG_STARTS_PER_ADDRESS),
+                             ("dialog-start-net", network, DIALOG_STARTS_PER_NETWORK),
                              ("dialog-start-all", "all", DIALOG_STARTS_OVERALL)):
         allowed, retry_after = limits.hit(name, who, limit, STATE_MAX_AGE)
         if not allowed:

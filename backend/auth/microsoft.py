@@ -31,6 +31,7 @@ from backend.auth.common import (
     SEALED_NOT_OURS,
     DialogError,
     begin_state,
+    bound_dialog_starts,
     dialog_error,
     dialog_result,
     dialog_user,
@@ -222,6 +223,9 @@ def admin_consent() -> Any:
         by = ""
         if request.args.get("ticket"):
             by = redeem_ticket(PROVIDER, request.args.get("ticket", ""))
+        # Anonymous, and each start writes a 15-minute dialog session and builds an msal app for the
+        # tenant asked: bounded like the Salesforce start, before either.
+        bound_dialog_starts()
         state = begin_state(ADMIN_SIGNIN_FLOW, by=by)
         try:
             flow = microsoft_auth().start_admin_signin(state, tenant)

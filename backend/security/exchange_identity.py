@@ -38,7 +38,8 @@ from another issuing server is another identity. ``EXCHANGE_IDENTITY_HOSTS`` ent
 
 What this proves is an Exchange user of the claimed address's organisation: the token names no
 address. ``backend.security.proofs`` therefore counts it as proof of the address only once that
-user id connected this mailbox with its password (``POST /api/sync/exchange`` records the tie);
+user id connected this mailbox with its password on a server that speaks for the token's issuer
+(``server_speaks_for``: the same rule, ``IssuerHosts``; ``POST /api/sync/exchange`` records the tie);
 before that the login stands and ``GET /api/me`` reports the mailbox as unverified.
 """
 
@@ -85,6 +86,57 @@ MAX_KEYS_PER_DOCUMENT = 32
 _FLIGHT_STRIPES = 64
 
 
+class IssuerHosts:
+    """Which servers speak for a mail domain's Exchange users: the one rule for a token's issuer
+    (``amurl``) and for the EWS server whose password check binds that token to addresses."""
+
+    def __init__(self, entries: tuple[str, ...] | list[str]) -> None:
+        # Each listed issuer with the mail domains it may vouch for (not every domain: issue 18).
+        self.listed = tuple((HostRule.parse(pattern), domains) for pattern, domains in
+                            (parse_identity_host(entry) for entry in entries))
+
+    def admits(self, host: str, port: int, address: str) -> bool:
+        """Whether ``host:port`` is under ``address``'s domain or listed for it in EXCHANGE_IDENTITY_HOSTS."""
+        host = host.lower().rstrip(".")
+        domain = address.strip().lower().rpartition("@")[2].rstrip(".")
+        if not domain or not host:
+            return False
+        if host == domain or host.endswith("." + domain):
+            return True
+        return any(rule.admits(host, port) and any(domain == d or domain.endswith("." + d) for d in domains)
+                   for rule, domains in self.listed)
+
+
+def identity_issuer(identity: str) -> tuple[str, int] | None:
+    """The issuing server (host, port) an ``exchange:{host}:{port}/{msexchuid}`` identity names, else None."""
+    if not identity.startswith("exchange:"):
+        return None
+    hostport = identity.removeprefix("exchange:").partition("/")[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.lower(), int(port)
+
+
+def server_speaks_for(issuers: IssuerHosts, identity: str, server_url: str, address: str) -> bool:
+    """Whether the server at ``server_url`` may tie ``identity`` (a verified token's) to ``address``.
+
+    A password a server accepted proves the address only to that server: it speaks for the token's
+    user only when it is the token's issuer itself (same host and port: another port is another
+    server) or passes the issuer rule for the address's domain. Otherwise a server the caller chose
+    could say "this is Alice" for anyone's genuine token.
+    """
+    issuer = identity_issuer(identity)
+    try:
+        parts = urlsplit(server_url)
+        host, port = (parts.hostname or "").lower().rstrip("."), parts.port or 443
+    except ValueError:
+        return False
+    if issuer is None or parts.scheme != "https" or not host:
+        return False
+    return (host, port) == issuer or issuers.admits(host, port, address)
+
+
 def _x5t(der: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha1(der).digest()).rstrip(b"=").decode()  # noqa: S324 - x5t is SHA-1
 
@@ -102,9 +154,7 @@ class ExchangeIdentityVerifier:
     def __init__(self, settings: Settings, resolver: Resolver | None = None) -> None:
         self.settings = settings
         self.guard = HostGuard(settings.EWS_ALLOWED_HOSTS, resolver=resolver)
-        # Each listed issuer with the mail domains it may vouch for (not every domain: issue 18).
-        self.issuer_hosts = tuple((HostRule.parse(pattern), domains) for pattern, domains in
-                                  (parse_identity_host(entry) for entry in settings.EXCHANGE_IDENTITY_HOSTS))
+        self.issuers = IssuerHosts(settings.EXCHANGE_IDENTITY_HOSTS)
         self.verify_tls = trust_bundle(settings.OUTBOUND_CA_BUNDLE)
         self.deadline_seconds = min(METADATA_DEADLINE_SECONDS, float(settings.OUTBOUND_TIMEOUT_SECONDS))
         self._lock = threading.Lock()
@@ -192,11 +242,7 @@ class ExchangeIdentityVerifier:
         host = (parts.hostname or "").lower().rstrip(".")
         if parts.scheme != "https" or not host:
             raise ProofInvalid("The identity token's metadata URL is not https.")
-        domain = claimed.strip().lower().rpartition("@")[2]
-        in_domain = bool(domain) and (host == domain or host.endswith("." + domain))
-        vouched = any(rule.admits(host, port) and any(domain == d or domain.endswith("." + d) for d in domains)
-                      for rule, domains in self.issuer_hosts)
-        if not in_domain and not vouched:
+        if not self.issuers.admits(host, port, claimed):
             raise ProofInvalid("The identity token was issued by a server outside this mailbox's organisation.")
         return host, port
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterable
 
@@ -17,6 +18,20 @@ import redis
 
 from backend.security.crypto import DecryptError, SecretBox
 from backend.store.keys import Keys
+
+log = logging.getLogger(__name__)
+
+# ARGV: field, old value, new value, ...; each field set only while it still holds its old value.
+_ROTATE_FIELDS = """
+local n = 0
+for i = 1, #ARGV, 3 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    n = n + 1
+  end
+end
+return n
+"""
 
 # A logged meeting is remembered this long after its last write (the map of a mailbox whose
 # calendar stopped changing, or that was deactivated, goes away by itself).
@@ -33,11 +48,13 @@ class MeetingMapRepo:
         self._keys = keys
         self._box = box
 
-    def _open(self, sealed: str) -> str:
+    def _open(self, sealed: str) -> str | None:
         try:
             return self._box.decrypt(sealed)
         except DecryptError:
-            return sealed  # written before keys were sealed
+            # Never the sealed text itself as the key: no meeting has it, so its cancellation would be
+            # lost without a word (a key dropped before `flask keys rotate` reached the map).
+            return None
 
     def remember(self, mid: str, events: dict[str, tuple[str, float]]) -> None:
         """Remember logged meetings (remote id -> (event key, end time)); prunes ended ones when the map grows."""
@@ -64,11 +81,37 @@ class MeetingMapRepo:
             return {}
         values = self._r.hmget(self._keys("evmap", mid), remote_ids)
         found: dict[str, tuple[str, float]] = {}
+        unreadable = 0
         for rid, value in zip(remote_ids, values, strict=True):
             if value:
-                end, _, event_key = str(value).partition("|")
-                found[rid] = (self._open(event_key), float(end))
+                end, _, sealed = str(value).partition("|")
+                event_key = self._open(sealed)
+                if event_key is None:
+                    unreadable += 1
+                    continue
+                found[rid] = (event_key, float(end))
+        if unreadable:
+            log.error("meeting map mid=%s: %d meeting key(s) cannot be decrypted with the configured keys; "
+                      "their cancellations are skipped", mid, unreadable)
         return found
+
+    def rotate_all(self) -> tuple[int, int]:
+        """Re-encrypt every meeting key of every map under the current key; returns (rotated, unreadable)."""
+        rotated = unreadable = 0
+        for key in self._r.scan_iter(match=self._keys.pattern("evmap", "*"), count=500):
+            changes: list[str] = []
+            for rid, value in self._r.hgetall(key).items():
+                if str(rid).startswith("series:"):
+                    continue  # the series' entries hold no sealed value
+                end, _, sealed = str(value).partition("|")
+                try:
+                    changes += [str(rid), str(value), f"{end}|{self._box.rotate(sealed)}"]
+                except DecryptError:
+                    unreadable += 1
+            if changes:
+                # Compare-and-set per field in one script: an entry rewritten by a run meanwhile stays.
+                rotated += int(self._r.eval(_ROTATE_FIELDS, 1, key, *changes))
+        return rotated, unreadable
 
     # -- series: the master's id -> its occurrences logged (a deletion names only the master) -----
     def remember_series(self, mid: str, series: dict[str, list[tuple[str, float]]]) -> None:

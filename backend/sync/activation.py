@@ -21,6 +21,7 @@ from typing import Any
 
 from backend.connectors.mailbox import MailboxIdentity
 from backend.errors import SetupFailed
+from backend.security.exchange_identity import IssuerHosts, server_speaks_for
 from backend.store import Store
 from backend.store.mailboxes import LockedByAdmin, SyncMailbox
 from backend.store.users import User
@@ -93,13 +94,20 @@ def activate(
     return mailbox
 
 
-def confirm_exchange_identity(store: Store, user: User, addresses: list[str]) -> bool:
+def confirm_exchange_identity(store: Store, issuers: IssuerHosts, user: User, addresses: list[str],
+                              ews_url: str) -> bool:
     """After a password-proven Exchange connection: tie the user's identity token to the mailbox.
 
-    Returns True when the add-in mailbox is now verified.
+    Returns True when the add-in mailbox is now verified. Only a server that speaks for the token's
+    issuer (:func:`server_speaks_for`) may bind it: the caller chose ``ews_url``, and a server of
+    their own would otherwise vouch for any address with someone else's genuine token. Otherwise the
+    connection stands but the mailbox stays unverified.
     """
     if not user.addin_identity.startswith("exchange:") or user.addin_mailbox.lower() not in \
             {a.lower() for a in addresses}:
+        return False
+    if not server_speaks_for(issuers, user.addin_identity, ews_url, user.addin_mailbox):
+        log.warning("exchange identity not bound uid=%s: the EWS server is not the token's issuer", user.id)
         return False
     store.exchange_ids.bind(user.addin_identity, addresses)
     if not user.addin_mailbox_verified:

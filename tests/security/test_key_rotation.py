@@ -1,11 +1,13 @@
 """``flask keys rotate`` while real workers run syncs: nothing lost, nothing unreadable once the old key is gone.
 
-The deployment's sequence: secrets were written under the old key; the key list ``new,old`` is
-deployed to the workers and the CLI; ``flask keys rotate`` runs (here again and again) while the
+The deployment's sequence: secrets were written under the old key, and the meetings the people
+organised logged by workers that know only it (their keys sealed in the meeting maps); the key list
+``new,old`` is deployed to the workers and the CLI; ``flask keys rotate`` runs (here again and again) while the
 workers sync several mailboxes, whose runs refresh and rewrite secrets meanwhile (every Salesforce
 access token expired first); then the old key is dropped. Afterwards every Fernet token anywhere in
 Redis decrypts with the new key alone, and a further round of runs, by workers that know only the
-new key, logs the new mail: every item in Salesforce exactly once.
+new key, logs the new mail: every item in Salesforce exactly once, and the meetings, now gone from
+the calendars, are still found in Salesforce and marked cancelled.
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ def _mail(ews: ExchangeHarness, name: str, start: int, count: int) -> None:
                             message_id=f"<rot-{name}-{i}@customer.example>", when=when + timedelta(seconds=i))
 
 
+def _meeting(ews: ExchangeHarness, name: str) -> str:
+    """A meeting tomorrow the person organised with the customer: its key goes into the meeting map, sealed."""
+    start = datetime.now(tz=UTC).replace(microsecond=0) + timedelta(days=1)
+    return ews.state.add_event(address(name), subject=f"Rotation demo {name}", start=start,
+                               end=start + timedelta(hours=1), organizer=address(name), attendees=[CUSTOMER])
+
+
 def _connect_everyone(app: Flask, ews: ExchangeHarness, fake_salesforce: RunningFake, ca_path: str) -> dict[str, str]:
     """Each person logs in and connects their Exchange mailbox through the pane (secrets under the old key)."""
     uids = {}
@@ -114,12 +123,21 @@ def test_rotation_while_workers_sync(config: dict[str, Any], ews: ExchangeHarnes
     data_of(fake_salesforce.state).add_contact(CUSTOMER, "Carol")
     before = _app(config, old)
     uids = _connect_everyone(before, ews, fake_salesforce, ca.ca_path)
-    for name in PEOPLE:
-        _mail(ews, name, 0, 25)
+    # Workers that know only the old key log each organiser's meeting: its key sealed in the meeting map.
+    meetings = {name: _meeting(ews, name) for name in PEOPLE}
+    workers.append(start_worker({**config, "ENCRYPTION_KEYS": old}, tmp_path, "old"))
+    wait_until(lambda: _all_done(before, uids, 1), 90, "runs with the old key", workers[-1])
+    workers.pop().stop()
+    assert all(r[0]["counts"]["events_written"] == 1 for r in _runs(before, uids).values())
     with before.app_context():
         secret_keys = sorted(redis_client.scan_iter(match=services().store.keys("secret", "*")))
     assert len(secret_keys) >= 3 * len(PEOPLE)  # Salesforce refresh and access tokens, Exchange password
+    for name in PEOPLE:
+        _mail(ews, name, 0, 25)
     fake_salesforce.state.expire_access_tokens()  # every run refreshes and rewrites its access token
+    with before.app_context():
+        for uid in uids.values():
+            enqueue_sync(uid, interactive=True)
 
     # The key list new,old deployed to the workers and the CLI; rotate while the runs go.
     both = _app(config, f"{new},{old}")
@@ -127,7 +145,7 @@ def test_rotation_while_workers_sync(config: dict[str, Any], ews: ExchangeHarnes
     workers.extend(start_worker({**config, "ENCRYPTION_KEYS": f"{new},{old}"}, tmp_path, f"rot{i}") for i in (1, 2))
     rotations = during_runs = 0
     deadline = time.monotonic() + 120
-    while not _all_done(both, uids, 1):
+    while not _all_done(both, uids, 2):
         assert time.monotonic() < deadline, workers[0].log()[-4000:]
         with both.app_context():
             busy = sum(StartedJobRegistry(q, connection=services().redis_raw).count
@@ -140,7 +158,7 @@ def test_rotation_while_workers_sync(config: dict[str, Any], ews: ExchangeHarnes
     assert during_runs >= 1, "no rotation happened while a run was in progress"
     assert cli.invoke(args=["keys", "rotate"]).exit_code == 0  # what the runs wrote last, under the new key
     first = _runs(both, uids)
-    assert all(r[0]["status"] == "ok" and r[0]["counts"]["written"] == 25 for r in first.values()), first
+    assert all(r[0]["status"] == "ok" and r[0]["counts"]["emails_written"] == 25 for r in first.values()), first
     assert fake_salesforce.state.token_requests.count("refresh_token") >= len(PEOPLE)
 
     # The old key dropped: every Fernet token anywhere in Redis decrypts with the new key alone.
@@ -156,16 +174,21 @@ def test_rotation_while_workers_sync(config: dict[str, Any], ews: ExchangeHarnes
         for name, uid in uids.items():
             assert services().store.secrets.get("mailbox", uid, "exchange_password"), name
 
-    # Workers that know only the new key: the next runs read every secret and log the new mail once.
+    # Workers that know only the new key: the next runs read every secret and log the new mail once,
+    # and each organiser's meeting, gone from the calendar, is found in Salesforce by its rotated key.
     for name in PEOPLE:
         _mail(ews, name, 25, 5)
+        ews.state.delete_item(meetings[name])
     fake_salesforce.state.expire_access_tokens()
     workers.append(start_worker({**config, "ENCRYPTION_KEYS": new}, tmp_path, "new"))
     with after.app_context():
         for uid in uids.values():
             enqueue_sync(uid, interactive=True)
-    wait_until(lambda: _all_done(after, uids, 2), 90, "runs with the new key alone", workers[-1])
+    wait_until(lambda: _all_done(after, uids, 3), 90, "runs with the new key alone", workers[-1])
     second = _runs(after, uids)
-    assert all(r[0]["status"] == "ok" and r[0]["counts"]["written"] == 5 for r in second.values()), second
+    assert all(r[0]["status"] == "ok" and r[0]["counts"]["emails_written"] == 5 for r in second.values()), second
+    assert all(r[0]["counts"]["events_cancelled"] == 1 for r in second.values()), second
+    subjects = sorted(e["Subject"] for e in data_of(fake_salesforce.state).all("Event"))
+    assert subjects == sorted(f"Canceled: Rotation demo {name}" for name in PEOPLE), subjects
     logged = Counter(m["MessageIdentifier"] for m in data_of(fake_salesforce.state).all("EmailMessage"))
     assert len(logged) == 30 * len(PEOPLE) and set(logged.values()) == {1}, logged.most_common(3)
