@@ -167,12 +167,9 @@ def admin_connections() -> Response:
         for p in ORG_PROVIDERS.values()]})
 
 
-@bp.delete("/admin/connections/<provider>")
 def admin_connection_disconnect(provider: str) -> Response:
     """Disconnect the org's access to ``provider``: sync off for everyone read with it, its facts and secrets gone."""
     caller = require_admin()
-    if provider not in ORG_PROVIDERS:
-        raise ApiError(404, "not_found", "There is no such connection.")
     store = services().store
     org_id = caller.user.org_id
     was_connected, stopped = disconnect_org(store, org_id, provider)
@@ -181,6 +178,12 @@ def admin_connection_disconnect(provider: str) -> Response:
     # Answered whether or not it was connected: disconnecting twice leaves the same state.
     return jsonify({"provider": provider, "connected": False, "was_connected": was_connected,
                     "deactivated": len(stopped)})
+
+
+# One DELETE per provider of the map (each path is the one the GET of that connection has).
+for _name in ORG_PROVIDERS:
+    bp.add_url_rule(f"/admin/connections/{_name}", endpoint=f"admin_connection_disconnect_{_name}",
+                    view_func=admin_connection_disconnect, methods=["DELETE"], defaults={"provider": _name})
 
 
 def _microsoft_view(org_id: str) -> dict[str, Any]:

@@ -354,6 +354,11 @@ export function checkAdminExchangeAccess(address) {
   return request("POST", "/api/admin/connections/exchange/check", { console: true, body: { address } });
 }
 
+/** DELETE /api/admin/connections/{provider}: sync off for everyone read with it, its secrets forgotten. */
+export function disconnectAdminConnection(provider) {
+  return request("DELETE", `/api/admin/connections/${encodeURIComponent(provider)}`, { console: true });
+}
+
 /** GET /api/admin/connections: the providers mass activation supports, each set up or not (the picker). */
 export function getAdminConnections() {
   return request("GET", "/api/admin/connections", { console: true });

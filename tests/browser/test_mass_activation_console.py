@@ -173,3 +173,60 @@ def test_mailbox_access_and_activate_views(make_pane: Callable[..., Pane], serve
     expect(page.locator("#activate-undo-status")).to_have_text("Sync turned off for 1 person.")
     page.screenshot(path=str(SCREENSHOTS / "admin-activate.png"), full_page=False)
     console.assert_clean(allowed_statuses=(401,))  # /api/admin/session before signing in
+
+
+def test_disconnecting_microsoft_asks_first_then_stops_everyone_read_with_it(
+        make_pane: Callable[..., Pane], serve_app: Callable[..., LiveServer], fake_salesforce: Any,
+        tenant: GraphHarness) -> None:
+    ada = fake_salesforce.state.add_user("ada@acme.example", "ada-pw", name="Ada Admin", is_admin=True)
+    seed(fake_salesforce, tenant)
+    server = serve_app(**tenant.settings_overrides(), SALESFORCE_JWT_PRIVATE_KEY=JWT_KEYS[0])
+    with server.app.app_context():
+        services().store.org_access.connect_microsoft(ORG, tenant.user.tid, user_id_for(ORG, ada.user_id))
+    console = console_sign_in(make_pane, server, "ada@acme.example", "ada-pw")
+    page = console.page
+    start_activation(page, ["bob@acme.example"])
+    with server.app.app_context():
+        store = services().store
+        (key,) = [k for k in store.redis.keys(store.keys("activation", "act*")) if not k.endswith(("s",))]
+        use_app(server.app)
+        try:
+            run_activation(key.rsplit(":", 1)[-1])
+        finally:
+            use_app(None)
+    wait_for_progress(page, 1)
+
+    open_view(page, "Mailbox access")
+    disconnect = page.locator("#access-ms-disconnect")
+    expect(disconnect).to_be_visible()
+    expect(page.locator("#access-ms-disconnect-confirm")).to_be_hidden()
+    disconnect.click()
+    # A confirmation first, the safe choice focused; Cancel puts focus back and changes nothing.
+    expect(page.locator("#access-ms-disconnect-confirm")).to_be_visible()
+    expect(page.locator("#access-ms-disconnect-no")).to_be_focused()
+    assert disconnect.get_attribute("aria-expanded") == "true"
+    found = axe_violations(page, "#access")
+    assert found == [], found
+    page.keyboard.press("Enter")
+    expect(page.locator("#access-ms-disconnect-confirm")).to_be_hidden()
+    expect(disconnect).to_be_focused()
+    disconnect.click()
+    page.get_by_role("button", name="Disconnect Microsoft 365").click()
+    expect(page.locator("#access-ms-disconnect-status")).to_have_text(
+        "Disconnected. Sync is off for the 1 person activated through it.")
+    expect(page.locator("#access-ms-state")).to_have_text("Not granted yet")
+    expect(disconnect).to_be_hidden()
+    expect(page.locator("#access-ms-heading")).to_be_focused()
+    with server.app.app_context():
+        store = services().store
+        bob = store.mailboxes.get(user_id_for(ORG, str(fake_salesforce.state.users["bob@acme.example"].user_id)))
+        assert bob is not None and bob.state.value == "deactivated"
+        assert store.org_access.get(ORG).microsoft_tenant == ""
+    open_view(page, "Activate")
+    expect(page.locator("#activate-provider-microsoft-state")).not_to_have_text("")
+    open_view(page, "Audit log")
+    page.click("#audit-refresh")
+    expect(page.locator("#audit tbody tr").first).to_contain_text("Disconnected Microsoft 365")
+    expect(page.locator("#audit tbody tr").nth(1)).to_contain_text("Activate")
+    expect(page.locator("#audit tbody tr").nth(1)).to_contain_text("1 address(es) processed")
+    console.assert_clean(allowed_statuses=(401,))

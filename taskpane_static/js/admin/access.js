@@ -2,6 +2,7 @@
 
 import * as api from "../api.js";
 import { byId, setText, showActionError } from "../dom.js";
+import { initDisconnect, showDisconnect } from "./disconnect.js";
 import { when } from "./view.js";
 
 const STATES = {
@@ -15,6 +16,7 @@ function fill(view) {
   setText(byId("access-ms-tenant"), view.tenant_id || "\u2013");
   setText(byId("access-ms-when"), view.connected_at ? when(view.connected_at) : "\u2013");
   showActionError(byId("access-ms-error"), view.error ? `${view.error.message} (since ${when(view.error.since)})` : "");
+  showDisconnect("access-ms", view.connected);
 }
 
 /** Load the Microsoft 365 access. */
@@ -27,6 +29,7 @@ let hooks = { changed: () => {} };
 /** Wire the consent and check buttons ({changed}: the org's access changed, e.g. for the Activate picker). */
 export function initAccess(given) {
   hooks = { ...hooks, ...given };
+  initDisconnect({ prefix: "access-ms", provider: "microsoft", reload: loadAccess, changed: () => hooks.changed() });
   byId("access-ms-consent").addEventListener("click", async () => {
     try {
       const { url } = await api.adminMicrosoftConsentUrl();

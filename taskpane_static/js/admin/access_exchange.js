@@ -5,6 +5,7 @@
 
 import * as api from "../api.js";
 import { byId, clearFieldError, focus, setText, showActionError, showFieldError } from "../dom.js";
+import { initDisconnect, showDisconnect } from "./disconnect.js";
 import { when } from "./view.js";
 
 const STATES = {
@@ -28,6 +29,7 @@ function fill(view) {
     ? "A password is saved (never shown). Type it again to save a change." : "Not saved yet.");
   showActionError(byId("access-ex-broken"),
     view.error ? `${view.error.message} (since ${when(view.error.since)})` : "");
+  showDisconnect("access-ex", view.connected);
   // An admin coming back sees the saved login, ready to edit; never the password.
   const login = byId("access-ex-login");
   if (!login.value && view.login) {
@@ -129,6 +131,8 @@ async function test(event) {
 /** Wire Save and Test ({changed}: the org's access changed, e.g. for the Activate picker). */
 export function initExchangeAccess(given) {
   hooks = { ...hooks, ...given };
+  initDisconnect({ prefix: "access-ex", provider: "exchange", reload: loadExchangeAccess,
+    changed: () => hooks.changed() });
   byId("access-ex-form").addEventListener("submit", save);
   byId("access-ex-test-form").addEventListener("submit", test);
 }

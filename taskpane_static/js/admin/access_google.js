@@ -2,6 +2,7 @@
 
 import * as api from "../api.js";
 import { byId, clearFieldError, setText, showActionError, showFieldError, whileBusy } from "../dom.js";
+import { initDisconnect, showDisconnect } from "./disconnect.js";
 import { when } from "./view.js";
 
 const STATES = {
@@ -27,6 +28,7 @@ function fill(view) {
   }
   showActionError(byId("access-google-error"),
     view.error ? `${view.error.message} (since ${when(view.error.since)})` : "");
+  showDisconnect("access-google", view.connected);
 }
 
 function readFile(file) {
@@ -119,6 +121,8 @@ async function check() {
 /** Wire Save and Test ({changed}: the org's access changed, e.g. for the Activate picker). */
 export function initGoogleAccess(given) {
   hooks = { ...hooks, ...given };
+  initDisconnect({ prefix: "access-google", provider: "google", reload: loadGoogleAccess,
+    changed: () => hooks.changed() });
   byId("access-google-form").addEventListener("submit", save);
   byId("access-google-check").addEventListener("click", check);
 }

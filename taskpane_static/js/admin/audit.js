@@ -5,7 +5,7 @@ import { byId } from "../dom.js";
 import { ACTION_NAMES, el, when } from "./view.js";
 
 function whom(entry) {
-  if (entry.action === "settings") {
+  if (entry.action === "settings" || !entry.targets.length) {
     return "The organisation";
   }
   const names = (entry.target_names || []).filter(Boolean);
@@ -19,6 +19,12 @@ function outcome(entry) {
   const detail = entry.detail || {};
   if (detail.changed) {
     return `Changed: ${detail.changed.join(", ")}`;
+  }
+  if (detail.total !== undefined) {
+    return `${detail.total} address(es) processed`; // a mass activation: its results are per address
+  }
+  if (detail.done === undefined) {
+    return "Done";
   }
   const refused = Object.keys(detail.refused || {}).length;
   return refused ? `Done for ${detail.done}, ${refused} refused` : `Done for ${detail.done}`;

@@ -16,7 +16,9 @@ const ACCESS_NAMES = {
 
 export const ACTION_NAMES = {
   sync: "Sync now", pause: "Pause", resume: "Resume", disable: "Disable", enable: "Enable", reset: "Reset",
-  settings: "Changed the policy",
+  settings: "Changed the policy", mass_activate: "Activate", mass_deactivate: "Deactivate",
+  disconnect_microsoft: "Disconnected Microsoft 365", disconnect_exchange: "Disconnected on-premises Exchange",
+  disconnect_google: "Disconnected Google Workspace",
 };
 
 /** "Exchange · password", or "None yet". */
