@@ -95,14 +95,19 @@ def org_access_failed(mailbox_id: str, error: Exception) -> bool:
     """For a mailbox read with its org's access: whether the org's access itself failed (then handled once)."""
     from backend.jobs.org_notify import enqueue_org_notice
     from backend.sync.org_access import break_org
-    from backend.sync.org_providers import ORG_PROVIDERS, uses_org_access
+    from backend.sync.org_providers import ORG_PROVIDERS, served_by_org_access, uses_org_access
 
     svc = services()
     mailbox = svc.store.mailboxes.get(mailbox_id)
     if mailbox is None or not uses_org_access(mailbox) or getattr(error, "source", "mailbox") != "mailbox":
         return False
     provider = ORG_PROVIDERS[mailbox.provider]
-    reason = provider.refused(svc.settings, svc.clients, svc.store, svc.store.org_access.get(mailbox.org_id))
+    access = svc.store.org_access.get(mailbox.org_id)
+    if not served_by_org_access(provider, access, mailbox):
+        # Not the org's connected access (none connected, or another tenant's consent): the org's
+        # check would test something else and "break" people who never used it.
+        return False
+    reason = provider.refused(svc.settings, svc.clients, svc.store, access)
     if reason is None:
         return False  # the org's access works: this mailbox's own problem
     incident = break_org(svc.store, mailbox, reason)

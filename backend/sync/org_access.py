@@ -80,13 +80,22 @@ def resume_org(store: Store, org_id: str, provider: str | None = None) -> int:
 
 
 def disconnect_org(store: Store, org_id: str, provider_name: str) -> tuple[bool, list[str]]:
-    """Turn sync off for everyone read with the org's ``provider_name`` access, then forget that access.
+    """Forget the org's ``provider_name`` access, then turn sync off for everyone read with it.
 
     Returns (whether a connection was set, the people whose sync was turned off). Nobody is left
     running on a connection whose secrets are gone: their next run would fail as a breakage and
-    email the admin about a change they made themselves.
+    email the admin about a change they made themselves. The access goes first: a mass activation
+    re-reads it after each slice, so a person it activates meanwhile is either seen by the scan
+    below or turned off again by the activation itself.
     """
     provider = ORG_PROVIDERS[provider_name]
+    tenant = store.org_access.get(org_id).microsoft_tenant if provider.name == "microsoft" else ""
+    owned = bool(tenant) and store.org_access.tenant_owner(tenant) == org_id
+    connected = store.org_access.disconnect(org_id, provider.name, provider.secrets)
+    if owned:
+        # The consent recorded for the tenant let any of its people's sign-ins run app-only: it
+        # goes with the connection (the administrator removes the app in Entra ID as well).
+        store.tenants.withdraw(tenant)
     stopped: list[str] = []
     for uid in store.users.org_user_ids(org_id):
         mailbox = store.mailboxes.get(uid)
@@ -99,6 +108,5 @@ def disconnect_org(store: Store, org_id: str, provider_name: str) -> tuple[bool,
             continue
         store.schedule.remove(uid)
         stopped.append(uid)
-    connected = store.org_access.disconnect(org_id, provider.name, provider.secrets)
     log.info("org mailbox access disconnected org=%s provider=%s stopped=%d", org_id, provider.name, len(stopped))
     return connected, stopped

@@ -54,6 +54,9 @@ class OrgProvider:
     uses: Callable[[SyncMailbox], bool]
     # Mailboxes read with the same access as this one (a break disables those only).
     scope: Callable[[SyncMailbox], str]
+    # The scope the org's connected access serves (None: every mailbox read with this provider's
+    # org access): a refusal tells about the org's access only for a mailbox in that scope.
+    access_scope: Callable[[OrgAccess], str] | None
     # Why the org's access is refused now; None when it works.
     refused: Callable[[Settings, Clients, Store, OrgAccess], str | None]
     # Per-person result messages that differ from :data:`backend.sync.mass.MESSAGES`.
@@ -85,6 +88,8 @@ MICROSOFT = OrgProvider(
                                       "user_id": found.object_id},
     uses=lambda mailbox: mailbox.provider == "microsoft" and bool(mailbox.connection.get("app_only")),
     scope=lambda mailbox: str(mailbox.connection.get("tenant_id", "")),
+    # A person's own app-only sync (their tenant's consent, no org connection) is not the org's access.
+    access_scope=lambda access: access.microsoft_tenant,
     refused=_microsoft_refused,
     messages={
         "no_mailbox": "Microsoft 365 has no mailbox for this address.",
@@ -105,6 +110,7 @@ EXCHANGE = OrgProvider(
                                       "version": access.exchange_version},
     uses=lambda mailbox: mailbox.provider == "exchange" and bool(mailbox.connection.get("impersonation")),
     scope=lambda mailbox: str(mailbox.connection.get("login", "")),
+    access_scope=None,
     refused=service_refused,
     secrets=(SECRET_PASSWORD,),
     messages={
@@ -127,6 +133,7 @@ GOOGLE = OrgProvider(
     uses=lambda mailbox: mailbox.provider == "google" and bool(mailbox.connection.get("delegated")),
     # One key per org reads every delegated mailbox (whichever client id activated it): a break stops them all.
     scope=lambda mailbox: "org_key",
+    access_scope=None,
     refused=delegation_refused_now,
     secrets=(SECRET_KEY,),
     messages={
@@ -140,6 +147,13 @@ GOOGLE = OrgProvider(
 
 # The explicit provider map (no discovery): what mass activation supports.
 ORG_PROVIDERS: dict[str, OrgProvider] = {MICROSOFT.name: MICROSOFT, EXCHANGE.name: EXCHANGE, GOOGLE.name: GOOGLE}
+
+
+def served_by_org_access(provider: OrgProvider, access: OrgAccess, mailbox: SyncMailbox) -> bool:
+    """True when ``mailbox`` is read with the org's connected access of ``provider`` (not only the same kind)."""
+    if not provider.ready(access) or not provider.uses(mailbox):
+        return False
+    return provider.access_scope is None or provider.access_scope(access) == provider.scope(mailbox)
 
 
 def uses_org_access(mailbox: SyncMailbox) -> bool:
