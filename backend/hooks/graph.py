@@ -25,6 +25,7 @@ from backend.jobs.push import enqueue_push_job, ensure_push, plan_push_run, rene
 from backend.jobs.sync import enqueue_sync
 from backend.observability.metrics import record_webhook
 from backend.security.crypto import constant_time_equal, fingerprint
+from backend.store.push import GRAPH
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,11 @@ def _verified(entries: list[Any]) -> list[tuple[str, str, dict[str, Any]]]:
         if known is None:
             log.info("graph notification for an unknown subscription sub=%s", fingerprint(sub_id))
             continue
-        mid, state_hash = known
+        if known.provider != GRAPH:
+            # A Gmail watch shares the index; only Pub/Sub's signed pushes may name it.
+            log.warning("graph notification naming a Gmail watch sub=%s", fingerprint(sub_id))
+            continue
+        mid, state_hash = known.mailbox_id, known.state_hash
         if not constant_time_equal(push.hash_state(entry["clientState"][:500]), state_hash):
             log.warning("graph notification with a wrong clientState sub=%s", fingerprint(sub_id))
             continue

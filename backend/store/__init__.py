@@ -39,7 +39,7 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P activation:{id}``                  hash, lists ``:addresses`` ``:results``: 7 days (``activations.py``)
 ``P trail:{mid}:{hmac}``               string: sync's decision on one item: codes, ids, times; 30 days (``trail.py``)
 ``P push:subs:{mid}``                  hash: subscription id -> JSON: kind, resource, expiry, state hash (``push.py``)
-``P push:sub:{subscription}``          hash: ``mid`` and ``state`` (clientState hash) of a subscription id (``push.py``)
+``P push:sub:{subscription}``          hash: ``mid``, ``state`` (clientState hash), ``provider`` of an id (``push.py``)
 ``P push:renew``                       sorted set: mid scored by its earliest subscription's renewal time (``push.py``)
 ``P push:planned:{mid}``               string: when a notification-triggered run is planned, TTL (``push.py``)
 ``P push:last:{mid}``                  string: when the last notification-triggered run was planned, TTL (``push.py``)

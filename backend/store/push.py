@@ -2,6 +2,8 @@
 
 A subscription's ``clientState`` is kept only as a keyed hash (``state_hash``); the webhook hashes
 what arrives and compares in constant time (:func:`backend.security.crypto.constant_time_equal`).
+The id index also says whose a subscription is (Graph's or a Gmail watch), so each hook accepts
+only its own provider's.
 The renewal set is scored by when a mailbox's earliest subscription should be renewed, so the clock
 reads only what is due. The debounce turns a burst of notifications into one planned run.
 """
@@ -12,7 +14,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -38,6 +40,12 @@ redis.call('SET', KEYS[2], tostring(at), 'EX', math.ceil(at - now + gap) + 60)
 return tostring(at)
 """
 
+# Whose a subscription id is: only Graph's may be named by /hooks/graph, only Gmail's by /hooks/gmail.
+GRAPH = "graph"
+GMAIL = "gmail"
+# A Gmail watch's id (Graph's are GUIDs): how an index entry written before ``provider`` is told apart.
+GMAIL_ID_PREFIX = "gmail:"
+
 
 @dataclass(frozen=True)
 class Subscription:
@@ -58,6 +66,27 @@ class Subscription:
         """Well before expiry: when half of the lifetime it was granted has passed (or ``renew_every``)."""
         half = self.created_at + (self.expires_at - self.created_at) / 2
         return min(half, self.created_at + self.renew_every) if self.renew_every else half
+
+    @property
+    def provider(self) -> str:
+        """``gmail`` for a Gmail watch, else ``graph``."""
+        return GMAIL if self.kind == "gmail" else GRAPH
+
+
+class IndexEntry(NamedTuple):
+    """A subscription id's index entry: its mailbox, its clientState's hash, and whose it is."""
+
+    mailbox_id: str
+    state_hash: str
+    provider: str  # GRAPH or GMAIL
+
+
+def _entry(sub_id: str, found: list[Any]) -> IndexEntry | None:
+    if not found[0] or not found[1]:
+        return None
+    # Entries written before the field existed: the id says whose it is.
+    provider = str(found[2]) if found[2] else GMAIL if sub_id.startswith(GMAIL_ID_PREFIX) else GRAPH
+    return IndexEntry(str(found[0]), str(found[1]), provider)
 
 
 @dataclass(frozen=True)
@@ -108,7 +137,8 @@ class PushRepo:
         """Keep (or replace) a subscription, its index entry, and the mailbox's renewal time."""
         with self._r.pipeline() as pipe:
             pipe.hset(self._subs_key(sub.mailbox_id), sub.id, json.dumps(asdict(sub)))
-            pipe.hset(self._index_key(sub.id), mapping={"mid": sub.mailbox_id, "state": sub.state_hash})
+            pipe.hset(self._index_key(sub.id), mapping={"mid": sub.mailbox_id, "state": sub.state_hash,
+                                                       "provider": sub.provider})
             # Kept a day past expiry: a late notification still finds its mailbox (and is ignored).
             pipe.expireat(self._index_key(sub.id), int(sub.expires_at) + 86400)
             pipe.execute()
@@ -127,20 +157,17 @@ class PushRepo:
         raw = self._r.hvals(self._subs_key(mid))
         return sorted((Subscription(**json.loads(v)) for v in raw), key=lambda s: s.kind)
 
-    def lookup(self, sub_id: str) -> tuple[str, str] | None:
-        """(mailbox id, clientState hash) of a subscription id, or None when unknown."""
-        found = self._r.hmget(self._index_key(sub_id), ["mid", "state"])
-        if not found[0] or not found[1]:
-            return None
-        return str(found[0]), str(found[1])
+    def lookup(self, sub_id: str) -> IndexEntry | None:
+        """The index entry of a subscription id, or None when unknown."""
+        return _entry(sub_id, self._r.hmget(self._index_key(sub_id), ["mid", "state", "provider"]))
 
-    def lookup_many(self, sub_ids: list[str]) -> list[tuple[str, str] | None]:
+    def lookup_many(self, sub_ids: list[str]) -> list[IndexEntry | None]:
         """:meth:`lookup` for several ids in one round trip."""
         with self._r.pipeline(transaction=False) as pipe:
             for sub_id in sub_ids:
-                pipe.hmget(self._index_key(sub_id), ["mid", "state"])
+                pipe.hmget(self._index_key(sub_id), ["mid", "state", "provider"])
             answers = pipe.execute()
-        return [(str(a[0]), str(a[1])) if a[0] and a[1] else None for a in answers]
+        return [_entry(sub_id, a) for sub_id, a in zip(sub_ids, answers, strict=True)]
 
     def _reschedule(self, mid: str) -> None:
         subs = self.of(mid)
