@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from flask import Blueprint, Response
@@ -123,7 +124,11 @@ def graph_lifecycle() -> Any:
         else:
             log.info("graph lifecycle event ignored event=%s", str(event)[:40])
     store = services().store
+    now = time.time()
     for mid, subs in renew.items():
+        # Kept for the renewal job as well as passed to it: while one is queued or running (its id
+        # is unique per mailbox) a second request is refused as a duplicate, and would be lost.
+        store.push.ask_renewal(mid, subs, now)
         enqueue_push_job(renew_push, mid, "renew", tuple(subs))
     for mid, subs in removed.items():
         # Gone at Graph: forgotten here at once, so whichever ensure job runs next makes it again.

@@ -40,6 +40,7 @@ Key namespace (``P`` is ``KEY_PREFIX``, default ``ss:``), with the module that o
 ``P trail:{mid}:{hmac}``               string: sync's decision on one item: codes, ids, times; 30 days (``trail.py``)
 ``P push:subs:{mid}``                  hash: subscription id -> JSON: kind, resource, expiry, state hash (``push.py``)
 ``P push:sub:{subscription}``          hash: ``mid``, ``state`` (clientState hash), ``provider`` of an id (``push.py``)
+``P push:reauth:{mid}``                set: ids Graph asked to reauthorize, for the renewal job; 1 day (``push.py``)
 ``P push:renew``                       sorted set: mid scored by its earliest subscription's renewal time (``push.py``)
 ``P push:planned:{mid}``               string: when a notification-triggered run is planned, TTL (``push.py``)
 ``P push:last:{mid}``                  string: when the last notification-triggered run was planned, TTL (``push.py``)

@@ -3,7 +3,7 @@
 A subscription's ``clientState`` is kept only as a keyed hash (``state_hash``); the webhook hashes
 what arrives and compares in constant time (:func:`backend.security.crypto.constant_time_equal`).
 The id index also says whose a subscription is (Graph's or a Gmail watch), so each hook accepts
-only its own provider's.
+only its own provider's. Subscriptions Graph asks to reauthorize wait in a set for the renewal job.
 The renewal set is scored by when a mailbox's earliest subscription should be renewed, so the clock
 reads only what is due. The debounce turns a burst of notifications into one planned run.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -45,6 +45,8 @@ GRAPH = "graph"
 GMAIL = "gmail"
 # A Gmail watch's id (Graph's are GUIDs): how an index entry written before ``provider`` is told apart.
 GMAIL_ID_PREFIX = "gmail:"
+# Subscriptions Graph asked to reauthorize wait this long for the mailbox's renewal job.
+REAUTH_TTL_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,10 @@ class PushRepo:
             answers = pipe.execute()
         return [_entry(sub_id, a) for sub_id, a in zip(sub_ids, answers, strict=True)]
 
+    def reschedule(self, mid: str) -> None:
+        """Score the mailbox in the renewal set by its earliest renewal again (or drop it: none left)."""
+        self._reschedule(mid)
+
     def _reschedule(self, mid: str) -> None:
         subs = self.of(mid)
         if subs:
@@ -187,6 +193,30 @@ class PushRepo:
     def postpone(self, mid: str, when: float) -> None:
         """Look at a mailbox's renewal again at ``when`` (a renewal job is on its way)."""
         self._r.zadd(self.renew_key, {mid: when}, xx=True)
+
+    def _reauth_key(self, mid: str) -> str:
+        return self._keys("push", "reauth", mid)
+
+    def ask_renewal(self, mid: str, sub_ids: Iterable[str], now: float) -> None:
+        """Graph asked to reauthorize ``sub_ids``: the mailbox's next renewal job renews them, whatever their age."""
+        ids = list(sub_ids)
+        if not ids:
+            return
+        with self._r.pipeline() as pipe:
+            pipe.sadd(self._reauth_key(mid), *ids)
+            pipe.expire(self._reauth_key(mid), REAUTH_TTL_SECONDS)
+            # Due now too: should a renewal job be running past its last look at the set, the
+            # clock's next check queues another (the one running keeps the unique id meanwhile).
+            pipe.zadd(self.renew_key, {mid: now}, xx=True, lt=True)
+            pipe.execute()
+
+    def take_renewals(self, mid: str) -> frozenset[str]:
+        """The subscriptions asked for by :meth:`ask_renewal` since the last take, the set emptied in the same step."""
+        with self._r.pipeline() as pipe:  # MULTI: an id added meanwhile is either taken here or kept
+            pipe.smembers(self._reauth_key(mid))
+            pipe.delete(self._reauth_key(mid))
+            members, _ = pipe.execute()
+        return frozenset(str(m) for m in members)
 
     # --- health ----------------------------------------------------------------------------------
 

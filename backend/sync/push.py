@@ -180,6 +180,8 @@ class PushManager:
         assert mailbox is not None
         due = [s for s in self.store.push.of(mid) if s.renew_at <= now or s.id in only]
         if not due:
+            # Looked at early (a reauthorization already done, the clock's lease): due again when one is.
+            self.store.push.reschedule(mid)
             return 0
         if mailbox.provider == "google":
             return self._watch_gmail(mailbox)
