@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from flask import Blueprint, Response
@@ -25,6 +26,7 @@ from backend.jobs.push import enqueue_push_job, ensure_push, plan_push_run, rene
 from backend.jobs.sync import enqueue_sync
 from backend.observability.metrics import record_webhook
 from backend.security.crypto import constant_time_equal, fingerprint
+from backend.store.push import GRAPH
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,11 @@ def _verified(entries: list[Any]) -> list[tuple[str, str, dict[str, Any]]]:
         if known is None:
             log.info("graph notification for an unknown subscription sub=%s", fingerprint(sub_id))
             continue
-        mid, state_hash = known
+        if known.provider != GRAPH:
+            # A Gmail watch shares the index; only Pub/Sub's signed pushes may name it.
+            log.warning("graph notification naming a Gmail watch sub=%s", fingerprint(sub_id))
+            continue
+        mid, state_hash = known.mailbox_id, known.state_hash
         if not constant_time_equal(push.hash_state(entry["clientState"][:500]), state_hash):
             log.warning("graph notification with a wrong clientState sub=%s", fingerprint(sub_id))
             continue
@@ -118,7 +124,11 @@ def graph_lifecycle() -> Any:
         else:
             log.info("graph lifecycle event ignored event=%s", str(event)[:40])
     store = services().store
+    now = time.time()
     for mid, subs in renew.items():
+        # Kept for the renewal job as well as passed to it: while one is queued or running (its id
+        # is unique per mailbox) a second request is refused as a duplicate, and would be lost.
+        store.push.ask_renewal(mid, subs, now)
         enqueue_push_job(renew_push, mid, "renew", tuple(subs))
     for mid, subs in removed.items():
         # Gone at Graph: forgotten here at once, so whichever ensure job runs next makes it again.

@@ -31,6 +31,8 @@ RENEW_LEASE_SECONDS = 300
 # At most one notification-triggered run per mailbox per minute.
 MIN_GAP_SECONDS = 60
 JOB_TIMEOUT = 120
+# A renewal job renews what was asked for during it this many times more, then leaves it to the clock.
+MAX_RENEW_ROUNDS = 3
 # After push was refused for a mailbox, the runs that follow do not ask again for this long.
 ENSURE_RETRY_SECONDS = 3600
 
@@ -127,9 +129,25 @@ def ensure_push(mid: str, recreate: tuple[str, ...] = ()) -> int:
 
 
 def renew_push(mid: str, now_too: tuple[str, ...] = ()) -> int:
-    """RQ job: renew the mailbox's subscriptions past half their lifetime (and ``now_too``, whatever their age)."""
+    """RQ job: renew the mailbox's subscriptions past half their lifetime (and ``now_too``, whatever their age).
+
+    Those Graph asked for while this job was queued or running (``store.push.ask_renewal``) are
+    renewed too: their requests could not queue a job of their own under its unique id.
+    """
     with worker_app().app_context():
-        return manager().renew(mid, only=frozenset(now_too))
+        push = services().store.push
+        renewed = manager().renew(mid, only=frozenset(now_too) | push.take_renewals(mid))
+        # Asked for while the renewal went on: renewed now, the last step a look at the set, so a
+        # request after it finds the mailbox due at the clock's next check (``ask_renewal``).
+        for _ in range(MAX_RENEW_ROUNDS):
+            more = push.take_renewals(mid)
+            if not more:
+                return renewed
+            renewed += manager().renew(mid, only=more)
+        left = push.take_renewals(mid)
+        if left:
+            push.ask_renewal(mid, left, time.time())  # the clock's next check queues another job
+        return renewed
 
 
 def drop_push(mid: str) -> int:

@@ -2,6 +2,8 @@
 
 A subscription's ``clientState`` is kept only as a keyed hash (``state_hash``); the webhook hashes
 what arrives and compares in constant time (:func:`backend.security.crypto.constant_time_equal`).
+The id index also says whose a subscription is (Graph's or a Gmail watch), so each hook accepts
+only its own provider's. Subscriptions Graph asks to reauthorize wait in a set for the renewal job.
 The renewal set is scored by when a mailbox's earliest subscription should be renewed, so the clock
 reads only what is due. The debounce turns a burst of notifications into one planned run.
 """
@@ -10,9 +12,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -38,6 +40,14 @@ redis.call('SET', KEYS[2], tostring(at), 'EX', math.ceil(at - now + gap) + 60)
 return tostring(at)
 """
 
+# Whose a subscription id is: only Graph's may be named by /hooks/graph, only Gmail's by /hooks/gmail.
+GRAPH = "graph"
+GMAIL = "gmail"
+# A Gmail watch's id (Graph's are GUIDs): how an index entry written before ``provider`` is told apart.
+GMAIL_ID_PREFIX = "gmail:"
+# Subscriptions Graph asked to reauthorize wait this long for the mailbox's renewal job.
+REAUTH_TTL_SECONDS = 24 * 3600
+
 
 @dataclass(frozen=True)
 class Subscription:
@@ -58,6 +68,27 @@ class Subscription:
         """Well before expiry: when half of the lifetime it was granted has passed (or ``renew_every``)."""
         half = self.created_at + (self.expires_at - self.created_at) / 2
         return min(half, self.created_at + self.renew_every) if self.renew_every else half
+
+    @property
+    def provider(self) -> str:
+        """``gmail`` for a Gmail watch, else ``graph``."""
+        return GMAIL if self.kind == "gmail" else GRAPH
+
+
+class IndexEntry(NamedTuple):
+    """A subscription id's index entry: its mailbox, its clientState's hash, and whose it is."""
+
+    mailbox_id: str
+    state_hash: str
+    provider: str  # GRAPH or GMAIL
+
+
+def _entry(sub_id: str, found: list[Any]) -> IndexEntry | None:
+    if not found[0] or not found[1]:
+        return None
+    # Entries written before the field existed: the id says whose it is.
+    provider = str(found[2]) if found[2] else GMAIL if sub_id.startswith(GMAIL_ID_PREFIX) else GRAPH
+    return IndexEntry(str(found[0]), str(found[1]), provider)
 
 
 @dataclass(frozen=True)
@@ -108,7 +139,8 @@ class PushRepo:
         """Keep (or replace) a subscription, its index entry, and the mailbox's renewal time."""
         with self._r.pipeline() as pipe:
             pipe.hset(self._subs_key(sub.mailbox_id), sub.id, json.dumps(asdict(sub)))
-            pipe.hset(self._index_key(sub.id), mapping={"mid": sub.mailbox_id, "state": sub.state_hash})
+            pipe.hset(self._index_key(sub.id), mapping={"mid": sub.mailbox_id, "state": sub.state_hash,
+                                                       "provider": sub.provider})
             # Kept a day past expiry: a late notification still finds its mailbox (and is ignored).
             pipe.expireat(self._index_key(sub.id), int(sub.expires_at) + 86400)
             pipe.execute()
@@ -127,20 +159,21 @@ class PushRepo:
         raw = self._r.hvals(self._subs_key(mid))
         return sorted((Subscription(**json.loads(v)) for v in raw), key=lambda s: s.kind)
 
-    def lookup(self, sub_id: str) -> tuple[str, str] | None:
-        """(mailbox id, clientState hash) of a subscription id, or None when unknown."""
-        found = self._r.hmget(self._index_key(sub_id), ["mid", "state"])
-        if not found[0] or not found[1]:
-            return None
-        return str(found[0]), str(found[1])
+    def lookup(self, sub_id: str) -> IndexEntry | None:
+        """The index entry of a subscription id, or None when unknown."""
+        return _entry(sub_id, self._r.hmget(self._index_key(sub_id), ["mid", "state", "provider"]))
 
-    def lookup_many(self, sub_ids: list[str]) -> list[tuple[str, str] | None]:
+    def lookup_many(self, sub_ids: list[str]) -> list[IndexEntry | None]:
         """:meth:`lookup` for several ids in one round trip."""
         with self._r.pipeline(transaction=False) as pipe:
             for sub_id in sub_ids:
-                pipe.hmget(self._index_key(sub_id), ["mid", "state"])
+                pipe.hmget(self._index_key(sub_id), ["mid", "state", "provider"])
             answers = pipe.execute()
-        return [(str(a[0]), str(a[1])) if a[0] and a[1] else None for a in answers]
+        return [_entry(sub_id, a) for sub_id, a in zip(sub_ids, answers, strict=True)]
+
+    def reschedule(self, mid: str) -> None:
+        """Score the mailbox in the renewal set by its earliest renewal again (or drop it: none left)."""
+        self._reschedule(mid)
 
     def _reschedule(self, mid: str) -> None:
         subs = self.of(mid)
@@ -160,6 +193,30 @@ class PushRepo:
     def postpone(self, mid: str, when: float) -> None:
         """Look at a mailbox's renewal again at ``when`` (a renewal job is on its way)."""
         self._r.zadd(self.renew_key, {mid: when}, xx=True)
+
+    def _reauth_key(self, mid: str) -> str:
+        return self._keys("push", "reauth", mid)
+
+    def ask_renewal(self, mid: str, sub_ids: Iterable[str], now: float) -> None:
+        """Graph asked to reauthorize ``sub_ids``: the mailbox's next renewal job renews them, whatever their age."""
+        ids = list(sub_ids)
+        if not ids:
+            return
+        with self._r.pipeline() as pipe:
+            pipe.sadd(self._reauth_key(mid), *ids)
+            pipe.expire(self._reauth_key(mid), REAUTH_TTL_SECONDS)
+            # Due now too: should a renewal job be running past its last look at the set, the
+            # clock's next check queues another (the one running keeps the unique id meanwhile).
+            pipe.zadd(self.renew_key, {mid: now}, xx=True, lt=True)
+            pipe.execute()
+
+    def take_renewals(self, mid: str) -> frozenset[str]:
+        """The subscriptions asked for by :meth:`ask_renewal` since the last take, the set emptied in the same step."""
+        with self._r.pipeline() as pipe:  # MULTI: an id added meanwhile is either taken here or kept
+            pipe.smembers(self._reauth_key(mid))
+            pipe.delete(self._reauth_key(mid))
+            members, _ = pipe.execute()
+        return frozenset(str(m) for m in members)
 
     # --- health ----------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from backend.errors import AuthRevoked, ConnectorError
 from backend.security.crypto import random_token
 from backend.store import Store
 from backend.store.mailboxes import SyncMailbox, SyncState
-from backend.store.push import PushHealth, Subscription
+from backend.store.push import GMAIL_ID_PREFIX, PushHealth, Subscription
 from backend.sync.collaborators import context_for
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 PUSH_PROVIDERS = frozenset({"microsoft", "google"})
 KINDS = ("inbox", "sentitems", "calendar")
 GMAIL_KIND = "gmail"
-# Pushes carry no clientState: the OIDC token proves them; the index keeps a fixed marker's hash.
-GMAIL_STATE = "gmail-watch"
 GMAIL_RENEW_SECONDS = 24 * 3600
 # While push is healthy the poll is only the safety net: every 2 hours, never longer.
 PUSH_POLL_SECONDS = 2 * 3600
@@ -49,7 +47,7 @@ def kinds_for(settings: Settings, provider: str) -> tuple[str, ...]:
 
 def gmail_sub_id(address: str) -> str:
     """The id a Gmail watch is kept under: pushes name the mailbox by its address."""
-    return f"gmail:{address.lower()}"
+    return f"{GMAIL_ID_PREFIX}{address.lower()}"
 
 
 def push_wanted(settings: Settings, mailbox: SyncMailbox | None) -> bool:
@@ -162,9 +160,12 @@ class PushManager:
             return 0
         finally:
             watch.close()
+        # Pushes carry no clientState (the OIDC token proves them): the index keeps the hash of a
+        # random one nobody is told, so no clientState a sender can know matches a watch.
         self.store.push.save(Subscription(gmail_sub_id(mailbox.address), mailbox.id, GMAIL_KIND,
                                           f"users/me INBOX,SENT -> {self.settings.GOOGLE_PUBSUB_TOPIC}", expires,
-                                          self.store.push.hash_state(GMAIL_STATE), time.time(), GMAIL_RENEW_SECONDS))
+                                          self.store.push.hash_state(random_token(24)), time.time(),
+                                          GMAIL_RENEW_SECONDS))
         self.store.push.set_health(mailbox.id, True)
         return 1
 
@@ -179,6 +180,8 @@ class PushManager:
         assert mailbox is not None
         due = [s for s in self.store.push.of(mid) if s.renew_at <= now or s.id in only]
         if not due:
+            # Looked at early (a reauthorization already done, the clock's lease): due again when one is.
+            self.store.push.reschedule(mid)
             return 0
         if mailbox.provider == "google":
             return self._watch_gmail(mailbox)

@@ -189,3 +189,71 @@ def test_missed_notifications_plan_a_delta_run_and_keep_the_subscription(app: Fl
     with app.app_context():
         assert [s.id for s in services().store.push.of(MID)] == [SUB]
     assert list(queued_jobs(app)) == [job_id_for(MID)]
+
+
+GMAIL_MID = "mbx-gmail-1"
+GMAIL_ADDRESS = "alice@customer.example"
+
+
+def gmail_watch(app: Flask, state_hash: str | None = None, legacy: bool = False) -> str:
+    """A Gmail watch in the index, as ``_watch_gmail`` saves it (``legacy``: an entry written before ``provider``)."""
+    from backend.sync.push import GMAIL_KIND, gmail_sub_id
+
+    with app.app_context():
+        store = services().store
+        store.mailboxes.ensure(GMAIL_MID, "00D000000000001EAA")
+        sub = Subscription(gmail_sub_id(GMAIL_ADDRESS), GMAIL_MID, GMAIL_KIND, "users/me INBOX,SENT -> t",
+                           time.time() + 7 * 86400, state_hash or store.push.hash_state("x"), time.time(), 86400)
+        store.push.save(sub)
+        if legacy:
+            store.redis.hdel(store.keys("push", "sub", sub.id), "provider")
+        return sub.id
+
+
+# Found in review: the Gmail watch's index entry held the hash of the public constant "gmail-watch",
+# and the Graph hooks never asked whose an entry was, so anyone knowing an address could plan runs
+# for it, force undebounced ones ("missed") or delete its watch ("subscriptionRemoved").
+@pytest.mark.parametrize("legacy", [False, True])
+def test_graph_notifications_naming_a_gmail_watch_are_refused(app: Flask, client: FlaskClient,
+                                                              legacy: bool) -> None:
+    with app.app_context():
+        old_state = services().store.push.hash_state("gmail-watch")  # what was kept before the fix
+    sub_id = gmail_watch(app, old_state, legacy)
+    change = {"value": [{"subscriptionId": sub_id, "clientState": "gmail-watch", "changeType": "created"}]}
+    assert client.post("/hooks/graph", json=change).status_code == 202
+    for event in ("missed", "subscriptionRemoved", "reauthorizationRequired"):
+        body = {"value": [{"subscriptionId": sub_id, "clientState": "gmail-watch", "lifecycleEvent": event}]}
+        assert client.post("/hooks/graph/lifecycle", json=body).status_code == 202
+    with app.app_context():
+        svc = services()
+        assert svc.store.push.lookup(sub_id) is not None  # the watch is kept
+        scheduled = ScheduledJobRegistry(QUEUE_SYNC, connection=svc.redis_raw).get_job_ids()
+        assert [*scheduled, *svc.queue(QUEUE_SYNC).job_ids] == []  # no run, no renewal, no recreation
+
+
+def test_a_gmail_watch_keeps_no_known_client_state(app_config: dict[str, Any], redis_client: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.jobs.push import manager
+
+    class Watch:
+        """``users.watch`` answering as Gmail does."""
+
+        def watch(self, topic: str) -> tuple[str, float]:
+            return "1", time.time() + 7 * 86400
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("backend.connectors.google.push.open_watch", lambda context: Watch())
+    app = create_app({**app_config, "GOOGLE_PUBSUB_TOPIC": "projects/p/topics/t",
+                      "GOOGLE_PUBSUB_PUSH_ACCOUNT": "push@p.iam.gserviceaccount.com"})
+    with app.app_context():
+        store = services().store
+        store.mailboxes.ensure(GMAIL_MID, "00D000000000001EAA")
+        store.mailboxes.activate(GMAIL_MID, "google", GMAIL_ADDRESS)
+        assert manager().ensure(GMAIL_MID) == 1
+        (watch,) = store.push.of(GMAIL_MID)
+        # Random: no constant a sender could know is what the index keeps for a watch.
+        assert watch.state_hash not in {store.push.hash_state("gmail-watch"), store.push.hash_state("")}
+        found = store.push.lookup(watch.id)
+        assert found is not None and found.provider == "gmail"
