@@ -88,7 +88,8 @@ MICROSOFT = OrgProvider(
     refused=_microsoft_refused,
     messages={
         "no_mailbox": "Microsoft 365 has no mailbox for this address.",
-        "mailbox_mismatch": "The Microsoft 365 account found for this address does not receive mail at it.",
+        "mailbox_mismatch": "This address is not the primary address of the Microsoft 365 mailbox found for it "
+                            "(an alias or a former address): activate the mailbox's primary address.",
         "not_allowed_by_tenant": "Your Microsoft 365 tenant does not let Sidebar Sync read this mailbox "
                                  "(outside the app's RBAC scope or access policy).",
     },
@@ -109,7 +110,9 @@ EXCHANGE = OrgProvider(
     secrets=(SECRET_PASSWORD,),
     messages={
         "no_mailbox": "Exchange has no mailbox for this address.",
-        "mailbox_mismatch": "The Exchange mailbox found for this address does not receive mail at it.",
+        "mailbox_mismatch": "This address is not the primary address of the Exchange mailbox found for it (an "
+                            "alias, a former address or a loose name match): activate the mailbox's primary "
+                            "address.",
         "not_allowed_by_tenant": "The service account may not impersonate this mailbox (outside the "
                                  "ApplicationImpersonation role's management scope).",
     },
