@@ -14,7 +14,7 @@ from tests.exchange_mass_env import SERVICE, activate_exchange, mass_config  # n
 from tests.mass_env import DOMAIN, MassEnv, address
 
 NEW = f"svc-sync2@{DOMAIN}"
-NEW_PASSWORD = "svc2-Passw0rd"  # noqa: S105 - the fake server's
+NEW_PASSWORD = "svc2-Passw0rd"
 CUSTOMER = "customer@client.example"
 
 

@@ -7,11 +7,11 @@ disabled was reported ``already_active``.
 
 from __future__ import annotations
 
+from backend.connectors.mailbox import MailboxIdentity
 from backend.extensions import services
 from backend.store.mailboxes import SyncState
 from backend.store.users import User
 from backend.sync.activation import activate
-from backend.connectors.mailbox import MailboxIdentity
 from sandbox.harness.exchange import ExchangeHarness
 from tests.exchange_mass_env import activate_exchange, mass_config  # noqa: F401 - fixture
 from tests.mass_env import ORG, MassEnv, address
