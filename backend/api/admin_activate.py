@@ -20,7 +20,7 @@ from backend.api.sync import iso
 from backend.api.validation import json_body
 from backend.auth.common import issue_ticket
 from backend.extensions import services
-from backend.jobs.activation import ALL, enqueue_activation
+from backend.jobs.activation import ALL, enqueue_activation, job_lost
 from backend.store.activations import Activation
 from backend.sync.mass import deactivate_mass
 from backend.sync.org_access import disconnect_org, resume_org
@@ -128,6 +128,9 @@ def admin_activation(aid: str) -> Response:
     """An activation's progress (n of N) and the results so far."""
     caller = require_admin()
     activation = _activation(caller, aid)
+    if activation.state == "running" and job_lost(aid):
+        services().store.activations.set_state(aid, "failed")
+        activation.state = "failed"
     return jsonify({"id": activation.id, "state": activation.state, "provider": activation.provider,
                     "done": activation.done, "total": activation.total, "created_at": iso(activation.created_at),
                     "results": services().store.activations.results(aid)})

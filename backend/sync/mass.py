@@ -25,7 +25,7 @@ from backend.config import Settings
 from backend.connectors.graph.directory import FoundMailbox
 from backend.connectors.salesforce import JwtCredentials, SalesforceClient, SalesforceCredentials
 from backend.connectors.salesforce.directory import DirectoryUser, users_by_email
-from backend.errors import AuthRevoked, NotPreauthorized
+from backend.errors import AuthRevoked, NotPreauthorized, ServiceMisconfigured, Unavailable
 from backend.store import Store
 from backend.store.mailboxes import SyncState
 from backend.store.org_access import OrgAccess
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 RESULTS = ("activated", "already_active", "no_salesforce_user", "salesforce_user_inactive", "no_mailbox",
            "mailbox_mismatch", "not_allowed_by_tenant", "salesforce_not_authorized", "locked_by_admin",
-           "ambiguous_salesforce_user", "mailbox_in_use")
+           "ambiguous_salesforce_user", "mailbox_in_use", "try_again")
 # What the connection of a mass-activated mailbox says about how it came to be.
 VIA = "mass_activation"
 MESSAGES = {
@@ -55,6 +55,7 @@ MESSAGES = {
     "locked_by_admin": "An administrator disabled sync for this person; Enable it first in People.",
     "ambiguous_salesforce_user": "Several active Salesforce users have this email address: give each their own.",
     "mailbox_in_use": "Another person of your organisation already syncs this mailbox; left as it was.",
+    "try_again": "Salesforce could not sign this person in just now: activate them again later.",
 }
 # Console search hits looked at for a colleague syncing the same mailbox (one address matches few people).
 _IN_USE_HITS = 50
@@ -172,6 +173,11 @@ def _one(store: Store, settings: Settings, clients: Clients, ctx: SliceContext, 
     except AuthRevoked:
         # Salesforce will not sign them in (inactive meanwhile, frozen): as good as inactive.
         return result(address, "salesforce_user_inactive", provider=ctx.provider)
+    except ServiceMisconfigured:
+        raise  # the server's key or connected app: everyone would fail alike, so the job stops
+    except Unavailable:
+        # One sign-in's 5xx or timeout: this person only; the job goes on with the others.
+        return result(address, "try_again", provider=ctx.provider)
     store.users.save(user)
     connection = {**ctx.provider.connection(ctx.access, found), "via": VIA, "activated_by": ctx.admin.id}
     activate(store, user, ctx.provider.name, found.identity, connection, {})
