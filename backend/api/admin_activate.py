@@ -20,7 +20,7 @@ from backend.api.sync import iso
 from backend.api.validation import json_body
 from backend.auth.common import issue_ticket
 from backend.extensions import services
-from backend.jobs.activation import ALL, enqueue_activation
+from backend.jobs.activation import ALL, enqueue_activation, job_lost
 from backend.store.activations import Activation
 from backend.sync.mass import deactivate_mass
 from backend.sync.org_access import disconnect_org, resume_org
@@ -32,11 +32,18 @@ _ADDRESS = re.compile(r"[^@\s,;<>\"']{1,64}@[^@\s,;<>\"']{1,255}\.[^@\s,;<>\"'.]
 PROVIDERS = ("microsoft", "exchange", "google")
 
 
+def _delimiter(text: str) -> str:
+    """``;`` when the first line uses it more than commas (Excel's CSV in locales with a decimal comma), else ``,``."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return ";" if first.count(";") > first.count(",") else ","
+
+
 def _addresses_from_csv(text: str) -> list[str]:
-    """One address a line, or a CSV with an ``email`` column."""
+    """One address a line, or a CSV (comma or semicolon separated) with an ``email`` column."""
     try:
         # newline="": the csv module reads \r, \n and \r\n line ends itself (a lone \r raised before).
-        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in r)]
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+        rows = [r for r in reader if any(c.strip() for c in r)]
     except csv.Error as exc:  # a field past the csv module's limit, a NUL byte...: not a list of people
         raise ApiError(400, "invalid_input", f"The file is not a CSV we can read ({exc}).") from None
     if not rows:
@@ -59,7 +66,10 @@ def _request_people() -> tuple[str, list[str]]:
     if (request.mimetype or "") == "text/csv":
         if (request.content_length or 0) > MAX_BODY:
             raise ApiError(413, "payload_too_large", f"The file is larger than {MAX_BODY} bytes.")
-        return request.args.get("provider", "microsoft"), _addresses_from_csv(request.get_data(as_text=True))
+        # utf-8-sig like the upload: Excel starts its UTF-8 CSV with a byte-order mark, which would
+        # otherwise stick to the first header or address.
+        text = request.get_data().decode("utf-8-sig", "replace")
+        return request.args.get("provider", "microsoft"), _addresses_from_csv(text)
     data = json_body(max_bytes=MAX_BODY)
     unknown = set(data) - {"provider", "users"}
     if unknown:
@@ -118,6 +128,9 @@ def admin_activation(aid: str) -> Response:
     """An activation's progress (n of N) and the results so far."""
     caller = require_admin()
     activation = _activation(caller, aid)
+    if activation.state == "running" and job_lost(aid):
+        services().store.activations.set_state(aid, "failed")
+        activation.state = "failed"
     return jsonify({"id": activation.id, "state": activation.state, "provider": activation.provider,
                     "done": activation.done, "total": activation.total, "created_at": iso(activation.created_at),
                     "results": services().store.activations.results(aid)})

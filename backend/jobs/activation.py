@@ -6,6 +6,10 @@ import logging
 import time
 from typing import Any
 
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.worker import Worker
+
 from backend.connectors.salesforce.directory import active_users
 from backend.extensions import QUEUE_SYNC, services
 from backend.jobs.context import worker_app
@@ -22,10 +26,15 @@ JOB_TIMEOUT_SECONDS = 3 * 3600
 ALL = "*"
 
 
+def job_id(activation_id: str) -> str:
+    """The RQ job id of an activation."""
+    return f"activation-{activation_id}"
+
+
 def enqueue_activation(activation_id: str) -> None:
     """Queue the activation's job (its id is the activation's)."""
     services().queue(QUEUE_SYNC).enqueue(
-        run_activation, args=(activation_id,), job_id=f"activation-{activation_id}", at_front=True,
+        run_activation, args=(activation_id,), job_id=job_id(activation_id), at_front=True,
         job_timeout=JOB_TIMEOUT_SECONDS, result_ttl=0, failure_ttl=7 * 24 * 3600,
         description=f"mass activation {activation_id}")
 
@@ -67,6 +76,26 @@ def run_activation(activation_id: str) -> dict[str, Any]:
             "activation": activation_id, "total": len(addresses)})
         log.info("mass activation done id=%s total=%d", activation_id, len(addresses))
         return {"status": "done", "total": len(addresses)}
+
+
+def job_lost(activation_id: str) -> bool:
+    """True when a ``running`` activation's job can no longer finish it (failed, stopped, gone, worker dead).
+
+    A SIGKILLed work horse (out of memory, the job timeout's kill) never reaches the job's own ``except``,
+    and RQ runs no failure callback for it, so the activation would read "running" forever.
+    """
+    connection = services().queue(QUEUE_SYNC).connection
+    try:
+        job = Job.fetch(job_id(activation_id), connection=connection)
+    except NoSuchJobError:
+        return True  # a successful job is deleted (result_ttl=0) only after the state says done
+    status = job.get_status(refresh=False)
+    if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+        return True
+    if status == JobStatus.STARTED and job.worker_name:
+        # The whole worker died: its job stays "started" until RQ's cleanup, its worker key expires first.
+        return not connection.exists(Worker.redis_worker_namespace_prefix + job.worker_name)
+    return False
 
 
 def _everyone(admin: Any) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from backend.clients import Clients
 from backend.config import Settings
@@ -13,6 +14,7 @@ from backend.connectors.salesforce import JwtCredentials, SalesforceCredentials,
 from backend.store import Store
 from backend.store.mailboxes import SyncMailbox
 from backend.store.users import User
+from backend.sync.org_providers import ORG_PROVIDERS
 
 # User.salesforce_access of a mass-activated person.
 JWT_BEARER = "jwt_bearer"
@@ -38,13 +40,29 @@ def credentials_for_run(store: Store, clients: Clients, user: User) -> Salesforc
     return SalesforceCredentials(clients.salesforce_oauth, store.secrets, user.id, user.login_url, user.instance_url)
 
 
+def current_connection(store: Store, mailbox: SyncMailbox) -> dict[str, Any]:
+    """The mailbox's connection, with the org's current access over it when the mailbox is read with that.
+
+    The org secret (the Exchange service account's password) is always the current one, so login, EWS
+    URL and version must be too: the ones stored at activation would pair the old login with the new
+    password once the admin saves another account.
+    """
+    connection = dict(mailbox.connection)
+    provider = ORG_PROVIDERS.get(mailbox.provider)
+    if provider is not None and provider.current is not None and provider.uses(mailbox):
+        access = store.org_access.get(mailbox.org_id)
+        if provider.ready(access):
+            connection.update(provider.current(access))
+    return connection
+
+
 def context_for(settings: Settings, store: Store, clients: Clients, mailbox: SyncMailbox) -> MailboxContext:
     """What a mailbox connector (a run's, or push subscriptions') is built from."""
     return MailboxContext(
         settings=settings,
         mailbox_id=mailbox.id,
         address=mailbox.address,
-        connection=dict(mailbox.connection),
+        connection=current_connection(store, mailbox),
         # Write-backs (a refreshed token cache) are refused once the mailbox is deactivated or
         # reconnected while the run goes: Deactivate must not be undone by a run.
         secrets=MailboxSecrets(store.secrets, mailbox.id, guard=store.mailboxes, generation=mailbox.activated_at),

@@ -25,7 +25,7 @@ from backend.config import Settings
 from backend.connectors.graph.directory import FoundMailbox
 from backend.connectors.salesforce import JwtCredentials, SalesforceClient, SalesforceCredentials
 from backend.connectors.salesforce.directory import DirectoryUser, users_by_email
-from backend.errors import AuthRevoked, NotPreauthorized
+from backend.errors import AuthRevoked, NotPreauthorized, ServiceMisconfigured, Unavailable
 from backend.store import Store
 from backend.store.mailboxes import SyncState
 from backend.store.org_access import OrgAccess
@@ -37,7 +37,8 @@ from backend.sync.org_providers import OrgDirectory, OrgProvider
 log = logging.getLogger(__name__)
 
 RESULTS = ("activated", "already_active", "no_salesforce_user", "salesforce_user_inactive", "no_mailbox",
-           "mailbox_mismatch", "not_allowed_by_tenant", "salesforce_not_authorized", "locked_by_admin")
+           "mailbox_mismatch", "not_allowed_by_tenant", "salesforce_not_authorized", "locked_by_admin",
+           "ambiguous_salesforce_user", "mailbox_in_use", "try_again")
 # What the connection of a mass-activated mailbox says about how it came to be.
 VIA = "mass_activation"
 MESSAGES = {
@@ -46,12 +47,18 @@ MESSAGES = {
     "no_salesforce_user": "No Salesforce user of your organisation has this email address.",
     "salesforce_user_inactive": "The Salesforce user with this email address is inactive.",
     "no_mailbox": "The mail provider has no mailbox for this address.",
-    "mailbox_mismatch": "The account found for this address does not receive mail at it.",
+    "mailbox_mismatch": "This address is not the primary address of the mailbox found for it (an alias, a former "
+                        "address or a loose name match): activate the mailbox's primary address.",
     "not_allowed_by_tenant": "Your organisation's mail provider does not let Sidebar Sync read this mailbox.",
     "salesforce_not_authorized": "Salesforce has not pre-authorised this person for Sidebar Sync: add them "
                                  "to the connected app's permission set.",
     "locked_by_admin": "An administrator disabled sync for this person; Enable it first in People.",
+    "ambiguous_salesforce_user": "Several active Salesforce users have this email address: give each their own.",
+    "mailbox_in_use": "Another person of your organisation already syncs this mailbox; left as it was.",
+    "try_again": "Salesforce could not sign this person in just now: activate them again later.",
 }
+# Console search hits looked at for a colleague syncing the same mailbox (one address matches few people).
+_IN_USE_HITS = 50
 
 
 @dataclass
@@ -104,38 +111,54 @@ def activate_slice(store: Store, settings: Settings, clients: Clients, ctx: Slic
         ctx.open(settings, store, clients)
     assert ctx.salesforce is not None and ctx.directory is not None
     people = users_by_email(ctx.salesforce, addresses)
-    wanted = [a for a in addresses if _pick(people.get(a.lower(), [])) is not None]
+    wanted = [a for a in addresses if len(_active(people.get(a.lower(), []))) == 1]
     mailboxes = ctx.directory.find(wanted) if wanted else {}
     return [_one(store, settings, clients, ctx, address, people.get(address.lower(), []),
                  mailboxes.get(address.lower()), first_index + n)
             for n, address in enumerate(addresses)]
 
 
-def _pick(rows: Iterable[DirectoryUser]) -> DirectoryUser | None:
-    """The active user of an address (None when there is none)."""
-    return next((r for r in rows if r.active), None)
+def _active(rows: Iterable[DirectoryUser]) -> list[DirectoryUser]:
+    """The active users of an address, one per user id (SOQL gives them in no particular order)."""
+    return list({r.user_id: r for r in rows if r.active}.values())
+
+
+def _is_primary(found: FoundMailbox, address: str) -> bool:
+    """True when ``address`` is the mailbox's primary address, not one of its aliases.
+
+    An alias (a shared sales@ on Bob's mailbox, a former address) would give Bob's mail to whichever
+    Salesforce user has that address as Email, so mass activation takes only the primary address.
+    """
+    return found.identity is not None and found.identity.primary.strip().lower() == address.strip().lower()
 
 
 def _one(store: Store, settings: Settings, clients: Clients, ctx: SliceContext, address: str,
          rows: list[DirectoryUser], found: FoundMailbox | None, index: int) -> dict[str, Any]:
-    person = _pick(rows)
-    if person is None:
+    active = _active(rows)
+    if not active:
         return result(address, "salesforce_user_inactive" if rows else "no_salesforce_user", provider=ctx.provider)
+    if len(active) > 1:
+        # Picking one would log this mailbox as whoever came first (an integration user, a shared login).
+        return result(address, "ambiguous_salesforce_user", provider=ctx.provider)
+    person = active[0]
     org_id = ctx.admin.org_id
     uid = user_id_for(org_id, person.user_id)
     existing = store.users.get(uid)
     mailbox = store.mailboxes.get(uid) if existing is not None else None
+    if mailbox is not None and mailbox.admin_hold:
+        # Held off by an administrator (Disable): left alone, the others go on. Checked first because a
+        # held mailbox may still be in a state that would read as "already on".
+        return result(address, "locked_by_admin", uid, provider=ctx.provider)
     if mailbox is not None and mailbox.state in (SyncState.RUNNING, SyncState.PAUSED, SyncState.DISABLED_ERROR):
         return result(address, "already_active", uid, provider=ctx.provider)
-    if mailbox is not None and mailbox.admin_hold:
-        # Held off by an administrator (Disable): this person is left alone, the others go on.
-        return result(address, "locked_by_admin", uid, provider=ctx.provider)
     if found is not None and found.status == "forbidden":
         return result(address, "not_allowed_by_tenant", provider=ctx.provider)
     if found is None or found.status == "missing" or found.identity is None:
         return result(address, "no_mailbox", provider=ctx.provider)
-    if found.status == "mismatch":
+    if found.status == "mismatch" or not _is_primary(found, address):
         return result(address, "mailbox_mismatch", provider=ctx.provider)
+    if _synced_by_other(store, org_id, uid, found.identity.primary):
+        return result(address, "mailbox_in_use", provider=ctx.provider)
     user = existing or User(id=uid, org_id=org_id, sf_user_id=person.user_id)
     user.username, user.email, user.display_name = person.username, person.email, person.name
     user.login_url, user.instance_url = ctx.admin.login_url, ctx.admin.instance_url
@@ -150,12 +173,30 @@ def _one(store: Store, settings: Settings, clients: Clients, ctx: SliceContext, 
     except AuthRevoked:
         # Salesforce will not sign them in (inactive meanwhile, frozen): as good as inactive.
         return result(address, "salesforce_user_inactive", provider=ctx.provider)
+    except ServiceMisconfigured:
+        raise  # the server's key or connected app: everyone would fail alike, so the job stops
+    except Unavailable:
+        # One sign-in's 5xx or timeout: this person only; the job goes on with the others.
+        return result(address, "try_again", provider=ctx.provider)
     store.users.save(user)
     connection = {**ctx.provider.connection(ctx.access, found), "via": VIA, "activated_by": ctx.admin.id}
     activate(store, user, ctx.provider.name, found.identity, connection, {})
     store.schedule.set_next(uid, first_run_at(ctx, settings, index))
     log.info("mass activation: sync on uid=%s provider=%s by=%s", uid, ctx.provider.name, ctx.admin.id)
     return result(address, "activated", uid, provider=ctx.provider)
+
+
+def _synced_by_other(store: Store, org_id: str, uid: str, primary: str) -> bool:
+    """True when another person of the org already has sync on for the mailbox ``primary`` (one index search)."""
+    page = store.directory.search(org_id, primary, "mailbox", False, "", "", 0, _IN_USE_HITS)
+    for other in page.uids:
+        if other == uid:
+            continue
+        mailbox = store.mailboxes.get(other)
+        if mailbox is not None and mailbox.activated and primary.lower() in \
+                {mailbox.address.lower(), *(a.lower() for a in mailbox.aliases)}:
+            return True
+    return False
 
 
 def _prove_salesforce(store: Store, clients: Clients, user: User) -> None:

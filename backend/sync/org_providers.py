@@ -63,6 +63,9 @@ class OrgProvider:
     messages: dict[str, str] = field(default_factory=dict)
     # The names of the org secrets the connection keeps (forgotten when the admin disconnects it).
     secrets: tuple[str, ...] = ()
+    # Connection fields a run takes from the org's access as it is now, over the stored connection's:
+    # they must match the org secret (a saved new service account applies to everyone at once).
+    current: Callable[[OrgAccess], dict[str, Any]] | None = None
 
 
 def _microsoft_directory(settings: Settings, clients: Clients, store: Store, access: OrgAccess) -> OrgDirectory:
@@ -93,11 +96,18 @@ MICROSOFT = OrgProvider(
     refused=_microsoft_refused,
     messages={
         "no_mailbox": "Microsoft 365 has no mailbox for this address.",
-        "mailbox_mismatch": "The Microsoft 365 account found for this address does not receive mail at it.",
+        "mailbox_mismatch": "This address is not the primary address of the Microsoft 365 mailbox found for it "
+                            "(an alias or a former address): activate the mailbox's primary address.",
         "not_allowed_by_tenant": "Your Microsoft 365 tenant does not let Sidebar Sync read this mailbox "
                                  "(outside the app's RBAC scope or access policy).",
     },
 )
+
+def _exchange_account(access: OrgAccess) -> dict[str, Any]:
+    """The org's service account as a connection holds it (its password is the org secret)."""
+    return {"ews_url": access.exchange_ews_url, "login": access.exchange_login,
+            "auth_type": access.exchange_auth_type, "version": access.exchange_version}
+
 
 EXCHANGE = OrgProvider(
     name="exchange",
@@ -105,17 +115,20 @@ EXCHANGE = OrgProvider(
     ready=lambda access: bool(access.exchange_login),
     missing="Set up the Exchange service account first (Mailbox access > On-premises Exchange).",
     directory=service_directory,
-    connection=lambda access, found: {"impersonation": True, "ews_url": access.exchange_ews_url,
-                                      "login": access.exchange_login, "auth_type": access.exchange_auth_type,
-                                      "version": access.exchange_version},
+    connection=lambda access, found: {"impersonation": True, **_exchange_account(access)},
     uses=lambda mailbox: mailbox.provider == "exchange" and bool(mailbox.connection.get("impersonation")),
-    scope=lambda mailbox: str(mailbox.connection.get("login", "")),
+    # Every impersonated mailbox is read with the org's current service account (``current``): one break
+    # stops them all, whichever login activated them.
+    scope=lambda mailbox: "service_account",
     access_scope=None,
     refused=service_refused,
     secrets=(SECRET_PASSWORD,),
+    current=lambda access: _exchange_account(access),
     messages={
         "no_mailbox": "Exchange has no mailbox for this address.",
-        "mailbox_mismatch": "The Exchange mailbox found for this address does not receive mail at it.",
+        "mailbox_mismatch": "This address is not the primary address of the Exchange mailbox found for it (an "
+                            "alias, a former address or a loose name match): activate the mailbox's primary "
+                            "address.",
         "not_allowed_by_tenant": "The service account may not impersonate this mailbox (outside the "
                                  "ApplicationImpersonation role's management scope).",
     },
