@@ -13,7 +13,7 @@ from rq.worker import Worker
 from backend.connectors.salesforce.directory import active_users
 from backend.extensions import QUEUE_SYNC, services
 from backend.jobs.context import worker_app
-from backend.sync.mass import SliceContext, activate_slice, admin_client
+from backend.sync.mass import SliceContext, activate_slice, admin_client, result, undo_if_disconnected
 from backend.sync.org_providers import ORG_PROVIDERS
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,16 @@ def run_activation(activation_id: str) -> dict[str, Any]:
             try:
                 for start in range(done, len(addresses), SLICE):
                     results = activate_slice(store, settings, clients, ctx, addresses[start:start + SLICE], start)
-                    store.activations.add_results(activation_id, results)
+                    undone = undo_if_disconnected(store, ctx, activation.org_id, results)
+                    store.activations.add_results(activation_id, undone or results)
+                    if undone is not None:
+                        # The admin disconnected the access: nobody else is turned on with it.
+                        rest = addresses[start + SLICE:]
+                        store.activations.add_results(activation_id,
+                                                      [result(a, "access_disconnected") for a in rest])
+                        store.activations.set_state(activation_id, "failed")
+                        log.warning("mass activation stopped: org access disconnected id=%s", activation_id)
+                        return {"status": "failed", "reason": "org access disconnected"}
             finally:
                 ctx.close()
         except BaseException:

@@ -38,10 +38,12 @@ log = logging.getLogger(__name__)
 
 RESULTS = ("activated", "already_active", "no_salesforce_user", "salesforce_user_inactive", "no_mailbox",
            "mailbox_mismatch", "not_allowed_by_tenant", "salesforce_not_authorized", "locked_by_admin",
-           "ambiguous_salesforce_user", "mailbox_in_use", "try_again")
+           "ambiguous_salesforce_user", "mailbox_in_use", "try_again", "access_disconnected")
 # What the connection of a mass-activated mailbox says about how it came to be.
 VIA = "mass_activation"
 MESSAGES = {
+    "access_disconnected": "Your organisation's mailbox access was disconnected while this activation ran: "
+                           "sync is off for this person. Connect it again, then activate.",
     "activated": "Sync is on; the first run is scheduled.",
     "already_active": "Sync was already on for this person; left as it was.",
     "no_salesforce_user": "No Salesforce user of your organisation has this email address.",
@@ -90,6 +92,24 @@ def result(address: str, code: str, uid: str = "", provider: OrgProvider | None 
     """One person's result as the API returns it (the provider's wording where it has its own)."""
     message = (provider.messages.get(code) if provider is not None else None) or MESSAGES[code]
     return {"address": address, "result": code, "message": message, "user_id": uid}
+
+
+def undo_if_disconnected(store: Store, ctx: SliceContext, org_id: str,
+                         results: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """After a slice: when the org's access was disconnected meanwhile, the slice's people turned off again.
+
+    Returns the slice's results rewritten (``access_disconnected``), or None while the access is the
+    one the activation started with. ``disconnect_org`` forgets the access before it scans, so each
+    person is turned off by it or by this check.
+    """
+    now = store.org_access.get(org_id)
+    scope = ctx.provider.access_scope
+    if ctx.provider.ready(now) and (scope is None or scope(now) == scope(ctx.access)):
+        return None
+    activated = [r["user_id"] for r in results if r["result"] == "activated" and r["user_id"]]
+    deactivate_mass(store, org_id, activated)
+    return [result(r["address"], "access_disconnected", r["user_id"]) if r["result"] == "activated" else r
+            for r in results]
 
 
 def admin_client(settings: Settings, store: Store, clients: Clients, admin: User) -> SalesforceClient:

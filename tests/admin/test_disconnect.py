@@ -71,3 +71,37 @@ def test_bad_disconnects_change_nothing(mass: MassEnv, provider: str, csrf: bool
     store = services().store
     assert store.org_access.get(ORG).microsoft_tenant == mass.tenant
     assert store.mailboxes.get(mass.uid("bob")).state is SyncState.RUNNING  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("when", ["between_slices", "inside_a_slice"])
+def test_a_disconnect_while_an_activation_runs_leaves_nobody_on_the_forgotten_access(
+        mass: MassEnv, monkeypatch: pytest.MonkeyPatch, when: str) -> None:
+    from backend.jobs import activation as job
+
+    monkeypatch.setattr(job, "SLICE", 1)
+    real = job.activate_slice
+    slices: list[int] = []
+
+    def slice_and_disconnect(*args: object, **kwargs: object) -> object:
+        if when == "inside_a_slice" and not slices:
+            out = real(*args, **kwargs)  # type: ignore[arg-type]
+            delete(mass, "microsoft")  # after this slice activated bob, before the job looks again
+        else:
+            out = real(*args, **kwargs)  # type: ignore[arg-type]
+            if not slices:
+                delete(mass, "microsoft")
+        slices.append(1)
+        return out
+
+    monkeypatch.setattr(job, "activate_slice", slice_and_disconnect)
+    started = mass.post("/api/admin/activate", json={"provider": "microsoft",
+                                                     "users": ["bob@acme.example", "jill@acme.example"]})
+    job.run_activation(started.json["job_id"])
+    store = services().store
+    for name in ("bob", "jill"):
+        mailbox = store.mailboxes.get(mass.uid(name))
+        assert mailbox is None or mailbox.state is not SyncState.RUNNING, (name, mailbox)
+    answer = mass.client.get(f"/api/admin/activations/{started.json['job_id']}").json
+    assert answer["state"] == "failed" and len(slices) == 1
+    assert {r["address"]: r["result"] for r in answer["results"]} == {
+        "bob@acme.example": "access_disconnected", "jill@acme.example": "access_disconnected"}
