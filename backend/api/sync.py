@@ -118,8 +118,7 @@ def view_of(mailbox: SyncMailbox, reads: ViewReads, user: User) -> dict[str, Any
         error["since"] = iso(error["since"])
     if error:
         error.pop("first_failed_at", None)
-        # What the pane offers: Reconnect once sync was disabled for an error that needs the person.
-        error["action"] = "reconnect" if mailbox.state is SyncState.DISABLED_ERROR else None
+        error["action"] = error_action(mailbox)
     job = reads.job.value if mailbox.activated else None
     return {
         "state": mailbox.state.value,
@@ -153,6 +152,17 @@ def view_of(mailbox: SyncMailbox, reads: ViewReads, user: User) -> dict[str, Any
         "locked_controls": locked_controls(org, mailbox),
         "connection": {k: v for k, v in mailbox.connection.items() if k in ("login", "ews_url", "tenant_id")},
     }
+
+
+def error_action(mailbox: SyncMailbox) -> str | None:
+    """What the pane offers for the mailbox's error: ``reconnect``, ``ask_admin`` or nothing.
+
+    A mailbox the administrator holds off refuses every reconnect (``locked_by_admin``): only they
+    can turn it back on, so the pane says whom to ask instead of offering a Reconnect that cannot work.
+    """
+    if mailbox.state is not SyncState.DISABLED_ERROR:
+        return None
+    return "ask_admin" if mailbox.admin_hold else "reconnect"
 
 
 def _mailbox() -> SyncMailbox:

@@ -16,6 +16,8 @@ import { formatCount, formatDateTime, formatDuration, formatWhen, providerName, 
 import { DialogError, openDialog } from "./host.js";
 import { renderPolicy, withoutLocked } from "./policy.js";
 import {
+  disabledText,
+  heldByAdmin,
   isSetUp,
   lastRunCounts,
   lastRunCuts,
@@ -424,7 +426,9 @@ export function initSettings(app) {
 
     const disabled = state === "disabled_error";
     setVisible(byId("settings-disabled"), disabled);
-    setText(byId("settings-disabled-text"), disabled && sync.error ? sync.error.message : "");
+    setText(byId("settings-disabled-text"), disabledText(sync));
+    // Every reconnect is refused while the administrator holds the mailbox off: no button that cannot work.
+    setVisible(byId("settings-reconnect"), disabled && !heldByAdmin(sync));
     const since = disabled && sync.error && sync.error.since ? formatDateTime(sync.error.since) : "";
     setText(byId("settings-disabled-since"), since ? `Since ${since}.` : "");
 
@@ -495,6 +499,8 @@ export function initSettings(app) {
       text = "Soon";
     } else if (sync.state === "paused") {
       text = "None while sync is paused";
+    } else if (heldByAdmin(sync)) {
+      text = "None until your administrator turns sync back on";
     } else if (sync.state === "disabled_error") {
       text = "None until you reconnect";
     } else {
@@ -526,7 +532,11 @@ export function initSettings(app) {
     const state = sync.state;
     let heading = "Connect your mailbox";
     let intro = "Choose where your mailbox lives. Sync then runs every 30 minutes, whether Outlook is open or not.";
-    if (state === "disabled_error") {
+    if (heldByAdmin(sync)) {
+      heading = "Mailbox connection";
+      intro = "Your administrator turned sync off for this mailbox; only they can turn it back on. Your "
+        + "connection and where sync stopped are kept.";
+    } else if (state === "disabled_error") {
       heading = "Reconnect your mailbox";
       intro = "Connect again with your current password or account to re-enable sync. Nothing is lost: sync "
         + "continues where it stopped.";

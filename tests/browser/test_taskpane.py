@@ -575,3 +575,29 @@ def test_a_mailbox_held_off_by_the_administrator_says_so(pane: Pane, live_server
     expect(page.locator("#exchange-error")).to_have_text(
         "Your administrator turned sync off for this mailbox. Ask them to turn it back on.")
     pane.assert_clean(allowed_statuses=(403,))
+
+
+def test_a_held_mailbox_asks_for_the_administrator_without_a_reconnect(pane: Pane, live_server: LiveServer) -> None:
+    """The administrator disabled the mailbox: home and Sync settings say whom to ask and offer no Reconnect."""
+    page = pane.open()
+    pane.login()
+    from backend.extensions import services
+
+    with live_server.app.app_context():
+        store = services().store
+        (uid,) = store.users.all_ids()
+        store.mailboxes.ensure(uid, store.users.get(uid).org_id)  # type: ignore[union-attr]
+        store.mailboxes.activate(uid, "exchange", "alice@acme.example")
+        store.mailboxes.admin_disable(uid, "Your administrator turned sync off for this mailbox.")
+    page = pane.open()
+    asked = "Your administrator turned sync off for this mailbox. Ask them to turn it back on."
+    expect(page.locator("#home-disabled-text")).to_have_text(asked)
+    expect(page.locator("#home-reconnect")).to_be_hidden()
+    page = pane.open("#sync-settings")
+    expect(page.locator("#settings-disabled-text")).to_have_text(asked)
+    expect(page.locator("#settings-reconnect")).to_be_hidden()
+    expect(page.locator("#next-run")).to_have_text("None until your administrator turns sync back on")
+    expect(page.locator("#connect-heading")).to_have_text("Mailbox connection")
+    expect(page.locator("#connect-intro")).to_contain_text("only they can turn it back on")
+    expect(page.get_by_role("button", name="Reconnect")).to_have_count(0)
+    pane.assert_clean()
