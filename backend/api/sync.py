@@ -194,24 +194,28 @@ def put_sync_settings() -> Response:
     if unknown:
         raise ApiError(400, "invalid_input", f"Unknown setting: {', '.join(sorted(unknown))}.")
     mailbox = _mailbox()
-    locked = sorted(set(data) & set(services().store.orgs.get(mailbox.org_id).locked))
+    org = services().store.orgs.get(mailbox.org_id)
+    locked = sorted(set(data) & set(org.locked))
     if locked:
         raise ApiError(403, "locked_by_admin", "Your administrator set this for everyone in your organisation.",
                        field=locked[0])
-    settings = dict(mailbox.settings)
-    # What the person chose stays theirs; the rest follows the org's defaults.
-    settings["chosen"] = sorted(chosen_by_person(mailbox.settings) | set(data))
+    given: dict[str, Any] = {}
     for name in ("sync_emails", "sync_events"):
         value = bool_field(data, name)
         if value is not None:
-            settings[name] = value
+            given[name] = value
     if "cancelled_events" in data:
-        settings["cancelled_events"] = choice_field(data, "cancelled_events", ("mark", "delete"))
+        given["cancelled_events"] = choice_field(data, "cancelled_events", ("mark", "delete"))
     if "blocklist" in data:
         try:
-            settings["blocklist"] = normalise_blocklist(data["blocklist"])
+            given["blocklist"] = normalise_blocklist(data["blocklist"])
         except ValueError as exc:
             raise ApiError(400, "invalid_input", str(exc), field="blocklist") from None
+    # A value becomes the person's choice only when it differs from what applies to them now: a
+    # client that sends the whole form (the pane's Save) must not freeze the org defaults it echoes.
+    now = effective_settings(org, mailbox.settings)
+    chosen = chosen_by_person(mailbox.settings) | {name for name, value in given.items() if value != now.get(name)}
+    settings = {**mailbox.settings, **given, "chosen": sorted(chosen)}
     services().store.mailboxes.update(mailbox.id, settings=settings)
     return jsonify(sync_view(_mailbox()))
 

@@ -93,6 +93,9 @@ export function initSettings(app) {
     blocklistError: byId("set-blocklist-error"),
   };
   let settingsDirty = false;
+  // The values the form last showed (GET /api/sync's settings): Save sends only what the person changed,
+  // so the org defaults the form merely echoes keep following the administrator.
+  let shownSettings = {};
   // Messages that describe the sync state hold only while that state lasts: each remembers what
   // it said it about, and every render drops those the new state contradicts (one state, every line).
   const stateLines = new Map();
@@ -385,7 +388,7 @@ export function initSettings(app) {
     }
     await whileBusy(el.save, "Saving\u2026", async () => {
       try {
-        const sync = await api.saveSyncSettings(withoutLocked(body));
+        const sync = await api.saveSyncSettings(changedSettings(withoutLocked(body)));
         settingsDirty = false;
         app.setSync(sync);
         setText(el.saveStatus, "Saved.");
@@ -412,6 +415,14 @@ export function initSettings(app) {
     const mode = settings.cancelled_events === "delete" ? "delete" : "mark";
     byId(`set-cancelled-${mode}`).checked = true;
     el.blocklist.value = Array.isArray(settings.blocklist) ? settings.blocklist.join("\n") : "";
+    shownSettings = { sync_emails: el.emails.checked, sync_events: el.events.checked, cancelled_events: mode,
+      blocklist: el.blocklist.value };
+  }
+
+  /** The fields of `body` that differ from what the form showed (the blocklist compared as the box's text). */
+  function changedSettings(body) {
+    return Object.fromEntries(Object.entries(body).filter(([name, value]) => (name === "blocklist"
+      ? el.blocklist.value !== shownSettings.blocklist : value !== shownSettings[name])));
   }
 
   // --- Rendering --------------------------------------------------------------------------------
@@ -584,6 +595,7 @@ export function initSettings(app) {
       setMoreOpen(false);
       setConfirmOpen(false);
       settingsDirty = false;
+      shownSettings = {};
       stateLines.clear();
       for (const id of ["exchange-status", "microsoft-status", "google-status", "controls-status",
         "settings-save-status"]) {
