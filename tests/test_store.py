@@ -82,7 +82,17 @@ def test_deactivate_removes_credentials_and_cursors(store: Store) -> None:
 
 def test_auth_failures_count(store: Store) -> None:
     store.mailboxes.ensure("u1", "org1")
-    assert [store.mailboxes.incr_auth_failures("u1") for _ in range(3)] == [1, 2, 3]
+    assert store.mailboxes.add_auth_failure("u1", lambda n, _: {"code": "x"}) == 0  # not running: not counted
+    store.mailboxes.activate("u1", "exchange", "alice@acme.example")
+    seen: list[dict[str, object]] = []
+
+    def error(count: int, previous: dict[str, object]) -> dict[str, object]:
+        seen.append(previous)
+        return {"code": "x", "failures": count}
+
+    assert [store.mailboxes.add_auth_failure("u1", error) for _ in range(3)] == [1, 2, 3]
+    assert seen == [{}, {"code": "x", "failures": 1}, {"code": "x", "failures": 2}]
+    assert store.mailboxes.get("u1").error == {"code": "x", "failures": 3}  # type: ignore[union-attr]
 
 
 def test_once_and_rate_limits(store: Store) -> None:

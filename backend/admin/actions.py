@@ -8,6 +8,7 @@ person's concurrent change) and say whether a run should start now; enqueuing it
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from backend.store import Store
@@ -18,6 +19,7 @@ ACTIONS = ("enable", "disable", "pause", "resume", "sync", "reset")
 SYNC_NOW_SECONDS = 60
 MAX_BULK = 500
 DISABLED_MESSAGE = "Your administrator turned sync off for this mailbox."
+RESET_WHILE_RUNNING = "A run is in progress for this user. Reset once it has finished."
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,17 @@ _VERBS = {"enable": "enabled", "disable": "disabled", "pause": "paused", "resume
           "sync": "synced now", "reset": "reset"}
 
 
-def act(store: Store, uid: str, action: str, now: float | None = None) -> Outcome:
-    """Apply ``action`` to the user's sync mailbox (the caller checked the user is of the admin's org)."""
+def _never(uid: str) -> bool:
+    return False
+
+
+def act(store: Store, uid: str, action: str, now: float | None = None,
+        running: Callable[[str], bool] = _never) -> Outcome:
+    """Apply ``action`` to the user's sync mailbox (the caller checked the user is of the admin's org).
+
+    ``running(uid)``: whether the mailbox's run job is in progress now (the jobs' part, below which
+    this package sits); Reset is refused then.
+    """
     now = time.time() if now is None else now
     repo = store.mailboxes
     mailbox = repo.get(uid)
@@ -77,6 +88,9 @@ def act(store: Store, uid: str, action: str, now: float | None = None) -> Outcom
                     return Outcome(uid, "rate_limited", mailbox.state.value,
                                    "This mailbox was synced less than a minute ago. Try again shortly.")
             else:
+                if running(uid):
+                    # The run in flight would save its cursors after ours are cleared: the Reset undone.
+                    return Outcome(uid, "invalid_state", mailbox.state.value, RESET_WHILE_RUNNING)
                 # The next run reads again from the start of the last complete run's window; the
                 # Message-ID dedup makes what it finds a second time harmless.
                 repo.clear_cursors(uid)

@@ -125,9 +125,15 @@ def _run(outcomes: list[actions.Outcome], action: str) -> None:
             enqueue_sync(outcome.uid, interactive=action == "sync" and len(outcomes) == 1)
 
 
+def _run_in_progress(uid: str) -> bool:
+    from backend.jobs.sync import job_status
+
+    return job_status(uid) == "running"
+
+
 def _act(caller: Caller, uids: list[str], action: str) -> list[actions.Outcome]:
     store = services().store
-    outcomes = [actions.act(store, uid, action) for uid in uids]
+    outcomes = [actions.act(store, uid, action, running=_run_in_progress) for uid in uids]
     _run(outcomes, action)
     actions.record(store, caller.user.org_id, caller.user.id, action, outcomes)
     return outcomes

@@ -156,7 +156,13 @@ COMPONENTS: dict[str, Any] = {
             "mailbox": {"type": ["string", "null"]},
             "last_run": {"type": ["object", "null"]},
             "next_run": {"type": ["string", "null"], "format": "date-time"},
-            "error": {"type": ["object", "null"]},
+            "error": {"type": ["object", "null"], "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"},
+                "since": {"type": ["string", "null"], "format": "date-time"},
+                "action": {"type": ["string", "null"], "enum": ["reconnect", "ask_admin", None],
+                           "description": "what the pane offers: reconnect (sync disabled for an error the "
+                                          "person fixes by connecting again), ask_admin (an administrator "
+                                          "turned sync off: every reconnect is refused with locked_by_admin)"}}},
             "settings": {"type": "object"},
             "locked_controls": {"type": "object", "description": "pause / deactivate refused by the org policy "
                                 "(mass-activated mailbox): the reason to show, per control",

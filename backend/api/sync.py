@@ -118,8 +118,7 @@ def view_of(mailbox: SyncMailbox, reads: ViewReads, user: User) -> dict[str, Any
         error["since"] = iso(error["since"])
     if error:
         error.pop("first_failed_at", None)
-        # What the pane offers: Reconnect once sync was disabled for an error that needs the person.
-        error["action"] = "reconnect" if mailbox.state is SyncState.DISABLED_ERROR else None
+        error["action"] = error_action(mailbox)
     job = reads.job.value if mailbox.activated else None
     return {
         "state": mailbox.state.value,
@@ -155,6 +154,17 @@ def view_of(mailbox: SyncMailbox, reads: ViewReads, user: User) -> dict[str, Any
     }
 
 
+def error_action(mailbox: SyncMailbox) -> str | None:
+    """What the pane offers for the mailbox's error: ``reconnect``, ``ask_admin`` or nothing.
+
+    A mailbox the administrator holds off refuses every reconnect (``locked_by_admin``): only they
+    can turn it back on, so the pane says whom to ask instead of offering a Reconnect that cannot work.
+    """
+    if mailbox.state is not SyncState.DISABLED_ERROR:
+        return None
+    return "ask_admin" if mailbox.admin_hold else "reconnect"
+
+
 def _mailbox() -> SyncMailbox:
     user = current_user()
     return services().store.mailboxes.ensure(user.id, user.org_id)
@@ -184,24 +194,28 @@ def put_sync_settings() -> Response:
     if unknown:
         raise ApiError(400, "invalid_input", f"Unknown setting: {', '.join(sorted(unknown))}.")
     mailbox = _mailbox()
-    locked = sorted(set(data) & set(services().store.orgs.get(mailbox.org_id).locked))
+    org = services().store.orgs.get(mailbox.org_id)
+    locked = sorted(set(data) & set(org.locked))
     if locked:
         raise ApiError(403, "locked_by_admin", "Your administrator set this for everyone in your organisation.",
                        field=locked[0])
-    settings = dict(mailbox.settings)
-    # What the person chose stays theirs; the rest follows the org's defaults.
-    settings["chosen"] = sorted(chosen_by_person(mailbox.settings) | set(data))
+    given: dict[str, Any] = {}
     for name in ("sync_emails", "sync_events"):
         value = bool_field(data, name)
         if value is not None:
-            settings[name] = value
+            given[name] = value
     if "cancelled_events" in data:
-        settings["cancelled_events"] = choice_field(data, "cancelled_events", ("mark", "delete"))
+        given["cancelled_events"] = choice_field(data, "cancelled_events", ("mark", "delete"))
     if "blocklist" in data:
         try:
-            settings["blocklist"] = normalise_blocklist(data["blocklist"])
+            given["blocklist"] = normalise_blocklist(data["blocklist"])
         except ValueError as exc:
             raise ApiError(400, "invalid_input", str(exc), field="blocklist") from None
+    # A value becomes the person's choice only when it differs from what applies to them now: a
+    # client that sends the whole form (the pane's Save) must not freeze the org defaults it echoes.
+    now = effective_settings(org, mailbox.settings)
+    chosen = chosen_by_person(mailbox.settings) | {name for name, value in given.items() if value != now.get(name)}
+    settings = {**mailbox.settings, **given, "chosen": sorted(chosen)}
     services().store.mailboxes.update(mailbox.id, settings=settings)
     return jsonify(sync_view(_mailbox()))
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from rq import Retry
 from rq.exceptions import DuplicateJobError
 
 from backend.errors import AuthRevoked
 from backend.extensions import QUEUE_NOTIFY, services
+from backend.jobs.notify import AUTH_FAILURE_CODES, incident_of, send_disabled_notice
 from backend.observability.logs import mailbox_hash
 from backend.store.mailboxes import InvalidTransition
 
@@ -20,34 +22,39 @@ log = logging.getLogger(__name__)
 
 
 def record_auth_failure(mailbox_id: str, error: AuthRevoked, source: str) -> int:
-    """Count a run refused on authentication; disable sync and notify after MAX_AUTH_FAILURES in a row."""
+    """Count a run refused on authentication; disable sync and notify after MAX_AUTH_FAILURES in a row.
+
+    Returns the streak, or 0 when the mailbox had stopped meanwhile (disabled by an administrator or
+    the org's access, deactivated): its reason stays and nobody is emailed about this one.
+    """
     svc = services()
     store, settings = svc.store, svc.settings
-    count = store.mailboxes.incr_auth_failures(mailbox_id)
-    mailbox = store.mailboxes.get(mailbox_id)
-    if mailbox is None:
-        return count
-    code = "mailbox_auth_failed" if source == "mailbox" else "salesforce_auth_failed"
-    previous = mailbox.error or {}
-    first = float(previous.get("first_failed_at") or 0) if previous.get("code") == code else 0.0
-    first = first or time.time()
+    code = AUTH_FAILURE_CODES[source == "salesforce"]
     where = "your mail server" if source == "mailbox" else "Salesforce"
-    message = (f"{where.capitalize()} refused the saved sign-in {count} time(s) in a row "
-               f"({error.message})")
-    details = {"code": code, "message": message, "since": first, "first_failed_at": first, "failures": count,
-               "source": source}
+
+    def details(count: int, previous: dict[str, Any]) -> dict[str, Any]:
+        # "since" is when the failures began, not when we gave up.
+        first = float(previous.get("first_failed_at") or 0) if previous.get("code") == code else 0.0
+        first = first or time.time()
+        message = (f"{where.capitalize()} refused the saved sign-in {count} time(s) in a row "
+                   f"({error.message})")
+        return {"code": code, "message": message, "since": first, "first_failed_at": first, "failures": count,
+                "source": source}
+
+    count = store.mailboxes.add_auth_failure(mailbox_id, details)
     if count < settings.MAX_AUTH_FAILURES:
-        store.mailboxes.update(mailbox_id, error=details)
         return count
+    mailbox = store.mailboxes.get(mailbox_id)
+    if mailbox is None or not mailbox.error or mailbox.error.get("code") != code:
+        return count
+    streak = dict(mailbox.error)
     try:
-        store.mailboxes.disable(mailbox_id, code, message)
+        store.mailboxes.disable(mailbox_id, code, str(streak["message"]), streak)
     except InvalidTransition:
         # Paused or already disabled meanwhile: nothing more to do, and no second email.
         return count
-    # "since" is when the failures began, not when we gave up.
-    store.mailboxes.update(mailbox_id, error=details)
     store.schedule.remove(mailbox_id)
-    incident = f"{int(first)}"
+    incident = incident_of(streak)
     log.warning("sync disabled after %d auth failures mid=%s source=%s", count, mailbox_id, source)
     enqueue_notice(mailbox_id, incident)
     return count
@@ -72,8 +79,6 @@ def end_sessions_after_salesforce_refusal(mailbox_id: str, error: AuthRevoked) -
 
 def enqueue_notice(mailbox_id: str, incident: str) -> bool:
     """Queue the one email of an incident (a unique job id per incident)."""
-    from backend.jobs.notify import send_disabled_notice
-
     try:
         services().queue(QUEUE_NOTIFY).enqueue(
             send_disabled_notice,

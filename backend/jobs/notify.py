@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from backend.config import Settings
@@ -29,6 +30,20 @@ log = logging.getLogger(__name__)
 
 SETTINGS_FRAGMENT = "#sync-settings"
 PROVIDER_NAMES = {"exchange": "Exchange", "microsoft": "Microsoft 365", "google": "Gmail"}
+# The errors of a person's own auth failure streak (the mail server's, Salesforce's): the ones this email is about.
+AUTH_FAILURE_CODES = ("mailbox_auth_failed", "salesforce_auth_failed")
+
+
+def incident_of(error: dict[str, Any]) -> str:
+    """The incident an auth failure streak's error belongs to: when its first failure was (whole seconds)."""
+    return f"{int(float(error.get('first_failed_at') or 0))}"
+
+
+def is_current_incident(mailbox: SyncMailbox, incident: str) -> bool:
+    """Whether ``mailbox`` is still disabled by the auth failure streak ``incident`` (no administrator's hold)."""
+    error = mailbox.error or {}
+    return (mailbox.state is SyncState.DISABLED_ERROR and not mailbox.admin_hold
+            and error.get("code") in AUTH_FAILURE_CODES and incident_of(error) == incident)
 
 
 class MailNotConfigured(Exception):
@@ -140,8 +155,10 @@ def send_disabled_notice(mailbox_id: str, incident: str) -> bool:
         svc = services()
         store, settings = svc.store, svc.settings
         mailbox = store.mailboxes.get(mailbox_id)
-        if mailbox is None or mailbox.state is not SyncState.DISABLED_ERROR:
-            return False  # reconnected meanwhile: nothing to say
+        if mailbox is None or not is_current_incident(mailbox, incident):
+            # A retry after the person reconnected (and maybe a new streak, its own email) or the
+            # administrator disabled it: this incident is over and its reason would be wrong.
+            return False
         if mailbox.notified_incident == incident:
             return False
         user = store.users.get(mailbox.user_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
@@ -209,13 +209,13 @@ class MailboxRepo:
         self.clear_cursors(mid)
         return mailbox
 
-    def disable(self, mid: str, code: str, message: str) -> SyncMailbox:
-        """Stop sync because of an error that needs the person (shown until they reconnect)."""
-        return self._transition(
-            mid,
-            "disable",
-            {"state": SyncState.DISABLED_ERROR, "error": {"code": code, "message": message, "since": time.time()}},
-        )
+    def disable(self, mid: str, code: str, message: str, details: dict[str, Any] | None = None) -> SyncMailbox:
+        """Stop sync because of an error that needs the person (shown until they reconnect).
+
+        ``details``: the whole error to keep (with ``code`` and ``message``), written in the same transition.
+        """
+        error = details or {"code": code, "message": message, "since": time.time()}
+        return self._transition(mid, "disable", {"state": SyncState.DISABLED_ERROR, "error": error})
 
     def admin_disable(self, mid: str, message: str) -> SyncMailbox:
         """Stop sync at an administrator's request (credentials and cursors kept; Enable undoes it)."""
@@ -281,16 +281,28 @@ class MailboxRepo:
                 except redis.WatchError:
                     continue
 
-    def incr_auth_failures(self, mid: str) -> int:
-        """Count one more run in a row that failed on authentication."""
+    def add_auth_failure(self, mid: str, error: Callable[[int, dict[str, Any]], dict[str, Any]]) -> int:
+        """Count one more run in a row refused on authentication and set ``error(count, previous error)``.
+
+        Only while running or paused (0 otherwise, nothing written): a run in flight when the
+        administrator pressed Disable or the org's access broke must not replace the reason it stopped
+        (the pane, console and digest show it; ``resume_org`` looks for its code).
+        """
+        key = self._key(mid)
+        active = {encode_value(s) for s in (SyncState.RUNNING, SyncState.PAUSED)}
         with self._r.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(self._key(mid))
-                    raw = pipe.hget(self._key(mid), "auth_failures")
+                    pipe.watch(key)
+                    state, raw, previous = pipe.hmget(key, ["state", "auth_failures", "error"])
+                    if state not in active:
+                        pipe.unwatch()
+                        return 0
                     count = int(json.loads(raw)) + 1 if raw else 1
+                    details = error(count, (json.loads(previous) if previous else None) or {})
                     pipe.multi()
-                    pipe.hset(self._key(mid), "auth_failures", encode_value(count))
+                    pipe.hset(key, mapping={"auth_failures": encode_value(count), "error": encode_value(details),
+                                            "updated_at": encode_value(time.time())})
                     pipe.execute()
                     return count
                 except redis.WatchError:

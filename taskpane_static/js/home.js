@@ -2,7 +2,7 @@
 
 import { byId, setText, setVisible } from "./dom.js";
 import { formatWhen, providerName } from "./format.js";
-import { isSetUp, lastRunTime, stateText } from "./syncview.js";
+import { disabledText, heldByAdmin, isSetUp, lastRunTime, stateText } from "./syncview.js";
 
 /** Wire the home view. */
 export function initHome(app) {
@@ -24,7 +24,9 @@ export function renderHome(sync) {
   setVisible(stateElement, isSetUp(state));
   const disabled = state === "disabled_error";
   setVisible(byId("home-disabled"), disabled);
-  setText(byId("home-disabled-text"), disabled && sync.error ? sync.error.message : "");
+  setText(byId("home-disabled-text"), disabledText(sync));
+  // Every reconnect is refused while the administrator holds the mailbox off: no button that cannot work.
+  setVisible(byId("home-reconnect"), disabled && !heldByAdmin(sync));
 
   const mailbox = sync.mailbox ? `${sync.mailbox} (${providerName(sync.provider)})` : "";
   setText(byId("home-mailbox"), mailbox);

@@ -16,6 +16,8 @@ import { formatCount, formatDateTime, formatDuration, formatWhen, providerName, 
 import { DialogError, openDialog } from "./host.js";
 import { renderPolicy, withoutLocked } from "./policy.js";
 import {
+  disabledText,
+  heldByAdmin,
   isSetUp,
   lastRunCounts,
   lastRunCuts,
@@ -91,6 +93,9 @@ export function initSettings(app) {
     blocklistError: byId("set-blocklist-error"),
   };
   let settingsDirty = false;
+  // The values the form last showed (GET /api/sync's settings): Save sends only what the person changed,
+  // so the org defaults the form merely echoes keep following the administrator.
+  let shownSettings = {};
   // Messages that describe the sync state hold only while that state lasts: each remembers what
   // it said it about, and every render drops those the new state contradicts (one state, every line).
   const stateLines = new Map();
@@ -383,7 +388,7 @@ export function initSettings(app) {
     }
     await whileBusy(el.save, "Saving\u2026", async () => {
       try {
-        const sync = await api.saveSyncSettings(withoutLocked(body));
+        const sync = await api.saveSyncSettings(changedSettings(withoutLocked(body)));
         settingsDirty = false;
         app.setSync(sync);
         setText(el.saveStatus, "Saved.");
@@ -410,6 +415,14 @@ export function initSettings(app) {
     const mode = settings.cancelled_events === "delete" ? "delete" : "mark";
     byId(`set-cancelled-${mode}`).checked = true;
     el.blocklist.value = Array.isArray(settings.blocklist) ? settings.blocklist.join("\n") : "";
+    shownSettings = { sync_emails: el.emails.checked, sync_events: el.events.checked, cancelled_events: mode,
+      blocklist: el.blocklist.value };
+  }
+
+  /** The fields of `body` that differ from what the form showed (the blocklist compared as the box's text). */
+  function changedSettings(body) {
+    return Object.fromEntries(Object.entries(body).filter(([name, value]) => (name === "blocklist"
+      ? el.blocklist.value !== shownSettings.blocklist : value !== shownSettings[name])));
   }
 
   // --- Rendering --------------------------------------------------------------------------------
@@ -424,7 +437,9 @@ export function initSettings(app) {
 
     const disabled = state === "disabled_error";
     setVisible(byId("settings-disabled"), disabled);
-    setText(byId("settings-disabled-text"), disabled && sync.error ? sync.error.message : "");
+    setText(byId("settings-disabled-text"), disabledText(sync));
+    // Every reconnect is refused while the administrator holds the mailbox off: no button that cannot work.
+    setVisible(byId("settings-reconnect"), disabled && !heldByAdmin(sync));
     const since = disabled && sync.error && sync.error.since ? formatDateTime(sync.error.since) : "";
     setText(byId("settings-disabled-since"), since ? `Since ${since}.` : "");
 
@@ -495,6 +510,8 @@ export function initSettings(app) {
       text = "Soon";
     } else if (sync.state === "paused") {
       text = "None while sync is paused";
+    } else if (heldByAdmin(sync)) {
+      text = "None until your administrator turns sync back on";
     } else if (sync.state === "disabled_error") {
       text = "None until you reconnect";
     } else {
@@ -526,7 +543,11 @@ export function initSettings(app) {
     const state = sync.state;
     let heading = "Connect your mailbox";
     let intro = "Choose where your mailbox lives. Sync then runs every 30 minutes, whether Outlook is open or not.";
-    if (state === "disabled_error") {
+    if (heldByAdmin(sync)) {
+      heading = "Mailbox connection";
+      intro = "Your administrator turned sync off for this mailbox; only they can turn it back on. Your "
+        + "connection and where sync stopped are kept.";
+    } else if (state === "disabled_error") {
       heading = "Reconnect your mailbox";
       intro = "Connect again with your current password or account to re-enable sync. Nothing is lost: sync "
         + "continues where it stopped.";
@@ -574,6 +595,7 @@ export function initSettings(app) {
       setMoreOpen(false);
       setConfirmOpen(false);
       settingsDirty = false;
+      shownSettings = {};
       stateLines.clear();
       for (const id of ["exchange-status", "microsoft-status", "google-status", "controls-status",
         "settings-save-status"]) {

@@ -15,6 +15,19 @@ export function isSetUp(state) {
   return state === "running" || state === "paused" || state === "disabled_error";
 }
 
+/** True when an administrator turned sync off for this mailbox: only they can turn it back on (no Reconnect). */
+export function heldByAdmin(sync) {
+  return sync.state === "disabled_error" && Boolean(sync.error) && sync.error.action === "ask_admin";
+}
+
+/** What the disabled bar says: the reason, and whom to ask when the administrator holds the mailbox. */
+export function disabledText(sync) {
+  if (sync.state !== "disabled_error" || !sync.error) {
+    return "";
+  }
+  return heldByAdmin(sync) ? `${sync.error.message} Ask them to turn it back on.` : sync.error.message;
+}
+
 /** "Sync is running — every 30 minutes", "Sync is paused", ... */
 export function stateText(sync) {
   const label = sync.state_label || FALLBACK_LABELS[sync.state] || sync.state;

@@ -199,6 +199,34 @@ def test_actions_on_one_user_and_the_audit(app: Flask, client: FlaskClient, ca: 
     assert audit[0]["detail"]["refused"] == {uid: "rate_limited"}
 
 
+def test_reset_is_refused_while_a_run_is_in_progress(app: Flask, client: FlaskClient, ca: Any, people: Any) -> None:
+    """The run in flight would save its cursors after the Reset cleared them: the Reset silently undone."""
+    from rq.job import Job, JobStatus
+
+    from backend.jobs.sync import job_id_for
+
+    ada = sign_in(client, ca, "ada")
+    with app.app_context():
+        uid = seed_user(ORG, 1)
+        store = services().store
+        store.mailboxes.save_cursors_if_connected(uid, {"inbox": "c1"})
+        job = Job.create("backend.jobs.sync.sync_mailbox", args=(uid,), id=job_id_for(uid),
+                         connection=services().redis_raw)
+        job.set_status(JobStatus.STARTED)
+        job.save()
+    refused = client.post(f"/api/admin/users/{uid}/reset", headers=ada.headers)
+    assert refused.status_code == 409 and refused.json["error"]["code"] == "invalid_state"
+    assert refused.json["error"]["message"] == "A run is in progress for this user. Reset once it has finished."
+    bulk = client.post("/api/admin/users/bulk", json={"action": "reset", "ids": [uid]}, headers=ada.headers)
+    assert bulk.json["results"][0]["status"] == "invalid_state", bulk.json
+    with app.app_context():
+        assert services().store.mailboxes.cursors(uid) == {"inbox": "c1"}
+        job.set_status(JobStatus.FINISHED)
+    assert client.post(f"/api/admin/users/{uid}/reset", headers=ada.headers).status_code == 202
+    with app.app_context():
+        assert services().store.mailboxes.cursors(uid) == {}
+
+
 def test_bulk_action_on_a_selection(app: Flask, client: FlaskClient, ca: Any, people: Any) -> None:
     ada = sign_in(client, ca, "ada")
     with app.app_context():

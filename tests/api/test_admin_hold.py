@@ -112,3 +112,15 @@ def test_an_administrators_pause_is_the_persons_to_resume(app: Flask, client: Fl
         actions.act(store, alice.uid, "enable")
         assert actions.act(store, alice.uid, "pause").state == "paused"
     assert client.post("/api/sync/resume", headers=alice.headers).json["state"] == "running"
+
+
+def test_a_held_mailbox_offers_asking_the_administrator_not_reconnect(app: Flask, client: FlaskClient,
+                                                                     alice: LoggedIn) -> None:
+    body = client.get("/api/sync", headers=alice.headers).json
+    assert body["state"] == "disabled_error" and body["error"]["code"] == "disabled_by_admin"
+    assert body["error"]["action"] == "ask_admin"
+    with app.app_context():  # after the Enable, an error of the person's own is theirs to reconnect
+        store = services().store
+        assert actions.act(store, alice.uid, "enable").status == "ok"
+        store.mailboxes.disable(alice.uid, "mailbox_auth_failed", "Exchange refused the saved sign-in 3 time(s)")
+    assert client.get("/api/sync", headers=alice.headers).json["error"]["action"] == "reconnect"

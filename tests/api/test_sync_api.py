@@ -157,6 +157,29 @@ def test_settings(client: FlaskClient, active: LoggedIn) -> None:
     assert bad.status_code == 400 and bad.json["error"]["field"] == "blocklist"
 
 
+def test_echoed_org_defaults_keep_following_the_administrator(app: Flask, client: FlaskClient,
+                                                              active: LoggedIn) -> None:
+    """A client that sends the whole form (every unlocked field) chooses only what it changed."""
+    with app.app_context():
+        org_id = services().store.users.get(active.uid).org_id  # type: ignore[union-attr]
+    body = {"sync_emails": True, "sync_events": True, "cancelled_events": "mark", "blocklist": ["noisy@vendor.example"]}
+    assert client.put("/api/sync/settings", json=body, headers=active.headers).status_code == 200
+    with app.app_context():
+        services().store.orgs.update(org_id, sync_events=False, cancelled_events="delete")  # new unlocked defaults
+    settings = client.get("/api/sync", headers=active.headers).json["settings"]
+    assert settings["sync_events"] is False and settings["cancelled_events"] == "delete"
+    assert settings["blocklist"] == ["noisy@vendor.example"]
+    # A value off the default is the person's, and stays theirs when echoed later (even back at the default).
+    assert client.put("/api/sync/settings", json={"sync_events": True}, headers=active.headers).status_code == 200
+    assert client.put("/api/sync/settings", json={"sync_events": True, "blocklist": []},
+                      headers=active.headers).status_code == 200
+    with app.app_context():
+        services().store.orgs.update(org_id, sync_events=True)
+        services().store.orgs.update(org_id, sync_events=False)
+    settings = client.get("/api/sync", headers=active.headers).json["settings"]
+    assert settings["sync_events"] is True and settings["cancelled_events"] == "delete"
+
+
 def test_background_queue_untouched_by_sync_now(app: Flask, client: FlaskClient, active: LoggedIn) -> None:
     assert queued(app, QUEUE_SYNC) == []
 

@@ -575,3 +575,54 @@ def test_a_mailbox_held_off_by_the_administrator_says_so(pane: Pane, live_server
     expect(page.locator("#exchange-error")).to_have_text(
         "Your administrator turned sync off for this mailbox. Ask them to turn it back on.")
     pane.assert_clean(allowed_statuses=(403,))
+
+
+def test_a_held_mailbox_asks_for_the_administrator_without_a_reconnect(pane: Pane, live_server: LiveServer) -> None:
+    """The administrator disabled the mailbox: home and Sync settings say whom to ask and offer no Reconnect."""
+    page = pane.open()
+    pane.login()
+    from backend.extensions import services
+
+    with live_server.app.app_context():
+        store = services().store
+        (uid,) = store.users.all_ids()
+        store.mailboxes.ensure(uid, store.users.get(uid).org_id)  # type: ignore[union-attr]
+        store.mailboxes.activate(uid, "exchange", "alice@acme.example")
+        store.mailboxes.admin_disable(uid, "Your administrator turned sync off for this mailbox.")
+    page = pane.open()
+    asked = "Your administrator turned sync off for this mailbox. Ask them to turn it back on."
+    expect(page.locator("#home-disabled-text")).to_have_text(asked)
+    expect(page.locator("#home-reconnect")).to_be_hidden()
+    page = pane.open("#sync-settings")
+    expect(page.locator("#settings-disabled-text")).to_have_text(asked)
+    expect(page.locator("#settings-reconnect")).to_be_hidden()
+    expect(page.locator("#next-run")).to_have_text("None until your administrator turns sync back on")
+    expect(page.locator("#connect-heading")).to_have_text("Mailbox connection")
+    expect(page.locator("#connect-intro")).to_contain_text("only they can turn it back on")
+    expect(page.get_by_role("button", name="Reconnect")).to_have_count(0)
+    pane.assert_clean()
+
+
+def test_save_sends_only_what_the_person_changed(pane: Pane, live_server: LiveServer) -> None:
+    """Editing the blocklist saves the blocklist: the org's defaults the form shows keep following the admin."""
+    page = pane.open("#sync-settings")
+    pane.login()
+    from backend.extensions import services
+
+    with live_server.app.app_context():
+        store = services().store
+        (uid,) = store.users.all_ids()
+        org_id = store.users.get(uid).org_id  # type: ignore[union-attr]
+        store.mailboxes.ensure(uid, org_id)
+        store.mailboxes.activate(uid, "exchange", "alice@acme.example")
+    page = pane.open("#sync-settings")
+    page.locator("#set-blocklist").fill("noisy@vendor.example")
+    with page.expect_request(lambda r: r.url.endswith("/api/sync/settings") and r.method == "PUT") as sent:
+        page.locator("#settings-save").click()
+    assert sent.value.post_data_json == {"blocklist": ["noisy@vendor.example"]}
+    expect(page.locator("#settings-save-status")).to_have_text("Saved.")
+    with live_server.app.app_context():
+        services().store.orgs.update(org_id, sync_events=False)  # the administrator's new default
+    page.reload()  # the same URL with its fragment: pane.open would not load it again
+    expect(page.locator("#set-events")).not_to_be_checked()
+    pane.assert_clean()

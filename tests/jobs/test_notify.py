@@ -117,3 +117,38 @@ def test_starttls_and_login(app_config: dict[str, Any], smtp_sink_tls: SmtpSink,
     (captured,) = smtp_sink_tls.wait_for(1)
     assert smtp_sink_tls.logins == ["relay-user"]
     assert captured.rcpt_tos == ["alice@acme.example"]
+
+
+def test_a_late_retry_after_reconnect_and_the_admins_disable_sends_nothing(notify_app: Flask,
+                                                                         smtp_sink: SmtpSink) -> None:
+    """The notice job was retried for hours (SMTP down); meanwhile the person reconnected and the admin disabled."""
+    from backend.admin import actions
+
+    incident = disabled_mailbox()
+    store = services().store
+    store.mailboxes.activate("u1", "exchange", "alice@acme.example")
+    assert actions.act(store, "u1", "disable").status == "ok"
+    assert send_disabled_notice("u1", incident) is False
+    time.sleep(0.2)
+    assert smtp_sink.messages == []
+
+
+def test_a_new_streak_after_reconnect_is_its_own_one_email(notify_app: Flask, smtp_sink: SmtpSink) -> None:
+    """The first incident's late retry says nothing once a second streak disabled the mailbox again."""
+    from backend.errors import AuthRevoked
+
+    first = disabled_mailbox()
+    store = services().store
+    store.mailboxes.activate("u1", "exchange", "alice@acme.example")
+    time.sleep(1.1)  # incidents are named by the second of their first failure
+    for _ in range(3):
+        record_auth_failure("u1", AuthRevoked("refused again"), "mailbox")
+    mailbox = store.mailboxes.get("u1")
+    assert mailbox is not None and mailbox.state is SyncState.DISABLED_ERROR
+    second = str(int(mailbox.error["first_failed_at"]))  # type: ignore[index]
+    assert second != first
+    assert send_disabled_notice("u1", first) is False
+    assert send_disabled_notice("u1", second) is True
+    smtp_sink.wait_for(1)
+    time.sleep(0.2)
+    assert len(smtp_sink.messages) == 1
