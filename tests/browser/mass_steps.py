@@ -65,6 +65,23 @@ def start_activation(page: Page, addresses: Iterable[str], choose: Callable[[Pag
     expect(page.locator("#activate-progress")).to_contain_text(f"of {len(wanted)} people")
 
 
+def run_activation_here(server: LiveServer) -> str:
+    """Run the console's one queued activation in this process (tests about the views need no worker); its id."""
+    from backend.jobs.activation import run_activation
+    from backend.jobs.context import use_app
+
+    with server.app.app_context():
+        store = services().store
+        (key,) = [k for k in store.redis.keys(store.keys("activation", "act*")) if not k.endswith(("s",))]
+        activation_id = str(key).rsplit(":", 1)[-1]
+        use_app(server.app)
+        try:
+            run_activation(activation_id)
+        finally:
+            use_app(None)
+    return activation_id
+
+
 def wait_for_progress(page: Page, total: int, worker: Worker | None = None, timeout: float = 60.0) -> list[str]:
     """Watch the progress line until "Done: total of total people"; returns the distinct lines seen on the way."""
     seen: list[str] = []

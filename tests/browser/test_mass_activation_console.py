@@ -20,8 +20,6 @@ import pytest
 from playwright.sync_api import expect
 
 from backend.extensions import services
-from backend.jobs.activation import run_activation
-from backend.jobs.context import use_app
 from backend.store.users import user_id_for
 from backend.sync.mass import MESSAGES
 from backend.sync.mass_controls import MESSAGES as LOCKED
@@ -35,6 +33,7 @@ from tests.browser.mass_steps import (
     open_view,
     pane_for,
     results_table,
+    run_activation_here,
     running_worker,
     start_activation,
     sync_now_from_console,
@@ -153,20 +152,13 @@ def test_mailbox_access_and_activate_views(make_pane: Callable[..., Pane], serve
     assert found == [], found
 
     start_activation(page, ["bob@acme.example", "carol@acme.example", "hank@acme.example"])
-    with server.app.app_context():
-        store = services().store
-        (key,) = [k for k in store.redis.keys(store.keys("activation", "act*")) if not k.endswith(("s",))]
-        use_app(server.app)
-        try:
-            run_activation(key.rsplit(":", 1)[-1])  # in this process: this test is about the views
-        finally:
-            use_app(None)
+    activation_id = run_activation_here(server)  # in this process: this test is about the views
     wait_for_progress(page, 3)
     assert [(a, r) for a, r, _ in results_table(page)] == [
         ("bob@acme.example", "Activated"), ("carol@acme.example", "No Salesforce user"),
         ("hank@acme.example", "Not authorised in Salesforce")]
     expect(page.get_by_role("link", name="Download the results (CSV)")).to_have_attribute(
-        "href", f"/api/admin/activations/{key.rsplit(':', 1)[-1]}/results.csv")
+        "href", f"/api/admin/activations/{activation_id}/results.csv")
     found = axe_violations(page, "#activate")
     assert found == [], found
     page.get_by_role("button", name="Turn sync off again for the people activated").click()
@@ -186,14 +178,7 @@ def test_disconnecting_microsoft_asks_first_then_stops_everyone_read_with_it(
     console = console_sign_in(make_pane, server, "ada@acme.example", "ada-pw")
     page = console.page
     start_activation(page, ["bob@acme.example"])
-    with server.app.app_context():
-        store = services().store
-        (key,) = [k for k in store.redis.keys(store.keys("activation", "act*")) if not k.endswith(("s",))]
-        use_app(server.app)
-        try:
-            run_activation(key.rsplit(":", 1)[-1])
-        finally:
-            use_app(None)
+    run_activation_here(server)
     wait_for_progress(page, 1)
 
     open_view(page, "Mailbox access")

@@ -13,8 +13,6 @@ from typing import Any
 
 import pytest
 import redis
-from flask import Flask
-from flask.testing import FlaskClient
 
 from backend.connectors import MailboxSecrets
 from backend.connectors.crm import ApiLimitExceeded
@@ -26,26 +24,8 @@ from backend.sync import budget, refusals, run
 from backend.sync.run import MailboxRun
 from sandbox.salesforce_rest import Rule
 from tests.runs import pin_batch_items, run_mailbox
-from tests.sfhelpers import SalesforceUser, log_in, redis_text
+from tests.sfhelpers import SalesforceUser, redis_text
 from tests.sync.items import OWNER, ListMailbox, mail, meeting
-
-
-@pytest.fixture
-def box() -> ListMailbox:
-    """The in-memory mailbox."""
-    return ListMailbox(page_size=50)
-
-
-@pytest.fixture
-def sf(app: Flask, client: FlaskClient, ca: Any, fake_salesforce: Any, box: ListMailbox) -> Iterator[SalesforceUser]:
-    """Alice logged in with a running sync mailbox backed by ``box``."""
-    user = log_in(app, client, ca.ca_path, fake_salesforce)
-    with app.app_context():
-        svc = services()
-        svc.clients.mailbox_factory = lambda provider, ctx: box
-        svc.store.mailboxes.activate(user.uid, "list", OWNER, [], {})
-        user.data.reset_calls()
-        yield user
 
 
 def contacts(sf: SalesforceUser, n: int) -> list[str]:

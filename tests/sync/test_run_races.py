@@ -7,12 +7,9 @@ or state read): the product's code is the real one on both sides.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 
 from backend.extensions import services
 from backend.store.mailboxes import SyncState
@@ -20,31 +17,17 @@ from backend.sync import activation, budget, org_access
 from backend.sync.cadence import schedule_next
 from backend.sync.run import MailboxRun
 from tests.runs import run_mailbox
-from tests.sfhelpers import SalesforceUser, log_in
-from tests.sync.items import OWNER, ListMailbox, mail
+from tests.sfhelpers import SalesforceUser
+from tests.sync.items import ListMailbox, mail
 
 CONTACT = "c0@customer.example"
 
 
-@pytest.fixture
-def box() -> ListMailbox:
-    """The person's mailbox: one email from a known contact."""
-    mailbox = ListMailbox(page_size=50)
-    mailbox.add("inbox", mail(sender=CONTACT, subject="s", body="b", message_id="<m0@customer.example>"))
-    return mailbox
-
-
-@pytest.fixture
-def sf(app: Flask, client: FlaskClient, ca: Any, fake_salesforce: Any, box: ListMailbox) -> Iterator[SalesforceUser]:
-    """Alice signed in, her list mailbox running."""
-    user = log_in(app, client, ca.ca_path, fake_salesforce)
-    with app.app_context():
-        svc = services()
-        svc.clients.mailbox_factory = lambda provider, ctx: box
-        svc.store.mailboxes.activate(user.uid, "list", OWNER, [], {})
-        user.data.add_contact(CONTACT)
-        user.data.reset_calls()
-        yield user
+@pytest.fixture(autouse=True)
+def one_email(sf: SalesforceUser, box: ListMailbox) -> None:
+    """One email from a known contact in Alice's mailbox (``sf``, ``box``: tests/sync/conftest.py)."""
+    sf.data.add_contact(CONTACT)
+    box.add("inbox", mail(sender=CONTACT, subject="s", body="b", message_id="<m0@customer.example>"))
 
 
 def during_the_write(monkeypatch: Any, step: Any) -> None:
