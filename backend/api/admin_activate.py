@@ -129,8 +129,11 @@ def admin_activation(aid: str) -> Response:
     caller = require_admin()
     activation = _activation(caller, aid)
     if activation.state == "running" and job_lost(aid):
-        services().store.activations.set_state(aid, "failed")
-        activation.state = "failed"
+        # Only if still running: the job may have finished (and RQ forgotten it) since the read.
+        if services().store.activations.move_state(aid, "running", "failed"):
+            activation.state = "failed"
+        else:
+            activation = _activation(caller, aid)
     return jsonify({"id": activation.id, "state": activation.state, "provider": activation.provider,
                     "done": activation.done, "total": activation.total, "created_at": iso(activation.created_at),
                     "results": services().store.activations.results(aid)})

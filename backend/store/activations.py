@@ -17,6 +17,15 @@ import redis
 
 from backend.store.keys import Keys
 
+# Compare and set of the state: a job that finished meanwhile keeps its "done".
+_MOVE_STATE = """
+if redis.call('HGET', KEYS[1], 'state') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'state', ARGV[2])
+  return 1
+end
+return 0
+"""
+
 TTL_SECONDS = 7 * 24 * 3600
 
 
@@ -80,6 +89,10 @@ class ActivationRepo:
     def set_state(self, aid: str, state: str) -> None:
         """Move the activation to ``state``."""
         self._r.hset(self._key(aid), "state", state)
+
+    def move_state(self, aid: str, before: str, after: str) -> bool:
+        """Move the activation from ``before`` to ``after`` only if it is still ``before``; True when moved."""
+        return bool(self._r.eval(_MOVE_STATE, 1, self._key(aid), before, after))
 
     def resolve(self, aid: str, addresses: list[str]) -> None:
         """"Everyone" resolved to ``addresses``: kept in place of the request, so a retried job goes on in the

@@ -115,6 +115,9 @@ class SyncEngine:
             return skipped(mailbox.state.value, mailbox.provider)
         user = store.users.get(mailbox.user_id)
         if user is None:
+            # Looked at again an interval later: left as claimed, the clock would claim it at every
+            # lease and its planned start would read as a lag that grows for ever.
+            store.schedule.set_next(mailbox_id, started + self.settings.SYNC_INTERVAL_SECONDS)
             return skipped("unknown_user", mailbox.provider)
         org = store.orgs.get(mailbox.org_id)
         mailbox.settings = effective_settings(org, mailbox.settings)  # the org's locked values win

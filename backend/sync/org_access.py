@@ -18,7 +18,7 @@ import time
 
 from backend.store import Store
 from backend.store.mailboxes import InvalidTransition, SyncMailbox, SyncState
-from backend.sync.org_providers import ORG_PROVIDERS
+from backend.sync.org_providers import ORG_PROVIDERS, served_by_org_access
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ def disconnect_org(store: Store, org_id: str, provider_name: str) -> tuple[bool,
     below or turned off again by the activation itself.
     """
     provider = ORG_PROVIDERS[provider_name]
-    tenant = store.org_access.get(org_id).microsoft_tenant if provider.name == "microsoft" else ""
+    access = store.org_access.get(org_id)
+    tenant = access.microsoft_tenant if provider.name == "microsoft" else ""
     owned = bool(tenant) and store.org_access.tenant_owner(tenant) == org_id
     connected = store.org_access.disconnect(org_id, provider.name, provider.secrets)
     if owned:
@@ -99,7 +100,9 @@ def disconnect_org(store: Store, org_id: str, provider_name: str) -> tuple[bool,
     stopped: list[str] = []
     for uid in store.users.org_user_ids(org_id):
         mailbox = store.mailboxes.get(uid)
-        if mailbox is None or mailbox.org_id != org_id or not provider.uses(mailbox) or \
+        # Only who is read with this connection: a person's own app-only sync through their
+        # tenant's consent (another tenant, or no org connection at all) is theirs.
+        if mailbox is None or mailbox.org_id != org_id or not served_by_org_access(provider, access, mailbox) or \
                 mailbox.state in (SyncState.NOT_ACTIVATED, SyncState.DEACTIVATED):
             continue
         try:

@@ -74,3 +74,23 @@ def test_one_transient_sign_in_error_is_that_persons_result(mass: MassEnv, monke
     results = {r["address"]: r["result"] for r in answer["results"]}
     assert results == {address("bob"): "try_again", address("jill"): "activated"}
     assert services().store.mailboxes.get(mass.uid("bob")) is None
+
+
+def test_an_activation_that_finished_while_it_was_read_stays_done(mass: MassEnv, monkeypatch: Any) -> None:
+    from rq.exceptions import NoSuchJobError
+
+    from backend.jobs import activation as activation_job
+
+    aid, _ = _started(mass)
+
+    class FinishedMeanwhile:
+        """The job finishes between the read and the fetch: done, then RQ forgets it (result_ttl=0)."""
+
+        @staticmethod
+        def fetch(job_id: str, connection: Any) -> Any:
+            services().store.activations.set_state(aid, "done")
+            raise NoSuchJobError(job_id)
+
+    monkeypatch.setattr(activation_job, "Job", FinishedMeanwhile)
+    assert _state(mass, aid) == "done"
+    assert services().store.activations.get(aid).state == "done"  # type: ignore[union-attr]

@@ -92,3 +92,25 @@ def test_a_claimed_run_still_waiting_for_a_worker_is_lag(app: Flask) -> None:
         services().store.schedule.set_next("u1", time.time() + INTERVAL)
     body = app.test_client().get("/healthz").json  # type: ignore[assignment]
     assert body["queue_lag"] == "ok" and body["queue_lag_seconds"] == 0, body
+
+
+def test_a_mailbox_whose_run_cannot_start_does_not_read_as_lag_for_ever(app: Flask) -> None:
+    # Its user record is gone: the run skips; left as claimed, each lease would claim it again.
+    from backend.extensions import QUEUE_SYNC
+    from backend.jobs.schedule import CLAIM_LEASE_SECONDS, run_tick
+
+    with app.app_context():
+        svc = services()
+        now = time.time()
+        svc.store.mailboxes.ensure("nouser1", "00DORG")
+        svc.store.mailboxes.activate("nouser1", "exchange", "nouser1@acme.example")
+        svc.store.schedule.set_next("nouser1", now - 5)
+        assert run_tick(svc, now)["queued"] == 1
+        svc.queue(QUEUE_SYNC).empty()
+        assert svc.engine.run("nouser1")["status"] == "skipped"
+        for later in (CLAIM_LEASE_SECONDS + 1, INTERVAL - 60):  # its lease runs out, the interval does not
+            assert run_tick(svc, now + later)["queued"] == 0
+        assert svc.store.redis.zcard(svc.store.schedule.waiting_key) == 0
+        svc.redis.set(svc.store.schedule.tick_key, repr(time.time()))
+        next_run = svc.store.schedule.next_of("nouser1")
+        assert next_run is not None and next_run >= now + INTERVAL - 5  # looked at again an interval later

@@ -15,6 +15,7 @@ import pytest
 from backend.extensions import services
 from backend.store.claims import DOUBT_PREFIX
 from backend.sync import claims
+from tests.runs import run_mailbox
 from tests.sync.test_colleagues import CONTACT, Colleagues, shared, team  # noqa: F401 - the fixture
 
 
@@ -47,3 +48,29 @@ def test_a_timed_out_write_is_not_written_again_by_a_colleague_or_a_retry(team: 
     again = team.run_both()
     assert all(isinstance(r, dict) and r["status"] == "ok" for r in again.values()), again
     assert [m["MessageIdentifier"] for m in team.data.all("EmailMessage")] == ["<shared-0@customer>"]
+
+
+def test_a_timed_out_look_up_holds_nothing_in_doubt(team: Colleagues, monkeypatch: Any) -> None:  # noqa: F811
+    import json
+
+    import requests
+    from simple_salesforce import Salesforce
+
+    from backend.errors import AnswerLate, Unavailable
+
+    team.data.add_contact(CONTACT)
+    team.box(team.alice.uid).add("inbox", shared(0))
+    real = Salesforce.restful
+
+    def late_queries(self: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+        subrequests = json.loads(kwargs.get("data") or b"{}").get("compositeRequest") or []
+        if subrequests and all(s["method"] == "GET" for s in subrequests):
+            raise requests.ReadTimeout("the look-up's answer came too late")  # as on the wire
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Salesforce, "restful", late_queries)
+    with pytest.raises(Unavailable) as caught:
+        run_mailbox(team.alice.uid)
+    assert not isinstance(caught.value, AnswerLate)  # queries commit nothing: nothing is in doubt
+    store = services().store
+    assert not store.redis.keys(store.keys("claim", "*"))

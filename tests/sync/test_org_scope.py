@@ -48,6 +48,23 @@ def test_a_persons_own_app_only_failure_is_not_an_org_breakage(app: Flask, clien
         assert store.mailboxes.get(who.uid).state is SyncState.RUNNING  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("org_tenant", ["", "another-tenant"])
+def test_disconnecting_leaves_a_persons_own_app_only_sync_alone(app: Flask, client: FlaskClient, ca: TestCA,
+                                                               fake_microsoft: RunningFake, org_tenant: str) -> None:
+    ms = fake_microsoft.state
+    user = app_only_tenant(app, ms)
+    who = login(client, ca.ca_path, mailbox=ALICE, proof=ms.naa_token(ALICE))
+    with app.app_context():
+        store = services().store
+        mailbox = store.mailboxes.get(who.uid)
+        assert mailbox is not None and mailbox.connection["app_only"]
+        if org_tenant:
+            store.org_access.connect_microsoft(mailbox.org_id, org_tenant, "admin")
+        _, stopped = disconnect_org(store, mailbox.org_id, "microsoft")
+        assert stopped == [] and store.mailboxes.get(who.uid).state is SyncState.RUNNING  # type: ignore[union-attr]
+        assert store.tenants.has_consent(user.tid)  # her tenant's consent is not the org's to withdraw
+
+
 def test_a_disconnected_tenant_no_longer_activates_app_only(app: Flask, client: FlaskClient, ca: TestCA,
                                                            fake_microsoft: RunningFake) -> None:
     ms = fake_microsoft.state

@@ -158,7 +158,13 @@ class SalesforceClient:
         kwargs: dict[str, Any] = {"data": encode_body(body), "headers": {"Content-Type": "application/json"}}
         if timeout:
             kwargs["timeout"] = (10.0, timeout)
-        result = self.call(lambda sf: sf.restful("composite", method="POST", **kwargs))
+        try:
+            result = self.call(lambda sf: sf.restful("composite", method="POST", **kwargs))
+        except AnswerLate as exc:
+            if all(str(r.get("method", "GET")).upper() == "GET" for r in subrequests):
+                # Only queries: nothing can still be committing, so nothing is in doubt.
+                raise Unavailable(str(exc)) from exc
+            raise
         responses = (result or {}).get("compositeResponse")
         if not isinstance(responses, list):
             raise Unavailable("Salesforce answered a composite request with something unexpected.")
