@@ -204,3 +204,20 @@ def test_an_unreadable_meeting_key_is_reported_and_never_used(
         # Not the sealed text as if it were the meeting's key: skipped, and said.
         assert services().store.meetings.logged("mbx1", ["remote-1"]) == {}
     assert "cannot be decrypted" in caplog.text
+
+
+def test_a_meeting_key_from_before_sealing_is_read_and_sealed_by_rotate(app_config: dict[str, Any],
+                                                                      redis_client: redis.Redis) -> None:
+    # Entries written in clear before keys were sealed live up to the map's TTL (120 days).
+    redis_client.hset("sstest:evmap:mbx1", "remote-1", "4102444800|uid-123@example")
+    app = create_app(app_config)
+    with app.app_context():
+        assert services().store.meetings.logged("mbx1", ["remote-1"]) == {
+            "remote-1": ("uid-123@example", 4102444800.0)}
+    result = app.test_cli_runner().invoke(args=["keys", "rotate"])
+    assert result.exit_code == 0, result.output
+    stored = str(redis_client.hget("sstest:evmap:mbx1", "remote-1"))
+    assert "uid-123@example" not in stored and stored.split("|", 1)[1].startswith("gAAAAA")
+    with app.app_context():
+        assert services().store.meetings.logged("mbx1", ["remote-1"]) == {
+            "remote-1": ("uid-123@example", 4102444800.0)}

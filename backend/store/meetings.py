@@ -33,6 +33,8 @@ end
 return n
 """
 
+# Every Fernet token starts so (its version byte 0x80, base64url): what an event key never does.
+_FERNET_PREFIX = "gAAAAA"
 # A logged meeting is remembered this long after its last write (the map of a mailbox whose
 # calendar stopped changing, or that was deactivated, goes away by itself).
 EVENT_MAP_TTL_SECONDS = 120 * 24 * 3600
@@ -49,6 +51,8 @@ class MeetingMapRepo:
         self._box = box
 
     def _open(self, sealed: str) -> str | None:
+        if not sealed.startswith(_FERNET_PREFIX):
+            return sealed  # written before keys were sealed (kept up to EVENT_MAP_TTL_SECONDS): in clear
         try:
             return self._box.decrypt(sealed)
         except DecryptError:
@@ -105,7 +109,10 @@ class MeetingMapRepo:
                     continue  # the series' entries hold no sealed value
                 end, _, sealed = str(value).partition("|")
                 try:
-                    changes += [str(rid), str(value), f"{end}|{self._box.rotate(sealed)}"]
+                    # An entry from before keys were sealed is sealed now, under the current key.
+                    fresh = self._box.rotate(sealed) if sealed.startswith(_FERNET_PREFIX) else \
+                        self._box.encrypt(sealed)
+                    changes += [str(rid), str(value), f"{end}|{fresh}"]
                 except DecryptError:
                     unreadable += 1
             if changes:
