@@ -11,6 +11,7 @@ from typing import Any
 
 from backend.connectors.crm import Lookup, RelationRemoval, SenderRepair, WritePlan, draft_relations
 from backend.connectors.mailbox import EmailItem, EventItem
+from backend.connectors.salesforce.records import joinable
 from backend.sync import mapping
 from backend.sync.counts import RunCounts
 from backend.sync.filters import Filters, Reason
@@ -90,8 +91,12 @@ def plan_events(plan: WritePlan, events: list[EventItem], lookup: Lookup, filter
 def relation_changes(plan: WritePlan, written: set[str]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """(people related, people unrelated) by meeting key after ``plan`` was written (``written``: keys now held)."""
     added: dict[str, list[str]] = {d.key: list(d.people_ids) for d in plan.new_events if d.key in written}
+    leaving = {r.event.id: set(r.person_ids) for r in plan.removed_relations}
     for existing, draft in plan.changed_events:
         new = [p for p in draft.people_ids if p not in existing.related_ids]
+        # Only those the writer could relate (Shared Activities' rule beside who stays): one it
+        # skipped and recorded as ours would be unrelated later, though someone related them by hand.
+        new = joinable(set(existing.related_ids) - leaving.get(existing.id, set()), new)
         if new:
             added[existing.key] = new
     removed = {r.event.key: list(r.person_ids) for r in plan.removed_relations}

@@ -48,3 +48,21 @@ def test_a_meeting_is_related_as_salesforce_allows_and_not_refused_again(
     record = run_mailbox(sf.uid)
     assert record["counts"]["events_updated"] == 1 and record["counts"]["quarantined"] == 0
     assert record["counts"]["relations_written"] == 0 and related(sf) == expected
+
+
+def test_a_relation_the_rule_held_back_is_not_recorded_as_ours(sf: SalesforceUser, box: ListMailbox) -> None:
+    # Logged with one contact; someone then relates a Lead by hand, so no further contact may join.
+    first = sf.data.add_contact("c0@customer.example")
+    second = sf.data.add_contact("c1@customer.example")
+    box.add("calendar", meeting(("c0@customer.example",), uid="m-1", subject="Review"))
+    run_mailbox(sf.uid)
+    (event,) = sf.data.all("Event")
+    lead = sf.data.add_lead("l0@prospect.example")
+    sf.data.insert("EventRelation", EventId=event["Id"], RelationId=lead, IsParent=True, IsWhat=False)
+    # c1 joins the meeting: Salesforce would refuse relating them beside the lead, so the run does not.
+    box.add("calendar", meeting(("c0@customer.example", "c1@customer.example"), uid="m-1", subject="Review"))
+    record = run_mailbox(sf.uid)
+    assert record["counts"]["quarantined"] == 0
+    assert second not in related(sf)
+    ours = services().store.meetings.added_relations(sf.user().org_id, ["m-1"])
+    assert first in ours.get("m-1", frozenset()) and second not in ours["m-1"], ours
