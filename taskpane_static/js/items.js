@@ -268,6 +268,9 @@ export function initItems(app) {
       }
       app.refreshSync();
     } catch (error) {
+      if (mine === asked) {
+        el.card.setAttribute("aria-busy", "false");  // as above: nothing else would clear it now
+      }
       if (!error.endsSession && mine === asked) {
         showActionError(el.error, error.message, el.logNow);
         focus(el.error);
