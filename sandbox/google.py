@@ -12,7 +12,8 @@ Served on loopback https; the product reaches it only through ``GOOGLE_AUTH_URL`
   ``prompt=consent``) and ``refresh_token``; errors as Google words them (``invalid_grant`` ...);
 * ``POST /token`` with ``urn:ietf:params:oauth:grant-type:jwt-bearer``: a service account's signed
   assertion, with ``sub`` for domain-wide delegation (:mod:`sandbox.google_delegation`);
-* ``POST /revoke``: revokes a refresh or access token.
+* ``POST /revoke``: revokes an access token, or a refresh token with the whole grant (every refresh
+  token of that account and client, as Google removes the app's access).
 
 Access tokens are opaque; :mod:`sandbox.gmail` and :mod:`sandbox.google_calendar` look them up
 here. :func:`create_app` serves OAuth, Gmail and Calendar from one host (``/gmail/v1``,
@@ -349,8 +350,14 @@ def register_oauth(app: Flask, state: FakeGoogleState) -> None:
     def revoke() -> Any:
         token_ = request.form.get("token") or request.args.get("token", "")
         with state.lock:
-            known = state.refresh_tokens.pop(token_, None) is not None or \
-                state.access_tokens.pop(token_, None) is not None
+            grant = state.refresh_tokens.pop(token_, None)
+            known = grant is not None or state.access_tokens.pop(token_, None) is not None
+            if grant is not None:
+                # Google removes the app's access to the account: every refresh token of that user
+                # and client goes with the one revoked (an older one a product kept included).
+                for other, held in list(state.refresh_tokens.items()):
+                    if held.user.email == grant.user.email and held.client_id == grant.client_id:
+                        del state.refresh_tokens[other]
             state.revoked.append(token_)
         if not known:
             return _error("invalid_token", "Token expired or revoked")

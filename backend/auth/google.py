@@ -91,6 +91,15 @@ def _callback() -> Response:
     if not params.get("code"):
         raise DialogError("code_missing", "Google did not return a sign-in code. Try again.")
     auth = google_auth()
+    # Revoking a refresh token ends the whole grant of that account and client at Google: a failed
+    # reconnect must not take the person's working connection with it (same account, same grant).
+    connected = store.secrets.get("mailbox", user.id, REFRESH_SECRET) is not None
+
+    def discard(refresh_token: str, same_account: bool = True) -> None:
+        """Forget a fresh grant this answer will not keep: revoked unless it may be the working one's."""
+        if not (connected and same_account):
+            auth.revoke(refresh_token)
+
     try:
         grant = auth.redeem(params["code"], verifier)
     except SetupFailed as exc:
@@ -99,22 +108,27 @@ def _callback() -> Response:
         raise DialogError("google_unavailable", _UNAVAILABLE, 502) from None
     try:
         identity = google_identity(settings, grant.access_token, session=auth.session)
-        check_mailbox_match(user.addin_mailbox, identity)
-    except SetupFailed as exc:
-        auth.revoke(grant.refresh_token)  # nothing is stored: the token must not outlive this answer
-        raise DialogError(exc.code, exc.message) from None
     except AuthRevoked:
-        auth.revoke(grant.refresh_token)
+        discard(grant.refresh_token)
         raise DialogError("google_refused", "Google refused to show this mailbox. Make sure Gmail is turned on for "
                                             "your account, then try again.") from None
     except (Unavailable, Throttled):
-        auth.revoke(grant.refresh_token)
+        discard(grant.refresh_token)
         raise DialogError("google_unavailable", _UNAVAILABLE, 502) from None
+    except SetupFailed as exc:
+        discard(grant.refresh_token)  # nothing is stored: the token must not outlive this answer
+        raise DialogError(exc.code, exc.message) from None
+    try:
+        check_mailbox_match(user.addin_mailbox, identity)
+    except SetupFailed as exc:
+        # Another account (its own grant, nothing to do with the working connection): revoked.
+        discard(grant.refresh_token, same_account=False)
+        raise DialogError(exc.code, exc.message) from None
     try:
         mailbox = activate(store, user, PROVIDER, identity, grant.connection("consent"),
                            {REFRESH_SECRET: grant.refresh_token})
-    except SetupFailed as exc:  # held off by an administrator: nothing was stored, Google forgets the grant
-        auth.revoke(grant.refresh_token)
+    except SetupFailed as exc:  # held off by an administrator: nothing was stored, the fresh grant is let go
+        discard(grant.refresh_token)
         raise DialogError(exc.code, exc.message, 403) from None
     enqueue_sync(mailbox.id, interactive=True)
     log.info("google consent uid=%s mid=%s token=%s", user.id, mailbox.id, fingerprint(grant.refresh_token))

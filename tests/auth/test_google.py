@@ -253,3 +253,20 @@ def test_deactivate_revokes_the_google_grant(app: Flask, client: FlaskClient, ca
     assert token not in google.google.refresh_tokens and google.google.revoked[-1] == token
     with app.app_context():
         assert services().store.secrets.get("mailbox", who.uid, REFRESH_SECRET) is None
+
+
+@pytest.mark.parametrize("kind", ["503", "429"])
+def test_a_failed_reconnect_keeps_the_working_connection(app: Flask, client: FlaskClient, ca: TestCA,
+                                                        google: GoogleFake, kind: str) -> None:
+    # Revoking a refresh token ends the whole grant of that account at Google (the fake does so too).
+    who = login(client, ca.ca_path, mailbox=ALICE)
+    assert connect(client, ca, who)[1]["status"] == "ok"
+    with app.app_context():
+        kept = services().store.secrets.get("mailbox", who.uid, REFRESH_SECRET)
+    assert kept in google.google.refresh_tokens
+    google.gmail.faults.inject(kind, None)  # Gmail's profile read keeps failing while she connects again
+    status, payload = connect(client, ca, who)
+    assert status == 502 and payload["error"]["code"] == "google_unavailable"
+    assert kept in google.google.refresh_tokens  # her working grant was not revoked with the new token
+    google.gmail.faults.rules.clear()
+    assert sync_of(client, who)["state"] == "running"
