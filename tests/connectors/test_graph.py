@@ -602,3 +602,14 @@ def test_parsing_bounds_bodies_and_recipients() -> None:
                               "end": {"dateTime": "2026-11-02T10:00:00.0000000", "timeZone": "UTC"}})
     assert occurrence.is_recurring and occurrence.occurrence_start == datetime(2026, 11, 2, 9, tzinfo=UTC)
     assert occurrence.dedup_key == "U@20261102T090000Z"
+
+
+@pytest.mark.parametrize(("location", "expected"), [
+    ({"displayName": None}, ""), (None, ""), ({"displayName": "Room 4"}, "Room 4"), ({}, "")])
+def test_a_meeting_without_a_place_has_no_location_text(location: object, expected: str) -> None:
+    from backend.connectors.graph.items import parse_event
+
+    event = parse_event({"id": "e1", "iCalUId": "uid-1", "subject": "Demo", "location": location,
+                         "start": {"dateTime": "2026-12-01T10:00:00.0000000", "timeZone": "UTC"},
+                         "end": {"dateTime": "2026-12-01T11:00:00.0000000", "timeZone": "UTC"}})
+    assert event.location == expected

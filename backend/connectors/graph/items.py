@@ -133,7 +133,8 @@ def parse_event(data: Mapping[str, Any]) -> EventItem:
         uid=valid_text(str(data.get("iCalUId") or data["id"])),
         subject=str(data.get("subject") or ""),
         body_text=body,
-        location=str(location.get("displayName", "") if isinstance(location, dict) else ""),
+        # Graph sends "displayName": null for a meeting without a place: "", not the text "None".
+        location=str(location.get("displayName") or "" if isinstance(location, dict) else ""),
         start=_day(start) if all_day else _parse_time(start.get("dateTime"), str(start.get("timeZone", "UTC"))),
         end=_day(end) if all_day else _parse_time(end.get("dateTime"), str(end.get("timeZone", "UTC"))),
         is_all_day=all_day,
