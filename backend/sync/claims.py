@@ -30,8 +30,9 @@ CLAIM_WAIT_SECONDS = 60.0
 CLAIM_POLL_SECONDS = 0.25
 # A write whose answer did not come in time (AnswerLate) may still be committing: Salesforce ends
 # a REST call after 10 minutes at most ("API Timeout Limits"). Its emails stay claimed by no run
-# (this mailbox's next one included) that long, so nobody looks them up and writes them before the
-# call has committed or given up; then the next claimant's look-up sees which.
+# (this mailbox's next one included) that long, or a batch's write lease when shorter, so nobody
+# looks them up and writes them before the call has committed; then the next claimant's look-up
+# sees what it wrote.
 IN_DOUBT_SECONDS = 10 * 60
 # Emails a write call carries with their sender relations (the no-split rule).
 EMAILS_PER_WRITE_CALL = 400
@@ -66,6 +67,10 @@ class ClaimedWrites:
         # left (it cannot expire before the write ends): claiming again is a script call of 800
         # keys a batch. Older, it is claimed again, which renews it.
         self.fresh_for = self.ttl - lease
+        # How long a write whose answer came too late keeps its claims in doubt: Salesforce's own
+        # limit, or the batch's whole write lease when that is shorter (writes configured to end
+        # sooner are not waited for longer; the retry then looks up what the late call wrote).
+        self.doubt_for = min(IN_DOUBT_SECONDS, math.ceil(lease))
         # Times this run waited for a colleague's run writing the same emails.
         self.waits = 0
         # Keys claimed ahead of their batch (claim_ahead) and when, released by their batch's write
@@ -106,7 +111,7 @@ class ClaimedWrites:
             try:
                 write([e for e in pending if e.dedup_key not in held], events if first else [])
             except AnswerLate:
-                self.claims.hold_in_doubt(self.org_id, mine, self.holder, IN_DOUBT_SECONDS)
+                self.claims.hold_in_doubt(self.org_id, mine, self.holder, self.doubt_for)
                 raise
             except BaseException:
                 # Refused as a whole, failed before sending, or answered (a cut answer comes from a
