@@ -6,10 +6,10 @@ from backend.extensions import services
 from tests.runs import run_mailbox
 from tests.sfhelpers import SalesforceUser
 from tests.sync.items import ListMailbox
-from tests.sync.test_engine import box, contacts, inbox, sf  # noqa: F401 - fixtures and seeders
+from tests.sync.test_engine import contacts, inbox  # seeders (box and sf: tests/sync/conftest.py)
 
 
-def test_a_locked_value_wins_over_the_persons_choice(sf: SalesforceUser, box: ListMailbox) -> None:  # noqa: F811
+def test_a_locked_value_wins_over_the_persons_choice(sf: SalesforceUser, box: ListMailbox) -> None:
     store = services().store
     settings = dict(store.mailboxes.get(sf.uid).settings)  # type: ignore[union-attr]
     settings.update(sync_emails=True, chosen=["sync_emails"])
@@ -26,7 +26,7 @@ def test_a_locked_value_wins_over_the_persons_choice(sf: SalesforceUser, box: Li
     assert record["counts"]["written"] == 3
 
 
-def test_the_orgs_default_applies_until_the_person_chooses(sf: SalesforceUser, box: ListMailbox) -> None:  # noqa: F811
+def test_the_orgs_default_applies_until_the_person_chooses(sf: SalesforceUser, box: ListMailbox) -> None:
     store = services().store
     contacts(sf, 2)
     inbox(box, 2)
